@@ -1,0 +1,45 @@
+"""The `vlmod` command line."""
+
+from __future__ import annotations
+
+import json
+from typing import Annotated
+
+import typer
+
+from pipelines.commands import model, policy
+
+app = typer.Typer(
+    help="Streaming content moderation with vision-language models.",
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+)
+app.add_typer(policy.app, name="policy")
+app.add_typer(model.app, name="model")
+
+SCHEMA_NAMES = ("post", "verdict", "dead-letter", "policy")
+
+
+@app.command()
+def schema(
+    name: Annotated[str, typer.Argument(help=f"One of: {', '.join(SCHEMA_NAMES)}.")],
+) -> None:
+    """Print the JSON Schema of a message or of the policy file format."""
+    from policies.contracts import SCHEMAS
+
+    if name == "policy":
+        from policies.schema import PolicyFile
+
+        document = PolicyFile.model_json_schema()
+    elif name in SCHEMAS:
+        document = SCHEMAS[name].model_json_schema()
+    else:
+        typer.echo(f"unknown schema {name!r}; choose one of: {', '.join(SCHEMA_NAMES)}", err=True)
+        raise typer.Exit(2)
+    document.setdefault("$schema", "https://json-schema.org/draft/2020-12/schema")
+    typer.echo(json.dumps(document, indent=2))
+
+
+def main() -> None:
+    """Entry point of the `vlmod` console script."""
+    app()

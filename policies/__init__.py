@@ -1,0 +1,1 @@
+"""Policy files and the message contracts: pure code, no network, no model."""

@@ -1,0 +1,241 @@
+"""The message contracts: every record that crosses a Kafka topic, and the pieces they share.
+
+Every layer imports Post, Verdict and DeadLetter from here. Records are frozen; inputs keep
+unknown fields (producers evolve faster than consumers), outputs reject them.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import hashlib
+import json
+from datetime import UTC, datetime
+from enum import StrEnum
+from typing import Any
+
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    ValidationInfo,
+    field_validator,
+    model_validator,
+)
+
+from policies.exceptions import PostDecodeError, PostValidationError, Stage
+
+DEFAULT_MAX_IMAGES = 8
+
+
+def utc_now() -> datetime:
+    """The current time, timezone-aware, in UTC."""
+    return datetime.now(UTC)
+
+
+class Action(StrEnum):
+    """What happens to a post. Severity rises in declaration order."""
+
+    ALLOW = "allow"
+    REVIEW = "review"
+    BLOCK = "block"
+    ESCALATE = "escalate"
+
+    @property
+    def severity(self) -> int:
+        """0 for allow up to 3 for escalate; the verdict takes the most severe match."""
+        return _SEVERITY[self]
+
+
+_SEVERITY = {action: rank for rank, action in enumerate(Action)}
+
+
+class ImageRef(BaseModel):
+    """One image of a post: either a URL or inline base64 bytes."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    url: str | None = Field(None, description="http(s):// or file:// address of the image.")
+    data: str | None = Field(None, description="The image bytes, base64-encoded.")
+    mime: str | None = Field(None, description="Declared media type of `data`, e.g. image/png.")
+
+    @model_validator(mode="after")
+    def _exactly_one_source(self) -> ImageRef:
+        if (self.url is None) == (self.data is None):
+            raise ValueError("an image needs exactly one of `url` or `data`")
+        return self
+
+    @field_validator("data")
+    @classmethod
+    def _data_is_base64(cls, value: str | None) -> str | None:
+        if value is not None:
+            try:
+                base64.b64decode(value, validate=True)
+            except (binascii.Error, ValueError) as exc:
+                raise ValueError(f"`data` is not valid base64: {exc}") from exc
+        return value
+
+    def payload(self) -> bytes | str:
+        """The raw bytes for inline images, else the URL."""
+        return base64.b64decode(self.data) if self.data is not None else str(self.url)
+
+
+class Post(BaseModel):
+    """An upload to moderate (input topic, JSON, Kafka key = post id)."""
+
+    model_config = ConfigDict(frozen=True, extra="allow")
+
+    id: str = Field(..., min_length=1, description="Unique post id; also the Kafka key.")
+    text: str | None = Field(None, description="The post's text, if any.")
+    images: list[ImageRef] = Field(
+        default_factory=list,
+        description=f"Images of the post, at most a configured count (default {DEFAULT_MAX_IMAGES}).",
+    )
+    author: str | None = Field(None, description="Author id.")
+    created_at: datetime | None = Field(None, description="When the post was made (ISO 8601).")
+    lang: str | None = Field(None, description="Language tag, e.g. en or pt-BR.")
+    meta: dict[str, Any] = Field(default_factory=dict, description="Free-form producer metadata.")
+
+    @field_validator("images")
+    @classmethod
+    def _at_most_max_images(cls, images: list[ImageRef], info: ValidationInfo) -> list[ImageRef]:
+        limit = (info.context or {}).get("max_images", DEFAULT_MAX_IMAGES)
+        if len(images) > limit:
+            raise ValueError(f"{len(images)} images is more than the limit of {limit}")
+        return images
+
+
+def describe_validation_error(error: ValidationError) -> str:
+    """One line naming every bad field, e.g. `images.0.url: ...; id: Field required`."""
+    parts = []
+    for item in error.errors():
+        where = ".".join(str(p) for p in item["loc"]) or "(post)"
+        parts.append(f"{where}: {item['msg']}")
+    return "; ".join(parts)
+
+
+def decode_post(raw: bytes, *, max_images: int = DEFAULT_MAX_IMAGES) -> Post:
+    """Parse Kafka message bytes into a Post, or raise a decode/validate error with the reason."""
+    try:
+        obj = json.loads(raw)
+    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise PostDecodeError(f"not JSON: {exc}") from exc
+    if not isinstance(obj, dict):
+        raise PostDecodeError(f"expected a JSON object, got {type(obj).__name__}")
+    try:
+        return Post.model_validate(obj, context={"max_images": max_images})
+    except ValidationError as exc:
+        raise PostValidationError(describe_validation_error(exc)) from exc
+
+
+class PolicyRef(BaseModel):
+    """Which policy, at which version and content hash, decided a verdict."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    id: str = Field(..., description="Policy id.")
+    version: int | str = Field(..., description="Policy version as written in the file.")
+    sha256: str = Field(..., description="sha256 of the policy file's bytes.")
+
+
+class MatchedRule(BaseModel):
+    """A rule whose condition held, with the values that made it fire."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    id: str = Field(..., description="Rule id.")
+    action: Action = Field(..., description="The rule's action.")
+    queue: str | None = Field(None, description="The rule's review queue, if any.")
+    priority: int = Field(100, description="Lower is more urgent.")
+    reason: str | None = Field(None, description="The rule's human reason.")
+    evidence: dict[str, Any] = Field(
+        default_factory=dict, description="Signal values the condition read, by name."
+    )
+
+
+class RuleError(BaseModel):
+    """A rule whose condition failed at run time; the other rules still decided."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    id: str = Field(..., description="Rule id.")
+    error: str = Field(..., description="What went wrong evaluating the condition.")
+
+
+class ModelRef(BaseModel):
+    """The model that computed the signals."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid", protected_namespaces=())
+
+    name: str = Field(..., description="Checkpoint id or local path.")
+    revision: str | None = Field(None, description="Checkpoint revision, if known.")
+
+
+class Signals(BaseModel):
+    """What the model and the text checks computed for a post; extra signals are kept."""
+
+    model_config = ConfigDict(frozen=True, extra="allow")
+
+    labels: dict[str, float] = Field(default_factory=dict, description="P(label) in [0,1].")
+    answers: dict[str, float] = Field(default_factory=dict, description="P(yes) in [0,1].")
+    description: str | None = Field(None, description="Caption of the image(s).")
+
+
+def verdict_key(post_id: str, policy_id: str, policy_version: int | str) -> str:
+    """Idempotency key: the same post under the same policy version always gets the same key."""
+    material = json.dumps([post_id, policy_id, str(policy_version)], separators=(",", ":"))
+    return hashlib.sha256(material.encode()).hexdigest()[:32]
+
+
+class Verdict(BaseModel):
+    """The decision for one post under one policy (output topics, JSON, Kafka key = post id)."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid", protected_namespaces=())
+
+    post_id: str = Field(..., description="The post's id.")
+    key: str = Field(..., description="Idempotency key of post id + policy id + policy version.")
+    action: Action = Field(..., description="allow | review | block | escalate.")
+    queue: str | None = Field(None, description="Review queue name; null when none.")
+    priority: int = Field(100, description="Lower is more urgent.")
+    policy: PolicyRef = Field(..., description="The deciding policy.")
+    matched_rules: list[MatchedRule] = Field(default_factory=list, description="Rules that fired.")
+    rule_errors: list[RuleError] = Field(
+        default_factory=list, description="Rules that failed to evaluate for this post."
+    )
+    signals: Signals = Field(default_factory=Signals, description="Inputs to the decision.")
+    model: ModelRef | None = Field(None, description="Model that computed the signals.")
+    shadow: bool = Field(False, description="True for a shadow policy's verdict; it routes nothing.")
+    trace_id: str | None = Field(None, description="W3C trace id, 32 hex digits.")
+    processed_at: datetime = Field(default_factory=utc_now, description="When it was decided.")
+    latency_ms: float = Field(0.0, description="Time from consume to decision.")
+
+
+class DeadLetter(BaseModel):
+    """A message that could not be moderated, with the original bytes and the reason."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    original: str = Field(..., description="The original message value, base64-encoded.")
+    original_key: str | None = Field(None, description="The original message key, base64.")
+    topic: str = Field(..., description="Topic the message was read from.")
+    partition: int = Field(..., description="Partition it was read from.")
+    offset: int = Field(..., description="Its offset.")
+    post_id: str | None = Field(None, description="The post id, when it could be read.")
+    stage: Stage = Field(..., description="Where it failed.")
+    error_type: str = Field(..., description="Error class name.")
+    error: str = Field(..., description="Human reason.")
+    attempts: int = Field(1, ge=1, description="How many times it was tried.")
+    first_seen: datetime = Field(default_factory=utc_now, description="First failure time.")
+
+    @staticmethod
+    def encode_bytes(raw: bytes | None) -> str | None:
+        """base64 text for message bytes, None stays None."""
+        return None if raw is None else base64.b64encode(raw).decode("ascii")
+
+
+SCHEMAS: dict[str, type[BaseModel]] = {
+    "post": Post,
+    "verdict": Verdict,
+    "dead-letter": DeadLetter,
+}

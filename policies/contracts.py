@@ -90,7 +90,7 @@ class Post(BaseModel):
     text: str | None = Field(None, description="The post's text, if any.")
     images: list[ImageRef] = Field(
         default_factory=list,
-        description=f"Images of the post, at most a configured count (default {DEFAULT_MAX_IMAGES}).",
+        description=f"Images, at most a configured count (default {DEFAULT_MAX_IMAGES}).",
     )
     author: str | None = Field(None, description="Author id.")
     created_at: datetime | None = Field(None, description="When the post was made (ISO 8601).")
@@ -205,7 +205,9 @@ class Verdict(BaseModel):
     )
     signals: Signals = Field(default_factory=Signals, description="Inputs to the decision.")
     model: ModelRef | None = Field(None, description="Model that computed the signals.")
-    shadow: bool = Field(False, description="True for a shadow policy's verdict; it routes nothing.")
+    shadow: bool = Field(
+        False, description="True for a shadow policy's verdict; it routes nothing."
+    )
     trace_id: str | None = Field(None, description="W3C trace id, 32 hex digits.")
     processed_at: datetime = Field(default_factory=utc_now, description="When it was decided.")
     latency_ms: float = Field(0.0, description="Time from consume to decision.")

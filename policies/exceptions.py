@@ -5,6 +5,7 @@ Standard library only: `operators` imports this on GPU boxes that have no pydant
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from enum import StrEnum
 
 
@@ -46,3 +47,26 @@ class PostValidationError(ModerationError):
     """The JSON object is not a valid post; the reason names each bad field."""
 
     stage = Stage.VALIDATE
+
+
+@dataclass(frozen=True, order=True)
+class Problem:
+    """One thing wrong with a policy file, at a 1-based line and column."""
+
+    file: str
+    line: int
+    col: int
+    message: str
+
+    def __str__(self) -> str:
+        return f"{self.file}:{self.line}:{self.col}: {self.message}"
+
+
+class PolicyInvalid(ModerationError):
+    """A policy file (or directory) was refused; `problems` lists every problem found."""
+
+    stage = Stage.POLICY
+
+    def __init__(self, problems: list[Problem]) -> None:
+        self.problems = sorted(set(problems))
+        super().__init__("\n".join(str(problem) for problem in self.problems) or "invalid policy")

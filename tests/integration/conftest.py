@@ -1,0 +1,97 @@
+"""Real Tansu, Redis and Ray, started once per session by the harness, plus factory fixtures."""
+
+from __future__ import annotations
+
+import itertools
+import uuid
+
+import pytest
+
+from pipelines.config import KafkaSettings
+from pipelines.harness import RedisServer, running_services
+from pipelines.kafka_io import create_topics
+
+
+def pytest_collection_modifyitems(items):
+    for item in items:
+        if "/integration/" in str(item.fspath):
+            item.add_marker(pytest.mark.integration)
+
+
+@pytest.fixture(scope="session")
+def kafka_bootstrap():
+    with running_services(kafka=True, redis=False, ray=False) as services:
+        yield services.kafka_bootstrap
+
+
+@pytest.fixture(scope="session")
+def redis_url():
+    with running_services(kafka=False, redis=True, ray=False) as services:
+        yield services.redis_url
+
+
+@pytest.fixture(scope="session")
+def ray_local():
+    with running_services(kafka=False, redis=False, ray=True) as services:
+        yield services
+
+
+@pytest.fixture
+def kafka_settings(kafka_bootstrap):
+    return KafkaSettings(bootstrap_servers=kafka_bootstrap)
+
+
+_topic_numbers = itertools.count()
+
+
+@pytest.fixture
+def topic_factory(kafka_settings):
+    """Creates uniquely named topics: `topic_factory("posts", partitions=2)` -> name."""
+
+    def make(prefix: str = "t", *, partitions: int = 1) -> str:
+        name = f"{prefix}-{next(_topic_numbers)}-{uuid.uuid4().hex[:6]}"
+        create_topics(kafka_settings, [name], partitions=partitions)
+        return name
+
+    return make
+
+
+@pytest.fixture
+def group_id():
+    return f"g-{uuid.uuid4().hex[:8]}"
+
+
+@pytest.fixture
+def redis_factory(tmp_path):
+    """Private Redis servers that a test may stop and restart; all stopped at teardown."""
+    servers: list[RedisServer] = []
+
+    def make() -> RedisServer:
+        server = RedisServer(tmp_path)
+        server.start()
+        servers.append(server)
+        return server
+
+    yield make
+    for server in servers:
+        server.stop()
+
+
+def pytest_sessionfinish(session, exitstatus):
+    """Fail the run when a server started by the harness is still alive at the end."""
+    import subprocess
+
+    from pipelines.harness import started_pids
+
+    out = subprocess.run(
+        ["ps", "-e", "-o", "pid=,args="], capture_output=True, text=True, check=False
+    )
+    started = set(started_pids())
+    leaked = [
+        line.strip()
+        for line in out.stdout.splitlines()
+        if line.split() and int(line.split()[0]) in started
+    ]
+    if leaked:
+        print("\nprocesses left behind by the harness:\n  " + "\n  ".join(leaked))
+        session.exitstatus = 1

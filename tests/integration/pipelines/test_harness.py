@@ -1,0 +1,67 @@
+"""The harness starts real services, and leaves no process of its own behind."""
+
+from __future__ import annotations
+
+import subprocess
+
+import redis
+
+from pipelines.config import KafkaSettings
+from pipelines.harness import running_services
+from pipelines.kafka_io import OutMessage, Producer, create_topics
+
+
+def live_pids() -> set[int]:
+    out = subprocess.run(["ps", "-e", "-o", "pid="], capture_output=True, text=True, check=True)
+    return {int(line) for line in out.stdout.split()}
+
+
+def test_services_answer_and_are_gone_after_exit(tmp_path):
+    with running_services(kafka=True, redis=True, ray=False, workdir=tmp_path) as services:
+        pids = services.owned_pids()
+        assert len(pids) == 2 and set(pids) <= live_pids()
+        assert redis.Redis.from_url(services.redis_url).ping()
+        settings = KafkaSettings(bootstrap_servers=services.kafka_bootstrap)
+        create_topics(settings, ["harness-check"])
+        producer = Producer(settings)
+        producer.send(OutMessage("harness-check", b"{}"))
+        producer.close()
+    assert not set(pids) & live_pids(), "a service process outlived the harness"
+
+
+def test_services_stop_when_the_body_fails(tmp_path):
+    pids: list[int] = []
+    try:
+        with running_services(kafka=False, redis=True, ray=False, workdir=tmp_path) as services:
+            pids = services.owned_pids()
+            raise RuntimeError("test failed half way")
+    except RuntimeError:
+        pass
+    assert pids and not set(pids) & live_pids()
+
+
+def test_existing_servers_from_the_environment_are_used_not_started(monkeypatch, redis_url):
+    monkeypatch.setenv("VLMOD_REDIS_URL", redis_url)
+    with running_services(kafka=False, redis=True, ray=False) as services:
+        assert services.redis_url == redis_url
+        assert services.owned_pids() == []
+
+
+def test_redis_restarts_on_the_same_port(redis_factory):
+    server = redis_factory()
+    client = redis.Redis.from_url(server.url)
+    client.set("k", "v")
+    server.stop()
+    server.start()
+    assert client.ping() and client.get("k") is None
+
+
+def test_local_ray_runs_a_task(ray_local):
+    import ray
+
+    @ray.remote
+    def square(x: int) -> int:
+        return x * x
+
+    assert ray.get(square.remote(7)) == 49
+    assert ray.cluster_resources()["CPU"] == 2

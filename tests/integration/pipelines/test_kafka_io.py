@@ -1,0 +1,192 @@
+"""The Kafka adapters against the real Tansu broker, consumer groups included."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import textwrap
+import threading
+import time
+
+from pipelines.kafka_io import BatchConsumer, OutMessage, Producer
+from pipelines.tracing import context_from_headers, headers_with_trace, trace_id_of
+
+GROUP_TIMEOUTS = {"session_timeout_ms": 6000, "heartbeat_interval_ms": 500}
+TRACEPARENT = b"00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01"
+
+
+def produce(settings, topic, count, *, start=0, headers=()):
+    producer = Producer(settings)
+    try:
+        producer.send_all(
+            [
+                OutMessage(
+                    topic, json.dumps({"n": n}).encode(), key=str(n).encode(), headers=list(headers)
+                )
+                for n in range(start, start + count)
+            ]
+        )
+    finally:
+        producer.close()
+
+
+def drain(consumer, expected, *, timeout_s=30.0, complete=True):
+    """Poll until `expected` records arrived; return their values' numbers."""
+    seen = []
+    deadline = time.monotonic() + timeout_s
+    while len(seen) < expected and time.monotonic() < deadline:
+        batch = consumer.poll(max_records=50, timeout_ms=200)
+        if batch is None:
+            continue
+        with batch.processing() as records:
+            seen.extend(json.loads(r.value)["n"] for r in records)
+        if not complete:
+            break
+    return seen
+
+
+def test_producer_waits_for_ack_and_consumer_reads_headers(kafka_settings, topic_factory, group_id):
+    topic = topic_factory("roundtrip")
+    produce(kafka_settings, topic, 20, headers=[("traceparent", TRACEPARENT)])
+    consumer = BatchConsumer(kafka_settings, [topic], group_id, **GROUP_TIMEOUTS)
+    try:
+        records = []
+        deadline = time.monotonic() + 30
+        while len(records) < 20 and time.monotonic() < deadline:
+            batch = consumer.poll(timeout_ms=200)
+            if batch:
+                with batch.processing() as got:
+                    records.extend(got)
+    finally:
+        consumer.close()
+    assert sorted(json.loads(r.value)["n"] for r in records) == list(range(20))
+    context = context_from_headers(records[0].headers)
+    assert trace_id_of(context) == "0af7651916cd43dd8448eb211c80319c"
+    forwarded = dict(headers_with_trace([("x", b"1")], context))
+    assert forwarded["traceparent"].startswith(b"00-0af7651916cd43dd8448eb211c80319c-")
+
+
+def test_completed_batches_are_committed_and_not_reread(kafka_settings, topic_factory, group_id):
+    topic = topic_factory("commit")
+    produce(kafka_settings, topic, 10)
+    first = BatchConsumer(kafka_settings, [topic], group_id, **GROUP_TIMEOUTS)
+    assert sorted(drain(first, 10)) == list(range(10))
+    first.close()
+    produce(kafka_settings, topic, 5, start=10)
+    second = BatchConsumer(kafka_settings, [topic], group_id, **GROUP_TIMEOUTS)
+    try:
+        assert sorted(drain(second, 5)) == list(range(10, 15))
+        assert second.poll(timeout_ms=500) is None
+    finally:
+        second.close()
+
+
+DYING_CONSUMER = textwrap.dedent(
+    """
+    import json, os, sys
+    from pipelines.config import KafkaSettings
+    from pipelines.kafka_io import BatchConsumer
+    settings = KafkaSettings(bootstrap_servers=sys.argv[1])
+    consumer = BatchConsumer(settings, [sys.argv[2]], sys.argv[3], max_poll_records=4,
+                             session_timeout_ms=6000, heartbeat_interval_ms=500)
+    done = None
+    while True:
+        batch = consumer.poll(max_records=4, timeout_ms=200)
+        if batch is None:
+            continue
+        if done is None:
+            with batch.processing() as records:
+                done = [json.loads(r.value)["n"] for r in records]
+            continue
+        taken = [json.loads(r.value)["n"] for r in batch.records]
+        print(json.dumps({"done": done, "taken": taken}))
+        sys.stdout.flush()
+        os._exit(1)  # die before marking the second batch done
+    """
+)
+
+
+def test_consumer_that_dies_before_marking_done_rereads_the_batch(
+    kafka_settings, topic_factory, group_id
+):
+    topic = topic_factory("die")
+    produce(kafka_settings, topic, 12)
+    dead = subprocess.run(
+        [sys.executable, "-c", DYING_CONSUMER, kafka_settings.bootstrap_servers, topic, group_id],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    assert dead.returncode == 1, dead.stderr
+    report = json.loads(dead.stdout.strip().splitlines()[-1])
+    assert len(report["done"]) == 4 and len(report["taken"]) == 4
+
+    restarted = BatchConsumer(kafka_settings, [topic], group_id, **GROUP_TIMEOUTS)
+    try:
+        reread = drain(restarted, 8, timeout_s=60)
+    finally:
+        restarted.close()
+    assert set(report["taken"]) <= set(reread), "the unfinished batch was not re-read"
+    assert not set(report["done"]) & set(reread), "a committed batch was read again"
+    assert sorted(reread) == sorted(set(range(12)) - set(report["done"]))
+
+
+def test_failed_processing_rewinds_the_batch(kafka_settings, topic_factory, group_id):
+    topic = topic_factory("rewind")
+    produce(kafka_settings, topic, 6)
+    consumer = BatchConsumer(kafka_settings, [topic], group_id, **GROUP_TIMEOUTS)
+    try:
+        batch = None
+        deadline = time.monotonic() + 30
+        while batch is None and time.monotonic() < deadline:
+            batch = consumer.poll(max_records=6, timeout_ms=200)
+        assert batch is not None
+        first = [json.loads(r.value)["n"] for r in batch.records]
+        try:
+            with batch.processing():
+                raise ValueError("model fell over")
+        except ValueError:
+            pass
+        again = drain(consumer, len(first))
+    finally:
+        consumer.close()
+    assert sorted(again) == sorted(first)
+
+
+def test_two_consumers_split_the_partitions(kafka_settings, topic_factory, group_id):
+    topic = topic_factory("split", partitions=2)
+    produce(kafka_settings, topic, 200)
+    seen: dict[str, list[int]] = {"a": [], "b": []}
+    assigned: dict[str, set[int]] = {"a": set(), "b": set()}
+    stop = threading.Event()
+
+    def run(name):
+        consumer = BatchConsumer(kafka_settings, [topic], group_id, **GROUP_TIMEOUTS)
+        try:
+            while not stop.is_set():
+                batch = consumer.poll(max_records=10, timeout_ms=200)
+                assigned[name] = {tp.partition for tp in consumer.assignment()}
+                if batch is not None:
+                    with batch.processing() as records:
+                        seen[name].extend(json.loads(r.value)["n"] for r in records)
+                    time.sleep(0.1)  # slow reader: the second member joins before all is read
+        finally:
+            consumer.close()
+
+    threads = [threading.Thread(target=run, args=(name,)) for name in seen]
+    for thread in threads:
+        thread.start()
+    deadline = time.monotonic() + 90
+    while time.monotonic() < deadline:
+        split = all(assigned.values()) and not assigned["a"] & assigned["b"]
+        if split and set(seen["a"] + seen["b"]) == set(range(200)):
+            break
+        time.sleep(0.2)
+    stop.set()
+    for thread in threads:
+        thread.join(30)
+    assert set(seen["a"] + seen["b"]) == set(range(200)), "a message was lost"
+    assert assigned["a"] and assigned["b"], f"one member got no partition: {assigned}"
+    assert not assigned["a"] & assigned["b"], f"a partition had two owners: {assigned}"

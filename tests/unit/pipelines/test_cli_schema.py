@@ -1,0 +1,40 @@
+"""`vlmod --help` and `vlmod schema`, through the installed console script."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import subprocess
+
+import pytest
+from jsonschema import Draft202012Validator
+
+VLMOD = shutil.which("vlmod") or "vlmod"
+
+
+def vlmod(*args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([VLMOD, *args], capture_output=True, text=True, timeout=120, check=False)
+
+
+def test_help_lists_the_commands():
+    result = vlmod("--help")
+    assert result.returncode == 0
+    for command in ("schema", "policy", "model"):
+        assert command in result.stdout
+
+
+@pytest.mark.parametrize("name", ["post", "verdict", "dead-letter"])
+def test_schema_prints_valid_json_schema(name):
+    result = vlmod("schema", name)
+    assert result.returncode == 0, result.stderr
+    schema = json.loads(result.stdout)
+    Draft202012Validator.check_schema(schema)
+    assert schema["$schema"].endswith("2020-12/schema")
+
+
+def test_unknown_schema_is_refused_with_the_choices():
+    result = vlmod("schema", "nope")
+    assert result.returncode == 2
+    assert (
+        "unknown schema 'nope'; choose one of: post, verdict, dead-letter, policy" in result.stderr
+    )

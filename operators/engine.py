@@ -1,0 +1,149 @@
+"""The forward step: the only code that touches the model.
+
+One call encodes every image once, prefills the shared prefix (system prompt, image tokens)
+once per image, copies that KV cache to one row per task, and runs all task suffixes of all
+images in one batched pass. Yes/no probabilities come from that pass's next-token logits;
+descriptions continue greedily from it, batched, with left padding.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+
+from operators.loading import Vlm
+
+
+@dataclass
+class PrefixBatch:
+    """The image prefixes of a batch: left-padded token ids plus the processor's pixel inputs."""
+
+    input_ids: torch.Tensor
+    attention_mask: torch.Tensor
+    pixel_inputs: dict[str, torch.Tensor]
+
+    @property
+    def size(self) -> int:
+        """How many images the batch holds."""
+        return int(self.input_ids.shape[0])
+
+
+@dataclass
+class TaskRows:
+    """One row per task: which image it belongs to and its left-padded suffix tokens."""
+
+    image_index: torch.Tensor
+    input_ids: torch.Tensor
+    attention_mask: torch.Tensor
+    generate_rows: torch.Tensor  # indices of the rows that continue into a description
+
+    @property
+    def size(self) -> int:
+        """How many task rows there are."""
+        return int(self.image_index.shape[0])
+
+
+@dataclass
+class ForwardResult:
+    """Raw tensors out of the model, all on the CPU."""
+
+    embeddings: torch.Tensor | None  # (images, hidden) float32
+    yes_probability: torch.Tensor  # (rows,) float32; meaningless for generate rows
+    generated: torch.Tensor | None  # (generate rows, tokens) token ids
+
+
+def run_forward(vlm: Vlm, prefix: PrefixBatch, rows: TaskRows, embed: bool) -> ForwardResult:
+    """Encode the images once, then score and generate every task row."""
+    with torch.inference_mode():
+        image_outputs = encode_images(vlm, prefix.pixel_inputs)
+        embeddings = pool_image_features(image_outputs) if embed else None
+        if rows.size == 0:
+            return ForwardResult(embeddings, torch.empty(0), None)
+        cache = prefill(vlm, prefix, image_outputs)
+        cache.batch_select_indices(rows.image_index.to(vlm.device))
+        mask = torch.cat([prefix.attention_mask[rows.image_index], rows.attention_mask], dim=1)
+        logits = decode_step(vlm, rows.input_ids, mask, cache)
+        probability = yes_probability(logits, vlm.yes_ids, vlm.no_ids)
+        generated = None
+        if rows.generate_rows.numel():
+            cache.batch_select_indices(rows.generate_rows.to(vlm.device))
+            picked = rows.generate_rows
+            generated = greedy_continue(vlm, logits[picked], mask[picked], cache)
+    return ForwardResult(embeddings, probability.cpu(), generated)
+
+
+def encode_images(vlm: Vlm, pixel_inputs: dict[str, torch.Tensor]) -> Any:
+    """One pass of the vision tower and projector over every image of the batch."""
+    inputs = {key: value.to(vlm.device) for key, value in pixel_inputs.items()}
+    if "pixel_values" in inputs:
+        inputs["pixel_values"] = inputs["pixel_values"].to(vlm.model.dtype)
+    return vlm.model.get_image_features(**inputs, return_dict=True)
+
+
+def pool_image_features(image_outputs: Any) -> torch.Tensor:
+    """Mean of the projected image tokens, per image, as float32 on the CPU."""
+    features = image_outputs.pooler_output
+    return torch.stack([feature.float().mean(dim=0) for feature in features]).cpu()
+
+
+def prefill(vlm: Vlm, prefix: PrefixBatch, image_outputs: Any) -> Any:
+    """Run the prefix once per image with the precomputed image features; return its cache."""
+    mask = prefix.attention_mask.to(vlm.device)
+    output = vlm.model(
+        input_ids=prefix.input_ids.to(vlm.device),
+        attention_mask=mask,
+        position_ids=_positions(mask, prefix.input_ids.shape[1]),
+        mm_encoder_outputs={"image": image_outputs},
+        use_cache=True,
+        logits_to_keep=1,
+    )
+    return output.cache
+
+
+def decode_step(vlm: Vlm, input_ids: torch.Tensor, mask: torch.Tensor, cache: Any) -> torch.Tensor:
+    """Feed `input_ids` after the cached tokens; return float32 logits of the last position."""
+    mask = mask.to(vlm.device)
+    output = vlm.model(
+        input_ids=input_ids.to(vlm.device),
+        attention_mask=mask,
+        position_ids=_positions(mask, input_ids.shape[1]),
+        cache=cache,
+        use_cache=True,
+        logits_to_keep=1,
+    )
+    return output.logits[:, -1].float()
+
+
+def yes_probability(
+    logits: torch.Tensor, yes_ids: tuple[int, ...], no_ids: tuple[int, ...]
+) -> torch.Tensor:
+    """P(yes | yes or no), from the next-token logits of the answer tokens."""
+    yes = torch.logsumexp(logits[:, list(yes_ids)], dim=-1)
+    no = torch.logsumexp(logits[:, list(no_ids)], dim=-1)
+    return torch.sigmoid(yes - no)
+
+
+def greedy_continue(
+    vlm: Vlm, logits: torch.Tensor, mask: torch.Tensor, cache: Any
+) -> torch.Tensor:
+    """Greedy batched decoding from the given next-token logits, up to max_new_tokens."""
+    eos = torch.tensor(vlm.eos_ids, device=logits.device)
+    pad_id = vlm.tokenizer.pad_token_id
+    finished = torch.zeros(logits.shape[0], dtype=torch.bool, device=logits.device)
+    tokens: list[torch.Tensor] = []
+    for step in range(vlm.spec.max_new_tokens):
+        next_ids = logits.argmax(dim=-1).masked_fill(finished, pad_id)
+        tokens.append(next_ids)
+        finished |= torch.isin(next_ids, eos)
+        if bool(finished.all()) or step + 1 == vlm.spec.max_new_tokens:
+            break
+        mask = torch.cat([mask, torch.ones_like(mask[:, :1])], dim=1)
+        logits = decode_step(vlm, next_ids[:, None], mask, cache)
+    return torch.stack(tokens, dim=1).cpu()
+
+
+def _positions(mask: torch.Tensor, new_tokens: int) -> torch.Tensor:
+    # Padding sits left of the prefix and between prefix and suffix; positions skip it.
+    return (mask.long().cumsum(dim=-1) - 1).clamp(min=0)[:, -new_tokens:]

@@ -1,0 +1,184 @@
+"""Turn an image source into a checked, decoded RGB image, or a typed error naming the limit.
+
+Sources: raw bytes, a base64 string (bare or as a `data:` URI), `file://` under a configured
+root, and `http(s)://` through the SSRF-safe fetcher. The pixel count is read from the header
+and checked before any pixel is decoded, so decompression bombs cost nothing.
+
+>>> import io
+>>> from PIL import Image
+>>> buffer = io.BytesIO()
+>>> Image.new("RGBA", (4, 3)).save(buffer, "PNG")
+>>> loaded = ImageLoader(ImageLimits()).load(buffer.getvalue())
+>>> loaded.image.mode, loaded.image.size
+('RGB', (4, 3))
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import hashlib
+import io
+import warnings
+from dataclasses import dataclass
+from pathlib import Path
+from urllib.parse import unquote, urlsplit
+
+from PIL import Image, ImageFile, ImageOps, UnidentifiedImageError
+
+from operators.exceptions import (
+    FileOutsideRoot,
+    ImageDecodeError,
+    ImageFetchError,
+    ImageTooLarge,
+    UnsupportedImageSource,
+)
+from operators.fetch import Resolver, fetch_url, system_resolver
+
+_WHITE = (255, 255, 255)
+
+
+@dataclass(frozen=True)
+class ImageLimits:
+    """What an image may cost: bytes, pixels, fetch time, where it may come from."""
+
+    max_bytes: int = 10_000_000
+    max_pixels: int = 40_000_000
+    fetch_timeout_s: float = 5.0
+    max_redirects: int = 3
+    file_root: Path | None = None
+    allow_private_addresses: bool = False
+    allowed_networks: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class LoadedImage:
+    """A decoded image: RGB, EXIF orientation applied, first frame only."""
+
+    sha256: str
+    image: Image.Image
+    nbytes: int
+
+    @property
+    def size(self) -> tuple[int, int]:
+        """(width, height) after EXIF rotation."""
+        return self.image.size
+
+
+class ImageLoader:
+    """Loads image sources under one set of limits; every refusal is an `ImageError`."""
+
+    def __init__(self, limits: ImageLimits | None = None, resolver: Resolver = system_resolver):
+        self.limits = limits or ImageLimits()
+        self.resolver = resolver
+
+    def load(self, source: bytes | str) -> LoadedImage:
+        """Fetch or decode `source` and return the checked RGB image."""
+        return decode_image(self.read_bytes(source), self.limits)
+
+    def read_bytes(self, source: bytes | str) -> bytes:
+        """The raw image bytes behind `source`, within the byte limit."""
+        if isinstance(source, bytes | bytearray | memoryview):
+            return _within_byte_limit(bytes(source), self.limits)
+        if source.startswith(("http://", "https://")):
+            return fetch_url(source, self.limits, self.resolver)
+        if source.startswith("file://"):
+            return read_file_url(source, self.limits)
+        return _within_byte_limit(decode_base64(source), self.limits)
+
+
+def decode_base64(source: str) -> bytes:
+    """Bytes of a bare base64 string or a `data:...;base64,` URI."""
+    if source.startswith("data:"):
+        header, _, source = source.partition(",")
+        if not header.endswith(";base64"):
+            raise UnsupportedImageSource("only base64 data: URIs are accepted")
+    try:
+        return base64.b64decode(source, validate=True)
+    except (binascii.Error, ValueError) as exc:
+        raise UnsupportedImageSource(
+            "an image source string must be http(s)://, file:// or base64"
+        ) from exc
+
+
+def read_file_url(url: str, limits: ImageLimits) -> bytes:
+    """Read a file:// URL that resolves (symlinks included) inside `limits.file_root`."""
+    if limits.file_root is None:
+        raise FileOutsideRoot("file:// images are refused: no file_root is configured")
+    parts = urlsplit(url)
+    if parts.netloc not in ("", "localhost"):
+        raise FileOutsideRoot(f"file:// URL names a remote host {parts.netloc!r}")
+    root = Path(limits.file_root).resolve()
+    path = Path(unquote(parts.path)).resolve()
+    if not path.is_relative_to(root):
+        raise FileOutsideRoot(f"{path} lies outside the file_root {root}")
+    try:
+        size = path.stat().st_size
+        if size > limits.max_bytes:
+            raise _byte_limit_error(size, limits)
+        return path.read_bytes()
+    except OSError as exc:
+        raise ImageFetchError(f"cannot read {path}: {exc.strerror or exc}") from exc
+
+
+def decode_image(data: bytes, limits: ImageLimits) -> LoadedImage:
+    """Check pixel count from the header, then decode the first frame to RGB."""
+    _within_byte_limit(data, limits)
+    digest = hashlib.sha256(data).hexdigest()
+    image = _open_checked(data, limits)
+    try:
+        ImageFile.LOAD_TRUNCATED_IMAGES = False
+        image.seek(0)
+        image.load()
+        image = ImageOps.exif_transpose(image) or image
+        rgb = to_rgb(image)
+    except (OSError, SyntaxError, ValueError, EOFError) as exc:
+        raise ImageDecodeError(f"image data is corrupt or truncated: {exc}") from exc
+    return LoadedImage(sha256=digest, image=rgb, nbytes=len(data))
+
+
+def _open_checked(data: bytes, limits: ImageLimits) -> Image.Image:
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+            image = Image.open(io.BytesIO(data))
+    except Image.DecompressionBombError as exc:
+        raise ImageTooLarge(
+            f"image header declares more pixels than the max_pixels limit allows: {exc}",
+            limit="max_pixels",
+        ) from exc
+    except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as exc:
+        raise ImageDecodeError(f"bytes are not a readable image: {exc}") from exc
+    width, height = image.size
+    if width * height > limits.max_pixels:
+        raise ImageTooLarge(
+            f"image is {width}x{height} = {width * height} pixels, over the max_pixels limit "
+            f"of {limits.max_pixels}",
+            limit="max_pixels",
+        )
+    return image
+
+
+def to_rgb(image: Image.Image) -> Image.Image:
+    """RGB, with transparency flattened onto white and CMYK/palette/grey converted."""
+    if image.mode == "P":
+        image = image.convert("RGBA")
+    if image.mode in ("RGBA", "LA", "PA", "La", "RGBa"):
+        rgba = image.convert("RGBA")
+        canvas = Image.new("RGB", rgba.size, _WHITE)
+        canvas.paste(rgba, mask=rgba.getchannel("A"))
+        return canvas
+    return image.convert("RGB")
+
+
+def _within_byte_limit(data: bytes, limits: ImageLimits) -> bytes:
+    if len(data) > limits.max_bytes:
+        raise _byte_limit_error(len(data), limits)
+    return data
+
+
+def _byte_limit_error(size: int, limits: ImageLimits) -> ImageTooLarge:
+    return ImageTooLarge(
+        f"image is {size} bytes, over the max_bytes limit of {limits.max_bytes}",
+        limit="max_bytes",
+    )

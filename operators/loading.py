@@ -1,0 +1,171 @@
+"""Load any image-text-to-text checkpoint through `AutoProcessor` + `AutoModelForImageTextToText`.
+
+This is the same seam users take with a hub id or a local directory; the tiny test checkpoints
+go through it too.
+
+>>> from operators.spec import ModelSpec
+>>> vlm = load_vlm(ModelSpec("/path/to/checkpoint"))  # doctest: +SKIP
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from operators.exceptions import ModelLoadError, UnsupportedModel
+from operators.prompts import PromptLayout, layout_from_template, yes_no_token_ids
+from operators.spec import ModelSpec
+
+# Where each family keeps its vision encoder, under `model.model`. Explicit, not discovered.
+VISION_TOWERS = {
+    "idefics3": "vision_model",
+    "smolvlm": "vision_model",
+    "idefics2": "vision_model",
+    "llava": "vision_tower",
+    "llava_next": "vision_tower",
+    "paligemma": "vision_tower",
+    "qwen2_vl": "visual",
+    "qwen2_5_vl": "visual",
+}
+
+
+@dataclass
+class Vlm:
+    """A loaded checkpoint and everything the tasks derive from it once."""
+
+    model: Any
+    processor: Any
+    spec: ModelSpec
+    name: str
+    revision: str | None
+    layout: PromptLayout
+    yes_ids: tuple[int, ...]
+    no_ids: tuple[int, ...]
+
+    @property
+    def tokenizer(self) -> Any:
+        """The processor's tokenizer (left padding)."""
+        return self.processor.tokenizer
+
+    @property
+    def device(self) -> Any:
+        """The device the model's weights live on."""
+        return self.model.device
+
+    @property
+    def family(self) -> str:
+        """The config's `model_type`, e.g. `idefics3` or `llava`."""
+        return str(self.model.config.model_type)
+
+    @property
+    def vision_tower(self) -> Any:
+        """The vision encoder module, for hooks and counting image encodings."""
+        attribute = VISION_TOWERS.get(self.family)
+        inner = getattr(self.model, "model", self.model)
+        if attribute is None or not hasattr(inner, attribute):
+            raise UnsupportedModel(f"no known vision tower for model type {self.family!r}")
+        return getattr(inner, attribute)
+
+    @property
+    def eos_ids(self) -> tuple[int, ...]:
+        """Token ids that end a generated description."""
+        eos = self.model.generation_config.eos_token_id
+        if eos is None:
+            eos = self.tokenizer.eos_token_id
+        return tuple(eos) if isinstance(eos, list) else (int(eos),)
+
+
+def resolve_device(device: str) -> str:
+    """`auto` means the first CUDA device when there is one, else the CPU."""
+    import torch
+
+    if device != "auto":
+        return device
+    return "cuda" if torch.cuda.is_available() else "cpu"
+
+
+def resolve_dtype(dtype: str, device: str) -> Any:
+    """`auto` means bfloat16 on a GPU that supports it, float32 elsewhere."""
+    import torch
+
+    if dtype != "auto":
+        resolved = getattr(torch, dtype, None)
+        if not isinstance(resolved, torch.dtype):
+            raise ModelLoadError(f"unknown dtype {dtype!r}; use e.g. bfloat16, float16, float32")
+        return resolved
+    if device.startswith("cuda") and torch.cuda.is_bf16_supported():
+        return torch.bfloat16
+    return torch.float32
+
+
+def load_vlm(spec: ModelSpec) -> Vlm:
+    """Load the processor and the model named by `spec`, ready for the tasks."""
+    device = resolve_device(spec.device)
+    dtype = resolve_dtype(spec.dtype, device)
+    processor, model = _load_pretrained(spec, device, dtype)
+    processor.tokenizer.padding_side = "left"
+    if spec.compile:
+        import torch
+
+        model.forward = torch.compile(model.forward, dynamic=True)
+    yes_ids, no_ids = yes_no_token_ids(processor.tokenizer, spec.yes_words, spec.no_words)
+    return Vlm(
+        model=model,
+        processor=processor,
+        spec=spec,
+        name=spec.name_or_path,
+        revision=spec.revision or _commit_hash(model),
+        layout=layout_from_template(processor, spec.system_prompt),
+        yes_ids=yes_ids,
+        no_ids=no_ids,
+    )
+
+
+def _load_pretrained(spec: ModelSpec, device: str, dtype: Any) -> tuple[Any, Any]:
+    from transformers import AutoModelForImageTextToText, AutoProcessor
+
+    _refuse_missing_local_path(spec.name_or_path)
+    common: dict[str, Any] = {
+        "revision": spec.revision,
+        "local_files_only": spec.local_files_only,
+        "trust_remote_code": spec.trust_remote_code,
+    }
+    model_kwargs: dict[str, Any] = {**common, "dtype": dtype, **spec.extra_load_kwargs}
+    if spec.attn_implementation:
+        model_kwargs["attn_implementation"] = spec.attn_implementation
+    try:
+        processor = AutoProcessor.from_pretrained(spec.name_or_path, **common)
+        model = AutoModelForImageTextToText.from_pretrained(spec.name_or_path, **model_kwargs)
+    except OSError as exc:
+        raise ModelLoadError(_unreachable_reason(spec)) from exc
+    except ValueError as exc:
+        raise UnsupportedModel(
+            f"{spec.name_or_path!r} is not an image-text-to-text checkpoint: {exc}"
+        ) from exc
+    return processor, model.to(device).eval()
+
+
+def _refuse_missing_local_path(name_or_path: str) -> None:
+    looks_local = name_or_path.startswith(("/", ".", "~")) or Path(name_or_path).exists()
+    if looks_local and not Path(name_or_path).expanduser().is_dir():
+        raise ModelLoadError(
+            f"No checkpoint directory at {name_or_path}: build one with "
+            f"`vlmod model make-tiny {name_or_path}` or point the model spec at a directory "
+            "holding config.json and the weights."
+        )
+
+
+def _unreachable_reason(spec: ModelSpec) -> str:
+    revision = f" at revision {spec.revision}" if spec.revision else ""
+    return (
+        f"Cannot load {spec.name_or_path!r}{revision}: it is not in the local Hugging Face cache "
+        "and the hub is unreachable or does not have it, so download it on a connected machine "
+        f"(`hf download {spec.name_or_path}`) and pass that local directory, or copy its HF_HOME "
+        "cache here."
+    )
+
+
+def _commit_hash(model: Any) -> str | None:
+    commit = getattr(model.config, "_commit_hash", None)
+    return str(commit) if commit else None

@@ -1,0 +1,52 @@
+"""A small byte-level BPE tokenizer trained offline, for the random-weight checkpoints."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Sequence
+from typing import Any
+
+from operators.spec import DEFAULT_DESCRIBE_PROMPT, DEFAULT_LABEL_QUESTION
+
+_CORPUS = (
+    "yes no Yes No YES NO User Assistant USER ASSISTANT System",
+    DEFAULT_LABEL_QUESTION,
+    DEFAULT_DESCRIBE_PROMPT,
+    "Answer yes or no. Is there a weapon in this image? Is this image violent?",
+    "Is there nudity? Does the image contain text? Is this a photo of a person?",
+    "a photo of a cat sitting on a red chair next to a window with the sun outside",
+    "violence weapons nudity drugs hate symbols self harm spam gore blood minors",
+    "the quick brown fox jumps over the lazy dog 0 1 2 3 4 5 6 7 8 9 . , ? ! : ;",
+)
+
+
+def _corpus() -> Iterator[str]:
+    for _ in range(4):
+        yield from _CORPUS
+
+
+def build_tokenizer(
+    specials: Sequence[str], *, bos: str, eos: str, pad: str, unk: str | None = None
+) -> Any:
+    """Train a deterministic ~500-token byte-level BPE with `specials` as special tokens."""
+    from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
+    from transformers import PreTrainedTokenizerFast
+
+    backend = Tokenizer(models.BPE())
+    backend.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
+    backend.decoder = decoders.ByteLevel()
+    trainer = trainers.BpeTrainer(
+        vocab_size=512,
+        special_tokens=list(specials),
+        initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),
+        show_progress=False,
+    )
+    backend.train_from_iterator(_corpus(), trainer=trainer)
+    extras = {"unk_token": unk} if unk else {}
+    return PreTrainedTokenizerFast(
+        tokenizer_object=backend,
+        bos_token=bos,
+        eos_token=eos,
+        pad_token=pad,
+        padding_side="left",
+        **extras,
+    )

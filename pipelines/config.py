@@ -49,3 +49,103 @@ class KafkaSettings(BaseModel):
         kwargs.update({key: value for key, value in optional.items() if value is not None})
         kwargs.update(self.extra)
         return kwargs
+
+
+class TopicSettings(BaseModel):
+    """Where posts come from and where results go."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    inputs: list[str] = Field(["posts"], min_length=1, description="Topics carrying posts.")
+    verdicts: str = Field("moderation.verdicts", description="Every verdict, one per post.")
+    dead_letter: str = Field(
+        "moderation.dead-letter", description="Posts that could not be moderated."
+    )
+    shadow: str = Field("moderation.shadow", description="Shadow-policy verdicts with their diff.")
+    partitions: int = Field(2, ge=1, description="Partitions for topics the pipeline creates.")
+    create: bool = Field(True, description="Create missing topics at start-up.")
+
+
+class ModelSettings(BaseModel):
+    """The VLM checkpoint and how to run it; `tiny:smolvlm` builds a random-weight model offline."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid", protected_namespaces=())
+
+    name_or_path: str = Field("tiny:smolvlm", description="Hub id, local path, or tiny:<arch>.")
+    revision: str | None = Field(None, description="Checkpoint revision (branch, tag or commit).")
+    dtype: str = Field("auto", description="auto, float32, bfloat16 or float16.")
+    device: str = Field("auto", description="auto, cpu, cuda or cuda:N.")
+    attn_implementation: str | None = Field(None, description="eager, sdpa or flash_attention_2.")
+    max_new_tokens: int = Field(32, ge=1, description="Caption length for describe.")
+    compile: bool = Field(False, description="torch.compile the language model.")
+    local_files_only: bool = Field(False, description="Never contact a model hub.")
+
+
+class PoolSettings(BaseModel):
+    """The GPU replica pool and the consumers that feed it."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    min_replicas: int = Field(1, ge=0, description="Fewest model replicas.")
+    max_replicas: int = Field(1, ge=1, description="Most model replicas.")
+    num_gpus: float = Field(0.0, ge=0, description="GPU share per replica; fractions allowed.")
+    num_cpus: float = Field(1.0, ge=0, description="CPU share per replica.")
+    max_batch_size: int = Field(32, ge=1, description="Most posts in one model batch.")
+    batch_wait_timeout_s: float = Field(0.01, ge=0, description="Longest wait to fill a batch.")
+    target_ongoing_requests: float = Field(64, gt=0, description="Autoscaling target per replica.")
+    consumers: int = Field(1, ge=1, description="Kafka consumer actors in the group.")
+    max_poll_records: int = Field(64, ge=1, description="Most posts handed out per poll.")
+    max_in_flight_batches: int = Field(4, ge=1, description="Batches in flight per consumer.")
+
+
+class RetrySettings(BaseModel):
+    """Retries of inference failures before a post goes to the dead-letter topic."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    max_attempts: int = Field(3, ge=1, description="Tries before dead-lettering.")
+    backoff_base_s: float = Field(0.2, ge=0, description="Delay before the second try.")
+    backoff_cap_s: float = Field(5.0, ge=0, description="Longest delay between tries.")
+
+
+class ImageSettings(BaseModel):
+    """Limits on images; each refusal names the limit it hit."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    max_images: int = Field(8, ge=1, description="Most images per post.")
+    max_bytes: int = Field(10_000_000, gt=0, description="Largest encoded image.")
+    max_pixels: int = Field(40_000_000, gt=0, description="Largest decoded image.")
+    fetch_timeout_s: float = Field(5.0, gt=0, description="Timeout of one URL fetch.")
+    file_root: str | None = Field(None, description="Directory file:// URLs may read under.")
+    allow_private_addresses: bool = Field(False, description="Allow URLs to private networks.")
+
+
+class TelemetrySettings(BaseModel):
+    """OpenTelemetry export."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    exporter: Literal["none", "console", "otlp"] = Field("none", description="Span exporter.")
+    otlp_endpoint: str | None = Field(None, description="OTLP collector endpoint.")
+    service_name: str = Field("vlm-moderation", description="service.name resource attribute.")
+
+
+class PipelineConfig(BaseModel):
+    """Everything `vlmod run` needs; unknown keys are refused."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid", protected_namespaces=())
+
+    kafka: KafkaSettings = Field(..., description="Broker connection.")
+    consumer_group: str = Field("vlmod", min_length=1, description="Kafka consumer group.")
+    topics: TopicSettings = Field(default_factory=TopicSettings, description="Topic names.")
+    redis_url: str | None = Field(None, description="Answer cache; none means uncached.")
+    cache_ttl_s: int = Field(7 * 24 * 3600, gt=0, description="Lifetime of cached answers.")
+    model: ModelSettings = Field(default_factory=ModelSettings, description="The VLM.")
+    policy_dir: str = Field(..., description="Directory of policy files.")
+    pool: PoolSettings = Field(default_factory=PoolSettings, description="Replicas and consumers.")
+    retry: RetrySettings = Field(default_factory=RetrySettings, description="Inference retries.")
+    images: ImageSettings = Field(default_factory=ImageSettings, description="Image limits.")
+    telemetry: TelemetrySettings = Field(
+        default_factory=TelemetrySettings, description="OpenTelemetry."
+    )

@@ -90,8 +90,10 @@ def scan(source: str, roots: frozenset[str]) -> Facts:
     facts.bound = _bound_names(tokens)
     _scan_calls(tokens, facts)
     for index, token in enumerate(tokens):
-        if token.kind == "ident" and token.text in roots - facts.bound and not _after_dot(
-            tokens, index
+        if (
+            token.kind == "ident"
+            and token.text in roots - facts.bound
+            and not _after_dot(tokens, index)
         ):
             _scan_root(tokens, index, facts)
     facts.conjuncts = _conjuncts(tokens, len(source))
@@ -106,13 +108,17 @@ def _text(tokens: list[Token], index: int) -> str:
     return tokens[index].text if 0 <= index < len(tokens) else ""
 
 
+def _text_kind(tokens: list[Token], index: int) -> str:
+    return tokens[index].kind if 0 <= index < len(tokens) else ""
+
+
 def _bound_names(tokens: list[Token]) -> set[str]:
     """Variables bound by comprehension macros: the `x` in `list.all(x, ...)`."""
     bound = set()
     for i, token in enumerate(tokens):
-        if token.text in COMPREHENSIONS and _after_dot(tokens, i) and _text(tokens, i + 1) == "(":
-            if i + 2 < len(tokens) and tokens[i + 2].kind == "ident":
-                bound.add(tokens[i + 2].text)
+        is_macro = token.text in COMPREHENSIONS and _after_dot(tokens, i)
+        if is_macro and _text(tokens, i + 1) == "(" and _text_kind(tokens, i + 2) == "ident":
+            bound.add(tokens[i + 2].text)
     return bound
 
 

@@ -181,7 +181,9 @@ class _Builder:
         tag = getattr(event, "tag", None)
         if tag is not None and str(tag) not in _SAFE_TAGS:
             self.problems.append(
-                self.doc.problem(self.mark(event), f"tag {_short_tag(tag)} is not allowed; use plain YAML data")
+                self.doc.problem(
+                    self.mark(event), f"tag {_short_tag(tag)} is not allowed; use plain YAML data"
+                )
             )
 
     def scalar(self, event: ev.ScalarEvent) -> Any:
@@ -214,9 +216,7 @@ class _Builder:
             if key in first_seen:
                 seen = first_seen[key]
                 self.problems.append(
-                    self.doc.problem(
-                        key_mark, f"duplicate key {key!r} (first at line {seen.line})"
-                    )
+                    self.doc.problem(key_mark, f"duplicate key {key!r} (first at line {seen.line})")
                 )
                 self.node(next(stream), stream, (*path, f"\0dup:{key}"), depth + 1)
                 continue

@@ -1,0 +1,236 @@
+"""Turn a read YAML document into a CompiledPolicy, collecting every problem with its position.
+
+Schema problems (pydantic) and cross-field problems (ids, queues, conditions) are gathered
+from the same raw data independently, so one bad key never hides a bad condition elsewhere.
+"""
+
+from __future__ import annotations
+
+import difflib
+import re
+from typing import Any, get_args
+
+from pydantic import BaseModel, ValidationError
+
+from policies.contracts import PolicyRef
+from policies.engine import CompiledPolicy, CompiledRule
+from policies.exceptions import PolicyInvalid, Problem
+from policies.expressions import Condition, Declared, ExpressionLimits, compile_condition
+from policies.schema import SIGNAL_NAME_PATTERN, TOPIC_PATTERN, PolicyFile
+from policies.yamlsource import Path, YamlDocument
+
+
+def compile_policy(
+    doc: YamlDocument, sha256: str, limits: ExpressionLimits | None = None
+) -> CompiledPolicy:
+    """Validate and compile `doc`; raise PolicyInvalid listing all problems."""
+    problems: list[Problem] = []
+    if not isinstance(doc.data, dict):
+        raise PolicyInvalid([doc.problem(doc.where(()), "a policy file is a YAML mapping")])
+    try:
+        spec = PolicyFile.model_validate(doc.data)
+    except ValidationError as exc:
+        spec = None
+        problems += schema_problems(doc, exc, PolicyFile)
+    problems += _signal_name_problems(doc)
+    problems += _queue_problems(doc)
+    problems += _rule_id_problems(doc)
+    conditions, found = _compile_conditions(doc, limits)
+    problems += found
+    if problems or spec is None:
+        raise PolicyInvalid(problems)
+    return _build(spec, conditions, sha256, doc)
+
+
+def schema_problems(
+    doc: YamlDocument, error: ValidationError, model: type[BaseModel]
+) -> list[Problem]:
+    """Pydantic errors as positioned problems, one per location."""
+    by_path: dict[Path, Problem] = {}
+    for item in error.errors():
+        path = _data_path(doc.data, item["loc"])
+        if path in by_path:
+            continue
+        by_path[path] = _schema_problem(doc, item, path, model)
+    return list(by_path.values())
+
+
+def _schema_problem(doc: YamlDocument, item: Any, path: Path, model: type[BaseModel]) -> Problem:
+    loc = tuple(item["loc"])
+    where = _dotted(path)
+    if item["type"] == "extra_forbidden":
+        key = str(path[-1])
+        allowed = _allowed_keys(model, loc[:-1])
+        close = difflib.get_close_matches(key, allowed, n=1)
+        hint = (
+            f"; did you mean {close[0]!r}?" if close else f"; expected one of: {', '.join(allowed)}"
+        )
+        parent = f" in {_dotted(path[:-1])}" if path[:-1] else ""
+        return doc.problem(doc.key_where(path), f"unknown key {key!r}{parent}{hint}")
+    if item["type"] == "missing":
+        owner = _data_path(doc.data, loc[:-1])
+        inside = f" in {_dotted(owner)}" if owner else ""
+        return doc.problem(doc.where(owner), f"missing required key {loc[-1]!r}{inside}")
+    if item["type"] == "string_pattern_mismatch":
+        pattern = item.get("ctx", {}).get("pattern", "")
+        return doc.problem(doc.where(path), f"{where}: {item['input']!r} does not match {pattern}")
+    if item["type"] == "enum":
+        expected = item.get("ctx", {}).get("expected", "")
+        return doc.problem(doc.where(path), f"{where}: {item['input']!r} is not one of {expected}")
+    return doc.problem(doc.where(path), f"{where}: {item['msg'].replace('Input', 'value')}")
+
+
+def _data_path(data: Any, loc: tuple[Any, ...]) -> Path:
+    """The longest prefix of a pydantic location that exists in the data (drops union tags)."""
+    path: list[str | int] = []
+    for step in loc:
+        try:
+            data = data[step]
+        except (KeyError, IndexError, TypeError):
+            break
+        path.append(step)
+    return tuple(path)
+
+
+def _dotted(path: Path) -> str:
+    text = ""
+    for step in path:
+        text += f"[{step}]" if isinstance(step, int) else f".{step}"
+    return text.lstrip(".") or "(file)"
+
+
+def _allowed_keys(model: type[BaseModel], loc: tuple[Any, ...]) -> list[str]:
+    for step in loc:
+        if isinstance(step, int):
+            continue
+        field = model.model_fields.get(str(step))
+        inner = _model_in(field.annotation) if field else None
+        if inner is None:
+            return []
+        model = inner
+    return list(model.model_fields)
+
+
+def _model_in(annotation: Any) -> type[BaseModel] | None:
+    if isinstance(annotation, type) and issubclass(annotation, BaseModel):
+        return annotation
+    for arg in get_args(annotation):
+        found = _model_in(arg)
+        if found is not None:
+            return found
+    return None
+
+
+def _mapping(doc: YamlDocument, *path: str) -> dict[str, Any]:
+    value: Any = doc.data
+    for step in path:
+        value = value.get(step) if isinstance(value, dict) else None
+    return value if isinstance(value, dict) else {}
+
+
+def _rules(doc: YamlDocument) -> list[tuple[int, dict[str, Any]]]:
+    rules = doc.data.get("rules")
+    if not isinstance(rules, list):
+        return []
+    return [(i, rule) for i, rule in enumerate(rules) if isinstance(rule, dict)]
+
+
+def _signal_name_problems(doc: YamlDocument) -> list[Problem]:
+    problems = []
+    for group in ("labels", "questions", "extra"):
+        for name in _mapping(doc, "signals", group):
+            if not re.fullmatch(SIGNAL_NAME_PATTERN, name):
+                mark = doc.key_where(("signals", group, name))
+                message = f"signal name {name!r} must match {SIGNAL_NAME_PATTERN}"
+                problems.append(doc.problem(mark, message))
+    return problems
+
+
+def _queue_problems(doc: YamlDocument) -> list[Problem]:
+    problems = []
+    for name, topic in _mapping(doc, "queues").items():
+        mark = doc.where(("queues", name))
+        if topic is None or topic == "":
+            mark = doc.key_where(("queues", name))
+            message = (
+                f"queue {name!r} has no topic; name one, or drop the entry for 'review.{name}'"
+            )
+            problems.append(doc.problem(mark, message))
+        elif isinstance(topic, str) and not re.fullmatch(TOPIC_PATTERN, topic):
+            problems.append(doc.problem(mark, f"topic {topic!r} is not a valid Kafka topic name"))
+    return problems
+
+
+def _rule_id_problems(doc: YamlDocument) -> list[Problem]:
+    problems = []
+    first_line: dict[str, int] = {}
+    for index, rule in _rules(doc):
+        rule_id = rule.get("id")
+        if not isinstance(rule_id, str):
+            continue
+        mark = doc.where(("rules", index, "id"))
+        if rule_id in first_line:
+            message = f"rule id {rule_id!r} is used twice (first at line {first_line[rule_id]})"
+            problems.append(doc.problem(mark, message))
+        else:
+            first_line[rule_id] = mark.line
+    return problems
+
+
+def declared_signals(doc: YamlDocument) -> Declared:
+    """The signal names the file declares, read leniently so conditions can be checked."""
+    return Declared(
+        frozenset(_mapping(doc, "signals", "labels")),
+        frozenset(_mapping(doc, "signals", "questions")),
+        _mapping(doc, "signals").get("describe") is True,
+        frozenset(_mapping(doc, "signals", "extra")),
+    )
+
+
+def _compile_conditions(
+    doc: YamlDocument, limits: ExpressionLimits | None
+) -> tuple[dict[int, Condition], list[Problem]]:
+    declared = declared_signals(doc)
+    conditions: dict[int, Condition] = {}
+    problems = []
+    for index, rule in _rules(doc):
+        source = rule.get("when")
+        if not isinstance(source, str) or not source.strip():
+            continue
+        condition, findings = compile_condition(source, declared, limits)
+        for offset, message in findings:
+            mark = doc.inside_scalar(("rules", index, "when"), offset)
+            problems.append(doc.problem(mark, message))
+        if condition is not None:
+            conditions[index] = condition
+    return conditions, problems
+
+
+def _build(
+    spec: PolicyFile, conditions: dict[int, Condition], sha256: str, doc: YamlDocument
+) -> CompiledPolicy:
+    rules = [
+        CompiledRule(
+            id=rule.id,
+            index=index,
+            action=rule.action,
+            queue=rule.queue,
+            priority=rule.priority,
+            reason=rule.reason,
+            condition=conditions[index],
+        )
+        for index, rule in enumerate(spec.rules)
+    ]
+    return CompiledPolicy(
+        ref=PolicyRef(id=spec.id, version=spec.version, sha256=sha256),
+        mode=spec.mode,
+        labels=spec.signals.labels,
+        questions=spec.signals.questions,
+        describe=spec.signals.describe,
+        extra=spec.signals.extra,
+        queues={name: topic for name, topic in spec.queues.items() if topic},
+        rules=rules,
+        default=spec.default,
+        source=doc.file,
+        tests=list(spec.tests),
+    )

@@ -1,0 +1,112 @@
+"""A policy's decision for one post, the verdict it becomes, and a shadow policy's diff."""
+
+from __future__ import annotations
+
+from typing import TypeVar
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from policies.contracts import (
+    Action,
+    MatchedRule,
+    ModelRef,
+    PolicyRef,
+    RuleError,
+    Signals,
+    Verdict,
+    verdict_key,
+)
+from policies.schema import Mode
+
+DEFAULT_PRIORITY = 100
+T = TypeVar("T")
+
+
+class Decision(BaseModel):
+    """What one policy decided for one post, before it becomes a Verdict."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    policy: PolicyRef = Field(..., description="The deciding policy.")
+    mode: Mode = Field(Mode.ACTIVE, description="active routes; shadow only reports.")
+    action: Action = Field(..., description="Most severe matching action, else the default.")
+    queue: str | None = Field(None, description="The winning rule's queue.")
+    topic: str | None = Field(None, description="Output topic of `queue`.")
+    priority: int = Field(DEFAULT_PRIORITY, description="The winning rule's priority.")
+    matched_rules: list[MatchedRule] = Field(default_factory=list, description="Rules that held.")
+    rule_errors: list[RuleError] = Field(default_factory=list, description="Rules that failed.")
+    skipped_rules: list[str] = Field(
+        default_factory=list,
+        description="Rules left undecided because signals they read were skipped on purpose: "
+        "they could not have changed action, queue or priority.",
+    )
+
+    @property
+    def rule_ids(self) -> list[str]:
+        """Ids of the matching rules, in rule order."""
+        return [rule.id for rule in self.matched_rules]
+
+    def to_verdict(
+        self,
+        post_id: str,
+        *,
+        signals: Signals | None = None,
+        model: ModelRef | None = None,
+        trace_id: str | None = None,
+        latency_ms: float = 0.0,
+    ) -> Verdict:
+        """The Verdict record for this decision; shadow policies give shadow verdicts."""
+        return Verdict(
+            post_id=post_id,
+            key=verdict_key(post_id, self.policy.id, self.policy.version),
+            action=self.action,
+            queue=self.queue,
+            priority=self.priority,
+            policy=self.policy,
+            matched_rules=self.matched_rules,
+            rule_errors=self.rule_errors,
+            signals=signals or Signals(),
+            model=model,
+            shadow=self.mode is Mode.SHADOW,
+            trace_id=trace_id,
+            latency_ms=latency_ms,
+        )
+
+
+class VerdictDiff(BaseModel):
+    """How a shadow policy's decision differs from the active one's (for the shadow topic)."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    active: PolicyRef | None = Field(None, description="The active policy compared against.")
+    shadow: PolicyRef = Field(..., description="The shadow policy.")
+    action: tuple[Action | None, Action] | None = Field(None, description="(active, shadow).")
+    queue: tuple[str | None, str | None] | None = Field(None, description="(active, shadow).")
+    priority: tuple[int | None, int] | None = Field(None, description="(active, shadow).")
+    rules_added: list[str] = Field(default_factory=list, description="Only the shadow matched.")
+    rules_removed: list[str] = Field(default_factory=list, description="Only active matched.")
+
+    @property
+    def changed(self) -> bool:
+        """True when the shadow policy would have decided differently."""
+        return bool(
+            self.action or self.queue or self.priority or self.rules_added or self.rules_removed
+        )
+
+
+def diff_decisions(active: Decision | None, shadow: Decision) -> VerdictDiff:
+    """Field-by-field difference of a shadow decision against the active one (None: no active)."""
+    before_rules = active.rule_ids if active else []
+    return VerdictDiff(
+        active=active.policy if active else None,
+        shadow=shadow.policy,
+        action=_changed(active.action if active else None, shadow.action),
+        queue=_changed(active.queue if active else None, shadow.queue),
+        priority=_changed(active.priority if active else None, shadow.priority),
+        rules_added=[r for r in shadow.rule_ids if r not in before_rules],
+        rules_removed=[r for r in before_rules if r not in shadow.rule_ids],
+    )
+
+
+def _changed(before: T | None, after: T) -> tuple[T | None, T] | None:
+    return None if before == after else (before, after)

@@ -1,0 +1,277 @@
+"""A compiled policy and how it decides one post.
+
+Decision semantics: every rule is tested; the verdict takes the most severe matching action
+(escalate > block > review > allow), ties to the lower priority number, then to the earlier
+rule; the winner gives queue and priority; no match gives `default`.
+
+A rule that fails at run time becomes a RuleError and the others still decide. A rule that
+reads a model signal absent from the Signals is *undecided*: when a matching rule already
+outranks it, it could not have changed the verdict (this is how signals skipped by the planner
+look), so it is listed in `skipped_rules`; otherwise it is a RuleError naming the signal.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections import Counter
+from dataclasses import dataclass, field
+from enum import Enum
+from typing import Any
+
+import cel
+
+from policies.contracts import Action, MatchedRule, PolicyRef, Post, RuleError, Signals
+from policies.decision import DEFAULT_PRIORITY, Decision
+from policies.expressions import Condition, Needs
+from policies.schema import Mode
+
+EVIDENCE_MAX_CHARS = 200
+SLOW_RULE_SECONDS = 0.005
+
+
+class Outcome(Enum):
+    """How one rule came out for one post."""
+
+    MATCH = "match"
+    NO_MATCH = "no-match"
+    ERROR = "error"
+    UNDECIDED = "undecided"
+
+
+@dataclass(frozen=True)
+class RuleResult:
+    """A rule's outcome, with the error text or the missing signals."""
+
+    outcome: Outcome
+    detail: str = ""
+
+
+@dataclass(frozen=True)
+class CompiledRule:
+    """A rule ready to run: its condition's terms are compiled and ordered cheap first."""
+
+    id: str
+    index: int
+    action: Action
+    queue: str | None
+    priority: int
+    reason: str | None
+    condition: Condition
+
+    @property
+    def rank(self) -> tuple[int, int, int]:
+        """Smaller wins: most severe action, then lower priority number, then earlier rule."""
+        return (-self.action.severity, self.priority, self.index)
+
+    def test(self, context: Any, present: Needs) -> RuleResult:
+        """Run the terms in order; a false term decides at once, even after an error."""
+        failure: RuleResult | None = None
+        for term in self.condition.terms:
+            missing = term.needs.missing(present)
+            if missing:
+                failure = failure or RuleResult(Outcome.UNDECIDED, ", ".join(missing))
+                continue
+            try:
+                value = term.program.execute(context)
+            except Exception as exc:  # the CEL runtime raises builtins; any is this rule's error
+                failure = RuleResult(Outcome.ERROR, _describe_error(exc))
+                continue
+            if value is False:
+                return RuleResult(Outcome.NO_MATCH)
+            if value is not True:
+                failure = RuleResult(Outcome.ERROR, f"condition gave {value!r}, not true/false")
+        return failure or RuleResult(Outcome.MATCH)
+
+    def matched(self, variables: dict[str, Any]) -> MatchedRule:
+        """This rule as a verdict's MatchedRule, with the values its condition read."""
+        return MatchedRule(
+            id=self.id,
+            action=self.action,
+            queue=self.queue,
+            priority=self.priority,
+            reason=self.reason,
+            evidence=_evidence(self.condition.reads, variables),
+        )
+
+
+def _describe_error(exc: Exception) -> str:
+    if isinstance(exc, KeyError):
+        return f"no such key: {exc.args[0] if exc.args else exc}"
+    text = str(exc).split(". Check that")[0].split(". Check function")[0]
+    return f"{type(exc).__name__}: {text}"
+
+
+def _evidence(reads: tuple[tuple[str, ...], ...], variables: dict[str, Any]) -> dict[str, Any]:
+    evidence: dict[str, Any] = {}
+    for path in reads:
+        if path == ("post",):
+            continue
+        value: Any = variables
+        for step in path:
+            if not isinstance(value, dict) or step not in value:
+                break
+            value = value[step]
+        else:
+            if isinstance(value, str) and len(value) > EVIDENCE_MAX_CHARS:
+                value = value[:EVIDENCE_MAX_CHARS] + "…"
+            evidence[".".join(path)] = value
+    return evidence
+
+
+@dataclass
+class EvaluationStats:
+    """Counters for one compiled policy; safe to read from another thread."""
+
+    evaluations: int = 0
+    rule_errors: int = 0
+    skipped_rules: int = 0
+    slow_rules: int = 0
+    errors_by_rule: Counter[str] = field(default_factory=Counter)
+    _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
+
+    def record(self, decision: Decision, slow: int) -> None:
+        """Count one evaluation."""
+        with self._lock:
+            self.evaluations += 1
+            self.rule_errors += len(decision.rule_errors)
+            self.skipped_rules += len(decision.skipped_rules)
+            self.slow_rules += slow
+            self.errors_by_rule.update(error.id for error in decision.rule_errors)
+
+
+def post_variables(post: Post) -> dict[str, Any]:
+    """The `post` variable: the post as JSON data, inline image bytes left out."""
+    data = post.model_dump(mode="json", exclude={"images"})
+    data["images"] = [{"url": image.url, "mime": image.mime} for image in post.images]
+    return data
+
+
+@dataclass(frozen=True)
+class Evaluation:
+    """Raw per-rule results of one evaluation, before they are reduced to a Decision."""
+
+    results: list[tuple[CompiledRule, RuleResult]]
+    variables: dict[str, Any]
+    slow: int
+
+
+class CompiledPolicy:
+    """A validated policy: compiled rules, declared signals, queue topics, its tests."""
+
+    def __init__(
+        self,
+        *,
+        ref: PolicyRef,
+        mode: Mode,
+        labels: dict[str, str],
+        questions: dict[str, str],
+        describe: bool,
+        extra: dict[str, str],
+        queues: dict[str, str],
+        rules: list[CompiledRule],
+        default: Action,
+        source: str = "",
+        tests: list[Any] | None = None,
+    ) -> None:
+        self.ref = ref
+        self.mode = mode
+        self.labels = dict(labels)
+        self.questions = dict(questions)
+        self.describe = describe
+        self.extra = dict(extra)
+        self.queues = dict(queues)
+        self.rules = tuple(rules)
+        self.default = default
+        self.source = source
+        self.tests = list(tests or [])
+        self.stats = EvaluationStats()
+
+    def __repr__(self) -> str:
+        return f"CompiledPolicy({self.ref.id!r} v{self.ref.version} {self.mode.value})"
+
+    def queue_topic(self, queue: str) -> str:
+        """The output topic of `queue`: as listed in `queues`, else `review.<queue>`."""
+        return self.queues.get(queue) or f"review.{queue}"
+
+    def variables(self, post: Post | dict[str, Any], signals: Signals) -> dict[str, Any]:
+        """Everything a condition can read for this post and these signals."""
+        extras = {k: v for k, v in (signals.model_extra or {}).items() if k in self.extra}
+        return {
+            **extras,
+            "text": (post.get("text") if isinstance(post, dict) else post.text) or "",
+            "post": post if isinstance(post, dict) else post_variables(post),
+            "labels": {k: v for k, v in signals.labels.items() if k in self.labels},
+            "answers": {k: v for k, v in signals.answers.items() if k in self.questions},
+            "description": signals.description or "",
+        }
+
+    def present(self, signals: Signals) -> Needs:
+        """Which model signals `signals` actually carries."""
+        return Needs(
+            frozenset(signals.labels),
+            frozenset(signals.answers),
+            signals.description is not None,
+            frozenset(signals.model_extra or {}),
+        )
+
+    def run_rules(self, post: Post | dict[str, Any], signals: Signals) -> Evaluation:
+        """Test every rule against the post; the engine behind evaluate and planning."""
+        variables = self.variables(post, signals)
+        context = cel.Context(variables)
+        present = self.present(signals)
+        results, slow = [], 0
+        for rule in self.rules:
+            started = time.perf_counter()
+            results.append((rule, rule.test(context, present)))
+            slow += time.perf_counter() - started > SLOW_RULE_SECONDS
+        return Evaluation(results, variables, slow)
+
+    def evaluate(self, post: Post | dict[str, Any], signals: Signals) -> Decision:
+        """Decide one post from its signals (keyed by this policy's own names)."""
+        evaluation = self.run_rules(post, signals)
+        decision = self.decide(evaluation)
+        self.stats.record(decision, evaluation.slow)
+        return decision
+
+    def decide(self, evaluation: Evaluation) -> Decision:
+        """Reduce per-rule results to the verdict: most severe, then priority, then order."""
+        matched = [rule for rule, r in evaluation.results if r.outcome is Outcome.MATCH]
+        winner = min(matched, key=lambda rule: rule.rank, default=None)
+        errors, skipped = [], []
+        for rule, result in evaluation.results:
+            if result.outcome is Outcome.ERROR:
+                errors.append(RuleError(id=rule.id, error=result.detail))
+            elif result.outcome is Outcome.UNDECIDED and winner and winner.rank < rule.rank:
+                skipped.append(rule.id)
+            elif result.outcome is Outcome.UNDECIDED:
+                errors.append(RuleError(id=rule.id, error=f"signal not computed: {result.detail}"))
+        return Decision(
+            policy=self.ref,
+            mode=self.mode,
+            action=winner.action if winner else self.default,
+            queue=winner.queue if winner else None,
+            topic=self.queue_topic(winner.queue) if winner and winner.queue else None,
+            priority=winner.priority if winner else DEFAULT_PRIORITY,
+            matched_rules=[rule.matched(evaluation.variables) for rule in matched],
+            rule_errors=errors,
+            skipped_rules=skipped,
+        )
+
+    def needed_for(self, post: Post | dict[str, Any]) -> Needs:
+        """Model signals that could still change this post's decision, judged on free signals."""
+        evaluation = self.run_rules(post, Signals())
+        fired = [rule for rule, r in evaluation.results if r.outcome is Outcome.MATCH]
+        best = min((rule.rank for rule in fired), default=None)
+        needs = Needs()
+        for rule, result in evaluation.results:
+            if result.outcome is Outcome.UNDECIDED and (best is None or rule.rank < best):
+                needs = needs | rule.condition.needs
+        return needs
+
+    def all_needs(self) -> Needs:
+        """Every model signal some rule of this policy reads."""
+        needs = Needs()
+        for rule in self.rules:
+            needs = needs | rule.condition.needs
+        return needs

@@ -1,0 +1,98 @@
+"""Load policy files and directories: read safely, validate, compile, or refuse with positions."""
+
+from __future__ import annotations
+
+import hashlib
+from pathlib import Path
+
+from pydantic import ValidationError
+
+from policies.compiler import compile_policy, schema_problems
+from policies.engine import CompiledPolicy
+from policies.exceptions import PolicyInvalid, Problem
+from policies.expressions import ExpressionLimits
+from policies.planning import PolicySet
+from policies.schema import TestCase, TestFile
+from policies.yamlsource import YamlLimits, read_yaml
+
+POLICY_SUFFIXES = (".yaml", ".yml")
+TESTS_SUFFIXES = (".tests.yaml", ".tests.yml")
+
+
+def is_policy_file(path: Path) -> bool:
+    """A YAML file that is not a `*.tests.yaml` companion."""
+    name = path.name
+    return name.endswith(POLICY_SUFFIXES) and not name.endswith(TESTS_SUFFIXES)
+
+
+def read_bytes(path: Path, limits: YamlLimits) -> bytes:
+    """The file's bytes, refusing oversized files before reading them."""
+    label = str(path)
+    try:
+        size = path.stat().st_size
+        if size > limits.max_bytes:
+            message = f"file is {size} bytes, over the {limits.max_bytes} limit"
+            raise PolicyInvalid([Problem(label, 1, 1, message)])
+        return path.read_bytes()
+    except OSError as exc:
+        raise PolicyInvalid([Problem(label, 1, 1, f"cannot read: {exc.strerror}")]) from exc
+
+
+def load_policy(
+    path: str | Path,
+    *,
+    yaml_limits: YamlLimits | None = None,
+    expression_limits: ExpressionLimits | None = None,
+) -> CompiledPolicy:
+    """Read, validate and compile one policy file; raise PolicyInvalid with every problem."""
+    path = Path(path)
+    yaml_limits = yaml_limits or YamlLimits()
+    raw = read_bytes(path, yaml_limits)
+    doc = read_yaml(str(path), raw, yaml_limits)
+    return compile_policy(doc, hashlib.sha256(raw).hexdigest(), expression_limits)
+
+
+def policy_files(directory: str | Path) -> list[Path]:
+    """The policy files directly inside `directory`, sorted by name."""
+    return sorted(p for p in Path(directory).iterdir() if p.is_file() and is_policy_file(p))
+
+
+def load_policy_dir(directory: str | Path) -> PolicySet:
+    """Load every policy in `directory`; refuse the whole set if any file is invalid."""
+    problems: list[Problem] = []
+    policies = []
+    for path in policy_files(directory):
+        try:
+            policies.append(load_policy(path))
+        except PolicyInvalid as exc:
+            problems += exc.problems
+    if problems:
+        raise PolicyInvalid(problems)
+    return PolicySet.build(policies)
+
+
+def companion_tests(path: str | Path, policy_id: str) -> list[TestCase]:
+    """Test cases from `<stem>.tests.yaml` beside a policy file (none when absent)."""
+    path = Path(path)
+    stem = path.name.removesuffix(path.suffix)
+    for suffix in TESTS_SUFFIXES:
+        candidate = path.with_name(stem + suffix)
+        if candidate.is_file():
+            return _read_test_file(candidate, policy_id)
+    return []
+
+
+def _read_test_file(path: Path, policy_id: str) -> list[TestCase]:
+    limits = YamlLimits()
+    doc = read_yaml(str(path), read_bytes(path, limits), limits)
+    try:
+        tests = TestFile.model_validate(doc.data)
+    except ValidationError as exc:
+        raise PolicyInvalid(schema_problems(doc, exc, TestFile)) from exc
+    if tests.policy is not None and tests.policy != policy_id:
+        mark = doc.where(("policy",))
+        message = (
+            f"tests are for policy {tests.policy!r}, but the file beside them is {policy_id!r}"
+        )
+        raise PolicyInvalid([doc.problem(mark, message)])
+    return tests.tests

@@ -179,6 +179,8 @@ def _text_config(size: _Size, tokenizer: Any) -> dict[str, Any]:
         "bos_token_id": tokenizer.bos_token_id,
         "eos_token_id": tokenizer.eos_token_id,
         "tie_word_embeddings": True,
+        # Wider than the default 0.02 so random logits differ visibly between inputs.
+        "initializer_range": 0.2 if size.vocab_size is None else 0.02,
     }
 
 

@@ -1,5 +1,54 @@
 """`vlmod policy ...`: check and test policy files."""
 
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
 import typer
 
 app = typer.Typer(help="Check and test policy files.", no_args_is_help=True)
+
+
+@app.command()
+def check(
+    files: Annotated[list[Path], typer.Argument(help="Policy files or directories of them.")],
+) -> None:
+    """Validate policy files; print each problem as FILE:LINE:COL: message; exit 1 if any."""
+    from policies.exceptions import PolicyInvalid
+    from policies.loader import companion_tests, load_policy
+    from policies.testing import find_policy_files
+
+    invalid = False
+    for path in find_policy_files(files):
+        try:
+            policy = load_policy(path)
+            companion_tests(path, policy.ref.id)
+        except PolicyInvalid as exc:
+            invalid = True
+            for problem in exc.problems:
+                typer.echo(str(problem))
+            continue
+        ref = policy.ref
+        typer.echo(f"{path}: ok ({ref.id} v{ref.version}, {policy.mode.value})", err=True)
+    raise typer.Exit(1 if invalid else 0)
+
+
+@app.command()
+def test(
+    paths: Annotated[list[Path], typer.Argument(help="Policy files or directories of them.")],
+) -> None:
+    """Run the tests of each policy found and its `<stem>.tests.yaml`; exit 1 on a failure."""
+    from policies.testing import run_tests
+
+    report = run_tests(paths)
+    for problem in report.problems:
+        typer.echo(str(problem))
+    for result in report.results:
+        mark = typer.style("PASS", fg="green") if result.passed else typer.style("FAIL", fg="red")
+        typer.echo(f"{mark} {result.policy}: {result.name}  ({result.file})")
+        for line in result.diff:
+            typer.echo(f"     {line}")
+    failed = len(report.failed) + (1 if report.problems else 0)
+    typer.echo(f"{len(report.results) - len(report.failed)} passed, {len(report.failed)} failed")
+    raise typer.Exit(1 if failed else 0)

@@ -1,0 +1,129 @@
+"""Run policy unit tests: pinned signals in, expected verdict out, a readable diff on failure."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from pydantic import ValidationError
+
+from policies.contracts import Post, Signals, describe_validation_error
+from policies.decision import Decision
+from policies.engine import CompiledPolicy
+from policies.exceptions import PolicyInvalid, Problem
+from policies.loader import companion_tests, is_policy_file, load_policy
+from policies.schema import TestCase
+
+
+@dataclass(frozen=True)
+class CaseResult:
+    """One test case's outcome; `diff` has one line per field that differs."""
+
+    file: str
+    policy: str
+    name: str
+    diff: tuple[str, ...] = ()
+
+    @property
+    def passed(self) -> bool:
+        """True when the verdict matched every expected field."""
+        return not self.diff
+
+
+@dataclass
+class TestReport:
+    """All cases run, plus the files that could not be loaded."""
+
+    results: list[CaseResult] = field(default_factory=list)
+    problems: list[Problem] = field(default_factory=list)
+
+    @property
+    def failed(self) -> list[CaseResult]:
+        """The cases that did not pass."""
+        return [result for result in self.results if not result.passed]
+
+    @property
+    def ok(self) -> bool:
+        """True when every file loaded and every case passed."""
+        return not self.problems and not self.failed
+
+
+def find_policy_files(paths: list[Path]) -> list[Path]:
+    """Policy files named directly or found under the given directories."""
+    found: list[Path] = []
+    for path in paths:
+        if path.is_dir():
+            found += sorted(p for p in path.rglob("*") if p.is_file() and is_policy_file(p))
+        else:
+            found.append(path)
+    return list(dict.fromkeys(found))
+
+
+def run_tests(paths: list[Path]) -> TestReport:
+    """Run the `tests:` of every policy found, plus its `<stem>.tests.yaml` companion."""
+    report = TestReport()
+    for path in find_policy_files(paths):
+        try:
+            policy = load_policy(path)
+            cases = [*policy.tests, *companion_tests(path, policy.ref.id)]
+        except PolicyInvalid as exc:
+            report.problems += exc.problems
+            continue
+        report.results += [run_case(policy, case, str(path)) for case in cases]
+    return report
+
+
+def run_case(policy: CompiledPolicy, case: TestCase, file: str = "") -> CaseResult:
+    """Evaluate one case without touching the policy's counters; compare with `expect`."""
+    try:
+        post = Post.model_validate(case.post)
+    except ValidationError as exc:
+        diff = (f"post: not a valid post: {describe_validation_error(exc)}",)
+        return CaseResult(file, policy.ref.id, case.name, diff)
+    pinned = case.signals
+    signals = Signals(
+        labels=pinned.labels,
+        answers=pinned.answers,
+        description=pinned.description,
+        **pinned.extra,
+    )
+    decision = policy.decide(policy.run_rules(post, signals))
+    return CaseResult(file, policy.ref.id, case.name, tuple(compare(case, decision)))
+
+
+def compare(case: TestCase, decision: Decision) -> list[str]:
+    """Lines `field: expected X, got Y` for each expected field that differs."""
+    expect = case.expect
+    checks: list[tuple[str, Any, Any]] = [("action", expect.action.value, decision.action.value)]
+    if "queue" in expect.model_fields_set:
+        checks.append(("queue", expect.queue, decision.queue))
+    if expect.priority is not None:
+        checks.append(("priority", expect.priority, decision.priority))
+    if expect.rules is not None:
+        checks.append(("rules", expect.rules, decision.rule_ids))
+    errors = sorted(error.id for error in decision.rule_errors)
+    checks.append(("errors", sorted(expect.errors), errors))
+    lines = [_line(name, want, got) for name, want, got in checks if want != got]
+    if errors != sorted(expect.errors):
+        lines += [f"  {error.id}: {error.error}" for error in decision.rule_errors]
+    return lines
+
+
+def _line(name: str, expected: Any, actual: Any) -> str:
+    line = f"{name}: expected {_show(expected)}, got {_show(actual)}"
+    if isinstance(expected, list) and isinstance(actual, list):
+        missing = [item for item in expected if item not in actual]
+        extra = [item for item in actual if item not in expected]
+        parts = [f"missing {', '.join(missing)}"] if missing else []
+        parts += [f"unexpected {', '.join(extra)}"] if extra else []
+        line += f" ({'; '.join(parts) or 'order differs'})"
+    return line
+
+
+def _show(value: Any) -> str:
+    if value is None:
+        return "no queue"
+    if isinstance(value, list):
+        return "[" + ", ".join(str(v) for v in value) + "]"
+    return str(value)

@@ -52,10 +52,10 @@ def forbidden_reason(address: IpAddress) -> str | None:
     checks = (
         (address in METADATA_ADDRESSES, "a cloud metadata address"),
         (address.is_loopback, "a loopback address"),
-        (address.is_link_local, "a link-local address"),
-        (address.is_private, "a private address"),
-        (address.is_multicast, "a multicast address"),
         (address.is_unspecified, "the unspecified address"),
+        (address.is_link_local, "a link-local address"),
+        (address.is_multicast, "a multicast address"),
+        (address.is_private, "a private address"),
         (not address.is_global, "not a public address"),
     )
     return next((reason for hit, reason in checks if hit), None)
@@ -127,6 +127,7 @@ def _resolve(target: _Target, resolver: Resolver) -> list[str]:
 def _get(target: _Target, address: str, limits: ImageLimits, deadline: float) -> bytes | str:
     """The body, or the Location of a redirect."""
     connection = _connect(target, address, deadline)
+    sock = connection.sock  # http.client drops its reference once the response is read
     try:
         connection.request("GET", target.path, headers={"Accept": "image/*"})
         response = connection.getresponse()
@@ -137,7 +138,7 @@ def _get(target: _Target, address: str, limits: ImageLimits, deadline: float) ->
             return location
         if response.status != 200:
             raise ImageFetchError(f"{target.host} answered HTTP {response.status}")
-        return _read_limited(response, connection.sock, limits, deadline)
+        return _read_limited(response, sock, limits, deadline)
     except (http.client.HTTPException, ConnectionError, ssl.SSLError) as exc:
         raise ImageFetchError(f"fetching from {target.host} failed: {exc}") from exc
     finally:

@@ -1,0 +1,180 @@
+"""Image input: sources, limits, hostile files, orientation and mode conversion."""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import io
+import struct
+import zlib
+
+import pytest
+from PIL import Image
+
+from operators.exceptions import (
+    FileOutsideRoot,
+    ImageDecodeError,
+    ImageError,
+    ImageTooLarge,
+    UnsupportedImageSource,
+)
+from operators.images import ImageLimits, ImageLoader, decode_image, to_rgb
+from policies.exceptions import ModerationError, Stage
+
+
+def _encode(image: Image.Image, fmt: str, **options) -> bytes:
+    buffer = io.BytesIO()
+    image.save(buffer, fmt, **options)
+    return buffer.getvalue()
+
+
+def _png_chunk(kind: bytes, data: bytes) -> bytes:
+    return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
+
+
+@pytest.fixture(scope="module")
+def png_bomb() -> bytes:
+    """A valid 20000x20000 greyscale PNG: ~400 KB on disk, 400 MB once decoded."""
+    side = 20_000
+    header = struct.pack(">IIBBBBB", side, side, 8, 0, 0, 0, 0)
+    compressor = zlib.compressobj(9)
+    row_block = b"\x00" * ((side + 1) * 500)
+    body = b"".join(compressor.compress(row_block) for _ in range(side // 500))
+    body += compressor.flush()
+    return (
+        b"\x89PNG\r\n\x1a\n"
+        + _png_chunk(b"IHDR", header)
+        + _png_chunk(b"IDAT", body)
+        + _png_chunk(b"IEND", b"")
+    )
+
+
+@pytest.fixture
+def jpeg() -> bytes:
+    gradient = Image.linear_gradient("L").resize((200, 120)).convert("RGB")
+    return _encode(gradient, "JPEG", quality=90)
+
+
+def test_bytes_source_gives_rgb_and_hash_of_original_bytes(jpeg):
+    loaded = ImageLoader().load(jpeg)
+    assert loaded.image.mode == "RGB"
+    assert loaded.size == (200, 120)
+    assert loaded.sha256 == hashlib.sha256(jpeg).hexdigest()
+
+
+def test_base64_and_data_uri_sources(jpeg):
+    encoded = base64.b64encode(jpeg).decode()
+    loader = ImageLoader()
+    assert loader.load(encoded).sha256 == loader.load(f"data:image/jpeg;base64,{encoded}").sha256
+
+
+def test_unknown_string_source_is_refused():
+    with pytest.raises(UnsupportedImageSource):
+        ImageLoader().load("ftp://example.com/a.png")
+
+
+def test_png_bomb_refused_before_decoding(png_bomb):
+    assert len(png_bomb) < 1_000_000
+    with pytest.raises(ImageTooLarge) as caught:
+        ImageLoader().load(png_bomb)
+    assert caught.value.limit == "max_pixels"
+    assert caught.value.stage is Stage.FETCH_IMAGE
+
+
+def test_pixel_limit_below_pillows_own_guard():
+    data = _encode(Image.new("RGB", (50, 50)), "PNG")
+    with pytest.raises(ImageTooLarge, match="max_pixels limit of 2000"):
+        ImageLoader(ImageLimits(max_pixels=2000)).load(data)
+
+
+def test_byte_limit(jpeg):
+    with pytest.raises(ImageTooLarge, match="max_bytes") as caught:
+        ImageLoader(ImageLimits(max_bytes=100)).load(jpeg)
+    assert caught.value.limit == "max_bytes"
+
+
+def test_truncated_jpeg_refused(jpeg):
+    with pytest.raises(ImageDecodeError, match="truncated|corrupt"):
+        ImageLoader().load(jpeg[: len(jpeg) // 2])
+
+
+@pytest.mark.parametrize("garbage", [b"", b"not an image", b"\x89PNG\r\n\x1a\n" + b"\x00" * 40])
+def test_garbage_refused_as_decode_error(garbage):
+    with pytest.raises(ImageDecodeError):
+        ImageLoader().load(garbage)
+
+
+def test_every_refusal_is_a_moderation_error_with_fetch_stage(png_bomb):
+    with pytest.raises(ImageError) as caught:
+        ImageLoader().load(png_bomb)
+    assert isinstance(caught.value, ModerationError)
+    assert caught.value.error_type == "ImageTooLarge"
+
+
+def test_exif_orientation_applied():
+    image = Image.new("RGB", (40, 20), "red")
+    exif = image.getexif()
+    exif[0x0112] = 6  # rotate 90 degrees clockwise to display
+    loaded = ImageLoader().load(_encode(image, "JPEG", exif=exif.tobytes()))
+    assert loaded.size == (20, 40)
+
+
+def test_rgba_flattened_onto_white():
+    transparent = Image.new("RGBA", (4, 4), (255, 0, 0, 0))
+    loaded = ImageLoader().load(_encode(transparent, "PNG"))
+    assert loaded.image.getpixel((0, 0)) == (255, 255, 255)
+
+
+def test_palette_and_cmyk_converted():
+    palette = Image.new("RGB", (4, 4), "blue").convert("P")
+    cmyk = Image.new("CMYK", (4, 4), (0, 255, 255, 0))
+    assert ImageLoader().load(_encode(palette, "PNG")).image.getpixel((0, 0)) == (0, 0, 255)
+    red = ImageLoader().load(_encode(cmyk, "JPEG")).image.getpixel((0, 0))
+    assert red[0] > 200 and red[1] < 60 and red[2] < 60
+
+
+def test_only_first_frame_of_animation():
+    frames = [Image.new("RGB", (8, 8), colour) for colour in ("red", "lime", "blue")]
+    gif = _encode(frames[0], "GIF", save_all=True, append_images=frames[1:], duration=50)
+    loaded = ImageLoader().load(gif)
+    assert loaded.image.getpixel((0, 0)) == (255, 0, 0)
+
+
+def test_grey_and_la_modes_become_rgb():
+    assert to_rgb(Image.new("L", (2, 2), 7)).getpixel((0, 0)) == (7, 7, 7)
+    assert to_rgb(Image.new("LA", (2, 2), (7, 255))).getpixel((0, 0)) == (7, 7, 7)
+
+
+def test_file_url_under_root(tmp_path, jpeg):
+    (tmp_path / "a b.jpg").write_bytes(jpeg)
+    loaded = ImageLoader(ImageLimits(file_root=tmp_path)).load(f"file://{tmp_path}/a%20b.jpg")
+    assert loaded.size == (200, 120)
+
+
+def test_file_url_refused_without_root(tmp_path, jpeg):
+    (tmp_path / "a.jpg").write_bytes(jpeg)
+    with pytest.raises(FileOutsideRoot, match="no file_root"):
+        ImageLoader().load(f"file://{tmp_path}/a.jpg")
+
+
+def test_file_url_outside_root_and_symlink_escape(tmp_path, jpeg):
+    root = tmp_path / "root"
+    root.mkdir()
+    (tmp_path / "secret.jpg").write_bytes(jpeg)
+    (root / "link.jpg").symlink_to(tmp_path / "secret.jpg")
+    loader = ImageLoader(ImageLimits(file_root=root))
+    for url in (f"file://{tmp_path}/secret.jpg", f"file://{root}/../secret.jpg",
+                f"file://{root}/link.jpg"):
+        with pytest.raises(FileOutsideRoot):
+            loader.load(url)
+
+
+def test_file_url_byte_limit_checked_before_reading(tmp_path, jpeg):
+    (tmp_path / "a.jpg").write_bytes(jpeg)
+    loader = ImageLoader(ImageLimits(file_root=tmp_path, max_bytes=10))
+    with pytest.raises(ImageTooLarge):
+        loader.load(f"file://{tmp_path}/a.jpg")
+
+
+def test_decode_image_is_usable_directly(jpeg):
+    assert decode_image(jpeg, ImageLimits()).nbytes == len(jpeg)

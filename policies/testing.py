@@ -81,15 +81,19 @@ def run_case(policy: CompiledPolicy, case: TestCase, file: str = "") -> CaseResu
     except ValidationError as exc:
         diff = (f"post: not a valid post: {describe_validation_error(exc)}",)
         return CaseResult(file, policy.ref.id, case.name, diff)
+    decision = policy.decide(policy.run_rules(post, pinned_signals(policy, case)))
+    return CaseResult(file, policy.ref.id, case.name, tuple(compare(case, decision)))
+
+
+def pinned_signals(policy: CompiledPolicy, case: TestCase) -> Signals:
+    """The case's signals; declared ones not pinned read as 0.0 or "" (the model saw nothing)."""
     pinned = case.signals
-    signals = Signals(
-        labels=pinned.labels,
-        answers=pinned.answers,
-        description=pinned.description,
+    return Signals(
+        labels={name: 0.0 for name in policy.labels} | pinned.labels,
+        answers={name: 0.0 for name in policy.questions} | pinned.answers,
+        description=pinned.description if pinned.description is not None else "",
         **pinned.extra,
     )
-    decision = policy.decide(policy.run_rules(post, signals))
-    return CaseResult(file, policy.ref.id, case.name, tuple(compare(case, decision)))
 
 
 def compare(case: TestCase, decision: Decision) -> list[str]:

@@ -46,13 +46,17 @@ def schema_problems(
     doc: YamlDocument, error: ValidationError, model: type[BaseModel]
 ) -> list[Problem]:
     """Pydantic errors as positioned problems, one per location."""
-    by_path: dict[Path, Problem] = {}
+    by_path: dict[Path, list[Any]] = {}
     for item in error.errors():
-        path = _data_path(doc.data, item["loc"])
-        if path in by_path:
-            continue
-        by_path[path] = _schema_problem(doc, item, path, model)
-    return list(by_path.values())
+        by_path.setdefault(_data_path(doc.data, item["loc"]), []).append(item)
+    problems = []
+    for path, items in by_path.items():
+        if len(items) > 1 and all(item["type"].endswith("_type") for item in items):
+            wants = " or ".join(item["msg"].removeprefix("Input should be ") for item in items)
+            problems.append(doc.problem(doc.where(path), f"{_dotted(path)}: should be {wants}"))
+        else:
+            problems.append(_schema_problem(doc, items[0], path, model))
+    return problems
 
 
 def _schema_problem(doc: YamlDocument, item: Any, path: Path, model: type[BaseModel]) -> Problem:

@@ -82,6 +82,22 @@ def companion_tests(path: str | Path, policy_id: str) -> list[TestCase]:
     return []
 
 
+def is_tests_file(path: Path) -> bool:
+    """A `<stem>.tests.yaml` companion file."""
+    return path.name.endswith(TESTS_SUFFIXES)
+
+
+def policy_beside(tests_path: Path) -> Path:
+    """The policy file a `<stem>.tests.yaml` belongs to (`<stem>.yaml`)."""
+    stem = tests_path.name
+    for suffix in TESTS_SUFFIXES:
+        stem = stem.removesuffix(suffix)
+    for suffix in POLICY_SUFFIXES:
+        if (tests_path.with_name(stem + suffix)).is_file():
+            return tests_path.with_name(stem + suffix)
+    return tests_path.with_name(stem + POLICY_SUFFIXES[0])
+
+
 def _read_test_file(path: Path, policy_id: str) -> list[TestCase]:
     limits = YamlLimits()
     doc = read_yaml(str(path), read_bytes(path, limits), limits)

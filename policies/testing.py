@@ -12,7 +12,13 @@ from policies.contracts import Post, Signals, describe_validation_error
 from policies.decision import Decision
 from policies.engine import CompiledPolicy
 from policies.exceptions import PolicyInvalid, Problem
-from policies.loader import companion_tests, is_policy_file, load_policy
+from policies.loader import (
+    companion_tests,
+    is_policy_file,
+    is_tests_file,
+    load_policy,
+    policy_beside,
+)
 from policies.schema import TestCase
 
 
@@ -50,13 +56,13 @@ class TestReport:
 
 
 def find_policy_files(paths: list[Path]) -> list[Path]:
-    """Policy files named directly or found under the given directories."""
+    """Policy files named directly, found under the given directories, or beside named tests."""
     found: list[Path] = []
     for path in paths:
         if path.is_dir():
             found += sorted(p for p in path.rglob("*") if p.is_file() and is_policy_file(p))
         else:
-            found.append(path)
+            found.append(policy_beside(path) if is_tests_file(path) else path)
     return list(dict.fromkeys(found))
 
 

@@ -1,0 +1,80 @@
+import shutil
+from pathlib import Path
+
+from typer.testing import CliRunner
+
+from pipelines.cli import app
+
+EXAMPLES = Path(__file__).parents[3] / "policies" / "examples"
+runner = CliRunner()
+
+
+def test_check_valid_files_exits_zero():
+    result = runner.invoke(app, ["policy", "check", *map(str, EXAMPLES.glob("*.yaml"))])
+    assert result.exit_code == 0, result.output
+
+
+def test_check_reports_every_file_and_exits_one(tmp_path, write_policy):
+    good = write_policy("rules: []\n", name="good.yaml")
+    bad = write_policy(
+        "rules:\n  - id: r\n    when: labels.nope > 1\n    action: block\n", name="bad.yaml"
+    )
+    result = runner.invoke(app, ["policy", "check", str(good), str(bad)])
+    assert result.exit_code == 1
+    assert result.stdout == f"{bad}:13:18: label 'nope' is not declared in signals.labels\n"
+
+
+def test_examples_pass():
+    result = runner.invoke(app, ["policy", "test", str(EXAMPLES)])
+    assert result.exit_code == 0, result.output
+    assert " 0 failed" in result.output and "FAIL" not in result.output
+
+
+def test_broken_expectation_fails_with_a_readable_diff(tmp_path):
+    for path in EXAMPLES.glob("spam-scams.*"):
+        shutil.copy(path, tmp_path)
+    policy = tmp_path / "spam-scams.yaml"
+    text = policy.read_text()
+    broken = text.replace(
+        "expect: {action: review, queue: spam, rules: [buy-engagement]}",
+        "expect: {action: block, queue: scam, rules: [crypto-doubling]}",
+    )
+    assert broken != text
+    policy.write_text(broken)
+    result = runner.invoke(app, ["policy", "test", str(tmp_path)])
+    assert result.exit_code == 1
+    assert "FAIL spam-scams: spam text goes to review" in result.output
+    assert "action: expected block, got review" in result.output
+    assert "queue: expected scam, got spam" in result.output
+    assert (
+        "rules: expected [crypto-doubling], got [buy-engagement] "
+        "(missing crypto-doubling; unexpected buy-engagement)"
+    ) in result.output
+    assert "1 failed" in result.output
+
+
+def test_companion_tests_file_runs(tmp_path, write_policy):
+    write_policy("rules:\n  - id: r\n    when: text == 'x'\n    action: block\n", name="p.yaml")
+    (tmp_path / "p.tests.yaml").write_text(
+        "policy: p\ntests:\n  - name: x is blocked\n    post: {id: '1', text: x}\n"
+        "    expect: {action: review}\n"
+    )
+    result = runner.invoke(app, ["policy", "test", str(tmp_path)])
+    assert result.exit_code == 1
+    assert "FAIL p: x is blocked" in result.output and "action: expected review, got block" in (
+        result.output
+    )
+
+
+def test_invalid_policy_makes_test_fail(tmp_path):
+    (tmp_path / "p.yaml").write_text("id: p\nversion: 1\nrules: 3\n")
+    result = runner.invoke(app, ["policy", "test", str(tmp_path)])
+    assert result.exit_code == 1 and "p.yaml:3:8: rules: value should be a valid list" in (
+        result.output
+    )
+
+
+def test_schema_command_prints_the_policy_schema():
+    result = runner.invoke(app, ["schema", "policy"])
+    assert result.exit_code == 0
+    assert '"additionalProperties": false' in result.stdout and '"when"' in result.stdout

@@ -1,0 +1,186 @@
+import pytest
+
+from policies.contracts import Action, Post, Signals
+from policies.exceptions import PolicyInvalid
+from policies.loader import load_policy_dir
+from policies.planning import PolicySet, SignalPlan
+
+COMMUNITY = """\
+rules:
+  - id: self-harm-words
+    when: text.matches("(?i)want to die")
+    action: escalate
+    queue: self-harm
+    priority: 0
+  - id: weapon-with-minor
+    when: labels.weapon > 0.5 && answers.minor > 0.5
+    action: escalate
+    queue: child-safety
+    priority: 1
+  - id: gore
+    when: labels.violence > 0.8
+    action: block
+  - id: spam
+    when: text.contains("buy likes") && description.contains("phone")
+    action: review
+"""
+
+
+class FakeModel:
+    """Stands in for the VLM: answers by prompt text and counts every call."""
+
+    def __init__(self, scores):
+        self.scores = scores
+        self.calls = []
+
+    def compute(self, plan: SignalPlan) -> Signals:
+        for prompt in sorted(plan.labels) + sorted(plan.questions):
+            self.calls.append(prompt)
+        if plan.describe:
+            self.calls.append("<describe>")
+        return Signals(
+            labels={p: self.scores.get(p, 0.0) for p in plan.labels},
+            answers={q: self.scores.get(q, 0.0) for q in plan.questions},
+            description="a phone on a table" if plan.describe else None,
+        )
+
+
+@pytest.fixture
+def policy_dir(tmp_path, write_policy):
+    write_policy(COMMUNITY, name="community.yaml", id="community")
+    other = write_policy(
+        """\
+        id: other
+        version: 2
+        signals:
+          labels:
+            gun: "a weapon such as a gun or a knife"
+            nude: "nudity"
+        rules:
+          - id: guns
+            when: labels.gun > 0.5
+            action: review
+          - id: nude
+            when: labels.nude > 0.5
+            action: block
+        """,
+        name="other.yaml",
+        header=False,
+    )
+    assert other.exists()
+    return tmp_path
+
+
+def test_signal_plan_is_the_union_by_prompt_text(policy_dir):
+    plan = load_policy_dir(policy_dir).signal_plan()
+    assert plan.labels == {
+        "a weapon such as a gun or a knife",
+        "graphic violence, blood or gore",
+        "nudity",
+    }
+    assert plan.questions == {"Does the image show a child?"} and plan.describe
+
+
+def test_shadow_needs_are_planned_unless_excluded(policy_dir):
+    (policy_dir / "shadow.yaml").write_text(
+        "id: other\nversion: 3\nmode: shadow\nsignals:\n  labels:\n    faces: a human face\n"
+        "rules:\n  - id: faces\n    when: labels.faces > 0.5\n    action: review\n"
+    )
+    policies = load_policy_dir(policy_dir)
+    assert "a human face" in policies.signal_plan().labels
+    assert "a human face" not in policies.signal_plan(include_shadow=False).labels
+
+
+def test_same_prompt_under_different_names_maps_back(policy_dir):
+    policies = load_policy_dir(policy_dir)
+    computed = Signals(labels={"a weapon such as a gun or a knife": 0.9})
+    by_id = {p.ref.id: p for p in policies.policies}
+    assert policies.signals_for(by_id["community"], computed).labels == {"weapon": 0.9}
+    assert policies.signals_for(by_id["other"], computed).labels == {"gun": 0.9}
+
+
+def run_pipeline(policies: PolicySet, post: Post, model: FakeModel, *, prune: bool):
+    plan = policies.plan_for_post(post) if prune else policies.signal_plan()
+    computed = model.compute(plan) if plan.needs_model else Signals()
+    return policies.evaluate(post, computed)
+
+
+def test_vlm_calls_are_skipped_when_text_already_decides(tmp_path, write_policy):
+    write_policy(COMMUNITY, name="community.yaml", id="community")
+    policies = load_policy_dir(tmp_path)
+    post = Post(id="1", text="I want to die")
+    full, pruned = FakeModel({}), FakeModel({})
+    expected = run_pipeline(policies, post, full, prune=False)
+    decided = run_pipeline(policies, post, pruned, prune=True)
+    assert len(full.calls) == 4  # weapon, violence, minor, describe
+    assert pruned.calls == []
+    outcome = decided.active[0].decision
+    assert (outcome.action, outcome.queue) == (Action.ESCALATE, "self-harm")
+    assert (outcome.action, outcome.queue) == (
+        expected.active[0].decision.action,
+        expected.active[0].decision.queue,
+    )
+    assert outcome.rule_errors == []
+    assert set(outcome.skipped_rules) == {"weapon-with-minor", "gore"}
+
+
+def test_cheap_false_term_drops_the_signals_of_its_rule(tmp_path, write_policy):
+    write_policy(COMMUNITY, name="community.yaml", id="community")
+    policies = load_policy_dir(tmp_path)
+    model = FakeModel({})
+    run_pipeline(policies, Post(id="1", text="nice cat"), model, prune=True)
+    assert "<describe>" not in model.calls  # spam rule's text term is false
+    assert len(model.calls) == 3
+
+
+def test_pruning_never_changes_action_queue_or_priority(tmp_path, write_policy):
+    write_policy(COMMUNITY, name="community.yaml", id="community")
+    policies = load_policy_dir(tmp_path)
+    scores = {
+        "a weapon such as a gun or a knife": 0.9,
+        "Does the image show a child?": 0.9,
+        "graphic violence, blood or gore": 0.95,
+    }
+    for text in ["I want to die", "buy likes", "", "hello"]:
+        post = Post(id="1", text=text)
+        a = run_pipeline(policies, post, FakeModel(scores), prune=False).active[0].decision
+        b = run_pipeline(policies, post, FakeModel(scores), prune=True).active[0].decision
+        assert (a.action, a.queue, a.priority) == (b.action, b.queue, b.priority)
+        assert b.rule_errors == []
+
+
+def test_shadow_decision_is_diffed_against_the_active_one(tmp_path, write_policy):
+    write_policy(COMMUNITY, name="a.yaml", id="community", version=3)
+    write_policy(
+        COMMUNITY.replace("action: block", "action: escalate"),
+        name="b.yaml",
+        id="community",
+        version=4,
+        mode="shadow",
+    )
+    policies = load_policy_dir(tmp_path)
+    computed = Signals(labels={"graphic violence, blood or gore": 0.9})
+    result = policies.evaluate(Post(id="1", text="x"), computed)
+    (active,), (shadow,) = result.active, result.shadow
+    assert active.decision.action is Action.BLOCK and shadow.decision.action is Action.ESCALATE
+    assert shadow.diff.changed and shadow.diff.action == (Action.BLOCK, Action.ESCALATE)
+    assert shadow.diff.active.version == 3 and shadow.diff.shadow.version == 4
+    assert shadow.to_verdict("1").shadow is True and active.to_verdict("1").shadow is False
+
+
+def test_two_active_policies_with_one_id_are_refused(tmp_path, write_policy):
+    write_policy(COMMUNITY, name="a.yaml", id="community")
+    write_policy(COMMUNITY, name="b.yaml", id="community")
+    with pytest.raises(PolicyInvalid, match="already defined"):
+        load_policy_dir(tmp_path)
+
+
+def test_cheap_terms_are_tested_first(make_policy):
+    policy = make_policy("""\
+        rules:
+          - id: r
+            when: labels.weapon > 0.5 && answers.minor > 0.2 && text.contains("x")
+            action: block
+        """)
+    terms = policy.rules[0].condition.terms
+    assert terms[0].source == 'text.contains("x")'

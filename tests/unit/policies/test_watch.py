@@ -1,0 +1,75 @@
+import threading
+import time
+
+from policies.contracts import Post, Signals
+from policies.watch import PolicyWatcher
+
+POLICY = """\
+id: live
+version: {version}
+rules:
+  - id: r
+    when: {when}
+    action: {action}
+"""
+
+
+def wait_for(predicate, timeout=5.0):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if predicate():
+            return True
+        time.sleep(0.02)
+    return False
+
+
+def test_valid_change_swaps_in_and_invalid_change_is_refused(tmp_path):
+    path = tmp_path / "live.yaml"
+    path.write_text(POLICY.format(version=1, when='text == "x"', action="review"))
+    seen_versions: set = set()
+    errors: list = []
+    stop = threading.Event()
+
+    with PolicyWatcher(tmp_path, debounce_s=0.05) as watcher:
+
+        def serve():  # one "batch" per loop: take current() once, evaluate with it
+            while not stop.is_set():
+                try:
+                    policy = watcher.current().active[0]
+                    verdict = policy.evaluate(Post(id="1", text="x"), Signals()).to_verdict("1")
+                    seen_versions.add((verdict.policy.version, verdict.action.value))
+                except Exception as exc:  # the test reports any failure
+                    errors.append(exc)
+
+        worker = threading.Thread(target=serve)
+        worker.start()
+        first = watcher.current().active[0].ref
+        try:
+            path.write_text(POLICY.format(version=2, when='text == "x"', action="block"))
+            assert wait_for(lambda: watcher.current().active[0].ref.version == 2)
+            second = watcher.current().active[0].ref
+            assert second.sha256 != first.sha256 and watcher.last_error is None
+            assert wait_for(lambda: (2, "block") in seen_versions)
+
+            path.write_text(POLICY.format(version=3, when="labels.undeclared > 1", action="block"))
+            assert wait_for(lambda: watcher.last_error is not None)
+            problem = watcher.last_error.problems[0]
+            assert (problem.line, problem.col) == (5, 18) and "undeclared" in problem.message
+            assert watcher.current().active[0].ref == second  # the old version keeps serving
+        finally:
+            stop.set()
+            worker.join()
+    assert errors == []
+    assert (1, "review") in seen_versions and (2, "block") in seen_versions
+    assert all(version != 3 for version, _ in seen_versions)
+
+
+def test_reload_recovers_after_a_fix(tmp_path):
+    path = tmp_path / "live.yaml"
+    path.write_text(POLICY.format(version=1, when="size(text) >= 0", action="review"))
+    watcher = PolicyWatcher(tmp_path)
+    path.write_text("id: live\nversion: 2\nrules: [\n")
+    assert watcher.reload() is False and watcher.last_error is not None
+    path.write_text(POLICY.format(version=3, when="size(text) >= 0", action="block"))
+    assert watcher.reload() is True and watcher.last_error is None
+    assert watcher.current().active[0].ref.version == 3 and watcher.generation == 1

@@ -9,9 +9,11 @@ go through it too.
 
 from __future__ import annotations
 
+import socket
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 from operators.exceptions import ModelLoadError, UnsupportedModel
 from operators.prompts import PromptLayout, layout_from_template, yes_no_token_ids
@@ -134,6 +136,9 @@ def _load_pretrained(spec: ModelSpec, device: str, dtype: Any) -> tuple[Any, Any
     model_kwargs: dict[str, Any] = {**common, "dtype": dtype, **spec.extra_load_kwargs}
     if spec.attn_implementation:
         model_kwargs["attn_implementation"] = spec.attn_implementation
+    if not Path(spec.name_or_path).expanduser().is_dir() and not spec.local_files_only:
+        if not _in_local_cache(spec) and not hub_reachable():
+            raise ModelLoadError(_unreachable_reason(spec))
     try:
         processor = AutoProcessor.from_pretrained(spec.name_or_path, **common)
         model = AutoModelForImageTextToText.from_pretrained(spec.name_or_path, **model_kwargs)
@@ -144,6 +149,28 @@ def _load_pretrained(spec: ModelSpec, device: str, dtype: Any) -> tuple[Any, Any
             f"{spec.name_or_path!r} is not an image-text-to-text checkpoint: {exc}"
         ) from exc
     return processor, model.to(device).eval()
+
+
+def _in_local_cache(spec: ModelSpec) -> bool:
+    from huggingface_hub import try_to_load_from_cache
+
+    found = try_to_load_from_cache(spec.name_or_path, "config.json", revision=spec.revision)
+    return isinstance(found, str)
+
+
+def hub_reachable(timeout_s: float = 3.0) -> bool:
+    """Whether the Hugging Face endpoint answers a TCP connect; huggingface_hub retries for minutes."""
+    from huggingface_hub import constants
+
+    if constants.HF_HUB_OFFLINE:
+        return False
+    parts = urlsplit(constants.ENDPOINT)
+    port = parts.port or (443 if parts.scheme == "https" else 80)
+    try:
+        with socket.create_connection((parts.hostname or "", port), timeout=timeout_s):
+            return True
+    except OSError:
+        return False
 
 
 def _refuse_missing_local_path(name_or_path: str) -> None:

@@ -1,5 +1,33 @@
 """`vlmod model ...`: build and inspect model checkpoints."""
 
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
 import typer
 
 app = typer.Typer(help="Build and inspect model checkpoints.", no_args_is_help=True)
+
+
+@app.command("make-tiny")
+def make_tiny(
+    directory: Annotated[Path, typer.Argument(help="Where to write the checkpoint.")],
+    arch: Annotated[str, typer.Option(help="Architecture: smolvlm or llava.")] = "smolvlm",
+    seed: Annotated[int, typer.Option(help="Seed of the random weights.")] = 0,
+    shape: Annotated[
+        str, typer.Option(help="tiny (CI-sized) or smolvlm-256m (real SmolVLM-256M widths).")
+    ] = "tiny",
+) -> None:
+    """Write a random-weight checkpoint of a real VLM architecture, fully offline."""
+    from operators.tiny import ARCHES, SHAPES
+    from operators.tiny import make_tiny as build
+
+    if arch not in ARCHES or shape not in SHAPES:
+        typer.echo(
+            f"choose --arch from {', '.join(ARCHES)} and --shape from {', '.join(SHAPES)}",
+            err=True,
+        )
+        raise typer.Exit(2)
+    path = build(directory, arch=arch, seed=seed, shape=shape)
+    typer.echo(str(path))

@@ -1,0 +1,90 @@
+"""load_vlm: the Auto-class seam, device/dtype resolution, and the one-sentence failure."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+
+import pytest
+import torch
+
+from operators.exceptions import ModelLoadError
+from operators.loading import load_vlm, resolve_dtype, resolve_device
+from operators.spec import ModelSpec
+
+
+def test_loaded_vlm_exposes_what_tasks_need(vlm):
+    assert vlm.tokenizer.padding_side == "left"
+    assert vlm.yes_ids and vlm.no_ids and not set(vlm.yes_ids) & set(vlm.no_ids)
+    assert "<image>" in vlm.layout.prefix
+    assert vlm.layout.suffix.rstrip().endswith(":")
+    assert vlm.vision_tower is not None
+    assert vlm.eos_ids
+
+
+def test_missing_local_checkpoint_says_what_to_do(tmp_path):
+    with pytest.raises(ModelLoadError) as caught:
+        load_vlm(ModelSpec(str(tmp_path / "nope")))
+    reason = caught.value.reason
+    assert "vlmod model make-tiny" in reason
+    assert reason.count(". ") == 0  # one sentence
+
+
+def test_hub_id_absent_offline_says_what_to_do():
+    spec = ModelSpec("HuggingFaceTB/SmolVLM-256M-Instruct", local_files_only=True)
+    with pytest.raises(ModelLoadError) as caught:
+        load_vlm(spec)
+    assert "hf download HuggingFaceTB/SmolVLM-256M-Instruct" in caught.value.reason
+    assert caught.value.stage == "infer"
+
+
+def test_hub_unreachable_fails_fast_without_retries(monkeypatch):
+    from operators import loading
+
+    monkeypatch.setattr(loading, "hub_reachable", lambda timeout_s=3.0: False)
+    with pytest.raises(ModelLoadError, match="hub is unreachable"):
+        load_vlm(ModelSpec("HuggingFaceTB/SmolVLM-256M-Instruct", revision="main"))
+
+
+def test_spec_options_reach_from_pretrained(tiny_dirs):
+    spec = ModelSpec(str(tiny_dirs["llava"]), dtype="bfloat16", attn_implementation="eager")
+    vlm = load_vlm(spec)
+    assert vlm.model.dtype == torch.bfloat16
+    assert vlm.model.config._attn_implementation == "eager"
+    assert vlm.name == str(tiny_dirs["llava"])
+
+
+def test_bfloat16_tasks_still_give_probabilities(tiny_dirs, images):
+    from operators.tasks import VlmOperator
+
+    vlm = load_vlm(ModelSpec(str(tiny_dirs["smolvlm"]), dtype="bfloat16"))
+    [answers] = VlmOperator(vlm).ask(images[:1], {"q": "Is it red?"})
+    assert 0.0 <= answers["q"] <= 1.0
+
+
+def test_device_and_dtype_resolution():
+    assert resolve_device("cpu") == "cpu"
+    assert resolve_device("auto") in ("cpu", "cuda")
+    assert resolve_dtype("auto", "cpu") == torch.float32
+    assert resolve_dtype("float16", "cpu") == torch.float16
+    with pytest.raises(ModelLoadError, match="unknown dtype"):
+        resolve_dtype("float7", "cpu")
+
+
+def test_spec_validates():
+    with pytest.raises(ValueError, match="max_new_tokens"):
+        ModelSpec("x", max_new_tokens=0)
+    with pytest.raises(ValueError, match="{label}"):
+        ModelSpec("x", label_question="Is it?")
+
+
+def test_operators_import_without_service_packages():
+    code = (
+        "import sys\n"
+        "for name in ('ray', 'kafka', 'redis', 'pydantic'): sys.modules[name] = None\n"
+        "import operators.tasks, operators.cache, operators.images, operators.tiny\n"
+        "import operators.loading, operators.engine, operators.fetch\n"
+        "print('ok')\n"
+    )
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert result.stdout.strip() == "ok", result.stderr

@@ -7,7 +7,7 @@ from typing import Annotated
 
 import typer
 
-from pipelines.commands import model, policy
+from pipelines.commands import model, pipeline, policy
 
 app = typer.Typer(
     help="Streaming content moderation with vision-language models.",
@@ -16,6 +16,7 @@ app = typer.Typer(
 )
 app.add_typer(policy.app, name="policy")
 app.add_typer(model.app, name="model")
+app.command()(pipeline.demo)
 
 SCHEMA_NAMES = ("post", "verdict", "dead-letter", "policy")
 

@@ -94,6 +94,7 @@ class PoolSettings(BaseModel):
     batch_wait_timeout_s: float = Field(0.01, ge=0, description="Longest wait to fill a batch.")
     target_ongoing_requests: float = Field(64, gt=0, description="Autoscaling target per replica.")
     consumers: int = Field(1, ge=1, description="Kafka consumer actors in the group.")
+    consumer_num_cpus: float = Field(0.5, ge=0, description="CPU share per consumer actor.")
     max_poll_records: int = Field(64, ge=1, description="Most posts handed out per poll.")
     max_in_flight_batches: int = Field(4, ge=1, description="Batches in flight per consumer.")
 
@@ -138,6 +139,10 @@ class PipelineConfig(BaseModel):
 
     kafka: KafkaSettings = Field(..., description="Broker connection.")
     consumer_group: str = Field("vlmod", min_length=1, description="Kafka consumer group.")
+    consumer_overrides: dict[str, Any] = Field(
+        default_factory=dict,
+        description="kafka-python consumer settings, e.g. session_timeout_ms.",
+    )
     topics: TopicSettings = Field(default_factory=TopicSettings, description="Topic names.")
     redis_url: str | None = Field(None, description="Answer cache; none means uncached.")
     cache_ttl_s: int = Field(7 * 24 * 3600, gt=0, description="Lifetime of cached answers.")

@@ -193,3 +193,26 @@ class BatchConsumer:
         if commit:
             self.commit()
         self._consumer.close(autocommit=False)
+
+
+class TopicReader:
+    """Reads whole topics from the beginning without a consumer group (dashboards, tests, demo)."""
+
+    def __init__(self, settings: KafkaSettings, topics: Sequence[str]) -> None:
+        self._consumer = KafkaConsumer(**settings.client_kwargs(), enable_auto_commit=False)
+        partitions = [
+            TopicPartition(topic, partition)
+            for topic in topics
+            for partition in sorted(self._consumer.partitions_for_topic(topic) or {0})
+        ]
+        self._consumer.assign(partitions)
+        self._consumer.seek_to_beginning(*partitions)
+
+    def read(self, *, timeout_ms: int = 200, max_records: int = 1000) -> list[ConsumerRecord]:
+        """Whatever arrived since the last call, across all topics."""
+        polled = self._consumer.poll(timeout_ms=timeout_ms, max_records=max_records)
+        return [record for batch in polled.values() for record in batch]
+
+    def close(self) -> None:
+        """Close the underlying consumer."""
+        self._consumer.close(autocommit=False)

@@ -1,20 +1,28 @@
-"""When to try an inference again, and how long to wait first."""
+"""When to try a post again, and how long to wait first."""
 
 from __future__ import annotations
 
 import random
 
-from policies.exceptions import ModerationError, Stage
+from operators.exceptions import ImageFetchError, ImageFetchTimeout, InferenceError
+from policies.exceptions import ModerationError
 
-# Stages whose failures can pass on their own (a busy host, a lost replica); decode and validate
-# failures are facts about the message and never change on a retry.
-RETRYABLE_STAGES = frozenset({Stage.FETCH_IMAGE, Stage.INFER})
+# Failures that can pass on their own: a slow or flaky image host, a model that failed on a batch.
+# Every other deliberate error is a fact about the message (bad JSON, an image too large) that
+# no retry changes.
+RETRYABLE_ERRORS = (ImageFetchError, ImageFetchTimeout, InferenceError)
 
 
-def should_retry(error: ModerationError, attempts: int, max_attempts: int) -> bool:
-    """True when `error` may pass on its own and the post has tries left."""
-    retryable = getattr(error, "retryable", error.stage in RETRYABLE_STAGES)
-    return bool(retryable) and attempts < max_attempts
+def is_retryable(error: BaseException) -> bool:
+    """True for transient failures: the ones above, and infrastructure errors (a lost replica)."""
+    if isinstance(error, RETRYABLE_ERRORS):
+        return True
+    return not isinstance(error, ModerationError)
+
+
+def should_retry(retryable: bool, attempts: int, max_attempts: int) -> bool:
+    """True when the failure is transient and the post has tries left."""
+    return retryable and attempts < max_attempts
 
 
 def backoff_delay(

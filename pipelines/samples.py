@@ -53,15 +53,16 @@ def sample_posts(count: int = 24, *, seed: int = 0) -> list[SampleMessage]:
     images = [base64.b64encode(drawn_image(seed * 1000 + i)).decode() for i in range(6)]
     messages = []
     for n in range(count):
+        post_id = f"post-{n:04d}"
         post = {
-            "id": f"post-{n:04d}",
+            "id": post_id,
             "text": TEXTS[n % len(TEXTS)],
             "author": f"user-{rng.randrange(100)}",
             "lang": "en",
             "images": [{"data": images[rng.randrange(len(images))], "mime": "image/png"}],
             "meta": {"surface": rng.choice(["feed", "marketplace", "comments"])},
         }
-        messages.append(SampleMessage(post["id"].encode(), json.dumps(post).encode()))
+        messages.append(SampleMessage(post_id.encode(), json.dumps(post).encode()))
     return messages + malformed_posts()
 
 

@@ -2,25 +2,40 @@ import random
 
 import pytest
 
-from pipelines.retry import backoff_delay, should_retry
-from policies.exceptions import ModerationError, PostDecodeError, Stage
+from operators.exceptions import ImageDecodeError, ImageFetchTimeout, ImageTooLarge, InferenceError
+from pipelines.retry import backoff_delay, is_retryable, should_retry
+from policies.exceptions import PostDecodeError
 
 
-def test_inference_failures_are_retried_until_attempts_run_out():
-    error = ModerationError("replica died", stage=Stage.INFER)
-    assert should_retry(error, attempts=1, max_attempts=3)
-    assert should_retry(error, attempts=2, max_attempts=3)
-    assert not should_retry(error, attempts=3, max_attempts=3)
+@pytest.mark.parametrize(
+    "error",
+    [
+        InferenceError("the model failed"),
+        ImageFetchTimeout("slow host", limit="fetch_timeout_s"),
+        RuntimeError("replica actor died"),
+    ],
+)
+def test_transient_failures_are_retryable(error):
+    assert is_retryable(error)
 
 
-def test_decode_failures_are_never_retried():
-    assert not should_retry(PostDecodeError("not JSON"), attempts=1, max_attempts=5)
+@pytest.mark.parametrize(
+    "error",
+    [
+        PostDecodeError("not JSON"),
+        ImageDecodeError("truncated"),
+        ImageTooLarge("too many pixels", limit="max_pixels"),
+    ],
+)
+def test_facts_about_the_message_are_not_retryable(error):
+    assert not is_retryable(error)
 
 
-def test_an_error_can_declare_itself_permanent():
-    error = ModerationError("image too large", stage=Stage.FETCH_IMAGE)
-    error.retryable = False  # type: ignore[attr-defined]
-    assert not should_retry(error, attempts=1, max_attempts=5)
+def test_retries_stop_when_attempts_run_out():
+    assert should_retry(True, attempts=1, max_attempts=3)
+    assert should_retry(True, attempts=2, max_attempts=3)
+    assert not should_retry(True, attempts=3, max_attempts=3)
+    assert not should_retry(False, attempts=1, max_attempts=3)
 
 
 @pytest.mark.parametrize(("attempt", "ceiling"), [(1, 0.2), (2, 0.4), (3, 0.8), (10, 5.0)])

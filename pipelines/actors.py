@@ -1,0 +1,56 @@
+"""The Kafka consumer as a Ray actor: one member of the consumer group per actor."""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+import ray
+
+from pipelines.config import PipelineConfig
+from pipelines.consumer import ModerationLoop
+from pipelines.kafka_io import BatchConsumer, Producer
+from pipelines.local import build_moderator
+from pipelines.serving import SIGNAL_DEPLOYMENT, ServeSignalSource
+
+log = logging.getLogger(__name__)
+
+SIGNAL_APP = "vlmod-signals"
+
+
+# Two threads: one runs the loop, the other takes `stop` and `stats` calls meanwhile.
+@ray.remote(max_concurrency=2)  # type: ignore[call-overload]  # ray's stubs lack actor options
+class ConsumerActor:
+    """Wraps a ModerationLoop whose signals come from the Serve replica pool."""
+
+    def __init__(self, config: dict[str, Any]) -> None:
+        from ray import serve
+
+        from policies.watch import PolicyWatcher
+
+        settings = PipelineConfig.model_validate(config)
+        handle = serve.get_deployment_handle(SIGNAL_DEPLOYMENT, app_name=SIGNAL_APP)
+        self.watcher = PolicyWatcher(settings.policy_dir).start()
+        moderator = build_moderator(settings, self.watcher, ServeSignalSource(handle))
+        consumer = BatchConsumer(
+            settings.kafka,
+            settings.topics.inputs,
+            settings.consumer_group,
+            **settings.consumer_overrides,
+        )
+        self.loop = ModerationLoop(consumer, Producer(settings.kafka), moderator, settings.pool)
+
+    def run(self) -> dict[str, int]:
+        """Moderate until `stop`; returns the loop's counters."""
+        try:
+            return self.loop.run().as_dict()
+        finally:
+            self.watcher.stop()
+
+    def stop(self) -> None:
+        """Drain in-flight batches, commit, and make `run` return."""
+        self.loop.stop()
+
+    def stats(self) -> dict[str, int]:
+        """Counters so far."""
+        return self.loop.stats.as_dict()

@@ -1,0 +1,77 @@
+"""A Moderator built from a config, and single-post moderation for the HTTP API and the CLI."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from typing import Any
+
+from pipelines.config import PipelineConfig
+from pipelines.inference import SignalSource, build_signal_source, image_limits
+from pipelines.steps import Moderator, SourceMessage
+from pipelines.telemetry import Telemetry, telemetry
+from policies.contracts import DeadLetter, Post, Verdict
+from policies.planning import PolicySet
+
+
+def build_moderator(
+    config: PipelineConfig,
+    policies: Any,
+    source: SignalSource,
+    tele: Telemetry | None = None,
+) -> Moderator:
+    """A Moderator over `policies` (a PolicySet, or anything with `.current()`) and `source`."""
+    from operators.images import ImageLoader
+
+    current = policies.current if hasattr(policies, "current") else (lambda: policies)
+    return Moderator(
+        policies=current,
+        source=source,
+        loader=ImageLoader(image_limits(config)),
+        topics=config.topics,
+        retry=config.retry,
+        telemetry=tele or telemetry(),
+        max_images=config.images.max_images,
+    )
+
+
+@dataclass
+class LocalModerator:
+    """Moderates single posts through the same steps as the streaming pipeline."""
+
+    moderator: Moderator
+
+    @classmethod
+    def from_config(cls, config: PipelineConfig, *, signals: Any = None) -> LocalModerator:
+        """Policies from the config's directory (watched), signals from `signals` or in-process."""
+        from policies.watch import PolicyWatcher
+
+        if signals is not None:
+            from pipelines.serving import ServeSignalSource
+
+            source: SignalSource = ServeSignalSource(signals)
+        else:
+            source = build_signal_source(config)
+        watcher = PolicyWatcher(config.policy_dir).start()
+        return cls(build_moderator(config, watcher, source))
+
+    @classmethod
+    def with_policies(cls, config: PipelineConfig, policies: PolicySet) -> LocalModerator:
+        """A moderator over a fixed PolicySet and the config's in-process model."""
+        return cls(build_moderator(config, policies, build_signal_source(config)))
+
+    def moderate_one(self, post: Post | dict[str, Any]) -> tuple[Verdict | None, DeadLetter | None]:
+        """The most severe active verdict for `post`, or the dead letter saying why not."""
+        body = post.model_dump(mode="json") if isinstance(post, Post) else post
+        message = SourceMessage(json.dumps(body).encode(), topic="local", partition=0, offset=0)
+        topics = self.moderator.topics
+        verdicts, dead = [], None
+        for out in self.moderator.moderate([message]):
+            if out.topic == topics.verdicts:
+                verdicts.append(Verdict.model_validate_json(out.value))
+            elif out.topic == topics.dead_letter:
+                dead = DeadLetter.model_validate_json(out.value)
+        if dead is not None:
+            return None, dead
+        worst = max(verdicts, key=lambda v: (v.action.severity, -v.priority), default=None)
+        return worst, None

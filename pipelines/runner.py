@@ -1,0 +1,91 @@
+"""Starts the streaming pipeline on a running Ray: topics, the replica pool, the consumer actors."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterable
+from typing import Any
+
+import ray
+
+from pipelines.actors import SIGNAL_APP, ConsumerActor
+from pipelines.config import PipelineConfig
+from pipelines.kafka_io import create_topics
+from pipelines.serving import signal_deployment
+from policies.planning import PolicySet
+
+log = logging.getLogger(__name__)
+
+
+def review_topics(policy_set: PolicySet) -> set[str]:
+    """Every review-queue topic a rule of an active policy can route to."""
+    return {
+        policy.queue_topic(rule.queue)
+        for policy in policy_set.active
+        for rule in policy.rules
+        if rule.queue
+    }
+
+
+def output_topics(config: PipelineConfig, policy_set: PolicySet) -> list[str]:
+    """All topics the pipeline reads or writes."""
+    topics = config.topics
+    fixed = [*topics.inputs, topics.verdicts, topics.dead_letter, topics.shadow]
+    return fixed + sorted(review_topics(policy_set))
+
+
+class PipelineRun:
+    """One running pipeline: deploy with `start`, grow with `add_consumer`, drain with `stop`."""
+
+    def __init__(self, config: PipelineConfig) -> None:
+        self.config = config
+        self.actors: list[Any] = []
+        self.runs: list[Any] = []
+
+    def start(self, policy_set: PolicySet) -> None:
+        """Create missing topics, deploy the replica pool, start the consumer actors."""
+        from ray import serve
+
+        if self.config.topics.create:
+            names = output_topics(self.config, policy_set)
+            create_topics(self.config.kafka, names, partitions=self.config.topics.partitions)
+        serve.start(proxy_location="Disabled")
+        serve.run(signal_deployment(self.config), name=SIGNAL_APP, route_prefix=None)
+        log.info("replica pool %r is up", SIGNAL_APP)
+        for _ in range(self.config.pool.consumers):
+            self.add_consumer()
+
+    def add_consumer(self) -> Any:
+        """One more member of the consumer group; the group rebalances its partitions."""
+        actor_class: Any = ConsumerActor  # @ray.remote made it an ActorClass
+        actor = actor_class.options(num_cpus=self.config.pool.consumer_num_cpus).remote(
+            self.config.model_dump(mode="json")
+        )
+        self.actors.append(actor)
+        self.runs.append(actor.run.remote())
+        return actor
+
+    def stats(self) -> list[dict[str, int]]:
+        """Each live consumer's counters."""
+        return [s for s in _gather([a.stats.remote() for a in self.actors]) if s is not None]
+
+    def stop(self, timeout_s: float = 120.0) -> list[dict[str, int] | None]:
+        """Drain every consumer (in-flight batches finish and are committed), then undeploy."""
+        from ray import serve
+
+        _gather([actor.stop.remote() for actor in self.actors], timeout_s)
+        results = _gather(self.runs, timeout_s)
+        serve.delete(SIGNAL_APP)
+        return results
+
+
+def _gather(refs: Iterable[Any], timeout_s: float = 30.0) -> list[Any]:
+    """Each ref's value, None for actors that died (their partitions went to the others)."""
+    values = []
+    for ref in refs:
+        try:
+            values.append(ray.get(ref, timeout=timeout_s))
+        except (ray.exceptions.RayActorError, ray.exceptions.GetTimeoutError) as error:
+            log.warning("a consumer did not answer: %s", error)
+            values.append(None)
+    return values

@@ -1,0 +1,156 @@
+"""Ray Serve: the VLM replica pool with dynamic batching, and the HTTP moderation API.
+
+`SignalReplica` only wraps `pipelines.inference.SignalComputer`; consumers reach it through
+`ServeSignalSource`, which has the same `compute` as the in-process computer.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Sequence
+from typing import Any
+
+from fastapi import FastAPI, HTTPException
+from fastapi.responses import JSONResponse
+from ray import serve
+from ray.serve.handle import DeploymentHandle
+
+from pipelines.config import PipelineConfig
+from pipelines.inference import (
+    Failure,
+    InferenceRequest,
+    InferenceResult,
+    SignalSource,
+    build_signal_source,
+)
+from pipelines.telemetry import telemetry
+from pipelines.tracing import context_from_headers
+from policies.contracts import ModelRef
+
+log = logging.getLogger(__name__)
+
+SIGNAL_DEPLOYMENT = "vlm"
+API_DEPLOYMENT = "moderation-api"
+
+
+@serve.deployment(name=SIGNAL_DEPLOYMENT)
+class SignalReplica:
+    """One model on its GPU share; requests from every consumer are batched together."""
+
+    def __init__(self, config: dict[str, Any]) -> None:
+        settings = PipelineConfig.model_validate(config)
+        self.source: SignalSource = build_signal_source(settings)
+        self.telemetry = telemetry()
+        batcher: Any = self.compute_batch  # @serve.batch adds these setters at run time
+        batcher.set_max_batch_size(settings.pool.max_batch_size)
+        batcher.set_batch_wait_timeout_s(settings.pool.batch_wait_timeout_s)
+
+    def model(self) -> ModelRef:
+        """The model this replica serves."""
+        return self.source.model
+
+    @serve.batch(max_batch_size=32, batch_wait_timeout_s=0.01)
+    async def compute_batch(self, requests: list[InferenceRequest]) -> list[InferenceResult]:
+        """One model batch over requests from any number of callers."""
+        spans = [
+            self.telemetry.tracer.start_span(
+                "infer",
+                context=context_from_headers(r.trace_headers),
+                attributes={"post.id": r.post_id, "batch.posts": len(requests)},
+            )
+            for r in requests
+        ]
+        try:
+            loop = asyncio.get_running_loop()
+            # The forward pass runs off the event loop so the replica keeps taking requests.
+            return await loop.run_in_executor(None, self.source.compute, requests)
+        finally:
+            for span in spans:
+                span.end()
+
+    async def __call__(self, request: InferenceRequest) -> InferenceResult:
+        """Moderation signals for one post."""
+        result: InferenceResult = await self.compute_batch(request)
+        return result
+
+
+class ServeSignalSource:
+    """A SignalSource backed by the replica pool; a lost replica fails only its own posts."""
+
+    def __init__(self, handle: DeploymentHandle, timeout_s: float = 300.0) -> None:
+        self.handle = handle
+        self.timeout_s = timeout_s
+        self._model: ModelRef | None = None
+
+    @property
+    def model(self) -> ModelRef:
+        """The model the replicas serve (asked once, on first use)."""
+        if self._model is None:
+            self._model = self.handle.model.remote().result(timeout_s=self.timeout_s)
+        return self._model
+
+    def compute(self, requests: Sequence[InferenceRequest]) -> list[InferenceResult]:
+        """Send every request at once (Serve batches them), then collect each result."""
+        responses = [self.handle.remote(request) for request in requests]
+        return [self._collect(req, resp) for req, resp in zip(requests, responses, strict=True)]
+
+    def _collect(self, request: InferenceRequest, response: Any) -> InferenceResult:
+        try:
+            result: InferenceResult = response.result(timeout_s=self.timeout_s)
+            return result
+        except Exception as error:  # replica died or timed out: retried by the caller
+            log.warning("replica call for %s failed: %s", request.post_id, error)
+            return InferenceResult(request.post_id, failure=Failure.of(error))
+
+
+def signal_deployment(config: PipelineConfig) -> Any:
+    """The SignalReplica deployment sized and autoscaled as the config's pool says."""
+    pool = config.pool
+    deployment: Any = SignalReplica  # @serve.deployment made it a Deployment
+    return deployment.options(
+        autoscaling_config={
+            "min_replicas": pool.min_replicas,
+            "initial_replicas": max(1, pool.min_replicas),
+            "max_replicas": pool.max_replicas,
+            "target_ongoing_requests": pool.target_ongoing_requests,
+        },
+        max_ongoing_requests=max(pool.max_batch_size * 4, int(pool.target_ongoing_requests) * 2),
+        ray_actor_options={"num_gpus": pool.num_gpus, "num_cpus": pool.num_cpus},
+    ).bind(config.model_dump(mode="json"))
+
+
+api = FastAPI(title="vlm-moderation", description="Moderate one post synchronously.")
+
+
+@serve.deployment(name=API_DEPLOYMENT)
+@serve.ingress(api)
+class ModerationApi:
+    """`POST /v1/moderate`: a Post in, the most severe active Verdict out."""
+
+    def __init__(self, config: dict[str, Any], signals: DeploymentHandle) -> None:
+        from pipelines.local import LocalModerator
+
+        settings = PipelineConfig.model_validate(config)
+        self.moderator = LocalModerator.from_config(settings, signals=signals)
+
+    @api.post("/v1/moderate")
+    def moderate(self, post: dict[str, Any]) -> JSONResponse:
+        """Moderate one post; 422 with the reason when it cannot be moderated."""
+        verdict, dead_letter = self.moderator.moderate_one(post)
+        if dead_letter is not None:
+            raise HTTPException(422, detail=dead_letter.model_dump(mode="json"))
+        assert verdict is not None
+        return JSONResponse(verdict.model_dump(mode="json"))
+
+    @api.get("/healthz")
+    def healthz(self) -> dict[str, str]:
+        """Liveness."""
+        return {"status": "ok"}
+
+
+def build_app(args: dict[str, Any]) -> Any:
+    """Application builder for `serve run pipelines.serving:build_app` and deploy/serve.yaml."""
+    config = PipelineConfig.model_validate(args)
+    deployment: Any = ModerationApi  # @serve.deployment made it a Deployment
+    return deployment.bind(config.model_dump(mode="json"), signal_deployment(config))

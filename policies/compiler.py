@@ -16,6 +16,7 @@ from policies.contracts import PolicyRef
 from policies.engine import CompiledPolicy, CompiledRule
 from policies.exceptions import PolicyInvalid, Problem
 from policies.expressions import Condition, Declared, ExpressionLimits, compile_condition
+from policies.patterns import PatternRegistry
 from policies.schema import SIGNAL_NAME_PATTERN, TOPIC_PATTERN, PolicyFile
 from policies.yamlsource import Path, YamlDocument
 
@@ -35,11 +36,11 @@ def compile_policy(
     problems += _signal_name_problems(doc)
     problems += _queue_problems(doc)
     problems += _rule_id_problems(doc)
-    conditions, found = _compile_conditions(doc, limits)
+    conditions, patterns, found = _compile_conditions(doc, limits)
     problems += found
     if problems or spec is None:
         raise PolicyInvalid(problems)
-    return _build(spec, conditions, sha256, doc)
+    return _build(spec, conditions, patterns, sha256, doc)
 
 
 def schema_problems(
@@ -193,25 +194,30 @@ def declared_signals(doc: YamlDocument) -> Declared:
 
 def _compile_conditions(
     doc: YamlDocument, limits: ExpressionLimits | None
-) -> tuple[dict[int, Condition], list[Problem]]:
+) -> tuple[dict[int, Condition], PatternRegistry, list[Problem]]:
     declared = declared_signals(doc)
+    patterns = PatternRegistry()
     conditions: dict[int, Condition] = {}
     problems = []
     for index, rule in _rules(doc):
         source = rule.get("when")
         if not isinstance(source, str) or not source.strip():
             continue
-        condition, findings = compile_condition(source, declared, limits)
+        condition, findings = compile_condition(source, declared, limits, patterns)
         for offset, message in findings:
             mark = doc.inside_scalar(("rules", index, "when"), offset)
             problems.append(doc.problem(mark, message))
         if condition is not None:
             conditions[index] = condition
-    return conditions, problems
+    return conditions, patterns, problems
 
 
 def _build(
-    spec: PolicyFile, conditions: dict[int, Condition], sha256: str, doc: YamlDocument
+    spec: PolicyFile,
+    conditions: dict[int, Condition],
+    patterns: PatternRegistry,
+    sha256: str,
+    doc: YamlDocument,
 ) -> CompiledPolicy:
     rules = [
         CompiledRule(
@@ -237,4 +243,5 @@ def _build(
         default=spec.default,
         source=doc.file,
         tests=list(spec.tests),
+        functions=patterns.functions,
     )

@@ -173,6 +173,7 @@ class CompiledPolicy:
         default: Action,
         source: str = "",
         tests: list[Any] | None = None,
+        functions: dict[str, Any] | None = None,
     ) -> None:
         self.ref = ref
         self.mode = mode
@@ -185,6 +186,7 @@ class CompiledPolicy:
         self.default = default
         self.source = source
         self.tests = list(tests or [])
+        self.functions = dict(functions or {})
         self.stats = EvaluationStats()
 
     def __repr__(self) -> str:
@@ -218,7 +220,7 @@ class CompiledPolicy:
     def run_rules(self, post: Post | dict[str, Any], signals: Signals) -> Evaluation:
         """Test every rule against the post; the engine behind evaluate and planning."""
         variables = self.variables(post, signals)
-        context = cel.Context(variables)
+        context = cel.Context(variables, functions=self.functions)
         present = self.present(signals)
         results, slow = [], 0
         for rule in self.rules:

@@ -20,6 +20,7 @@ from typing import Any
 import cel
 
 from policies.celscan import Facts, Reference, scan, string_value
+from policies.patterns import PatternRegistry
 
 BUILTIN_ROOTS = frozenset({"text", "labels", "answers", "description", "post"})
 ALLOWED_FUNCTIONS = frozenset(
@@ -111,9 +112,16 @@ Finding = tuple[int, str]
 
 
 def compile_condition(
-    source: str, declared: Declared, limits: ExpressionLimits | None = None
+    source: str,
+    declared: Declared,
+    limits: ExpressionLimits | None = None,
+    patterns: PatternRegistry | None = None,
 ) -> tuple[Condition | None, list[Finding]]:
-    """Compile and check `source`; findings are (offset in source, message)."""
+    """Compile and check `source`; findings are (offset in source, message).
+
+    With `patterns`, literal `matches()` calls become the registry's precompiled functions,
+    which the CEL context must then carry (CompiledPolicy does).
+    """
     limits = limits or ExpressionLimits()
     if len(source) > limits.max_chars:
         return None, [
@@ -129,7 +137,7 @@ def compile_condition(
     findings += _check_patterns(facts, limits)
     if findings:
         return None, findings
-    return _condition(source, facts, declared), []
+    return _condition(source, facts, declared, patterns or PatternRegistry()), []
 
 
 def _syntax_finding(source: str, message: str) -> Finding:
@@ -222,11 +230,14 @@ def _regex_reason(message: str) -> str:
     return message.splitlines()[0]
 
 
-def _condition(source: str, facts: Facts, declared: Declared) -> Condition:
-    terms = _split_terms(source, facts, declared)
+def _condition(
+    source: str, facts: Facts, declared: Declared, patterns: PatternRegistry
+) -> Condition:
+    terms = _split_terms(source, facts, declared, patterns)
     if terms is None:
         reads = tuple(dict.fromkeys(facts.reads))
-        terms = [Term(source, cel.compile(source), _needs(facts.references, declared), reads)]
+        program = cel.compile(patterns.rewrite(source))
+        terms = [Term(source, program, _needs(facts.references, declared), reads)]
     terms.sort(key=lambda term: not term.needs.cheap)
     needs = Needs()
     for term in terms:
@@ -235,7 +246,9 @@ def _condition(source: str, facts: Facts, declared: Declared) -> Condition:
     return Condition(source, tuple(terms), needs, reads)
 
 
-def _split_terms(source: str, facts: Facts, declared: Declared) -> list[Term] | None:
+def _split_terms(
+    source: str, facts: Facts, declared: Declared, patterns: PatternRegistry
+) -> list[Term] | None:
     """One term per top-level `&&` operand; None when a piece does not compile alone."""
     if len(facts.conjuncts) < 2:
         return None
@@ -243,7 +256,7 @@ def _split_terms(source: str, facts: Facts, declared: Declared) -> list[Term] | 
     for start, end in facts.conjuncts:
         text = source[start:end].strip()
         try:
-            program = cel.compile(text)
+            program = cel.compile(patterns.rewrite(text))
         except ValueError:
             return None
         refs = [ref for ref in facts.references if start <= ref.offset < end]

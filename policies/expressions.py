@@ -2,9 +2,9 @@
 
 Why this is safe to run on every post:
 - CEL has no loops, I/O or host access; only the functions in `ALLOWED_FUNCTIONS` may be called.
-- `matches` runs on the Rust `regex` crate (finite automata, linear in the text), so no pattern
-  can backtrack catastrophically; we still cap pattern size and only accept literal patterns,
-  which are compiled once here to reject bad ones at load time.
+- `matches` takes only literal patterns, capped in size and compiled at load time; each runs
+  precompiled under a timeout with CEL's linear-time Rust engine as fallback
+  (`policies.patterns`), so no pattern can backtrack without bound.
 - Conditions are capped in size and in comprehensions (none nested), so a condition's cost is
   bounded by its size times the size of the post. The engine cannot pre-empt the Rust
   evaluator, so that bound is the time bound; the engine also counts slow rules.

@@ -11,11 +11,9 @@ from pipelines.config import PipelineConfig
 from pipelines.consumer import ModerationLoop
 from pipelines.kafka_io import BatchConsumer, Producer
 from pipelines.local import build_moderator
-from pipelines.serving import SIGNAL_DEPLOYMENT, ServeSignalSource
+from pipelines.serving import SIGNAL_DEPLOYMENT, ServeSignalSource, signal_app_name
 
 log = logging.getLogger(__name__)
-
-SIGNAL_APP = "vlmod-signals"
 
 
 # Two threads: one runs the loop, the other takes `stop` and `stats` calls meanwhile.
@@ -29,7 +27,8 @@ class ConsumerActor:
         from policies.watch import PolicyWatcher
 
         settings = PipelineConfig.model_validate(config)
-        handle = serve.get_deployment_handle(SIGNAL_DEPLOYMENT, app_name=SIGNAL_APP)
+        app_name = signal_app_name(settings)
+        handle = serve.get_deployment_handle(SIGNAL_DEPLOYMENT, app_name=app_name)
         self.watcher = PolicyWatcher(settings.policy_dir).start()
         moderator = build_moderator(settings, self.watcher, ServeSignalSource(handle))
         consumer = BatchConsumer(

@@ -17,6 +17,8 @@ app = typer.Typer(
 app.add_typer(policy.app, name="policy")
 app.add_typer(model.app, name="model")
 app.command()(pipeline.demo)
+app.command()(pipeline.run)
+app.command()(pipeline.moderate)
 
 SCHEMA_NAMES = ("post", "verdict", "dead-letter", "policy")
 

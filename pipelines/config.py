@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, SecretStr
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError
+
+from pipelines.exceptions import ConfigInvalid
 
 
 class KafkaSettings(BaseModel):
@@ -137,7 +140,10 @@ class PipelineConfig(BaseModel):
 
     model_config = ConfigDict(frozen=True, extra="forbid", protected_namespaces=())
 
-    kafka: KafkaSettings = Field(..., description="Broker connection.")
+    kafka: KafkaSettings = Field(
+        default_factory=lambda: KafkaSettings(bootstrap_servers="localhost:9092"),
+        description="Broker connection.",
+    )
     consumer_group: str = Field("vlmod", min_length=1, description="Kafka consumer group.")
     consumer_overrides: dict[str, Any] = Field(
         default_factory=dict,
@@ -147,10 +153,30 @@ class PipelineConfig(BaseModel):
     redis_url: str | None = Field(None, description="Answer cache; none means uncached.")
     cache_ttl_s: int = Field(7 * 24 * 3600, gt=0, description="Lifetime of cached answers.")
     model: ModelSettings = Field(default_factory=ModelSettings, description="The VLM.")
-    policy_dir: str = Field(..., description="Directory of policy files.")
+    policy_dir: str = Field("policies/examples", description="Directory of policy files.")
     pool: PoolSettings = Field(default_factory=PoolSettings, description="Replicas and consumers.")
     retry: RetrySettings = Field(default_factory=RetrySettings, description="Inference retries.")
     images: ImageSettings = Field(default_factory=ImageSettings, description="Image limits.")
     telemetry: TelemetrySettings = Field(
         default_factory=TelemetrySettings, description="OpenTelemetry."
     )
+
+
+def load_config(path: str | Path) -> PipelineConfig:
+    """Read a pipeline YAML file; every problem is reported as FILE:LINE:COL: message."""
+    from policies.compiler import schema_problems
+    from policies.exceptions import PolicyInvalid
+    from policies.yamlsource import read_yaml
+
+    file = Path(path)
+    try:
+        doc = read_yaml(str(file), file.read_bytes())
+    except OSError as exc:
+        raise ConfigInvalid(f"{file}: cannot read: {exc.strerror or exc}") from exc
+    except PolicyInvalid as exc:
+        raise ConfigInvalid(str(exc)) from exc
+    try:
+        return PipelineConfig.model_validate(doc.data or {})
+    except ValidationError as exc:
+        problems = schema_problems(doc, exc, PipelineConfig)
+        raise ConfigInvalid("\n".join(str(problem) for problem in sorted(problems))) from exc

@@ -8,10 +8,10 @@ from typing import Any
 
 import ray
 
-from pipelines.actors import SIGNAL_APP, ConsumerActor
+from pipelines.actors import ConsumerActor
 from pipelines.config import PipelineConfig
 from pipelines.kafka_io import create_topics
-from pipelines.serving import signal_deployment
+from pipelines.serving import signal_app_name, signal_deployment, with_absolute_paths
 from policies.planning import PolicySet
 
 log = logging.getLogger(__name__)
@@ -38,7 +38,8 @@ class PipelineRun:
     """One running pipeline: deploy with `start`, grow with `add_consumer`, drain with `stop`."""
 
     def __init__(self, config: PipelineConfig) -> None:
-        self.config = config
+        self.config = with_absolute_paths(config)
+        self.app_name = signal_app_name(self.config)
         self.actors: list[Any] = []
         self.runs: list[Any] = []
 
@@ -50,8 +51,8 @@ class PipelineRun:
             names = output_topics(self.config, policy_set)
             create_topics(self.config.kafka, names, partitions=self.config.topics.partitions)
         serve.start(proxy_location="Disabled")
-        serve.run(signal_deployment(self.config), name=SIGNAL_APP, route_prefix=None)
-        log.info("replica pool %r is up", SIGNAL_APP)
+        serve.run(signal_deployment(self.config), name=self.app_name, route_prefix=None)
+        log.info("replica pool %r is up", self.app_name)
         for _ in range(self.config.pool.consumers):
             self.add_consumer()
 
@@ -75,7 +76,7 @@ class PipelineRun:
 
         _gather([actor.stop.remote() for actor in self.actors], timeout_s)
         results = _gather(self.runs, timeout_s)
-        serve.delete(SIGNAL_APP)
+        serve.delete(self.app_name)
         return results
 
 

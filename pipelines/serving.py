@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import Sequence
+from pathlib import Path
 from typing import Any
 
 from fastapi import FastAPI, HTTPException
@@ -104,6 +105,16 @@ class ServeSignalSource:
             return InferenceResult(request.post_id, failure=Failure.of(error))
 
 
+def signal_app_name(config: PipelineConfig) -> str:
+    """The Serve application of a pipeline's replica pool; one per consumer group."""
+    return f"vlmod-signals-{config.consumer_group}"
+
+
+def with_absolute_paths(config: PipelineConfig) -> PipelineConfig:
+    """The config with `policy_dir` made absolute, for actors whose working directory differs."""
+    return config.model_copy(update={"policy_dir": str(Path(config.policy_dir).resolve())})
+
+
 def signal_deployment(config: PipelineConfig) -> Any:
     """The SignalReplica deployment sized and autoscaled as the config's pool says."""
     pool = config.pool
@@ -151,6 +162,6 @@ class ModerationApi:
 
 def build_app(args: dict[str, Any]) -> Any:
     """Application builder for `serve run pipelines.serving:build_app` and deploy/serve.yaml."""
-    config = PipelineConfig.model_validate(args)
+    config = with_absolute_paths(PipelineConfig.model_validate(args))
     deployment: Any = ModerationApi  # @serve.deployment made it a Deployment
     return deployment.bind(config.model_dump(mode="json"), signal_deployment(config))

@@ -1,0 +1,262 @@
+"""The step list on a scripted signal source: routing, dead letters, retries, trace headers."""
+
+from __future__ import annotations
+
+import base64
+import json
+
+import pytest
+from opentelemetry.sdk.trace import TracerProvider
+from opentelemetry.sdk.trace.export import SimpleSpanProcessor
+from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
+
+from pipelines.config import KafkaSettings, PipelineConfig, RetrySettings
+from pipelines.inference import Failure, InferenceResult
+from pipelines.local import build_moderator
+from pipelines.samples import drawn_image
+from pipelines.steps import SourceMessage
+from pipelines.telemetry import telemetry
+from policies.contracts import DeadLetter, ModelRef, Signals, Verdict
+from policies.exceptions import Stage
+from policies.loader import load_policy_dir
+
+POLICY = """
+id: test-policy
+version: 2
+signals:
+  labels:
+    weapon: "a weapon"
+  questions:
+    minor: "Is there a child?"
+queues:
+  weapons: review.weapons
+rules:
+  - id: threat
+    when: text.matches("(?i)i will hurt")
+    action: escalate
+    queue: threats
+    priority: 0
+  - id: spam
+    when: text.matches("(?i)buy followers")
+    action: review
+    queue: spam
+  - id: weapon
+    when: labels.weapon > 0.5
+    action: block
+    queue: weapons
+default: allow
+"""
+SHADOW = POLICY.replace("version: 2", "version: 3\nmode: shadow").replace("> 0.5", "> 0.1")
+TRACEPARENT = b"00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01"
+PNG = base64.b64encode(drawn_image(1)).decode()
+
+
+class ScriptedSource:
+    """Answers `weapon` with a fixed value; fails the first `failures` calls per post."""
+
+    model = ModelRef(name="scripted", revision="1")
+
+    def __init__(self, weapon=0.9, failures=0, retryable=True):
+        self.weapon, self.failures, self.retryable = weapon, failures, retryable
+        self.calls: list[str] = []
+
+    def compute(self, requests):
+        results = []
+        for request in requests:
+            self.calls.append(request.post_id)
+            if self.calls.count(request.post_id) <= self.failures:
+                failure = Failure(Stage.INFER, "InferenceError", "replica lost", self.retryable)
+                results.append(InferenceResult(request.post_id, failure=failure))
+                continue
+            labels = dict.fromkeys(request.labels, self.weapon)
+            answers = dict.fromkeys(request.questions, 0.0)
+            results.append(
+                InferenceResult(request.post_id, Signals(labels=labels, answers=answers))
+            )
+        return results
+
+
+@pytest.fixture
+def policy_dir(tmp_path):
+    (tmp_path / "test-policy.yaml").write_text(POLICY)
+    return tmp_path
+
+
+@pytest.fixture
+def config(policy_dir):
+    return PipelineConfig(
+        kafka=KafkaSettings(bootstrap_servers="unused:9092"),
+        policy_dir=str(policy_dir),
+        retry=RetrySettings(max_attempts=3, backoff_base_s=0.0, backoff_cap_s=0.0),
+    )
+
+
+def moderator_for(config, source, spans=None):
+    provider = TracerProvider()
+    if spans is not None:
+        provider.add_span_processor(SimpleSpanProcessor(spans))
+    return build_moderator(
+        config, load_policy_dir(config.policy_dir), source, telemetry(tracer_provider=provider)
+    )
+
+
+def message(body, *, offset=0, headers=()):
+    raw = body if isinstance(body, bytes) else json.dumps(body).encode()
+    return SourceMessage(raw, b"k", "posts", 0, offset, tuple(headers))
+
+
+def by_topic(outputs):
+    topics: dict[str, list] = {}
+    for out in outputs:
+        topics.setdefault(out.topic, []).append(out)
+    return topics
+
+
+def test_image_post_gets_a_verdict_and_a_review_copy(config):
+    moderator = moderator_for(config, ScriptedSource(weapon=0.9))
+    outputs = by_topic(moderator.moderate([message({"id": "p1", "images": [{"data": PNG}]})]))
+    assert set(outputs) == {"moderation.verdicts", "review.weapons"}
+    verdict = Verdict.model_validate_json(outputs["moderation.verdicts"][0].value)
+    assert (verdict.action, verdict.queue, verdict.post_id) == ("block", "weapons", "p1")
+    assert verdict.signals.labels == {"weapon": 0.9}
+    assert verdict.model == ModelRef(name="scripted", revision="1")
+    assert outputs["review.weapons"][0].value == outputs["moderation.verdicts"][0].value
+    assert outputs["moderation.verdicts"][0].key == b"p1"
+
+
+def test_text_decision_that_no_signal_can_change_skips_the_model(config):
+    source = ScriptedSource(weapon=0.9)
+    moderator = moderator_for(config, source)
+    threat = {"id": "p2", "text": "I will hurt you", "images": [{"data": PNG}]}
+    outputs = by_topic(moderator.moderate([message(threat)]))
+    verdict = Verdict.model_validate_json(outputs["moderation.verdicts"][0].value)
+    assert (verdict.action, verdict.queue) == ("escalate", "threats")
+    assert source.calls == [], "escalate at priority 0 fired on text: no label can change it"
+    spam = {"id": "p3", "text": "buy followers", "images": [{"data": PNG}]}
+    moderator.moderate([message(spam)])
+    assert source.calls == ["p3"], "review on text can still lose to block on the image"
+
+
+def test_post_without_images_never_reaches_the_model(config):
+    source = ScriptedSource()
+    outputs = by_topic(moderator_for(config, source).moderate([message({"id": "t", "text": "hi"})]))
+    verdict = Verdict.model_validate_json(outputs["moderation.verdicts"][0].value)
+    assert source.calls == [] and verdict.action == "allow"
+    assert verdict.signals.labels == {"weapon": 0.0}
+
+
+@pytest.mark.parametrize(
+    ("raw", "stage", "reason"),
+    [
+        (b"{oops", Stage.DECODE, "not JSON"),
+        (b'{"text": "no id"}', Stage.VALIDATE, "id: Field required"),
+        (b'{"id": "x", "images": "a.png"}', Stage.VALIDATE, "images: Input should be a valid list"),
+    ],
+)
+def test_malformed_messages_become_dead_letters_with_the_original_bytes(config, raw, stage, reason):
+    moderator = moderator_for(config, ScriptedSource())
+    [out] = moderator.moderate([message(raw, offset=41)])
+    letter = DeadLetter.model_validate_json(out.value)
+    assert out.topic == "moderation.dead-letter"
+    assert (letter.stage, letter.offset, letter.topic) == (stage, 41, "posts")
+    assert letter.error.startswith(reason)
+    assert base64.b64decode(letter.original) == raw
+
+
+def test_unreadable_image_is_dead_lettered_at_fetch_image(config):
+    moderator = moderator_for(config, ScriptedSource())
+    [out] = moderator.moderate([message({"id": "p4", "images": [{"url": "file:///etc/passwd"}]})])
+    letter = DeadLetter.model_validate_json(out.value)
+    assert (letter.stage, letter.error_type, letter.post_id) == (
+        Stage.FETCH_IMAGE,
+        "FileOutsideRoot",
+        "p4",
+    )
+
+
+def test_transient_inference_failures_are_retried_then_succeed(config):
+    source = ScriptedSource(failures=2)
+    moderator = moderator_for(config, source)
+    outputs = by_topic(moderator.moderate([message({"id": "p5", "images": [{"data": PNG}]})]))
+    assert source.calls == ["p5", "p5", "p5"]
+    assert "moderation.verdicts" in outputs
+
+
+def test_inference_that_keeps_failing_is_dead_lettered_after_max_attempts(config):
+    source = ScriptedSource(failures=10)
+    moderator = moderator_for(config, source)
+    [out] = moderator.moderate([message({"id": "p6", "images": [{"data": PNG}]})])
+    letter = DeadLetter.model_validate_json(out.value)
+    assert (letter.stage, letter.attempts, letter.error) == (Stage.INFER, 3, "replica lost")
+    assert len(source.calls) == 3
+
+
+def test_permanent_failures_are_not_retried(config):
+    source = ScriptedSource(failures=10, retryable=False)
+    moderator = moderator_for(config, source)
+    [out] = moderator.moderate([message({"id": "p7", "images": [{"data": PNG}]})])
+    assert DeadLetter.model_validate_json(out.value).attempts == 1
+    assert source.calls == ["p7"]
+
+
+def test_one_bad_post_does_not_affect_the_rest_of_the_batch(config):
+    moderator = moderator_for(config, ScriptedSource())
+    outputs = moderator.moderate(
+        [
+            message({"id": "a", "images": [{"data": PNG}]}, offset=0),
+            message(b"garbage", offset=1),
+            message({"id": "b", "text": "hello"}, offset=2),
+        ]
+    )
+    topics = by_topic(outputs)
+    verdict_ids = [
+        Verdict.model_validate_json(o.value).post_id for o in topics["moderation.verdicts"]
+    ]
+    assert verdict_ids == ["a", "b"]
+    assert len(topics["moderation.dead-letter"]) == 1
+
+
+def test_a_retried_post_gets_the_same_verdict_key(config):
+    moderator = moderator_for(config, ScriptedSource())
+    body = {"id": "p8", "images": [{"data": PNG}]}
+    first = Verdict.model_validate_json(moderator.moderate([message(body)])[0].value)
+    again = Verdict.model_validate_json(moderator.moderate([message(body)])[0].value)
+    assert first.key == again.key and first.processed_at != again.processed_at
+
+
+def test_trace_context_flows_from_input_header_to_every_output(config):
+    spans = InMemorySpanExporter()
+    moderator = moderator_for(config, ScriptedSource(), spans)
+    outputs = moderator.moderate(
+        [message({"id": "p9", "images": [{"data": PNG}]}, headers=[("traceparent", TRACEPARENT)])]
+    )
+    for out in outputs:
+        traceparent = dict(out.headers)["traceparent"]
+        assert traceparent.startswith(b"00-0af7651916cd43dd8448eb211c80319c-")
+    verdict = Verdict.model_validate_json(outputs[0].value)
+    assert verdict.trace_id == "0af7651916cd43dd8448eb211c80319c"
+    names = {
+        span.name
+        for span in spans.get_finished_spans()
+        if format(span.context.trace_id, "032x") == verdict.trace_id
+    }
+    assert {"consume", "fetch-image", "infer", "policy"} <= names
+
+
+def test_spans_carry_no_post_text(config):
+    spans = InMemorySpanExporter()
+    moderator = moderator_for(config, ScriptedSource(), spans)
+    moderator.moderate([message({"id": "p10", "text": "secret words", "images": [{"data": PNG}]})])
+    for span in spans.get_finished_spans():
+        assert "secret words" not in json.dumps(dict(span.attributes or {}), default=str)
+
+
+def test_shadow_policy_reports_its_diff_and_routes_nothing(config, policy_dir):
+    (policy_dir / "test-policy-next.yaml").write_text(SHADOW)
+    moderator = moderator_for(config, ScriptedSource(weapon=0.3))
+    outputs = by_topic(moderator.moderate([message({"id": "p11", "images": [{"data": PNG}]})]))
+    assert Verdict.model_validate_json(outputs["moderation.verdicts"][0].value).action == "allow"
+    shadow = json.loads(outputs["moderation.shadow"][0].value)
+    assert shadow["verdict"]["shadow"] is True and shadow["verdict"]["action"] == "block"
+    assert shadow["diff"]["action"] == ["allow", "block"]
+    assert "review.weapons" not in outputs, "a shadow verdict must not route to a review queue"

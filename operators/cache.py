@@ -88,7 +88,7 @@ class SignalCache:
         return self.counters.errors
 
     def key(self, model_key: str, image_sha256: str, kind: str, text: str = "") -> str:
-        """`namespace:model:image:kind[:text-hash]`; kinds: e(mbedding), p(robability), d(escribe)."""
+        """`namespace:model:image:kind[:text-hash]`; kind e=embedding, p=probability, d=caption."""
         suffix = f":{hashlib.sha256(text.encode()).hexdigest()[:32]}" if text else ""
         return f"{self.namespace}:{model_key}:{image_sha256}:{kind}{suffix}"
 
@@ -101,7 +101,7 @@ class SignalCache:
             try:
                 values = self._store.get_many(keys)
                 self._recovered()
-            except Exception as exc:  # noqa: BLE001 - any cache failure must only cost speed
+            except Exception as exc:
                 self._failed(exc)
         found = sum(value is not None for value in values)
         self.counters.hits += found
@@ -115,7 +115,7 @@ class SignalCache:
         try:
             self._store.set_many(items, self.ttl_s)
             self._recovered()
-        except Exception as exc:  # noqa: BLE001 - any cache failure must only cost speed
+        except Exception as exc:
             self._failed(exc)
 
     def _available(self) -> bool:

@@ -125,9 +125,7 @@ def yes_probability(
     return torch.sigmoid(yes - no)
 
 
-def greedy_continue(
-    vlm: Vlm, logits: torch.Tensor, mask: torch.Tensor, cache: Any
-) -> torch.Tensor:
+def greedy_continue(vlm: Vlm, logits: torch.Tensor, mask: torch.Tensor, cache: Any) -> torch.Tensor:
     """Greedy batched decoding from the given next-token logits, up to max_new_tokens."""
     eos = torch.tensor(vlm.eos_ids, device=logits.device)
     pad_id = vlm.tokenizer.pad_token_id

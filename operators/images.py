@@ -68,7 +68,9 @@ class LoadedImage:
 class ImageLoader:
     """Loads image sources under one set of limits; every refusal is an `ImageError`."""
 
-    def __init__(self, limits: ImageLimits | None = None, resolver: Resolver = system_resolver):
+    def __init__(
+        self, limits: ImageLimits | None = None, resolver: Resolver = system_resolver
+    ) -> None:
         self.limits = limits or ImageLimits()
         self.resolver = resolver
 

@@ -136,12 +136,12 @@ def _load_pretrained(spec: ModelSpec, device: str, dtype: Any) -> tuple[Any, Any
     model_kwargs: dict[str, Any] = {**common, "dtype": dtype, **spec.extra_load_kwargs}
     if spec.attn_implementation:
         model_kwargs["attn_implementation"] = spec.attn_implementation
-    if not Path(spec.name_or_path).expanduser().is_dir() and not spec.local_files_only:
-        if not _in_local_cache(spec) and not hub_reachable():
-            raise ModelLoadError(_unreachable_reason(spec))
+    remote = not Path(spec.name_or_path).expanduser().is_dir() and not spec.local_files_only
+    if remote and not _in_local_cache(spec) and not hub_reachable():
+        raise ModelLoadError(_unreachable_reason(spec))
     try:
         processor = AutoProcessor.from_pretrained(spec.name_or_path, **common)
-        model = AutoModelForImageTextToText.from_pretrained(spec.name_or_path, **model_kwargs)
+        model: Any = AutoModelForImageTextToText.from_pretrained(spec.name_or_path, **model_kwargs)
     except OSError as exc:
         raise ModelLoadError(_unreachable_reason(spec)) from exc
     except ValueError as exc:
@@ -159,7 +159,7 @@ def _in_local_cache(spec: ModelSpec) -> bool:
 
 
 def hub_reachable(timeout_s: float = 3.0) -> bool:
-    """Whether the Hugging Face endpoint answers a TCP connect; huggingface_hub retries for minutes."""
+    """Whether the hub endpoint accepts a TCP connection; huggingface_hub retries for minutes."""
     from huggingface_hub import constants
 
     if constants.HF_HUB_OFFLINE:

@@ -54,7 +54,9 @@ def job_tasks(vlm: Vlm, job: ImageJob) -> list[Task]:
         Task(TaskKind.LABEL, name, _yes_no(spec.label_question.format(label=text), vlm))
         for name, text in job.labels.items()
     ]
-    tasks += [Task(TaskKind.QUESTION, name, _yes_no(text, vlm)) for name, text in job.questions.items()]
+    tasks += [
+        Task(TaskKind.QUESTION, name, _yes_no(text, vlm)) for name, text in job.questions.items()
+    ]
     if job.describe:
         tasks.append(Task(TaskKind.DESCRIBE, "description", spec.describe_prompt))
     return tasks
@@ -85,7 +87,7 @@ def _task_key(cache: SignalCache, fingerprint: str, sha256: str, task: Task) -> 
 def plan_work(
     vlm: Vlm, cache: SignalCache | None, jobs: Sequence[tuple[int, ImageJob]]
 ) -> list[Work]:
-    """Build each job's work; with a cache, fill hits in and keep only the misses (one round trip)."""
+    """Build each job's work; a cache fills in its hits and leaves the misses (one round trip)."""
     works = [
         Work(index, job, ImageSignals(job.image.sha256), job_tasks(vlm, job), job.embed)
         for index, job in jobs

@@ -35,6 +35,7 @@ __all__ = ["ImageJob", "ImageSignals", "VlmOperator"]
 
 log = logging.getLogger(__name__)
 
+
 class VlmOperator:
     """Runs batches of image jobs through one loaded model, optionally behind a cache."""
 
@@ -96,7 +97,9 @@ class VlmOperator:
         if chunk:
             yield chunk
 
-    def _run_chunk(self, chunk: Sequence[Work]) -> Iterator[tuple[Work, ImageSignals | OperatorError]]:
+    def _run_chunk(
+        self, chunk: Sequence[Work]
+    ) -> Iterator[tuple[Work, ImageSignals | OperatorError]]:
         ready: list[tuple[Work, dict[str, torch.Tensor]]] = []
         for work in chunk:
             try:
@@ -121,7 +124,9 @@ class VlmOperator:
             return
         yield from self._postprocess(works, result)
 
-    def _forward(self, works: Sequence[Work], encodings: list[dict[str, torch.Tensor]]) -> ForwardResult:
+    def _forward(
+        self, works: Sequence[Work], encodings: list[dict[str, torch.Tensor]]
+    ) -> ForwardResult:
         prefix = collate_prefixes(encodings, self.vlm.tokenizer.pad_token_id)
         image_index = [i for i, work in enumerate(works) for _ in work.tasks]
         tasks = [task for work in works for task in work.tasks]

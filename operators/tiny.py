@@ -212,7 +212,7 @@ def _build_config(arch: str, size: _Size, tokenizer: Any) -> Any:
     return LlavaConfig(
         vision_config={**_vision_config(size, "clip_vision_model"), "projection_dim": 32},
         text_config=text,
-        image_token_id=image_token_id,
+        image_token_index=image_token_id,
         vision_feature_select_strategy="default",
         vision_feature_layer=-1,
         tie_word_embeddings=True,

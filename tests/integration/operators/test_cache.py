@@ -84,7 +84,9 @@ def test_hit_makes_no_model_call(vlm, images, redis_server, monkeypatch):
 def test_values_carry_the_ttl(vlm, images, redis_server):
     import redis
 
-    VlmOperator(vlm, SignalCache(redis_server.url, ttl_s=77, namespace="ttl")).run(_jobs(images[:1]))
+    VlmOperator(vlm, SignalCache(redis_server.url, ttl_s=77, namespace="ttl")).run(
+        _jobs(images[:1])
+    )
     client = redis.Redis.from_url(redis_server.url)
     keys = client.keys("ttl:*")
     assert len(keys) == len(QUESTIONS) + 2

@@ -45,7 +45,9 @@ def test_shared_prefix_matches_full_prompt_forward(vlm, images):
     [answers] = VlmOperator(vlm).ask(images[:1], {"q": question})
     text = f"{question} {vlm.spec.answer_instruction}"
     prefix = vlm.processor(text=[vlm.layout.prefix], images=[images[0].image], return_tensors="pt")
-    suffix = vlm.tokenizer(vlm.layout.task_text(text), add_special_tokens=False, return_tensors="pt")
+    suffix = vlm.tokenizer(
+        vlm.layout.task_text(text), add_special_tokens=False, return_tensors="pt"
+    )
     ids = torch.cat([prefix["input_ids"], suffix["input_ids"]], dim=1)
     pixels = {k: v for k, v in prefix.items() if k not in ("input_ids", "attention_mask")}
     with torch.no_grad():

@@ -26,7 +26,9 @@ def test_matches_plain_generate_on_the_full_prompt(vlm, images):
     [caption] = VlmOperator(vlm).describe(images[:1])
     prefix = vlm.processor(text=[vlm.layout.prefix], images=[images[0].image], return_tensors="pt")
     suffix = vlm.tokenizer(
-        vlm.layout.task_text(vlm.spec.describe_prompt), add_special_tokens=False, return_tensors="pt"
+        vlm.layout.task_text(vlm.spec.describe_prompt),
+        add_special_tokens=False,
+        return_tensors="pt",
     )
     ids = torch.cat([prefix["input_ids"], suffix["input_ids"]], dim=1)
     pixels = {k: v for k, v in prefix.items() if k not in ("input_ids", "attention_mask")}

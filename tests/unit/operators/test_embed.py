@@ -35,8 +35,13 @@ def test_embedding_alone_skips_the_language_model(vlm, images, count_calls):
 
 def test_all_tasks_share_one_image_encoding(vlm, images, count_calls):
     vision = count_calls(vlm.vision_tower)
-    job = ImageJob(images[0], labels={"v": "violence"}, questions={"q": "Is it red?"},
-                   describe=True, embed=True)
+    job = ImageJob(
+        images[0],
+        labels={"v": "violence"},
+        questions={"q": "Is it red?"},
+        describe=True,
+        embed=True,
+    )
     [signals] = VlmOperator(vlm).run([job])
     assert vision.calls == 1
     assert signals.embedding is not None and signals.description is not None

@@ -94,7 +94,7 @@ def test_byte_limit(jpeg):
 
 
 def test_truncated_jpeg_refused(jpeg):
-    with pytest.raises(ImageDecodeError, match="truncated|corrupt"):
+    with pytest.raises(ImageDecodeError, match=r"truncated|corrupt"):
         ImageLoader().load(jpeg[: len(jpeg) // 2])
 
 
@@ -163,8 +163,11 @@ def test_file_url_outside_root_and_symlink_escape(tmp_path, jpeg):
     (tmp_path / "secret.jpg").write_bytes(jpeg)
     (root / "link.jpg").symlink_to(tmp_path / "secret.jpg")
     loader = ImageLoader(ImageLimits(file_root=root))
-    for url in (f"file://{tmp_path}/secret.jpg", f"file://{root}/../secret.jpg",
-                f"file://{root}/link.jpg"):
+    for url in (
+        f"file://{tmp_path}/secret.jpg",
+        f"file://{root}/../secret.jpg",
+        f"file://{root}/link.jpg",
+    ):
         with pytest.raises(FileOutsideRoot):
             loader.load(url)
 

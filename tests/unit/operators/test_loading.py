@@ -9,7 +9,7 @@ import pytest
 import torch
 
 from operators.exceptions import ModelLoadError
-from operators.loading import load_vlm, resolve_dtype, resolve_device
+from operators.loading import load_vlm, resolve_device, resolve_dtype
 from operators.spec import ModelSpec
 
 
@@ -74,7 +74,7 @@ def test_device_and_dtype_resolution():
 def test_spec_validates():
     with pytest.raises(ValueError, match="max_new_tokens"):
         ModelSpec("x", max_new_tokens=0)
-    with pytest.raises(ValueError, match="{label}"):
+    with pytest.raises(ValueError, match=r"\{label\}"):
         ModelSpec("x", label_question="Is it?")
 
 

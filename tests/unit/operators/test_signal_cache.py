@@ -1,4 +1,4 @@
-"""SignalCache in process: hits skip the model, partial hits compute only the rest, failures only cost speed."""
+"""SignalCache in process: a hit skips the model; a partial hit computes only the rest."""
 
 from __future__ import annotations
 

@@ -10,10 +10,12 @@ Runs on a bare GPU box (torch, transformers, pillow only):
 from __future__ import annotations
 
 import argparse
+import atexit
 import io
 import json
 import os
 import platform
+import shutil
 import sys
 import tempfile
 import time
@@ -74,6 +76,7 @@ def checkpoint(args: argparse.Namespace) -> str:
     if args.shape == "tiny":
         return str(ensure_tiny("smolvlm"))
     directory = Path(tempfile.mkdtemp(prefix="vlmod-smolvlm-256m-"))
+    atexit.register(shutil.rmtree, directory, ignore_errors=True)  # ~1 GB of random weights
     return str(make_tiny(directory, arch="smolvlm", shape=args.shape))
 
 

@@ -1,0 +1,146 @@
+"""End to end on real Tansu, Redis and Ray: posts in, one verdict key per post out, nothing lost."""
+
+from __future__ import annotations
+
+import threading
+import time
+
+import ray
+
+from pipelines.config import PoolSettings
+from policies.contracts import DeadLetter, Verdict
+
+from .conftest import malformed_messages, post_messages, publish
+
+
+def assert_every_post_has_one_verdict_key(outputs, post_ids):
+    missing = sorted(set(post_ids) - set(outputs.verdicts))
+    assert not missing, f"{len(missing)} posts have no verdict, e.g. {missing[:5]}"
+    for post_id in post_ids:
+        keys = {verdict["key"] for verdict in outputs.verdicts[post_id]}
+        assert len(keys) == 1, f"{post_id} has verdicts under several keys: {keys}"
+
+
+def test_500_posts_get_verdicts_review_copies_and_dead_letters(e2e_config, start_pipeline):
+    config = e2e_config()
+    run, collector = start_pipeline(config)
+    topic = config.topics.inputs[0]
+    good = post_messages(495, topic=topic)
+    bad = malformed_messages(topic)
+    publish(config, good + bad)
+    outputs = collector.wait_for(len(good) + len(bad))
+
+    assert_every_post_has_one_verdict_key(outputs, [m.key.decode() for m in good])
+    for post_id, verdicts in outputs.verdicts.items():
+        verdict = Verdict.model_validate(verdicts[0])
+        assert verdict.model is not None and verdict.model.name.endswith("smolvlm")
+        if verdict.queue is not None:
+            review_topic = f"{config.consumer_group}.review.weapons"
+            if verdict.queue == "spam":
+                review_topic = "review.spam"
+            copies = [
+                body for key, body in outputs.by_topic[review_topic] if key == post_id.encode()
+            ]
+            assert copies and copies[0]["key"] == verdict.key, f"{post_id} not on {review_topic}"
+    spam = Verdict.model_validate(outputs.verdicts["p00000"][0])
+    assert "spam" in [rule.id for rule in spam.matched_rules]
+
+    assert set(outputs.dead_letters) == {m.key.decode() for m in bad}
+    stages = {key: DeadLetter.model_validate(v[0]).stage for key, v in outputs.dead_letters.items()}
+    assert stages == {
+        "bad-json": "decode",
+        "no-id": "validate",
+        "bad-images": "validate",
+        "bad-base64": "validate",
+        "broken-image": "fetch-image",
+    }
+    assert all(v[0]["error"] for v in outputs.dead_letters.values())
+
+
+def _after_first_verdicts(collector, count=40, timeout_s=120):
+    deadline = time.monotonic() + timeout_s
+    while collector.resolved() < count and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert collector.resolved() >= count, "the pipeline produced nothing"
+
+
+def _publish_in_background(config, messages, per_second):
+    thread = threading.Thread(
+        target=publish, args=(config, messages), kwargs={"per_second": per_second}
+    )
+    thread.start()
+    return thread
+
+
+def test_killing_a_serve_replica_mid_stream_loses_nothing(e2e_config, start_pipeline):
+    config = e2e_config(
+        pool=PoolSettings(
+            num_cpus=0.25,
+            consumer_num_cpus=0.25,
+            min_replicas=2,
+            max_replicas=2,
+            max_batch_size=8,
+            max_poll_records=8,
+        )
+    )
+    run, collector = start_pipeline(config)
+    messages = post_messages(300, topic=config.topics.inputs[0])
+    publisher = _publish_in_background(config, messages, per_second=60)
+    _after_first_verdicts(collector)
+    replicas = [
+        a
+        for a in ray.util.list_named_actors(all_namespaces=True)
+        if a["name"].startswith(f"SERVE_REPLICA::{run.app_name}#vlm")
+    ]
+    assert len(replicas) == 2
+    victim = ray.get_actor(replicas[0]["name"], namespace=replicas[0]["namespace"])
+    ray.kill(victim, no_restart=True)
+    publisher.join()
+    outputs = collector.wait_for(len(messages))
+    assert_every_post_has_one_verdict_key(outputs, [m.key.decode() for m in messages])
+    assert not outputs.dead_letters
+
+
+def test_killing_a_consumer_actor_mid_stream_loses_nothing(e2e_config, start_pipeline):
+    config = e2e_config(
+        model="noop",
+        pool=PoolSettings(num_cpus=0.25, consumer_num_cpus=0.25, consumers=2, max_poll_records=8),
+    )
+    run, collector = start_pipeline(config)
+    messages = post_messages(300, topic=config.topics.inputs[0])
+    publisher = _publish_in_background(config, messages, per_second=40)
+    _after_first_verdicts(collector)
+    ray.kill(run.actors[0], no_restart=True)
+    publisher.join()
+    outputs = collector.wait_for(len(messages), timeout_s=240)
+    assert_every_post_has_one_verdict_key(outputs, [m.key.decode() for m in messages])
+
+
+def test_a_second_consumer_joining_mid_stream_rebalances_without_loss(e2e_config, start_pipeline):
+    config = e2e_config(
+        model="noop", pool=PoolSettings(num_cpus=0.25, consumer_num_cpus=0.25, max_poll_records=8)
+    )
+    run, collector = start_pipeline(config)
+    messages = post_messages(400, topic=config.topics.inputs[0])
+    publisher = _publish_in_background(config, messages, per_second=40)
+    _after_first_verdicts(collector)
+    run.add_consumer()
+    publisher.join()
+    outputs = collector.wait_for(len(messages), timeout_s=240)
+    assert_every_post_has_one_verdict_key(outputs, [m.key.decode() for m in messages])
+    consumed = [stats["consumed"] for stats in run.stats()]
+    assert len(consumed) == 2 and all(consumed), f"the new member never consumed: {consumed}"
+
+
+def test_redis_stopped_mid_stream_only_costs_speed(e2e_config, start_pipeline, redis_factory):
+    redis_server = redis_factory()
+    config = e2e_config(redis_url=redis_server.url)
+    run, collector = start_pipeline(config)
+    messages = post_messages(300, topic=config.topics.inputs[0])
+    publisher = _publish_in_background(config, messages, per_second=60)
+    _after_first_verdicts(collector)
+    redis_server.stop()
+    publisher.join()
+    outputs = collector.wait_for(len(messages))
+    assert_every_post_has_one_verdict_key(outputs, [m.key.decode() for m in messages])
+    assert not outputs.dead_letters

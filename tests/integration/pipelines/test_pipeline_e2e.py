@@ -23,7 +23,7 @@ def assert_every_post_has_one_verdict_key(outputs, post_ids):
 
 def test_500_posts_get_verdicts_review_copies_and_dead_letters(e2e_config, start_pipeline):
     config = e2e_config()
-    run, collector = start_pipeline(config)
+    _run, collector = start_pipeline(config)
     topic = config.topics.inputs[0]
     good = post_messages(495, topic=topic)
     bad = malformed_messages(topic)
@@ -135,7 +135,7 @@ def test_a_second_consumer_joining_mid_stream_rebalances_without_loss(e2e_config
 def test_redis_stopped_mid_stream_only_costs_speed(e2e_config, start_pipeline, redis_factory):
     redis_server = redis_factory()
     config = e2e_config(redis_url=redis_server.url)
-    run, collector = start_pipeline(config)
+    _run, collector = start_pipeline(config)
     messages = post_messages(300, topic=config.topics.inputs[0])
     publisher = _publish_in_background(config, messages, per_second=60)
     _after_first_verdicts(collector)

@@ -27,9 +27,10 @@ VISION_TOWERS = {
     "llava": "vision_tower",
     "llava_next": "vision_tower",
     "paligemma": "vision_tower",
-    "qwen2_vl": "visual",
-    "qwen2_5_vl": "visual",
 }
+# Multimodal-RoPE families need 3-D position ids that the shared-prefix engine does not build yet;
+# refusing them beats returning quietly wrong probabilities.
+MROPE_FAMILIES = frozenset({"qwen2_vl", "qwen2_5_vl", "qwen3_vl", "glm4v"})
 
 
 @dataclass
@@ -106,6 +107,7 @@ def load_vlm(spec: ModelSpec) -> Vlm:
     device = resolve_device(spec.device)
     dtype = resolve_dtype(spec.dtype, device)
     processor, model = _load_pretrained(spec, device, dtype)
+    refuse_unsupported_family(str(model.config.model_type))
     processor.tokenizer.padding_side = "left"
     if spec.compile:
         import torch
@@ -122,6 +124,15 @@ def load_vlm(spec: ModelSpec) -> Vlm:
         yes_ids=yes_ids,
         no_ids=no_ids,
     )
+
+
+def refuse_unsupported_family(model_type: str) -> None:
+    """Raise UnsupportedModel for families whose positions the engine cannot build."""
+    if model_type in MROPE_FAMILIES:
+        raise UnsupportedModel(
+            f"{model_type} uses multimodal rotary positions, which the shared-prefix engine does "
+            "not support yet; use an Idefics3/SmolVLM or LLaVA-family checkpoint"
+        )
 
 
 def _load_pretrained(spec: ModelSpec, device: str, dtype: Any) -> tuple[Any, Any]:

@@ -62,6 +62,15 @@ def test_bfloat16_tasks_still_give_probabilities(tiny_dirs, images):
     assert 0.0 <= answers["q"] <= 1.0
 
 
+def test_mrope_families_refused_rather_than_wrong():
+    from operators.exceptions import UnsupportedModel
+    from operators.loading import refuse_unsupported_family
+
+    with pytest.raises(UnsupportedModel, match="multimodal rotary"):
+        refuse_unsupported_family("qwen2_vl")
+    refuse_unsupported_family("idefics3")
+
+
 def test_device_and_dtype_resolution():
     assert resolve_device("cpu") == "cpu"
     assert resolve_device("auto") in ("cpu", "cuda")

@@ -115,6 +115,11 @@ def with_absolute_paths(config: PipelineConfig) -> PipelineConfig:
     return config.model_copy(update={"policy_dir": str(Path(config.policy_dir).resolve())})
 
 
+def actor_resources(num_cpus: float, num_gpus: float) -> dict[str, float]:
+    """Ray actor options for a share of CPU and, when asked for, of a GPU."""
+    return {"num_cpus": num_cpus, **({"num_gpus": num_gpus} if num_gpus else {})}
+
+
 def signal_deployment(config: PipelineConfig) -> Any:
     """The SignalReplica deployment sized and autoscaled as the config's pool says."""
     pool = config.pool
@@ -127,7 +132,7 @@ def signal_deployment(config: PipelineConfig) -> Any:
             "target_ongoing_requests": pool.target_ongoing_requests,
         },
         max_ongoing_requests=max(pool.max_batch_size * 4, int(pool.target_ongoing_requests) * 2),
-        ray_actor_options={"num_gpus": pool.num_gpus, "num_cpus": pool.num_cpus},
+        ray_actor_options=actor_resources(pool.num_cpus, pool.num_gpus),
     ).bind(config.model_dump(mode="json"))
 
 

@@ -95,7 +95,9 @@ class PoolSettings(BaseModel):
     num_cpus: float = Field(1.0, ge=0, description="CPU share per replica.")
     max_batch_size: int = Field(32, ge=1, description="Most posts in one model batch.")
     batch_wait_timeout_s: float = Field(0.01, ge=0, description="Longest wait to fill a batch.")
-    target_ongoing_requests: float = Field(64, gt=0, description="Autoscaling target per replica.")
+    target_ongoing_requests: float = Field(
+        8, gt=0, description="Autoscaling target: consumer micro-batches queued per replica."
+    )
     consumers: int = Field(1, ge=1, description="Kafka consumer actors in the group.")
     consumer_num_cpus: float = Field(0.5, ge=0, description="CPU share per consumer actor.")
     max_poll_records: int = Field(64, ge=1, description="Most posts handed out per poll.")

@@ -44,16 +44,21 @@ class SignalReplica:
         self.source: SignalSource = build_signal_source(settings)
         self.telemetry = telemetry()
         batcher: Any = self.compute_batch  # @serve.batch adds these setters at run time
-        batcher.set_max_batch_size(settings.pool.max_batch_size)
+        batcher.set_max_batch_size(
+            calls_per_batch(settings.pool.max_batch_size, settings.pool.max_poll_records)
+        )
         batcher.set_batch_wait_timeout_s(settings.pool.batch_wait_timeout_s)
 
     def model(self) -> ModelRef:
         """The model this replica serves."""
         return self.source.model
 
-    @serve.batch(max_batch_size=32, batch_wait_timeout_s=0.01)
-    async def compute_batch(self, requests: list[InferenceRequest]) -> list[InferenceResult]:
-        """One model batch over requests from any number of callers."""
+    @serve.batch(max_batch_size=4, batch_wait_timeout_s=0.01)
+    async def compute_batch(
+        self, calls: list[list[InferenceRequest]]
+    ) -> list[list[InferenceResult]]:
+        """One model batch over the micro-batches of any number of consumers."""
+        requests = [request for call in calls for request in call]
         spans = [
             self.telemetry.tracer.start_span(
                 "infer",
@@ -65,15 +70,32 @@ class SignalReplica:
         try:
             loop = asyncio.get_running_loop()
             # The forward pass runs off the event loop so the replica keeps taking requests.
-            return await loop.run_in_executor(None, self.source.compute, requests)
+            results = await loop.run_in_executor(None, self.source.compute, requests)
         finally:
             for span in spans:
                 span.end()
+        return split_like(calls, results)
 
-    async def __call__(self, request: InferenceRequest) -> InferenceResult:
-        """Moderation signals for one post."""
-        result: InferenceResult = await self.compute_batch(request)
-        return result
+    async def __call__(self, requests: list[InferenceRequest]) -> list[InferenceResult]:
+        """Moderation signals for one consumer micro-batch, one result per request."""
+        results: list[InferenceResult] = await self.compute_batch(list(requests))
+        return results
+
+
+def calls_per_batch(max_posts: int, posts_per_call: int) -> int:
+    """How many consumer micro-batches one model batch may combine."""
+    return max(1, max_posts // max(1, posts_per_call))
+
+
+def split_like(
+    calls: Sequence[Sequence[object]], flat: list[InferenceResult]
+) -> list[list[InferenceResult]]:
+    """`flat` cut back into one list per call, in order."""
+    out, start = [], 0
+    for call in calls:
+        out.append(flat[start : start + len(call)])
+        start += len(call)
+    return out
 
 
 class ServeSignalSource:
@@ -92,17 +114,15 @@ class ServeSignalSource:
         return self._model
 
     def compute(self, requests: Sequence[InferenceRequest]) -> list[InferenceResult]:
-        """Send every request at once (Serve batches them), then collect each result."""
-        responses = [self.handle.remote(request) for request in requests]
-        return [self._collect(req, resp) for req, resp in zip(requests, responses, strict=True)]
-
-    def _collect(self, request: InferenceRequest, response: Any) -> InferenceResult:
+        """One call per micro-batch; Serve combines the calls of all consumers into batches."""
         try:
-            result: InferenceResult = response.result(timeout_s=self.timeout_s)
-            return result
-        except Exception as error:  # replica died or timed out: retried by the caller
-            log.warning("replica call for %s failed: %s", request.post_id, error)
-            return InferenceResult(request.post_id, failure=Failure.of(error))
+            results: list[InferenceResult] = self.handle.remote(list(requests)).result(
+                timeout_s=self.timeout_s
+            )
+            return results
+        except Exception as error:  # replica died or timed out: the caller retries these posts
+            log.warning("replica call for %d posts failed: %s", len(requests), error)
+            return [InferenceResult(r.post_id, failure=Failure.of(error)) for r in requests]
 
 
 def signal_app_name(config: PipelineConfig) -> str:
@@ -131,7 +151,10 @@ def signal_deployment(config: PipelineConfig) -> Any:
             "max_replicas": pool.max_replicas,
             "target_ongoing_requests": pool.target_ongoing_requests,
         },
-        max_ongoing_requests=max(pool.max_batch_size * 4, int(pool.target_ongoing_requests) * 2),
+        max_ongoing_requests=max(
+            4 * calls_per_batch(pool.max_batch_size, pool.max_poll_records),
+            2 * int(pool.target_ongoing_requests),
+        ),
         ray_actor_options=actor_resources(pool.num_cpus, pool.num_gpus),
     ).bind(config.model_dump(mode="json"))
 

@@ -12,6 +12,7 @@ from pipelines.consumer import ModerationLoop
 from pipelines.kafka_io import BatchConsumer, Producer
 from pipelines.local import build_moderator
 from pipelines.serving import SIGNAL_DEPLOYMENT, ServeSignalSource, signal_app_name
+from pipelines.telemetry import install_exporters
 
 log = logging.getLogger(__name__)
 
@@ -27,6 +28,7 @@ class ConsumerActor:
         from policies.watch import PolicyWatcher
 
         settings = PipelineConfig.model_validate(config)
+        install_exporters(settings.telemetry)
         app_name = signal_app_name(settings)
         handle = serve.get_deployment_handle(SIGNAL_DEPLOYMENT, app_name=app_name)
         self.watcher = PolicyWatcher(settings.policy_dir).start()

@@ -93,8 +93,15 @@ class PoolSettings(BaseModel):
     max_replicas: int = Field(1, ge=1, description="Most model replicas.")
     num_gpus: float = Field(0.0, ge=0, description="GPU share per replica; fractions allowed.")
     num_cpus: float = Field(1.0, ge=0, description="CPU share per replica.")
-    max_batch_size: int = Field(32, ge=1, description="Most posts in one model batch.")
-    batch_wait_timeout_s: float = Field(0.01, ge=0, description="Longest wait to fill a batch.")
+    max_batch_size: int = Field(
+        32,
+        ge=1,
+        description="Most calls combined into one model batch: an HTTP post or a consumer "
+        "micro-batch each. The model splits a batch past its row limit into several forwards.",
+    )
+    batch_wait_timeout_s: float = Field(
+        0.0, ge=0, description="Longest wait to fill a batch; 0 batches what queued meanwhile."
+    )
     target_ongoing_requests: float = Field(
         8, gt=0, description="Autoscaling target: consumer micro-batches queued per replica."
     )

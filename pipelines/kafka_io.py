@@ -128,6 +128,8 @@ class BatchConsumer:
             "session_timeout_ms": 10_000,
             "heartbeat_interval_ms": 1_000,
             "max_poll_interval_ms": 300_000,
+            # Hand records over as soon as there are any: latency matters more than fetch size.
+            "fetch_max_wait_ms": 5,
         }
         config.update(overrides)
         self.tracker: OffsetTracker[TopicPartition] = OffsetTracker()
@@ -199,7 +201,9 @@ class TopicReader:
     """Reads whole topics from the beginning without a consumer group (dashboards, tests, demo)."""
 
     def __init__(self, settings: KafkaSettings, topics: Sequence[str]) -> None:
-        self._consumer = KafkaConsumer(**settings.client_kwargs(), enable_auto_commit=False)
+        self._consumer = KafkaConsumer(
+            **settings.client_kwargs(), enable_auto_commit=False, fetch_max_wait_ms=5
+        )
         partitions = [
             TopicPartition(topic, partition)
             for topic in topics

@@ -4,8 +4,8 @@
 `ServeSignalSource`, which has the same `compute` as the in-process computer.
 """
 
-from __future__ import annotations
-
+# No `from __future__ import annotations` here: @serve.ingress rebuilds the FastAPI routes and
+# must resolve the request-body annotations at run time.
 import asyncio
 import logging
 from collections.abc import Sequence
@@ -25,7 +25,7 @@ from pipelines.inference import (
     SignalSource,
     build_signal_source,
 )
-from pipelines.telemetry import telemetry
+from pipelines.telemetry import install_exporters, telemetry
 from pipelines.tracing import context_from_headers
 from policies.contracts import ModelRef
 
@@ -41,12 +41,11 @@ class SignalReplica:
 
     def __init__(self, config: dict[str, Any]) -> None:
         settings = PipelineConfig.model_validate(config)
+        install_exporters(settings.telemetry)
         self.source: SignalSource = build_signal_source(settings)
         self.telemetry = telemetry()
         batcher: Any = self.compute_batch  # @serve.batch adds these setters at run time
-        batcher.set_max_batch_size(
-            calls_per_batch(settings.pool.max_batch_size, settings.pool.max_poll_records)
-        )
+        batcher.set_max_batch_size(settings.pool.max_batch_size)
         batcher.set_batch_wait_timeout_s(settings.pool.batch_wait_timeout_s)
 
     def model(self) -> ModelRef:
@@ -80,11 +79,6 @@ class SignalReplica:
         """Moderation signals for one consumer micro-batch, one result per request."""
         results: list[InferenceResult] = await self.compute_batch(list(requests))
         return results
-
-
-def calls_per_batch(max_posts: int, posts_per_call: int) -> int:
-    """How many consumer micro-batches one model batch may combine."""
-    return max(1, max_posts // max(1, posts_per_call))
 
 
 def split_like(
@@ -151,10 +145,7 @@ def signal_deployment(config: PipelineConfig) -> Any:
             "max_replicas": pool.max_replicas,
             "target_ongoing_requests": pool.target_ongoing_requests,
         },
-        max_ongoing_requests=max(
-            4 * calls_per_batch(pool.max_batch_size, pool.max_poll_records),
-            2 * int(pool.target_ongoing_requests),
-        ),
+        max_ongoing_requests=max(2 * pool.max_batch_size, 2 * int(pool.target_ongoing_requests)),
         ray_actor_options=actor_resources(pool.num_cpus, pool.num_gpus),
     ).bind(config.model_dump(mode="json"))
 
@@ -171,6 +162,7 @@ class ModerationApi:
         from pipelines.local import LocalModerator
 
         settings = PipelineConfig.model_validate(config)
+        install_exporters(settings.telemetry)
         self.moderator = LocalModerator.from_config(settings, signals=signals)
 
     @api.post("/v1/moderate")

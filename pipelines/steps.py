@@ -192,8 +192,12 @@ class Moderator:
         with self.telemetry.tracer.start_as_current_span(
             "fetch-image", context=journeys[0].context
         ):
-            fetched = self.fetch_pool.map(self._fetch_one, journeys)
-            for journey, outcome in zip(journeys, fetched, strict=True):
+            remote = [j for j in journeys if _has_url(j)]
+            by_url = dict(
+                zip(map(id, remote), self.fetch_pool.map(self._fetch_one, remote), strict=True)
+            )
+            for journey in journeys:
+                outcome = by_url.get(id(journey)) or self._fetch_one(journey)
                 if isinstance(outcome, Failure):
                     journey.fail(outcome)
                 else:
@@ -257,6 +261,11 @@ class Moderator:
         )
         self.telemetry.dead_letters.add(1, {"stage": failure.stage.value})
         return route_dead_letter(letter, message.key, self.topics, journey.trace_headers)
+
+
+def _has_url(journey: Journey) -> bool:
+    """True when an image must come over the network: only those are worth a thread."""
+    return any(ref.url for ref in journey.post.images) if journey.post else False
 
 
 def _request(journey: Journey) -> InferenceRequest:

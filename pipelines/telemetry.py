@@ -56,10 +56,17 @@ def telemetry(
     return Telemetry(tracer, meter)
 
 
+_installed: list[TelemetrySettings] = []
+
+
 def install_exporters(settings: TelemetrySettings) -> None:
-    """Set the global tracer and meter providers to export as configured (none: leave no-ops)."""
-    if settings.exporter == "none":
+    """Make this process export spans and metrics as configured (none: leave the no-ops).
+
+    Each Ray process (driver, consumer actor, replica) calls it once; later calls do nothing.
+    """
+    if settings.exporter == "none" or _installed:
         return
+    _installed.append(settings)
     from opentelemetry.sdk.metrics import MeterProvider
     from opentelemetry.sdk.metrics.export import (
         ConsoleMetricExporter,

@@ -30,8 +30,10 @@ class _Changed(FileSystemEventHandler):
         self.watcher = watcher
 
     def on_any_event(self, event: FileSystemEvent) -> None:
-        paths = [event.src_path, getattr(event, "dest_path", "")]
-        if event.event_type != "opened" and any(str(p).endswith(POLICY_SUFFIXES) for p in paths):
+        paths = [str(event.src_path), str(getattr(event, "dest_path", ""))]
+        # Kubernetes updates a ConfigMap volume by swapping its `..data` symlink.
+        relevant = any(p.endswith(POLICY_SUFFIXES) or "..data" in p for p in paths)
+        if event.event_type not in ("opened", "closed_no_write") and relevant:
             self.watcher.schedule_reload()
 
 

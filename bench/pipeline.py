@@ -1,0 +1,276 @@
+"""Benchmark the streaming pipeline end to end against a naive single-process loop.
+
+Starts Tansu and local Ray through the harness, then, in one run and for each model (`noop`: the
+plumbing alone; `tiny:smolvlm`: the random-weight VLM):
+- pipeline throughput: posts already on the input topic, moderated by the Ray pipeline; posts/s
+  between the first and the last verdict;
+- added latency: posts published at half that rate; time from publish to verdict, p50 and p99;
+- naive baseline: one process that consumes one message, runs the model on that post alone,
+  evaluates the policies and produces with a wait for each ack, then commits, post by post;
+- the ratio of the two throughputs.
+
+    python bench/pipeline.py                     # both models, 2,000 posts each
+    python bench/pipeline.py --models noop --posts 5000
+"""
+
+from __future__ import annotations
+
+import argparse
+import base64
+import json
+import os
+import platform
+import statistics
+import sys
+import threading
+import time
+import uuid
+from pathlib import Path
+
+_REPO = Path(__file__).resolve().parent.parent
+sys.path[:] = [p for p in sys.path if Path(p or ".").resolve() != _REPO / "bench"]
+sys.path.insert(0, str(_REPO))
+
+from kafka import KafkaConsumer, KafkaProducer  # noqa: E402 - after the path fix above
+
+from pipelines.config import (  # noqa: E402
+    KafkaSettings,
+    ModelSettings,
+    PipelineConfig,
+    PoolSettings,
+    TopicSettings,
+)
+from pipelines.demo import example_policies  # noqa: E402
+from pipelines.harness import running_services  # noqa: E402
+from pipelines.inference import build_signal_source  # noqa: E402
+from pipelines.kafka_io import OutMessage, Producer, TopicReader, create_topics  # noqa: E402
+from pipelines.local import build_moderator  # noqa: E402
+from pipelines.runner import PipelineRun, output_topics  # noqa: E402
+from pipelines.samples import TEXTS, drawn_image  # noqa: E402
+from pipelines.steps import SourceMessage  # noqa: E402
+from policies.loader import load_policy_dir  # noqa: E402
+
+GROUP_TIMEOUTS = {"session_timeout_ms": 6000, "heartbeat_interval_ms": 500}
+
+
+def posts(count: int, *, run: str, stamp: bool = False) -> list[bytes]:
+    """Posts with one of 16 small images each (reposts included) and a sample text."""
+    images = [base64.b64encode(drawn_image(i)).decode() for i in range(16)]
+    out = []
+    for n in range(count):
+        body = {
+            "id": f"{run}-{n}",
+            "text": TEXTS[n % len(TEXTS)],
+            "images": [{"data": images[n % len(images)], "mime": "image/png"}],
+            "meta": {"surface": "feed"},
+        }
+        if stamp:
+            body["meta"]["sent_ns"] = time.time_ns()
+        out.append(json.dumps(body).encode())
+    return out
+
+
+def config_for(bootstrap: str, model: str, args: argparse.Namespace) -> PipelineConfig:
+    """A pipeline over fresh topics."""
+    prefix = f"bench-{uuid.uuid4().hex[:6]}"
+    return PipelineConfig(
+        kafka=KafkaSettings(bootstrap_servers=bootstrap),
+        consumer_group=prefix,
+        consumer_overrides=GROUP_TIMEOUTS,
+        topics=TopicSettings(
+            inputs=[f"{prefix}.posts"],
+            verdicts=f"{prefix}.verdicts",
+            dead_letter=f"{prefix}.dlq",
+            shadow=f"{prefix}.shadow",
+            partitions=args.partitions,
+        ),
+        model=ModelSettings(name_or_path=model, device="cpu"),
+        policy_dir=str(args.policies),
+        pool=PoolSettings(
+            num_cpus=0.5,
+            consumer_num_cpus=0.5,
+            consumers=args.consumers,
+            max_batch_size=args.batch,
+            max_poll_records=args.batch,
+            max_in_flight_batches=4,
+        ),
+    )
+
+
+class VerdictClock:
+    """Reads the verdict topic; records when each post's first verdict arrived."""
+
+    def __init__(self, config: PipelineConfig) -> None:
+        self.arrivals: dict[str, float] = {}
+        self._reader = TopicReader(config.kafka, [config.topics.verdicts])
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+        self._thread.start()
+
+    def _run(self) -> None:
+        while not self._stop.is_set():
+            records = self._reader.read(timeout_ms=20, max_records=5000)
+            now = time.monotonic()
+            for record in records:
+                self.arrivals.setdefault(json.loads(record.value)["post_id"], now)
+        self._reader.close()
+
+    def wait(self, count: int, timeout_s: float) -> None:
+        deadline = time.monotonic() + timeout_s
+        while len(self.arrivals) < count and time.monotonic() < deadline:
+            time.sleep(0.05)
+        if len(self.arrivals) < count:
+            raise SystemExit(f"only {len(self.arrivals)}/{count} verdicts in {timeout_s:.0f}s")
+
+    def close(self) -> None:
+        self._stop.set()
+        self._thread.join(10)
+
+
+def publish(config: PipelineConfig, bodies: list[bytes], *, per_second: float = 0.0) -> None:
+    """Produce `bodies` to the input topic, paced when `per_second` is set."""
+    producer = Producer(config.kafka)
+    topic = config.topics.inputs[0]
+    step = 10 if per_second else 500
+    start = time.monotonic()
+    for i in range(0, len(bodies), step):
+        if per_second:
+            delay = start + i / per_second - time.monotonic()
+            if delay > 0:
+                time.sleep(delay)
+        producer.send_all([OutMessage(topic, b) for b in bodies[i : i + step]])
+    producer.close()
+
+
+def pipeline_throughput(bootstrap: str, model: str, args: argparse.Namespace) -> float:
+    """Posts/s of the Ray pipeline over a backlog, first to last verdict."""
+    config = config_for(bootstrap, model, args)
+    policy_set = load_policy_dir(config.policy_dir)
+    create_topics(config.kafka, output_topics(config, policy_set), partitions=args.partitions)
+    publish(config, posts(args.posts, run="t"))
+    clock = VerdictClock(config)
+    run = PipelineRun(config)
+    run.start(policy_set)
+    try:
+        clock.wait(args.posts, timeout_s=args.timeout)
+    finally:
+        run.stop()
+        clock.close()
+    times = sorted(clock.arrivals.values())
+    return (len(times) - 1) / (times[-1] - times[0])
+
+
+def pipeline_latency(
+    bootstrap: str, model: str, rate: float, args: argparse.Namespace
+) -> list[float]:
+    """Publish-to-verdict latencies (ms) of posts published at `rate` posts/s."""
+    config = config_for(bootstrap, model, args)
+    policy_set = load_policy_dir(config.policy_dir)
+    create_topics(config.kafka, output_topics(config, policy_set), partitions=args.partitions)
+    clock = VerdictClock(config)
+    run = PipelineRun(config)
+    run.start(policy_set)
+    try:
+        publish(config, posts(50, run="warm"), per_second=rate)
+        clock.wait(50, timeout_s=args.timeout)
+        count = max(200, int(rate * args.latency_seconds))
+        sent = publish_timed(config, posts(count, run="lat"), rate)
+        clock.wait(50 + count, timeout_s=args.timeout)
+    finally:
+        run.stop()
+        clock.close()
+    return [(clock.arrivals[post_id] - at) * 1000 for post_id, at in sent.items()]
+
+
+def publish_timed(config: PipelineConfig, bodies: list[bytes], rate: float) -> dict[str, float]:
+    """Publish one post at a time at `rate` posts/s; return when each was handed to the broker."""
+    producer = KafkaProducer(**config.kafka.client_kwargs(), acks="all", linger_ms=0)
+    topic = config.topics.inputs[0]
+    sent: dict[str, float] = {}
+    start = time.monotonic()
+    for i, body in enumerate(bodies):
+        delay = start + i / rate - time.monotonic()
+        if delay > 0:
+            time.sleep(delay)
+        sent[json.loads(body)["id"]] = time.monotonic()
+        producer.send(topic, body)
+    producer.flush()
+    producer.close()
+    return sent
+
+
+def naive_throughput(bootstrap: str, model: str, args: argparse.Namespace) -> float:
+    """Posts/s of one process doing consume, model, policies, produce with ack, commit, per post."""
+    config = config_for(bootstrap, model, args)
+    policy_set = load_policy_dir(config.policy_dir)
+    create_topics(config.kafka, output_topics(config, policy_set), partitions=args.partitions)
+    count = args.naive_posts
+    publish(config, posts(count, run="n"))
+    moderator = build_moderator(config, policy_set, build_signal_source(config))
+    consumer = KafkaConsumer(
+        config.topics.inputs[0],
+        bootstrap_servers=bootstrap,
+        group_id=config.consumer_group,
+        enable_auto_commit=False,
+        auto_offset_reset="earliest",
+        **GROUP_TIMEOUTS,
+    )
+    producer = KafkaProducer(bootstrap_servers=bootstrap, acks="all")
+    done, started = 0, None
+    while done < count:
+        for records in consumer.poll(timeout_ms=200, max_records=1).values():
+            for record in records:
+                started = started or time.monotonic()
+                for out in moderator.moderate([SourceMessage.from_record(record)]):
+                    producer.send(out.topic, out.value, key=out.key, headers=out.headers).get(30)
+                consumer.commit()
+                done += 1
+    elapsed = time.monotonic() - (started or time.monotonic())
+    consumer.close()
+    producer.close()
+    return (done - 1) / elapsed
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--models", default="noop,tiny:smolvlm")
+    parser.add_argument("--posts", type=int, default=2000)
+    parser.add_argument("--naive-posts", type=int, default=300)
+    parser.add_argument("--latency-seconds", type=float, default=5.0)
+    parser.add_argument(
+        "--latency-rate",
+        type=float,
+        default=0.0,
+        help="posts/s for the latency run (default: half the measured rate)",
+    )
+    parser.add_argument("--batch", type=int, default=64)
+    parser.add_argument("--consumers", type=int, default=1)
+    parser.add_argument("--partitions", type=int, default=2)
+    parser.add_argument("--policies", type=Path, default=example_policies())
+    parser.add_argument("--timeout", type=float, default=300)
+    args = parser.parse_args()
+    print(
+        f"machine: {platform.machine()}, {os.cpu_count()} cores, Python {platform.python_version()}"
+    )
+    print(f"policies: {args.policies}; batch {args.batch}; consumers {args.consumers}")
+    with running_services(redis=False) as services:
+        assert services.kafka_bootstrap
+        for model in args.models.split(","):
+            rate = pipeline_throughput(services.kafka_bootstrap, model, args)
+            latency_rate = args.latency_rate or rate / 2
+            latencies = pipeline_latency(services.kafka_bootstrap, model, latency_rate, args)
+            naive = naive_throughput(services.kafka_bootstrap, model, args)
+            p50 = statistics.median(latencies)
+            p99 = statistics.quantiles(latencies, n=100)[98]
+            print(f"\n[{model}]")
+            print(f"  pipeline          {rate:8.1f} posts/s ({args.posts} posts)")
+            print(
+                f"  added latency     p50 {p50:6.1f} ms, p99 {p99:6.1f} ms"
+                f" at {latency_rate:.0f} posts/s"
+            )
+            print(f"  naive loop        {naive:8.1f} posts/s ({args.naive_posts} posts)")
+            print(f"  pipeline / naive  {rate / naive:8.1f}x")
+
+
+if __name__ == "__main__":
+    main()

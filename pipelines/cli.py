@@ -20,7 +20,7 @@ app.command()(pipeline.demo)
 app.command()(pipeline.run)
 app.command()(pipeline.moderate)
 
-SCHEMA_NAMES = ("post", "verdict", "dead-letter", "policy")
+SCHEMA_NAMES = ("post", "verdict", "dead-letter", "shadow", "policy")
 
 
 @app.command()

@@ -5,12 +5,10 @@ Every output is keyed by post id, so all messages about one post land on one par
 
 from __future__ import annotations
 
-import json
-
 from pipelines.config import TopicSettings
 from pipelines.kafka_io import OutMessage
 from pipelines.tracing import Headers
-from policies.contracts import DeadLetter, Verdict
+from policies.contracts import DeadLetter, ShadowVerdict, Verdict
 from policies.planning import PolicyOutcome
 
 
@@ -30,9 +28,8 @@ def route_shadow(
     outcome: PolicyOutcome, verdict: Verdict, topics: TopicSettings, headers: Headers
 ) -> OutMessage:
     """A shadow verdict, with its diff against the active one, goes to the shadow topic only."""
-    diff = outcome.diff.model_dump(mode="json") if outcome.diff else None
-    body = {"verdict": verdict.model_dump(mode="json"), "diff": diff}
-    return OutMessage(topics.shadow, json.dumps(body).encode(), verdict.post_id.encode(), headers)
+    body = ShadowVerdict(verdict=verdict, diff=outcome.diff).model_dump_json().encode()
+    return OutMessage(topics.shadow, body, verdict.post_id.encode(), headers)
 
 
 def route_dead_letter(

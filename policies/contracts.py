@@ -213,6 +213,36 @@ class Verdict(BaseModel):
     latency_ms: float = Field(0.0, description="Time from consume to decision.")
 
 
+class VerdictDiff(BaseModel):
+    """How a shadow policy's decision differs from the active one's (for the shadow topic)."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    active: PolicyRef | None = Field(None, description="The active policy compared against.")
+    shadow: PolicyRef = Field(..., description="The shadow policy.")
+    action: tuple[Action | None, Action] | None = Field(None, description="(active, shadow).")
+    queue: tuple[str | None, str | None] | None = Field(None, description="(active, shadow).")
+    priority: tuple[int | None, int] | None = Field(None, description="(active, shadow).")
+    rules_added: list[str] = Field(default_factory=list, description="Only the shadow matched.")
+    rules_removed: list[str] = Field(default_factory=list, description="Only active matched.")
+
+    @property
+    def changed(self) -> bool:
+        """True when the shadow policy would have decided differently."""
+        return bool(
+            self.action or self.queue or self.priority or self.rules_added or self.rules_removed
+        )
+
+
+class ShadowVerdict(BaseModel):
+    """A shadow policy's verdict and how it differs from the active one (shadow topic)."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    verdict: Verdict = Field(..., description="The shadow policy's verdict; `shadow` is true.")
+    diff: VerdictDiff | None = Field(None, description="Difference from the active verdict.")
+
+
 class DeadLetter(BaseModel):
     """A message that could not be moderated, with the original bytes and the reason."""
 
@@ -240,4 +270,5 @@ SCHEMAS: dict[str, type[BaseModel]] = {
     "post": Post,
     "verdict": Verdict,
     "dead-letter": DeadLetter,
+    "shadow": ShadowVerdict,
 }

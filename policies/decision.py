@@ -14,6 +14,7 @@ from policies.contracts import (
     RuleError,
     Signals,
     Verdict,
+    VerdictDiff,
     verdict_key,
 )
 from policies.schema import Mode
@@ -70,27 +71,6 @@ class Decision(BaseModel):
             shadow=self.mode is Mode.SHADOW,
             trace_id=trace_id,
             latency_ms=latency_ms,
-        )
-
-
-class VerdictDiff(BaseModel):
-    """How a shadow policy's decision differs from the active one's (for the shadow topic)."""
-
-    model_config = ConfigDict(frozen=True, extra="forbid")
-
-    active: PolicyRef | None = Field(None, description="The active policy compared against.")
-    shadow: PolicyRef = Field(..., description="The shadow policy.")
-    action: tuple[Action | None, Action] | None = Field(None, description="(active, shadow).")
-    queue: tuple[str | None, str | None] | None = Field(None, description="(active, shadow).")
-    priority: tuple[int | None, int] | None = Field(None, description="(active, shadow).")
-    rules_added: list[str] = Field(default_factory=list, description="Only the shadow matched.")
-    rules_removed: list[str] = Field(default_factory=list, description="Only active matched.")
-
-    @property
-    def changed(self) -> bool:
-        """True when the shadow policy would have decided differently."""
-        return bool(
-            self.action or self.queue or self.priority or self.rules_added or self.rules_removed
         )
 
 

@@ -23,7 +23,7 @@ def test_help_lists_the_commands():
         assert command in result.stdout
 
 
-@pytest.mark.parametrize("name", ["post", "verdict", "dead-letter"])
+@pytest.mark.parametrize("name", ["post", "verdict", "dead-letter", "shadow"])
 def test_schema_prints_valid_json_schema(name):
     result = vlmod("schema", name)
     assert result.returncode == 0, result.stderr
@@ -36,5 +36,5 @@ def test_unknown_schema_is_refused_with_the_choices():
     result = vlmod("schema", "nope")
     assert result.returncode == 2
     assert (
-        "unknown schema 'nope'; choose one of: post, verdict, dead-letter, policy" in result.stderr
+        "unknown schema 'nope'; choose one of: post, verdict, dead-letter, shadow, policy" in result.stderr
     )

@@ -16,7 +16,7 @@ from pipelines.local import build_moderator
 from pipelines.samples import drawn_image
 from pipelines.steps import SourceMessage
 from pipelines.telemetry import telemetry
-from policies.contracts import DeadLetter, ModelRef, Signals, Verdict
+from policies.contracts import DeadLetter, ModelRef, ShadowVerdict, Signals, Verdict
 from policies.exceptions import Stage
 from policies.loader import load_policy_dir
 
@@ -256,7 +256,7 @@ def test_shadow_policy_reports_its_diff_and_routes_nothing(config, policy_dir):
     moderator = moderator_for(config, ScriptedSource(weapon=0.3))
     outputs = by_topic(moderator.moderate([message({"id": "p11", "images": [{"data": PNG}]})]))
     assert Verdict.model_validate_json(outputs["moderation.verdicts"][0].value).action == "allow"
-    shadow = json.loads(outputs["moderation.shadow"][0].value)
-    assert shadow["verdict"]["shadow"] is True and shadow["verdict"]["action"] == "block"
-    assert shadow["diff"]["action"] == ["allow", "block"]
+    shadow = ShadowVerdict.model_validate_json(outputs["moderation.shadow"][0].value)
+    assert shadow.verdict.shadow is True and shadow.verdict.action == "block"
+    assert shadow.diff is not None and shadow.diff.action == ("allow", "block")
     assert "review.weapons" not in outputs, "a shadow verdict must not route to a review queue"

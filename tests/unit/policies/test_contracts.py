@@ -16,8 +16,10 @@ from policies.contracts import (
     ModelRef,
     PolicyRef,
     Post,
+    ShadowVerdict,
     Signals,
     Verdict,
+    VerdictDiff,
     decode_post,
     verdict_key,
 )
@@ -78,7 +80,18 @@ def sample_dead_letter() -> DeadLetter:
     )
 
 
-@pytest.mark.parametrize("make", [sample_post, sample_verdict, sample_dead_letter])
+def sample_shadow() -> ShadowVerdict:
+    shadow = sample_verdict().model_copy(update={"shadow": True, "action": Action.BLOCK})
+    diff = VerdictDiff(
+        active=sample_verdict().policy,
+        shadow=shadow.policy,
+        action=(Action.REVIEW, Action.BLOCK),
+        rules_added=["gore"],
+    )
+    return ShadowVerdict(verdict=shadow, diff=diff)
+
+
+@pytest.mark.parametrize("make", [sample_post, sample_verdict, sample_dead_letter, sample_shadow])
 def test_every_contract_round_trips_through_json(make):
     record = make()
     again = type(record).model_validate_json(record.model_dump_json())

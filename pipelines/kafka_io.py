@@ -207,10 +207,17 @@ class TopicReader:
         partitions = [
             TopicPartition(topic, partition)
             for topic in topics
-            for partition in sorted(self._consumer.partitions_for_topic(topic) or {0})
+            for partition in sorted(self._partitions_of(topic))
         ]
         self._consumer.assign(partitions)
         self._consumer.seek_to_beginning(*partitions)
+
+    def _partitions_of(self, topic: str) -> set[int]:
+        # Guessing partition 0 for a topic not created yet would silently miss the others.
+        partitions = self._consumer.partitions_for_topic(topic)
+        if not partitions:
+            raise ValueError(f"topic {topic!r} does not exist yet; create it before reading it")
+        return set(partitions)
 
     def read(self, *, timeout_ms: int = 200, max_records: int = 1000) -> list[ConsumerRecord]:
         """Whatever arrived since the last call, across all topics."""

@@ -51,10 +51,10 @@ def run(
     settings = _or_exit(lambda: load_config(config))
     policy_set = _or_exit(lambda: load_policy_dir(settings.policy_dir))
     install_exporters(settings.telemetry)
-    stop = threading.Event()
-    for signum in (signal.SIGTERM, signal.SIGINT):
-        signal.signal(signum, lambda *_: stop.set())
     ray.init(address=os.environ.get("RAY_ADDRESS"), configure_logging=False)
+    stop = threading.Event()
+    for signum in (signal.SIGTERM, signal.SIGINT):  # after ray.init, which installs its own
+        signal.signal(signum, lambda *_: stop.set())
     pipeline = PipelineRun(settings)
     pipeline.start(policy_set)
     typer.echo(

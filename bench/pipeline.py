@@ -84,7 +84,7 @@ def config_for(bootstrap: str, model: str, args: argparse.Namespace) -> Pipeline
             shadow=f"{prefix}.shadow",
             partitions=args.partitions,
         ),
-        model=ModelSettings(name_or_path=model, device="cpu"),
+        model=ModelSettings(name_or_path=model, device="cpu", torch_threads=args.torch_threads),
         policy_dir=str(args.policies),
         pool=PoolSettings(
             num_cpus=0.5,
@@ -245,6 +245,12 @@ def main() -> None:
     )
     parser.add_argument("--batch", type=int, default=64)
     parser.add_argument("--consumers", type=int, default=1)
+    parser.add_argument(
+        "--torch-threads",
+        type=int,
+        default=None,
+        help="torch threads in each replica (default: as Ray sets them, one per reserved CPU)",
+    )
     parser.add_argument("--partitions", type=int, default=2)
     parser.add_argument("--policies", type=Path, default=example_policies())
     parser.add_argument("--timeout", type=float, default=300)

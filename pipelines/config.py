@@ -82,6 +82,12 @@ class ModelSettings(BaseModel):
     max_new_tokens: int = Field(32, ge=1, description="Caption length for describe.")
     compile: bool = Field(False, description="torch.compile the language model.")
     local_files_only: bool = Field(False, description="Never contact a model hub.")
+    torch_threads: int | None = Field(
+        None,
+        ge=1,
+        description="CPU threads for torch in each replica; Ray sets one per whole CPU the "
+        "replica reserves, at least one, which starves CPU-only replicas with fractional CPUs.",
+    )
 
 
 class PoolSettings(BaseModel):

@@ -162,6 +162,10 @@ def build_signal_source(config: PipelineConfig) -> SignalSource:
     from operators.loading import load_vlm
     from operators.tasks import VlmOperator
 
+    if config.model.torch_threads:
+        import torch
+
+        torch.set_num_threads(config.model.torch_threads)
     vlm = load_vlm(model_spec(config))
     cache = SignalCache(config.redis_url, ttl_s=config.cache_ttl_s) if config.redis_url else None
     return SignalComputer(VlmOperator(vlm, cache), image_limits(config))

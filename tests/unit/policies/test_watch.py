@@ -73,3 +73,28 @@ def test_reload_recovers_after_a_fix(tmp_path):
     path.write_text(POLICY.format(version=3, when="size(text) >= 0", action="block"))
     assert watcher.reload() is True and watcher.last_error is None
     assert watcher.current().active[0].ref.version == 3 and watcher.generation == 1
+
+
+def write_configmap_generation(directory, name, text):
+    """Lay out a ConfigMap volume generation the way the kubelet does: `..<gen>/<files>`."""
+    generation = directory / name
+    generation.mkdir()
+    (generation / "policy.yaml").write_text(text)
+    staging = directory / "..data_tmp"
+    staging.symlink_to(name)
+    staging.rename(directory / "..data")  # the atomic swap
+
+
+def test_configmap_symlink_swap_reloads_the_policy(tmp_path):
+    write_configmap_generation(
+        tmp_path, "..2026_11_28_01", POLICY.format(version=1, when='text == "x"', action="review")
+    )
+    (tmp_path / "policy.yaml").symlink_to("..data/policy.yaml")
+    with PolicyWatcher(tmp_path, debounce_s=0.05) as watcher:
+        assert watcher.current().policies[0].ref.version == 1
+        write_configmap_generation(
+            tmp_path,
+            "..2026_11_28_02",
+            POLICY.format(version=2, when='text == "x"', action="review"),
+        )
+        assert wait_for(lambda: watcher.current().policies[0].ref.version == 2)

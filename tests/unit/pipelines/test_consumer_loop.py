@@ -1,0 +1,276 @@
+"""ModerationLoop over fakes: backpressure, produce then commit, rewind on failure, drain."""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections import deque
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import pytest
+
+from pipelines.config import PoolSettings
+from pipelines.consumer import ModerationLoop
+from pipelines.exceptions import ProduceFailed
+from pipelines.kafka_io import Batch, OutMessage
+from pipelines.telemetry import telemetry
+
+DEADLINE_S = 1.5
+
+
+@dataclass(frozen=True)
+class Record:
+    """The fields of a kafka-python ConsumerRecord that the loop reads."""
+
+    offset: int
+    topic: str = "posts"
+    partition: int = 0
+    key: bytes | None = None
+    headers: tuple = ()
+
+    @property
+    def value(self) -> bytes:
+        return f'{{"id": "p{self.offset}"}}'.encode()
+
+
+class FakeConsumer:
+    """Hands out queued batches; a paused consumer hands out nothing, as Kafka's does."""
+
+    def __init__(self, batches: list[list[int]]) -> None:
+        self.queue = deque([Record(offset) for offset in offsets] for offsets in batches)
+        self.events: list[tuple[str, object]] = []
+        self.completed: list[int] = []
+        self.rewound: list[int] = []
+        self.paused = False
+        self.polls_while_paused = 0
+        self.resumed_after_pause = 0
+        self.closed_with: list[bool] = []
+        self.threads: set[int] = set()
+
+    def _call(self, name: str, detail: object = None) -> None:
+        self.threads.add(threading.get_ident())
+        self.events.append((name, detail))
+
+    def poll(self, *, max_records: int = 500, timeout_ms: int = 100) -> Batch | None:
+        self._call("poll")
+        if self.paused:
+            self.polls_while_paused += 1
+            time.sleep(0.002)  # a real poll waits for heartbeats; don't spin
+            return None
+        if not self.queue:
+            time.sleep(0.001)
+            return None
+        return Batch(self.queue.popleft(), self)  # type: ignore[arg-type]  # fake consumer
+
+    def pause(self) -> None:
+        self._call("pause")
+        self.paused = True
+
+    def resume(self) -> None:
+        self._call("resume")
+        if self.paused:
+            self.resumed_after_pause += 1
+        self.paused = False
+
+    def complete(self, batch: Batch, *, commit: bool = True) -> None:
+        offsets = [record.offset for record in batch.records]
+        self._call("complete", offsets)
+        self.completed += offsets
+
+    def rewind(self, batch: Batch) -> None:
+        """Like seeking back: the same records are handed out again."""
+        offsets = [record.offset for record in batch.records]
+        self._call("rewind", offsets)
+        self.rewound += offsets
+        self.queue.appendleft(list(batch.records))
+
+    def lag(self) -> int:
+        return len(self.queue)
+
+    def close(self, *, commit: bool = True) -> None:
+        self._call("close", commit)
+        self.closed_with.append(commit)
+
+
+class FakeProducer:
+    """Records what it sent, and what the consumer had completed at that moment."""
+
+    def __init__(self, consumer: FakeConsumer, failures: int = 0) -> None:
+        self.consumer = consumer
+        self.failures = failures
+        self.sent: list[bytes] = []
+        self.completed_during_send: list[list[int]] = []
+        self.closed = False
+
+    def send_all(self, messages: list[OutMessage], *, timeout_s: float = 30.0) -> None:
+        self.completed_during_send.append(list(self.consumer.completed))
+        if self.failures:
+            self.failures -= 1
+            raise ProduceFailed("moderation.verdicts: not acknowledged: broker gone")
+        self.sent += [message.value for message in messages]
+        self.consumer.events.append(("sent", len(messages)))
+
+    def close(self) -> None:
+        self.closed = True
+
+
+class GatedModerator:
+    """Echoes each message to one output; blocks until `gate` is set."""
+
+    def __init__(self, *, open_gate: bool = True) -> None:
+        self.telemetry = telemetry()
+        self.gate = threading.Event()
+        if open_gate:
+            self.gate.set()
+        self.started: list[list[int]] = []
+        self._lock = threading.Lock()
+
+    def moderate(self, messages: list) -> list[OutMessage]:
+        with self._lock:
+            self.started.append([m.offset for m in messages])
+        assert self.gate.wait(DEADLINE_S), "test never opened the gate"
+        return [OutMessage("moderation.verdicts", m.value, m.key) for m in messages]
+
+
+def wait_until(condition: Callable[[], bool], what: str) -> None:
+    deadline = time.monotonic() + DEADLINE_S
+    while not condition():
+        if time.monotonic() > deadline:
+            pytest.fail(f"timed out waiting until {what}")
+        time.sleep(0.001)
+
+
+class Running:
+    """A loop running in its own thread, as a consumer actor runs it."""
+
+    def __init__(self, consumer, producer, moderator, *, in_flight: int = 2) -> None:
+        pool = PoolSettings(max_in_flight_batches=in_flight, max_poll_records=8)
+        self.loop = ModerationLoop(consumer, producer, moderator, pool)  # type: ignore[arg-type]
+        self.moderator = moderator
+        self.result: list = []
+        self.thread = threading.Thread(
+            target=lambda: self.result.append(self.loop.run()), daemon=True
+        )
+        self.thread.start()
+
+    def stop(self):
+        self.loop.stop()
+        self.moderator.gate.set()
+        self.thread.join(DEADLINE_S)
+        assert not self.thread.is_alive(), "run() did not return after stop()"
+        return self.result[0]
+
+
+@pytest.fixture
+def start_loop():
+    """Starts loops; stops every one at teardown, so a failed test leaves no thread behind."""
+    started: list[Running] = []
+
+    def start(consumer, producer, moderator, *, in_flight: int = 2) -> Running:
+        started.append(Running(consumer, producer, moderator, in_flight=in_flight))
+        return started[-1]
+
+    yield start
+    for running in started:
+        running.loop.stop()
+        running.moderator.gate.set()
+        running.thread.join(DEADLINE_S)
+
+
+def test_full_pool_pauses_the_consumer_keeps_polling_and_resumes_when_batches_finish(start_loop):
+    consumer = FakeConsumer([[0, 1], [2, 3], [4, 5]])
+    moderator = GatedModerator(open_gate=False)
+    running = start_loop(consumer, FakeProducer(consumer), moderator, in_flight=2)
+    wait_until(lambda: len(moderator.started) == 2, "two batches are in flight")
+    wait_until(lambda: consumer.polls_while_paused >= 3, "the paused loop polls again")
+    assert consumer.paused
+    assert [[r.offset for r in batch] for batch in consumer.queue] == [[4, 5]]
+    assert moderator.started == [[0, 1], [2, 3]], "no third batch while two are in flight"
+    assert running.loop.stats.paused_polls > 0
+    moderator.gate.set()
+    wait_until(lambda: consumer.completed == [0, 1, 2, 3, 4, 5], "all batches are done")
+    stats = running.stop()
+    assert consumer.resumed_after_pause >= 1 and not consumer.paused
+    assert (stats.consumed, stats.produced, stats.batches, stats.failed_batches) == (6, 6, 3, 0)
+
+
+def test_records_are_completed_only_after_send_all_returned(start_loop):
+    consumer = FakeConsumer([[0, 1, 2], [3, 4]])
+    producer = FakeProducer(consumer)
+    running = start_loop(consumer, producer, GatedModerator())
+    wait_until(lambda: consumer.completed == [0, 1, 2, 3, 4], "both batches are done")
+    running.stop()
+    assert producer.completed_during_send == [[], [0, 1, 2]], "nothing of a batch done mid-send"
+    done = [(name, detail) for name, detail in consumer.events if name in ("sent", "complete")]
+    assert done == [("sent", 3), ("complete", [0, 1, 2]), ("sent", 2), ("complete", [3, 4])]
+    assert len(consumer.threads) == 1, "only the loop's thread touches the consumer"
+
+
+def test_a_failed_produce_rewinds_the_batch_and_the_loop_keeps_running(start_loop):
+    consumer = FakeConsumer([[0, 1], [2]])
+    producer = FakeProducer(consumer, failures=1)
+    running = start_loop(consumer, producer, GatedModerator(), in_flight=1)
+    wait_until(lambda: sorted(consumer.completed) == [0, 1, 2], "every record is done")
+    assert running.thread.is_alive(), "a failed produce must not stop the loop"
+    stats = running.stop()
+    assert consumer.rewound == [0, 1]
+    first_outcome = next(e for e in consumer.events if e[0] in ("complete", "rewind"))
+    assert first_outcome == ("rewind", [0, 1]), "the failed batch is rewound, not completed"
+    assert consumer.completed.count(0) == 1, "completed once, after it was read again"
+    assert (stats.failed_batches, stats.batches) == (1, 2)
+
+
+def test_stop_drains_in_flight_batches_then_commits_and_closes(start_loop):
+    consumer = FakeConsumer([[0, 1], [2]])
+    producer = FakeProducer(consumer)
+    moderator = GatedModerator(open_gate=False)
+    running = start_loop(consumer, producer, moderator, in_flight=2)
+    wait_until(lambda: len(moderator.started) == 2, "two batches are in flight")
+    running.loop.stop()
+    time.sleep(0.02)
+    assert running.thread.is_alive(), "run() must wait for the batches in flight"
+    assert consumer.completed == [] and consumer.closed_with == []
+    moderator.gate.set()
+    stats = running.stop()
+    assert consumer.completed == [0, 1, 2]
+    assert len(producer.sent) == 3 and producer.closed
+    assert consumer.closed_with == [True]
+    assert consumer.events[-1] == ("close", True), "close comes after every batch is done"
+    assert (stats.batches, stats.produced) == (2, 3)
+
+
+class RebalancingConsumer(FakeConsumer):
+    """Its first paused poll returns records of a partition assigned during that poll.
+
+    kafka-python gives a newly assigned partition fresh, unpaused state, and one `poll` both
+    finishes a rebalance and fetches, so a paused consumer can hand out records.
+    """
+
+    def __init__(self, batches: list[list[int]], assigned_during_pause: list[int]) -> None:
+        super().__init__(batches)
+        self.pending = [Record(offset, partition=1) for offset in assigned_during_pause]
+
+    def poll(self, *, max_records: int = 500, timeout_ms: int = 100) -> Batch | None:
+        if self.paused and self.pending:
+            self._call("poll")
+            records, self.pending = self.pending, []
+            return Batch(records, self)  # type: ignore[arg-type]  # fake consumer
+        return super().poll(max_records=max_records, timeout_ms=timeout_ms)
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="ModerationLoop._poll_once drops what a paused poll returns (pipelines/consumer.py)",
+)
+def test_records_handed_out_by_a_paused_poll_are_not_dropped(start_loop):
+    consumer = RebalancingConsumer([[0], [1]], assigned_during_pause=[100])
+    moderator = GatedModerator(open_gate=False)
+    running = start_loop(consumer, FakeProducer(consumer), moderator, in_flight=1)
+    wait_until(lambda: consumer.polls_while_paused >= 1, "the loop polls while paused")
+    moderator.gate.set()
+    wait_until(lambda: {0, 1} <= set(consumer.completed), "the first partition is done")
+    polls = len(consumer.events)
+    wait_until(lambda: len(consumer.events) > polls + 20, "the loop goes on polling")
+    running.stop()
+    assert 100 in consumer.completed + consumer.rewound, "record 100 neither moderated nor rewound"

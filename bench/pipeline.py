@@ -77,13 +77,7 @@ def config_for(bootstrap: str, model: str, args: argparse.Namespace) -> Pipeline
         kafka=KafkaSettings(bootstrap_servers=bootstrap),
         consumer_group=prefix,
         consumer_overrides=GROUP_TIMEOUTS,
-        topics=TopicSettings(
-            inputs=[f"{prefix}.posts"],
-            verdicts=f"{prefix}.verdicts",
-            dead_letter=f"{prefix}.dlq",
-            shadow=f"{prefix}.shadow",
-            partitions=args.partitions,
-        ),
+        topics=TopicSettings.namespaced(prefix, partitions=args.partitions),
         model=ModelSettings(name_or_path=model, device="cpu", torch_threads=args.torch_threads),
         policy_dir=str(args.policies),
         pool=PoolSettings(

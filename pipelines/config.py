@@ -68,6 +68,17 @@ class TopicSettings(BaseModel):
     partitions: int = Field(2, ge=1, description="Partitions for topics the pipeline creates.")
     create: bool = Field(True, description="Create missing topics at start-up.")
 
+    @classmethod
+    def namespaced(cls, prefix: str, *, partitions: int = 2) -> TopicSettings:
+        """Every topic under `prefix.`: posts, verdicts, dead-letter, shadow (runs side by side)."""
+        return cls(
+            inputs=[f"{prefix}.posts"],
+            verdicts=f"{prefix}.verdicts",
+            dead_letter=f"{prefix}.dead-letter",
+            shadow=f"{prefix}.shadow",
+            partitions=partitions,
+        )
+
 
 class ModelSettings(BaseModel):
     """The VLM checkpoint and how to run it; `tiny:smolvlm` builds a random-weight model offline."""

@@ -84,7 +84,11 @@ class ModerationLoop:
     def _poll_once(self) -> None:
         if len(self._in_flight) >= self.pool.max_in_flight_batches:
             self.consumer.pause()
-            self.consumer.poll(timeout_ms=20)  # heartbeats and rebalances go on while paused
+            # Heartbeats and rebalances go on while paused. A partition assigned during this
+            # poll starts unpaused and may hand out records: give them back to be read later.
+            stray = self.consumer.poll(timeout_ms=20)
+            if stray is not None:
+                self.consumer.rewind(stray)
             self.stats.paused_polls += 1
             return
         self.consumer.resume()

@@ -35,6 +35,5 @@ def test_schema_prints_valid_json_schema(name):
 def test_unknown_schema_is_refused_with_the_choices():
     result = vlmod("schema", "nope")
     assert result.returncode == 2
-    assert (
-        "unknown schema 'nope'; choose one of: post, verdict, dead-letter, shadow, policy" in result.stderr
-    )
+    choices = "post, verdict, dead-letter, shadow, policy"
+    assert f"unknown schema 'nope'; choose one of: {choices}" in result.stderr

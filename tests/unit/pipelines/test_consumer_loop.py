@@ -259,10 +259,6 @@ class RebalancingConsumer(FakeConsumer):
         return super().poll(max_records=max_records, timeout_ms=timeout_ms)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="ModerationLoop._poll_once drops what a paused poll returns (pipelines/consumer.py)",
-)
 def test_records_handed_out_by_a_paused_poll_are_not_dropped(start_loop):
     consumer = RebalancingConsumer([[0], [1]], assigned_during_pause=[100])
     moderator = GatedModerator(open_gate=False)

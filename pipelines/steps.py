@@ -197,7 +197,8 @@ class Moderator:
                 zip(map(id, remote), self.fetch_pool.map(self._fetch_one, remote), strict=True)
             )
             for journey in journeys:
-                outcome = by_url.get(id(journey)) or self._fetch_one(journey)
+                key = id(journey)
+                outcome = by_url[key] if key in by_url else self._fetch_one(journey)
                 if isinstance(outcome, Failure):
                     journey.fail(outcome)
                 else:

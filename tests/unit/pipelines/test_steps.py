@@ -260,3 +260,13 @@ def test_shadow_policy_reports_its_diff_and_routes_nothing(config, policy_dir):
     assert shadow.verdict.shadow is True and shadow.verdict.action == "block"
     assert shadow.diff is not None and shadow.diff.action == ("allow", "block")
     assert "review.weapons" not in outputs, "a shadow verdict must not route to a review queue"
+
+
+def test_url_to_a_loopback_address_is_refused_and_dead_lettered(config):
+    source = ScriptedSource()
+    moderator = moderator_for(config, source)
+    body = {"id": "ssrf", "images": [{"url": "http://127.0.0.1:9/admin.png"}]}
+    [out] = moderator.moderate([message(body)])
+    letter = DeadLetter.model_validate_json(out.value)
+    assert (letter.stage, letter.error_type) == (Stage.FETCH_IMAGE, "BlockedAddress")
+    assert letter.attempts == 1 and source.calls == []

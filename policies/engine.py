@@ -44,7 +44,16 @@ class RuleResult:
     """A rule's outcome, with the error text or the missing signals."""
 
     outcome: Outcome
-    detail: str = ""
+    error: str = ""
+    needs: Needs | None = None
+    present: Needs | None = None
+
+    @property
+    def detail(self) -> str:
+        """The error, or the missing signals by name (built only when reported)."""
+        if self.needs is not None and self.present is not None:
+            return ", ".join(self.needs.missing(self.present))
+        return self.error
 
 
 @dataclass(frozen=True)
@@ -68,9 +77,10 @@ class CompiledRule:
         """Run the terms in order; a false term decides at once, even after an error."""
         failure: RuleResult | None = None
         for term in self.condition.terms:
-            missing = term.needs.missing(present)
-            if missing:
-                failure = failure or RuleResult(Outcome.UNDECIDED, ", ".join(missing))
+            if not term.needs.satisfied_by(present):
+                failure = failure or RuleResult(
+                    Outcome.UNDECIDED, needs=term.needs, present=present
+                )
                 continue
             try:
                 value = term.program.execute(context)

@@ -65,6 +65,15 @@ class Needs:
         """True when no model signal is read."""
         return not (self.labels or self.answers or self.describe or self.extra)
 
+    def satisfied_by(self, present: Needs) -> bool:
+        """True when `present` carries every signal needed here (the hot path of evaluation)."""
+        return (
+            self.labels <= present.labels
+            and self.answers <= present.answers
+            and (present.describe or not self.describe)
+            and self.extra <= present.extra
+        )
+
     def missing(self, present: Needs) -> list[str]:
         """Signals needed here that `present` lacks, as `labels.x`-style names."""
         gone = [f"labels.{n}" for n in sorted(self.labels - present.labels)]

@@ -17,6 +17,12 @@ class ProduceFailed(ModerationError):
     stage = Stage.PRODUCE
 
 
+class ReplicaStartFailed(ModerationError):
+    """The model replica pool could not start; the reason is the replica's own error."""
+
+    stage = Stage.INFER
+
+
 class ConfigInvalid(ModerationError):
     """A pipeline config file is wrong; the reason names the file and field."""
 

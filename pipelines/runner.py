@@ -10,8 +10,14 @@ import ray
 
 from pipelines.actors import ConsumerActor
 from pipelines.config import PipelineConfig
+from pipelines.exceptions import ReplicaStartFailed
 from pipelines.kafka_io import create_topics
-from pipelines.serving import signal_app_name, signal_deployment, with_absolute_paths
+from pipelines.serving import (
+    SIGNAL_DEPLOYMENT,
+    signal_app_name,
+    signal_deployment,
+    with_absolute_paths,
+)
 from policies.planning import PolicySet
 
 log = logging.getLogger(__name__)
@@ -51,7 +57,12 @@ class PipelineRun:
             names = output_topics(self.config, policy_set)
             create_topics(self.config.kafka, names, partitions=self.config.topics.partitions)
         serve.start(proxy_location="Disabled")
-        serve.run(signal_deployment(self.config), name=self.app_name, route_prefix=None)
+        try:
+            serve.run(signal_deployment(self.config), name=self.app_name, route_prefix=None)
+        except RuntimeError as error:
+            reason = replica_failure(self.app_name) or str(error)
+            serve.delete(self.app_name)
+            raise ReplicaStartFailed(f"the model replica did not start: {reason}") from error
         log.info("replica pool %r is up", self.app_name)
         for _ in range(self.config.pool.consumers):
             self.add_consumer()
@@ -78,6 +89,20 @@ class PipelineRun:
         results = _gather(self.runs, timeout_s)
         serve.delete(self.app_name)
         return results
+
+
+def replica_failure(app_name: str) -> str | None:
+    """The last line of the error a failed model replica reported to Serve, if any."""
+    from ray import serve
+
+    application = serve.status().applications.get(app_name)
+    deployment = application.deployments.get(SIGNAL_DEPLOYMENT) if application else None
+    lines = [line.strip() for line in (deployment.message if deployment else "").splitlines()]
+    errors = [line for line in lines if line and not line.startswith(("File ", "^", "Traceback"))]
+    if not errors:
+        return None
+    _, _, reason = errors[-1].rpartition("Error: ")
+    return reason or errors[-1]
 
 
 def _gather(refs: Iterable[Any], timeout_s: float = 30.0) -> list[Any]:

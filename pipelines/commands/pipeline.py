@@ -30,7 +30,7 @@ def demo(
     from pipelines.samples import sample_posts
 
     logging.basicConfig(level=logging.WARNING)
-    report = run_demo(model=model, policy_dir=policies, posts=posts)
+    report = _or_exit(lambda: run_demo(model=model, policy_dir=policies, posts=posts))
     if report.resolved(1) < len(sample_posts(posts)):
         raise typer.Exit(1)
 
@@ -56,7 +56,7 @@ def run(
     for signum in (signal.SIGTERM, signal.SIGINT):  # after ray.init, which installs its own
         signal.signal(signum, lambda *_: stop.set())
     pipeline = PipelineRun(settings)
-    pipeline.start(policy_set)
+    _or_exit(lambda: pipeline.start(policy_set))
     typer.echo(
         f"moderating {', '.join(settings.topics.inputs)}; SIGTERM or Ctrl-C drains and stops"
     )

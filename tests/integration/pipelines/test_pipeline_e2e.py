@@ -5,6 +5,7 @@ from __future__ import annotations
 import threading
 import time
 
+import pytest
 import ray
 
 from pipelines.config import PoolSettings
@@ -144,3 +145,16 @@ def test_redis_stopped_mid_stream_only_costs_speed(e2e_config, start_pipeline, r
     outputs = collector.wait_for(len(messages))
     assert_every_post_has_one_verdict_key(outputs, [m.key.decode() for m in messages])
     assert not outputs.dead_letters
+
+
+def test_a_model_that_cannot_load_fails_start_with_the_replicas_reason(e2e_config, ray_local):
+    from pipelines.exceptions import ReplicaStartFailed
+    from pipelines.runner import PipelineRun
+    from policies.loader import load_policy_dir
+
+    config = e2e_config(model="/nonexistent/checkpoint")
+    run = PipelineRun(config)
+    with pytest.raises(ReplicaStartFailed) as failed:
+        run.start(load_policy_dir(config.policy_dir))
+    assert failed.value.reason.startswith("the model replica did not start: No checkpoint")
+    assert "/nonexistent/checkpoint" in failed.value.reason

@@ -43,7 +43,11 @@ class PatternMatcher:
             raise TypeError(f"matches() needs a string, got {type(text).__name__}")
         if self.fast is not None:
             try:
-                return self.fast.search(text, timeout=FAST_TIMEOUT_S) is not None
+                # `regex` releases the GIL on str subjects unless told not to; in a threaded
+                # consumer every call would then wait for the GIL, and the wait would count
+                # against the timeout. A search here takes microseconds: keep the GIL.
+                found = self.fast.search(text, timeout=FAST_TIMEOUT_S, concurrent=False)
+                return found is not None
             except TimeoutError:
                 self.fallbacks += 1
         return bool(self.linear.execute({"s": text}))

@@ -11,7 +11,7 @@ def literal(text: str):
 
 
 class TimesOut:
-    def search(self, text, timeout):
+    def search(self, text, timeout, **flags):
         raise TimeoutError
 
 

@@ -14,7 +14,7 @@ from policies.contracts import DeadLetter, Verdict
 from .conftest import malformed_messages, post_messages, publish
 
 
-def assert_every_post_has_one_verdict_key(outputs, post_ids):
+def check_every_post_has_one_verdict_key(outputs, post_ids):
     missing = sorted(set(post_ids) - set(outputs.verdicts))
     assert not missing, f"{len(missing)} posts have no verdict, e.g. {missing[:5]}"
     for post_id in post_ids:
@@ -31,7 +31,7 @@ def test_500_posts_get_verdicts_review_copies_and_dead_letters(e2e_config, start
     publish(config, good + bad)
     outputs = collector.wait_for(len(good) + len(bad))
 
-    assert_every_post_has_one_verdict_key(outputs, [m.key.decode() for m in good])
+    check_every_post_has_one_verdict_key(outputs, [m.key.decode() for m in good])
     for post_id, verdicts in outputs.verdicts.items():
         verdict = Verdict.model_validate(verdicts[0])
         assert verdict.model is not None and verdict.model.name.endswith("smolvlm")
@@ -98,7 +98,7 @@ def test_killing_a_serve_replica_mid_stream_loses_nothing(e2e_config, start_pipe
     ray.kill(victim, no_restart=True)
     publisher.join()
     outputs = collector.wait_for(len(messages))
-    assert_every_post_has_one_verdict_key(outputs, [m.key.decode() for m in messages])
+    check_every_post_has_one_verdict_key(outputs, [m.key.decode() for m in messages])
     assert not outputs.dead_letters
 
 
@@ -114,7 +114,7 @@ def test_killing_a_consumer_actor_mid_stream_loses_nothing(e2e_config, start_pip
     ray.kill(run.actors[0], no_restart=True)
     publisher.join()
     outputs = collector.wait_for(len(messages), timeout_s=240)
-    assert_every_post_has_one_verdict_key(outputs, [m.key.decode() for m in messages])
+    check_every_post_has_one_verdict_key(outputs, [m.key.decode() for m in messages])
 
 
 def test_a_second_consumer_joining_mid_stream_rebalances_without_loss(e2e_config, start_pipeline):
@@ -128,7 +128,7 @@ def test_a_second_consumer_joining_mid_stream_rebalances_without_loss(e2e_config
     run.add_consumer()
     publisher.join()
     outputs = collector.wait_for(len(messages), timeout_s=240)
-    assert_every_post_has_one_verdict_key(outputs, [m.key.decode() for m in messages])
+    check_every_post_has_one_verdict_key(outputs, [m.key.decode() for m in messages])
     consumed = [stats["consumed"] for stats in run.stats()]
     assert len(consumed) == 2 and all(consumed), f"the new member never consumed: {consumed}"
 
@@ -143,7 +143,7 @@ def test_redis_stopped_mid_stream_only_costs_speed(e2e_config, start_pipeline, r
     redis_server.stop()
     publisher.join()
     outputs = collector.wait_for(len(messages))
-    assert_every_post_has_one_verdict_key(outputs, [m.key.decode() for m in messages])
+    check_every_post_has_one_verdict_key(outputs, [m.key.decode() for m in messages])
     assert not outputs.dead_letters
 
 

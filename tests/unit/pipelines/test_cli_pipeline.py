@@ -44,7 +44,7 @@ def moderate(*args: str):
     return vlmod("moderate", "--policy", str(EXAMPLES), "--model", "noop", *args)
 
 
-def assert_one_line_error(result, starts_with: str) -> None:
+def check_one_line_error(result, starts_with: str) -> None:
     assert result.exit_code != 0
     assert isinstance(result.exception, SystemExit), f"crashed: {result.exception!r}"
     assert result.stdout == ""
@@ -77,11 +77,11 @@ def test_moderate_through_the_console_script():
 
 def test_moderate_a_missing_image_is_one_error_line(tmp_path):
     missing = tmp_path / "nope.png"
-    assert_one_line_error(moderate("--image", str(missing)), f"error: image not found: {missing}")
+    check_one_line_error(moderate("--image", str(missing)), f"error: image not found: {missing}")
 
 
 def test_moderate_meta_without_a_value_is_one_error_line():
-    assert_one_line_error(moderate("--meta", "novalue"), "error: --meta wants KEY=VALUE")
+    check_one_line_error(moderate("--meta", "novalue"), "error: --meta wants KEY=VALUE")
 
 
 def test_moderate_with_a_broken_policy_prints_every_problem_at_its_position(tmp_path):
@@ -115,7 +115,7 @@ def test_run_with_a_bad_config_reports_each_problem_and_never_starts_ray(tmp_pat
 
 
 def test_run_with_a_missing_config_is_one_error_line(tmp_path):
-    assert_one_line_error(vlmod("run", "--config", str(tmp_path / "none.yaml")), "error: ")
+    check_one_line_error(vlmod("run", "--config", str(tmp_path / "none.yaml")), "error: ")
 
 
 def test_help_lists_every_command():

@@ -15,7 +15,7 @@ from kafka.errors import KafkaError, TopicAlreadyExistsError
 from kafka.structs import OffsetAndMetadata, TopicPartition
 
 from pipelines.config import KafkaSettings
-from pipelines.exceptions import ProduceFailed
+from pipelines.exceptions import ProduceFailed, ServiceUnavailable
 from pipelines.offsets import OffsetTracker
 from pipelines.tracing import Headers
 
@@ -32,8 +32,25 @@ class OutMessage:
     headers: Headers = field(default_factory=list)
 
 
+@contextlib.contextmanager
+def reaching_kafka(settings: KafkaSettings) -> Iterator[None]:
+    """Turn a client's failure to reach the brokers into one sentence naming them."""
+    try:
+        yield
+    except KafkaError as exc:
+        raise ServiceUnavailable(
+            f"Kafka at {settings.bootstrap_servers} failed: {exc}; check "
+            "kafka.bootstrap_servers, the security settings and kafka.extra"
+        ) from exc
+
+
 def create_topics(settings: KafkaSettings, names: Iterable[str], *, partitions: int = 1) -> None:
     """Create each topic that does not exist yet; existing ones are left as they are."""
+    with reaching_kafka(settings):
+        _create_topics(settings, names, partitions)
+
+
+def _create_topics(settings: KafkaSettings, names: Iterable[str], partitions: int) -> None:
     admin = KafkaAdminClient(**settings.client_kwargs())
     try:
         existing = set(admin.list_topics())

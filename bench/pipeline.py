@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import argparse
 import base64
+import contextlib
 import json
 import os
 import platform
@@ -25,7 +26,9 @@ import sys
 import threading
 import time
 import uuid
+from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 _REPO = Path(__file__).resolve().parent.parent
 sys.path[:] = [p for p in sys.path if Path(p or ".").resolve() != _REPO / "bench"]
@@ -40,15 +43,23 @@ from pipelines.config import (  # noqa: E402
     PoolSettings,
     TopicSettings,
 )
+from pipelines.consumer import ModerationLoop  # noqa: E402
 from pipelines.demo import example_policies  # noqa: E402
 from pipelines.harness import running_services  # noqa: E402
 from pipelines.inference import build_signal_source  # noqa: E402
-from pipelines.kafka_io import OutMessage, Producer, TopicReader, create_topics  # noqa: E402
+from pipelines.kafka_io import (  # noqa: E402
+    BatchConsumer,
+    OutMessage,
+    Producer,
+    TopicReader,
+    create_topics,
+)
 from pipelines.local import build_moderator  # noqa: E402
 from pipelines.runner import PipelineRun, output_topics  # noqa: E402
 from pipelines.samples import TEXTS, drawn_image  # noqa: E402
 from pipelines.steps import SourceMessage  # noqa: E402
 from policies.loader import load_policy_dir  # noqa: E402
+from policies.planning import PolicySet  # noqa: E402
 
 GROUP_TIMEOUTS = {"session_timeout_ms": 6000, "heartbeat_interval_ms": 500}
 
@@ -154,25 +165,49 @@ def pipeline_throughput(bootstrap: str, model: str, args: argparse.Namespace) ->
     return (len(times) - 1) / (times[-1] - times[0])
 
 
+@contextlib.contextmanager
+def on_ray(config: PipelineConfig, policy_set: PolicySet) -> Iterator[None]:
+    """The pipeline as deployed: consumer actors and the Serve replica pool."""
+    run = PipelineRun(config)
+    run.start(policy_set)
+    try:
+        yield
+    finally:
+        run.stop()
+
+
+@contextlib.contextmanager
+def in_process(config: PipelineConfig, policy_set: PolicySet) -> Iterator[None]:
+    """The same consume loop in this process, signals computed here: no hop to a replica."""
+    consumer = BatchConsumer(
+        config.kafka, config.topics.inputs, config.consumer_group, **GROUP_TIMEOUTS
+    )
+    moderator = build_moderator(config, policy_set, build_signal_source(config))
+    loop = ModerationLoop(consumer, Producer(config.kafka), moderator, config.pool)
+    thread = threading.Thread(target=loop.run, daemon=True)
+    thread.start()
+    try:
+        yield
+    finally:
+        loop.stop()
+        thread.join(60)
+
+
 def pipeline_latency(
-    bootstrap: str, model: str, rate: float, args: argparse.Namespace
+    bootstrap: str, model: str, rate: float, args: argparse.Namespace, host: Any = on_ray
 ) -> list[float]:
     """Publish-to-verdict latencies (ms) of posts published at `rate` posts/s."""
     config = config_for(bootstrap, model, args)
     policy_set = load_policy_dir(config.policy_dir)
     create_topics(config.kafka, output_topics(config, policy_set), partitions=args.partitions)
     clock = VerdictClock(config)
-    run = PipelineRun(config)
-    run.start(policy_set)
-    try:
+    with host(config, policy_set):
         publish(config, posts(50, run="warm"), per_second=rate)
         clock.wait(50, timeout_s=args.timeout)
         count = max(200, int(rate * args.latency_seconds))
         sent = publish_timed(config, posts(count, run="lat"), rate)
         clock.wait(50 + count, timeout_s=args.timeout)
-    finally:
-        run.stop()
-        clock.close()
+    clock.close()
     return [(clock.arrivals[post_id] - at) * 1000 for post_id, at in sent.items()]
 
 
@@ -248,6 +283,11 @@ def main() -> None:
     parser.add_argument("--partitions", type=int, default=2)
     parser.add_argument("--policies", type=Path, default=example_policies())
     parser.add_argument("--timeout", type=float, default=300)
+    parser.add_argument(
+        "--in-process-latency",
+        action="store_true",
+        help="also measure latency of the consume loop without the replica hop",
+    )
     args = parser.parse_args()
     print(
         f"machine: {platform.machine()}, {os.cpu_count()} cores, Python {platform.python_version()}"
@@ -268,6 +308,14 @@ def main() -> None:
                 f"  added latency     p50 {p50:6.1f} ms, p99 {p99:6.1f} ms"
                 f" at {latency_rate:.0f} posts/s"
             )
+            if args.in_process_latency:
+                local = pipeline_latency(
+                    services.kafka_bootstrap, model, latency_rate, args, host=in_process
+                )
+                print(
+                    f"  same, in-process  p50 {statistics.median(local):6.1f} ms, p99 "
+                    f"{statistics.quantiles(local, n=100)[98]:6.1f} ms (no replica hop)"
+                )
             print(f"  naive loop        {naive:8.1f} posts/s ({args.naive_posts} posts)")
             print(f"  pipeline / naive  {rate / naive:8.1f}x")
 

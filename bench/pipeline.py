@@ -64,7 +64,7 @@ from policies.planning import PolicySet  # noqa: E402
 GROUP_TIMEOUTS = {"session_timeout_ms": 6000, "heartbeat_interval_ms": 500}
 
 
-def posts(count: int, *, run: str, stamp: bool = False) -> list[bytes]:
+def posts(count: int, *, run: str) -> list[bytes]:
     """Posts with one of 16 small images each (reposts included) and a sample text."""
     images = [base64.b64encode(drawn_image(i)).decode() for i in range(16)]
     out = []
@@ -75,8 +75,6 @@ def posts(count: int, *, run: str, stamp: bool = False) -> list[bytes]:
             "images": [{"data": images[n % len(images)], "mime": "image/png"}],
             "meta": {"surface": "feed"},
         }
-        if stamp:
-            body["meta"]["sent_ns"] = time.time_ns()
         out.append(json.dumps(body).encode())
     return out
 

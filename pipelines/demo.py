@@ -58,14 +58,21 @@ def demo_config(
 class DemoReport:
     """What came out: verdicts by post, dead letters, and message counts per topic."""
 
+    expected: int
+    verdicts_per_post: int
     verdicts: dict[str, list[dict[str, Any]]] = field(default_factory=dict)
     dead_letters: dict[str, dict[str, Any]] = field(default_factory=dict)
     per_topic: Counter[str] = field(default_factory=Counter)
 
-    def resolved(self, expected_verdicts: int) -> int:
+    def resolved(self) -> int:
         """Posts with every active policy's verdict, plus dead-lettered messages."""
-        complete = sum(1 for v in self.verdicts.values() if len(v) >= expected_verdicts)
-        return complete + len(self.dead_letters)
+        done = sum(1 for v in self.verdicts.values() if len(v) >= self.verdicts_per_post)
+        return done + len(self.dead_letters)
+
+    @property
+    def complete(self) -> bool:
+        """True when every published message ended as verdicts or a dead letter."""
+        return self.resolved() >= self.expected
 
     def add(self, topic: str, key: bytes | None, value: bytes, config: PipelineConfig) -> None:
         """Account for one output message."""
@@ -150,20 +157,20 @@ def _collect(
     console: Console,
     timeout_s: float,
 ) -> DemoReport:
-    report = DemoReport()
+    report = DemoReport(expected=len(samples), verdicts_per_post=verdicts_per_post)
     wanted = [t for t in topics if t not in config.topics.inputs]
     reader = TopicReader(config.kafka, wanted)
     deadline = time.monotonic() + timeout_s
     try:
         with Progress(console=console, transient=True) as progress:
             task = progress.add_task("moderating", total=len(samples))
-            while report.resolved(verdicts_per_post) < len(samples):
+            while not report.complete:
                 if time.monotonic() > deadline:
                     console.print(f"[red]timed out after {timeout_s:.0f}s[/red]")
                     break
                 for record in reader.read():
                     report.add(record.topic, record.key, record.value, config)
-                progress.update(task, completed=report.resolved(verdicts_per_post))
+                progress.update(task, completed=report.resolved())
     finally:
         reader.close()
     return report

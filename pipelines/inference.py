@@ -12,6 +12,9 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Protocol
 
+from operators.exceptions import OperatorError
+from operators.images import decode_image
+from operators.jobs import ImageJob
 from pipelines.retry import is_retryable
 from policies.contracts import ModelRef, Signals
 from policies.exceptions import ModerationError, Stage
@@ -94,10 +97,6 @@ class SignalComputer:
 
     def compute(self, requests: Sequence[InferenceRequest]) -> list[InferenceResult]:
         """Flatten every post's images into one operator batch, then fold results per post."""
-        from operators.exceptions import OperatorError
-        from operators.images import decode_image
-        from operators.jobs import ImageJob
-
         jobs: list[ImageJob | OperatorError] = []
         for request in requests:
             labels = {prompt: prompt for prompt in request.labels}

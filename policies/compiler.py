@@ -209,7 +209,29 @@ def _compile_conditions(
             problems.append(doc.problem(mark, message))
         if condition is not None:
             conditions[index] = condition
+    problems += _text_scan_problems(doc, conditions, limits or ExpressionLimits())
     return conditions, patterns, problems
+
+
+def _text_scan_problems(
+    doc: YamlDocument, conditions: dict[int, Condition], limits: ExpressionLimits
+) -> list[Problem]:
+    """Refuse a policy whose `matches`/`contains` calls, all run on one post, pass the budget."""
+    budget = limits.max_text_scans
+    total = sum(len(condition.scans) for condition in conditions.values())
+    if total <= budget:
+        return []
+    seen = 0
+    for index, condition in sorted(conditions.items()):
+        if seen + len(condition.scans) > budget:
+            mark = doc.inside_scalar(("rules", index, "when"), condition.scans[budget - seen])
+            message = (
+                f"policy scans the post text {total} times per post, over the budget of "
+                f"{budget} (max_text_scans); split it or merge patterns"
+            )
+            return [doc.problem(mark, message)]
+        seen += len(condition.scans)
+    return []
 
 
 def _build(

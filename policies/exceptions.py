@@ -17,6 +17,7 @@ class Stage(StrEnum):
     FETCH_IMAGE = "fetch-image"
     INFER = "infer"
     POLICY = "policy"
+    ROUTE = "route"
     PRODUCE = "produce"
 
 
@@ -51,7 +52,7 @@ class PostValidationError(ModerationError):
 
 @dataclass(frozen=True, order=True)
 class Problem:
-    """One thing wrong with a policy file, at a 1-based line and column."""
+    """One thing wrong with a policy file, at a 1-based line and column (0: the whole path)."""
 
     file: str
     line: int
@@ -59,6 +60,8 @@ class Problem:
     message: str
 
     def __str__(self) -> str:
+        if self.line == 0:  # about a whole file or directory, not a place in it
+            return f"{self.file}: {self.message}"
         return f"{self.file}:{self.line}:{self.col}: {self.message}"
 
 

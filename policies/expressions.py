@@ -21,8 +21,17 @@ import cel
 
 from policies.celscan import Facts, Reference, scan, string_value
 from policies.patterns import PatternRegistry
+from policies.typecheck import check_types
 
-BUILTIN_ROOTS = frozenset({"text", "labels", "answers", "description", "post"})
+BUILTIN_TYPES = {
+    "text": "string",
+    "description": "string",
+    "labels": "map(string, double)",
+    "answers": "map(string, double)",
+    "post": "map(string, dyn)",
+}
+BUILTIN_ROOTS = frozenset(BUILTIN_TYPES)
+TEXT_SCANS = frozenset({"matches", "contains"})
 ALLOWED_FUNCTIONS = frozenset(
     {"size", "contains", "startsWith", "endsWith", "matches", "int", "uint", "double"}
     | {"string", "bytes", "timestamp", "duration", "type", "dyn", "getFullYear", "getMonth"}
@@ -36,11 +45,12 @@ _POSITION = re.compile(r"<input>:(\d+):(\d+): (.*)")
 
 @dataclass(frozen=True)
 class ExpressionLimits:
-    """Bounds on what one condition may cost."""
+    """Bounds on what one condition may cost, and on all of one policy's conditions together."""
 
     max_chars: int = 2000
     max_regex_chars: int = 500
     max_comprehensions: int = 3
+    max_text_scans: int = 256
 
 
 @dataclass(frozen=True)
@@ -96,6 +106,11 @@ class Declared:
         """Every top-level variable a condition may name."""
         return BUILTIN_ROOTS | self.extra
 
+    @property
+    def types(self) -> dict[str, str]:
+        """Each root's CEL type; extra signals are `dyn` until their producers declare one."""
+        return {name: "dyn" for name in self.extra} | BUILTIN_TYPES
+
 
 @dataclass(frozen=True)
 class Term:
@@ -109,12 +124,16 @@ class Term:
 
 @dataclass(frozen=True)
 class Condition:
-    """A compiled `when`: terms ordered cheap first; all must hold."""
+    """A compiled `when`: terms ordered cheap first; all must hold.
+
+    `scans` holds the offset of each `matches`/`contains` call: each may read the whole text.
+    """
 
     source: str
     terms: tuple[Term, ...]
     needs: Needs
     reads: tuple[tuple[str, ...], ...]
+    scans: tuple[int, ...] = ()
 
 
 Finding = tuple[int, str]
@@ -144,6 +163,9 @@ def compile_condition(
     findings = _check_names(program, facts, declared)
     findings += _check_cost(facts, limits)
     findings += _check_patterns(facts, limits)
+    if findings:
+        return None, findings
+    findings = check_types(source, declared.types)
     if findings:
         return None, findings
     return _condition(source, facts, declared, patterns or PatternRegistry()), []
@@ -252,7 +274,8 @@ def _condition(
     for term in terms:
         needs = needs | term.needs
     reads = tuple(dict.fromkeys(read for term in terms for read in term.reads))
-    return Condition(source, tuple(terms), needs, reads)
+    scans = tuple(offset for name, offset in facts.calls if name in TEXT_SCANS)
+    return Condition(source, tuple(terms), needs, reads, scans)
 
 
 def _split_terms(

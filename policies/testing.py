@@ -13,6 +13,7 @@ from policies.decision import Decision
 from policies.engine import CompiledPolicy
 from policies.exceptions import PolicyInvalid, Problem
 from policies.loader import (
+    POLICY_SUFFIXES,
     companion_tests,
     is_policy_file,
     is_tests_file,
@@ -39,10 +40,11 @@ class CaseResult:
 
 @dataclass
 class TestReport:
-    """All cases run, plus the files that could not be loaded."""
+    """All cases run, the policy files found, and the paths and files that could not be used."""
 
     results: list[CaseResult] = field(default_factory=list)
     problems: list[Problem] = field(default_factory=list)
+    files: list[Path] = field(default_factory=list)
 
     @property
     def failed(self) -> list[CaseResult]:
@@ -57,19 +59,40 @@ class TestReport:
 
 def find_policy_files(paths: list[Path]) -> list[Path]:
     """Policy files named directly, found under the given directories, or beside named tests."""
+    return policy_inputs(paths)[0]
+
+
+def policy_inputs(paths: list[Path]) -> tuple[list[Path], list[Problem]]:
+    """The policy files `paths` give, and a problem for each path that gives none."""
     found: list[Path] = []
+    problems = []
     for path in paths:
-        if path.is_dir():
-            found += sorted(p for p in path.rglob("*") if p.is_file() and is_policy_file(p))
-        else:
-            found.append(policy_beside(path) if is_tests_file(path) else path)
-    return list(dict.fromkeys(found))
+        files = _policy_files_at(path)
+        if not files:
+            problems.append(Problem(str(path), 0, 0, _nothing_at(path)))
+        found += files
+    return list(dict.fromkeys(found)), problems
+
+
+def _policy_files_at(path: Path) -> list[Path]:
+    if path.is_dir():
+        return sorted(p for p in path.rglob("*") if p.is_file() and is_policy_file(p))
+    if not path.exists():
+        return []
+    return [policy_beside(path) if is_tests_file(path) else path]
+
+
+def _nothing_at(path: Path) -> str:
+    if path.is_dir():
+        return f"no policy files ({', '.join('*' + s for s in POLICY_SUFFIXES)}) found"
+    return "no such file or directory"
 
 
 def run_tests(paths: list[Path]) -> TestReport:
     """Run the `tests:` of every policy found, plus its `<stem>.tests.yaml` companion."""
     report = TestReport()
-    for path in find_policy_files(paths):
+    report.files, report.problems = policy_inputs(paths)
+    for path in report.files:
         try:
             policy = load_policy(path)
             cases = [*policy.tests, *companion_tests(path, policy.ref.id)]

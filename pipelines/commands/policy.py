@@ -13,16 +13,27 @@ app = typer.Typer(help="Check and test policy files.", no_args_is_help=True)
 @app.command()
 def check(
     files: Annotated[list[Path], typer.Argument(help="Policy files or directories of them.")],
+    max_text_scans: Annotated[
+        int | None,
+        typer.Option(
+            min=1, help="Most matches()/contains() calls one policy may make per post (256)."
+        ),
+    ] = None,
 ) -> None:
     """Validate policy files; print each problem as FILE:LINE:COL: message; exit 1 if any."""
     from policies.exceptions import PolicyInvalid
+    from policies.expressions import ExpressionLimits
     from policies.loader import companion_tests, load_policy
-    from policies.testing import find_policy_files
+    from policies.testing import policy_inputs
 
-    invalid = False
-    for path in find_policy_files(files):
+    limits = ExpressionLimits(max_text_scans=max_text_scans or ExpressionLimits.max_text_scans)
+    found, unusable = policy_inputs(files)
+    for problem in unusable:
+        typer.echo(str(problem))
+    invalid = bool(unusable)
+    for path in found:
         try:
-            policy = load_policy(path)
+            policy = load_policy(path, expression_limits=limits)
             companion_tests(path, policy.ref.id)
         except PolicyInvalid as exc:
             invalid = True
@@ -44,6 +55,8 @@ def test(
     report = run_tests(paths)
     for problem in report.problems:
         typer.echo(str(problem))
+    if not report.files:
+        raise typer.Exit(1)
     for result in report.results:
         mark = typer.style("PASS", fg="green") if result.passed else typer.style("FAIL", fg="red")
         typer.echo(f"{mark} {result.policy}: {result.name}  ({result.file})")

@@ -1,6 +1,7 @@
 import shutil
 from pathlib import Path
 
+import pytest
 from typer.testing import CliRunner
 
 from pipelines.cli import app
@@ -78,3 +79,29 @@ def test_schema_command_prints_the_policy_schema():
     result = runner.invoke(app, ["schema", "policy"])
     assert result.exit_code == 0
     assert '"additionalProperties": false' in result.stdout and '"when"' in result.stdout
+
+
+@pytest.mark.parametrize("command", ["check", "test"])
+def test_a_directory_without_policy_files_is_one_line_and_exit_one(tmp_path, command):
+    (tmp_path / "notes.txt").write_text("no policies here\n")
+    (tmp_path / "p.tests.yaml").write_text("tests: []\n")
+    result = runner.invoke(app, ["policy", command, str(tmp_path)])
+    assert result.exit_code == 1
+    assert result.output == f"{tmp_path}: no policy files (*.yaml, *.yml) found\n"
+
+
+@pytest.mark.parametrize("command", ["check", "test"])
+def test_a_path_that_does_not_exist_is_one_line_and_exit_one(tmp_path, command):
+    missing = tmp_path / "nope"
+    result = runner.invoke(app, ["policy", command, str(missing)])
+    assert result.exit_code == 1
+    assert result.output == f"{missing}: no such file or directory\n"
+
+
+def test_an_empty_directory_among_good_ones_still_fails_check(tmp_path, write_policy):
+    good = write_policy("rules: []\n", name="good.yaml")
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    result = runner.invoke(app, ["policy", "check", str(good), str(empty)])
+    assert result.exit_code == 1
+    assert result.stdout == f"{empty}: no policy files (*.yaml, *.yml) found\n"

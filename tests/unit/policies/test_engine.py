@@ -92,7 +92,7 @@ def test_runtime_error_is_reported_counted_and_other_rules_apply(make_policy):
             when: post.meta.nope == 1
             action: block
           - id: not-bool
-            when: post.meta.likes + 1
+            when: post.meta.likes
             action: block
           - id: spam
             when: text.contains("buy")

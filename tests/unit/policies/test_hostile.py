@@ -101,7 +101,7 @@ def test_engine_keeps_working_after_hostile_rules(make_policy):
             when: post.meta.n / 0 == 1
             action: escalate
           - id: type
-            when: text + 1 == "x"
+            when: post.meta.n + "a" == "x"
             action: escalate
           - id: fine
             when: text.startsWith("ok")

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import http.client
 import ipaddress
+import re
 import socket
 import ssl
 import time
@@ -37,6 +38,15 @@ METADATA_ADDRESSES = frozenset(
     for address in ("169.254.169.254", "169.254.170.2", "100.100.100.200", "fd00:ec2::254")
 )
 _CHUNK = 64 * 1024
+# `<_io.BytesIO object at 0x7f...>` and bare addresses: noise to a reader of a dead letter.
+_OBJECT_REPR = re.compile(r"\s*<[^<>]*\bat 0x[0-9a-fA-F]+>|\s*\b0x[0-9a-fA-F]{8,}\b")
+
+
+def error_text(error: BaseException) -> str:
+    """The first line of an error's message without object reprs; the class name if empty."""
+    lines = str(error).strip().splitlines()
+    text = _OBJECT_REPR.sub("", lines[0]).strip() if lines else ""
+    return text or type(error).__name__
 
 
 def system_resolver(host: str, port: int) -> list[str]:
@@ -121,7 +131,7 @@ def _resolve(target: _Target, resolver: Resolver) -> list[str]:
     try:
         return resolver(target.host, target.port)
     except OSError as exc:
-        raise ImageFetchError(f"cannot resolve {target.host}: {exc}") from exc
+        raise ImageFetchError(f"cannot resolve {target.host}: {error_text(exc)}") from exc
 
 
 def _get(target: _Target, address: str, limits: ImageLimits, deadline: float) -> bytes | str:
@@ -140,7 +150,7 @@ def _get(target: _Target, address: str, limits: ImageLimits, deadline: float) ->
             raise ImageFetchError(f"{target.host} answered HTTP {response.status}")
         return _read_limited(response, sock, limits, deadline)
     except (http.client.HTTPException, ConnectionError, ssl.SSLError) as exc:
-        raise ImageFetchError(f"fetching from {target.host} failed: {exc}") from exc
+        raise ImageFetchError(f"fetching from {target.host} failed: {error_text(exc)}") from exc
     finally:
         connection.close()
 
@@ -151,7 +161,7 @@ def _connect(target: _Target, address: str, deadline: float) -> http.client.HTTP
     except TimeoutError:
         raise
     except OSError as exc:
-        raise ImageFetchError(f"cannot connect to {target.host}: {exc}") from exc
+        raise ImageFetchError(f"cannot connect to {target.host}: {error_text(exc)}") from exc
     if target.scheme == "https":
         context = ssl.create_default_context()
         sock = context.wrap_socket(sock, server_hostname=target.host)

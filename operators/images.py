@@ -33,9 +33,29 @@ from operators.exceptions import (
     ImageTooLarge,
     UnsupportedImageSource,
 )
-from operators.fetch import Resolver, fetch_url, system_resolver
+from operators.fetch import Resolver, error_text, fetch_url, system_resolver
 
 _WHITE = (255, 255, 255)
+READABLE_FORMATS = ("PNG", "JPEG", "GIF", "WebP", "BMP", "TIFF")
+# (offset, magic bytes, what they are): says what unreadable bytes look like.
+_SIGNATURES = (
+    (0, b"\x89PNG\r\n\x1a\n", "PNG"),
+    (0, b"\xff\xd8\xff", "JPEG"),
+    (0, b"GIF8", "GIF"),
+    (8, b"WEBP", "WebP"),
+    (0, b"BM", "BMP"),
+    (0, b"II*\x00", "TIFF"),
+    (0, b"MM\x00*", "TIFF"),
+    (4, b"ftypheic", "HEIC"),
+    (4, b"ftypavif", "AVIF"),
+    (0, b"%PDF", "a PDF document"),
+    (0, b"PK\x03\x04", "a ZIP archive"),
+    (0, b"<svg", "SVG vector graphics"),
+    (0, b"<?xml", "XML text"),
+    (0, b"<!DOCTYPE html", "an HTML page"),
+    (0, b"<!doctype html", "an HTML page"),
+    (0, b"<html", "an HTML page"),
+)
 
 
 @dataclass(frozen=True)
@@ -135,7 +155,7 @@ def decode_image(data: bytes, limits: ImageLimits) -> LoadedImage:
         image = ImageOps.exif_transpose(image) or image
         rgb = to_rgb(image)
     except (OSError, SyntaxError, ValueError, EOFError) as exc:
-        raise ImageDecodeError(f"image data is corrupt or truncated: {exc}") from exc
+        raise ImageDecodeError(f"image data is corrupt or truncated: {error_text(exc)}") from exc
     return LoadedImage(sha256=digest, image=rgb, nbytes=len(data))
 
 
@@ -150,7 +170,7 @@ def _open_checked(data: bytes, limits: ImageLimits) -> Image.Image:
             limit="max_pixels",
         ) from exc
     except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as exc:
-        raise ImageDecodeError(f"bytes are not a readable image: {exc}") from exc
+        raise ImageDecodeError(unreadable_reason(data, exc)) from exc
     width, height = image.size
     if width * height > limits.max_pixels:
         raise ImageTooLarge(
@@ -159,6 +179,29 @@ def _open_checked(data: bytes, limits: ImageLimits) -> Image.Image:
             limit="max_pixels",
         )
     return image
+
+
+def unreadable_reason(data: bytes, error: BaseException) -> str:
+    """Why `data` cannot be opened as an image, in words that name what the bytes look like."""
+    if not data:
+        return "the image is empty (0 bytes)"
+    kind = sniff(data)
+    known = ", ".join(READABLE_FORMATS)
+    if kind is None:
+        start = data[:4].hex(" ")
+        return f"not a recognised image format ({known}, ...); the bytes start with {start}"
+    if kind in READABLE_FORMATS:
+        return f"the bytes start like {kind} but are truncated or corrupt ({error_text(error)})"
+    return f"the bytes are {kind}, not an image format this pipeline reads ({known}, ...)"
+
+
+def sniff(data: bytes) -> str | None:
+    """What the first bytes of `data` say it is, or None for unknown bytes."""
+    head = data[:32].lstrip()  # text formats may start with whitespace; binary ones never do
+    for offset, magic, kind in _SIGNATURES:
+        if head[offset : offset + len(magic)] == magic:
+            return kind
+    return None
 
 
 def to_rgb(image: Image.Image) -> Image.Image:

@@ -92,25 +92,55 @@ def make_tiny(
     directory: Path | str, arch: str = "smolvlm", seed: int = 0, shape: str = "tiny"
 ) -> Path:
     """Write a seeded random-weight checkpoint of `arch` (at `shape` size) into `directory`."""
-    import torch
-    from transformers import AutoModelForImageTextToText
-
     if arch not in ARCHES:
         raise ValueError(f"unknown arch {arch!r}; choose one of {', '.join(ARCHES)}")
     if shape not in SHAPES:
         raise ValueError(f"unknown shape {shape!r}; choose one of {', '.join(SHAPES)}")
-    directory = Path(directory)
-    directory.mkdir(parents=True, exist_ok=True)
+    directory = checkpoint_directory(Path(directory))
     size = _SIZES[shape]
     processor = _build_processor(arch, size)
-    config = _build_config(arch, size, processor.tokenizer)
+    model = _build_model(_build_config(arch, size, processor.tokenizer), processor, seed)
+    _save(directory, model, processor)
+    return directory
+
+
+def checkpoint_directory(directory: Path) -> Path:
+    """`directory`, created if missing; an OSError naming it when it cannot take a checkpoint."""
+    if directory.exists() and not directory.is_dir():
+        raise FileExistsError(f"{directory} exists and is not a directory")
+    try:
+        directory.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise type(exc)(f"cannot create {directory}: {_why(exc)}") from None
+    if not os.access(directory, os.W_OK | os.X_OK):
+        raise PermissionError(f"cannot write into {directory}: permission denied")
+    return directory
+
+
+def _save(directory: Path, model: Any, processor: Any) -> None:
+    from safetensors import SafetensorError
+
+    try:
+        model.save_pretrained(directory)
+        processor.save_pretrained(directory)
+    except (OSError, SafetensorError) as exc:  # safetensors reports I/O errors as its own type
+        raise OSError(f"cannot write the checkpoint into {directory}: {_why(exc)}") from None
+
+
+def _why(error: Exception) -> str:
+    strerror = error.strerror if isinstance(error, OSError) else None
+    return strerror or str(error) or type(error).__name__
+
+
+def _build_model(config: Any, processor: Any, seed: int) -> Any:
+    import torch
+    from transformers import AutoModelForImageTextToText
+
     torch.manual_seed(seed)
     model = AutoModelForImageTextToText.from_config(config).eval()
     model.generation_config.pad_token_id = processor.tokenizer.pad_token_id
     model.generation_config.eos_token_id = processor.tokenizer.eos_token_id
-    model.save_pretrained(directory)
-    processor.save_pretrained(directory)
-    return directory
+    return model
 
 
 def _build_processor(arch: str, size: _Size) -> Any:

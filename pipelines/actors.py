@@ -39,7 +39,8 @@ class ConsumerActor:
             settings.consumer_group,
             **settings.consumer_overrides,
         )
-        self.loop = ModerationLoop(consumer, Producer(settings.kafka), moderator, settings.pool)
+        producer = Producer(settings.kafka)
+        self.loop = ModerationLoop(consumer, producer, moderator, settings.pool, settings.retry)
 
     def run(self) -> dict[str, int]:
         """Moderate until `stop`; returns the loop's counters."""

@@ -8,6 +8,7 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError
 
 from pipelines.exceptions import ConfigInvalid
+from policies.decoding import PostLimits
 
 
 class KafkaSettings(BaseModel):
@@ -136,6 +137,12 @@ class RetrySettings(BaseModel):
     max_attempts: int = Field(3, ge=1, description="Tries before dead-lettering.")
     backoff_base_s: float = Field(0.2, ge=0, description="Delay before the second try.")
     backoff_cap_s: float = Field(5.0, ge=0, description="Longest delay between tries.")
+    max_batch_attempts: int = Field(
+        3,
+        ge=1,
+        description="Times a consumed batch may fail as a whole before its posts are run one "
+        "by one and the one that fails is dead-lettered, so no message stalls its partition.",
+    )
 
 
 class ImageSettings(BaseModel):
@@ -149,6 +156,41 @@ class ImageSettings(BaseModel):
     fetch_timeout_s: float = Field(5.0, gt=0, description="Timeout of one URL fetch.")
     file_root: str | None = Field(None, description="Directory file:// URLs may read under.")
     allow_private_addresses: bool = Field(False, description="Allow URLs to private networks.")
+
+
+class PostSettings(BaseModel):
+    """Bounds on one post's input and on the time its policies may take."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    max_text_chars: int = Field(
+        20_000, ge=1, description="Longer text is cut to this many characters; verdicts say so."
+    )
+    max_depth: int = Field(
+        32, ge=2, le=200, description="Deepest JSON nesting accepted; deeper posts fail validate."
+    )
+    policy_time_budget_ms: float = Field(
+        250.0,
+        gt=0,
+        description="Time one post's policies may take; rules past it are reported as rule "
+        "errors and the post still gets a verdict.",
+    )
+
+    def limits(self, max_images: int) -> PostLimits:
+        """The decoder's limits."""
+        return PostLimits(
+            max_images=max_images, max_text_chars=self.max_text_chars, max_depth=self.max_depth
+        )
+
+
+class ApiSettings(BaseModel):
+    """Limits of the HTTP moderation API."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    max_request_bytes: int = Field(
+        16_000_000, gt=0, description="Largest request body; bigger ones get 413 unread."
+    )
 
 
 class TelemetrySettings(BaseModel):
@@ -183,9 +225,13 @@ class PipelineConfig(BaseModel):
     pool: PoolSettings = Field(default_factory=PoolSettings, description="Replicas and consumers.")
     retry: RetrySettings = Field(default_factory=RetrySettings, description="Inference retries.")
     images: ImageSettings = Field(default_factory=ImageSettings, description="Image limits.")
+    posts: PostSettings = Field(
+        default_factory=PostSettings, description="Post input and policy-time limits."
+    )
     telemetry: TelemetrySettings = Field(
         default_factory=TelemetrySettings, description="OpenTelemetry."
     )
+    api: ApiSettings = Field(default_factory=ApiSettings, description="HTTP API limits.")
 
 
 def load_config(path: str | Path) -> PipelineConfig:
@@ -201,8 +247,12 @@ def load_config(path: str | Path) -> PipelineConfig:
         raise ConfigInvalid(f"{file}: cannot read: {exc.strerror or exc}") from exc
     except PolicyInvalid as exc:
         raise ConfigInvalid(str(exc)) from exc
+    if doc.data is None:  # empty, only comments, or `null`: almost surely not what was meant
+        raise ConfigInvalid(
+            f"{file}:1:1: the file is empty; write at least kafka.bootstrap_servers"
+        )
     try:
-        return PipelineConfig.model_validate(doc.data or {})
+        return PipelineConfig.model_validate(doc.data)
     except ValidationError as exc:
         problems = schema_problems(doc, exc, PipelineConfig)
         raise ConfigInvalid("\n".join(str(problem) for problem in sorted(problems))) from exc

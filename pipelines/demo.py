@@ -2,16 +2,25 @@
 
 from __future__ import annotations
 
+import contextlib
+import io
 import json
+import logging
+import re
+import sys
 import time
 from collections import Counter
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from rich.console import Console
+from rich.live import Live
 from rich.progress import Progress
+from rich.spinner import Spinner
 from rich.table import Table
+from rich.text import Text
 
 from pipelines.config import (
     KafkaSettings,
@@ -24,6 +33,8 @@ from pipelines.harness import running_services
 from pipelines.kafka_io import OutMessage, Producer, TopicReader
 from pipelines.runner import PipelineRun, output_topics
 from pipelines.samples import SampleMessage, sample_posts
+
+log = logging.getLogger(__name__)
 
 # Tansu's first group join takes about half the session timeout: keep both short for the demo.
 DEMO_CONSUMER = {"session_timeout_ms": 6000, "heartbeat_interval_ms": 500}
@@ -93,20 +104,20 @@ def run_demo(
     timeout_s: float = 240.0,
 ) -> DemoReport:
     """Start the services, run the pipeline over the sample posts, and report what came out."""
-    console = console or Console()
+    console = console or Console(file=sys.stdout)  # the real stdout, before Ray's is moved
+    from policies.loader import load_policy_dir
+
     policy_dir = policy_dir or example_policies()
+    policy_set = load_policy_dir(policy_dir)  # refused in one line before anything starts
     samples = sample_posts(posts)
     _say_model(console, model)
-    with running_services() as services:
+    with ray_output_off_stdout(), running_services() as services:
         assert services.kafka_bootstrap is not None
         config = demo_config(services.kafka_bootstrap, services.redis_url, model, policy_dir)
         console.print(f"Kafka {services.kafka_bootstrap} · Redis {services.redis_url} · Ray local")
         _prepare_model(console, config)
-        from policies.loader import load_policy_dir
-
-        policy_set = load_policy_dir(policy_dir)
         run = PipelineRun(config)
-        with console.status("deploying the model replica and the consumer..."):
+        with spinner(console, "deploying the model replica and the consumer..."):
             run.start(policy_set)
         _publish(config, samples)
         report = _collect(
@@ -117,10 +128,42 @@ def run_demo(
             console,
             timeout_s,
         )
-        with console.status("draining and shutting down..."):
+        with spinner(console, "draining and shutting down..."):
             run.stop()
     print_report(console, report, samples)
     return report
+
+
+_ANSI = re.compile(r"\x1b\[[0-9;]*m")
+
+
+class _RayDriverOutput(io.TextIOBase):
+    """What Ray prints on the driver (`(raylet) ...` lines), as log records instead."""
+
+    def write(self, text: str) -> int:
+        """Log each non-blank line at INFO, without its colour codes."""
+        for line in text.splitlines():
+            if line.strip():
+                log.info("ray: %s", _ANSI.sub("", line))
+        return len(text)
+
+
+@contextlib.contextmanager
+def ray_output_off_stdout() -> Iterator[None]:
+    """Keep Ray's driver prints out of stdout, which carries the demo's report."""
+    with contextlib.redirect_stdout(_RayDriverOutput()):
+        yield
+
+
+def spinner(console: Console, message: str) -> Live:
+    """A transient spinner that, unlike `console.status`, leaves sys.stdout where it is."""
+    return Live(
+        Spinner("dots", text=message),
+        console=console,
+        transient=True,
+        redirect_stdout=False,
+        redirect_stderr=False,
+    )
 
 
 def _say_model(console: Console, model: str) -> None:
@@ -137,7 +180,7 @@ def _prepare_model(console: Console, config: PipelineConfig) -> None:
     if name.startswith("tiny:"):
         from operators.tiny import ensure_tiny
 
-        with console.status(f"building the random-weight {name} model (once, then cached)..."):
+        with spinner(console, f"building the random-weight {name} model (once, then cached)..."):
             path = ensure_tiny(name.removeprefix("tiny:"))
         console.print(f"model: {name} at {path}")
 
@@ -162,7 +205,9 @@ def _collect(
     reader = TopicReader(config.kafka, wanted)
     deadline = time.monotonic() + timeout_s
     try:
-        with Progress(console=console, transient=True) as progress:
+        with Progress(
+            console=console, transient=True, redirect_stdout=False, redirect_stderr=False
+        ) as progress:
             task = progress.add_task("moderating", total=len(samples))
             while not report.complete:
                 if time.monotonic() > deadline:
@@ -177,31 +222,53 @@ def _collect(
 
 
 def print_report(console: Console, report: DemoReport, samples: list[SampleMessage]) -> None:
-    """The verdict table, the dead letters, and counts per topic."""
-    table = Table(title="Verdicts")
-    for column in ("post", "policy", "action", "queue", "matched rules"):
-        table.add_column(column)
-    for post_id in sorted(report.verdicts):
-        for verdict in report.verdicts[post_id]:
-            rules = ", ".join(rule["id"] for rule in verdict["matched_rules"]) or "-"
-            table.add_row(
-                post_id, verdict["policy"]["id"], verdict["action"], verdict["queue"] or "-", rules
-            )
-    console.print(table)
-    dead = Table(title="Dead letters")
-    for column in ("key", "stage", "error"):
-        dead.add_column(column)
-    for key, letter in sorted(report.dead_letters.items()):
-        dead.add_row(key, letter["stage"], letter["error"][:90])
-    console.print(dead)
-    counts = Table(title="Messages per topic")
-    counts.add_column("topic")
-    counts.add_column("messages", justify="right")
-    for topic, count in sorted(report.per_topic.items()):
-        counts.add_row(topic, str(count))
-    console.print(counts)
+    """The verdict table, the dead letters, and counts per topic; ids are never cut."""
+    console.print(verdict_table(report))
+    console.print(dead_letter_table(report))
+    console.print(topic_table(report))
     well_formed = sum(1 for s in samples if not s.malformed)
     console.print(
         f"{len(report.verdicts)}/{well_formed} posts got verdicts, "
         f"{len(report.dead_letters)}/{len(samples) - well_formed} malformed messages dead-lettered"
     )
+
+
+def verdict_table(report: DemoReport) -> Table:
+    """Each post's id over one row per policy: action, queue and the rules that matched."""
+    table = Table(title="Verdicts")
+    table.add_column("post / policy", no_wrap=True, overflow="fold")
+    for column in ("action", "queue", "matched rules"):
+        table.add_column(column, overflow="fold")
+    for post_id in sorted(report.verdicts):
+        table.add_row(Text(post_id, style="bold"))  # Text: ids are never read as markup
+        verdicts = report.verdicts[post_id]
+        for index, verdict in enumerate(verdicts):
+            policy = Text("  " + verdict["policy"]["id"])
+            cells = (verdict["action"], verdict["queue"] or "-", _rule_ids(verdict))
+            table.add_row(policy, *map(Text, cells), end_section=index == len(verdicts) - 1)
+    return table
+
+
+def dead_letter_table(report: DemoReport) -> Table:
+    """One row per dead letter: its key, the stage it failed at and the whole reason."""
+    table = Table(title="Dead letters")
+    table.add_column("key", no_wrap=True, overflow="fold")
+    table.add_column("stage", no_wrap=True, overflow="fold")
+    table.add_column("error", overflow="fold")
+    for key, letter in sorted(report.dead_letters.items()):
+        table.add_row(Text(key), Text(letter["stage"]), Text(letter["error"]))
+    return table
+
+
+def topic_table(report: DemoReport) -> Table:
+    """Messages the demo read back from each topic."""
+    table = Table(title="Messages per topic")
+    table.add_column("topic", no_wrap=True, overflow="fold")
+    table.add_column("messages", justify="right", no_wrap=True)
+    for topic, count in sorted(report.per_topic.items()):
+        table.add_row(Text(topic), str(count))
+    return table
+
+
+def _rule_ids(verdict: dict[str, Any]) -> str:
+    return "\n".join(rule["id"] for rule in verdict["matched_rules"]) or "-"  # one a line

@@ -14,6 +14,7 @@ import shutil
 import signal
 import socket
 import subprocess
+import sys
 import tempfile
 import time
 from collections.abc import Callable, Iterator
@@ -63,6 +64,30 @@ def port_answers(port: int) -> bool:
         return sock.connect_ex(("127.0.0.1", port)) == 0
 
 
+def _die_with_parent() -> Callable[[], None] | None:
+    """A pre-exec hook that has the kernel SIGTERM the child when this process dies (Linux).
+
+    Servers run in their own session, so a signal to the parent's process group never reaches
+    them; without this, a parent killed before its clean-up would leave them running.
+    """
+    if not sys.platform.startswith("linux"):
+        return None
+    import ctypes
+
+    prctl = ctypes.CDLL(None, use_errno=True).prctl  # resolved before fork, not in the child
+    parent = os.getpid()
+
+    def hook() -> None:
+        prctl(_PR_SET_PDEATHSIG, signal.SIGTERM)
+        if os.getppid() != parent:  # the parent died before the hook ran
+            os._exit(1)
+
+    return hook
+
+
+_PR_SET_PDEATHSIG = 1
+
+
 @dataclass
 class ManagedProcess:
     """A server process this module started, in its own process group."""
@@ -73,10 +98,14 @@ class ManagedProcess:
     popen: subprocess.Popen[bytes] | None = None
 
     def start(self) -> None:
-        """Launch the process; output goes to its log file."""
+        """Launch the process; output goes to its log file. It dies with this process."""
         with self.log_path.open("ab") as out:
             self.popen = subprocess.Popen(
-                self.argv, stdout=out, stderr=subprocess.STDOUT, start_new_session=True
+                self.argv,
+                stdout=out,
+                stderr=subprocess.STDOUT,
+                start_new_session=True,
+                preexec_fn=_die_with_parent(),
             )
         _STARTED_PIDS.append(self.popen.pid)
         log.info("started %s (pid %d)", self.name, self.popen.pid)

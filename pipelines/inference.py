@@ -8,6 +8,7 @@ they cross Ray's process boundary unchanged.
 from __future__ import annotations
 
 import logging
+import re
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Protocol
@@ -29,6 +30,7 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 DESCRIPTION_SEPARATOR = " | "
+_SURROGATES = re.compile("[\ud800-\udfff]")
 
 
 @dataclass(frozen=True)
@@ -41,11 +43,19 @@ class Failure:
     retryable: bool = False
 
     @classmethod
-    def of(cls, error: BaseException) -> Failure:
-        """The record of `error`; anything not raised on purpose counts as an inference failure."""
-        stage = error.stage if isinstance(error, ModerationError) else Stage.INFER
-        reason = error.reason if isinstance(error, ModerationError) else str(error) or repr(error)
-        return cls(stage, type(error).__name__, reason, is_retryable(error))
+    def of(cls, error: BaseException, stage: Stage = Stage.INFER) -> Failure:
+        """The record of `error`; `stage` is where an error not raised on purpose happened."""
+        if isinstance(error, ModerationError):
+            stage, reason = error.stage, error.reason
+        else:
+            reason = str(error) or type(error).__name__
+        return cls(stage, type(error).__name__, one_line(reason), is_retryable(error))
+
+
+def one_line(text: str, limit: int = 500) -> str:
+    """`text` as one printable line of at most `limit` characters, for a dead letter's reason."""
+    flat = " ".join(_SURROGATES.sub("\ufffd", text).split())
+    return flat if len(flat) <= limit else flat[: limit - 1] + "…"
 
 
 @dataclass(frozen=True)

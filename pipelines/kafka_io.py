@@ -44,14 +44,22 @@ def reaching_kafka(settings: KafkaSettings) -> Iterator[None]:
         ) from exc
 
 
+# Brokers that answer bootstrap in milliseconds when healthy; silent ones fail in seconds, not
+# after kafka-python's 30 s default. kafka.extra["bootstrap_timeout_ms"] overrides it.
+BOOTSTRAP_TIMEOUT_MS = 5_000
+
+
 def create_topics(settings: KafkaSettings, names: Iterable[str], *, partitions: int = 1) -> None:
-    """Create each topic that does not exist yet; existing ones are left as they are."""
+    """Create each missing topic (none given: only reach the brokers); existing ones stay."""
     with reaching_kafka(settings):
         _create_topics(settings, names, partitions)
 
 
 def _create_topics(settings: KafkaSettings, names: Iterable[str], partitions: int) -> None:
-    admin = KafkaAdminClient(**settings.client_kwargs())
+    # Only the first contact is bounded: request_timeout_ms still governs every request after it.
+    admin = KafkaAdminClient(
+        **{"bootstrap_timeout_ms": BOOTSTRAP_TIMEOUT_MS, **settings.client_kwargs()}
+    )
     try:
         existing = set(admin.list_topics())
         missing = [NewTopic(n, partitions, 1) for n in dict.fromkeys(names) if n not in existing]

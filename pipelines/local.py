@@ -31,7 +31,8 @@ def build_moderator(
         topics=config.topics,
         retry=config.retry,
         telemetry=tele or telemetry(),
-        max_images=config.images.max_images,
+        limits=config.posts.limits(config.images.max_images),
+        policy_budget_s=config.posts.policy_time_budget_ms / 1000,
     )
 
 
@@ -60,10 +61,11 @@ class LocalModerator:
         """A moderator over a fixed PolicySet and the config's in-process model."""
         return cls(build_moderator(config, policies, build_signal_source(config)))
 
-    def moderate_one(self, post: Post | dict[str, Any]) -> tuple[Verdict | None, DeadLetter | None]:
-        """The most severe active verdict for `post`, or the dead letter saying why not."""
-        body = post.model_dump(mode="json") if isinstance(post, Post) else post
-        message = SourceMessage(json.dumps(body).encode(), topic="local", partition=0, offset=0)
+    def moderate_one(
+        self, post: Post | dict[str, Any] | bytes
+    ) -> tuple[Verdict | None, DeadLetter | None]:
+        """The most severe verdict for `post`, or its dead letter; bytes decode as from Kafka."""
+        message = SourceMessage(message_bytes(post), topic="local", partition=0, offset=0)
         topics = self.moderator.topics
         verdicts, dead = [], None
         for out in self.moderator.moderate([message]):
@@ -75,3 +77,11 @@ class LocalModerator:
             return None, dead
         worst = max(verdicts, key=lambda v: (v.action.severity, -v.priority), default=None)
         return worst, None
+
+
+def message_bytes(post: Post | dict[str, Any] | bytes) -> bytes:
+    """The message value for `post`: raw bytes as they are, records and dicts as JSON."""
+    if isinstance(post, bytes):
+        return post
+    body = post.model_dump(mode="json") if isinstance(post, Post) else post
+    return json.dumps(body).encode()

@@ -5,14 +5,15 @@
 """
 
 # No `from __future__ import annotations` here: @serve.ingress rebuilds the FastAPI routes and
-# must resolve the request-body annotations at run time.
+# must resolve the route annotations (the `Request` parameter) at run time.
 import asyncio
 import logging
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
-from fastapi import FastAPI, HTTPException
+from fastapi import FastAPI, Request
+from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import JSONResponse
 from ray import serve
 from ray.serve.handle import DeploymentHandle
@@ -27,12 +28,16 @@ from pipelines.inference import (
 )
 from pipelines.telemetry import install_exporters, telemetry
 from pipelines.tracing import context_from_headers
-from policies.contracts import ModelRef
+from policies.contracts import DeadLetter, ModelRef, Verdict
 
 log = logging.getLogger(__name__)
 
 SIGNAL_DEPLOYMENT = "vlm"
 API_DEPLOYMENT = "moderation-api"
+# What a 422 tells the caller: never the request body, nor the dead letter's base64 original.
+DEAD_LETTER_FIELDS = frozenset({"stage", "error_type", "error", "post_id"})
+
+Outcome = tuple[Verdict | None, DeadLetter | None]
 
 
 @serve.deployment(name=SIGNAL_DEPLOYMENT)
@@ -150,6 +155,53 @@ def signal_deployment(config: PipelineConfig) -> Any:
     ).bind(config.model_dump(mode="json"))
 
 
+async def read_limited(request: Request, max_bytes: int) -> bytes | None:
+    """The request body, or None once it is known to pass `max_bytes` (it is never held whole)."""
+    declared = request.headers.get("content-length", "")
+    if declared.isdigit() and int(declared) > max_bytes:
+        return None
+    chunks, total = [], 0
+    async for chunk in request.stream():
+        total += len(chunk)
+        if total > max_bytes:
+            return None
+        chunks.append(chunk)
+    return b"".join(chunks)
+
+
+async def moderation_response(
+    request: Request, moderate_one: Callable[[bytes], Outcome], max_bytes: int
+) -> JSONResponse:
+    """200 with the verdict, 413 for a body over `max_bytes`, 422 with the reason, or 500."""
+    try:
+        body = await read_limited(request, max_bytes)
+        if body is None:
+            reason = f"request body is over the limit of {max_bytes} bytes (api.max_request_bytes)"
+            return error_response(413, reason)
+        verdict, dead_letter = await run_in_threadpool(moderate_one, body)
+    except Exception as error:  # anything unplanned still answers with a reason
+        log.exception("POST /v1/moderate failed")
+        return error_response(500, f"internal error: {error_summary(error)}")
+    if dead_letter is not None:
+        detail = dead_letter.model_dump(mode="json", include=set(DEAD_LETTER_FIELDS))
+        return JSONResponse({"detail": detail}, status_code=422)
+    if verdict is None:
+        return error_response(500, "no active policy gave a verdict; check policy_dir")
+    return JSONResponse(verdict.model_dump(mode="json"))
+
+
+def error_response(status: int, reason: str) -> JSONResponse:
+    """A JSON error body `{"detail": reason}`."""
+    return JSONResponse({"detail": reason}, status_code=status)
+
+
+def error_summary(error: BaseException, limit: int = 300) -> str:
+    """`Type: first line of the message`, cut to `limit` characters."""
+    message = str(error).strip().splitlines()
+    text = f"{type(error).__name__}: {message[0]}" if message else type(error).__name__
+    return text if len(text) <= limit else text[: limit - 3] + "..."
+
+
 api = FastAPI(title="vlm-moderation", description="Moderate one post synchronously.")
 
 
@@ -163,16 +215,15 @@ class ModerationApi:
 
         settings = PipelineConfig.model_validate(config)
         install_exporters(settings.telemetry)
+        self.max_request_bytes = settings.api.max_request_bytes
         self.moderator = LocalModerator.from_config(settings, signals=signals)
 
     @api.post("/v1/moderate")
-    def moderate(self, post: dict[str, Any]) -> JSONResponse:
-        """Moderate one post; 422 with the reason when it cannot be moderated."""
-        verdict, dead_letter = self.moderator.moderate_one(post)
-        if dead_letter is not None:
-            raise HTTPException(422, detail=dead_letter.model_dump(mode="json"))
-        assert verdict is not None
-        return JSONResponse(verdict.model_dump(mode="json"))
+    async def moderate(self, request: Request) -> JSONResponse:
+        """Moderate the raw body as a Kafka message; 413, 422 or 500 with a short reason."""
+        return await moderation_response(
+            request, self.moderator.moderate_one, self.max_request_bytes
+        )
 
     @api.get("/healthz")
     def healthz(self) -> dict[str, str]:
@@ -182,6 +233,9 @@ class ModerationApi:
 
 def build_app(args: dict[str, Any]) -> Any:
     """Application builder for `serve run pipelines.serving:build_app` and deploy/serve.yaml."""
+    from policies.loader import load_policy_dir
+
     config = with_absolute_paths(PipelineConfig.model_validate(args))
+    load_policy_dir(config.policy_dir)  # no active policy, no app: refused before deploying
     deployment: Any = ModerationApi  # @serve.deployment made it a Deployment
     return deployment.bind(config.model_dump(mode="json"), signal_deployment(config))

@@ -32,9 +32,10 @@ from pipelines.retry import backoff_delay, should_retry
 from pipelines.routing import route_dead_letter, route_shadow, route_verdict
 from pipelines.telemetry import Telemetry
 from pipelines.tracing import Headers, context_from_headers, headers_with_trace, trace_id_of
-from policies.contracts import DeadLetter, Post, Signals, decode_post, utc_now
-from policies.exceptions import ModerationError, Stage
-from policies.planning import PolicySet, SignalPlan
+from policies.contracts import DeadLetter, InputChange, Post, Signals, utc_now
+from policies.decoding import PostLimits, decode_post
+from policies.exceptions import Stage
+from policies.planning import PolicySet, SetDecision, SignalPlan
 
 if TYPE_CHECKING:
     from operators.images import ImageLoader
@@ -68,6 +69,7 @@ class Journey:
     message: SourceMessage
     context: Context
     post: Post | None = None
+    changes: tuple[InputChange, ...] = ()
     plan: SignalPlan = field(default_factory=SignalPlan)
     images: tuple[bytes, ...] | None = None
     signals: Signals | None = None
@@ -96,7 +98,8 @@ class Moderator:
     topics: TopicSettings
     retry: RetrySettings
     telemetry: Telemetry
-    max_images: int = 8
+    limits: PostLimits = field(default_factory=PostLimits)
+    policy_budget_s: float | None = 0.25
     sleep: Callable[[float], None] = time.sleep
     fetch_pool: ThreadPoolExecutor = field(
         default_factory=lambda: ThreadPoolExecutor(8, thread_name_prefix="fetch")
@@ -106,16 +109,14 @@ class Moderator:
         """Output messages for a batch: verdicts and review copies, shadow reports, dead letters."""
         policy_set = self.policies()  # one snapshot per batch: reloads swap between batches
         journeys = [self.decode(message) for message in messages]
-        live = [j for j in journeys if j.failure is None]
-        for journey in live:
-            assert journey.post is not None
-            journey.plan = policy_set.plan_for_post(journey.post)
-        self.fetch_and_infer(live)
+        for journey in journeys:
+            self.plan(journey, policy_set)
+        self.fetch_and_infer([j for j in journeys if j.failure is None])
         self.telemetry.batch_size.record(len(messages))
         return [out for journey in journeys for out in self.finish(journey, policy_set)]
 
     def decode(self, message: SourceMessage) -> Journey:
-        """Step decode: parse and validate, or fail at decode/validate."""
+        """Step decode: parse, bound, normalize and validate, or fail at decode/validate."""
         journey = Journey(message, context_from_headers(message.headers))
         self.telemetry.posts_in.add(1)
         with self.telemetry.tracer.start_as_current_span(
@@ -124,11 +125,22 @@ class Moderator:
             span.set_attributes({"messaging.source": message.topic, "offset": message.offset})
             journey.context = trace.set_span_in_context(span)
             try:
-                journey.post = decode_post(message.value, max_images=self.max_images)
-                span.set_attribute("post.id", journey.post.id)
-            except ModerationError as error:
-                journey.fail(Failure.of(error))
+                decoded = decode_post(message.value, limits=self.limits)
+            except Exception as error:  # any input must end as this post's dead letter
+                journey.fail(Failure.of(error, Stage.DECODE))
+                return journey
+            journey.post, journey.changes = decoded.post, decoded.changes
+            span.set_attribute("post.id", journey.post.id)
         return journey
+
+    def plan(self, journey: Journey, policy_set: PolicySet) -> None:
+        """Step plan: the signals some rule can still use, judged on the post's free signals."""
+        if journey.post is None or journey.failure is not None:
+            return
+        try:
+            journey.plan = policy_set.plan_for_post(journey.post, budget_s=self.policy_budget_s)
+        except Exception as error:  # a policy-engine fault fails this post alone
+            journey.fail(Failure.of(error, Stage.POLICY))
 
     def fetch_and_infer(self, journeys: Sequence[Journey]) -> None:
         """Steps fetch and infer, retrying transient failures with backoff."""
@@ -215,23 +227,31 @@ class Moderator:
         """Steps decide and route: verdicts for a moderated post, a dead letter for a failed one."""
         if journey.failure is None:
             try:
-                return self._decide(journey, policy_set)
+                decided = self._decide(journey, policy_set)
             except Exception as error:  # a policy bug must not lose the post
                 log.exception("policy evaluation failed")
-                journey.fail(Failure(Stage.POLICY, type(error).__name__, str(error)))
-        return [self._dead_letter(journey)]
+                journey.fail(Failure.of(error, Stage.POLICY))
+            else:
+                try:
+                    return self._route(journey, decided)
+                except Exception as error:  # a verdict that cannot be written: dead-letter it
+                    journey.fail(Failure.of(error, Stage.ROUTE))
+        return [self.dead_letter(journey)]
 
-    def _decide(self, journey: Journey, policy_set: PolicySet) -> list[OutMessage]:
+    def _decide(self, journey: Journey, policy_set: PolicySet) -> SetDecision:
+        assert journey.post is not None and journey.signals is not None
+        with self.telemetry.tracer.start_as_current_span("policy", context=journey.context):
+            return policy_set.evaluate(journey.post, journey.signals, budget_s=self.policy_budget_s)
+
+    def _route(self, journey: Journey, decided: SetDecision) -> list[OutMessage]:
         post = journey.post
-        assert post is not None and journey.signals is not None
-        tracer = self.telemetry.tracer
-        with tracer.start_as_current_span("policy", context=journey.context):
-            decided = policy_set.evaluate(post, journey.signals)
+        assert post is not None
         headers = journey.trace_headers
         common: dict[str, Any] = {
             "model": self.source.model,
             "trace_id": trace_id_of(journey.context),
             "latency_ms": (time.monotonic() - journey.message.received_at) * 1000,
+            "input_changes": journey.changes,
         }
         messages: list[OutMessage] = []
         for outcome in decided.active:
@@ -243,7 +263,18 @@ class Moderator:
             messages.append(route_shadow(outcome, verdict, self.topics, headers))
         return messages
 
-    def _dead_letter(self, journey: Journey) -> OutMessage:
+    def fail_message(self, message: SourceMessage, failure: Failure) -> OutMessage:
+        """A dead letter for a message that failed outside the steps (e.g. a whole batch)."""
+        journey = Journey(message, context_from_headers(message.headers), attempts=1)
+        journey.fail(failure)
+        try:
+            journey.post = decode_post(message.value, limits=self.limits).post
+        except Exception:  # the dead letter still goes out without a post id
+            log.debug("dead letter without a post id", exc_info=True)
+        return self.dead_letter(journey)
+
+    def dead_letter(self, journey: Journey) -> OutMessage:
+        """The dead-letter message for a journey that failed."""
         failure = journey.failure
         assert failure is not None
         message = journey.message

@@ -24,7 +24,7 @@ from pydantic import (
     model_validator,
 )
 
-from policies.exceptions import PostDecodeError, PostValidationError, Stage
+from policies.exceptions import Stage
 
 DEFAULT_MAX_IMAGES = 8
 
@@ -49,6 +49,13 @@ class Action(StrEnum):
 
 
 _SEVERITY = {action: rank for rank, action in enumerate(Action)}
+
+
+class InputChangeKind(StrEnum):
+    """Kinds of change made to a post's input before it is judged."""
+
+    TRUNCATED = "truncated"
+    SURROGATES_REPLACED = "surrogates-replaced"
 
 
 class ImageRef(BaseModel):
@@ -115,18 +122,14 @@ def describe_validation_error(error: ValidationError) -> str:
     return "; ".join(parts)
 
 
-def decode_post(raw: bytes, *, max_images: int = DEFAULT_MAX_IMAGES) -> Post:
-    """Parse Kafka message bytes into a Post, or raise a decode/validate error with the reason."""
-    try:
-        obj = json.loads(raw)
-    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise PostDecodeError(f"not JSON: {exc}") from exc
-    if not isinstance(obj, dict):
-        raise PostDecodeError(f"expected a JSON object, got {type(obj).__name__}")
-    try:
-        return Post.model_validate(obj, context={"max_images": max_images})
-    except ValidationError as exc:
-        raise PostValidationError(describe_validation_error(exc)) from exc
+class InputChange(BaseModel):
+    """Something changed in a post before policies judged it, so that it could be judged."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    field: str = Field(..., description="Where, as a dotted path: `text`, `meta.caption`, ...")
+    change: InputChangeKind = Field(..., description="What was done.")
+    detail: str = Field(..., description="How much, in words.")
 
 
 class PolicyRef(BaseModel):
@@ -211,6 +214,11 @@ class Verdict(BaseModel):
     trace_id: str | None = Field(None, description="W3C trace id, 32 hex digits.")
     processed_at: datetime = Field(default_factory=utc_now, description="When it was decided.")
     latency_ms: float = Field(0.0, description="Time from consume to decision.")
+    input_changes: list[InputChange] = Field(
+        default_factory=list,
+        description="What was changed in the post before it was judged (text cut to the "
+        "configured length, lone surrogates replaced with U+FFFD).",
+    )
 
 
 class VerdictDiff(BaseModel):

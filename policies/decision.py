@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import TypeVar
 
 from pydantic import BaseModel, ConfigDict, Field
 
 from policies.contracts import (
     Action,
+    InputChange,
     MatchedRule,
     ModelRef,
     PolicyRef,
@@ -55,6 +57,7 @@ class Decision(BaseModel):
         model: ModelRef | None = None,
         trace_id: str | None = None,
         latency_ms: float = 0.0,
+        input_changes: Sequence[InputChange] = (),
     ) -> Verdict:
         """The Verdict record for this decision; shadow policies give shadow verdicts."""
         return Verdict(
@@ -71,6 +74,7 @@ class Decision(BaseModel):
             shadow=self.mode is Mode.SHADOW,
             trace_id=trace_id,
             latency_ms=latency_ms,
+            input_changes=list(input_changes),
         )
 
 

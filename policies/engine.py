@@ -37,6 +37,27 @@ class Outcome(Enum):
     NO_MATCH = "no-match"
     ERROR = "error"
     UNDECIDED = "undecided"
+    OUT_OF_TIME = "out-of-time"
+
+
+@dataclass(frozen=True)
+class Deadline:
+    """When one post's policy work must stop, and the budget it came from."""
+
+    at: float
+    budget_ms: float
+
+    @classmethod
+    def after(cls, budget_s: float | None) -> Deadline | None:
+        """A deadline `budget_s` from now; None means no budget."""
+        if budget_s is None:
+            return None
+        return cls(time.perf_counter() + budget_s, budget_s * 1000)
+
+    def result(self) -> RuleResult:
+        """What a rule not run for lack of time comes out as."""
+        reason = f"not evaluated: the post's policy time budget of {self.budget_ms:g} ms ran out"
+        return RuleResult(Outcome.OUT_OF_TIME, reason)
 
 
 @dataclass(frozen=True)
@@ -227,21 +248,31 @@ class CompiledPolicy:
             frozenset(signals.model_extra or {}),
         )
 
-    def run_rules(self, post: Post | dict[str, Any], signals: Signals) -> Evaluation:
-        """Test every rule against the post; the engine behind evaluate and planning."""
+    def run_rules(
+        self, post: Post | dict[str, Any], signals: Signals, deadline: Deadline | None = None
+    ) -> Evaluation:
+        """Test every rule against the post; the engine behind evaluate and planning.
+
+        Rules reached after `deadline` are not run; they come out OUT_OF_TIME.
+        """
         variables = self.variables(post, signals)
         context = cel.Context(variables, functions=self.functions)
         present = self.present(signals)
         results, slow = [], 0
         for rule in self.rules:
             started = time.perf_counter()
+            if deadline is not None and started > deadline.at:
+                results.append((rule, deadline.result()))
+                continue
             results.append((rule, rule.test(context, present)))
             slow += time.perf_counter() - started > SLOW_RULE_SECONDS
         return Evaluation(results, variables, slow)
 
-    def evaluate(self, post: Post | dict[str, Any], signals: Signals) -> Decision:
+    def evaluate(
+        self, post: Post | dict[str, Any], signals: Signals, deadline: Deadline | None = None
+    ) -> Decision:
         """Decide one post from its signals (keyed by this policy's own names)."""
-        evaluation = self.run_rules(post, signals)
+        evaluation = self.run_rules(post, signals, deadline)
         decision = self.decide(evaluation)
         self.stats.record(decision, evaluation.slow)
         return decision
@@ -252,7 +283,7 @@ class CompiledPolicy:
         winner = min(matched, key=lambda rule: rule.rank, default=None)
         errors, skipped = [], []
         for rule, result in evaluation.results:
-            if result.outcome is Outcome.ERROR:
+            if result.outcome in (Outcome.ERROR, Outcome.OUT_OF_TIME):
                 errors.append(RuleError(id=rule.id, error=result.detail))
             elif result.outcome is Outcome.UNDECIDED and winner and winner.rank < rule.rank:
                 skipped.append(rule.id)
@@ -270,14 +301,18 @@ class CompiledPolicy:
             skipped_rules=skipped,
         )
 
-    def needed_for(self, post: Post | dict[str, Any]) -> Needs:
-        """Model signals that could still change this post's decision, judged on free signals."""
-        evaluation = self.run_rules(post, Signals())
+    def needed_for(self, post: Post | dict[str, Any], deadline: Deadline | None = None) -> Needs:
+        """Model signals that could still change this post's decision, judged on free signals.
+
+        A rule not run for lack of time may need anything it reads: its signals are planned.
+        """
+        evaluation = self.run_rules(post, Signals(), deadline)
         fired = [rule for rule, r in evaluation.results if r.outcome is Outcome.MATCH]
         best = min((rule.rank for rule in fired), default=None)
         needs = Needs()
+        open_outcomes = (Outcome.UNDECIDED, Outcome.OUT_OF_TIME)
         for rule, result in evaluation.results:
-            if result.outcome is Outcome.UNDECIDED and (best is None or rule.rank < best):
+            if result.outcome in open_outcomes and (best is None or rule.rank < best):
                 needs = needs | rule.condition.needs
         return needs
 

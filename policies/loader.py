@@ -57,18 +57,42 @@ def policy_files(directory: str | Path) -> list[Path]:
     return sorted(p for p in Path(directory).iterdir() if p.is_file() and is_policy_file(p))
 
 
-def load_policy_dir(directory: str | Path) -> PolicySet:
-    """Load every policy in `directory`; refuse the whole set if any file is invalid."""
+def load_policy_dir(directory: str | Path, *, require_active: bool = True) -> PolicySet:
+    """Load every policy in `directory`; refuse the whole set if any file is invalid.
+
+    A set with no active policy would commit every post without a verdict, so it is refused
+    unless `require_active` is False (checking and testing tools).
+    """
+    found = _policy_files_or_refuse(Path(directory))
     problems: list[Problem] = []
     policies = []
-    for path in policy_files(directory):
+    for path in found:
         try:
             policies.append(load_policy(path))
         except PolicyInvalid as exc:
             problems += exc.problems
     if problems:
         raise PolicyInvalid(problems)
-    return PolicySet.build(policies)
+    policy_set = PolicySet.build(policies)
+    if require_active and not policy_set.active:
+        raise PolicyInvalid([Problem(str(directory), 0, 0, _NO_ACTIVE)])
+    return policy_set
+
+
+_NO_ACTIVE = (
+    "no active policy (only shadow ones): every post would be committed without a verdict; "
+    "add a policy with `mode: active`"
+)
+
+
+def _policy_files_or_refuse(directory: Path) -> list[Path]:
+    if not directory.is_dir():
+        raise PolicyInvalid([Problem(str(directory), 0, 0, "not a directory")])
+    found = policy_files(directory)
+    if not found:
+        message = f"no policy files ({', '.join('*' + s for s in POLICY_SUFFIXES)}) found"
+        raise PolicyInvalid([Problem(str(directory), 0, 0, message)])
+    return found
 
 
 def companion_tests(path: str | Path, policy_id: str) -> list[TestCase]:

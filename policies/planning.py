@@ -16,7 +16,7 @@ from typing import Any
 
 from policies.contracts import Post, Signals, Verdict
 from policies.decision import Decision, VerdictDiff, diff_decisions
-from policies.engine import CompiledPolicy, post_variables
+from policies.engine import CompiledPolicy, Deadline, post_variables
 from policies.exceptions import PolicyInvalid, Problem
 from policies.expressions import Needs
 from policies.schema import Mode
@@ -115,12 +115,18 @@ class PolicySet:
             plan = plan | plan_of(policy, policy.all_needs())
         return plan
 
-    def plan_for_post(self, post: Post, *, include_shadow: bool = True) -> SignalPlan:
-        """Signals that could still change some decision, after testing the free ones."""
+    def plan_for_post(
+        self, post: Post, *, include_shadow: bool = True, budget_s: float | None = None
+    ) -> SignalPlan:
+        """Signals that could still change some decision, after testing the free ones.
+
+        Rules left untested when `budget_s` runs out keep every signal they read in the plan.
+        """
         variables = post_variables(post)
+        deadline = Deadline.after(budget_s)
         plan = SignalPlan()
         for policy in self._planned(include_shadow):
-            plan = plan | plan_of(policy, policy.needed_for(variables))
+            plan = plan | plan_of(policy, policy.needed_for(variables, deadline))
         return plan
 
     @staticmethod
@@ -134,17 +140,23 @@ class PolicySet:
         extras = {k: v for k, v in (computed.model_extra or {}).items() if k in policy.extra}
         return Signals(labels=labels, answers=answers, description=description, **extras)
 
-    def evaluate(self, post: Post, computed: Signals) -> SetDecision:
-        """Every policy's decision; each shadow one is diffed against the active one of its id."""
+    def evaluate(
+        self, post: Post, computed: Signals, *, budget_s: float | None = None
+    ) -> SetDecision:
+        """Every policy's decision; each shadow one is diffed against the active one of its id.
+
+        All policies share `budget_s`; rules past it become rule errors, active policies first.
+        """
         variables = post_variables(post)
+        deadline = Deadline.after(budget_s)
         active, shadow = [], []
         for policy in self.active:
             signals = self.signals_for(policy, computed)
-            active.append(PolicyOutcome(policy.evaluate(variables, signals), signals))
+            active.append(PolicyOutcome(policy.evaluate(variables, signals, deadline), signals))
         by_id = {outcome.decision.policy.id: outcome.decision for outcome in active}
         for policy in self.shadow:
             signals = self.signals_for(policy, computed)
-            decision = policy.evaluate(variables, signals)
+            decision = policy.evaluate(variables, signals, deadline)
             diff = diff_decisions(by_id.get(policy.ref.id), decision)
             shadow.append(PolicyOutcome(decision, signals, diff))
         return SetDecision(tuple(active), tuple(shadow))

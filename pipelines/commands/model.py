@@ -20,7 +20,7 @@ def make_tiny(
     ] = "tiny",
 ) -> None:
     """Write a random-weight checkpoint of a real VLM architecture, fully offline."""
-    from operators.tiny import ARCHES, SHAPES
+    from operators.tiny import ARCHES, SHAPES, checkpoint_directory
     from operators.tiny import make_tiny as build
 
     if arch not in ARCHES or shape not in SHAPES:
@@ -29,5 +29,13 @@ def make_tiny(
             err=True,
         )
         raise typer.Exit(2)
-    path = build(directory, arch=arch, seed=seed, shape=shape)
+    try:
+        checkpoint_directory(directory)  # a bad path fails before transformers is even imported
+        from transformers.utils import logging as transformers_logging
+
+        transformers_logging.disable_progress_bar()  # stderr keeps only a failure's one line
+        path = build(directory, arch=arch, seed=seed, shape=shape)
+    except (OSError, ValueError) as error:  # make_tiny's messages name the path already
+        typer.echo(f"error: {error}", err=True)
+        raise typer.Exit(2) from None
     typer.echo(str(path))

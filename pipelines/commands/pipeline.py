@@ -9,11 +9,15 @@ import os
 import signal
 import threading
 from pathlib import Path
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
 from policies.exceptions import ModerationError
+
+if TYPE_CHECKING:
+    from pipelines.config import PipelineConfig
+    from policies.planning import PolicySet
 
 MODEL_HELP = "tiny:<arch> (random weights, built offline), a hub id, or a local path."
 
@@ -29,14 +33,26 @@ def demo(
     from pipelines.demo import run_demo
 
     logging.basicConfig(level=logging.WARNING)
+    _exit_on_signals()  # so every `with` unwinds and stops the servers it started
     report = _or_exit(lambda: run_demo(model=model, policy_dir=policies, posts=posts))
     if not report.complete:
         raise typer.Exit(1)
 
 
+def _exit_on_signals() -> None:
+    """SIGTERM and SIGINT raise SystemExit(128 + signal) in the main thread."""
+
+    def leave(signum: int, _frame: object) -> None:
+        raise SystemExit(128 + signum)
+
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(signum, leave)
+
+
 def run(
     config: Annotated[Path, typer.Option("--config", "-c", help="Pipeline YAML file.")],
     stats_every_s: Annotated[float, typer.Option(help="Seconds between progress lines.")] = 10.0,
+    verbose: Annotated[bool, typer.Option(help="Show kafka-python's own log lines too.")] = False,
 ) -> None:
     """Run the streaming pipeline until SIGTERM or Ctrl-C, then drain, commit and exit 0."""
     import ray
@@ -47,8 +63,11 @@ def run(
     from policies.loader import load_policy_dir
 
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s %(message)s")
+    # Every Kafka failure here ends as one line of ours; kafka-python's retry logs are noise.
+    logging.getLogger("kafka").setLevel(logging.NOTSET if verbose else logging.CRITICAL)
     settings = _or_exit(lambda: load_config(config))
     policy_set = _or_exit(lambda: load_policy_dir(settings.policy_dir))
+    _or_exit(lambda: _reach_kafka(settings, policy_set))  # before Ray: fail in seconds, not minutes
     install_exporters(settings.telemetry)
     ray.init(address=os.environ.get("RAY_ADDRESS"), configure_logging=False)
     stop = threading.Event()
@@ -70,6 +89,15 @@ def run(
     typer.echo("stopped cleanly")
 
 
+def _reach_kafka(settings: PipelineConfig, policy_set: PolicySet) -> None:
+    """Create the pipeline's missing topics, or with topics.create off only reach the brokers."""
+    from pipelines.kafka_io import create_topics
+    from pipelines.runner import output_topics
+
+    names = output_topics(settings, policy_set) if settings.topics.create else []
+    create_topics(settings.kafka, names, partitions=settings.topics.partitions)
+
+
 def moderate(
     policy: Annotated[Path, typer.Option("--policy", help="Policy file directory.")],
     model: Annotated[str, typer.Option(help=MODEL_HELP)] = "tiny:smolvlm",
@@ -86,9 +114,10 @@ def moderate(
     from policies.loader import load_policy_dir
 
     logging.basicConfig(level=logging.ERROR)
-    body = _or_exit(lambda: _post_body(post_id, text, image or [], meta or []))
-    policy_set = _or_exit(lambda: load_policy_dir(policy))
     config = PipelineConfig(model=ModelSettings(name_or_path=model), policy_dir=str(policy))
+    max_bytes = config.images.max_bytes
+    body = _or_exit(lambda: _post_body(post_id, text, image or [], meta or [], max_bytes))
+    policy_set = _or_exit(lambda: load_policy_dir(policy))
     if model.startswith("tiny:"):
         typer.echo("note: the tiny model has random weights; pass --model for a real one", err=True)
     moderator = _or_exit(lambda: LocalModerator.with_policies(config, policy_set))
@@ -101,25 +130,51 @@ def moderate(
 
 
 def _post_body(
-    post_id: str, text: str | None, images: list[str], meta: list[str]
+    post_id: str, text: str | None, images: list[str], meta: list[str], max_image_bytes: int
 ) -> dict[str, Any]:
     """The JSON post the options describe; local image files are inlined."""
-    refs = []
-    for source in images:
-        if source.startswith(("http://", "https://")):
-            refs.append({"url": source})
-            continue
-        path = Path(source)
-        if not path.is_file():
-            raise ValueError(f"image not found: {source}")
-        refs.append({"data": base64.b64encode(path.read_bytes()).decode("ascii")})
+    require_utf8(post_id, "--id")
+    if text is not None:
+        require_utf8(text, "--text")
+    refs = [_image_ref(source, max_image_bytes) for source in images]
+    return {"id": post_id, "text": text, "images": refs, "meta": _meta_pairs(meta)}
+
+
+def _image_ref(source: str, max_bytes: int) -> dict[str, str]:
+    """A URL as it is, a local file inlined as base64 once its size is known to fit."""
+    if source.startswith(("http://", "https://")):
+        return {"url": source}
+    path = Path(source)
+    if not path.is_file():
+        raise ValueError(f"image not found: {source}")
+    size = path.stat().st_size
+    if size > max_bytes:  # before reading: a huge file must not be loaded, nor base64-encoded
+        raise ValueError(
+            f"{source} is {size} bytes, over the image limit of {max_bytes} (images.max_bytes)"
+        )
+    return {"data": base64.b64encode(path.read_bytes()).decode("ascii")}
+
+
+def _meta_pairs(meta: list[str]) -> dict[str, Any]:
+    """KEY=VALUE options as a dict, values read as JSON scalars where they parse."""
     pairs = {}
     for item in meta:
+        require_utf8(item, "--meta")
         key, sep, value = item.partition("=")
         if not sep or not key:
             raise ValueError(f"--meta wants KEY=VALUE, got {item!r}")
         pairs[key] = _scalar(value)
-    return {"id": post_id, "text": text, "images": refs, "meta": pairs}
+    return pairs
+
+
+def require_utf8(value: str, option: str) -> None:
+    """Refuse an argument that held bytes that are not UTF-8 (argv decodes them as surrogates)."""
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError as exc:
+        code = ord(value[exc.start])
+        what = f"byte 0x{code - 0xDC00:02x}" if 0xDC80 <= code <= 0xDCFF else f"U+{code:04X}"
+        raise ValueError(f"{option} is not valid UTF-8 ({what} at character {exc.start})") from None
 
 
 def _scalar(value: str) -> Any:

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import base64
 import contextlib
+import http.client
 import io
 import json
 import os
@@ -37,6 +38,7 @@ from policies.contracts import Verdict
 REPO = Path(__file__).resolve().parents[3]
 READY_TIMEOUT_S = 180
 MARKER = "VLMOD_SERVE_RUN_TEST"
+MAX_REQUEST_BYTES = 1_000_000
 
 pytestmark = pytest.mark.integration
 
@@ -98,11 +100,14 @@ def stop(run: ServeRun) -> None:
     signal_all(wait_until_gone(run.marker, 10), signal.SIGKILL)
 
 
-@pytest.fixture
-def serve_run(tmp_path) -> Iterator[ServeRun]:
+@pytest.fixture(scope="module")
+def serve_run(tmp_path_factory) -> Iterator[ServeRun]:
+    """One `serve run` for the module: starting it is what costs."""
+    tmp_path = tmp_path_factory.mktemp("serve-run")
     config = yaml.safe_load((REPO / "deploy" / "serve.yaml").read_text())
     port = free_port()
     config["http_options"]["port"] = port
+    config["applications"][0]["args"]["api"] = {"max_request_bytes": MAX_REQUEST_BYTES}
     config_path = tmp_path / "serve.yaml"
     config_path.write_text(yaml.safe_dump(config))
     # Unix socket paths are limited to 107 bytes, so the Ray root is short, not under tmp_path.
@@ -188,3 +193,54 @@ def test_serve_run_answers_moderate(serve_run):
     assert status == 422, body
     assert body["detail"]["stage"] == "validate"
     assert "id" in body["detail"]["error"]
+
+
+def post_raw(run: ServeRun, body: bytes, *, declared: int | None = None) -> tuple[int, bytes]:
+    """POST `body`; `declared` sends that Content-Length but only `body`, or chunks when None."""
+    connection = http.client.HTTPConnection(run.base_url.removeprefix("http://"), timeout=60)
+    try:
+        connection.putrequest("POST", "/v1/moderate")
+        connection.putheader("Content-Type", "application/json")
+        if declared is None:
+            connection.putheader("Transfer-Encoding", "chunked")
+            connection.endheaders()
+            for start in range(0, len(body), 64 * 1024):
+                chunk = body[start : start + 64 * 1024]
+                with contextlib.suppress(ConnectionError):  # the server may answer early
+                    connection.send(b"%x\r\n%s\r\n" % (len(chunk), chunk))
+            with contextlib.suppress(ConnectionError):
+                connection.send(b"0\r\n\r\n")
+        else:
+            connection.putheader("Content-Length", str(declared))
+            connection.endheaders(body)
+        response = connection.getresponse()
+        return response.status, response.read()
+    finally:
+        connection.close()
+
+
+def test_serve_run_refuses_big_bodies_and_never_echoes_a_post(serve_run):
+    wait_ready(serve_run)
+    # Declared too big: refused from the header, before a byte of the body is read.
+    status, body = post_raw(serve_run, b"{" + b" " * 1000, declared=20_000_000)
+    assert status == 413, body[:500]
+    assert len(body) < 300 and b"api.max_request_bytes" in body, body
+    # Chunked, no length: refused once the stream passes the limit.
+    status, body = post_raw(serve_run, b" " * (3 * MAX_REQUEST_BYTES))
+    assert status == 413, body[:500]
+    assert len(body) < 300, body
+
+    secret = "do-not-echo-" * 20
+    post = {"text": "no id", "meta": {"note": secret}}
+    raw = json.dumps(post).encode()
+    status, body = post_raw(serve_run, raw, declared=len(raw))
+    assert status == 422, body
+    detail = json.loads(body)["detail"]
+    assert set(detail) == {"stage", "error_type", "error", "post_id"}
+    assert secret.encode() not in body
+    assert base64.b64encode(raw)[:40] not in body
+
+    not_json = b"\xff not json"
+    status, body = post_raw(serve_run, not_json, declared=len(not_json))
+    assert status == 422, body
+    assert json.loads(body)["detail"]["stage"] == "decode"

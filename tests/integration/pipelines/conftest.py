@@ -80,11 +80,11 @@ def e2e_config(kafka_bootstrap, tmp_path):
     return make
 
 
-def post_messages(count: int, *, topic: str, images: int = 8) -> list[OutMessage]:
+def post_messages(count: int, *, topic: str, images: int = 8, first: int = 0) -> list[OutMessage]:
     """`count` posts cycling over a few drawn images (reposts included), some with spam text."""
     pictures = [base64.b64encode(drawn_image(i)).decode() for i in range(images)]
     messages = []
-    for n in range(count):
+    for n in range(first, first + count):
         post = {
             "id": f"p{n:05d}",
             "text": "buy followers" if n % 7 == 0 else f"post {n}",

@@ -33,3 +33,51 @@ def test_demo_moderates_every_sample_and_dead_letters_the_malformed(tmp_path):
     for stage in ("decode", "validate", "fetch-image"):
         assert stage in done.stdout
     shutil.rmtree(env["RAY_TMPDIR"], ignore_errors=True)
+
+
+def test_sigterm_to_the_demo_leaves_no_server_behind(tmp_path):
+    import re
+    import signal
+
+    from .test_harness import check_gone
+
+    env = {**os.environ, "RAY_AUTH_MODE": "disabled", "RAY_USAGE_STATS_ENABLED": "0"}
+    env.pop("RAY_ADDRESS", None)
+    env["RAY_TMPDIR"] = tempfile.mkdtemp(prefix="vlmod-demo-", dir="/tmp")
+    demo = subprocess.Popen(
+        [shutil.which("vlmod") or "vlmod", "demo", "--posts", "6"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        env={**env, "COLUMNS": "200"},
+        cwd=tmp_path,
+    )
+    try:
+        ports = None
+        for line in demo.stdout:
+            ports = re.search(r"Kafka 127\.0\.0\.1:(\d+) · Redis redis://127\.0\.0\.1:(\d+)", line)
+            if ports:
+                break
+        assert ports, "the demo never said where its services run"
+        servers = server_pids(ports.groups())
+        assert len(servers) == 2, f"no Tansu and Redis on ports {ports.groups()}: {servers}"
+        demo.send_signal(signal.SIGTERM)
+        demo.communicate(timeout=120)
+    finally:
+        if demo.poll() is None:
+            demo.kill()
+    assert demo.returncode != 0, "SIGTERM stops the demo before it finishes"
+    check_gone(servers)
+    shutil.rmtree(env["RAY_TMPDIR"], ignore_errors=True)
+
+
+def server_pids(ports) -> set[int]:
+    """Tansu and Redis processes whose command line names one of `ports`."""
+    out = subprocess.run(["ps", "-eww", "-o", "pid=,args="], capture_output=True, text=True)
+    found = set()
+    for line in out.stdout.splitlines():
+        pid, _, args = line.strip().partition(" ")
+        ours = any(f":{port}" in args for port in ports)
+        if ours and ("tansu" in args or "redis-server" in args):
+            found.add(int(pid))
+    return found

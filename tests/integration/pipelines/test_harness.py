@@ -65,3 +65,39 @@ def test_local_ray_runs_a_task(ray_local):
 
     assert ray.get(square.remote(7)) == 49
     assert ray.cluster_resources()["CPU"] == 2
+
+
+SERVE_UNTIL_KILLED = """
+import sys, threading
+from pathlib import Path
+from pipelines.harness import running_services
+with running_services(kafka=True, redis=True, ray=False, workdir=Path(sys.argv[1])) as services:
+    print(*services.owned_pids(), flush=True)
+    threading.Event().wait()
+"""
+
+
+def test_servers_die_with_a_parent_killed_before_its_clean_up(tmp_path):
+    import sys
+
+    parent = subprocess.Popen(
+        [sys.executable, "-c", SERVE_UNTIL_KILLED, str(tmp_path)],
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        pids = {int(pid) for pid in parent.stdout.readline().split()}
+        assert len(pids) == 2 and pids <= live_pids()
+    finally:
+        parent.kill()  # SIGKILL: no handler, no `finally`, no atexit
+        parent.wait(30)
+    check_gone(pids)
+
+
+def check_gone(pids: set[int], timeout_s: float = 20.0) -> None:
+    import time
+
+    deadline = time.monotonic() + timeout_s
+    while pids & live_pids() and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert not pids & live_pids(), "a server outlived the process that started it"

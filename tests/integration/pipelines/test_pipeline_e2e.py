@@ -117,20 +117,57 @@ def test_killing_a_consumer_actor_mid_stream_loses_nothing(e2e_config, start_pip
     check_every_post_has_one_verdict_key(outputs, [m.key.decode() for m in messages])
 
 
+class Publisher:
+    """Publishes numbered posts in small steps until told to stop; remembers what it sent."""
+
+    def __init__(self, config, per_step: int = 10, pause_s: float = 0.2) -> None:
+        self.config, self.per_step, self.pause_s = config, per_step, pause_s
+        self.sent: list[str] = []
+        self.stop = threading.Event()
+        self.thread = threading.Thread(target=self._run, daemon=True)
+        self.thread.start()
+
+    def _run(self) -> None:
+        topic = self.config.topics.inputs[0]
+        while not self.stop.is_set():
+            step = post_messages(self.per_step, topic=topic, first=len(self.sent))
+            publish(self.config, step)
+            self.sent += [message.key.decode() for message in step]
+            self.stop.wait(self.pause_s)
+
+    def finish(self) -> list[str]:
+        self.stop.set()
+        self.thread.join(60)
+        return self.sent
+
+
+def wait_until(condition, what: str, timeout_s: float = 180.0) -> None:
+    deadline = time.monotonic() + timeout_s
+    while not condition():
+        assert time.monotonic() < deadline, f"timed out waiting until {what}"
+        time.sleep(0.2)
+
+
 def test_a_second_consumer_joining_mid_stream_rebalances_without_loss(e2e_config, start_pipeline):
     config = e2e_config(
         model="noop", pool=PoolSettings(num_cpus=0.25, consumer_num_cpus=0.25, max_poll_records=8)
     )
     run, collector = start_pipeline(config)
-    messages = post_messages(400, topic=config.topics.inputs[0])
-    publisher = _publish_in_background(config, messages, per_second=40)
-    _after_first_verdicts(collector)
-    run.add_consumer()
-    publisher.join()
-    outputs = collector.wait_for(len(messages), timeout_s=240)
-    check_every_post_has_one_verdict_key(outputs, [m.key.decode() for m in messages])
+    publisher = Publisher(config)
+    try:
+        _after_first_verdicts(collector)
+        run.add_consumer()
+        # Posts keep coming until the new member has a partition and has read from it.
+        wait_until(
+            lambda: len(stats := run.stats()) == 2 and stats[1]["consumed"] > 0,
+            "the new member consumed",
+        )
+    finally:
+        sent = publisher.finish()
+    outputs = collector.wait_for(len(sent), timeout_s=240)
+    check_every_post_has_one_verdict_key(outputs, sent)
     consumed = [stats["consumed"] for stats in run.stats()]
-    assert len(consumed) == 2 and all(consumed), f"the new member never consumed: {consumed}"
+    assert len(consumed) == 2 and all(consumed), f"a member never consumed: {consumed}"
 
 
 def test_redis_stopped_mid_stream_only_costs_speed(e2e_config, start_pipeline, redis_factory):

@@ -211,3 +211,12 @@ def test_fetch_timeout(server):
 
 def test_allow_private_addresses_opens_everything(server):
     assert ImageLoader(ImageLimits(allow_private_addresses=True)).load(f"{server}/cat.png")
+
+
+def test_error_text_drops_object_reprs_and_addresses():
+    from operators.fetch import error_text
+
+    error = OSError("cannot identify image file <_io.BytesIO object at 0x7f57759d3970>")
+    assert error_text(error) == "cannot identify image file"
+    assert error_text(ConnectionResetError()) == "ConnectionResetError"
+    assert error_text(ValueError("first line\nsecond")) == "first line"

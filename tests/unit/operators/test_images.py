@@ -181,3 +181,31 @@ def test_file_url_byte_limit_checked_before_reading(tmp_path, jpeg):
 
 def test_decode_image_is_usable_directly(jpeg):
     assert decode_image(jpeg, ImageLimits()).nbytes == len(jpeg)
+
+
+@pytest.mark.parametrize(
+    ("data", "expected"),
+    [
+        (b"definitely not an image " * 4, "not a recognised image format (PNG, JPEG, GIF, WebP"),
+        (b"", "the image is empty (0 bytes)"),
+        (b"\xff\xd8\xff\xe0", "the bytes start like JPEG but are truncated or corrupt"),
+        (b"%PDF-1.7\n...", "the bytes are a PDF document, not an image format"),
+        (b"  <svg xmlns='http://www.w3.org/2000/svg'/>", "the bytes are SVG vector graphics"),
+    ],
+)
+def test_unreadable_bytes_give_a_clean_dead_letter_reason(data, expected):
+    from pipelines.inference import Failure
+
+    with pytest.raises(ImageDecodeError) as refused:
+        decode_image(data, ImageLimits())
+    reason = Failure.of(refused.value).reason  # what the dead letter's `error` carries
+    assert reason.startswith(expected), reason
+    assert "<" not in reason and "0x" not in reason and "object at" not in reason, reason
+
+
+def test_truncated_png_reason_names_the_format_without_reprs():
+    png = _encode(Image.new("RGB", (64, 64), (9, 9, 9)), "PNG")
+    with pytest.raises(ImageDecodeError) as refused:
+        decode_image(png[:20], ImageLimits())
+    assert refused.value.reason.startswith("the bytes start like PNG but are truncated")
+    assert "0x" not in refused.value.reason

@@ -10,7 +10,7 @@ from dataclasses import dataclass
 
 import pytest
 
-from pipelines.config import PoolSettings
+from pipelines.config import PoolSettings, RetrySettings
 from pipelines.consumer import ModerationLoop
 from pipelines.exceptions import ProduceFailed
 from pipelines.kafka_io import Batch, OutMessage
@@ -88,6 +88,9 @@ class FakeConsumer:
     def lag(self) -> int:
         return len(self.queue)
 
+    def assignment(self) -> set:
+        return {("posts", 0)}
+
     def close(self, *, commit: bool = True) -> None:
         self._call("close", commit)
         self.closed_with.append(commit)
@@ -96,9 +99,10 @@ class FakeConsumer:
 class FakeProducer:
     """Records what it sent, and what the consumer had completed at that moment."""
 
-    def __init__(self, consumer: FakeConsumer, failures: int = 0) -> None:
+    def __init__(self, consumer: FakeConsumer, failures: int = 0, refuse: bytes = b"") -> None:
         self.consumer = consumer
         self.failures = failures
+        self.refuse = refuse  # a value the broker never accepts, e.g. over its size limit
         self.sent: list[bytes] = []
         self.completed_during_send: list[list[int]] = []
         self.closed = False
@@ -108,6 +112,8 @@ class FakeProducer:
         if self.failures:
             self.failures -= 1
             raise ProduceFailed("moderation.verdicts: not acknowledged: broker gone")
+        if self.refuse and any(message.value == self.refuse for message in messages):
+            raise ProduceFailed("moderation.verdicts: not acknowledged: MessageSizeTooLarge")
         self.sent += [message.value for message in messages]
         self.consumer.events.append(("sent", len(messages)))
 
@@ -116,10 +122,12 @@ class FakeProducer:
 
 
 class GatedModerator:
-    """Echoes each message to one output; blocks until `gate` is set."""
+    """Echoes each message to one output; blocks until `gate` is set; `poison` always raises."""
 
-    def __init__(self, *, open_gate: bool = True) -> None:
+    def __init__(self, *, open_gate: bool = True, poison: int | None = None) -> None:
         self.telemetry = telemetry()
+        self.poison = poison
+        self.calls: list[list[int]] = []
         self.gate = threading.Event()
         if open_gate:
             self.gate.set()
@@ -130,7 +138,13 @@ class GatedModerator:
         with self._lock:
             self.started.append([m.offset for m in messages])
         assert self.gate.wait(DEADLINE_S), "test never opened the gate"
+        if any(m.offset == self.poison for m in messages):
+            raise ValueError("Failed to convert variable 'text': Conversion Error")
         return [OutMessage("moderation.verdicts", m.value, m.key) for m in messages]
+
+    def fail_message(self, message, failure) -> OutMessage:
+        reason = f"{failure.stage}: {failure.reason}".encode()
+        return OutMessage("moderation.dead-letter", reason, message.key)
 
 
 def wait_until(condition: Callable[[], bool], what: str) -> None:
@@ -146,7 +160,8 @@ class Running:
 
     def __init__(self, consumer, producer, moderator, *, in_flight: int = 2) -> None:
         pool = PoolSettings(max_in_flight_batches=in_flight, max_poll_records=8)
-        self.loop = ModerationLoop(consumer, producer, moderator, pool)  # type: ignore[arg-type]
+        retry = RetrySettings(max_batch_attempts=3)
+        self.loop = ModerationLoop(consumer, producer, moderator, pool, retry)  # type: ignore[arg-type]
         self.moderator = moderator
         self.result: list = []
         self.thread = threading.Thread(
@@ -270,3 +285,31 @@ def test_records_handed_out_by_a_paused_poll_are_not_dropped(start_loop):
     wait_until(lambda: len(consumer.events) > polls + 20, "the loop goes on polling")
     running.stop()
     assert 100 in consumer.completed + consumer.rewound, "record 100 neither moderated nor rewound"
+
+
+def test_a_poison_pill_is_read_at_most_n_times_then_dead_lettered_alone(start_loop):
+    consumer = FakeConsumer([[0, 1, 2], [3]])
+    producer = FakeProducer(consumer)
+    moderator = GatedModerator(poison=1)
+    running = start_loop(consumer, producer, moderator, in_flight=1)
+    wait_until(lambda: {0, 1, 2, 3} <= set(consumer.completed), "every record is done")
+    stats = running.stop()
+    reads_of_poison = sum(1 for offsets in moderator.started if 1 in offsets)
+    assert reads_of_poison == 4, "three failed batches, then once alone"
+    assert consumer.rewound == [0, 1, 2] * 3
+    assert producer.sent.count(b'{"id": "p0"}') == 1 and producer.sent.count(b'{"id": "p2"}') == 1
+    assert b"policy: Failed to convert variable 'text': Conversion Error" in producer.sent
+    assert (stats.failed_batches, stats.isolated_batches, stats.isolated_dead_letters) == (3, 1, 1)
+
+
+def test_an_output_the_broker_refuses_is_dead_lettered_once_the_batch_is_isolated(start_loop):
+    consumer = FakeConsumer([[0, 1]])
+    producer = FakeProducer(consumer, refuse=b'{"id": "p1"}')
+    running = start_loop(consumer, producer, GatedModerator(), in_flight=1)
+    wait_until(lambda: {0, 1} <= set(consumer.completed), "both records are done")
+    stats = running.stop()
+    assert producer.sent == [
+        b'{"id": "p0"}',
+        b"produce: moderation.verdicts: not acknowledged: MessageSizeTooLarge",
+    ]
+    assert (stats.failed_batches, stats.isolated_dead_letters) == (3, 1)

@@ -270,3 +270,82 @@ def test_url_to_a_loopback_address_is_refused_and_dead_lettered(config):
     letter = DeadLetter.model_validate_json(out.value)
     assert (letter.stage, letter.error_type) == (Stage.FETCH_IMAGE, "BlockedAddress")
     assert letter.attempts == 1 and source.calls == []
+
+
+def deep_post(depth):
+    return b'{"id": "deep", "meta": ' + b'{"a": ' * (depth - 1) + b"1" + b"}" * (depth - 1) + b"}"
+
+
+def test_hostile_posts_end_as_verdicts_or_dead_letters_and_spare_the_batch(config):
+    moderator = moderator_for(config, ScriptedSource())
+    raws = [
+        b'{"id": "good-1", "text": "hello"}',
+        b'{"id": "s1", "text": "replica \\ud800 rolex", "meta": {"k": "\\udfff"}}',
+        deep_post(300),
+        deep_post(1000),
+        b'{"id": "good-2", "text": "hello"}',
+    ]
+    outputs = by_topic(moderator.moderate([message(r, offset=i) for i, r in enumerate(raws)]))
+    verdicts = [Verdict.model_validate_json(o.value) for o in outputs["moderation.verdicts"]]
+    assert [v.post_id for v in verdicts] == ["good-1", "s1", "good-2"]
+    surrogate = verdicts[1]
+    assert [c.field for c in surrogate.input_changes] == ["text", "meta.k"]
+    assert [c.change for c in surrogate.input_changes] == ["surrogates-replaced"] * 2
+    letters = [DeadLetter.model_validate_json(o.value) for o in outputs["moderation.dead-letter"]]
+    assert [(d.offset, d.stage) for d in letters] == [(2, Stage.VALIDATE), (3, Stage.VALIDATE)]
+    assert "32 levels" in letters[0].error and "32 levels" in letters[1].error
+
+
+def test_long_text_is_cut_and_the_verdict_says_so(config):
+    moderator = moderator_for(config, ScriptedSource())
+    outputs = by_topic(
+        moderator.moderate([message({"id": "long", "text": "buy followers " * 100_000})])
+    )
+    verdict = Verdict.model_validate_json(outputs["moderation.verdicts"][0].value)
+    assert verdict.action == "review", "the cut text is still judged"
+    [change] = verdict.input_changes
+    assert change.field == "text" and change.change == "truncated"
+    assert "20,000 of 1,400,000" in change.detail
+
+
+class ExplodingPolicies:
+    """A policy set whose planning or evaluation raises for one post id, as an engine bug would."""
+
+    def __init__(self, real, *, plan_fails=None, evaluate_fails=None):
+        self.real, self.plan_fails, self.evaluate_fails = real, plan_fails, evaluate_fails
+
+    def plan_for_post(self, post, **kwargs):
+        if post.id == self.plan_fails:
+            raise ValueError("Failed to convert variable 'text': Conversion Error")
+        return self.real.plan_for_post(post, **kwargs)
+
+    def evaluate(self, post, signals, **kwargs):
+        if post.id == self.evaluate_fails:
+            raise RecursionError("maximum recursion depth exceeded")
+        return self.real.evaluate(post, signals, **kwargs)
+
+
+@pytest.mark.parametrize(
+    ("failing", "stage"), [("plan_fails", "policy"), ("evaluate_fails", "policy")]
+)
+def test_an_engine_fault_on_one_post_dead_letters_that_post_only(config, failing, stage):
+    moderator = moderator_for(config, ScriptedSource())
+    real = moderator.policies()
+    moderator.policies = lambda: ExplodingPolicies(real, **{failing: "bad"})
+    batch = [message({"id": i, "text": "hello"}, offset=n) for n, i in enumerate(["a", "bad", "c"])]
+    outputs = by_topic(moderator.moderate(batch))
+    ids = [Verdict.model_validate_json(o.value).post_id for o in outputs["moderation.verdicts"]]
+    assert ids == ["a", "c"]
+    [letter] = [DeadLetter.model_validate_json(o.value) for o in outputs["moderation.dead-letter"]]
+    assert (letter.post_id, letter.stage, letter.offset) == ("bad", stage, 1)
+    assert "\n" not in letter.error
+
+
+def test_policy_time_budget_turns_late_rules_into_rule_errors(config):
+    moderator = moderator_for(config, ScriptedSource())
+    moderator.policy_budget_s = 0.0  # spent before the first rule
+    [out] = moderator.moderate([message({"id": "slow", "text": "buy followers"})])
+    verdict = Verdict.model_validate_json(out.value)
+    assert verdict.action == "allow" and verdict.matched_rules == []
+    assert {e.id for e in verdict.rule_errors} == {"threat", "spam", "weapon"}
+    assert all("time budget of 0 ms ran out" in e.error for e in verdict.rule_errors)

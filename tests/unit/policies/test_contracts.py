@@ -20,10 +20,9 @@ from policies.contracts import (
     Signals,
     Verdict,
     VerdictDiff,
-    decode_post,
     verdict_key,
 )
-from policies.exceptions import PostDecodeError, PostValidationError, Stage
+from policies.exceptions import Stage
 
 PNG_1PX = base64.b64encode(b"\x89PNG\r\n\x1a\n").decode()
 
@@ -112,47 +111,6 @@ def test_json_schemas_are_valid(name):
     schema = SCHEMAS[name].model_json_schema()
     Draft202012Validator.check_schema(schema)
     assert schema["type"] == "object" and "properties" in schema
-
-
-def test_post_without_id_is_refused_naming_the_field():
-    with pytest.raises(PostValidationError) as err:
-        decode_post(b'{"text": "hi"}')
-    assert err.value.reason == "id: Field required"
-    assert err.value.stage is Stage.VALIDATE
-
-
-def test_post_with_non_list_images_is_refused_naming_the_field():
-    with pytest.raises(PostValidationError) as err:
-        decode_post(b'{"id": "p", "images": "cat.jpg"}')
-    assert err.value.reason.startswith("images: Input should be a valid list")
-
-
-def test_image_needs_exactly_one_source():
-    with pytest.raises(PostValidationError) as err:
-        decode_post(b'{"id": "p", "images": [{"url": "https://x/a.png", "data": "AAAA"}]}')
-    assert (
-        "images.0: Value error, an image needs exactly one of `url` or `data`" in err.value.reason
-    )
-
-
-def test_inline_image_must_be_base64():
-    with pytest.raises(PostValidationError) as err:
-        decode_post(b'{"id": "p", "images": [{"data": "not base64!!"}]}')
-    assert err.value.reason.startswith("images.0.data: Value error, `data` is not valid base64")
-
-
-def test_image_count_limit_is_configurable():
-    raw = json.dumps({"id": "p", "images": [{"url": f"https://x/{i}"} for i in range(3)]}).encode()
-    assert len(decode_post(raw).images) == 3
-    with pytest.raises(PostValidationError, match="3 images is more than the limit of 2"):
-        decode_post(raw, max_images=2)
-
-
-@pytest.mark.parametrize("raw", [b"\xff\xfe", b"not json", b"[1, 2]", b'"text"'])
-def test_undecodable_bytes_are_a_decode_error(raw):
-    with pytest.raises(PostDecodeError) as err:
-        decode_post(raw)
-    assert err.value.stage is Stage.DECODE
 
 
 def test_verdict_key_is_stable_and_distinguishes_versions():

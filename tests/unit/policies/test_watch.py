@@ -98,3 +98,20 @@ def test_configmap_symlink_swap_reloads_the_policy(tmp_path):
             POLICY.format(version=2, when='text == "x"', action="review"),
         )
         assert wait_for(lambda: watcher.current().policies[0].ref.version == 2)
+
+
+def test_a_reload_that_would_leave_no_active_policy_is_refused(tmp_path):
+    path = tmp_path / "live.yaml"
+    path.write_text(POLICY.format(version=1, when='text == "x"', action="review"))
+    with PolicyWatcher(tmp_path, debounce_s=0.05) as watcher:
+        serving = watcher.current()
+        path.unlink()
+        assert wait_for(lambda: watcher.last_error is not None)
+        assert "no policy files" in str(watcher.last_error)
+        assert watcher.current() is serving
+        watcher.last_error = None
+        shadow = POLICY.format(version=2, when='text == "x"', action="block") + "mode: shadow\n"
+        (tmp_path / "only-shadow.yaml").write_text(shadow)
+        assert wait_for(lambda: watcher.last_error is not None)
+        assert "no active policy" in str(watcher.last_error)
+        assert watcher.current() is serving, "the old set keeps serving"

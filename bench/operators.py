@@ -32,13 +32,13 @@ import torch  # noqa: E402
 from PIL import Image  # noqa: E402
 
 from operators.cache import SignalCache  # noqa: E402
-from operators.engine import yes_probability  # noqa: E402
+from operators.forward import yes_probability  # noqa: E402
 from operators.images import ImageLoader, LoadedImage  # noqa: E402
 from operators.loading import Vlm, load_vlm  # noqa: E402
-from operators.planning import TaskKind, job_tasks  # noqa: E402
 from operators.spec import ModelSpec  # noqa: E402
 from operators.tasks import ImageJob, VlmOperator  # noqa: E402
 from operators.tiny import ensure_tiny, make_tiny  # noqa: E402
+from operators.work import TaskKind, job_tasks  # noqa: E402
 
 QUESTIONS = {
     "weapon": "Is there a weapon in this image?",

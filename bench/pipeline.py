@@ -46,7 +46,6 @@ from pipelines.config import (  # noqa: E402
 from pipelines.consumer import ModerationLoop  # noqa: E402
 from pipelines.demo import example_policies  # noqa: E402
 from pipelines.harness import running_services  # noqa: E402
-from pipelines.inference import build_signal_source  # noqa: E402
 from pipelines.kafka_io import (  # noqa: E402
     BatchConsumer,
     OutMessage,
@@ -58,8 +57,9 @@ from pipelines.local import build_moderator  # noqa: E402
 from pipelines.runner import PipelineRun, output_topics  # noqa: E402
 from pipelines.samples import TEXTS, drawn_image  # noqa: E402
 from pipelines.steps import SourceMessage  # noqa: E402
+from pipelines.wiring import build_signal_source  # noqa: E402
 from policies.loader import load_policy_dir  # noqa: E402
-from policies.planning import PolicySet  # noqa: E402
+from policies.policy_set import PolicySet  # noqa: E402
 
 GROUP_TIMEOUTS = {"session_timeout_ms": 6000, "heartbeat_interval_ms": 500}
 

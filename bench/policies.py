@@ -15,7 +15,7 @@ from pathlib import Path
 # `policies` package; drop that entry before importing it.
 sys.path = [p for p in sys.path if Path(p or ".").resolve() != Path(__file__).resolve().parent]
 
-from policies.contracts import Post, Signals  # noqa: E402 - after the sys.path fix above
+from contracts.records import Post, Signals  # noqa: E402 - after the sys.path fix above
 from policies.loader import load_policy  # noqa: E402 - after the sys.path fix above
 
 LABELS = ["violence", "weapon", "nudity", "suggestive", "self_harm", "hate_symbol", "drugs"]

@@ -12,8 +12,8 @@ from typing import Any
 import torch
 from PIL import Image
 
-from operators.engine import PrefixBatch, TaskRows
 from operators.exceptions import ImagePreprocessError
+from operators.forward import PrefixBatch, TaskRows
 from operators.loading import Vlm
 
 MAX_ASPECT_RATIO = 50.0

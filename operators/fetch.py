@@ -9,13 +9,11 @@ from __future__ import annotations
 
 import http.client
 import ipaddress
-import re
 import socket
 import ssl
 import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
 from urllib.parse import urljoin, urlsplit
 
 from operators.exceptions import (
@@ -24,10 +22,9 @@ from operators.exceptions import (
     ImageFetchTimeout,
     ImageTooLarge,
     UnsupportedImageSource,
+    error_text,
 )
-
-if TYPE_CHECKING:
-    from operators.images import ImageLimits
+from operators.limits import ImageLimits
 
 Resolver = Callable[[str, int], list[str]]
 IpAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
@@ -38,15 +35,6 @@ METADATA_ADDRESSES = frozenset(
     for address in ("169.254.169.254", "169.254.170.2", "100.100.100.200", "fd00:ec2::254")
 )
 _CHUNK = 64 * 1024
-# `<_io.BytesIO object at 0x7f...>` and bare addresses: noise to a reader of a dead letter.
-_OBJECT_REPR = re.compile(r"\s*<[^<>]*\bat 0x[0-9a-fA-F]+>|\s*\b0x[0-9a-fA-F]{8,}\b")
-
-
-def error_text(error: BaseException) -> str:
-    """The first line of an error's message without object reprs; the class name if empty."""
-    lines = str(error).strip().splitlines()
-    text = _OBJECT_REPR.sub("", lines[0]).strip() if lines else ""
-    return text or type(error).__name__
 
 
 def system_resolver(host: str, port: int) -> list[str]:

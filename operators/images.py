@@ -32,8 +32,10 @@ from operators.exceptions import (
     ImageFetchError,
     ImageTooLarge,
     UnsupportedImageSource,
+    error_text,
 )
-from operators.fetch import Resolver, error_text, fetch_url, system_resolver
+from operators.fetch import Resolver, fetch_url, system_resolver
+from operators.limits import ImageLimits
 
 _WHITE = (255, 255, 255)
 READABLE_FORMATS = ("PNG", "JPEG", "GIF", "WebP", "BMP", "TIFF")
@@ -56,19 +58,6 @@ _SIGNATURES = (
     (0, b"<!doctype html", "an HTML page"),
     (0, b"<html", "an HTML page"),
 )
-
-
-@dataclass(frozen=True)
-class ImageLimits:
-    """What an image may cost: bytes, pixels, fetch time, where it may come from."""
-
-    max_bytes: int = 10_000_000
-    max_pixels: int = 40_000_000
-    fetch_timeout_s: float = 5.0
-    max_redirects: int = 3
-    file_root: Path | None = None
-    allow_private_addresses: bool = False
-    allowed_networks: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)

@@ -22,7 +22,6 @@ class ModelSpec:
     dtype: str = "auto"
     device: str = "auto"
     attn_implementation: str | None = None
-    max_images_per_post: int = 8
     max_new_tokens: int = 32
     compile: bool = False
     local_files_only: bool = False
@@ -39,7 +38,5 @@ class ModelSpec:
     def __post_init__(self) -> None:
         if self.max_new_tokens < 1:
             raise ValueError("max_new_tokens must be at least 1")
-        if self.max_images_per_post < 1:
-            raise ValueError("max_images_per_post must be at least 1")
         if "{label}" not in self.label_question:
             raise ValueError("label_question must contain the placeholder {label}")

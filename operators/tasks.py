@@ -1,12 +1,13 @@
 """The four VLM tasks (ask, classify, describe, embed) over a batch of images.
 
 `VlmOperator.run` splits into preprocess (cache lookup, processor, padding), forward (the only
-model call, in `operators.engine`) and postprocess (probabilities, decoding, cache writes).
+model call, in `operators.forward`) and postprocess (probabilities, decoding, cache writes).
 
 >>> from operators.tiny import ensure_tiny
 >>> from operators.loading import load_vlm
 >>> from operators.spec import ModelSpec
->>> from operators.images import ImageLoader, ImageLimits
+>>> from operators.images import ImageLoader
+>>> from operators.limits import ImageLimits
 >>> vlm = load_vlm(ModelSpec(str(ensure_tiny("smolvlm"))))  # doctest: +SKIP
 >>> image = ImageLoader(ImageLimits()).load(png_bytes)  # doctest: +SKIP
 >>> [signals] = VlmOperator(vlm).run([ImageJob(image, questions={"gun": "Is there a gun?"})])
@@ -24,12 +25,12 @@ import torch
 
 from operators.batching import collate_prefixes, encode_prefix, encode_task_rows
 from operators.cache import SignalCache
-from operators.engine import ForwardResult, run_forward
 from operators.exceptions import InferenceError, OperatorError
+from operators.forward import ForwardResult, run_forward
 from operators.images import LoadedImage
 from operators.jobs import ImageJob, ImageSignals
 from operators.loading import Vlm
-from operators.planning import Task, TaskKind, Work, plan_work, store_results
+from operators.work import Task, TaskKind, Work, plan_work, store_results
 
 __all__ = ["ImageJob", "ImageSignals", "VlmOperator"]
 

@@ -28,7 +28,7 @@ def schema(
     name: Annotated[str, typer.Argument(help=f"One of: {', '.join(SCHEMA_NAMES)}.")],
 ) -> None:
     """Print the JSON Schema of a message or of the policy file format."""
-    from policies.contracts import SCHEMAS
+    from contracts.records import SCHEMAS
 
     if name == "policy":
         from policies.schema import PolicyFile

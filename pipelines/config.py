@@ -7,8 +7,8 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError
 
+from contracts.decoding import PostLimits
 from pipelines.exceptions import ConfigInvalid
-from policies.decoding import PostLimits
 
 
 class KafkaSettings(BaseModel):

@@ -19,11 +19,11 @@ import time
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import asdict, dataclass
 
+from contracts.errors import Stage
 from pipelines.config import PoolSettings, RetrySettings
-from pipelines.inference import Failure
 from pipelines.kafka_io import Batch, BatchConsumer, OutMessage, Producer
+from pipelines.signal_records import Failure
 from pipelines.steps import Moderator, SourceMessage
-from policies.exceptions import Stage
 
 log = logging.getLogger(__name__)
 

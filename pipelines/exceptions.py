@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from policies.exceptions import ModerationError, Stage
+from contracts.errors import ModerationError, Stage
 
 
 class ServiceUnavailable(ModerationError):

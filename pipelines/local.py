@@ -6,12 +6,13 @@ import json
 from dataclasses import dataclass
 from typing import Any
 
+from contracts.records import DeadLetter, Post, Verdict
 from pipelines.config import PipelineConfig
-from pipelines.inference import SignalSource, build_signal_source, image_limits
+from pipelines.signal_source import SignalSource
 from pipelines.steps import Moderator, SourceMessage
 from pipelines.telemetry import Telemetry, telemetry
-from policies.contracts import DeadLetter, Post, Verdict
-from policies.planning import PolicySet
+from pipelines.wiring import build_signal_source, image_limits
+from policies.policy_set import PolicySet
 
 
 def build_moderator(
@@ -43,18 +44,14 @@ class LocalModerator:
     moderator: Moderator
 
     @classmethod
-    def from_config(cls, config: PipelineConfig, *, signals: Any = None) -> LocalModerator:
-        """Policies from the config's directory (watched), signals from `signals` or in-process."""
+    def from_config(
+        cls, config: PipelineConfig, source: SignalSource | None = None
+    ) -> LocalModerator:
+        """Watched policies from the config's directory; signals from `source` or in-process."""
         from policies.watch import PolicyWatcher
 
-        if signals is not None:
-            from pipelines.serving import ServeSignalSource
-
-            source: SignalSource = ServeSignalSource(signals)
-        else:
-            source = build_signal_source(config)
         watcher = PolicyWatcher(config.policy_dir).start()
-        return cls(build_moderator(config, watcher, source))
+        return cls(build_moderator(config, watcher, source or build_signal_source(config)))
 
     @classmethod
     def with_policies(cls, config: PipelineConfig, policies: PolicySet) -> LocalModerator:

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import random
 
+from contracts.errors import ModerationError
 from operators.exceptions import ImageFetchError, ImageFetchTimeout, InferenceError
-from policies.exceptions import ModerationError
 
 # Failures that can pass on their own: a slow or flaky image host, a model that failed on a batch.
 # Every other deliberate error is a fact about the message (bad JSON, an image too large) that

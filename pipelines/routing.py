@@ -5,11 +5,11 @@ Every output is keyed by post id, so all messages about one post land on one par
 
 from __future__ import annotations
 
+from contracts.records import DeadLetter, ShadowVerdict, Verdict
 from pipelines.config import TopicSettings
 from pipelines.kafka_io import OutMessage
 from pipelines.tracing import Headers
-from policies.contracts import DeadLetter, ShadowVerdict, Verdict
-from policies.planning import PolicyOutcome
+from policies.policy_set import PolicyOutcome
 
 
 def route_verdict(

@@ -18,7 +18,7 @@ from pipelines.serving import (
     signal_deployment,
     with_absolute_paths,
 )
-from policies.planning import PolicySet
+from policies.policy_set import PolicySet
 
 log = logging.getLogger(__name__)
 

@@ -1,6 +1,6 @@
 """Ray Serve: the VLM replica pool with dynamic batching, and the HTTP moderation API.
 
-`SignalReplica` only wraps `pipelines.inference.SignalComputer`; consumers reach it through
+`SignalReplica` only wraps `pipelines.replica_core.SignalComputer`; consumers reach it through
 `ServeSignalSource`, which has the same `compute` as the in-process computer.
 """
 
@@ -18,17 +18,14 @@ from fastapi.responses import JSONResponse
 from ray import serve
 from ray.serve.handle import DeploymentHandle
 
+from contracts.records import DeadLetter, ModelRef, Verdict
 from pipelines.config import PipelineConfig
-from pipelines.inference import (
-    Failure,
-    InferenceRequest,
-    InferenceResult,
-    SignalSource,
-    build_signal_source,
-)
+from pipelines.local import LocalModerator
+from pipelines.signal_records import Failure, InferenceRequest, InferenceResult
+from pipelines.signal_source import SignalSource
 from pipelines.telemetry import install_exporters, telemetry
 from pipelines.tracing import context_from_headers
-from policies.contracts import DeadLetter, ModelRef, Verdict
+from pipelines.wiring import build_signal_source
 
 log = logging.getLogger(__name__)
 
@@ -211,12 +208,10 @@ class ModerationApi:
     """`POST /v1/moderate`: a Post in, the most severe active Verdict out."""
 
     def __init__(self, config: dict[str, Any], signals: DeploymentHandle) -> None:
-        from pipelines.local import LocalModerator
-
         settings = PipelineConfig.model_validate(config)
         install_exporters(settings.telemetry)
         self.max_request_bytes = settings.api.max_request_bytes
-        self.moderator = LocalModerator.from_config(settings, signals=signals)
+        self.moderator = LocalModerator.from_config(settings, ServeSignalSource(signals))
 
     @api.post("/v1/moderate")
     async def moderate(self, request: Request) -> JSONResponse:

@@ -25,17 +25,18 @@ from typing import TYPE_CHECKING, Any
 from opentelemetry import trace
 from opentelemetry.context import Context
 
+from contracts.decoding import PostLimits, decode_post
+from contracts.errors import Stage
+from contracts.records import DeadLetter, InputChange, Post, Signals, utc_now
 from pipelines.config import RetrySettings, TopicSettings
-from pipelines.inference import Failure, InferenceRequest, InferenceResult, SignalSource
 from pipelines.kafka_io import OutMessage
 from pipelines.retry import backoff_delay, should_retry
 from pipelines.routing import route_dead_letter, route_shadow, route_verdict
+from pipelines.signal_records import Failure, InferenceRequest, InferenceResult
+from pipelines.signal_source import SignalSource
 from pipelines.telemetry import Telemetry
 from pipelines.tracing import Headers, context_from_headers, headers_with_trace, trace_id_of
-from policies.contracts import DeadLetter, InputChange, Post, Signals, utc_now
-from policies.decoding import PostLimits, decode_post
-from policies.exceptions import Stage
-from policies.planning import PolicySet, SetDecision, SignalPlan
+from policies.policy_set import PolicySet, SetDecision, SignalPlan
 
 if TYPE_CHECKING:
     from operators.images import ImageLoader

@@ -12,8 +12,8 @@ from typing import Any, get_args
 
 from pydantic import BaseModel, ValidationError
 
-from policies.contracts import PolicyRef
-from policies.engine import CompiledPolicy, CompiledRule
+from contracts.records import PolicyRef
+from policies.compiled import CompiledPolicy, CompiledRule
 from policies.exceptions import PolicyInvalid, Problem
 from policies.expressions import Condition, Declared, ExpressionLimits, compile_condition
 from policies.patterns import PatternRegistry

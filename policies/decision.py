@@ -7,7 +7,7 @@ from typing import TypeVar
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from policies.contracts import (
+from contracts.records import (
     Action,
     InputChange,
     MatchedRule,

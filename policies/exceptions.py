@@ -1,53 +1,10 @@
-"""The project's base exception and the pipeline stages errors belong to.
-
-Standard library only: `operators` imports this on GPU boxes that have no pydantic.
-"""
+"""Errors of the policy layer: a problem at a place in a policy file, and a refused policy."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from enum import StrEnum
 
-
-class Stage(StrEnum):
-    """Where in the pipeline a post failed; dead letters carry it."""
-
-    DECODE = "decode"
-    VALIDATE = "validate"
-    FETCH_IMAGE = "fetch-image"
-    INFER = "infer"
-    POLICY = "policy"
-    ROUTE = "route"
-    PRODUCE = "produce"
-
-
-class ModerationError(Exception):
-    """Base of every error the project raises on purpose: a stage and a human reason."""
-
-    stage: Stage = Stage.VALIDATE
-
-    def __init__(self, reason: str, *, stage: Stage | None = None) -> None:
-        super().__init__(reason)
-        self.reason = reason
-        if stage is not None:
-            self.stage = stage
-
-    @property
-    def error_type(self) -> str:
-        """The class name, as written into dead letters."""
-        return type(self).__name__
-
-
-class PostDecodeError(ModerationError):
-    """The message bytes are not a JSON object."""
-
-    stage = Stage.DECODE
-
-
-class PostValidationError(ModerationError):
-    """The JSON object is not a valid post; the reason names each bad field."""
-
-    stage = Stage.VALIDATE
+from contracts.errors import ModerationError, Stage
 
 
 @dataclass(frozen=True, order=True)

@@ -7,11 +7,11 @@ from pathlib import Path
 
 from pydantic import ValidationError
 
+from policies.compiled import CompiledPolicy
 from policies.compiler import compile_policy, schema_problems
-from policies.engine import CompiledPolicy
 from policies.exceptions import PolicyInvalid, Problem
 from policies.expressions import ExpressionLimits
-from policies.planning import PolicySet
+from policies.policy_set import PolicySet
 from policies.schema import TestCase, TestFile
 from policies.yamlsource import YamlLimits, read_yaml
 

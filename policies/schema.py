@@ -11,7 +11,7 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from policies.contracts import Action
+from contracts.records import Action
 
 NAME_PATTERN = r"^[a-z0-9][a-z0-9-]*$"
 SIGNAL_NAME_PATTERN = r"^[a-z_][a-z0-9_]*$"

@@ -8,9 +8,9 @@ from typing import Any
 
 from pydantic import ValidationError
 
-from policies.contracts import Post, Signals, describe_validation_error
+from contracts.records import Post, Signals, describe_validation_error
+from policies.compiled import CompiledPolicy
 from policies.decision import Decision
-from policies.engine import CompiledPolicy
 from policies.exceptions import PolicyInvalid, Problem
 from policies.loader import (
     POLICY_SUFFIXES,

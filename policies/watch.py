@@ -18,7 +18,7 @@ from watchdog.observers import Observer
 
 from policies.exceptions import PolicyInvalid
 from policies.loader import POLICY_SUFFIXES, load_policy_dir
-from policies.planning import PolicySet
+from policies.policy_set import PolicySet
 
 log = logging.getLogger(__name__)
 

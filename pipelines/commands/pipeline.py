@@ -13,11 +13,11 @@ from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
-from policies.exceptions import ModerationError
+from contracts.errors import ModerationError
 
 if TYPE_CHECKING:
     from pipelines.config import PipelineConfig
-    from policies.planning import PolicySet
+    from policies.policy_set import PolicySet
 
 MODEL_HELP = "tiny:<arch> (random weights, built offline), a hub id, or a local path."
 

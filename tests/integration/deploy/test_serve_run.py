@@ -32,8 +32,8 @@ from pathlib import Path
 import pytest
 import yaml
 
+from contracts.records import Verdict
 from pipelines.harness import free_port
-from policies.contracts import Verdict
 
 REPO = Path(__file__).resolve().parents[3]
 READY_TIMEOUT_S = 180

@@ -8,8 +8,8 @@ import time
 import pytest
 import ray
 
+from contracts.records import DeadLetter, Verdict
 from pipelines.config import PoolSettings
-from policies.contracts import DeadLetter, Verdict
 
 from .conftest import malformed_messages, post_messages, publish
 

@@ -8,7 +8,8 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from operators.images import ImageLimits, ImageLoader, LoadedImage
+from operators.images import ImageLoader, LoadedImage
+from operators.limits import ImageLimits
 from operators.loading import load_vlm
 from operators.spec import ModelSpec
 from operators.tiny import make_tiny

@@ -5,8 +5,8 @@ from __future__ import annotations
 import pytest
 import torch
 
-from operators.engine import yes_probability
 from operators.exceptions import ImagePreprocessError, InferenceError
+from operators.forward import yes_probability
 from operators.tasks import ImageJob, ImageSignals, VlmOperator
 
 QUESTIONS = {

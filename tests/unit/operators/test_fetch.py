@@ -21,7 +21,8 @@ from operators.exceptions import (
     UnsupportedImageSource,
 )
 from operators.fetch import check_addresses, fetch_url, forbidden_reason
-from operators.images import ImageLimits, ImageLoader
+from operators.images import ImageLoader
+from operators.limits import ImageLimits
 
 PNG = io.BytesIO()
 Image.new("RGB", (8, 8), "green").save(PNG, "PNG")
@@ -214,7 +215,7 @@ def test_allow_private_addresses_opens_everything(server):
 
 
 def test_error_text_drops_object_reprs_and_addresses():
-    from operators.fetch import error_text
+    from operators.exceptions import error_text
 
     error = OSError("cannot identify image file <_io.BytesIO object at 0x7f57759d3970>")
     assert error_text(error) == "cannot identify image file"

@@ -11,6 +11,7 @@ import zlib
 import pytest
 from PIL import Image
 
+from contracts.errors import ModerationError, Stage
 from operators.exceptions import (
     FileOutsideRoot,
     ImageDecodeError,
@@ -18,8 +19,8 @@ from operators.exceptions import (
     ImageTooLarge,
     UnsupportedImageSource,
 )
-from operators.images import ImageLimits, ImageLoader, decode_image, to_rgb
-from policies.exceptions import ModerationError, Stage
+from operators.images import ImageLoader, decode_image, to_rgb
+from operators.limits import ImageLimits
 
 
 def _encode(image: Image.Image, fmt: str, **options) -> bytes:
@@ -194,11 +195,9 @@ def test_decode_image_is_usable_directly(jpeg):
     ],
 )
 def test_unreadable_bytes_give_a_clean_dead_letter_reason(data, expected):
-    from pipelines.inference import Failure
-
     with pytest.raises(ImageDecodeError) as refused:
         decode_image(data, ImageLimits())
-    reason = Failure.of(refused.value).reason  # what the dead letter's `error` carries
+    reason = refused.value.reason  # what the dead letter's `error` carries
     assert reason.startswith(expected), reason
     assert "<" not in reason and "0x" not in reason and "object at" not in reason, reason
 

@@ -92,7 +92,7 @@ def test_operators_import_without_service_packages():
         "import sys\n"
         "for name in ('ray', 'kafka', 'redis', 'pydantic'): sys.modules[name] = None\n"
         "import operators.tasks, operators.cache, operators.images, operators.tiny\n"
-        "import operators.loading, operators.engine, operators.fetch\n"
+        "import operators.loading, operators.forward, operators.fetch\n"
         "print('ok')\n"
     )
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)

@@ -7,8 +7,8 @@ import logging
 import pytest
 
 from operators.cache import SignalCache, decode_embedding, encode_embedding
-from operators.planning import model_key
 from operators.tasks import ImageJob, ImageSignals, VlmOperator
+from operators.work import model_key
 
 QUESTIONS = {"gun": "Is there a gun?", "cat": "Is it a cat?"}
 LABELS = {"violence": "violence"}

@@ -9,8 +9,8 @@ import pytest
 from PIL import Image
 from typer.testing import CliRunner
 
+from contracts.records import Verdict
 from pipelines.cli import app
-from policies.contracts import Verdict
 
 EXAMPLES = Path(__file__).resolve().parents[3] / "policies" / "examples"
 

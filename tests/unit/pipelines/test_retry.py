@@ -2,9 +2,9 @@ import random
 
 import pytest
 
+from contracts.errors import PostDecodeError
 from operators.exceptions import ImageDecodeError, ImageFetchTimeout, ImageTooLarge, InferenceError
 from pipelines.retry import backoff_delay, is_retryable, should_retry
-from policies.exceptions import PostDecodeError
 
 
 @pytest.mark.parametrize(

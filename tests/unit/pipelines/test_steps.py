@@ -10,14 +10,14 @@ from opentelemetry.sdk.trace import TracerProvider
 from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 
+from contracts.errors import Stage
+from contracts.records import DeadLetter, ModelRef, ShadowVerdict, Signals, Verdict
 from pipelines.config import KafkaSettings, PipelineConfig, RetrySettings
-from pipelines.inference import Failure, InferenceResult
 from pipelines.local import build_moderator
 from pipelines.samples import drawn_image
+from pipelines.signal_records import Failure, InferenceResult
 from pipelines.steps import SourceMessage
 from pipelines.telemetry import telemetry
-from policies.contracts import DeadLetter, ModelRef, ShadowVerdict, Signals, Verdict
-from policies.exceptions import Stage
 from policies.loader import load_policy_dir
 
 POLICY = """

@@ -1,6 +1,6 @@
 from pathlib import Path
 
-from policies.contracts import Action, Post, Signals
+from contracts.records import Action, Post, Signals
 from policies.loader import load_policy_dir
 from policies.testing import run_tests
 

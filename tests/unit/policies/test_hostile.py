@@ -4,7 +4,7 @@ import time
 
 import pytest
 
-from policies.contracts import Action, Post, Signals
+from contracts.records import Action, Post, Signals
 from policies.exceptions import PolicyInvalid
 from policies.loader import load_policy
 

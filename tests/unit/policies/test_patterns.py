@@ -1,7 +1,7 @@
 import pytest
 
+from contracts.records import Post, Signals
 from policies.celscan import tokenize
-from policies.contracts import Post, Signals
 from policies.patterns import PatternMatcher, PatternRegistry
 
 

@@ -1,7 +1,7 @@
 import threading
 import time
 
-from policies.contracts import Post, Signals
+from contracts.records import Post, Signals
 from policies.watch import PolicyWatcher
 
 POLICY = """\

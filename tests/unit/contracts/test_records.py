@@ -8,7 +8,8 @@ import json
 import pytest
 from jsonschema import Draft202012Validator
 
-from policies.contracts import (
+from contracts.errors import Stage
+from contracts.records import (
     SCHEMAS,
     Action,
     DeadLetter,
@@ -22,7 +23,6 @@ from policies.contracts import (
     VerdictDiff,
     verdict_key,
 )
-from policies.exceptions import Stage
 
 PNG_1PX = base64.b64encode(b"\x89PNG\r\n\x1a\n").decode()
 

@@ -24,7 +24,7 @@ from pydantic import (
     model_validator,
 )
 
-from policies.exceptions import Stage
+from contracts.errors import Stage
 
 DEFAULT_MAX_IMAGES = 8
 

@@ -1,6 +1,6 @@
 import time
 
-from policies.contracts import Action, Post, Signals
+from contracts.records import Action, Post, Signals
 
 RULES = """\
 queues:

@@ -1,9 +1,9 @@
 import pytest
 
-from policies.contracts import Action, Post, Signals
+from contracts.records import Action, Post, Signals
 from policies.exceptions import PolicyInvalid
 from policies.loader import load_policy_dir
-from policies.planning import PolicySet, SignalPlan
+from policies.policy_set import PolicySet, SignalPlan
 
 COMMUNITY = """\
 rules:

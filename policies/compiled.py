@@ -21,7 +21,7 @@ from typing import Any
 
 import cel
 
-from policies.contracts import Action, MatchedRule, PolicyRef, Post, RuleError, Signals
+from contracts.records import Action, MatchedRule, PolicyRef, Post, RuleError, Signals
 from policies.decision import DEFAULT_PRIORITY, Decision
 from policies.expressions import Condition, Needs
 from policies.schema import Mode

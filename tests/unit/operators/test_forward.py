@@ -5,7 +5,7 @@ from __future__ import annotations
 import torch
 
 from operators.batching import collate_prefixes, encode_prefix, encode_task_rows, stack_padded
-from operators.engine import run_forward
+from operators.forward import run_forward
 
 
 def _left_pad(encoding, pad_id, extra):

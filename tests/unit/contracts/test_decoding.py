@@ -6,9 +6,9 @@ import json
 
 import pytest
 
-from policies.contracts import InputChangeKind
-from policies.decoding import PostLimits, check_depth, decode_post, replace_surrogates
-from policies.exceptions import PostDecodeError, PostValidationError, Stage
+from contracts.decoding import PostLimits, check_depth, decode_post, replace_surrogates
+from contracts.errors import PostDecodeError, PostValidationError, Stage
+from contracts.records import InputChangeKind
 
 
 def nested(depth: int) -> bytes:

@@ -17,14 +17,14 @@ from typing import Any
 
 from pydantic import ValidationError
 
-from policies.contracts import (
+from contracts.errors import PostDecodeError, PostValidationError
+from contracts.records import (
     DEFAULT_MAX_IMAGES,
     InputChange,
     InputChangeKind,
     Post,
     describe_validation_error,
 )
-from policies.exceptions import PostDecodeError, PostValidationError
 
 _SURROGATE = re.compile("[\ud800-\udfff]")
 

@@ -14,9 +14,9 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from policies.contracts import Post, Signals, Verdict
+from contracts.records import Post, Signals, Verdict
+from policies.compiled import CompiledPolicy, Deadline, post_variables
 from policies.decision import Decision, VerdictDiff, diff_decisions
-from policies.engine import CompiledPolicy, Deadline, post_variables
 from policies.exceptions import PolicyInvalid, Problem
 from policies.expressions import Needs
 from policies.schema import Mode
@@ -160,7 +160,3 @@ class PolicySet:
             diff = diff_decisions(by_id.get(policy.ref.id), decision)
             shadow.append(PolicyOutcome(decision, signals, diff))
         return SetDecision(tuple(active), tuple(shadow))
-
-    def rule_error_count(self) -> int:
-        """Rule errors counted across the set's policies since they were loaded."""
-        return sum(policy.stats.rule_errors for policy in self.policies)

@@ -1,0 +1,10 @@
+"""The records every layer shares, below all of them.
+
+- `contracts.errors`: `Stage` and `ModerationError`, the base of every error raised on purpose.
+  Standard library only, so `operators` can import it on a GPU box without pydantic.
+- `contracts.records`: `Post`, `Verdict`, `DeadLetter`, `Signals` and the pieces they share, as
+  frozen pydantic models; `vlmod schema NAME` prints their JSON Schemas.
+- `contracts.decoding`: Kafka message bytes to a bounded, normalized `Post`.
+
+Nothing is imported here, so importing `contracts.errors` never pulls in pydantic.
+"""

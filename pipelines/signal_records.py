@@ -1,0 +1,65 @@
+"""What crosses from a consumer to a model replica and back.
+
+Requests carry fetched image bytes and the prompts a post's policies still need; results carry
+signals keyed by prompt text, or a `Failure`. Failures are plain records, not exceptions, so
+they cross Ray's process boundary unchanged.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+
+from contracts.errors import ModerationError, Stage
+from contracts.records import Signals
+from pipelines.retry import is_retryable
+
+_SURROGATES = re.compile("[\ud800-\udfff]")
+
+
+@dataclass(frozen=True)
+class Failure:
+    """Why a post could not be moderated, as it goes into a dead letter."""
+
+    stage: Stage
+    error_type: str
+    reason: str
+    retryable: bool = False
+
+    @classmethod
+    def of(cls, error: BaseException, stage: Stage = Stage.INFER) -> Failure:
+        """The record of `error`; `stage` is where an error not raised on purpose happened."""
+        if isinstance(error, ModerationError):
+            stage, reason = error.stage, error.reason
+        else:
+            reason = str(error) or type(error).__name__
+        return cls(stage, type(error).__name__, one_line(reason), is_retryable(error))
+
+
+def one_line(text: str, limit: int = 500) -> str:
+    """`text` as one printable line of at most `limit` characters, for a dead letter's reason."""
+    flat = " ".join(_SURROGATES.sub("\ufffd", text).split())
+    return flat if len(flat) <= limit else flat[: limit - 1] + "…"
+
+
+@dataclass(frozen=True)
+class InferenceRequest:
+    """One post's images and the prompts its policies still need."""
+
+    post_id: str
+    images: tuple[bytes, ...]
+    labels: frozenset[str] = frozenset()
+    questions: frozenset[str] = frozenset()
+    describe: bool = False
+    trace_headers: tuple[tuple[str, bytes], ...] = ()
+
+
+@dataclass(frozen=True)
+class InferenceResult:
+    """Signals keyed by prompt text (probabilities: the maximum over the post's images)."""
+
+    post_id: str
+    signals: Signals | None = None
+    failure: Failure | None = None
+    cache_hits: int = 0
+    cache_misses: int = 0

@@ -1,0 +1,67 @@
+"""From a PipelineConfig to the operators' own settings and a signal source."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from pipelines.signal_source import NoopSignals, SignalSource
+
+if TYPE_CHECKING:
+    from operators.limits import ImageLimits
+    from operators.spec import ModelSpec
+    from pipelines.config import PipelineConfig
+
+
+def build_signal_source(config: PipelineConfig) -> SignalSource:
+    """The in-process source: `noop`, else the configured VLM (cached when Redis is set)."""
+    if config.model.name_or_path == "noop":
+        return NoopSignals()
+    from operators.cache import SignalCache
+    from operators.loading import load_vlm
+    from operators.tasks import VlmOperator
+    from pipelines.replica_core import SignalComputer
+
+    if config.model.torch_threads:
+        import torch
+
+        torch.set_num_threads(config.model.torch_threads)
+    vlm = load_vlm(model_spec(config))
+    cache = SignalCache(config.redis_url, ttl_s=config.cache_ttl_s) if config.redis_url else None
+    return SignalComputer(VlmOperator(vlm, cache), image_limits(config))
+
+
+def model_spec(config: PipelineConfig) -> ModelSpec:
+    """The operators' ModelSpec for the configured model; `tiny:<arch>` is built offline once."""
+    from operators.spec import ModelSpec
+    from operators.tiny import ensure_tiny
+
+    settings = config.model
+    name = settings.name_or_path
+    if name.startswith("tiny:"):
+        name = str(ensure_tiny(name.removeprefix("tiny:")))
+    return ModelSpec(
+        name,
+        revision=settings.revision,
+        dtype=settings.dtype,
+        device=settings.device,
+        attn_implementation=settings.attn_implementation,
+        max_new_tokens=settings.max_new_tokens,
+        compile=settings.compile,
+        local_files_only=settings.local_files_only,
+    )
+
+
+def image_limits(config: PipelineConfig) -> ImageLimits:
+    """The operators' ImageLimits for the configured image settings."""
+    from pathlib import Path
+
+    from operators.limits import ImageLimits
+
+    images = config.images
+    return ImageLimits(
+        max_bytes=images.max_bytes,
+        max_pixels=images.max_pixels,
+        fetch_timeout_s=images.fetch_timeout_s,
+        file_root=Path(images.file_root) if images.file_root else None,
+        allow_private_addresses=images.allow_private_addresses,
+    )

@@ -1,0 +1,73 @@
+"""Dependencies point one way: contracts at the bottom, pipelines on top, no cycles."""
+
+from __future__ import annotations
+
+import ast
+from collections import defaultdict
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[2]
+PACKAGES = ("contracts", "operators", "policies", "pipelines")
+MAY_IMPORT = {
+    "contracts": {"contracts"},
+    "operators": {"contracts", "operators"},
+    "policies": {"contracts", "policies"},
+    "pipelines": set(PACKAGES),
+}
+
+
+def modules() -> dict[str, Path]:
+    found = {}
+    for package in PACKAGES:
+        for path in (ROOT / package).rglob("*.py"):
+            parts = path.relative_to(ROOT).with_suffix("").parts
+            name = ".".join(parts[:-1] if parts[-1] == "__init__" else parts)
+            found[name] = path
+    return found
+
+
+def imports_of(path: Path) -> set[str]:
+    names = set()
+    for node in ast.walk(ast.parse(path.read_text())):
+        if isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
+            names.add(node.module)
+        elif isinstance(node, ast.Import):
+            names.update(alias.name for alias in node.names)
+    return names
+
+
+def graph() -> dict[str, set[str]]:
+    known = modules()
+    edges: dict[str, set[str]] = defaultdict(set)
+    for name, path in known.items():
+        edges[name] = {target for target in imports_of(path) if target in known}
+    return edges
+
+
+def test_each_package_imports_only_the_layers_below_it():
+    wrong = [
+        f"{module} imports {target}"
+        for module, targets in graph().items()
+        for target in targets
+        if target.split(".")[0] not in MAY_IMPORT[module.split(".")[0]]
+    ]
+    assert wrong == []
+
+
+def test_there_are_no_import_cycles():
+    edges = graph()
+    cycles = []
+
+    def visit(node: str, path: list[str]) -> None:
+        for target in edges[node]:
+            if target in path:
+                cycles.append([*path[path.index(target) :], target])
+            elif target not in done:
+                visit(target, [*path, target])
+        done.add(node)
+
+    done: set[str] = set()
+    for module in sorted(edges):
+        if module not in done:
+            visit(module, [module])
+    assert cycles == []

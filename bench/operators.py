@@ -1,5 +1,8 @@
 """Benchmark the VLM operators: batched vs naive, cost per extra question, cache hit vs miss.
 
+The post-level section asks 1 and then 4 questions of whole posts (text + 2 images in one
+prompt) and reports what each extra question costs as a share of the first.
+
 Runs on a bare GPU box (torch, transformers, pillow only):
 
     python bench/operators.py                               # tiny SmolVLM, CPU or GPU
@@ -34,11 +37,12 @@ from PIL import Image  # noqa: E402
 from operators.cache import SignalCache  # noqa: E402
 from operators.forward import yes_probability  # noqa: E402
 from operators.images import ImageLoader, LoadedImage  # noqa: E402
+from operators.jobs import About, PostJob, TaskKind, VlmTask  # noqa: E402
 from operators.loading import Vlm, load_vlm  # noqa: E402
 from operators.spec import ModelSpec  # noqa: E402
 from operators.tasks import ImageJob, VlmOperator  # noqa: E402
 from operators.tiny import ensure_tiny, make_tiny  # noqa: E402
-from operators.work import TaskKind, job_tasks  # noqa: E402
+from operators.work import image_task_text  # noqa: E402
 
 QUESTIONS = {
     "weapon": "Is there a weapon in this image?",
@@ -51,6 +55,16 @@ QUESTIONS = {
     "car": "Is there a car in this image?",
 }
 LABELS = {"violence": "violence", "sexual": "nudity", "hate": "hate symbols", "spam": "spam"}
+POST_QUESTIONS = (
+    "Does this post ask the buyer to pay or talk outside the platform?",
+    "Does this post threaten anyone?",
+    "Does this post sell drugs or weapons?",
+    "Does the text contradict what the images show?",
+)
+POST_TEXT = (
+    "Selling my old road bike, barely used, new tyres and a spare chain. Pick up in town only. "
+    "Message me on the other app and pay there, it is quicker. No returns, no lowballers."
+)
 
 
 def parse_args() -> argparse.Namespace:
@@ -113,10 +127,11 @@ def full_workload(images: list[LoadedImage]) -> list[ImageJob]:
 
 def naive_post(vlm: Vlm, job: ImageJob) -> None:
     """The baseline: the whole prompt with the image, one forward per question, one generate."""
-    for task in job_tasks(vlm, job):
-        inputs = vlm.processor(
-            text=[vlm.layout.full_text(task.text)], images=[job.image.image], return_tensors="pt"
-        ).to(vlm.device)
+    for task in job.as_post().tasks:
+        text = vlm.layout.full_text(image_task_text(vlm, task))
+        inputs = vlm.processor(text=[text], images=[job.image.image], return_tensors="pt").to(
+            vlm.device
+        )
         if "pixel_values" in inputs:
             inputs["pixel_values"] = inputs["pixel_values"].to(vlm.model.dtype)
         with torch.inference_mode():
@@ -158,6 +173,8 @@ def main() -> None:
     figures["naive_posts_per_s"] = naive_count / naive_s
     figures["batched_over_naive"] = figures["batched_posts_per_s"] / figures["naive_posts_per_s"]
     figures.update(question_costs(operator, images, args.repeats, device))
+    pairs = synthetic_images(2 * args.batch, args.image_size)
+    figures.update(post_question_costs(operator, pairs, args.repeats, device))
     figures.update(cache_costs(vlm, jobs, args.redis_url))
     report(figures)
     if args.json:
@@ -179,6 +196,25 @@ def question_costs(
         "one_question_posts_per_s": len(images) / one,
         "four_questions_posts_per_s": len(images) / times[4],
         "extra_question_cost_vs_first": extra,
+    }
+
+
+def post_question_costs(
+    operator: VlmOperator, images: list[LoadedImage], repeats: int, device: str
+) -> dict[str, object]:
+    """Posts of text + 2 images: batch time for 1 and 4 post-level questions."""
+    times = {}
+    for count in (1, 4):
+        tasks = tuple(VlmTask(TaskKind.QUESTION, q, About.POST) for q in POST_QUESTIONS[:count])
+        posts = [
+            PostJob((images[i], images[i + 1]), POST_TEXT, tasks) for i in range(0, len(images), 2)
+        ]
+        times[count] = timed(lambda posts=posts: operator.run_posts(posts), repeats, device)
+    posts_count = len(images) // 2
+    return {
+        "post_one_question_posts_per_s": posts_count / times[1],
+        "post_four_questions_posts_per_s": posts_count / times[4],
+        "post_extra_question_cost_vs_first": (times[4] - times[1]) / 3 / times[1],
     }
 
 

@@ -1,19 +1,21 @@
-"""Preprocessing: turn images and task texts into padded tensors. Pure; no model calls.
+"""Preprocessing: turn images and token ids into padded tensors. Pure; no model calls.
 
-Every image is run through the processor on its own so that one image the processor rejects
-fails only its own job; the per-image tensors are then collated with left padding.
+Every image is run through the processor on its own, with only its placeholder as text, so that
+one image the processor rejects fails only its own post, and so that its token expansion can be
+placed into any prompt. Prefix rows and task rows are collated with left padding.
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import dataclass
 from typing import Any
 
 import torch
 from PIL import Image
 
 from operators.exceptions import ImagePreprocessError
-from operators.forward import PrefixBatch, TaskRows
+from operators.forward import TaskRows
 from operators.loading import Vlm
 
 MAX_ASPECT_RATIO = 50.0
@@ -21,8 +23,16 @@ MAX_ASPECT_RATIO = 50.0
 _TEXT_KEYS = ("input_ids", "attention_mask")
 
 
-def encode_prefix(vlm: Vlm, image: Image.Image) -> dict[str, torch.Tensor]:
-    """The processor's tensors for one image under the shared prompt prefix."""
+@dataclass
+class ImageEncoding:
+    """One image through the processor alone: its placeholder's token expansion and pixels."""
+
+    expansion: tuple[int, ...]
+    pixel_inputs: dict[str, torch.Tensor]  # batch dimension 1
+
+
+def encode_image(vlm: Vlm, image: Image.Image) -> ImageEncoding:
+    """The processor's expansion of one image placeholder, and that image's pixel tensors."""
     width, height = image.size
     if min(width, height) < 1 or max(width, height) / min(width, height) > MAX_ASPECT_RATIO:
         raise ImagePreprocessError(
@@ -30,24 +40,38 @@ def encode_prefix(vlm: Vlm, image: Image.Image) -> dict[str, torch.Tensor]:
             f"over {MAX_ASPECT_RATIO:g}:1"
         )
     try:
-        encoded = vlm.processor(text=[vlm.layout.prefix], images=[image], return_tensors="pt")
+        encoded = vlm.processor(
+            text=[vlm.prompts.image_token],
+            images=[image],
+            add_special_tokens=False,
+            return_tensors="pt",
+        )
     except (ValueError, TypeError, RuntimeError, OSError, IndexError) as exc:
         raise ImagePreprocessError(f"the model's processor rejected the image: {exc}") from exc
-    return dict(encoded)
+    pixels = {key: value for key, value in encoded.items() if key not in _TEXT_KEYS}
+    return ImageEncoding(tuple(encoded["input_ids"][0].tolist()), pixels)
 
 
-def collate_prefixes(encodings: Sequence[dict[str, torch.Tensor]], pad_id: int) -> PrefixBatch:
-    """Stack per-image encodings: token ids left-padded, pixel tensors zero-padded."""
-    lengths = [int(encoding["input_ids"].shape[1]) for encoding in encodings]
-    width = max(lengths)
-    input_ids = torch.full((len(encodings), width), pad_id, dtype=torch.long)
-    mask = torch.zeros((len(encodings), width), dtype=torch.long)
-    for row, (encoding, length) in enumerate(zip(encodings, lengths, strict=True)):
-        input_ids[row, width - length :] = encoding["input_ids"][0]
-        mask[row, width - length :] = encoding["attention_mask"][0]
-    pixel_keys = [key for key in encodings[0] if key not in _TEXT_KEYS]
-    pixels = {key: stack_padded([encoding[key] for encoding in encodings]) for key in pixel_keys}
-    return PrefixBatch(input_ids=input_ids, attention_mask=mask, pixel_inputs=pixels)
+def collate_images(encodings: Sequence[ImageEncoding]) -> dict[str, torch.Tensor]:
+    """One entry per image along dim 0, other dims zero-padded; {} for no image."""
+    if not encodings:
+        return {}
+    keys = list(encodings[0].pixel_inputs)
+    return {key: stack_padded([e.pixel_inputs[key] for e in encodings]) for key in keys}
+
+
+def collate_prefixes(
+    rows: Sequence[Sequence[int]], pad_id: int
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Left-padded token ids and their attention mask, one row per prefix."""
+    width = max((len(row) for row in rows), default=0)
+    input_ids = torch.full((len(rows), width), pad_id, dtype=torch.long)
+    mask = torch.zeros((len(rows), width), dtype=torch.long)
+    for index, row in enumerate(rows):
+        if row:
+            input_ids[index, width - len(row) :] = torch.tensor(list(row), dtype=torch.long)
+            mask[index, width - len(row) :] = 1
+    return input_ids, mask
 
 
 def stack_padded(tensors: Sequence[torch.Tensor]) -> torch.Tensor:
@@ -65,23 +89,18 @@ def stack_padded(tensors: Sequence[torch.Tensor]) -> torch.Tensor:
 
 
 def encode_task_rows(
-    vlm: Vlm, image_index: Sequence[int], texts: Sequence[str], generate: Sequence[bool]
+    vlm: Vlm, prefix_index: Sequence[int], suffixes: Sequence[str], generate: Sequence[bool]
 ) -> TaskRows:
-    """Tokenize each row's suffix (no special tokens) with left padding."""
-    if not texts:
+    """Tokenize each row's whole suffix (question through assistant cue) with left padding."""
+    if not suffixes:
         empty = torch.zeros((0, 0), dtype=torch.long)
         none = torch.zeros(0, dtype=torch.long)
         return TaskRows(none, empty, empty, none)
     tokenizer: Any = vlm.tokenizer
-    encoded = tokenizer(
-        [vlm.layout.task_text(text) for text in texts],
-        add_special_tokens=False,
-        padding=True,
-        return_tensors="pt",
-    )
+    encoded = tokenizer(list(suffixes), add_special_tokens=False, padding=True, return_tensors="pt")
     generate_rows = [row for row, flag in enumerate(generate) if flag]
     return TaskRows(
-        image_index=torch.tensor(list(image_index), dtype=torch.long),
+        prefix_index=torch.tensor(list(prefix_index), dtype=torch.long),
         input_ids=encoded["input_ids"],
         attention_mask=encoded["attention_mask"],
         generate_rows=torch.tensor(generate_rows, dtype=torch.long),

@@ -67,6 +67,10 @@ class InferenceError(OperatorError):
     """The model failed on this item."""
 
 
+class UnsupportedTask(OperatorError):
+    """A task the model cannot answer as asked (a caption or an embedding about the post)."""
+
+
 class ModelLoadError(OperatorError):
     """The checkpoint could not be loaded; the reason says what to do."""
 

@@ -1,9 +1,10 @@
 """The forward step: the only code that touches the model.
 
-One call encodes every image once, prefills the shared prefix (system prompt, image tokens)
-once per image, copies that KV cache to one row per task, and runs all task suffixes of all
-images in one batched pass. Yes/no probabilities come from that pass's next-token logits;
-descriptions continue greedily from it, batched, with left padding.
+One call runs the vision tower once over the batch's unique images, prefills every prefix row
+(an image-level prefix: one image; a post-level prefix: all of a post's images and its text) in
+one left-padded batch, taking each image token's features from that one encoding, copies each
+prefix's KV cache to one row per task, and runs all task suffixes in one batched pass. Yes/no
+probabilities come from that pass's next-token logits; descriptions continue greedily from it.
 """
 
 from __future__ import annotations
@@ -12,29 +13,35 @@ from dataclasses import dataclass
 from typing import Any
 
 import torch
+from transformers.modeling_outputs import BaseModelOutputWithPooling
 
 from operators.loading import Vlm
 
 
 @dataclass
 class PrefixBatch:
-    """The image prefixes of a batch: left-padded token ids plus the processor's pixel inputs."""
+    """The prefix rows of a batch and the unique images their image tokens stand for.
+
+    `pixel_inputs` hold each unique image once (dim 0); `image_order` names, for every image
+    placeholder of the rows in reading order (row by row), which of those images fills it.
+    """
 
     input_ids: torch.Tensor
     attention_mask: torch.Tensor
     pixel_inputs: dict[str, torch.Tensor]
+    image_order: tuple[int, ...] = ()
 
     @property
     def size(self) -> int:
-        """How many images the batch holds."""
+        """How many prefix rows the batch holds."""
         return int(self.input_ids.shape[0])
 
 
 @dataclass
 class TaskRows:
-    """One row per task: which image it belongs to and its left-padded suffix tokens."""
+    """One row per task: which prefix row it continues and its left-padded suffix tokens."""
 
-    image_index: torch.Tensor
+    prefix_index: torch.Tensor
     input_ids: torch.Tensor
     attention_mask: torch.Tensor
     generate_rows: torch.Tensor  # indices of the rows that continue into a description
@@ -42,28 +49,28 @@ class TaskRows:
     @property
     def size(self) -> int:
         """How many task rows there are."""
-        return int(self.image_index.shape[0])
+        return int(self.prefix_index.shape[0])
 
 
 @dataclass
 class ForwardResult:
     """Raw tensors out of the model, all on the CPU."""
 
-    embeddings: torch.Tensor | None  # (images, hidden) float32
+    embeddings: torch.Tensor | None  # (unique images, hidden) float32
     yes_probability: torch.Tensor  # (rows,) float32; meaningless for generate rows
     generated: torch.Tensor | None  # (generate rows, tokens) token ids
 
 
 def run_forward(vlm: Vlm, prefix: PrefixBatch, rows: TaskRows, embed: bool) -> ForwardResult:
-    """Encode the images once, then score and generate every task row."""
+    """Encode each unique image once, then score and generate every task row."""
     with torch.inference_mode():
-        image_outputs = encode_images(vlm, prefix.pixel_inputs)
-        embeddings = pool_image_features(image_outputs) if embed else None
+        features = encode_images(vlm, prefix.pixel_inputs) if prefix.pixel_inputs else []
+        embeddings = pool_image_features(features) if embed and features else None
         if rows.size == 0:
             return ForwardResult(embeddings, torch.empty(0), None)
-        cache = prefill(vlm, prefix, image_outputs)
-        cache.batch_select_indices(rows.image_index.to(vlm.device))
-        mask = torch.cat([prefix.attention_mask[rows.image_index], rows.attention_mask], dim=1)
+        cache = prefill(vlm, prefix, [features[index] for index in prefix.image_order])
+        cache.batch_select_indices(rows.prefix_index.to(vlm.device))
+        mask = torch.cat([prefix.attention_mask[rows.prefix_index], rows.attention_mask], dim=1)
         logits = decode_step(vlm, rows.input_ids, mask, cache)
         probability = yes_probability(logits, vlm.yes_ids, vlm.no_ids)
         generated = None
@@ -74,28 +81,31 @@ def run_forward(vlm: Vlm, prefix: PrefixBatch, rows: TaskRows, embed: bool) -> F
     return ForwardResult(embeddings, probability.cpu(), generated)
 
 
-def encode_images(vlm: Vlm, pixel_inputs: dict[str, torch.Tensor]) -> Any:
-    """One pass of the vision tower and projector over every image of the batch."""
+def encode_images(vlm: Vlm, pixel_inputs: dict[str, torch.Tensor]) -> list[torch.Tensor]:
+    """One pass of the vision tower and projector: projected features per image, in order."""
     inputs = {key: value.to(vlm.device) for key, value in pixel_inputs.items()}
     if "pixel_values" in inputs:
         inputs["pixel_values"] = inputs["pixel_values"].to(vlm.model.dtype)
-    return vlm.model.get_image_features(**inputs, return_dict=True)
+    return list(vlm.model.get_image_features(**inputs, return_dict=True).pooler_output)
 
 
-def pool_image_features(image_outputs: Any) -> torch.Tensor:
+def pool_image_features(features: list[torch.Tensor]) -> torch.Tensor:
     """Mean of the projected image tokens, per image, as float32 on the CPU."""
-    features = image_outputs.pooler_output
     return torch.stack([feature.float().mean(dim=0) for feature in features]).cpu()
 
 
-def prefill(vlm: Vlm, prefix: PrefixBatch, image_outputs: Any) -> Any:
-    """Run the prefix once per image with the precomputed image features; return its cache."""
+def prefill(vlm: Vlm, prefix: PrefixBatch, placed: list[torch.Tensor]) -> Any:
+    """Run every prefix row once, image tokens filled from `placed` in reading order."""
     mask = prefix.attention_mask.to(vlm.device)
+    # The model concatenates the list and scatters it into the image tokens, row by row;
+    # its own vision path hands over a per-image list just like this one.
+    outputs = BaseModelOutputWithPooling(pooler_output=placed)  # type: ignore[arg-type]
+    images = {"image": outputs} if placed else None
     output = vlm.model(
         input_ids=prefix.input_ids.to(vlm.device),
         attention_mask=mask,
         position_ids=_positions(mask, prefix.input_ids.shape[1]),
-        mm_encoder_outputs={"image": image_outputs},
+        mm_encoder_outputs=images,
         use_cache=True,
         logits_to_keep=1,
     )

@@ -16,7 +16,7 @@ from typing import Any
 from urllib.parse import urlsplit
 
 from operators.exceptions import ModelLoadError, UnsupportedModel
-from operators.prompts import PromptLayout, layout_from_template, yes_no_token_ids
+from operators.prompts import PromptBook, PromptLayout, layout_from_template, yes_no_token_ids
 from operators.spec import ModelSpec
 
 # Where each family keeps its vision encoder, under `model.model`. Explicit, not discovered.
@@ -45,6 +45,7 @@ class Vlm:
     layout: PromptLayout
     yes_ids: tuple[int, ...]
     no_ids: tuple[int, ...]
+    prompts: PromptBook  # the template per image count, tokenized once
 
     @property
     def tokenizer(self) -> Any:
@@ -123,6 +124,7 @@ def load_vlm(spec: ModelSpec) -> Vlm:
         layout=layout_from_template(processor, spec.system_prompt),
         yes_ids=yes_ids,
         no_ids=no_ids,
+        prompts=PromptBook(processor, spec.system_prompt),
     )
 
 

@@ -6,6 +6,7 @@ from dataclasses import dataclass, field
 
 DEFAULT_ANSWER_INSTRUCTION = "Answer yes or no."
 DEFAULT_LABEL_QUESTION = "Does this image show {label}?"
+DEFAULT_POST_LABEL_QUESTION = "Does this post show or contain {label}?"
 DEFAULT_DESCRIBE_PROMPT = "Describe this image in one sentence."
 
 
@@ -29,14 +30,19 @@ class ModelSpec:
     system_prompt: str | None = None
     answer_instruction: str = DEFAULT_ANSWER_INSTRUCTION
     label_question: str = DEFAULT_LABEL_QUESTION
+    post_label_question: str = DEFAULT_POST_LABEL_QUESTION
     describe_prompt: str = DEFAULT_DESCRIBE_PROMPT
     yes_words: tuple[str, ...] = ("yes", "Yes", "YES")
     no_words: tuple[str, ...] = ("no", "No", "NO")
     max_rows_per_forward: int = 256
+    max_text_tokens: int = 512  # tokens of post text in a post-level prompt; the rest is cut
     extra_load_kwargs: dict[str, str] = field(default_factory=dict, hash=False)
 
     def __post_init__(self) -> None:
         if self.max_new_tokens < 1:
             raise ValueError("max_new_tokens must be at least 1")
-        if "{label}" not in self.label_question:
-            raise ValueError("label_question must contain the placeholder {label}")
+        for name in ("label_question", "post_label_question"):
+            if "{label}" not in getattr(self, name):
+                raise ValueError(f"{name} must contain the placeholder {{label}}")
+        if self.max_text_tokens < 1:
+            raise ValueError("max_text_tokens must be at least 1")

@@ -1,7 +1,9 @@
-"""The four VLM tasks (ask, classify, describe, embed) over a batch of images.
+"""The VLM tasks (labels, questions, captions, embeddings) over a batch of posts.
 
-`VlmOperator.run` splits into preprocess (cache lookup, processor, padding), forward (the only
-model call, in `operators.forward`) and postprocess (probabilities, decoding, cache writes).
+`VlmOperator.run_posts` splits into preprocess (cache lookup, the processor once per unique
+image, the post text as untrusted tokens), forward (the only model call, in `operators.forward`,
+on prefix and task rows from `operators.assembly`) and postprocess (probabilities, decoding,
+folding per post, cache writes). `run` and the four one-task helpers wrap it for image jobs.
 
 >>> from operators.tiny import ensure_tiny
 >>> from operators.loading import load_vlm
@@ -10,9 +12,10 @@ model call, in `operators.forward`) and postprocess (probabilities, decoding, ca
 >>> from operators.limits import ImageLimits
 >>> vlm = load_vlm(ModelSpec(str(ensure_tiny("smolvlm"))))  # doctest: +SKIP
 >>> image = ImageLoader(ImageLimits()).load(png_bytes)  # doctest: +SKIP
->>> [signals] = VlmOperator(vlm).run([ImageJob(image, questions={"gun": "Is there a gun?"})])
+>>> offsite = VlmTask(TaskKind.QUESTION, "Does it ask to pay off-platform?", About.POST)
+>>> [signals] = VlmOperator(vlm).run_posts([PostJob((image,), "DM me", (offsite,))])
 ... # doctest: +SKIP
->>> 0.0 <= signals.answers["gun"] <= 1.0  # doctest: +SKIP
+>>> 0.0 <= signals.values[offsite] <= 1.0  # doctest: +SKIP
 True
 """
 
@@ -23,47 +26,79 @@ from collections.abc import Iterator, Mapping, Sequence
 
 import torch
 
-from operators.batching import collate_prefixes, encode_prefix, encode_task_rows
+from operators.assembly import ForwardPlan, build_plan
+from operators.batching import ImageEncoding, encode_image
 from operators.cache import SignalCache
-from operators.exceptions import InferenceError, OperatorError
+from operators.exceptions import InferenceError, OperatorError, UnsupportedTask
 from operators.forward import ForwardResult, run_forward
 from operators.images import LoadedImage
-from operators.jobs import ImageJob, ImageSignals
+from operators.jobs import (
+    About,
+    ImageJob,
+    ImageSignals,
+    PostJob,
+    PostSignals,
+    TaskKind,
+    TaskValue,
+    VlmTask,
+)
 from operators.loading import Vlm
-from operators.work import Task, TaskKind, Work, plan_work, store_results
+from operators.work import Item, PostWork, finish, plan_work, store_results
 
-__all__ = ["ImageJob", "ImageSignals", "VlmOperator"]
+__all__ = [
+    "About",
+    "ImageJob",
+    "ImageSignals",
+    "PostJob",
+    "PostSignals",
+    "TaskKind",
+    "VlmOperator",
+    "VlmTask",
+]
 
 log = logging.getLogger(__name__)
 
 
 class VlmOperator:
-    """Runs batches of image jobs through one loaded model, optionally behind a cache."""
+    """Runs batches of posts (or single images) through one loaded model, behind a cache."""
 
     def __init__(self, vlm: Vlm, cache: SignalCache | None = None) -> None:
         self.vlm = vlm
         self.cache = cache
 
-    def run(self, jobs: Sequence[ImageJob | OperatorError]) -> list[ImageSignals | OperatorError]:
+    def run_posts(
+        self, jobs: Sequence[PostJob | OperatorError]
+    ) -> list[PostSignals | OperatorError]:
         """One result per job, in order; a failed job yields its typed error, not an exception.
 
-        Items that are already an `OperatorError` (an image that failed to load) pass through.
+        Items that are already an `OperatorError` (a post whose images failed to load) pass
+        through.
         """
-        results: list[ImageSignals | OperatorError | None] = [None] * len(jobs)
-        live = [(index, job) for index, job in enumerate(jobs) if isinstance(job, ImageJob)]
-        for index, job in enumerate(jobs):
-            if isinstance(job, OperatorError):
-                results[index] = job
-        pending = []
+        results: list[PostSignals | OperatorError | None] = [
+            job if isinstance(job, OperatorError) else _refusal(job) for job in jobs
+        ]
+        live = [
+            (index, job)
+            for index, job in enumerate(jobs)
+            if isinstance(job, PostJob) and results[index] is None
+        ]
+        pending: list[PostWork] = []
         for work in plan_work(self.vlm, self.cache, live):
-            if work.tasks or work.embed:
+            if work.todo:
                 pending.append(work)
             else:
-                results[work.index] = work.signals
-        for chunk in self._chunks(pending):
-            for work, outcome in self._run_chunk(chunk):
+                results[work.index] = finish(work)
+        ready, encodings = self._preprocess(pending, results)
+        for chunk in self._chunks(ready):
+            for work, outcome in self._forward_isolating(chunk, encodings):
                 results[work.index] = outcome
         return [result for result in results if result is not None]
+
+    def run(self, jobs: Sequence[ImageJob | OperatorError]) -> list[ImageSignals | OperatorError]:
+        """`run_posts` for one-image jobs, read back under the jobs' names."""
+        posts = [job.as_post() if isinstance(job, ImageJob) else job for job in jobs]
+        results = self.run_posts(posts)
+        return [_image_result(job, result) for job, result in zip(jobs, results, strict=True)]
 
     def ask(self, images: Sequence[LoadedImage], questions: Mapping[str, str]) -> list[object]:
         """P(yes) per question per image: a dict of floats, or the image's typed error."""
@@ -85,75 +120,83 @@ class VlmOperator:
         results = self.run([ImageJob(image, embed=True) for image in images])
         return [_pick(result, "embedding") for result in results]
 
-    def _chunks(self, pending: Sequence[Work]) -> Iterator[list[Work]]:
+    def _preprocess(
+        self, works: Sequence[PostWork], results: list[PostSignals | OperatorError | None]
+    ) -> tuple[list[PostWork], dict[str, ImageEncoding]]:
+        """The processor once per unique image; a post with a rejected image gets its error."""
+        encodings: dict[str, ImageEncoding | OperatorError] = {}
+        ready = []
+        for work in works:
+            failure = None
+            for image in work.needed_images():
+                if image.sha256 not in encodings:
+                    encodings[image.sha256] = self._encode(image)
+                failure = failure or _error(encodings[image.sha256])
+            if failure is None:
+                ready.append(work)
+            else:
+                results[work.index] = failure
+        return ready, {k: v for k, v in encodings.items() if isinstance(v, ImageEncoding)}
+
+    def _encode(self, image: LoadedImage) -> ImageEncoding | OperatorError:
+        try:
+            return encode_image(self.vlm, image.image)
+        except OperatorError as error:
+            return error
+
+    def _chunks(self, pending: Sequence[PostWork]) -> Iterator[list[PostWork]]:
+        """Posts in order, whole, at most `max_rows_per_forward` task rows per chunk."""
         limit = self.vlm.spec.max_rows_per_forward
-        chunk: list[Work] = []
+        chunk: list[PostWork] = []
         rows = 0
         for work in pending:
-            if chunk and rows + max(len(work.tasks), 1) > limit:
+            if chunk and rows + work.rows > limit:
                 yield chunk
                 chunk, rows = [], 0
             chunk.append(work)
-            rows += max(len(work.tasks), 1)
+            rows += work.rows
         if chunk:
             yield chunk
 
-    def _run_chunk(
-        self, chunk: Sequence[Work]
-    ) -> Iterator[tuple[Work, ImageSignals | OperatorError]]:
-        ready: list[tuple[Work, dict[str, torch.Tensor]]] = []
-        for work in chunk:
-            try:
-                ready.append((work, encode_prefix(self.vlm, work.job.image.image)))
-            except OperatorError as error:
-                yield work, error
-        if ready:
-            yield from self._forward_isolating([work for work, _ in ready], [e for _, e in ready])
-
     def _forward_isolating(
-        self, works: list[Work], encodings: list[dict[str, torch.Tensor]]
-    ) -> Iterator[tuple[Work, ImageSignals | OperatorError]]:
+        self, works: list[PostWork], encodings: Mapping[str, ImageEncoding]
+    ) -> Iterator[tuple[PostWork, PostSignals | OperatorError]]:
+        """Forward the chunk; if it fails, retry post by post so only the culprit fails."""
         try:
-            result = self._forward(works, encodings)
+            plan = build_plan(self.vlm, works, encodings)
+            result = run_forward(self.vlm, plan.prefix, plan.rows, plan.embed)
         except (RuntimeError, ValueError, IndexError, TypeError) as exc:
             if len(works) == 1:
-                log.warning("inference failed for image %s: %s", works[0].signals.sha256, exc)
-                yield works[0], InferenceError(f"the model failed on this image: {exc}")
+                log.warning("inference failed for post %d: %s", works[0].index, exc)
+                yield works[0], InferenceError(f"the model failed on this post: {exc}")
                 return
-            for work, encoding in zip(works, encodings, strict=True):
-                yield from self._forward_isolating([work], [encoding])
+            for work in works:
+                yield from self._forward_isolating([work], encodings)
             return
-        yield from self._postprocess(works, result)
-
-    def _forward(
-        self, works: Sequence[Work], encodings: list[dict[str, torch.Tensor]]
-    ) -> ForwardResult:
-        prefix = collate_prefixes(encodings, self.vlm.tokenizer.pad_token_id)
-        image_index = [i for i, work in enumerate(works) for _ in work.tasks]
-        tasks = [task for work in works for task in work.tasks]
-        rows = encode_task_rows(
-            self.vlm,
-            image_index,
-            [task.text for task in tasks],
-            [task.kind is TaskKind.DESCRIBE for task in tasks],
-        )
-        return run_forward(self.vlm, prefix, rows, embed=any(work.embed for work in works))
+        yield from self._postprocess(works, plan, result)
 
     def _postprocess(
-        self, works: Sequence[Work], result: ForwardResult
-    ) -> Iterator[tuple[Work, ImageSignals]]:
-        probabilities = result.yes_probability.tolist()
-        captions = iter(self._decode(result.generated))
-        row = 0
-        for image, work in enumerate(works):
-            for task in work.tasks:
-                _record(work.signals, task, probabilities[row], captions)
-                row += 1
-            if work.embed and result.embeddings is not None:
-                work.signals.embedding = result.embeddings[image].tolist()
+        self, works: Sequence[PostWork], plan: ForwardPlan, result: ForwardResult
+    ) -> Iterator[tuple[PostWork, PostSignals]]:
+        answers = self._answers(plan, result)
+        embeddings = _embeddings(plan, result)
+        for work in works:
+            for sha_or_post, task in work.todo:
+                embedded = task.kind == TaskKind.EMBED
+                value = embeddings[sha_or_post] if embedded else answers[(sha_or_post, task)]
+                work.answers[(sha_or_post, task)] = value
         store_results(self.vlm, self.cache, works)
         for work in works:
-            yield work, work.signals
+            yield work, finish(work)
+
+    def _answers(self, plan: ForwardPlan, result: ForwardResult) -> dict[Item, TaskValue]:
+        probabilities = result.yes_probability.tolist()
+        captions = iter(self._decode(result.generated))
+        answers: dict[Item, TaskValue] = {}
+        for row, item in enumerate(plan.row_items):
+            is_caption = item[1].kind == TaskKind.DESCRIBE
+            answers[item] = next(captions) if is_caption else float(probabilities[row])
+        return answers
 
     def _decode(self, generated: torch.Tensor | None) -> list[str]:
         if generated is None:
@@ -162,13 +205,31 @@ class VlmOperator:
         return [text.strip() for text in texts]
 
 
-def _record(signals: ImageSignals, task: Task, probability: float, captions: Iterator[str]) -> None:
-    if task.kind is TaskKind.LABEL:
-        signals.labels[task.name] = probability
-    elif task.kind is TaskKind.QUESTION:
-        signals.answers[task.name] = probability
-    else:
-        signals.description = next(captions)
+def _refusal(job: PostJob) -> OperatorError | None:
+    for task in job.tasks:
+        if task.about == About.POST and task.kind in (TaskKind.DESCRIBE, TaskKind.EMBED):
+            return UnsupportedTask(f"{task.kind} is asked of each image, not about the post")
+    return None
+
+
+def _embeddings(plan: ForwardPlan, result: ForwardResult) -> dict[str, TaskValue]:
+    if result.embeddings is None:
+        return {}
+    return dict(zip(plan.image_shas, result.embeddings.tolist(), strict=True))
+
+
+def _error(encoding: ImageEncoding | OperatorError) -> OperatorError | None:
+    return encoding if isinstance(encoding, OperatorError) else None
+
+
+def _image_result(
+    job: ImageJob | OperatorError, result: PostSignals | OperatorError
+) -> ImageSignals | OperatorError:
+    if isinstance(job, ImageJob) and isinstance(result, PostSignals):
+        return ImageSignals.of_post(job, result)
+    if isinstance(result, OperatorError):
+        return result
+    raise TypeError("an image job came back without signals")
 
 
 def _pick(result: ImageSignals | OperatorError, attribute: str) -> object:

@@ -11,6 +11,7 @@ from pipelines.config import PipelineConfig
 from pipelines.consumer import ModerationLoop
 from pipelines.kafka_io import BatchConsumer, Producer
 from pipelines.local import build_moderator
+from pipelines.producers import producer_registry
 from pipelines.serving import SIGNAL_DEPLOYMENT, ServeSignalSource, signal_app_name
 from pipelines.telemetry import install_exporters
 
@@ -31,8 +32,10 @@ class ConsumerActor:
         install_exporters(settings.telemetry)
         app_name = signal_app_name(settings)
         handle = serve.get_deployment_handle(SIGNAL_DEPLOYMENT, app_name=app_name)
-        self.watcher = PolicyWatcher(settings.policy_dir).start()
-        moderator = build_moderator(settings, self.watcher, ServeSignalSource(handle))
+        registry = producer_registry(settings.producers)
+        self.watcher = PolicyWatcher(settings.policy_dir, registry=registry).start()
+        source = ServeSignalSource(handle)
+        moderator = build_moderator(settings, self.watcher, source, registry=registry)
         consumer = BatchConsumer(
             settings.kafka,
             settings.topics.inputs,

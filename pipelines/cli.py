@@ -31,9 +31,10 @@ def schema(
     from contracts.records import SCHEMAS
 
     if name == "policy":
-        from policies.schema import PolicyFile
+        from pipelines.producers import producer_registry
+        from policies.schema import policy_file_model
 
-        document = PolicyFile.model_json_schema()
+        document = policy_file_model(producer_registry()).model_json_schema()
     elif name in SCHEMAS:
         document = SCHEMAS[name].model_json_schema()
     else:

@@ -92,6 +92,12 @@ class ModelSettings(BaseModel):
     device: str = Field("auto", description="auto, cpu, cuda or cuda:N.")
     attn_implementation: str | None = Field(None, description="eager, sdpa or flash_attention_2.")
     max_new_tokens: int = Field(32, ge=1, description="Caption length for describe.")
+    max_text_tokens: int = Field(
+        512,
+        ge=1,
+        description="Most tokens of a post's text in the model's prompt; the rest is left out "
+        "and the verdict's input_changes says how many.",
+    )
     compile: bool = Field(False, description="torch.compile the language model.")
     local_files_only: bool = Field(False, description="Never contact a model hub.")
     torch_threads: int | None = Field(
@@ -230,6 +236,11 @@ class PipelineConfig(BaseModel):
     )
     telemetry: TelemetrySettings = Field(
         default_factory=TelemetrySettings, description="OpenTelemetry."
+    )
+    producers: list[str] = Field(
+        default_factory=list,
+        description="More signal producers, as package.module:ClassName, registered after the "
+        "model's own and the shipped ones; policies name them under `signals:`.",
     )
     api: ApiSettings = Field(default_factory=ApiSettings, description="HTTP API limits.")
 

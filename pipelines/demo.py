@@ -31,6 +31,7 @@ from pipelines.config import (
 )
 from pipelines.harness import running_services
 from pipelines.kafka_io import OutMessage, Producer, TopicReader
+from pipelines.producers import producer_registry
 from pipelines.runner import PipelineRun, output_topics
 from pipelines.samples import SampleMessage, sample_posts
 
@@ -108,7 +109,8 @@ def run_demo(
     from policies.loader import load_policy_dir
 
     policy_dir = policy_dir or example_policies()
-    policy_set = load_policy_dir(policy_dir)  # refused in one line before anything starts
+    # Refused in one line before anything starts.
+    policy_set = load_policy_dir(policy_dir, registry=producer_registry())
     samples = sample_posts(posts)
     _say_model(console, model)
     with ray_output_off_stdout(), running_services() as services:
@@ -223,7 +225,7 @@ def _collect(
 
 def print_report(console: Console, report: DemoReport, samples: list[SampleMessage]) -> None:
     """The verdict table, the dead letters, and counts per topic; ids are never cut."""
-    console.print(verdict_table(report))
+    console.print(verdict_table(report, _contents(samples)))
     console.print(dead_letter_table(report))
     console.print(topic_table(report))
     well_formed = sum(1 for s in samples if not s.malformed)
@@ -233,14 +235,17 @@ def print_report(console: Console, report: DemoReport, samples: list[SampleMessa
     )
 
 
-def verdict_table(report: DemoReport) -> Table:
-    """Each post's id over one row per policy: action, queue and the rules that matched."""
+def verdict_table(report: DemoReport, contents: dict[str, str] | None = None) -> Table:
+    """Each post's id (and what it holds) over one row per policy: action, queue, rules."""
+    contents = contents or {}
     table = Table(title="Verdicts")
     table.add_column("post / policy", no_wrap=True, overflow="fold")
     for column in ("action", "queue", "matched rules"):
         table.add_column(column, overflow="fold")
     for post_id in sorted(report.verdicts):
-        table.add_row(Text(post_id, style="bold"))  # Text: ids are never read as markup
+        title = Text(post_id, style="bold")  # Text: ids are never read as markup
+        title.append(f"  {contents[post_id]}" if post_id in contents else "", style="dim")
+        table.add_row(title)
         verdicts = report.verdicts[post_id]
         for index, verdict in enumerate(verdicts):
             policy = Text("  " + verdict["policy"]["id"])
@@ -268,6 +273,18 @@ def topic_table(report: DemoReport) -> Table:
     for topic, count in sorted(report.per_topic.items()):
         table.add_row(Text(topic), str(count))
     return table
+
+
+def _contents(samples: list[SampleMessage]) -> dict[str, str]:
+    """`text only`, `text + 1 image`, ... for each well-formed sample post."""
+    contents = {}
+    for sample in samples:
+        if not sample.malformed:
+            count = len(json.loads(sample.value).get("images", []))
+            contents[sample.key.decode()] = (
+                f"text + {count} image{'s' * (count > 1)}" if count else "text only"
+            )
+    return contents
 
 
 def _rule_ids(verdict: dict[str, Any]) -> str:

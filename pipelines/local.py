@@ -6,8 +6,11 @@ import json
 from dataclasses import dataclass
 from typing import Any
 
+from contracts.producers import ProducerRegistry
 from contracts.records import DeadLetter, Post, Verdict
 from pipelines.config import PipelineConfig
+from pipelines.gathering import SignalGatherer
+from pipelines.producers import producer_registry
 from pipelines.signal_source import SignalSource
 from pipelines.steps import Moderator, SourceMessage
 from pipelines.telemetry import Telemetry, telemetry
@@ -20,18 +23,28 @@ def build_moderator(
     policies: Any,
     source: SignalSource,
     tele: Telemetry | None = None,
+    registry: ProducerRegistry | None = None,
 ) -> Moderator:
-    """A Moderator over `policies` (a PolicySet, or anything with `.current()`) and `source`."""
+    """A Moderator over `policies` (a PolicySet, or anything with `.current()`) and `source`.
+
+    `registry` must be the one the policies were loaded with (default: the config's).
+    """
     from operators.images import ImageLoader
 
     current = policies.current if hasattr(policies, "current") else (lambda: policies)
-    return Moderator(
-        policies=current,
+    tele = tele or telemetry()
+    gatherer = SignalGatherer(
+        registry=registry or producer_registry(config.producers),
         source=source,
         loader=ImageLoader(image_limits(config)),
-        topics=config.topics,
         retry=config.retry,
-        telemetry=tele or telemetry(),
+        telemetry=tele,
+    )
+    return Moderator(
+        policies=current,
+        gatherer=gatherer,
+        topics=config.topics,
+        telemetry=tele,
         limits=config.posts.limits(config.images.max_images),
         policy_budget_s=config.posts.policy_time_budget_ms / 1000,
     )
@@ -50,8 +63,10 @@ class LocalModerator:
         """Watched policies from the config's directory; signals from `source` or in-process."""
         from policies.watch import PolicyWatcher
 
-        watcher = PolicyWatcher(config.policy_dir).start()
-        return cls(build_moderator(config, watcher, source or build_signal_source(config)))
+        registry = producer_registry(config.producers)
+        watcher = PolicyWatcher(config.policy_dir, registry=registry).start()
+        source = source or build_signal_source(config)
+        return cls(build_moderator(config, watcher, source, registry=registry))
 
     @classmethod
     def with_policies(cls, config: PipelineConfig, policies: PolicySet) -> LocalModerator:

@@ -1,4 +1,4 @@
-"""The model replica's pure core: decode a batch's images, run the VLM operator, fold per post.
+"""The model replica's pure core: decode a batch's images, run the VLM operator on every post.
 
 Ray Serve's `SignalReplica` only wraps `SignalComputer`; the in-process source is the same
 class, so the CLI, the tests and the replica run one code path.
@@ -9,15 +9,13 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
-from contracts.records import ModelRef, Signals
+from contracts.records import ModelRef
 from operators.exceptions import OperatorError
 from operators.images import decode_image
-from operators.jobs import ImageJob, ImageSignals
+from operators.jobs import PostJob, PostSignals
 from operators.limits import ImageLimits
 from operators.tasks import VlmOperator
 from pipelines.signal_records import Failure, InferenceRequest, InferenceResult
-
-DESCRIPTION_SEPARATOR = " | "
 
 
 @dataclass
@@ -32,37 +30,27 @@ class SignalComputer:
         self.model = ModelRef(name=self.operator.vlm.name, revision=self.operator.vlm.revision)
 
     def compute(self, requests: Sequence[InferenceRequest]) -> list[InferenceResult]:
-        """Flatten every post's images into one operator batch, then fold results per post."""
-        jobs: list[ImageJob | OperatorError] = []
-        for request in requests:
-            labels = {prompt: prompt for prompt in request.labels}
-            questions = {question: question for question in request.questions}
-            for data in request.images:
-                try:
-                    image = decode_image(data, self.limits)
-                except OperatorError as error:
-                    jobs.append(error)
-                    continue
-                jobs.append(ImageJob(image, labels, questions, describe=request.describe))
-        outputs = iter(self.operator.run(jobs) if jobs else [])
-        return [fold_images(r, [next(outputs) for _ in r.images]) for r in requests]
+        """One operator batch over every post's tasks; a post's failure stays its own."""
+        jobs = [self._job(request) for request in requests]
+        outputs = self.operator.run_posts(jobs) if jobs else []
+        return [result_of(r, out) for r, out in zip(requests, outputs, strict=True)]
+
+    def _job(self, request: InferenceRequest) -> PostJob | OperatorError:
+        try:
+            images = tuple(decode_image(data, self.limits) for data in request.images)
+        except OperatorError as error:
+            return error
+        return PostJob(images, request.text, tuple(sorted(request.tasks, key=repr)))
 
 
-def fold_images(
-    request: InferenceRequest, outputs: Sequence[ImageSignals | BaseException]
-) -> InferenceResult:
-    """One post's result from its images': the first failure, else the max of each signal."""
-    for output in outputs:
-        if isinstance(output, BaseException):
-            return InferenceResult(request.post_id, failure=Failure.of(output))
-    images = [o for o in outputs if not isinstance(o, BaseException)]
-    labels = {p: max((o.labels[p] for o in images), default=0.0) for p in request.labels}
-    answers = {q: max((o.answers[q] for o in images), default=0.0) for q in request.questions}
-    captions = [o.description for o in images if o.description]
-    description = DESCRIPTION_SEPARATOR.join(captions) if request.describe and captions else None
+def result_of(request: InferenceRequest, output: PostSignals | OperatorError) -> InferenceResult:
+    """The wire result of one post's operator output."""
+    if isinstance(output, OperatorError):
+        return InferenceResult(request.post_id, failure=Failure.of(output))
     return InferenceResult(
         request.post_id,
-        Signals(labels=labels, answers=answers, description=description),
-        cache_hits=sum(o.cache_hits for o in images),
-        cache_misses=sum(o.cache_misses for o in images),
+        dict(output.values),
+        text_tokens_cut=output.text_tokens_cut,
+        cache_hits=output.cache_hits,
+        cache_misses=output.cache_misses,
     )

@@ -47,19 +47,25 @@ def drawn_image(seed: int, size: int = 96) -> bytes:
     return out.getvalue()
 
 
+# Text with one image, text alone, text with one image, text with two images: the model
+# judges each post as a whole, whatever it holds.
+IMAGES_PER_POST = (1, 0, 1, 2)
+
+
 def sample_posts(count: int = 24, *, seed: int = 0) -> list[SampleMessage]:
-    """`count` well-formed posts (some reposting the same image) followed by malformed ones."""
+    """`count` well-formed posts (text only, or with 1 or 2 images, some reposted) + malformed."""
     rng = random.Random(seed)
     images = [base64.b64encode(drawn_image(seed * 1000 + i)).decode() for i in range(6)]
     messages = []
     for n in range(count):
         post_id = f"post-{n:04d}"
+        picked = [images[rng.randrange(len(images))] for _ in range(IMAGES_PER_POST[n % 4])]
         post = {
             "id": post_id,
             "text": TEXTS[n % len(TEXTS)],
             "author": f"user-{rng.randrange(100)}",
             "lang": "en",
-            "images": [{"data": images[rng.randrange(len(images))], "mime": "image/png"}],
+            "images": [{"data": data, "mime": "image/png"} for data in picked],
             "meta": {"surface": rng.choice(["feed", "marketplace", "comments"])},
         }
         messages.append(SampleMessage(post_id.encode(), json.dumps(post).encode()))

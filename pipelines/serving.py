@@ -228,9 +228,11 @@ class ModerationApi:
 
 def build_app(args: dict[str, Any]) -> Any:
     """Application builder for `serve run pipelines.serving:build_app` and deploy/serve.yaml."""
+    from pipelines.producers import producer_registry
     from policies.loader import load_policy_dir
 
     config = with_absolute_paths(PipelineConfig.model_validate(args))
-    load_policy_dir(config.policy_dir)  # no active policy, no app: refused before deploying
+    registry = producer_registry(config.producers)
+    load_policy_dir(config.policy_dir, registry=registry)  # no active policy, no app
     deployment: Any = ModerationApi  # @serve.deployment made it a Deployment
     return deployment.bind(config.model_dump(mode="json"), signal_deployment(config))

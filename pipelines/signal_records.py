@@ -1,7 +1,7 @@
 """What crosses from a consumer to a model replica and back.
 
-Requests carry fetched image bytes and the prompts a post's policies still need; results carry
-signals keyed by prompt text, or a `Failure`. Failures are plain records, not exceptions, so
+Requests carry a post's text, its fetched image bytes and the model tasks its policies still
+need; results carry a value per task, or a `Failure`. Failures are plain records, not exceptions, so
 they cross Ray's process boundary unchanged.
 """
 
@@ -9,9 +9,10 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
+from typing import Any
 
 from contracts.errors import ModerationError, Stage
-from contracts.records import Signals
+from contracts.vlm import TaskKind, VlmTask
 from pipelines.retry import is_retryable
 
 _SURROGATES = re.compile("[\ud800-\udfff]")
@@ -44,22 +45,31 @@ def one_line(text: str, limit: int = 500) -> str:
 
 @dataclass(frozen=True)
 class InferenceRequest:
-    """One post's images and the prompts its policies still need."""
+    """One post's text, images and the model tasks its policies still need."""
 
     post_id: str
     images: tuple[bytes, ...]
-    labels: frozenset[str] = frozenset()
-    questions: frozenset[str] = frozenset()
-    describe: bool = False
+    tasks: frozenset[VlmTask] = frozenset()
+    text: str | None = None
     trace_headers: tuple[tuple[str, bytes], ...] = ()
 
 
 @dataclass(frozen=True)
 class InferenceResult:
-    """Signals keyed by prompt text (probabilities: the maximum over the post's images)."""
+    """A value per task (probabilities, a caption, an embedding), or why there is none."""
 
     post_id: str
-    signals: Signals | None = None
+    values: dict[VlmTask, Any] | None = None
     failure: Failure | None = None
+    text_tokens_cut: int = 0
     cache_hits: int = 0
     cache_misses: int = 0
+
+
+def empty_value(task: VlmTask) -> Any:
+    """What a task gives for a post with nothing to look at: 0.0, "", or []."""
+    if task.kind is TaskKind.DESCRIBE:
+        return ""
+    if task.kind is TaskKind.EMBED:
+        return []
+    return 0.0

@@ -6,8 +6,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Protocol
 
-from contracts.records import ModelRef, Signals
-from pipelines.signal_records import InferenceRequest, InferenceResult
+from contracts.records import ModelRef
+from pipelines.signal_records import InferenceRequest, InferenceResult, empty_value
 
 
 class SignalSource(Protocol):
@@ -25,20 +25,13 @@ class SignalSource(Protocol):
 
 @dataclass
 class NoopSignals:
-    """Answers every prompt with 0.0 without a model: measures the plumbing alone."""
+    """Answers every task with its empty value without a model: measures the plumbing alone."""
 
     model: ModelRef = field(default_factory=lambda: ModelRef(name="noop", revision=None))
 
     def compute(self, requests: Sequence[InferenceRequest]) -> list[InferenceResult]:
-        """Zero for every label and question, an empty caption when one is asked for."""
+        """0.0 for every label and question, "" for a caption, [] for an embedding."""
         return [
-            InferenceResult(
-                r.post_id,
-                Signals(
-                    labels=dict.fromkeys(r.labels, 0.0),
-                    answers=dict.fromkeys(r.questions, 0.0),
-                    description="" if r.describe else None,
-                ),
-            )
+            InferenceResult(r.post_id, {task: empty_value(task) for task in r.tasks})
             for r in requests
         ]

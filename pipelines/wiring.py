@@ -46,6 +46,7 @@ def model_spec(config: PipelineConfig) -> ModelSpec:
         device=settings.device,
         attn_implementation=settings.attn_implementation,
         max_new_tokens=settings.max_new_tokens,
+        max_text_tokens=settings.max_text_tokens,
         compile=settings.compile,
         local_files_only=settings.local_files_only,
     )

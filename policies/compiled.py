@@ -15,6 +15,7 @@ from __future__ import annotations
 import threading
 import time
 from collections import Counter
+from collections.abc import Hashable, Mapping
 from dataclasses import dataclass, field
 from enum import Enum
 from typing import Any
@@ -23,7 +24,7 @@ import cel
 
 from contracts.records import Action, MatchedRule, PolicyRef, Post, RuleError, Signals
 from policies.decision import DEFAULT_PRIORITY, Decision
-from policies.expressions import Condition, Needs
+from policies.expressions import Condition, Needs, SignalRef
 from policies.schema import Mode
 
 EVIDENCE_MAX_CHARS = 200
@@ -187,18 +188,35 @@ class Evaluation:
     slow: int
 
 
+@dataclass(frozen=True)
+class Requested:
+    """Which producer computes a value a policy reads, and the request it computes."""
+
+    producer: str
+    request: Hashable
+
+
+def read_signal(signals: Signals, variable: str) -> Any:
+    """The value of `variable` in a Signals record (labels, answers, description or extra)."""
+    if variable in Signals.model_fields:
+        return getattr(signals, variable)
+    return (signals.model_extra or {}).get(variable)
+
+
 class CompiledPolicy:
-    """A validated policy: compiled rules, declared signals, queue topics, its tests."""
+    """A validated policy: compiled rules, declared signals, queue topics, its tests.
+
+    `asks` maps each value the policy reads, `(variable, item)`, to the producer request
+    that computes it; `keyed` says which variables hold named items (`answers.minor`).
+    """
 
     def __init__(
         self,
         *,
         ref: PolicyRef,
         mode: Mode,
-        labels: dict[str, str],
-        questions: dict[str, str],
-        describe: bool,
-        extra: dict[str, str],
+        asks: Mapping[SignalRef, Requested],
+        keyed: Mapping[str, bool],
         queues: dict[str, str],
         rules: list[CompiledRule],
         default: Action,
@@ -208,10 +226,8 @@ class CompiledPolicy:
     ) -> None:
         self.ref = ref
         self.mode = mode
-        self.labels = dict(labels)
-        self.questions = dict(questions)
-        self.describe = describe
-        self.extra = dict(extra)
+        self.asks = dict(asks)
+        self.keyed = dict(keyed)
         self.queues = dict(queues)
         self.rules = tuple(rules)
         self.default = default
@@ -227,26 +243,33 @@ class CompiledPolicy:
         """The output topic of `queue`: as listed in `queues`, else `review.<queue>`."""
         return self.queues.get(queue) or f"review.{queue}"
 
+    def items(self, variable: str) -> list[str]:
+        """The declared item names of a keyed variable, in declaration order."""
+        return [item for var, item in self.asks if var == variable and item is not None]
+
     def variables(self, post: Post | dict[str, Any], signals: Signals) -> dict[str, Any]:
         """Everything a condition can read for this post and these signals."""
-        extras = {k: v for k, v in (signals.model_extra or {}).items() if k in self.extra}
-        return {
-            **extras,
-            "text": (post.get("text") if isinstance(post, dict) else post.text) or "",
-            "post": post if isinstance(post, dict) else post_variables(post),
-            "labels": {k: v for k, v in signals.labels.items() if k in self.labels},
-            "answers": {k: v for k, v in signals.answers.items() if k in self.questions},
-            "description": signals.description or "",
-        }
+        found: dict[str, Any] = {}
+        for variable, keyed in self.keyed.items():
+            value = read_signal(signals, variable)
+            if keyed:
+                value = {k: v for k, v in (value or {}).items() if (variable, k) in self.asks}
+            if value is not None:
+                found[variable] = value
+        found["text"] = (post.get("text") if isinstance(post, dict) else post.text) or ""
+        found["post"] = post if isinstance(post, dict) else post_variables(post)
+        return found
 
     def present(self, signals: Signals) -> Needs:
-        """Which model signals `signals` actually carries."""
-        return Needs(
-            frozenset(signals.labels),
-            frozenset(signals.answers),
-            signals.description is not None,
-            frozenset(signals.model_extra or {}),
-        )
+        """Which declared signals `signals` actually carries."""
+        refs: set[SignalRef] = set()
+        for variable, keyed in self.keyed.items():
+            value = read_signal(signals, variable)
+            if keyed and isinstance(value, dict):
+                refs |= {(variable, item) for item in value if (variable, item) in self.asks}
+            elif not keyed and value is not None:
+                refs.add((variable, None))
+        return Needs(frozenset(refs))
 
     def run_rules(
         self, post: Post | dict[str, Any], signals: Signals, deadline: Deadline | None = None
@@ -301,12 +324,17 @@ class CompiledPolicy:
             skipped_rules=skipped,
         )
 
-    def needed_for(self, post: Post | dict[str, Any], deadline: Deadline | None = None) -> Needs:
-        """Model signals that could still change this post's decision, judged on free signals.
+    def needed_for(
+        self,
+        post: Post | dict[str, Any],
+        signals: Signals | None = None,
+        deadline: Deadline | None = None,
+    ) -> Needs:
+        """Signals that could still change this post's decision, judged on what is known.
 
         A rule not run for lack of time may need anything it reads: its signals are planned.
         """
-        evaluation = self.run_rules(post, Signals(), deadline)
+        evaluation = self.run_rules(post, signals or Signals(), deadline)
         fired = [rule for rule, r in evaluation.results if r.outcome is Outcome.MATCH]
         best = min((rule.rank for rule in fired), default=None)
         needs = Needs()
@@ -317,7 +345,7 @@ class CompiledPolicy:
         return needs
 
     def all_needs(self) -> Needs:
-        """Every model signal some rule of this policy reads."""
+        """Every signal some rule of this policy reads."""
         needs = Needs()
         for rule in self.rules:
             needs = needs | rule.condition.needs

@@ -12,35 +12,51 @@ from typing import Any, get_args
 
 from pydantic import BaseModel, ValidationError
 
+from contracts.producers import ProducerRegistry, Variable
 from contracts.records import PolicyRef
-from policies.compiled import CompiledPolicy, CompiledRule
+from contracts.registry import default_registry
+from policies.compiled import CompiledPolicy, CompiledRule, Requested
 from policies.exceptions import PolicyInvalid, Problem
-from policies.expressions import Condition, Declared, ExpressionLimits, compile_condition
+from policies.expressions import (
+    Condition,
+    Declared,
+    ExpressionLimits,
+    SignalRef,
+    compile_condition,
+)
 from policies.patterns import PatternRegistry
-from policies.schema import SIGNAL_NAME_PATTERN, TOPIC_PATTERN, PolicyFile
+from policies.schema import SIGNAL_NAME_PATTERN, TOPIC_PATTERN, PolicyFile, policy_file_model
 from policies.yamlsource import Path, YamlDocument
 
 
 def compile_policy(
-    doc: YamlDocument, sha256: str, limits: ExpressionLimits | None = None
+    doc: YamlDocument,
+    sha256: str,
+    limits: ExpressionLimits | None = None,
+    registry: ProducerRegistry | None = None,
 ) -> CompiledPolicy:
-    """Validate and compile `doc`; raise PolicyInvalid listing all problems."""
+    """Validate and compile `doc`; raise PolicyInvalid listing all problems.
+
+    `registry` says which producers `signals:` may name (default: `default_registry()`).
+    """
+    registry = registry or default_registry()
     problems: list[Problem] = []
     if not isinstance(doc.data, dict):
         raise PolicyInvalid([doc.problem(doc.where(()), "a policy file is a YAML mapping")])
+    model = policy_file_model(registry)
     try:
-        spec = PolicyFile.model_validate(doc.data)
+        spec = model.model_validate(doc.data)
     except ValidationError as exc:
         spec = None
-        problems += schema_problems(doc, exc, PolicyFile)
-    problems += _signal_name_problems(doc)
+        problems += schema_problems(doc, exc, model)
+    problems += _signal_name_problems(doc, registry)
     problems += _queue_problems(doc)
     problems += _rule_id_problems(doc)
-    conditions, patterns, found = _compile_conditions(doc, limits)
+    conditions, patterns, found = _compile_conditions(doc, limits, registry)
     problems += found
     if problems or spec is None:
         raise PolicyInvalid(problems)
-    return _build(spec, conditions, patterns, sha256, doc)
+    return _build(spec, conditions, patterns, sha256, doc, registry)
 
 
 def schema_problems(
@@ -140,12 +156,14 @@ def _rules(doc: YamlDocument) -> list[tuple[int, dict[str, Any]]]:
     return [(i, rule) for i, rule in enumerate(rules) if isinstance(rule, dict)]
 
 
-def _signal_name_problems(doc: YamlDocument) -> list[Problem]:
+def _signal_name_problems(doc: YamlDocument, registry: ProducerRegistry) -> list[Problem]:
     problems = []
-    for group in ("labels", "questions", "extra"):
-        for name in _mapping(doc, "signals", group):
-            if not re.fullmatch(SIGNAL_NAME_PATTERN, name):
-                mark = doc.key_where(("signals", group, name))
+    for producer in registry:
+        if not any(variable.keyed for variable in producer.variables):
+            continue
+        for name in _mapping(doc, "signals", producer.name):
+            if not re.fullmatch(SIGNAL_NAME_PATTERN, str(name)):
+                mark = doc.key_where(("signals", producer.name, name))
                 message = f"signal name {name!r} must match {SIGNAL_NAME_PATTERN}"
                 problems.append(doc.problem(mark, message))
     return problems
@@ -182,20 +200,27 @@ def _rule_id_problems(doc: YamlDocument) -> list[Problem]:
     return problems
 
 
-def declared_signals(doc: YamlDocument) -> Declared:
-    """The signal names the file declares, read leniently so conditions can be checked."""
-    return Declared(
-        frozenset(_mapping(doc, "signals", "labels")),
-        frozenset(_mapping(doc, "signals", "questions")),
-        _mapping(doc, "signals").get("describe") is True,
-        frozenset(_mapping(doc, "signals", "extra")),
-    )
+def declared_signals(doc: YamlDocument, registry: ProducerRegistry) -> Declared:
+    """What the file's `signals:` declares, read leniently so conditions can be checked."""
+    variables: dict[str, Variable] = {}
+    items: dict[str, frozenset[str]] = {}
+    for name, value in _mapping(doc, "signals").items():
+        if name not in registry or value is None or value is False:
+            continue
+        producer = registry.get(name)
+        for variable in producer.variables:
+            variables[variable.name] = variable
+            if variable.keyed:
+                items[variable.name] = frozenset(map(str, value if isinstance(value, dict) else ()))
+    known = {v.name: (p.name, v) for p in registry for v in p.variables}
+    costs = {v.name: int(p.cost) for p in registry for v in p.variables}
+    return Declared(variables, items, known, costs)
 
 
 def _compile_conditions(
-    doc: YamlDocument, limits: ExpressionLimits | None
+    doc: YamlDocument, limits: ExpressionLimits | None, registry: ProducerRegistry
 ) -> tuple[dict[int, Condition], PatternRegistry, list[Problem]]:
-    declared = declared_signals(doc)
+    declared = declared_signals(doc, registry)
     patterns = PatternRegistry()
     conditions: dict[int, Condition] = {}
     problems = []
@@ -240,6 +265,7 @@ def _build(
     patterns: PatternRegistry,
     sha256: str,
     doc: YamlDocument,
+    registry: ProducerRegistry,
 ) -> CompiledPolicy:
     rules = [
         CompiledRule(
@@ -253,13 +279,12 @@ def _build(
         )
         for index, rule in enumerate(spec.rules)
     ]
+    asks, keyed = _asks(spec.signals, registry)
     return CompiledPolicy(
         ref=PolicyRef(id=spec.id, version=spec.version, sha256=sha256),
         mode=spec.mode,
-        labels=spec.signals.labels,
-        questions=spec.signals.questions,
-        describe=spec.signals.describe,
-        extra=spec.signals.extra,
+        asks=asks,
+        keyed=keyed,
         queues={name: topic for name, topic in spec.queues.items() if topic},
         rules=rules,
         default=spec.default,
@@ -267,3 +292,20 @@ def _build(
         tests=list(spec.tests),
         functions=patterns.functions,
     )
+
+
+def _asks(
+    signals: Any, registry: ProducerRegistry
+) -> tuple[dict[SignalRef, Requested], dict[str, bool]]:
+    """What each declared producer is asked for, by (variable, item), and which are keyed."""
+    asks: dict[SignalRef, Requested] = {}
+    keyed: dict[str, bool] = {}
+    for producer in registry:
+        value = getattr(signals, producer.name, None)
+        if value is None or value is False:
+            continue
+        for variable in producer.variables:
+            keyed[variable.name] = variable.keyed
+        for ask in producer.asks(value):
+            asks[(ask.variable, ask.item)] = Requested(producer.name, ask.request)
+    return asks, keyed

@@ -14,22 +14,18 @@ from __future__ import annotations
 
 import difflib
 import re
-from dataclasses import dataclass
+from collections.abc import Mapping
+from dataclasses import dataclass, field
 from typing import Any
 
 import cel
 
+from contracts.producers import Variable
 from policies.celscan import Facts, Reference, scan, string_value
 from policies.patterns import PatternRegistry
 from policies.typecheck import check_types
 
-BUILTIN_TYPES = {
-    "text": "string",
-    "description": "string",
-    "labels": "map(string, double)",
-    "answers": "map(string, double)",
-    "post": "map(string, dyn)",
-}
+BUILTIN_TYPES = {"text": "string", "post": "map(string, dyn)"}
 BUILTIN_ROOTS = frozenset(BUILTIN_TYPES)
 TEXT_SCANS = frozenset({"matches", "contains"})
 ALLOWED_FUNCTIONS = frozenset(
@@ -53,63 +49,67 @@ class ExpressionLimits:
     max_text_scans: int = 256
 
 
+SignalRef = tuple[str, str | None]  # (variable, item): `answers.minor` or (`nsfw`, None)
+
+
 @dataclass(frozen=True)
 class Needs:
-    """Model signals a condition reads; text and post fields are free and not listed."""
+    """Signals a condition reads, as (variable, item); text and post are free and not listed."""
 
-    labels: frozenset[str] = frozenset()
-    answers: frozenset[str] = frozenset()
-    describe: bool = False
-    extra: frozenset[str] = frozenset()
+    refs: frozenset[SignalRef] = frozenset()
 
     def __or__(self, other: Needs) -> Needs:
-        return Needs(
-            self.labels | other.labels,
-            self.answers | other.answers,
-            self.describe or other.describe,
-            self.extra | other.extra,
-        )
+        return Needs(self.refs | other.refs)
 
     @property
     def cheap(self) -> bool:
-        """True when no model signal is read."""
-        return not (self.labels or self.answers or self.describe or self.extra)
+        """True when no producer's signal is read."""
+        return not self.refs
 
     def satisfied_by(self, present: Needs) -> bool:
         """True when `present` carries every signal needed here (the hot path of evaluation)."""
-        return (
-            self.labels <= present.labels
-            and self.answers <= present.answers
-            and (present.describe or not self.describe)
-            and self.extra <= present.extra
-        )
+        return self.refs <= present.refs
 
     def missing(self, present: Needs) -> list[str]:
-        """Signals needed here that `present` lacks, as `labels.x`-style names."""
-        gone = [f"labels.{n}" for n in sorted(self.labels - present.labels)]
-        gone += [f"answers.{n}" for n in sorted(self.answers - present.answers)]
-        gone += ["description"] if self.describe and not present.describe else []
-        return gone + sorted(self.extra - present.extra)
+        """Signals needed here that `present` lacks, as `labels.x` or `nsfw`."""
+        return sorted(_dotted(ref) for ref in self.refs - present.refs)
+
+
+def _dotted(ref: SignalRef) -> str:
+    variable, item = ref
+    return variable if item is None else f"{variable}.{item}"
 
 
 @dataclass(frozen=True)
 class Declared:
-    """The signal names a policy declares; conditions may read only these."""
+    """What a policy's `signals:` declares, and every variable the registry knows.
 
-    labels: frozenset[str]
-    questions: frozenset[str]
-    describe: bool
-    extra: frozenset[str]
+    `variables` maps each declared variable to its producer; `items` lists the declared names
+    of keyed variables (`answers` -> {minor, ...}); `known` maps every variable any registered
+    producer gives to that producer and its declaration, so reading an undeclared one gets a
+    precise message.
+    """
+
+    variables: Mapping[str, Variable] = field(default_factory=dict)
+    items: Mapping[str, frozenset[str]] = field(default_factory=dict)
+    known: Mapping[str, tuple[str, Variable]] = field(default_factory=dict)
+    costs: Mapping[str, int] = field(default_factory=dict)
 
     @property
     def roots(self) -> frozenset[str]:
         """Every top-level variable a condition may name."""
-        return BUILTIN_ROOTS | self.extra
+        return BUILTIN_ROOTS | frozenset(self.known) | frozenset(self.variables)
 
     @property
     def types(self) -> dict[str, str]:
-        """Each root's CEL type; extra signals are `dyn` until their producers declare one."""
-        return {name: "dyn" for name in self.extra} | BUILTIN_TYPES
+        """Each root's CEL type, for the type checker."""
+        undeclared = {name: "dyn" for name in self.known}
+        declared = {name: variable.cel_type for name, variable in self.variables.items()}
+        return undeclared | declared | BUILTIN_TYPES
+
+    def cost(self, needs: Needs) -> int:
+        """The cost class of the dearest signal `needs` reads (0: text and post only)."""
+        return max((self.costs.get(variable, 0) for variable, _ in needs.refs), default=0)
 
 
 @dataclass(frozen=True)
@@ -207,16 +207,22 @@ def _idents(facts: Facts) -> list[tuple[str, int]]:
 
 
 def _check_reference(ref: Reference, declared: Declared) -> list[Finding]:
-    if ref.root == "description" and not declared.describe:
-        return [(ref.offset, "description is read but signals.describe is not true")]
-    if ref.name in ("", "*"):
+    if ref.root in BUILTIN_ROOTS:
         return []
-    if ref.root == "labels" and ref.name not in declared.labels:
-        hint = _suggest(ref.name, declared.labels)
-        return [(ref.offset, f"label {ref.name!r} is not declared in signals.labels{hint}")]
-    if ref.root == "answers" and ref.name not in declared.questions:
-        hint = _suggest(ref.name, declared.questions)
-        return [(ref.offset, f"question {ref.name!r} is not declared in signals.questions{hint}")]
+    producer, known = declared.known.get(ref.root, (ref.root, None))
+    variable = declared.variables.get(ref.root)
+    if variable is None:
+        if known is not None and known.keyed and ref.name not in ("", "*"):
+            message = f"{known.item} {ref.name!r} is not declared in signals.{producer}"
+            return [(ref.offset, message)]
+        return [(ref.offset, f"{ref.root} is read but signals.{producer} is not set")]
+    if not variable.keyed or ref.name in ("", "*"):
+        return []
+    items = declared.items.get(ref.root, frozenset())
+    if ref.name not in items:
+        hint = _suggest(ref.name, items)
+        message = f"{variable.item} {ref.name!r} is not declared in signals.{producer}{hint}"
+        return [(ref.offset, message)]
     return []
 
 
@@ -269,7 +275,7 @@ def _condition(
         reads = tuple(dict.fromkeys(facts.reads))
         program = cel.compile(patterns.rewrite(source))
         terms = [Term(source, program, _needs(facts.references, declared), reads)]
-    terms.sort(key=lambda term: not term.needs.cheap)
+    terms.sort(key=lambda term: declared.cost(term.needs))  # stable: source order within a cost
     needs = Needs()
     for term in terms:
         needs = needs | term.needs
@@ -298,16 +304,15 @@ def _split_terms(
 
 
 def _needs(refs: list[Reference], declared: Declared) -> Needs:
-    labels: set[str] = set()
-    answers: set[str] = set()
+    needed: set[SignalRef] = set()
     for ref in refs:
-        if ref.root == "labels":
-            labels |= declared.labels if ref.name in ("", "*") else {ref.name}
-        elif ref.root == "answers":
-            answers |= declared.questions if ref.name in ("", "*") else {ref.name}
-    return Needs(
-        frozenset(labels),
-        frozenset(answers),
-        any(ref.root == "description" for ref in refs),
-        frozenset(ref.root for ref in refs if ref.root in declared.extra),
-    )
+        variable = declared.variables.get(ref.root)
+        if variable is None:
+            continue
+        if not variable.keyed:
+            needed.add((ref.root, None))
+        elif ref.name in ("", "*"):
+            needed |= {(ref.root, item) for item in declared.items.get(ref.root, ())}
+        else:
+            needed.add((ref.root, ref.name))
+    return Needs(frozenset(needed))

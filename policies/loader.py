@@ -7,6 +7,7 @@ from pathlib import Path
 
 from pydantic import ValidationError
 
+from contracts.producers import ProducerRegistry
 from policies.compiled import CompiledPolicy
 from policies.compiler import compile_policy, schema_problems
 from policies.exceptions import PolicyInvalid, Problem
@@ -43,13 +44,17 @@ def load_policy(
     *,
     yaml_limits: YamlLimits | None = None,
     expression_limits: ExpressionLimits | None = None,
+    registry: ProducerRegistry | None = None,
 ) -> CompiledPolicy:
-    """Read, validate and compile one policy file; raise PolicyInvalid with every problem."""
+    """Read, validate and compile one policy file; raise PolicyInvalid with every problem.
+
+    `registry` names the producers `signals:` may use (default: the model's own).
+    """
     path = Path(path)
     yaml_limits = yaml_limits or YamlLimits()
     raw = read_bytes(path, yaml_limits)
     doc = read_yaml(str(path), raw, yaml_limits)
-    return compile_policy(doc, hashlib.sha256(raw).hexdigest(), expression_limits)
+    return compile_policy(doc, hashlib.sha256(raw).hexdigest(), expression_limits, registry)
 
 
 def policy_files(directory: str | Path) -> list[Path]:
@@ -57,7 +62,12 @@ def policy_files(directory: str | Path) -> list[Path]:
     return sorted(p for p in Path(directory).iterdir() if p.is_file() and is_policy_file(p))
 
 
-def load_policy_dir(directory: str | Path, *, require_active: bool = True) -> PolicySet:
+def load_policy_dir(
+    directory: str | Path,
+    *,
+    require_active: bool = True,
+    registry: ProducerRegistry | None = None,
+) -> PolicySet:
     """Load every policy in `directory`; refuse the whole set if any file is invalid.
 
     A set with no active policy would commit every post without a verdict, so it is refused
@@ -68,7 +78,7 @@ def load_policy_dir(directory: str | Path, *, require_active: bool = True) -> Po
     policies = []
     for path in found:
         try:
-            policies.append(load_policy(path))
+            policies.append(load_policy(path, registry=registry))
         except PolicyInvalid as exc:
             problems += exc.problems
     if problems:

@@ -1,9 +1,13 @@
-"""Several policies at once: which signals the model layer must compute, and all their verdicts.
+"""Several policies at once: which signals producers must compute, and all their verdicts.
 
-The model layer computes by *prompt text*, not by name: two policies may call different prompts
-`weapon`, or the same prompt by different names. A SignalPlan lists prompt texts; the model
-returns a Signals keyed by prompt text; `PolicySet.signals_for` maps it back to each policy's
-names.
+Producers compute by *request*, not by name: two policies may call different prompts `weapon`,
+or the same prompt by different names. A SignalPlan lists requests per producer; computed
+values are keyed by `(producer, request)`; `PolicySet.signals_for` maps them back to each
+policy's own names.
+
+Planning is staged by cost: `plan_for_post` tests every rule on what is known so far (the
+post's text and fields, then the cheap producers' values) and keeps only the signals that could
+still change some decision.
 
 Shadow policies' needs are in the plans by default: a shadow verdict computed on signals that
 were never asked for is useless. Pass `include_shadow=False` to plan for active policies only.
@@ -11,7 +15,8 @@ were never asked for is useless. Pass `include_shadow=False` to plan for active 
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from collections.abc import Hashable, Iterable, Mapping
+from dataclasses import dataclass, field
 from typing import Any
 
 from contracts.records import Post, Signals, Verdict
@@ -21,38 +26,51 @@ from policies.exceptions import PolicyInvalid, Problem
 from policies.expressions import Needs
 from policies.schema import Mode
 
+SignalKey = tuple[str, Hashable]  # (producer, request)
+Computed = Mapping[SignalKey, Any]
+
 
 @dataclass(frozen=True)
 class SignalPlan:
-    """What the model layer must compute: prompt texts, question texts, a caption, extras."""
+    """What producers must compute: requests by producer name."""
 
-    labels: frozenset[str] = frozenset()
-    questions: frozenset[str] = frozenset()
-    describe: bool = False
-    extra: frozenset[str] = frozenset()
+    requests: Mapping[str, frozenset[Hashable]] = field(default_factory=dict)
 
     def __or__(self, other: SignalPlan) -> SignalPlan:
-        return SignalPlan(
-            self.labels | other.labels,
-            self.questions | other.questions,
-            self.describe or other.describe,
-            self.extra | other.extra,
-        )
+        merged = dict(self.requests)
+        for producer, requests in other.requests.items():
+            merged[producer] = merged.get(producer, frozenset()) | requests
+        return SignalPlan(merged)
 
-    @property
-    def needs_model(self) -> bool:
-        """False when nothing is left for the model to compute."""
-        return bool(self.labels or self.questions or self.describe or self.extra)
+    def __bool__(self) -> bool:
+        return any(self.requests.values())
+
+    def signal_keys(self) -> set[SignalKey]:
+        """Every (producer, request) of the plan."""
+        return {(producer, r) for producer, requests in self.requests.items() for r in requests}
+
+    def only(self, producers: Iterable[str]) -> SignalPlan:
+        """The part of the plan for `producers`."""
+        wanted = set(producers)
+        return SignalPlan({p: r for p, r in self.requests.items() if p in wanted and r})
+
+    def without(self, computed: Computed) -> SignalPlan:
+        """The plan less what is already computed."""
+        return SignalPlan(
+            {
+                p: frozenset(r for r in rs if (p, r) not in computed)
+                for p, rs in self.requests.items()
+            }
+        )
 
 
 def plan_of(policy: CompiledPolicy, needs: Needs) -> SignalPlan:
-    """`needs` (by the policy's names) as a plan (by prompt text)."""
-    return SignalPlan(
-        frozenset(policy.labels[name] for name in needs.labels),
-        frozenset(policy.questions[name] for name in needs.answers),
-        needs.describe,
-        needs.extra,
-    )
+    """`needs` (by the policy's names) as a plan (by producer request)."""
+    requests: dict[str, set[Hashable]] = {}
+    for ref in needs.refs:
+        asked = policy.asks[ref]
+        requests.setdefault(asked.producer, set()).add(asked.request)
+    return SignalPlan({producer: frozenset(r) for producer, r in requests.items()})
 
 
 @dataclass(frozen=True)
@@ -116,32 +134,42 @@ class PolicySet:
         return plan
 
     def plan_for_post(
-        self, post: Post, *, include_shadow: bool = True, budget_s: float | None = None
+        self,
+        post: Post,
+        computed: Computed | None = None,
+        *,
+        include_shadow: bool = True,
+        budget_s: float | None = None,
     ) -> SignalPlan:
-        """Signals that could still change some decision, after testing the free ones.
+        """Signals that could still change some decision, given the post and `computed`.
 
         Rules left untested when `budget_s` runs out keep every signal they read in the plan.
         """
+        computed = computed or {}
         variables = post_variables(post)
         deadline = Deadline.after(budget_s)
         plan = SignalPlan()
         for policy in self._planned(include_shadow):
-            plan = plan | plan_of(policy, policy.needed_for(variables, deadline))
-        return plan
+            signals = self.signals_for(policy, computed)
+            plan = plan | plan_of(policy, policy.needed_for(variables, signals, deadline))
+        return plan.without(computed)
 
     @staticmethod
-    def signals_for(policy: CompiledPolicy, computed: Signals) -> Signals:
-        """Model output keyed by prompt text, renamed to `policy`'s label/question names."""
-        labels = {n: computed.labels[p] for n, p in policy.labels.items() if p in computed.labels}
-        answers = {
-            n: computed.answers[q] for n, q in policy.questions.items() if q in computed.answers
-        }
-        description = computed.description if policy.describe else None
-        extras = {k: v for k, v in (computed.model_extra or {}).items() if k in policy.extra}
-        return Signals(labels=labels, answers=answers, description=description, **extras)
+    def signals_for(policy: CompiledPolicy, computed: Computed) -> Signals:
+        """Computed values keyed by (producer, request), under `policy`'s own names."""
+        values: dict[str, Any] = {}
+        for (variable, item), asked in policy.asks.items():
+            key = (asked.producer, asked.request)
+            if key not in computed:
+                continue
+            if item is None:
+                values[variable] = computed[key]
+            else:
+                values.setdefault(variable, {})[item] = computed[key]
+        return Signals(**values)
 
     def evaluate(
-        self, post: Post, computed: Signals, *, budget_s: float | None = None
+        self, post: Post, computed: Computed, *, budget_s: float | None = None
     ) -> SetDecision:
         """Every policy's decision; each shadow one is diffed against the active one of its id.
 

@@ -7,10 +7,12 @@ names only declared signals, queue topics) is checked by `policies.compiler`.
 from __future__ import annotations
 
 from enum import StrEnum
+from functools import lru_cache
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, create_model
 
+from contracts.producers import ProducerRegistry
 from contracts.records import Action
 
 NAME_PATTERN = r"^[a-z0-9][a-z0-9-]*$"
@@ -29,29 +31,6 @@ class _Strict(BaseModel):
     model_config = ConfigDict(frozen=True, extra="forbid")
 
 
-class SignalSpec(_Strict):
-    """What the model layer must compute for this policy."""
-
-    labels: dict[str, str] = Field(
-        default_factory=dict,
-        description="Label name → prompt. The model classifies each prompt; rules read "
-        "`labels.<name>` in [0,1]. Names match " + SIGNAL_NAME_PATTERN + ".",
-    )
-    questions: dict[str, str] = Field(
-        default_factory=dict,
-        description="Question name → yes/no question about the image. Rules read "
-        "`answers.<name>` = P(yes) in [0,1].",
-    )
-    describe: bool = Field(
-        False, description="Caption the image(s); rules read the caption as `description`."
-    )
-    extra: dict[str, str] = Field(
-        default_factory=dict,
-        description="Signals that operators add beyond labels/questions/caption (e.g. `ocr_text`),"
-        " name → what it is. Rules read them as top-level variables.",
-    )
-
-
 class RuleSpec(_Strict):
     """One rule: a CEL condition and what happens when it holds."""
 
@@ -59,8 +38,8 @@ class RuleSpec(_Strict):
     when: str = Field(
         ...,
         min_length=1,
-        description="CEL condition. In scope: text, labels, answers, description, post "
-        "(meta included) and declared extra signals. Example: "
+        description="CEL condition. In scope: text, post (meta included) and the variables of "
+        "the declared signals (labels, answers, description, ...). Example: "
         "`labels.weapon > 0.5 && answers.minor > 0.5`.",
     )
     action: Action = Field(..., description="allow | review | block | escalate.")
@@ -87,21 +66,16 @@ class Expectation(_Strict):
     )
 
 
-class TestSignals(_Strict):
-    """Signals pinned for a test, by the policy's own names; no model runs."""
-
-    labels: dict[str, float] = Field(default_factory=dict, description="Label name → score.")
-    answers: dict[str, float] = Field(default_factory=dict, description="Question name → P(yes).")
-    description: str | None = Field(None, description="The caption, if the policy describes.")
-    extra: dict[str, Any] = Field(default_factory=dict, description="Extra signals by name.")
-
-
 class TestCase(_Strict):
     """A policy unit test: a post, pinned signals, the expected verdict."""
 
     name: str = Field(..., min_length=1, description="What the case shows.")
     post: dict[str, Any] = Field(..., description="The post, as on the input topic (id required).")
-    signals: TestSignals = Field(default_factory=TestSignals, description="Pinned signals.")
+    signals: dict[str, Any] = Field(
+        default_factory=dict,
+        description="Pinned values by the policy's variable names: `labels: {weapon: 0.9}`, "
+        "`answers: {...}`, `description: ...`, or any producer's variable. No model runs.",
+    )
     expect: Expectation = Field(..., description="The expected verdict.")
 
 
@@ -127,7 +101,11 @@ class PolicyFile(_Strict):
         "with its diff against the active policy of the same id; routes nothing.",
     )
     description: str | None = Field(None, description="What the policy is for.")
-    signals: SignalSpec = Field(default_factory=SignalSpec, description="Signals to compute.")
+    signals: dict[str, Any] = Field(
+        default_factory=dict,
+        description="Signals to compute, one key per producer (labels, questions, describe, "
+        "embed, and any registered producer); see `policy_file_model` for their shapes.",
+    )
     queues: dict[str, str | None] = Field(
         default_factory=dict,
         description="Queue name → output topic. Queues not listed use `review.<queue>`; a "
@@ -138,3 +116,25 @@ class PolicyFile(_Strict):
     )
     default: Action = Field(Action.ALLOW, description="Action when no rule matches.")
     tests: list[TestCase] = Field(default_factory=list, description="Policy unit tests.")
+
+
+def policy_file_model(registry: ProducerRegistry) -> type[PolicyFile]:
+    """PolicyFile whose `signals` takes exactly the registry's producers, each its own shape."""
+    return _policy_file_model(tuple((p.name, p.config, _doc(p)) for p in registry))
+
+
+@lru_cache(maxsize=16)
+def _policy_file_model(producers: tuple[tuple[str, Any, str], ...]) -> type[PolicyFile]:
+    fields: dict[str, Any] = {
+        name: (config | None, Field(None, description=doc)) for name, config, doc in producers
+    }
+    signals = create_model("Signals", __config__=ConfigDict(frozen=True, extra="forbid"), **fields)
+    return create_model(
+        "PolicyFile",
+        __base__=PolicyFile,
+        signals=(signals, Field(default_factory=signals, description="Signals to compute.")),
+    )
+
+
+def _doc(producer: Any) -> str:
+    return (type(producer).__doc__ or producer.name).strip().splitlines()[0]

@@ -8,10 +8,13 @@ from typing import Any
 
 from pydantic import ValidationError
 
+from contracts.producers import Input, Placement, ProducerJob, ProducerRegistry
 from contracts.records import Post, Signals, describe_validation_error
-from policies.compiled import CompiledPolicy
+from contracts.registry import default_registry
+from policies.compiled import CompiledPolicy, Requested
 from policies.decision import Decision
 from policies.exceptions import PolicyInvalid, Problem
+from policies.expressions import SignalRef
 from policies.loader import (
     POLICY_SUFFIXES,
     companion_tests,
@@ -21,6 +24,8 @@ from policies.loader import (
     policy_beside,
 )
 from policies.schema import TestCase
+
+POST_ONLY = frozenset({Input.TEXT, Input.META})
 
 
 @dataclass(frozen=True)
@@ -88,41 +93,85 @@ def _nothing_at(path: Path) -> str:
     return "no such file or directory"
 
 
-def run_tests(paths: list[Path]) -> TestReport:
+def run_tests(paths: list[Path], registry: ProducerRegistry | None = None) -> TestReport:
     """Run the `tests:` of every policy found, plus its `<stem>.tests.yaml` companion."""
+    registry = registry or default_registry()
     report = TestReport()
     report.files, report.problems = policy_inputs(paths)
     for path in report.files:
         try:
-            policy = load_policy(path)
+            policy = load_policy(path, registry=registry)
             cases = [*policy.tests, *companion_tests(path, policy.ref.id)]
         except PolicyInvalid as exc:
             report.problems += exc.problems
             continue
-        report.results += [run_case(policy, case, str(path)) for case in cases]
+        report.results += [run_case(policy, case, str(path), registry) for case in cases]
     return report
 
 
-def run_case(policy: CompiledPolicy, case: TestCase, file: str = "") -> CaseResult:
+def run_case(
+    policy: CompiledPolicy,
+    case: TestCase,
+    file: str = "",
+    registry: ProducerRegistry | None = None,
+) -> CaseResult:
     """Evaluate one case without touching the policy's counters; compare with `expect`."""
     try:
         post = Post.model_validate(case.post)
     except ValidationError as exc:
         diff = (f"post: not a valid post: {describe_validation_error(exc)}",)
         return CaseResult(file, policy.ref.id, case.name, diff)
-    decision = policy.decide(policy.run_rules(post, pinned_signals(policy, case)))
+    signals = case_signals(policy, case, post, registry)
+    decision = policy.decide(policy.run_rules(post, signals))
     return CaseResult(file, policy.ref.id, case.name, tuple(compare(case, decision)))
 
 
-def pinned_signals(policy: CompiledPolicy, case: TestCase) -> Signals:
-    """The case's signals; declared ones not pinned read as 0.0 or "" (the model saw nothing)."""
-    pinned = case.signals
-    return Signals(
-        labels={name: 0.0 for name in policy.labels} | pinned.labels,
-        answers={name: 0.0 for name in policy.questions} | pinned.answers,
-        description=pinned.description if pinned.description is not None else "",
-        **pinned.extra,
-    )
+def case_signals(
+    policy: CompiledPolicy, case: TestCase, post: Post, registry: ProducerRegistry | None
+) -> Signals:
+    """Pinned values first; producers that read only the post compute the rest for real.
+
+    Model values that are not pinned read as zero (the model saw nothing): 0.0 per label and
+    question, "" for the caption.
+    """
+    values: dict[str, Any] = {"description": ""} if "description" in policy.keyed else {}
+    for variable, keyed in policy.keyed.items():
+        if keyed:
+            values[variable] = dict.fromkeys(policy.items(variable), 0.0)
+    if registry is not None:
+        values |= _computed_from_post(policy, post, registry, skip=set(case.signals))
+    for variable, value in case.signals.items():
+        if isinstance(value, dict) and isinstance(values.get(variable), dict):
+            values[variable] = values[variable] | value
+        else:
+            values[variable] = value
+    return Signals(**values)
+
+
+def _computed_from_post(
+    policy: CompiledPolicy, post: Post, registry: ProducerRegistry, skip: set[str]
+) -> dict[str, Any]:
+    """Values of the policy's post-only consumer producers, computed on `post`."""
+    by_producer: dict[str, list[tuple[SignalRef, Requested]]] = {}
+    for ref, asked in policy.asks.items():
+        if ref[0] not in skip:
+            by_producer.setdefault(asked.producer, []).append((ref, asked))
+    values: dict[str, Any] = {}
+    for name, asks in by_producer.items():
+        producer = registry.get(name) if name in registry else None
+        if producer is None or producer.placement is not Placement.CONSUMER:
+            continue
+        if not producer.inputs <= POST_ONLY:
+            continue
+        [output] = producer.compute([ProducerJob(post, frozenset(a.request for _, a in asks))])
+        if isinstance(output, Exception):
+            continue  # the rule reading it reports the signal as not computed
+        for (variable, item), asked in asks:
+            if item is None:
+                values[variable] = output[asked.request]
+            else:
+                values.setdefault(variable, {})[item] = output[asked.request]
+    return values
 
 
 def compare(case: TestCase, decision: Decision) -> list[str]:

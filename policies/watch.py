@@ -16,6 +16,7 @@ from types import TracebackType
 from watchdog.events import FileSystemEvent, FileSystemEventHandler
 from watchdog.observers import Observer
 
+from contracts.producers import ProducerRegistry
 from policies.exceptions import PolicyInvalid
 from policies.loader import POLICY_SUFFIXES, load_policy_dir
 from policies.policy_set import PolicySet
@@ -45,12 +46,19 @@ class PolicyWatcher:
             decisions = watcher.current().evaluate(post, signals)
     """
 
-    def __init__(self, directory: str | Path, *, debounce_s: float = 0.2) -> None:
+    def __init__(
+        self,
+        directory: str | Path,
+        *,
+        debounce_s: float = 0.2,
+        registry: ProducerRegistry | None = None,
+    ) -> None:
         self.directory = Path(directory)
+        self.registry = registry
         self.debounce_s = debounce_s
         self.last_error: PolicyInvalid | None = None
         self.generation = 0
-        self._current = load_policy_dir(self.directory)
+        self._current = load_policy_dir(self.directory, registry=registry)
         self._lock = threading.Lock()
         self._timer: threading.Timer | None = None
         self._observer: Observer | None = None  # type: ignore[valid-type]  # watchdog aliases
@@ -63,7 +71,7 @@ class PolicyWatcher:
         """Load the directory now; swap on success, keep the old set and record why on failure."""
         with self._lock:
             try:
-                fresh = load_policy_dir(self.directory)
+                fresh = load_policy_dir(self.directory, registry=self.registry)
             except PolicyInvalid as exc:
                 self.last_error = exc
                 log.error("policy change refused, previous policies keep serving:\n%s", exc)

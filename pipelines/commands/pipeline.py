@@ -58,6 +58,7 @@ def run(
     import ray
 
     from pipelines.config import load_config
+    from pipelines.producers import producer_registry
     from pipelines.runner import PipelineRun
     from pipelines.telemetry import install_exporters
     from policies.loader import load_policy_dir
@@ -66,7 +67,8 @@ def run(
     # Every Kafka failure here ends as one line of ours; kafka-python's retry logs are noise.
     logging.getLogger("kafka").setLevel(logging.NOTSET if verbose else logging.CRITICAL)
     settings = _or_exit(lambda: load_config(config))
-    policy_set = _or_exit(lambda: load_policy_dir(settings.policy_dir))
+    registry = _or_exit(lambda: producer_registry(settings.producers))
+    policy_set = _or_exit(lambda: load_policy_dir(settings.policy_dir, registry=registry))
     _or_exit(lambda: _reach_kafka(settings, policy_set))  # before Ray: fail in seconds, not minutes
     install_exporters(settings.telemetry)
     ray.init(address=os.environ.get("RAY_ADDRESS"), configure_logging=False)
@@ -111,13 +113,15 @@ def moderate(
     """Moderate one post locally, without Kafka, and print its Verdict JSON."""
     from pipelines.config import ModelSettings, PipelineConfig
     from pipelines.local import LocalModerator
+    from pipelines.producers import producer_registry
     from policies.loader import load_policy_dir
 
     logging.basicConfig(level=logging.ERROR)
+    os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")  # stderr: one line or none
     config = PipelineConfig(model=ModelSettings(name_or_path=model), policy_dir=str(policy))
     max_bytes = config.images.max_bytes
     body = _or_exit(lambda: _post_body(post_id, text, image or [], meta or [], max_bytes))
-    policy_set = _or_exit(lambda: load_policy_dir(policy))
+    policy_set = _or_exit(lambda: load_policy_dir(policy, registry=producer_registry()))
     if model.startswith("tiny:"):
         typer.echo("note: the tiny model has random weights; pass --model for a real one", err=True)
     moderator = _or_exit(lambda: LocalModerator.with_policies(config, policy_set))

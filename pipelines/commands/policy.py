@@ -3,11 +3,18 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 
+from contracts.errors import ModerationError
+
+if TYPE_CHECKING:
+    from contracts.producers import ProducerRegistry
+
 app = typer.Typer(help="Check and test policy files.", no_args_is_help=True)
+
+PRODUCER_HELP = "Another signal producer, package.module:ClassName, as in the pipeline's config."
 
 
 @app.command()
@@ -19,6 +26,7 @@ def check(
             min=1, help="Most matches()/contains() calls one policy may make per post (256)."
         ),
     ] = None,
+    producer: Annotated[list[str] | None, typer.Option(help=PRODUCER_HELP)] = None,
 ) -> None:
     """Validate policy files; print each problem as FILE:LINE:COL: message; exit 1 if any."""
     from policies.exceptions import PolicyInvalid
@@ -27,13 +35,14 @@ def check(
     from policies.testing import policy_inputs
 
     limits = ExpressionLimits(max_text_scans=max_text_scans or ExpressionLimits.max_text_scans)
+    registry = _registry(producer)
     found, unusable = policy_inputs(files)
     for problem in unusable:
         typer.echo(str(problem))
     invalid = bool(unusable)
     for path in found:
         try:
-            policy = load_policy(path, expression_limits=limits)
+            policy = load_policy(path, expression_limits=limits, registry=registry)
             companion_tests(path, policy.ref.id)
         except PolicyInvalid as exc:
             invalid = True
@@ -48,11 +57,12 @@ def check(
 @app.command()
 def test(
     paths: Annotated[list[Path], typer.Argument(help="Policy files or directories of them.")],
+    producer: Annotated[list[str] | None, typer.Option(help=PRODUCER_HELP)] = None,
 ) -> None:
     """Run the tests of each policy found and its `<stem>.tests.yaml`; exit 1 on a failure."""
     from policies.testing import run_tests
 
-    report = run_tests(paths)
+    report = run_tests(paths, _registry(producer))
     for problem in report.problems:
         typer.echo(str(problem))
     if not report.files:
@@ -65,3 +75,14 @@ def test(
     failed = len(report.failed) + (1 if report.problems else 0)
     typer.echo(f"{len(report.results) - len(report.failed)} passed, {len(report.failed)} failed")
     raise typer.Exit(1 if failed else 0)
+
+
+def _registry(extra: list[str] | None) -> ProducerRegistry:
+    """The shipped producers plus `extra`; a bad import path is one line, exit 2."""
+    from pipelines.producers import producer_registry
+
+    try:
+        return producer_registry(extra or ())
+    except (ModerationError, ValueError) as error:
+        typer.echo(f"error: {getattr(error, 'reason', error)}", err=True)
+        raise typer.Exit(2) from None

@@ -30,6 +30,7 @@ def test_demo_moderates_every_sample_and_dead_letters_the_malformed(tmp_path):
     assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
     assert "6/6 posts got verdicts, 5/5 malformed messages dead-lettered" in done.stdout
     assert "random weights" in done.stdout
+    assert "text only" in done.stdout and "text + 2 images" in done.stdout
     for stage in ("decode", "validate", "fetch-image"):
         assert stage in done.stdout
     shutil.rmtree(env["RAY_TMPDIR"], ignore_errors=True)

@@ -2,14 +2,17 @@
 
 from __future__ import annotations
 
+import json
 import threading
 import time
+from pathlib import Path
 
 import pytest
 import ray
 
 from contracts.records import DeadLetter, Verdict
 from pipelines.config import PoolSettings
+from pipelines.kafka_io import OutMessage
 
 from .conftest import malformed_messages, post_messages, publish
 
@@ -186,12 +189,60 @@ def test_redis_stopped_mid_stream_only_costs_speed(e2e_config, start_pipeline, r
 
 def test_a_model_that_cannot_load_fails_start_with_the_replicas_reason(e2e_config, ray_local):
     from pipelines.exceptions import ReplicaStartFailed
+    from pipelines.producers import producer_registry
     from pipelines.runner import PipelineRun
     from policies.loader import load_policy_dir
 
     config = e2e_config(model="/nonexistent/checkpoint")
     run = PipelineRun(config)
     with pytest.raises(ReplicaStartFailed) as failed:
-        run.start(load_policy_dir(config.policy_dir))
+        run.start(load_policy_dir(config.policy_dir, registry=producer_registry(config.producers)))
     assert failed.value.reason.startswith("the model replica did not start: No checkpoint")
     assert "/nonexistent/checkpoint" in failed.value.reason
+
+
+SHOUTING = """
+id: shouting
+version: 1
+signals:
+  shout: true
+  questions:
+    offsite:
+      ask: "Does this post ask the buyer to pay or talk outside the platform?"
+      about: post
+rules:
+  - id: all-caps
+    when: shout > 0.9
+    action: escalate
+    priority: 0
+  - id: offsite
+    when: answers.offsite > 0.99
+    action: review
+"""
+
+
+def test_a_configured_producer_and_whole_post_questions_through_kafka(e2e_config, start_pipeline):
+    config = e2e_config().model_copy(update={"producers": ["tests.producers:ShoutSignals"]})
+    (Path(config.policy_dir) / "shouting.yaml").write_text(SHOUTING)
+    _run, collector = start_pipeline(config)
+    topic = config.topics.inputs[0]
+    picture = post_messages(1, topic=topic)[0]
+    two_images = json.loads(picture.value) | {"id": "pictures", "text": "pay me elsewhere"}
+    two_images["images"] = two_images["images"] * 2
+    posts = [
+        {"id": "loud", "text": "PAY ME NOW ON TELEGRAM"},
+        {"id": "quiet", "text": "message me on the other app, we settle there"},
+        two_images,
+    ]
+    publish(config, [OutMessage(topic, json.dumps(p).encode(), p["id"].encode()) for p in posts])
+    outputs = collector.wait_for(len(posts))
+    verdicts = {
+        post_id: next(v for v in found if v["policy"]["id"] == "shouting")
+        for post_id, found in outputs.verdicts.items()
+    }
+    assert verdicts["loud"]["action"] == "escalate"
+    assert verdicts["loud"]["signals"]["shout"] == 1.0
+    for post_id in ("quiet", "pictures"):
+        answer = verdicts[post_id]["signals"]["answers"]["offsite"]
+        assert 0.0 < answer < 1.0, f"{post_id}: the model's probability, not a fixed value"
+    assert verdicts["quiet"]["signals"]["shout"] == 0.0

@@ -6,6 +6,7 @@ import io
 
 import numpy as np
 import pytest
+import torch
 from PIL import Image
 
 from operators.images import ImageLoader, LoadedImage
@@ -62,15 +63,18 @@ def degenerate_image() -> LoadedImage:
 
 
 class CallCounter:
-    """Counts forward calls of a module through a forward hook."""
+    """Counts forward calls of a module, and the images (pixel tensors' first dim) it was given."""
 
     def __init__(self, module):
         self.calls = 0
-        self.batch_sizes: list[int] = []
-        self._handle = module.register_forward_hook(self._hook)
+        self.images = 0
+        self._handle = module.register_forward_hook(self._hook, with_kwargs=True)
 
-    def _hook(self, module, args, kwargs_or_output, *rest):
+    def _hook(self, module, args, kwargs, output):
         self.calls += 1
+        pixels = kwargs.get("pixel_values", args[0] if args else None)
+        if isinstance(pixels, torch.Tensor) and pixels.is_floating_point() and pixels.dim() == 4:
+            self.images += int(pixels.shape[0])
 
     def remove(self):
         self._handle.remove()

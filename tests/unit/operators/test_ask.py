@@ -70,6 +70,7 @@ def test_whole_batch_encodes_images_in_one_vision_call(vlm, images, count_calls)
     jobs = [ImageJob(image, questions=QUESTIONS, embed=True) for image in images]
     VlmOperator(vlm).run(jobs)
     assert vision.calls == 1
+    assert vision.images == len(images)
 
 
 def test_broken_image_fails_alone(vlm, images, degenerate_image):

@@ -4,30 +4,52 @@ from __future__ import annotations
 
 import torch
 
-from operators.batching import collate_prefixes, encode_prefix, encode_task_rows, stack_padded
-from operators.forward import run_forward
-
-
-def _left_pad(encoding, pad_id, extra):
-    padded = dict(encoding)
-    ids, mask = encoding["input_ids"], encoding["attention_mask"]
-    padded["input_ids"] = torch.cat([torch.full((1, extra), pad_id), ids], dim=1)
-    padded["attention_mask"] = torch.cat([torch.zeros((1, extra), dtype=mask.dtype), mask], dim=1)
-    return padded
+from operators.batching import (
+    collate_images,
+    collate_prefixes,
+    encode_image,
+    encode_task_rows,
+    stack_padded,
+)
+from operators.forward import PrefixBatch, run_forward
+from operators.prefixes import encode_post_text, image_prefix_ids, post_prefix_ids
 
 
 def test_left_padded_prefix_gives_the_same_answers(vlm, images):
-    """Real checkpoints tile images, so prefixes differ in length; padding must not leak."""
-    encoding = encode_prefix(vlm, images[0].image)
+    """Prefix rows differ in length (tiles, post text); padding must not leak into answers."""
+    encoding = encode_image(vlm, images[0].image)
+    ids = image_prefix_ids(vlm, encoding.expansion)
+    long_row = post_prefix_ids(vlm, [], encode_post_text(vlm, "some words here " * 20))
+    assert len(long_row) > len(ids) + 5
     pad_id = vlm.tokenizer.pad_token_id
-    prefix = collate_prefixes([encoding, _left_pad(encoding, pad_id, 5)], pad_id)
+    pixels = collate_images([encoding])
     texts = ["Is it red? Answer yes or no.", "Is there a very large dog? Answer yes or no.", "Hi"]
-    rows = encode_task_rows(vlm, [0, 0, 0, 1, 1, 1], texts * 2, [False, False, True] * 2)
-    result = run_forward(vlm, prefix, rows, embed=True)
-    assert torch.isfinite(result.yes_probability).all()
-    assert torch.allclose(result.yes_probability[:3], result.yes_probability[3:], atol=1e-5)
-    assert torch.equal(result.generated[0], result.generated[1])
-    assert torch.allclose(result.embeddings[0], result.embeddings[1])
+    suffixes = [vlm.layout.task_text(text) for text in texts]
+    generate = [False, False, True]
+
+    alone = run_forward(
+        vlm,
+        PrefixBatch(*collate_prefixes([ids], pad_id), pixels, image_order=(0,)),
+        encode_task_rows(vlm, [0, 0, 0], suffixes, generate),
+        embed=True,
+    )
+    padded = run_forward(
+        vlm,
+        PrefixBatch(*collate_prefixes([long_row, ids], pad_id), pixels, image_order=(0,)),
+        encode_task_rows(vlm, [1, 1, 1, 0], [*suffixes, suffixes[0]], [*generate, False]),
+        embed=True,
+    )
+    assert torch.isfinite(padded.yes_probability).all()
+    assert torch.allclose(alone.yes_probability[:2], padded.yes_probability[:2], atol=1e-5)
+    assert torch.equal(alone.generated[0], padded.generated[0])
+    assert torch.allclose(alone.embeddings, padded.embeddings)
+    assert padded.embeddings.shape[0] == 1  # one unique image, encoded once
+
+
+def test_collate_prefixes_pads_on_the_left():
+    ids, mask = collate_prefixes([[7, 8, 9], [5]], pad_id=0)
+    assert ids.tolist() == [[7, 8, 9], [0, 0, 5]]
+    assert mask.tolist() == [[1, 1, 1], [0, 0, 1]]
 
 
 def test_stack_padded_pads_tile_counts_with_zeros():

@@ -85,6 +85,10 @@ def test_spec_validates():
         ModelSpec("x", max_new_tokens=0)
     with pytest.raises(ValueError, match=r"\{label\}"):
         ModelSpec("x", label_question="Is it?")
+    with pytest.raises(ValueError, match=r"post_label_question .*\{label\}"):
+        ModelSpec("x", post_label_question="Is it?")
+    with pytest.raises(ValueError, match="max_text_tokens"):
+        ModelSpec("x", max_text_tokens=0)
 
 
 def test_operators_import_without_service_packages():
@@ -92,7 +96,7 @@ def test_operators_import_without_service_packages():
         "import sys\n"
         "for name in ('ray', 'kafka', 'redis', 'pydantic'): sys.modules[name] = None\n"
         "import operators.tasks, operators.cache, operators.images, operators.tiny\n"
-        "import operators.loading, operators.forward, operators.fetch\n"
+        "import operators.loading, operators.forward, operators.fetch, operators.jobs\n"
         "print('ok')\n"
     )
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)

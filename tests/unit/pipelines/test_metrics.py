@@ -11,7 +11,7 @@ from opentelemetry.sdk.metrics.export import InMemoryMetricReader
 from opentelemetry.sdk.trace import TracerProvider
 
 from contracts.errors import Stage
-from contracts.records import ModelRef, Signals
+from contracts.records import ModelRef
 from pipelines.config import KafkaSettings, PipelineConfig, RetrySettings
 from pipelines.local import build_moderator
 from pipelines.samples import drawn_image
@@ -54,10 +54,8 @@ class ScriptedSource:
         if request.post_id not in self.weapon:
             failure = Failure(Stage.INFER, "InferenceError", "replica lost", retryable=True)
             return InferenceResult(request.post_id, failure=failure)
-        labels = dict.fromkeys(request.labels, self.weapon[request.post_id])
-        return InferenceResult(
-            request.post_id, Signals(labels=labels), cache_hits=2, cache_misses=1
-        )
+        values = dict.fromkeys(request.tasks, self.weapon[request.post_id])
+        return InferenceResult(request.post_id, values, cache_hits=2, cache_misses=1)
 
 
 @pytest.fixture

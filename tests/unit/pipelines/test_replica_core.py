@@ -1,45 +1,40 @@
-"""Pure pieces of the replica path: folding image results per post, splitting Serve batches."""
+"""Pure pieces of the replica path: results per post, and splitting Serve batches per call."""
 
 from __future__ import annotations
 
+from contracts.vlm import About, TaskKind, VlmTask
 from operators.exceptions import ImageDecodeError
-from operators.jobs import ImageSignals
-from pipelines.replica_core import fold_images
+from operators.jobs import PostSignals
+from pipelines.replica_core import result_of
 from pipelines.serving import split_like
-from pipelines.signal_records import InferenceRequest, InferenceResult
+from pipelines.signal_records import InferenceRequest, InferenceResult, empty_value
+
+GUN = VlmTask(TaskKind.LABEL, "a gun")
+PAY = VlmTask(TaskKind.QUESTION, "Does it ask to pay elsewhere?", About.POST)
 
 
-def request(**kwargs) -> InferenceRequest:
-    return InferenceRequest(post_id="p", images=(b"a", b"b"), **kwargs)
+def test_a_posts_values_counters_and_cut_tokens_cross_to_the_consumer():
+    request = InferenceRequest("p", (), frozenset({GUN, PAY}), text="hi")
+    signals = PostSignals({GUN: 0.7, PAY: 0.2}, text_tokens_cut=5, cache_hits=1, cache_misses=1)
+    result = result_of(request, signals)
+    assert result.failure is None and result.values == {GUN: 0.7, PAY: 0.2}
+    assert (result.text_tokens_cut, result.cache_hits, result.cache_misses) == (5, 1, 1)
 
 
-def test_fold_takes_the_max_of_each_probability_and_joins_captions():
-    req = request(labels=frozenset({"gun"}), questions=frozenset({"kid?"}), describe=True)
-    first = ImageSignals("a", labels={"gun": 0.2}, answers={"kid?": 0.9}, description="a cat")
-    second = ImageSignals("b", labels={"gun": 0.7}, answers={"kid?": 0.1}, description="a dog")
-    first.cache_hits, second.cache_misses = 2, 3
-    result = fold_images(req, [first, second])
-    assert result.failure is None and result.signals is not None
-    assert result.signals.labels == {"gun": 0.7} and result.signals.answers == {"kid?": 0.9}
-    assert result.signals.description == "a cat | a dog"
-    assert (result.cache_hits, result.cache_misses) == (2, 3)
-
-
-def test_fold_reports_the_first_failed_image_as_the_posts_failure():
-    error = ImageDecodeError("not a recognised image format")
-    result = fold_images(request(labels=frozenset({"gun"})), [ImageSignals("a"), error])
-    assert result.signals is None and result.failure is not None
+def test_a_posts_operator_error_becomes_its_failure_with_the_stage():
+    request = InferenceRequest("p", (b"x",), frozenset({GUN}))
+    result = result_of(request, ImageDecodeError("not a recognised image format"))
+    assert result.values is None and result.failure is not None
     assert (result.failure.stage, result.failure.reason) == (
         "fetch-image",
         "not a recognised image format",
     )
 
 
-def test_fold_without_images_answers_zero_and_no_caption():
-    req = InferenceRequest(post_id="p", images=(), labels=frozenset({"gun"}), describe=True)
-    result = fold_images(req, [])
-    assert result.signals is not None
-    assert result.signals.labels == {"gun": 0.0} and result.signals.description is None
+def test_empty_values_say_the_model_saw_nothing():
+    assert empty_value(GUN) == 0.0 and empty_value(PAY) == 0.0
+    assert empty_value(VlmTask(TaskKind.DESCRIBE)) == ""
+    assert empty_value(VlmTask(TaskKind.EMBED)) == []
 
 
 def test_split_like_cuts_a_flat_batch_back_per_call_in_order():

@@ -11,11 +11,12 @@ from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 
 from contracts.errors import Stage
-from contracts.records import DeadLetter, ModelRef, ShadowVerdict, Signals, Verdict
+from contracts.records import DeadLetter, ModelRef, ShadowVerdict, Verdict
+from contracts.vlm import TaskKind
 from pipelines.config import KafkaSettings, PipelineConfig, RetrySettings
 from pipelines.local import build_moderator
 from pipelines.samples import drawn_image
-from pipelines.signal_records import Failure, InferenceResult
+from pipelines.signal_records import Failure, InferenceResult, empty_value
 from pipelines.steps import SourceMessage
 from pipelines.telemetry import telemetry
 from policies.loader import load_policy_dir
@@ -52,27 +53,29 @@ PNG = base64.b64encode(drawn_image(1)).decode()
 
 
 class ScriptedSource:
-    """Answers `weapon` with a fixed value; fails the first `failures` calls per post."""
+    """Answers label tasks with a fixed value, others 0.0; fails the first `failures` calls."""
 
     model = ModelRef(name="scripted", revision="1")
 
     def __init__(self, weapon=0.9, failures=0, retryable=True):
         self.weapon, self.failures, self.retryable = weapon, failures, retryable
         self.calls: list[str] = []
+        self.requests: list = []
 
     def compute(self, requests):
         results = []
         for request in requests:
             self.calls.append(request.post_id)
+            self.requests.append(request)
             if self.calls.count(request.post_id) <= self.failures:
                 failure = Failure(Stage.INFER, "InferenceError", "replica lost", self.retryable)
                 results.append(InferenceResult(request.post_id, failure=failure))
                 continue
-            labels = dict.fromkeys(request.labels, self.weapon)
-            answers = dict.fromkeys(request.questions, 0.0)
-            results.append(
-                InferenceResult(request.post_id, Signals(labels=labels, answers=answers))
-            )
+            values = {
+                task: self.weapon if task.kind is TaskKind.LABEL else empty_value(task)
+                for task in request.tasks
+            }
+            results.append(InferenceResult(request.post_id, values))
         return results
 
 
@@ -314,10 +317,10 @@ class ExplodingPolicies:
     def __init__(self, real, *, plan_fails=None, evaluate_fails=None):
         self.real, self.plan_fails, self.evaluate_fails = real, plan_fails, evaluate_fails
 
-    def plan_for_post(self, post, **kwargs):
+    def plan_for_post(self, post, *args, **kwargs):
         if post.id == self.plan_fails:
             raise ValueError("Failed to convert variable 'text': Conversion Error")
-        return self.real.plan_for_post(post, **kwargs)
+        return self.real.plan_for_post(post, *args, **kwargs)
 
     def evaluate(self, post, signals, **kwargs):
         if post.id == self.evaluate_fails:

@@ -1,6 +1,6 @@
 from pathlib import Path
 
-from contracts.records import Action, Post, Signals
+from contracts.records import Action, Post
 from policies.loader import load_policy_dir
 from policies.testing import run_tests
 
@@ -14,7 +14,7 @@ def test_examples_load_as_one_set_with_a_shadow():
         "marketplace-listings",
         "spam-scams",
     }
-    assert [(p.ref.id, p.ref.version) for p in policies.shadow] == [("spam-scams", 13)]
+    assert [(p.ref.id, p.ref.version) for p in policies.shadow] == [("spam-scams", 14)]
 
 
 def test_example_tests_pass():
@@ -27,11 +27,7 @@ def test_example_set_end_to_end():
     policies = load_policy_dir(EXAMPLES)
     post = Post(id="p", text="buy followers cheap, DM on whatsapp +1 555 0100 222")
     plan = policies.plan_for_post(post)
-    computed = Signals(
-        labels={label: 0.0 for label in plan.labels},
-        answers={q: 0.0 for q in plan.questions},
-        description="",
-    )
+    computed = {(p, r): "" if p == "describe" else 0.0 for p, r in plan.signal_keys()}
     result = policies.evaluate(post, computed)
     by_id = {o.decision.policy.id: o.decision for o in result.active}
     assert by_id["spam-scams"].action is Action.REVIEW

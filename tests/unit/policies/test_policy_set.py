@@ -1,6 +1,7 @@
 import pytest
 
-from contracts.records import Action, Post, Signals
+from contracts.records import Action, Post
+from contracts.vlm import TaskKind, VlmTask
 from policies.exceptions import PolicyInvalid
 from policies.loader import load_policy_dir
 from policies.policy_set import PolicySet, SignalPlan
@@ -26,6 +27,14 @@ rules:
 """
 
 
+def prompts(plan: SignalPlan, producer: str) -> set[str]:
+    return {request.prompt for request in plan.requests.get(producer, ())}
+
+
+def label(text: str) -> tuple[str, VlmTask]:
+    return ("labels", VlmTask(TaskKind.LABEL, text))
+
+
 class FakeModel:
     """Stands in for the VLM: answers by prompt text and counts every call."""
 
@@ -33,16 +42,16 @@ class FakeModel:
         self.scores = scores
         self.calls = []
 
-    def compute(self, plan: SignalPlan) -> Signals:
-        for prompt in sorted(plan.labels) + sorted(plan.questions):
-            self.calls.append(prompt)
-        if plan.describe:
-            self.calls.append("<describe>")
-        return Signals(
-            labels={p: self.scores.get(p, 0.0) for p in plan.labels},
-            answers={q: self.scores.get(q, 0.0) for q in plan.questions},
-            description="a phone on a table" if plan.describe else None,
-        )
+    def compute(self, plan: SignalPlan) -> dict:
+        computed = {}
+        for producer, request in sorted(plan.signal_keys(), key=repr):
+            if request.kind is TaskKind.DESCRIBE:
+                self.calls.append("<describe>")
+                computed[(producer, request)] = "a phone on a table"
+            else:
+                self.calls.append(request.prompt)
+                computed[(producer, request)] = self.scores.get(request.prompt, 0.0)
+        return computed
 
 
 @pytest.fixture
@@ -73,12 +82,13 @@ def policy_dir(tmp_path, write_policy):
 
 def test_signal_plan_is_the_union_by_prompt_text(policy_dir):
     plan = load_policy_dir(policy_dir).signal_plan()
-    assert plan.labels == {
+    assert prompts(plan, "labels") == {
         "a weapon such as a gun or a knife",
         "graphic violence, blood or gore",
         "nudity",
     }
-    assert plan.questions == {"Does the image show a child?"} and plan.describe
+    assert prompts(plan, "questions") == {"Does the image show a child?"}
+    assert plan.requests["describe"] == {VlmTask(TaskKind.DESCRIBE)}
 
 
 def test_shadow_needs_are_planned_unless_excluded(policy_dir):
@@ -87,13 +97,13 @@ def test_shadow_needs_are_planned_unless_excluded(policy_dir):
         "rules:\n  - id: faces\n    when: labels.faces > 0.5\n    action: review\n"
     )
     policies = load_policy_dir(policy_dir)
-    assert "a human face" in policies.signal_plan().labels
-    assert "a human face" not in policies.signal_plan(include_shadow=False).labels
+    assert "a human face" in prompts(policies.signal_plan(), "labels")
+    assert "a human face" not in prompts(policies.signal_plan(include_shadow=False), "labels")
 
 
 def test_same_prompt_under_different_names_maps_back(policy_dir):
     policies = load_policy_dir(policy_dir)
-    computed = Signals(labels={"a weapon such as a gun or a knife": 0.9})
+    computed = {label("a weapon such as a gun or a knife"): 0.9}
     by_id = {p.ref.id: p for p in policies.policies}
     assert policies.signals_for(by_id["community"], computed).labels == {"weapon": 0.9}
     assert policies.signals_for(by_id["other"], computed).labels == {"gun": 0.9}
@@ -101,7 +111,7 @@ def test_same_prompt_under_different_names_maps_back(policy_dir):
 
 def run_pipeline(policies: PolicySet, post: Post, model: FakeModel, *, prune: bool):
     plan = policies.plan_for_post(post) if prune else policies.signal_plan()
-    computed = model.compute(plan) if plan.needs_model else Signals()
+    computed = model.compute(plan) if plan else {}
     return policies.evaluate(post, computed)
 
 
@@ -159,7 +169,7 @@ def test_shadow_decision_is_diffed_against_the_active_one(tmp_path, write_policy
         mode="shadow",
     )
     policies = load_policy_dir(tmp_path)
-    computed = Signals(labels={"graphic violence, blood or gore": 0.9})
+    computed = {label("graphic violence, blood or gore"): 0.9}
     result = policies.evaluate(Post(id="1", text="x"), computed)
     (active,), (shadow,) = result.active, result.shadow
     assert active.decision.action is Action.BLOCK and shadow.decision.action is Action.ESCALATE

@@ -1,10 +1,18 @@
 import pytest
 from cel_expr_python import cel
 
+from contracts.producers import Variable
 from policies.expressions import BUILTIN_TYPES, Declared, compile_condition
 from policies.typecheck import cel_type, check_types
 
-ROOTS = BUILTIN_TYPES | {"nsfw": "double", "ocr": "string", "banks": "map(string, bool)"}
+ROOTS = BUILTIN_TYPES | {
+    "labels": "map(string, double)",
+    "answers": "map(string, double)",
+    "description": "string",
+    "nsfw": "double",
+    "ocr": "string",
+    "banks": "map(string, bool)",
+}
 
 
 @pytest.mark.parametrize(
@@ -87,7 +95,13 @@ def test_an_unknown_type_spec_is_refused():
 
 
 def test_compile_condition_type_checks_the_source_as_written():
-    declared = Declared(frozenset({"nudity"}), frozenset(), False, frozenset({"nsfw"}))
+    declared = Declared(
+        variables={
+            "labels": Variable("labels", "map(string, double)", keyed=True),
+            "nsfw": Variable("nsfw", "dyn"),
+        },
+        items={"labels": frozenset({"nudity"})},
+    )
     condition, findings = compile_condition('text.matches("(?i)x") && nsfw.score > 1', declared)
     assert findings == [] and condition is not None
     _, findings = compile_condition('text.matches("(?i)x") && labels.nudity > "a"', declared)

@@ -1,0 +1,216 @@
+"""Signal producers: one protocol and one registry for everything that computes a signal.
+
+A producer owns one key under a policy's `signals:` (its `name`). From the policy's value there
+it derives `Ask`s: which CEL variable (and item of it) each answer lands in, and the request it
+computes for that answer. Requests are hashable and policy-independent, so two policies asking
+the same thing share one computation, and `(producer, request)` keys every computed value.
+
+Each producer declares its inputs, where it runs (the consumer's CPU or the model replica), a
+cost class and a version. The planner runs the cheapest producers first and skips any whose
+result can no longer change a verdict; the cache keys a value by the content it read, the
+producer, its version and the request.
+
+Adding a producer is one module and one line: in code, `registry.register(LinkSignals())`; for
+every process of a deployment, an entry point in the package that ships it,
+
+    [project.entry-points."vlmod.producers"]
+    links = "operators.specialists.links:LinkSignals"
+
+or a `producers:` entry in the pipeline config.
+
+A producer's `compute` imports heavy libraries (models, runtimes) only when first called, so
+that reading its declaration (what `vlmod policy check` does) costs nothing.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections.abc import Hashable, Iterable, Iterator, Mapping, Sequence
+from dataclasses import dataclass, field
+from enum import IntEnum, StrEnum
+from typing import TYPE_CHECKING, Any, Protocol
+
+if TYPE_CHECKING:
+    from contracts.records import Post
+
+RESERVED_VARIABLES = frozenset({"text", "post"})
+
+
+class Placement(StrEnum):
+    """Where a producer runs."""
+
+    CONSUMER = "consumer"  # in the consumer, on its CPU, before any model call
+    REPLICA = "replica"  # on the model replica pool (GPU); its requests are `VlmTask`s
+
+
+class Cost(IntEnum):
+    """How much one post costs a producer; cheaper classes run first."""
+
+    TRIVIAL = 1  # string work on the post itself: microseconds
+    SPECIALIST = 2  # a small model or an index lookup on the CPU: milliseconds
+    MODEL = 3  # the vision-language model
+
+
+class Input(StrEnum):
+    """What of a post a producer reads; its cache key hashes exactly these."""
+
+    TEXT = "text"
+    IMAGES = "images"
+    META = "meta"
+    SIGNALS = "signals"  # values other producers computed first (see `after`)
+
+
+@dataclass(frozen=True)
+class Variable:
+    """A CEL variable a producer gives conditions."""
+
+    name: str
+    cel_type: str  # e.g. "double", "string", "map(string, double)"
+    keyed: bool = False  # True: conditions read items by name (`answers.minor`)
+    item: str = "item"  # what an item is called in messages: "label", "question", "bank"
+    description: str = ""
+
+
+@dataclass(frozen=True)
+class Ask:
+    """One value a policy asks for: where it lands (variable, item) and what computes it."""
+
+    variable: str
+    item: str | None
+    request: Hashable
+
+
+@dataclass(frozen=True)
+class ProducerJob:
+    """One post's work for one producer."""
+
+    post: Post
+    requests: frozenset[Hashable]
+    images: tuple[bytes, ...] = ()  # the post's fetched images, when the producer reads them
+    signals: Mapping[str, Mapping[Hashable, Any]] = field(default_factory=dict)  # by producer
+
+
+class SignalProducer(Protocol):
+    """Everything that computes a signal a policy can read (plain class attributes will do)."""
+
+    @property
+    def name(self) -> str:
+        """The key it owns under `signals:`, and its registry name."""
+        ...
+
+    @property
+    def variables(self) -> tuple[Variable, ...]:
+        """The CEL variables it gives conditions."""
+        ...
+
+    @property
+    def inputs(self) -> frozenset[Input]:
+        """What of a post it reads."""
+        ...
+
+    @property
+    def placement(self) -> Placement:
+        """Where it runs."""
+        ...
+
+    @property
+    def cost(self) -> Cost:
+        """Its cost class; cheaper classes run first."""
+        ...
+
+    @property
+    def version(self) -> str:
+        """Its model and version: part of every cache key."""
+        ...
+
+    @property
+    def config(self) -> Any:
+        """The type of the policy's value under `signals.<name>` (pydantic validates it)."""
+        ...
+
+    @property
+    def after(self) -> tuple[str, ...]:
+        """Producers whose values it reads (Input.SIGNALS)."""
+        ...
+
+    def asks(self, value: Any) -> list[Ask]:
+        """What a policy's (validated) value under `signals.<name>` asks for."""
+        ...
+
+    def compute(self, jobs: Sequence[ProducerJob]) -> list[Mapping[Hashable, Any] | Exception]:
+        """A value for every request of every job, in order; an Exception fails that post."""
+        ...
+
+
+class ProducerRegistry:
+    """The producers a deployment knows, by name; explicit, never filled by an import."""
+
+    def __init__(self, producers: Iterable[SignalProducer] = ()) -> None:
+        self._producers: dict[str, SignalProducer] = {}
+        self._variables: dict[str, tuple[SignalProducer, Variable]] = {}
+        for producer in producers:
+            self.register(producer)
+
+    def register(self, producer: SignalProducer) -> None:
+        """Add `producer`; refuse a second producer of a name or of a variable."""
+        if producer.name in self._producers:
+            raise ValueError(f"a producer named {producer.name!r} is already registered")
+        for variable in producer.variables:
+            owner = self._variables.get(variable.name)
+            if variable.name in RESERVED_VARIABLES or owner:
+                taken = f"producer {owner[0].name!r}" if owner else "the post itself"
+                raise ValueError(f"variable {variable.name!r} is already given by {taken}")
+        unknown = [name for name in producer.after if name not in self._producers]
+        if unknown:
+            raise ValueError(f"{producer.name!r} reads {unknown}: register those first")
+        self._producers[producer.name] = producer
+        for variable in producer.variables:
+            self._variables[variable.name] = (producer, variable)
+
+    def __iter__(self) -> Iterator[SignalProducer]:
+        return iter(self._producers.values())
+
+    def __contains__(self, name: object) -> bool:
+        return name in self._producers
+
+    def get(self, name: str) -> SignalProducer:
+        """The producer registered as `name`."""
+        return self._producers[name]
+
+    def variable(self, name: str) -> tuple[SignalProducer, Variable] | None:
+        """The producer and declaration of CEL variable `name`, if any producer gives it."""
+        return self._variables.get(name)
+
+    def costs(self) -> list[Cost]:
+        """The cost classes present, cheapest first: the planner's stages."""
+        return sorted({producer.cost for producer in self})
+
+    def in_order(self, names: Iterable[str]) -> list[SignalProducer]:
+        """Producers `names`, each after those it reads (registration order respects that)."""
+        wanted = set(names)
+        return [producer for producer in self if producer.name in wanted]
+
+
+def content_hash(producer: SignalProducer, job: ProducerJob) -> str:
+    """sha256 of exactly what `producer` reads of the post (its declared inputs)."""
+    digest = hashlib.sha256()
+    post = job.post
+    if Input.TEXT in producer.inputs:
+        digest.update(b"t" + (post.text or "").encode("utf-8", "surrogatepass"))
+    if Input.IMAGES in producer.inputs:
+        for image in job.images:
+            digest.update(b"i" + hashlib.sha256(image).digest())
+    if Input.META in producer.inputs:
+        digest.update(b"m" + json.dumps(post.meta, sort_keys=True, default=str).encode())
+    if Input.SIGNALS in producer.inputs:
+        for name in producer.after:
+            values = sorted(job.signals.get(name, {}).items(), key=lambda kv: repr(kv[0]))
+            digest.update(b"s" + repr(values).encode())
+    return digest.hexdigest()
+
+
+def cache_key(producer: SignalProducer, content: str, request: Hashable) -> str:
+    """Content hash + producer + its version + the request (the prompt, for model tasks)."""
+    material = json.dumps([producer.name, producer.version, content, repr(request)])
+    return "vlmod:signal:" + hashlib.sha256(material.encode()).hexdigest()[:40]

@@ -1,0 +1,36 @@
+"""What a policy can ask the vision-language model, as plain hashable records.
+
+A `VlmTask` is both what the consumer ships to the model replica and the key of the value that
+comes back, so policies, the replica and the cache agree on it without sharing code.
+Standard library only: `operators` imports it on a GPU box.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from enum import StrEnum
+
+
+class About(StrEnum):
+    """What a label or question is about."""
+
+    IMAGE = "image"  # asked of each image on its own; the post's value is the max over images
+    POST = "post"  # the post's text and all its images, in order, in one prompt
+
+
+class TaskKind(StrEnum):
+    """What one model task computes."""
+
+    LABEL = "label"  # P(the label applies), from a yes/no question built from the label text
+    QUESTION = "question"  # P(yes) to a yes/no question
+    DESCRIBE = "describe"  # a caption of each image, joined
+    EMBED = "embed"  # the mean projected image embedding
+
+
+@dataclass(frozen=True)
+class VlmTask:
+    """One thing asked of the model about a post; hashable, the key of its value."""
+
+    kind: TaskKind
+    prompt: str = ""
+    about: About = About.IMAGE

@@ -1,0 +1,135 @@
+"""The vision-language model's signals as producers: labels, questions, a caption, an embedding.
+
+All four run on the model replica, and one replica batch computes the tasks of all four
+together (each image encoded once, each prompt prefix computed once), so their requests are
+`VlmTask`s that the consumer ships as they are. A label or question is about each image
+(`about: image`, the max over the post's images) or about the whole post (`about: post`: its
+text and every image, in order, in one prompt):
+
+    signals:
+      questions:
+        minor: "Does the image show a child?"          # about each image
+        offsite_payment:
+          ask: "Does this post ask the buyer to pay or talk outside the platform?"
+          about: post                                   # the text and every image together
+      labels:
+        threat: {ask: "a threat of violence", about: post}
+"""
+
+from __future__ import annotations
+
+from collections.abc import Hashable, Mapping, Sequence
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from contracts.producers import (
+    Ask,
+    Cost,
+    Input,
+    Placement,
+    ProducerJob,
+    SignalProducer,
+    Variable,
+)
+from contracts.vlm import About, TaskKind, VlmTask
+
+VLM_VERSION = "replica"  # the replica's own cache key carries the model and prompt fingerprint
+
+
+class AskSpec(BaseModel):
+    """A label or question with what it is about."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    ask: str = Field(..., min_length=1, description="The label text or the yes/no question.")
+    about: About = Field(
+        About.IMAGE,
+        description="image: asked of each image, the max over images. post: the text and "
+        "every image together, in one prompt.",
+    )
+
+
+PromptSpec = str | AskSpec
+
+
+class _ReplicaProducer:
+    """What the four model producers share: they run on the replica, in one batch."""
+
+    name: str
+    variables: tuple[Variable, ...]
+    inputs = frozenset({Input.TEXT, Input.IMAGES})
+    placement = Placement.REPLICA
+    cost = Cost.MODEL
+    version = VLM_VERSION
+    after: tuple[str, ...] = ()
+
+    def compute(self, jobs: Sequence[ProducerJob]) -> list[Mapping[Hashable, Any] | Exception]:
+        """Never called: the consumer ships these requests to the model replica."""
+        raise NotImplementedError("model tasks are computed by the replica pool")
+
+
+class _PromptProducer(_ReplicaProducer):
+    """Named prompts, each a label or a question about each image or the whole post."""
+
+    kind: TaskKind
+    config = dict[str, PromptSpec]
+
+    def asks(self, value: Mapping[str, PromptSpec]) -> list[Ask]:
+        """One ask per named prompt."""
+        variable = self.variables[0].name
+        return [Ask(variable, name, self.task(spec)) for name, spec in value.items()]
+
+    def task(self, spec: PromptSpec) -> VlmTask:
+        """The model task a prompt asks for."""
+        if isinstance(spec, str):
+            return VlmTask(self.kind, spec.strip(), About.IMAGE)
+        return VlmTask(self.kind, spec.ask.strip(), spec.about)
+
+
+class LabelSignals(_PromptProducer):
+    """`signals.labels`: name -> label text; conditions read `labels.<name>` = P(label)."""
+
+    name = "labels"
+    kind = TaskKind.LABEL
+    variables = (Variable("labels", "map(string, double)", keyed=True, item="label"),)
+
+
+class QuestionSignals(_PromptProducer):
+    """`signals.questions`: name -> yes/no question; conditions read `answers.<name>` = P(yes)."""
+
+    name = "questions"
+    kind = TaskKind.QUESTION
+    variables = (Variable("answers", "map(string, double)", keyed=True, item="question"),)
+
+
+class _FlagProducer(_ReplicaProducer):
+    """`signals.<name>: true` asks for one value."""
+
+    task: VlmTask
+    config = bool
+
+    def asks(self, value: bool) -> list[Ask]:
+        """The one value, when switched on."""
+        return [Ask(self.variables[0].name, None, self.task)] if value else []
+
+
+class CaptionSignals(_FlagProducer):
+    """`signals.describe: true`; conditions read `description`, the images' captions."""
+
+    name = "describe"
+    task = VlmTask(TaskKind.DESCRIBE)
+    variables = (Variable("description", "string", description="captions of the images, joined"),)
+
+
+class EmbeddingSignals(_FlagProducer):
+    """`signals.embed: true`; `embedding` is the mean projected image embedding (cached)."""
+
+    name = "embed"
+    task = VlmTask(TaskKind.EMBED)
+    variables = (Variable("embedding", "list(double)", description="mean image embedding"),)
+
+
+def vlm_producers() -> list[SignalProducer]:
+    """The model's four producers, in the order they are registered."""
+    return [LabelSignals(), QuestionSignals(), CaptionSignals(), EmbeddingSignals()]

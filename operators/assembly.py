@@ -1,0 +1,105 @@
+"""One forward's inputs, assembled from a chunk of post work: prefix rows and task rows.
+
+Image-level items get one prefix row per unique image (the one-image template); each post with
+post-level items gets one prefix row holding all its images in order and its framed text. Every
+unique image is encoded once for the whole chunk and fills all of its placeholders. Each pending
+item becomes one task row continuing its prefix row; items asked twice in the chunk share a row.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+
+from operators.batching import ImageEncoding, collate_images, collate_prefixes, encode_task_rows
+from operators.forward import PrefixBatch, TaskRows
+from operators.jobs import TaskKind
+from operators.loading import Vlm
+from operators.prefixes import image_prefix_ids, post_prefix_ids
+from operators.work import Item, PostWork, image_task_text, post_task_text
+
+
+@dataclass
+class ForwardPlan:
+    """A forward's tensors and, per output, the item it answers."""
+
+    prefix: PrefixBatch
+    rows: TaskRows
+    row_items: list[Item]  # one per task row, in row order
+    image_shas: list[str]  # the unique images, in the order they were encoded
+    embed: bool
+
+
+@dataclass
+class _Builder:
+    vlm: Vlm
+    encodings: Mapping[str, ImageEncoding]
+    images: dict[str, int] = field(default_factory=dict)  # sha256 -> index among unique images
+    prefixes: list[list[int]] = field(default_factory=list)
+    image_order: list[int] = field(default_factory=list)
+    prefix_of: dict[str, int] = field(default_factory=dict)  # sha256 or post key -> prefix row
+    row_prefix: list[int] = field(default_factory=list)
+    suffixes: list[str] = field(default_factory=list)
+    row_items: dict[Item, None] = field(default_factory=dict)  # ordered set
+    embed: bool = False
+
+    def add_image_items(self, work: PostWork) -> None:
+        for sha, task in work.image_todo:
+            self._image(sha)
+            if task.kind == TaskKind.EMBED:
+                self.embed = True
+                continue
+            if sha not in self.prefix_of:
+                expansion = self.encodings[sha].expansion
+                self._prefix(sha, image_prefix_ids(self.vlm, expansion), [sha])
+            suffix = self.vlm.layout.task_text(image_task_text(self.vlm, task))
+            self._row(self.prefix_of[sha], (sha, task), suffix)
+
+    def add_post_items(self, work: PostWork) -> None:
+        tasks = work.post_todo
+        if not tasks:
+            return
+        shas = [image.sha256 for image in work.job.images]
+        if work.post_key not in self.prefix_of:
+            expansions = [self.encodings[sha].expansion for sha in shas]
+            self._prefix(work.post_key, post_prefix_ids(self.vlm, expansions, work.text), shas)
+        tail = self.vlm.prompts.layout(len(shas)).tail
+        for task in tasks:
+            suffix = post_task_text(self.vlm, task) + tail
+            self._row(self.prefix_of[work.post_key], (work.post_key, task), suffix)
+
+    def _image(self, sha: str) -> int:
+        return self.images.setdefault(sha, len(self.images))
+
+    def _prefix(self, owner: str, ids: list[int], shas: Sequence[str]) -> None:
+        self.prefix_of[owner] = len(self.prefixes)
+        self.prefixes.append(ids)
+        self.image_order += [self._image(sha) for sha in shas]
+
+    def _row(self, prefix: int, item: Item, suffix: str) -> None:
+        if item not in self.row_items:
+            self.row_items[item] = None
+            self.row_prefix.append(prefix)
+            self.suffixes.append(suffix)
+
+
+def build_plan(
+    vlm: Vlm, works: Sequence[PostWork], encodings: Mapping[str, ImageEncoding]
+) -> ForwardPlan:
+    """The chunk's prefix batch and task rows; `encodings` hold every image the works need."""
+    builder = _Builder(vlm, encodings)
+    for work in works:
+        builder.add_image_items(work)
+        builder.add_post_items(work)
+    input_ids, mask = collate_prefixes(builder.prefixes, vlm.tokenizer.pad_token_id)
+    shas = list(builder.images)
+    prefix = PrefixBatch(
+        input_ids=input_ids,
+        attention_mask=mask,
+        pixel_inputs=collate_images([encodings[sha] for sha in shas]),
+        image_order=tuple(builder.image_order),
+    )
+    items = list(builder.row_items)
+    generate = [task.kind == TaskKind.DESCRIBE for _, task in items]
+    rows = encode_task_rows(vlm, builder.row_prefix, builder.suffixes, generate)
+    return ForwardPlan(prefix, rows, items, shas, builder.embed)

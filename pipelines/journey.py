@@ -1,0 +1,73 @@
+"""One consumed message and its way through the steps, until it ends as verdicts or a failure."""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+
+from opentelemetry.context import Context
+
+from contracts.records import InputChange, Post, utc_now
+from pipelines.signal_records import Failure
+from pipelines.tracing import Headers, headers_with_trace
+from policies.policy_set import SignalKey, SignalPlan
+
+
+@dataclass(frozen=True)
+class SourceMessage:
+    """One consumed message, with where it came from."""
+
+    value: bytes
+    key: bytes | None = None
+    topic: str = ""
+    partition: int = -1
+    offset: int = -1
+    headers: tuple[tuple[str, bytes], ...] = ()
+    received_at: float = field(default_factory=time.monotonic)
+
+    @classmethod
+    def from_record(cls, record: Any) -> SourceMessage:
+        """From a kafka-python ConsumerRecord."""
+        headers = tuple((name, value or b"") for name, value in record.headers or ())
+        return cls(record.value, record.key, record.topic, record.partition, record.offset, headers)
+
+
+@dataclass
+class Journey:
+    """One message's way through the steps; ends with verdicts or a failure.
+
+    `computed` collects every producer's values, keyed by (producer, request); `plan` is what
+    the current stage still has to compute.
+    """
+
+    message: SourceMessage
+    context: Context
+    post: Post | None = None
+    changes: tuple[InputChange, ...] = ()
+    plan: SignalPlan = field(default_factory=SignalPlan)
+    computed: dict[SignalKey, Any] = field(default_factory=dict)
+    images: tuple[bytes, ...] | None = None
+    failure: Failure | None = None
+    attempts: int = 0
+    first_failed_at: datetime | None = None
+
+    @property
+    def live(self) -> bool:
+        """True while the post is decoded and nothing has failed."""
+        return self.post is not None and self.failure is None
+
+    def fail(self, failure: Failure) -> None:
+        """Record a failure of the current attempt."""
+        self.failure = failure
+        self.first_failed_at = self.first_failed_at or utc_now()
+
+    def note(self, change: InputChange) -> None:
+        """Record a change made to the post's input, for the verdict."""
+        self.changes = (*self.changes, change)
+
+    @property
+    def trace_headers(self) -> Headers:
+        """traceparent/tracestate of this post's consume span, for every output message."""
+        return headers_with_trace((), self.context)

@@ -1,0 +1,36 @@
+"""The producers a pipeline knows: the installed ones, and those its config names.
+
+Registration is explicit: packages declare producers as `vlmod.producers` entry points (this
+one ships `links`), and `producers:` in the pipeline config names more as
+`package.module:ClassName`; each process imports them itself.
+"""
+
+from __future__ import annotations
+
+import importlib
+from collections.abc import Sequence
+
+from contracts.producers import ProducerRegistry, SignalProducer
+from contracts.registry import default_registry
+from pipelines.exceptions import ConfigInvalid
+
+
+def producer_registry(extra: Sequence[str] = ()) -> ProducerRegistry:
+    """The installed producers, then each of `extra` (import paths)."""
+    registry = default_registry()
+    for path in extra:
+        registry.register(load_producer(path))
+    return registry
+
+
+def load_producer(path: str) -> SignalProducer:
+    """The producer `package.module:Name` names (a class is instantiated without arguments)."""
+    module_name, _, attribute = path.partition(":")
+    if not module_name or not attribute:
+        raise ConfigInvalid(f"producers: {path!r} is not of the form package.module:ClassName")
+    try:
+        found = getattr(importlib.import_module(module_name), attribute)
+    except (ImportError, AttributeError) as exc:
+        raise ConfigInvalid(f"producers: cannot import {path!r}: {exc}") from exc
+    producer: SignalProducer = found() if isinstance(found, type) else found
+    return producer

@@ -8,6 +8,7 @@ backoff; a post that keeps failing ends as a dead letter.
 
 from __future__ import annotations
 
+import json
 import logging
 import time
 from collections.abc import Callable, Hashable, Sequence
@@ -23,6 +24,8 @@ from contracts.producers import (
     ProducerJob,
     ProducerRegistry,
     SignalProducer,
+    cache_key,
+    content_hash,
 )
 from contracts.records import InputChange, InputChangeKind
 from contracts.vlm import About, VlmTask
@@ -34,9 +37,12 @@ from pipelines.signal_source import SignalSource
 from pipelines.telemetry import Telemetry
 
 if TYPE_CHECKING:
+    from operators.cache import SignalCache
     from operators.images import ImageLoader
 
 log = logging.getLogger(__name__)
+
+Work = tuple[Journey, frozenset[Hashable]]  # a post and the requests still to compute for it
 
 
 @dataclass
@@ -48,6 +54,7 @@ class SignalGatherer:
     loader: ImageLoader
     retry: RetrySettings
     telemetry: Telemetry
+    cache: SignalCache | None = None  # values of specialist producers, by content
     sleep: Callable[[float], None] = time.sleep
     fetch_pool: ThreadPoolExecutor = field(
         default_factory=lambda: ThreadPoolExecutor(8, thread_name_prefix="fetch")
@@ -104,6 +111,8 @@ class SignalGatherer:
         """One `compute` call of a consumer-side producer over every post that needs it."""
         work = [(j, _open(j, [producer.name])) for j in journeys]
         work = [(j, requests) for j, requests in work if requests]
+        if self.cache is not None and producer.cost >= Cost.SPECIALIST:
+            work = self._from_cache(producer, work)
         if not work:
             return
         jobs = [_producer_job(j, requests, producer) for j, requests in work]
@@ -114,6 +123,37 @@ class SignalGatherer:
                 outputs = [error] * len(jobs)
         for (journey, requests), output in zip(work, outputs, strict=True):
             _keep(journey, producer.name, requests, output)
+        if self.cache is not None and producer.cost >= Cost.SPECIALIST:
+            self._to_cache(producer, work)
+
+    def _from_cache(self, producer: SignalProducer, work: list[Work]) -> list[Work]:
+        """Fill what the cache holds (one round trip); the work left is the misses."""
+        assert self.cache is not None
+        keys = [_cache_keys(producer, journey, requests) for journey, requests in work]
+        values = iter(self.cache.get_many([key for found in keys for key in found.values()]))
+        left = []
+        for (journey, _), found in zip(work, keys, strict=True):
+            missing = set()
+            for request in found:
+                value = next(values)
+                if value is None:
+                    missing.add(request)
+                else:
+                    journey.computed[(producer.name, request)] = json.loads(value)
+            if missing:
+                left.append((journey, frozenset(missing)))
+        return left
+
+    def _to_cache(self, producer: SignalProducer, work: list[Work]) -> None:
+        """Store what was just computed; values are JSON, as on the verdict topic."""
+        assert self.cache is not None
+        items = {}
+        for journey, requests in work:
+            if journey.failure is not None:
+                continue
+            for request, key in _cache_keys(producer, journey, requests).items():
+                items[key] = json.dumps(journey.computed[(producer.name, request)]).encode()
+        self.cache.set_many(items)
 
     def _infer(self, journeys: Sequence[Journey], replica: list[str]) -> None:
         """Model tasks of every post in one call to the replica pool."""
@@ -179,6 +219,14 @@ class SignalGatherer:
             return tuple(self.loader.read_bytes(ref.payload()) for ref in journey.post.images)
         except Exception as error:  # every fetch error, typed or not, becomes this post's failure
             return Failure.of(error)
+
+
+def _cache_keys(
+    producer: SignalProducer, journey: Journey, requests: frozenset[Hashable]
+) -> dict[Hashable, str]:
+    """Each request's cache key: the content the producer reads, the producer, its version."""
+    content = content_hash(producer, _producer_job(journey, requests, producer))
+    return {request: cache_key(producer, content, request) for request in requests}
 
 
 def _open(journey: Journey, producers: Sequence[str]) -> frozenset[Hashable]:

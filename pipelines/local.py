@@ -14,7 +14,7 @@ from pipelines.producers import producer_registry
 from pipelines.signal_source import SignalSource
 from pipelines.steps import Moderator, SourceMessage
 from pipelines.telemetry import Telemetry, telemetry
-from pipelines.wiring import build_signal_source, image_limits
+from pipelines.wiring import build_signal_source, image_limits, signal_cache
 from policies.policy_set import PolicySet
 
 
@@ -39,6 +39,7 @@ def build_moderator(
         loader=ImageLoader(image_limits(config)),
         retry=config.retry,
         telemetry=tele,
+        cache=signal_cache(config),
     )
     return Moderator(
         policies=current,

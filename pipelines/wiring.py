@@ -7,6 +7,7 @@ from typing import TYPE_CHECKING
 from pipelines.signal_source import NoopSignals, SignalSource
 
 if TYPE_CHECKING:
+    from operators.cache import SignalCache
     from operators.limits import ImageLimits
     from operators.spec import ModelSpec
     from pipelines.config import PipelineConfig
@@ -16,7 +17,6 @@ def build_signal_source(config: PipelineConfig) -> SignalSource:
     """The in-process source: `noop`, else the configured VLM (cached when Redis is set)."""
     if config.model.name_or_path == "noop":
         return NoopSignals()
-    from operators.cache import SignalCache
     from operators.loading import load_vlm
     from operators.tasks import VlmOperator
     from pipelines.replica_core import SignalComputer
@@ -26,8 +26,16 @@ def build_signal_source(config: PipelineConfig) -> SignalSource:
 
         torch.set_num_threads(config.model.torch_threads)
     vlm = load_vlm(model_spec(config))
-    cache = SignalCache(config.redis_url, ttl_s=config.cache_ttl_s) if config.redis_url else None
-    return SignalComputer(VlmOperator(vlm, cache), image_limits(config))
+    return SignalComputer(VlmOperator(vlm, signal_cache(config)), image_limits(config))
+
+
+def signal_cache(config: PipelineConfig) -> SignalCache | None:
+    """The Redis answer cache when `redis_url` is set, else none."""
+    from operators.cache import SignalCache
+
+    if not config.redis_url:
+        return None
+    return SignalCache(config.redis_url, ttl_s=config.cache_ttl_s)
 
 
 def model_spec(config: PipelineConfig) -> ModelSpec:

@@ -90,3 +90,15 @@ def test_a_shadow_only_policy_directory_is_refused_in_one_line(tmp_path):
     (tmp_path / "next.yaml").write_text(shadow)
     result = CliRunner().invoke(app, ["moderate", "--policy", str(tmp_path), "--text", "hi"])
     assert "no active policy (only shadow ones)" in one_error_line(result)
+
+
+def test_a_text_only_post_gets_the_models_probability_for_a_whole_post_question(tmp_path):
+    (tmp_path / "spam-scams.yaml").write_text((EXAMPLES / "spam-scams.yaml").read_text())
+    text = "Still for sale. Pay me on the other app, it is cheaper there"
+    args = ["moderate", "--policy", str(tmp_path), "--model", "tiny:smolvlm", "--text", text]
+    result = CliRunner().invoke(app, args)
+    assert result.exit_code == 0, result.output
+    verdict = Verdict.model_validate_json(result.stdout)
+    answer = verdict.signals.answers["offsite_payment"]
+    assert 0.0 < answer < 1.0, "the model's P(yes), not a fixed value"
+    assert verdict.signals.answers["crypto_promo"] == 0.0, "about each image: no image, no call"

@@ -7,6 +7,7 @@ import json
 
 import pytest
 
+from contracts.producers import Ask, Cost, Variable
 from contracts.records import ModelRef, Verdict
 from contracts.vlm import About, TaskKind
 from pipelines.config import KafkaSettings, PipelineConfig, RetrySettings
@@ -146,3 +147,41 @@ def test_a_second_producer_of_a_variable_is_refused():
     registry.register(ShoutSignals())
     with pytest.raises(ValueError, match="'shout' is already registered"):
         registry.register(ShoutSignals())
+
+
+class CountingSpecialist(ShoutSignals):
+    """A specialist-cost producer (a small model, say): its values are worth caching."""
+
+    name = "specialist"
+    variables = (Variable("specialist", "double"),)
+    cost = Cost.SPECIALIST
+
+    def asks(self, value: bool) -> list[Ask]:
+        return [Ask("specialist", None, "share")] if value else []
+
+
+def test_specialist_values_are_cached_by_the_content_they_read(tmp_path):
+    from operators.cache import SignalCache
+
+    policy = (
+        "id: s\nversion: 1\nsignals: {specialist: true}\n"
+        "rules:\n  - {id: r, when: 'specialist > 0.5', action: review}\n"
+    )
+    (tmp_path / "s.yaml").write_text(policy)
+    config = PipelineConfig(kafka=KafkaSettings(bootstrap_servers="unused:9092"))
+    registry = producer_registry()
+    specialist = CountingSpecialist()
+    registry.register(specialist)
+    policies = load_policy_dir(tmp_path, registry=registry)
+    moderator = build_moderator(config, policies, RecordingModel(), registry=registry)
+    moderator.gatherer.cache = SignalCache.in_memory()
+
+    def verdict(post_id, text):
+        raw = json.dumps({"id": post_id, "text": text}).encode()
+        [out] = moderator.moderate([SourceMessage(raw, b"k", "posts", 0, 0)])
+        return Verdict.model_validate_json(out.value)
+
+    assert verdict("a", "LOUD").action == "review"
+    assert verdict("b", "LOUD").action == "review", "a repost: same content, same value"
+    assert verdict("c", "quiet").action == "allow"
+    assert specialist.seen == ["a", "c"], "the repost was answered by the cache"

@@ -68,11 +68,7 @@ class SignalGatherer:
         """Steps fetch and compute for stage `cost`, retrying transient failures with backoff."""
         producers = [p for p in self.registry if p.cost == cost]
         names = [p.name for p in producers]
-        pending = []
-        for journey in journeys:
-            journey.plan = journey.plan.only(names)
-            if journey.live and journey.plan:
-                pending.append(journey)
+        pending = [j for j in journeys if j.live and j.plan.only(names)]
         attempt = 0
         while pending:
             attempt += 1

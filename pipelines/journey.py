@@ -39,7 +39,7 @@ class Journey:
     """One message's way through the steps; ends with verdicts or a failure.
 
     `computed` collects every producer's values, keyed by (producer, request); `plan` is what
-    the current stage still has to compute.
+    some rule can still use that is not computed yet, across every stage.
     """
 
     message: SourceMessage
@@ -48,6 +48,7 @@ class Journey:
     changes: tuple[InputChange, ...] = ()
     plan: SignalPlan = field(default_factory=SignalPlan)
     computed: dict[SignalKey, Any] = field(default_factory=dict)
+    planned_with: int = -1  # how many values were computed when `plan` was made
     images: tuple[bytes, ...] | None = None
     failure: Failure | None = None
     attempts: int = 0

@@ -84,8 +84,13 @@ class Moderator:
         return journey
 
     def plan(self, journey: Journey, policy_set: PolicySet) -> None:
-        """Step plan: the signals some rule can still use, judged on what is known so far."""
+        """Step plan: the signals some rule can still use, judged on what is known so far.
+
+        Nothing new known since the last plan (no producer ran for this post): it still holds.
+        """
         if journey.post is None or journey.failure is not None:
+            return
+        if journey.planned_with == len(journey.computed):
             return
         try:
             journey.plan = policy_set.plan_for_post(
@@ -93,6 +98,7 @@ class Moderator:
             )
         except Exception as error:  # a policy-engine fault fails this post alone
             journey.fail(Failure.of(error, Stage.POLICY))
+        journey.planned_with = len(journey.computed)
 
     def finish(self, journey: Journey, policy_set: PolicySet) -> list[OutMessage]:
         """Steps decide and route: verdicts for a moderated post, a dead letter for a failed one."""

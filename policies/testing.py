@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Hashable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -11,10 +12,9 @@ from pydantic import ValidationError
 from contracts.producers import Input, Placement, ProducerJob, ProducerRegistry
 from contracts.records import Post, Signals, describe_validation_error
 from contracts.registry import default_registry
-from policies.compiled import CompiledPolicy, Requested
+from policies.compiled import CompiledPolicy
 from policies.decision import Decision
 from policies.exceptions import PolicyInvalid, Problem
-from policies.expressions import SignalRef
 from policies.loader import (
     POLICY_SUFFIXES,
     companion_tests,
@@ -23,6 +23,7 @@ from policies.loader import (
     load_policy,
     policy_beside,
 )
+from policies.policy_set import PolicySet, SignalKey
 from policies.schema import TestCase
 
 POST_ONLY = frozenset({Input.TEXT, Input.META})
@@ -139,39 +140,39 @@ def case_signals(
         if keyed:
             values[variable] = dict.fromkeys(policy.items(variable), 0.0)
     if registry is not None:
-        values |= _computed_from_post(policy, post, registry, skip=set(case.signals))
-    for variable, value in case.signals.items():
+        computed = PolicySet.signals_for(policy, _computed_from_post(policy, post, registry))
+        _overlay(values, computed.model_dump(exclude_unset=True))
+    _overlay(values, case.signals)
+    return Signals(**values)
+
+
+def _overlay(values: dict[str, Any], layer: dict[str, Any]) -> None:
+    """Put `layer` over `values`, item by item for keyed variables."""
+    for variable, value in layer.items():
         if isinstance(value, dict) and isinstance(values.get(variable), dict):
             values[variable] = values[variable] | value
         else:
             values[variable] = value
-    return Signals(**values)
 
 
 def _computed_from_post(
-    policy: CompiledPolicy, post: Post, registry: ProducerRegistry, skip: set[str]
-) -> dict[str, Any]:
-    """Values of the policy's post-only consumer producers, computed on `post`."""
-    by_producer: dict[str, list[tuple[SignalRef, Requested]]] = {}
-    for ref, asked in policy.asks.items():
-        if ref[0] not in skip:
-            by_producer.setdefault(asked.producer, []).append((ref, asked))
-    values: dict[str, Any] = {}
-    for name, asks in by_producer.items():
+    policy: CompiledPolicy, post: Post, registry: ProducerRegistry
+) -> dict[SignalKey, Any]:
+    """Values of the policy's consumer producers that read only the post, computed on it."""
+    by_producer: dict[str, set[Hashable]] = {}
+    for asked in policy.asks.values():
+        by_producer.setdefault(asked.producer, set()).add(asked.request)
+    computed: dict[SignalKey, Any] = {}
+    for name, requests in by_producer.items():
         producer = registry.get(name) if name in registry else None
         if producer is None or producer.placement is not Placement.CONSUMER:
             continue
         if not producer.inputs <= POST_ONLY:
             continue
-        [output] = producer.compute([ProducerJob(post, frozenset(a.request for _, a in asks))])
-        if isinstance(output, Exception):
-            continue  # the rule reading it reports the signal as not computed
-        for (variable, item), asked in asks:
-            if item is None:
-                values[variable] = output[asked.request]
-            else:
-                values.setdefault(variable, {})[item] = output[asked.request]
-    return values
+        [output] = producer.compute([ProducerJob(post, frozenset(requests))])
+        if not isinstance(output, Exception):  # else the rule reading it says "not computed"
+            computed |= {(name, request): output[request] for request in requests}
+    return computed
 
 
 def compare(case: TestCase, decision: Decision) -> list[str]:

@@ -352,3 +352,24 @@ def test_policy_time_budget_turns_late_rules_into_rule_errors(config):
     assert verdict.action == "allow" and verdict.matched_rules == []
     assert {e.id for e in verdict.rule_errors} == {"threat", "spam", "weapon"}
     assert all("time budget of 0 ms ran out" in e.error for e in verdict.rule_errors)
+
+
+class CountingPolicies(ExplodingPolicies):
+    """Counts planning calls per post id."""
+
+    def __init__(self, real):
+        super().__init__(real)
+        self.plans: list[str] = []
+
+    def plan_for_post(self, post, *args, **kwargs):
+        self.plans.append(post.id)
+        return super().plan_for_post(post, *args, **kwargs)
+
+
+def test_a_post_is_planned_again_only_when_a_stage_computed_something_for_it(config):
+    moderator = moderator_for(config, ScriptedSource())
+    counting = CountingPolicies(moderator.policies())
+    moderator.policies = lambda: counting
+    assert len(moderator.gatherer.stages()) == 2, "links (trivial) runs before the model"
+    moderator.moderate([message({"id": "img", "images": [{"data": PNG}]})])
+    assert counting.plans == ["img"], "no cheap producer ran for it: one plan serves both stages"

@@ -12,7 +12,7 @@ from opentelemetry.context import Context
 from contracts.records import InputChange, Post, utc_now
 from pipelines.signal_records import Failure
 from pipelines.tracing import Headers, headers_with_trace
-from policies.policy_set import SignalKey, SignalPlan
+from policies.policy_set import PlanMemo, SignalKey, SignalPlan
 
 
 @dataclass(frozen=True)
@@ -49,6 +49,7 @@ class Journey:
     plan: SignalPlan = field(default_factory=SignalPlan)
     computed: dict[SignalKey, Any] = field(default_factory=dict)
     planned_with: int = -1  # how many values were computed when `plan` was made
+    plan_memo: PlanMemo = field(default_factory=dict)  # each policy's last plan for this post
     images: tuple[bytes, ...] | None = None
     failure: Failure | None = None
     attempts: int = 0

@@ -94,7 +94,10 @@ class Moderator:
             return
         try:
             journey.plan = policy_set.plan_for_post(
-                journey.post, journey.computed, budget_s=self.policy_budget_s
+                journey.post,
+                journey.computed,
+                budget_s=self.policy_budget_s,
+                memo=journey.plan_memo,
             )
         except Exception as error:  # a policy-engine fault fails this post alone
             journey.fail(Failure.of(error, Stage.POLICY))

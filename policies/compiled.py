@@ -203,6 +203,14 @@ def read_signal(signals: Signals, variable: str) -> Any:
     return (signals.model_extra or {}).get(variable)
 
 
+@dataclass(frozen=True)
+class SignalView:
+    """A policy's signal values under its own names, and which of its signals are present."""
+
+    values: dict[str, Any]
+    present: Needs
+
+
 class CompiledPolicy:
     """A validated policy: compiled rules, declared signals, queue topics, its tests.
 
@@ -227,6 +235,7 @@ class CompiledPolicy:
         self.ref = ref
         self.mode = mode
         self.asks = dict(asks)
+        self.asked = frozenset((r.producer, r.request) for r in self.asks.values())
         self.keyed = dict(keyed)
         self.queues = dict(queues)
         self.rules = tuple(rules)
@@ -247,52 +256,68 @@ class CompiledPolicy:
         """The declared item names of a keyed variable, in declaration order."""
         return [item for var, item in self.asks if var == variable and item is not None]
 
-    def variables(self, post: Post | dict[str, Any], signals: Signals) -> dict[str, Any]:
-        """Everything a condition can read for this post and these signals."""
-        found: dict[str, Any] = {}
-        for variable, keyed in self.keyed.items():
-            value = read_signal(signals, variable)
-            if keyed:
-                value = {k: v for k, v in (value or {}).items() if (variable, k) in self.asks}
-            if value is not None:
-                found[variable] = value
-        found["text"] = (post.get("text") if isinstance(post, dict) else post.text) or ""
-        found["post"] = post if isinstance(post, dict) else post_variables(post)
-        return found
+    def view(self, computed: Mapping[tuple[str, Hashable], Any]) -> SignalView:
+        """Producer values keyed by (producer, request), under this policy's own names."""
+        values: dict[str, Any] = {}
+        present: set[SignalRef] = set()
+        for ref, asked in self.asks.items():
+            key = (asked.producer, asked.request)
+            if key not in computed:
+                continue
+            present.add(ref)
+            variable, item = ref
+            if item is None:
+                values[variable] = computed[key]
+            else:
+                values.setdefault(variable, {})[item] = computed[key]
+        return SignalView(values, Needs(frozenset(present)))
 
-    def present(self, signals: Signals) -> Needs:
-        """Which declared signals `signals` actually carries."""
-        refs: set[SignalRef] = set()
+    def view_of(self, signals: Signals) -> SignalView:
+        """A Signals record (policy names, as in verdicts and tests) as this policy reads it."""
+        values: dict[str, Any] = {}
+        present: set[SignalRef] = set()
         for variable, keyed in self.keyed.items():
             value = read_signal(signals, variable)
             if keyed and isinstance(value, dict):
-                refs |= {(variable, item) for item in value if (variable, item) in self.asks}
-            elif not keyed and value is not None:
-                refs.add((variable, None))
-        return Needs(frozenset(refs))
+                value = {k: v for k, v in value.items() if (variable, k) in self.asks}
+                present |= {(variable, item) for item in value}
+            elif value is not None:
+                present.add((variable, None))
+            if value is not None:
+                values[variable] = value
+        return SignalView(values, Needs(frozenset(present)))
 
     def run_rules(
-        self, post: Post | dict[str, Any], signals: Signals, deadline: Deadline | None = None
+        self,
+        post: Post | dict[str, Any],
+        signals: Signals | SignalView,
+        deadline: Deadline | None = None,
     ) -> Evaluation:
         """Test every rule against the post; the engine behind evaluate and planning.
 
         Rules reached after `deadline` are not run; they come out OUT_OF_TIME.
         """
-        variables = self.variables(post, signals)
+        view = signals if isinstance(signals, SignalView) else self.view_of(signals)
+        variables: dict[str, Any] = {var: {} for var, keyed in self.keyed.items() if keyed}
+        variables |= view.values
+        variables["text"] = (post.get("text") if isinstance(post, dict) else post.text) or ""
+        variables["post"] = post if isinstance(post, dict) else post_variables(post)
         context = cel.Context(variables, functions=self.functions)
-        present = self.present(signals)
         results, slow = [], 0
         for rule in self.rules:
             started = time.perf_counter()
             if deadline is not None and started > deadline.at:
                 results.append((rule, deadline.result()))
                 continue
-            results.append((rule, rule.test(context, present)))
+            results.append((rule, rule.test(context, view.present)))
             slow += time.perf_counter() - started > SLOW_RULE_SECONDS
         return Evaluation(results, variables, slow)
 
     def evaluate(
-        self, post: Post | dict[str, Any], signals: Signals, deadline: Deadline | None = None
+        self,
+        post: Post | dict[str, Any],
+        signals: Signals | SignalView,
+        deadline: Deadline | None = None,
     ) -> Decision:
         """Decide one post from its signals (keyed by this policy's own names)."""
         evaluation = self.run_rules(post, signals, deadline)
@@ -327,7 +352,7 @@ class CompiledPolicy:
     def needed_for(
         self,
         post: Post | dict[str, Any],
-        signals: Signals | None = None,
+        signals: Signals | SignalView | None = None,
         deadline: Deadline | None = None,
     ) -> Needs:
         """Signals that could still change this post's decision, judged on what is known.

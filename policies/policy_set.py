@@ -56,12 +56,11 @@ class SignalPlan:
 
     def without(self, computed: Computed) -> SignalPlan:
         """The plan less what is already computed."""
-        return SignalPlan(
-            {
-                p: frozenset(r for r in rs if (p, r) not in computed)
-                for p, rs in self.requests.items()
-            }
-        )
+        left = {p: {r for r in rs if (p, r) not in computed} for p, rs in self.requests.items()}
+        return SignalPlan({p: frozenset(rs) for p, rs in left.items() if rs})
+
+
+PlanMemo = dict[int, tuple[int, "SignalPlan"]]  # policy -> (its signals known, its plan)
 
 
 def plan_of(policy: CompiledPolicy, needs: Needs) -> SignalPlan:
@@ -140,33 +139,33 @@ class PolicySet:
         *,
         include_shadow: bool = True,
         budget_s: float | None = None,
+        memo: PlanMemo | None = None,
     ) -> SignalPlan:
         """Signals that could still change some decision, given the post and `computed`.
 
         Rules left untested when `budget_s` runs out keep every signal they read in the plan.
+        With `memo` (one per post), a policy none of whose signals were computed since its
+        last plan keeps that plan instead of testing its rules again.
         """
         computed = computed or {}
         variables = post_variables(post)
         deadline = Deadline.after(budget_s)
         plan = SignalPlan()
         for policy in self._planned(include_shadow):
-            signals = self.signals_for(policy, computed)
-            plan = plan | plan_of(policy, policy.needed_for(variables, signals, deadline))
+            known = len(policy.asked & computed.keys())
+            if memo is not None and id(policy) in memo and memo[id(policy)][0] == known:
+                plan = plan | memo[id(policy)][1]
+                continue
+            planned = plan_of(policy, policy.needed_for(variables, policy.view(computed), deadline))
+            if memo is not None:
+                memo[id(policy)] = (known, planned)
+            plan = plan | planned
         return plan.without(computed)
 
     @staticmethod
     def signals_for(policy: CompiledPolicy, computed: Computed) -> Signals:
         """Computed values keyed by (producer, request), under `policy`'s own names."""
-        values: dict[str, Any] = {}
-        for (variable, item), asked in policy.asks.items():
-            key = (asked.producer, asked.request)
-            if key not in computed:
-                continue
-            if item is None:
-                values[variable] = computed[key]
-            else:
-                values.setdefault(variable, {})[item] = computed[key]
-        return Signals(**values)
+        return Signals(**policy.view(computed).values)
 
     def evaluate(
         self, post: Post, computed: Computed, *, budget_s: float | None = None
@@ -179,12 +178,14 @@ class PolicySet:
         deadline = Deadline.after(budget_s)
         active, shadow = [], []
         for policy in self.active:
-            signals = self.signals_for(policy, computed)
-            active.append(PolicyOutcome(policy.evaluate(variables, signals, deadline), signals))
+            view = policy.view(computed)
+            decision = policy.evaluate(variables, view, deadline)
+            active.append(PolicyOutcome(decision, Signals(**view.values)))
         by_id = {outcome.decision.policy.id: outcome.decision for outcome in active}
         for policy in self.shadow:
-            signals = self.signals_for(policy, computed)
-            decision = policy.evaluate(variables, signals, deadline)
+            view = policy.view(computed)
+            signals = Signals(**view.values)
+            decision = policy.evaluate(variables, view, deadline)
             diff = diff_decisions(by_id.get(policy.ref.id), decision)
             shadow.append(PolicyOutcome(decision, signals, diff))
         return SetDecision(tuple(active), tuple(shadow))

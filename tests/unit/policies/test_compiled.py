@@ -184,4 +184,4 @@ def test_post_variable_includes_meta_but_not_image_bytes(make_policy):
         id="1", author="a", meta={"country": "BR"}, images=[{"data": "aGk=", "mime": "image/png"}]
     )
     assert policy.evaluate(post, QUIET).rule_ids == ["r"]
-    assert "data" not in policy.variables(post, QUIET)["post"]["images"][0]
+    assert "data" not in policy.run_rules(post, QUIET).variables["post"]["images"][0]

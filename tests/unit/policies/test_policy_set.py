@@ -194,3 +194,33 @@ def test_cheap_terms_are_tested_first(make_policy):
         """)
     terms = policy.rules[0].condition.terms
     assert terms[0].source == 'text.contains("x")'
+
+
+def test_a_policy_keeps_its_plan_until_one_of_its_signals_is_computed(tmp_path, monkeypatch):
+    from contracts.registry import default_registry
+    from policies.compiled import CompiledPolicy
+
+    (tmp_path / "a.yaml").write_text(
+        "id: a\nversion: 1\nsignals: {links: true, labels: {gun: a gun}}\nrules:\n"
+        "  - {id: r, when: 'links.count > 2 || labels.gun > 0.5', action: block}\n"
+    )
+    (tmp_path / "b.yaml").write_text(
+        "id: b\nversion: 1\nsignals: {labels: {gun: a gun}}\nrules:\n"
+        "  - {id: r, when: 'labels.gun > 0.5', action: review}\n"
+    )
+    policies = load_policy_dir(tmp_path, registry=default_registry())
+    planned: list[str] = []
+    real = CompiledPolicy.needed_for
+
+    def counting(self, *args, **kwargs):
+        planned.append(self.ref.id)
+        return real(self, *args, **kwargs)
+
+    monkeypatch.setattr(CompiledPolicy, "needed_for", counting)
+    post, memo = Post(id="1", text="hello"), {}
+    first = policies.plan_for_post(post, {}, memo=memo)
+    assert set(first.requests) == {"links", "labels"} and planned == ["a", "b"]
+    links = next(iter(first.requests["links"]))
+    second = policies.plan_for_post(post, {("links", links): {"count": 0}}, memo=memo)
+    assert planned == ["a", "b", "a"], "only the policy that reads links is planned again"
+    assert set(second.requests) == {"labels"}

@@ -178,18 +178,9 @@ class ProducerRegistry:
         """The producer registered as `name`."""
         return self._producers[name]
 
-    def variable(self, name: str) -> tuple[SignalProducer, Variable] | None:
-        """The producer and declaration of CEL variable `name`, if any producer gives it."""
-        return self._variables.get(name)
-
     def costs(self) -> list[Cost]:
         """The cost classes present, cheapest first: the planner's stages."""
         return sorted({producer.cost for producer in self})
-
-    def in_order(self, names: Iterable[str]) -> list[SignalProducer]:
-        """Producers `names`, each after those it reads (registration order respects that)."""
-        wanted = set(names)
-        return [producer for producer in self if producer.name in wanted]
 
 
 def content_hash(producer: SignalProducer, job: ProducerJob) -> str:

@@ -34,3 +34,12 @@ class VlmTask:
     kind: TaskKind
     prompt: str = ""
     about: About = About.IMAGE
+
+
+def empty_value(task: VlmTask) -> float | str | list[float]:
+    """What a task gives for a post with nothing to look at: 0.0, "", or []."""
+    if task.kind is TaskKind.DESCRIBE:
+        return ""
+    if task.kind is TaskKind.EMBED:
+        return []
+    return 0.0

@@ -28,11 +28,11 @@ from contracts.producers import (
     content_hash,
 )
 from contracts.records import InputChange, InputChangeKind
-from contracts.vlm import About, VlmTask
+from contracts.vlm import About, VlmTask, empty_value
 from pipelines.config import RetrySettings
 from pipelines.journey import Journey
 from pipelines.retry import backoff_delay, should_retry
-from pipelines.signal_records import Failure, InferenceRequest, InferenceResult, empty_value
+from pipelines.signal_records import Failure, InferenceRequest, InferenceResult
 from pipelines.signal_source import SignalSource
 from pipelines.telemetry import Telemetry
 

@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from contracts.errors import ModerationError, Stage
-from contracts.vlm import TaskKind, VlmTask
+from contracts.vlm import VlmTask
 from pipelines.retry import is_retryable
 
 _SURROGATES = re.compile("[\ud800-\udfff]")
@@ -64,12 +64,3 @@ class InferenceResult:
     text_tokens_cut: int = 0
     cache_hits: int = 0
     cache_misses: int = 0
-
-
-def empty_value(task: VlmTask) -> Any:
-    """What a task gives for a post with nothing to look at: 0.0, "", or []."""
-    if task.kind is TaskKind.DESCRIBE:
-        return ""
-    if task.kind is TaskKind.EMBED:
-        return []
-    return 0.0

@@ -7,7 +7,8 @@ from dataclasses import dataclass, field
 from typing import Protocol
 
 from contracts.records import ModelRef
-from pipelines.signal_records import InferenceRequest, InferenceResult, empty_value
+from contracts.vlm import empty_value
+from pipelines.signal_records import InferenceRequest, InferenceResult
 
 
 class SignalSource(Protocol):

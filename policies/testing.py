@@ -12,6 +12,7 @@ from pydantic import ValidationError
 from contracts.producers import Input, Placement, ProducerJob, ProducerRegistry
 from contracts.records import Post, Signals, describe_validation_error
 from contracts.registry import default_registry
+from contracts.vlm import VlmTask, empty_value
 from policies.compiled import CompiledPolicy
 from policies.decision import Decision
 from policies.exceptions import PolicyInvalid, Problem
@@ -132,16 +133,17 @@ def case_signals(
 ) -> Signals:
     """Pinned values first; producers that read only the post compute the rest for real.
 
-    Model values that are not pinned read as zero (the model saw nothing): 0.0 per label and
-    question, "" for the caption.
+    Model values that are not pinned read as the model's empty values (it saw nothing): 0.0
+    per label and question, "" for the caption, [] for the embedding.
     """
-    values: dict[str, Any] = {"description": ""} if "description" in policy.keyed else {}
-    for variable, keyed in policy.keyed.items():
-        if keyed:
-            values[variable] = dict.fromkeys(policy.items(variable), 0.0)
+    computed: dict[SignalKey, Any] = {
+        (asked.producer, asked.request): empty_value(asked.request)
+        for asked in policy.asks.values()
+        if isinstance(asked.request, VlmTask)
+    }
     if registry is not None:
-        computed = PolicySet.signals_for(policy, _computed_from_post(policy, post, registry))
-        _overlay(values, computed.model_dump(exclude_unset=True))
+        computed |= _computed_from_post(policy, post, registry)
+    values = PolicySet.signals_for(policy, computed).model_dump(exclude_unset=True)
     _overlay(values, case.signals)
     return Signals(**values)
 

@@ -9,14 +9,14 @@ import pytest
 
 from contracts.producers import Ask, Cost, Variable
 from contracts.records import ModelRef, Verdict
-from contracts.vlm import About, TaskKind
+from contracts.vlm import About, TaskKind, empty_value
 from pipelines.config import KafkaSettings, PipelineConfig, RetrySettings
 from pipelines.exceptions import ConfigInvalid
 from pipelines.journey import SourceMessage
 from pipelines.local import build_moderator
 from pipelines.producers import load_producer, producer_registry
 from pipelines.samples import drawn_image
-from pipelines.signal_records import InferenceResult, empty_value
+from pipelines.signal_records import InferenceResult
 from policies.loader import load_policy_dir
 from tests.producers import ShoutSignals
 

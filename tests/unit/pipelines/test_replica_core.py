@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-from contracts.vlm import About, TaskKind, VlmTask
+from contracts.vlm import About, TaskKind, VlmTask, empty_value
 from operators.exceptions import ImageDecodeError
 from operators.jobs import PostSignals
 from pipelines.replica_core import result_of
 from pipelines.serving import split_like
-from pipelines.signal_records import InferenceRequest, InferenceResult, empty_value
+from pipelines.signal_records import InferenceRequest, InferenceResult
 
 GUN = VlmTask(TaskKind.LABEL, "a gun")
 PAY = VlmTask(TaskKind.QUESTION, "Does it ask to pay elsewhere?", About.POST)

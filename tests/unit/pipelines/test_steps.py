@@ -12,11 +12,11 @@ from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanE
 
 from contracts.errors import Stage
 from contracts.records import DeadLetter, ModelRef, ShadowVerdict, Verdict
-from contracts.vlm import TaskKind
+from contracts.vlm import TaskKind, empty_value
 from pipelines.config import KafkaSettings, PipelineConfig, RetrySettings
 from pipelines.local import build_moderator
 from pipelines.samples import drawn_image
-from pipelines.signal_records import Failure, InferenceResult, empty_value
+from pipelines.signal_records import Failure, InferenceResult
 from pipelines.steps import SourceMessage
 from pipelines.telemetry import telemetry
 from policies.loader import load_policy_dir

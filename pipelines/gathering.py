@@ -43,6 +43,7 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 Work = tuple[Journey, frozenset[Hashable]]  # a post and the requests still to compute for it
+CacheKeys = dict[int, dict[Hashable, str]]  # id(journey) -> request -> cache key
 
 
 @dataclass
@@ -107,8 +108,11 @@ class SignalGatherer:
         """One `compute` call of a consumer-side producer over every post that needs it."""
         work = [(j, _open(j, [producer.name])) for j in journeys]
         work = [(j, requests) for j, requests in work if requests]
-        if self.cache is not None and producer.cost >= Cost.SPECIALIST:
-            work = self._from_cache(producer, work)
+        cached = self.cache is not None and producer.cost >= Cost.SPECIALIST
+        # Keys hash what the producer reads (image bytes included): compute them once.
+        keys = {id(j): _cache_keys(producer, j, requests) for j, requests in work} if cached else {}
+        if cached:
+            work = self._from_cache(producer, work, keys)
         if not work:
             return
         jobs = [_producer_job(j, requests, producer) for j, requests in work]
@@ -119,18 +123,20 @@ class SignalGatherer:
                 outputs = [error] * len(jobs)
         for (journey, requests), output in zip(work, outputs, strict=True):
             _keep(journey, producer.name, requests, output)
-        if self.cache is not None and producer.cost >= Cost.SPECIALIST:
-            self._to_cache(producer, work)
+        if cached:
+            self._to_cache(producer, work, keys)
 
-    def _from_cache(self, producer: SignalProducer, work: list[Work]) -> list[Work]:
+    def _from_cache(
+        self, producer: SignalProducer, work: list[Work], keys: CacheKeys
+    ) -> list[Work]:
         """Fill what the cache holds (one round trip); the work left is the misses."""
         assert self.cache is not None
-        keys = [_cache_keys(producer, journey, requests) for journey, requests in work]
-        values = iter(self.cache.get_many([key for found in keys for key in found.values()]))
+        found = [keys[id(journey)] for journey, _ in work]
+        values = iter(self.cache.get_many([key for each in found for key in each.values()]))
         left = []
-        for (journey, _), found in zip(work, keys, strict=True):
+        for (journey, _), each in zip(work, found, strict=True):
             missing = set()
-            for request in found:
+            for request in each:
                 value = next(values)
                 if value is None:
                     missing.add(request)
@@ -140,15 +146,16 @@ class SignalGatherer:
                 left.append((journey, frozenset(missing)))
         return left
 
-    def _to_cache(self, producer: SignalProducer, work: list[Work]) -> None:
+    def _to_cache(self, producer: SignalProducer, work: list[Work], keys: CacheKeys) -> None:
         """Store what was just computed; values are JSON, as on the verdict topic."""
         assert self.cache is not None
         items = {}
         for journey, requests in work:
             if journey.failure is not None:
                 continue
-            for request, key in _cache_keys(producer, journey, requests).items():
-                items[key] = json.dumps(journey.computed[(producer.name, request)]).encode()
+            for request in requests:
+                value = journey.computed[(producer.name, request)]
+                items[keys[id(journey)][request]] = json.dumps(value).encode()
         self.cache.set_many(items)
 
     def _infer(self, journeys: Sequence[Journey], replica: list[str]) -> None:

@@ -16,8 +16,7 @@ import typer
 from contracts.errors import ModerationError
 
 if TYPE_CHECKING:
-    from pipelines.config import PipelineConfig
-    from policies.policy_set import PolicySet
+    pass
 
 MODEL_HELP = "tiny:<arch> (random weights, built offline), a hub id, or a local path."
 
@@ -58,6 +57,7 @@ def run(
     import ray
 
     from pipelines.config import load_config
+    from pipelines.kafka_io import create_topics
     from pipelines.producers import producer_registry
     from pipelines.runner import PipelineRun
     from pipelines.telemetry import install_exporters
@@ -69,7 +69,8 @@ def run(
     settings = _or_exit(lambda: load_config(config))
     registry = _or_exit(lambda: producer_registry(settings.producers))
     policy_set = _or_exit(lambda: load_policy_dir(settings.policy_dir, registry=registry))
-    _or_exit(lambda: _reach_kafka(settings, policy_set))  # before Ray: fail in seconds, not minutes
+    # Before Ray: an unreachable broker fails in seconds, not minutes (topics come at start).
+    _or_exit(lambda: create_topics(settings.kafka, []))
     install_exporters(settings.telemetry)
     ray.init(address=os.environ.get("RAY_ADDRESS"), configure_logging=False)
     stop = threading.Event()
@@ -89,15 +90,6 @@ def run(
     typer.echo("draining in-flight batches...")
     pipeline.stop()
     typer.echo("stopped cleanly")
-
-
-def _reach_kafka(settings: PipelineConfig, policy_set: PolicySet) -> None:
-    """Create the pipeline's missing topics, or with topics.create off only reach the brokers."""
-    from pipelines.kafka_io import create_topics
-    from pipelines.runner import output_topics
-
-    names = output_topics(settings, policy_set) if settings.topics.create else []
-    create_topics(settings.kafka, names, partitions=settings.topics.partitions)
 
 
 def moderate(

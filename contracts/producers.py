@@ -74,11 +74,58 @@ class Variable:
 
 @dataclass(frozen=True)
 class Ask:
-    """One value a policy asks for: where it lands (variable, item) and what computes it."""
+    """One value a policy asks for: where it lands (variable, item) and what computes it.
+
+    `needs` lists other producers' values this one is computed from, as (producer, request):
+    the planner asks for them too, so `profanity_ocr` brings the OCR text it scores.
+    """
 
     variable: str
     item: str | None
     request: Hashable
+    needs: tuple[tuple[str, Hashable], ...] = ()
+
+
+@dataclass(frozen=True)
+class Unavailable:
+    """A value that could not be had for a reason outside the post (a store is down).
+
+    The post is still judged: rules reading the value become rule errors naming `reason`,
+    and every other rule decides as usual.
+    """
+
+    reason: str
+
+
+@dataclass(frozen=True)
+class ProducerOutput:
+    """One post's values, plus what a reviewer needs to trust them.
+
+    `values` maps each request to its value (or `Unavailable`); `evidence` is JSON data for the
+    verdict (OCR boxes and confidences, a bank match's distance); `notes` say in words what was
+    done to the input (an image downscaled, one too plain to hash). A plain mapping of values
+    is the same as a ProducerOutput without evidence.
+    """
+
+    values: Mapping[Hashable, Any]
+    evidence: Mapping[str, Any] = field(default_factory=dict)
+    notes: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class ProducerContext:
+    """What a deployment gives producers that need more than the post: stores and settings.
+
+    A producer with a `bind(context)` method gets it once, before its first `compute`.
+    `settings` holds each producer's section of the pipeline config's `specialists:`.
+    """
+
+    redis_url: str | None = None
+    settings: Mapping[str, Mapping[str, Any]] = field(default_factory=dict)
+
+    def settings_for(self, name: str) -> Mapping[str, Any]:
+        """The config section of producer `name` (empty when none)."""
+        return self.settings.get(name, {})
 
 
 @dataclass(frozen=True)
@@ -138,9 +185,33 @@ class SignalProducer(Protocol):
         """What a policy's (validated) value under `signals.<name>` asks for."""
         ...
 
-    def compute(self, jobs: Sequence[ProducerJob]) -> list[Mapping[Hashable, Any] | Exception]:
-        """A value for every request of every job, in order; an Exception fails that post."""
+    def compute(
+        self, jobs: Sequence[ProducerJob]
+    ) -> Sequence[Mapping[Hashable, Any] | ProducerOutput | Exception]:
+        """A value for every request of every job, in order; an Exception fails that post.
+
+        Optional members, read with `getattr`: `cacheable` (False: values are never cached,
+        e.g. a lookup in a bank that changes) and `bind(context: ProducerContext)`.
+        """
         ...
+
+
+def as_output(output: Mapping[Hashable, Any] | ProducerOutput) -> ProducerOutput:
+    """A producer's result for one post as a ProducerOutput (a plain mapping has no evidence)."""
+    return output if isinstance(output, ProducerOutput) else ProducerOutput(values=output)
+
+
+def is_cacheable(producer: SignalProducer) -> bool:
+    """False for a producer whose values depend on more than the content (a changing bank)."""
+    return bool(getattr(producer, "cacheable", True))
+
+
+def bind_all(producers: Iterable[SignalProducer], context: ProducerContext) -> None:
+    """Give every producer that takes one the deployment's context."""
+    for producer in producers:
+        bind = getattr(producer, "bind", None)
+        if callable(bind):
+            bind(context)
 
 
 class ProducerRegistry:
@@ -204,4 +275,4 @@ def content_hash(producer: SignalProducer, job: ProducerJob) -> str:
 def cache_key(producer: SignalProducer, content: str, request: Hashable) -> str:
     """Content hash + producer + its version + the request (the prompt, for model tasks)."""
     material = json.dumps([producer.name, producer.version, content, repr(request)])
-    return "vlmod:signal:" + hashlib.sha256(material.encode()).hexdigest()[:40]
+    return "vlmod:signal:v2:" + hashlib.sha256(material.encode()).hexdigest()[:40]

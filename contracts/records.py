@@ -185,6 +185,29 @@ class Signals(BaseModel):
     description: str | None = Field(None, description="Caption of the image(s).")
 
 
+class ProducerRun(BaseModel):
+    """A producer that computed signals for the post: how long it took and what it saw."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    name: str = Field(..., description="The producer (its key under `signals:`).")
+    ms: float = Field(
+        ...,
+        description="Milliseconds of its work for this post. A batched call's time is shared "
+        "equally among the batch's posts; model producers share one replica call.",
+    )
+    cached: bool = Field(False, description="True when every value came from the cache.")
+    evidence: dict[str, Any] = Field(
+        default_factory=dict,
+        description="What backs its values: OCR boxes with confidences, a bank match's "
+        "Hamming distance, images it could not use.",
+    )
+    notes: list[str] = Field(default_factory=list, description="What it did to the input.")
+    unavailable: str | None = Field(
+        None, description="Why some of its values could not be had (e.g. its store is down)."
+    )
+
+
 def verdict_key(post_id: str, policy_id: str, policy_version: int | str) -> str:
     """Idempotency key: the same post under the same policy version always gets the same key."""
     material = json.dumps([post_id, policy_id, str(policy_version)], separators=(",", ":"))
@@ -218,6 +241,10 @@ class Verdict(BaseModel):
         default_factory=list,
         description="What was changed in the post before it was judged (text cut to the "
         "configured length, lone surrogates replaced with U+FFFD).",
+    )
+    producers: list[ProducerRun] = Field(
+        default_factory=list,
+        description="The producers that ran for this post, cheapest first, with their time.",
     )
 
 

@@ -8,6 +8,7 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError
 
 from contracts.decoding import PostLimits
+from contracts.producers import ProducerContext
 from pipelines.exceptions import ConfigInvalid
 
 
@@ -199,6 +200,50 @@ class ApiSettings(BaseModel):
     )
 
 
+class OcrSettings(BaseModel):
+    """The `ocr` producer's limits: large images are downscaled before they are read."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    max_side: int = Field(1600, gt=0, description="Longest side read; larger images shrink.")
+    max_pixels: int = Field(4_000_000, gt=0, description="Pixels read per image, after shrinking.")
+    time_budget_ms: float = Field(
+        2000.0, gt=0, description="Time per image; text past it is left unread and noted."
+    )
+    min_confidence: float = Field(
+        0.5, ge=0, le=1, description="Boxes read with less confidence are left out."
+    )
+    threads: int = Field(1, gt=0, description="onnxruntime threads per consumer.")
+
+
+class NsfwSettings(BaseModel):
+    """The `nsfw` producer."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    threads: int = Field(1, gt=0, description="onnxruntime threads per consumer.")
+
+
+class BankSettings(BaseModel):
+    """The `banks` producer: hash banks kept in Redis (`redis_url`)."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    refresh_s: float = Field(
+        1.0, gt=0, description="How often a consumer checks Redis for bank changes."
+    )
+
+
+class SpecialistSettings(BaseModel):
+    """Settings of the CPU specialists that run before the model."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    ocr: OcrSettings = Field(default_factory=OcrSettings, description="Text in images.")
+    nsfw: NsfwSettings = Field(default_factory=NsfwSettings, description="NSFW image score.")
+    banks: BankSettings = Field(default_factory=BankSettings, description="Hash banks.")
+
+
 class TelemetrySettings(BaseModel):
     """OpenTelemetry export."""
 
@@ -224,7 +269,9 @@ class PipelineConfig(BaseModel):
         description="kafka-python consumer settings, e.g. session_timeout_ms.",
     )
     topics: TopicSettings = Field(default_factory=TopicSettings, description="Topic names.")
-    redis_url: str | None = Field(None, description="Answer cache; none means uncached.")
+    redis_url: str | None = Field(
+        None, description="Redis for the answer cache and the hash banks; none: uncached, no banks."
+    )
     cache_ttl_s: int = Field(7 * 24 * 3600, gt=0, description="Lifetime of cached answers.")
     model: ModelSettings = Field(default_factory=ModelSettings, description="The VLM.")
     policy_dir: str = Field("policies/examples", description="Directory of policy files.")
@@ -243,6 +290,15 @@ class PipelineConfig(BaseModel):
         "model's own and the shipped ones; policies name them under `signals:`.",
     )
     api: ApiSettings = Field(default_factory=ApiSettings, description="HTTP API limits.")
+    specialists: SpecialistSettings = Field(
+        default_factory=SpecialistSettings, description="OCR, NSFW and hash-bank settings."
+    )
+
+    def producer_context(self) -> ProducerContext:
+        """What producers that need a store or settings are bound to."""
+        return ProducerContext(
+            redis_url=self.redis_url, settings=self.specialists.model_dump(mode="json")
+        )
 
 
 def load_config(path: str | Path) -> PipelineConfig:

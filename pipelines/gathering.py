@@ -22,12 +22,16 @@ from contracts.producers import (
     Input,
     Placement,
     ProducerJob,
+    ProducerOutput,
     ProducerRegistry,
     SignalProducer,
+    Unavailable,
+    as_output,
     cache_key,
     content_hash,
+    is_cacheable,
 )
-from contracts.records import InputChange, InputChangeKind
+from contracts.records import InputChange, InputChangeKind, ProducerRun
 from contracts.vlm import About, VlmTask, empty_value
 from pipelines.config import RetrySettings
 from pipelines.journey import Journey
@@ -108,7 +112,9 @@ class SignalGatherer:
         """One `compute` call of a consumer-side producer over every post that needs it."""
         work = [(j, _open(j, [producer.name])) for j in journeys]
         work = [(j, requests) for j, requests in work if requests]
-        cached = self.cache is not None and producer.cost >= Cost.SPECIALIST
+        cached = (
+            self.cache is not None and producer.cost >= Cost.SPECIALIST and is_cacheable(producer)
+        )
         # Keys hash what the producer reads (image bytes included): compute them once.
         keys = {id(j): _cache_keys(producer, j, requests) for j, requests in work} if cached else {}
         if cached:
@@ -116,15 +122,19 @@ class SignalGatherer:
         if not work:
             return
         jobs = [_producer_job(j, requests, producer) for j, requests in work]
+        started = time.perf_counter()
         with self.telemetry.tracer.start_as_current_span(f"signal.{producer.name}"):
             try:
                 outputs = list(producer.compute(jobs))
             except Exception as error:  # the producer broke: each of its posts fails alone
                 outputs = [error] * len(jobs)
-        for (journey, requests), output in zip(work, outputs, strict=True):
-            _keep(journey, producer.name, requests, output)
+        share_ms = (time.perf_counter() - started) * 1000 / len(jobs)
+        kept = [
+            _keep(journey, producer.name, requests, output, share_ms)
+            for (journey, requests), output in zip(work, outputs, strict=True)
+        ]
         if cached:
-            self._to_cache(producer, work, keys)
+            self._to_cache(producer, work, kept, keys)
 
     def _from_cache(
         self, producer: SignalProducer, work: list[Work], keys: CacheKeys
@@ -132,45 +142,62 @@ class SignalGatherer:
         """Fill what the cache holds (one round trip); the work left is the misses."""
         assert self.cache is not None
         found = [keys[id(journey)] for journey, _ in work]
+        started = time.perf_counter()
         values = iter(self.cache.get_many([key for each in found for key in each.values()]))
+        share_ms = (time.perf_counter() - started) * 1000 / len(work)
         left = []
         for (journey, _), each in zip(work, found, strict=True):
-            missing = set()
-            for request in each:
-                value = next(values)
-                if value is None:
-                    missing.add(request)
-                else:
-                    journey.computed[(producer.name, request)] = json.loads(value)
+            hits = {request: next(values) for request in each}
+            missing = frozenset(r for r, raw in hits.items() if raw is None)
+            entries = {r: json.loads(raw) for r, raw in hits.items() if raw is not None}
+            for request, entry in entries.items():
+                journey.computed[(producer.name, request)] = entry["value"]
             if missing:
-                left.append((journey, frozenset(missing)))
+                left.append((journey, missing))
+            elif entries:
+                first = next(iter(entries.values()))
+                journey.ran(_run(producer.name, share_ms, first, cached=True))
         return left
 
-    def _to_cache(self, producer: SignalProducer, work: list[Work], keys: CacheKeys) -> None:
-        """Store what was just computed; values are JSON, as on the verdict topic."""
+    def _to_cache(
+        self,
+        producer: SignalProducer,
+        work: list[Work],
+        kept: list[ProducerOutput | None],
+        keys: CacheKeys,
+    ) -> None:
+        """Store what was just computed, with its evidence; values are JSON, as on the topic."""
         assert self.cache is not None
         items = {}
-        for journey, requests in work:
-            if journey.failure is not None:
+        for (journey, requests), output in zip(work, kept, strict=True):
+            if output is None or any(isinstance(v, Unavailable) for v in output.values.values()):
                 continue
             for request in requests:
-                value = journey.computed[(producer.name, request)]
-                items[keys[id(journey)][request]] = json.dumps(value).encode()
+                entry = {
+                    "value": output.values[request],
+                    "evidence": dict(output.evidence),
+                    "notes": list(output.notes),
+                }
+                items[keys[id(journey)][request]] = json.dumps(entry).encode()
         self.cache.set_many(items)
 
     def _infer(self, journeys: Sequence[Journey], replica: list[str]) -> None:
         """Model tasks of every post in one call to the replica pool."""
-        requests = [_inference_request(j, replica) for j in journeys]
+        found_text = [p.name for p in self.registry if getattr(p, "adds_text", False)]
+        requests = [_inference_request(j, replica, found_text) for j in journeys]
         sent = [(j, r) for j, r in zip(journeys, requests, strict=True) if r.tasks]
         for journey, request in zip(journeys, requests, strict=True):
             _answer_without_model(journey, replica, request)
         if not sent:
             return
+        started = time.perf_counter()
         with self.telemetry.tracer.start_as_current_span("infer", context=sent[0][0].context) as s:
             s.set_attribute("batch.posts", len(sent))
             results = self._call_replicas([r for _, r in sent])
-        for (journey, _), result in zip(sent, results, strict=True):
+        share_ms = (time.perf_counter() - started) * 1000 / len(sent)
+        for (journey, request), result in zip(sent, results, strict=True):
             self._keep_result(journey, replica, result)
+            _record_model_runs(journey, replica, request, result, share_ms)
 
     def _call_replicas(self, requests: list[InferenceRequest]) -> list[InferenceResult]:
         try:
@@ -265,23 +292,66 @@ def _producer_job(
     return ProducerJob(journey.post, requests, journey.images or (), signals)
 
 
-def _keep(journey: Journey, producer: str, requests: frozenset[Hashable], output: Any) -> None:
+def _keep(
+    journey: Journey, producer: str, requests: frozenset[Hashable], output: Any, ms: float
+) -> ProducerOutput | None:
     """Store a consumer-side producer's values for one post, or fail the post."""
     if isinstance(output, Exception):
         failure = Failure.of(output)
         journey.fail(Failure(Stage.INFER, failure.error_type, f"{producer}: {failure.reason}"))
-        return
-    missing = [r for r in requests if r not in output]
+        return None
+    output = as_output(output)
+    missing = [r for r in requests if r not in output.values]
     if missing:
         reason = f"{producer}: gave no value for {missing[0]!r}"
         journey.fail(Failure(Stage.INFER, "ProducerError", reason))
-        return
+        return None
+    why = None
     for request in requests:
-        journey.computed[(producer, request)] = output[request]
+        value = output.values[request]
+        if isinstance(value, Unavailable):
+            journey.unavailable[(producer, request)] = why = value.reason
+        else:
+            journey.computed[(producer, request)] = value
+    entry = {"evidence": dict(output.evidence), "notes": list(output.notes), "unavailable": why}
+    journey.ran(_run(producer, ms, entry))
+    return output
 
 
-def _inference_request(journey: Journey, replica: list[str]) -> InferenceRequest:
-    """The model tasks that need the model: none about images when the post has none."""
+def _run(producer: str, ms: float, entry: dict[str, Any], *, cached: bool = False) -> ProducerRun:
+    """The verdict's record of one producer's work on a post (from a result or a cache entry)."""
+    return ProducerRun(
+        name=producer,
+        ms=round(ms, 3),
+        cached=cached,
+        evidence=entry.get("evidence") or {},
+        notes=entry.get("notes") or [],
+        unavailable=entry.get("unavailable"),
+    )
+
+
+def _record_model_runs(
+    journey: Journey,
+    replica: list[str],
+    request: InferenceRequest,
+    result: InferenceResult,
+    ms: float,
+) -> None:
+    """Each model producer that had tasks in the post's replica call, sharing the call's time."""
+    cached = result.failure is None and result.cache_hits > 0 and result.cache_misses == 0
+    for name in replica:
+        if any(task in request.tasks for task in journey.plan.requests.get(name, ())):
+            journey.ran(ProducerRun(name=name, ms=round(ms, 3), cached=cached))
+
+
+def _inference_request(
+    journey: Journey, replica: list[str], found_text: Sequence[str] = ()
+) -> InferenceRequest:
+    """The model tasks that need the model: none about images when the post has none.
+
+    The text is the post's, then any text found in it (`found_text` producers, e.g. OCR):
+    all of it untrusted, all of it read by the tasks about the whole post.
+    """
     post = journey.post
     assert post is not None
     tasks = frozenset(t for t in _open(journey, replica) if isinstance(t, VlmTask))
@@ -291,9 +361,24 @@ def _inference_request(journey: Journey, replica: list[str]) -> InferenceRequest
         post_id=post.id,
         images=journey.images or (),
         tasks=tasks,
-        text=post.text,
+        text=_with_found_text(post.text, journey, found_text),
         trace_headers=tuple(journey.trace_headers),
     )
+
+
+FOUND_TEXT_HEADING = "\n\nText found in the images:\n"
+
+
+def _with_found_text(text: str | None, journey: Journey, found_text: Sequence[str]) -> str | None:
+    """The post's text followed by what producers read in its images, when they ran."""
+    found = [
+        value
+        for (name, _), value in journey.computed.items()
+        if name in found_text and isinstance(value, str) and value.strip()
+    ]
+    if not found:
+        return text
+    return (text or "") + FOUND_TEXT_HEADING + "\n".join(found)
 
 
 def _answer_without_model(journey: Journey, replica: list[str], request: InferenceRequest) -> None:

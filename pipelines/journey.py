@@ -9,7 +9,7 @@ from typing import Any
 
 from opentelemetry.context import Context
 
-from contracts.records import InputChange, Post, utc_now
+from contracts.records import InputChange, Post, ProducerRun, utc_now
 from pipelines.signal_records import Failure
 from pipelines.tracing import Headers, headers_with_trace
 from policies.policy_set import PlanMemo, SignalKey, SignalPlan
@@ -39,7 +39,8 @@ class Journey:
     """One message's way through the steps; ends with verdicts or a failure.
 
     `computed` collects every producer's values, keyed by (producer, request); `plan` is what
-    some rule can still use that is not computed yet, across every stage.
+    some rule can still use that is not computed yet, across every stage. `unavailable` says
+    why a value could not be had (its store was down); `runs` is each producer's work on it.
     """
 
     message: SourceMessage
@@ -48,6 +49,8 @@ class Journey:
     changes: tuple[InputChange, ...] = ()
     plan: SignalPlan = field(default_factory=SignalPlan)
     computed: dict[SignalKey, Any] = field(default_factory=dict)
+    unavailable: dict[SignalKey, str] = field(default_factory=dict)
+    runs: dict[str, ProducerRun] = field(default_factory=dict)
     planned_with: int = -1  # how many values were computed when `plan` was made
     plan_memo: PlanMemo = field(default_factory=dict)  # each policy's last plan for this post
     images: tuple[bytes, ...] | None = None
@@ -64,6 +67,13 @@ class Journey:
         """Record a failure of the current attempt."""
         self.failure = failure
         self.first_failed_at = self.first_failed_at or utc_now()
+
+    def ran(self, run: ProducerRun) -> None:
+        """Record a producer's work on this post; a second run (a retry) adds its time."""
+        before = self.runs.get(run.name)
+        if before is not None:
+            run = run.model_copy(update={"ms": before.ms + run.ms})
+        self.runs[run.name] = run
 
     def note(self, change: InputChange) -> None:
         """Record a change made to the post's input, for the verdict."""

@@ -6,7 +6,7 @@ import json
 from dataclasses import dataclass
 from typing import Any
 
-from contracts.producers import ProducerRegistry
+from contracts.producers import ProducerRegistry, bind_all
 from contracts.records import DeadLetter, Post, Verdict
 from pipelines.config import PipelineConfig
 from pipelines.gathering import SignalGatherer
@@ -33,8 +33,10 @@ def build_moderator(
 
     current = policies.current if hasattr(policies, "current") else (lambda: policies)
     tele = tele or telemetry()
+    registry = registry or producer_registry(config.producers)
+    bind_all(registry, config.producer_context())
     gatherer = SignalGatherer(
-        registry=registry or producer_registry(config.producers),
+        registry=registry,
         source=source,
         loader=ImageLoader(image_limits(config)),
         retry=config.retry,

@@ -122,7 +122,9 @@ class Moderator:
         assert journey.post is not None
         with self.telemetry.tracer.start_as_current_span("policy", context=journey.context):
             budget_s = self.policy_budget_s
-            return policy_set.evaluate(journey.post, journey.computed, budget_s=budget_s)
+            return policy_set.evaluate(
+                journey.post, journey.computed, budget_s=budget_s, unavailable=journey.unavailable
+            )
 
     def _route(self, journey: Journey, decided: SetDecision) -> list[OutMessage]:
         post = journey.post
@@ -133,6 +135,7 @@ class Moderator:
             "trace_id": trace_id_of(journey.context),
             "latency_ms": (time.monotonic() - journey.message.received_at) * 1000,
             "input_changes": journey.changes,
+            "producers": list(journey.runs.values()),
         }
         messages: list[OutMessage] = []
         for outcome in decided.active:

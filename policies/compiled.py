@@ -127,6 +127,20 @@ class CompiledRule:
         )
 
 
+def _not_computed(result: RuleResult, evaluation: Evaluation) -> str:
+    """Which signals a rule lacked, and why where the producer said (its store was down)."""
+    names = result.detail.split(", ")
+    why = {evaluation.unavailable[n] for n in names if n in evaluation.unavailable}
+    if not why:
+        return f"signal not computed: {result.detail}"
+    return f"signal unavailable: {result.detail} ({'; '.join(sorted(why))})"
+
+
+def _dotted_ref(ref: SignalRef) -> str:
+    variable, item = ref
+    return variable if item is None else f"{variable}.{item}"
+
+
 def _describe_error(exc: Exception) -> str:
     if isinstance(exc, KeyError):
         return f"no such key: {exc.args[0] if exc.args else exc}"
@@ -186,6 +200,7 @@ class Evaluation:
     results: list[tuple[CompiledRule, RuleResult]]
     variables: dict[str, Any]
     slow: int
+    unavailable: Mapping[str, str] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -194,6 +209,7 @@ class Requested:
 
     producer: str
     request: Hashable
+    needs: tuple[tuple[str, Hashable], ...] = ()  # other producers' values it is computed from
 
 
 def read_signal(signals: Signals, variable: str) -> Any:
@@ -209,6 +225,7 @@ class SignalView:
 
     values: dict[str, Any]
     present: Needs
+    unavailable: Mapping[str, str] = field(default_factory=dict)  # `banks.x` -> why
 
 
 class CompiledPolicy:
@@ -235,7 +252,8 @@ class CompiledPolicy:
         self.ref = ref
         self.mode = mode
         self.asks = dict(asks)
-        self.asked = frozenset((r.producer, r.request) for r in self.asks.values())
+        direct = {(r.producer, r.request) for r in self.asks.values()}
+        self.asked = frozenset(direct | {need for r in self.asks.values() for need in r.needs})
         self.keyed = dict(keyed)
         self.queues = dict(queues)
         self.rules = tuple(rules)
@@ -256,12 +274,23 @@ class CompiledPolicy:
         """The declared item names of a keyed variable, in declaration order."""
         return [item for var, item in self.asks if var == variable and item is not None]
 
-    def view(self, computed: Mapping[tuple[str, Hashable], Any]) -> SignalView:
-        """Producer values keyed by (producer, request), under this policy's own names."""
+    def view(
+        self,
+        computed: Mapping[tuple[str, Hashable], Any],
+        unavailable: Mapping[tuple[str, Hashable], str] | None = None,
+    ) -> SignalView:
+        """Producer values keyed by (producer, request), under this policy's own names.
+
+        `unavailable` gives, for values that could not be had, why: rules reading them
+        report it.
+        """
         values: dict[str, Any] = {}
         present: set[SignalRef] = set()
+        missing: dict[str, str] = {}
         for ref, asked in self.asks.items():
             key = (asked.producer, asked.request)
+            if unavailable and key in unavailable:
+                missing[_dotted_ref(ref)] = unavailable[key]
             if key not in computed:
                 continue
             present.add(ref)
@@ -270,7 +299,7 @@ class CompiledPolicy:
                 values[variable] = computed[key]
             else:
                 values.setdefault(variable, {})[item] = computed[key]
-        return SignalView(values, Needs(frozenset(present)))
+        return SignalView(values, Needs(frozenset(present)), missing)
 
     def view_of(self, signals: Signals) -> SignalView:
         """A Signals record (policy names, as in verdicts and tests) as this policy reads it."""
@@ -311,7 +340,7 @@ class CompiledPolicy:
                 continue
             results.append((rule, rule.test(context, view.present)))
             slow += time.perf_counter() - started > SLOW_RULE_SECONDS
-        return Evaluation(results, variables, slow)
+        return Evaluation(results, variables, slow, view.unavailable)
 
     def evaluate(
         self,
@@ -336,7 +365,7 @@ class CompiledPolicy:
             elif result.outcome is Outcome.UNDECIDED and winner and winner.rank < rule.rank:
                 skipped.append(rule.id)
             elif result.outcome is Outcome.UNDECIDED:
-                errors.append(RuleError(id=rule.id, error=f"signal not computed: {result.detail}"))
+                errors.append(RuleError(id=rule.id, error=_not_computed(result, evaluation)))
         return Decision(
             policy=self.ref,
             mode=self.mode,

@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import difflib
 import re
+from collections.abc import Hashable
+from dataclasses import replace
 from typing import Any, get_args
 
 from pydantic import BaseModel, ValidationError
@@ -15,6 +17,7 @@ from pydantic import BaseModel, ValidationError
 from contracts.producers import ProducerRegistry, Variable
 from contracts.records import PolicyRef
 from contracts.registry import default_registry
+from contracts.vlm import About, VlmTask
 from policies.compiled import CompiledPolicy, CompiledRule, Requested
 from policies.exceptions import PolicyInvalid, Problem
 from policies.expressions import (
@@ -211,7 +214,8 @@ def declared_signals(doc: YamlDocument, registry: ProducerRegistry) -> Declared:
         for variable in producer.variables:
             variables[variable.name] = variable
             if variable.keyed:
-                items[variable.name] = frozenset(map(str, value if isinstance(value, dict) else ()))
+                listed = value if isinstance(value, dict | list) else ()
+                items[variable.name] = frozenset(map(str, listed))
     known = {v.name: (p.name, v) for p in registry for v in p.variables}
     costs = {v.name: int(p.cost) for p in registry for v in p.variables}
     return Declared(variables, items, known, costs)
@@ -300,6 +304,7 @@ def _asks(
     """What each declared producer is asked for, by (variable, item), and which are keyed."""
     asks: dict[SignalRef, Requested] = {}
     keyed: dict[str, bool] = {}
+    found_text: list[tuple[str, Hashable]] = []  # values that are text found in the post (OCR)
     for producer in registry:
         value = getattr(signals, producer.name, None)
         if value is None or value is False:
@@ -307,5 +312,23 @@ def _asks(
         for variable in producer.variables:
             keyed[variable.name] = variable.keyed
         for ask in producer.asks(value):
-            asks[(ask.variable, ask.item)] = Requested(producer.name, ask.request)
-    return asks, keyed
+            asks[(ask.variable, ask.item)] = Requested(producer.name, ask.request, ask.needs)
+            if getattr(producer, "adds_text", False):
+                found_text.append((producer.name, ask.request))
+    return _post_tasks_read(asks, tuple(found_text)), keyed
+
+
+def _post_tasks_read(
+    asks: dict[SignalRef, Requested], found_text: tuple[tuple[str, Hashable], ...]
+) -> dict[SignalRef, Requested]:
+    """Model tasks about the whole post also read the text found in it (OCR), computed first."""
+    if not found_text:
+        return asks
+    return {
+        ref: replace(asked, needs=asked.needs + found_text) if _about_post(asked) else asked
+        for ref, asked in asks.items()
+    }
+
+
+def _about_post(asked: Requested) -> bool:
+    return isinstance(asked.request, VlmTask) and asked.request.about is About.POST

@@ -13,6 +13,7 @@ from contracts.records import (
     MatchedRule,
     ModelRef,
     PolicyRef,
+    ProducerRun,
     RuleError,
     Signals,
     Verdict,
@@ -58,6 +59,7 @@ class Decision(BaseModel):
         trace_id: str | None = None,
         latency_ms: float = 0.0,
         input_changes: Sequence[InputChange] = (),
+        producers: Sequence[ProducerRun] = (),
     ) -> Verdict:
         """The Verdict record for this decision; shadow policies give shadow verdicts."""
         return Verdict(
@@ -75,6 +77,7 @@ class Decision(BaseModel):
             trace_id=trace_id,
             latency_ms=latency_ms,
             input_changes=list(input_changes),
+            producers=list(producers),
         )
 
 

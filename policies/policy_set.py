@@ -69,6 +69,8 @@ def plan_of(policy: CompiledPolicy, needs: Needs) -> SignalPlan:
     for ref in needs.refs:
         asked = policy.asks[ref]
         requests.setdefault(asked.producer, set()).add(asked.request)
+        for producer, request in asked.needs:
+            requests.setdefault(producer, set()).add(request)
     return SignalPlan({producer: frozenset(r) for producer, r in requests.items()})
 
 
@@ -168,22 +170,28 @@ class PolicySet:
         return Signals(**policy.view(computed).values)
 
     def evaluate(
-        self, post: Post, computed: Computed, *, budget_s: float | None = None
+        self,
+        post: Post,
+        computed: Computed,
+        *,
+        budget_s: float | None = None,
+        unavailable: Mapping[SignalKey, str] | None = None,
     ) -> SetDecision:
         """Every policy's decision; each shadow one is diffed against the active one of its id.
 
         All policies share `budget_s`; rules past it become rule errors, active policies first.
+        `unavailable` says why values could not be had; rules reading them say so.
         """
         variables = post_variables(post)
         deadline = Deadline.after(budget_s)
         active, shadow = [], []
         for policy in self.active:
-            view = policy.view(computed)
+            view = policy.view(computed, unavailable)
             decision = policy.evaluate(variables, view, deadline)
             active.append(PolicyOutcome(decision, Signals(**view.values)))
         by_id = {outcome.decision.policy.id: outcome.decision for outcome in active}
         for policy in self.shadow:
-            view = policy.view(computed)
+            view = policy.view(computed, unavailable)
             signals = Signals(**view.values)
             decision = policy.evaluate(variables, view, deadline)
             diff = diff_decisions(by_id.get(policy.ref.id), decision)

@@ -9,7 +9,14 @@ from typing import Any
 
 from pydantic import ValidationError
 
-from contracts.producers import Input, Placement, ProducerJob, ProducerRegistry
+from contracts.producers import (
+    Input,
+    Placement,
+    ProducerJob,
+    ProducerRegistry,
+    Unavailable,
+    as_output,
+)
 from contracts.records import Post, Signals, describe_validation_error
 from contracts.registry import default_registry
 from contracts.vlm import VlmTask, empty_value
@@ -172,8 +179,11 @@ def _computed_from_post(
         if not producer.inputs <= POST_ONLY:
             continue
         [output] = producer.compute([ProducerJob(post, frozenset(requests))])
-        if not isinstance(output, Exception):  # else the rule reading it says "not computed"
-            computed |= {(name, request): output[request] for request in requests}
+        if isinstance(output, Exception):  # the rule reading it says "not computed"
+            continue
+        values = as_output(output).values
+        had = [r for r in requests if not isinstance(values[r], Unavailable)]
+        computed |= {(name, request): values[request] for request in had}
     return computed
 
 

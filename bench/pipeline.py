@@ -11,6 +11,11 @@ plumbing alone; `tiny:smolvlm`: the random-weight VLM):
 
     python bench/pipeline.py                     # both models, 2,000 posts each
     python bench/pipeline.py --models noop --posts 5000
+    python bench/pipeline.py --models noop --specialists on   # OCR, NSFW, profanity, banks too
+
+`--specialists off` (the default, as in the figures before the specialists existed) runs the
+example policies less the specialist signals (nsfw, ocr, profanity, banks) and the rules that
+read them; `on` runs them as shipped, the specialists computing on every post's image.
 """
 
 from __future__ import annotations
@@ -21,8 +26,10 @@ import contextlib
 import json
 import os
 import platform
+import re
 import statistics
 import sys
+import tempfile
 import threading
 import time
 import uuid
@@ -62,6 +69,28 @@ from policies.loader import load_policy_dir  # noqa: E402
 from policies.policy_set import PolicySet  # noqa: E402
 
 GROUP_TIMEOUTS = {"session_timeout_ms": 6000, "heartbeat_interval_ms": 500}
+SPECIALIST_SIGNALS = ("nsfw", "ocr", "profanity", "banks")
+READS_SPECIALIST = re.compile(r"\b(nsfw|ocr|profanity|profanity_ocr|banks)\b")
+
+
+def without_specialists(directory: Path, into: Path) -> tuple[Path, int]:
+    """Copies of the policies in `directory` less specialist signals and the rules reading them."""
+    from ruamel.yaml import YAML
+
+    yaml = YAML()
+    dropped = 0
+    for path in sorted(directory.glob("*.yaml")):
+        if path.name.endswith(".tests.yaml"):
+            continue
+        doc = yaml.load(path.read_text())
+        for name in SPECIALIST_SIGNALS:
+            (doc.get("signals") or {}).pop(name, None)
+        kept = [r for r in doc.get("rules", []) if not READS_SPECIALIST.search(r["when"])]
+        dropped += len(doc.get("rules", [])) - len(kept)
+        doc["rules"], doc["tests"] = kept, []
+        with (into / path.name).open("w") as out:
+            yaml.dump(doc, out)
+    return into, dropped
 
 
 def posts(count: int, *, run: str) -> list[bytes]:
@@ -282,6 +311,12 @@ def main() -> None:
     parser.add_argument("--policies", type=Path, default=example_policies())
     parser.add_argument("--timeout", type=float, default=300)
     parser.add_argument(
+        "--specialists",
+        choices=("off", "on"),
+        default="off",
+        help="off: the policies less the CPU specialists' signals and rules; on: as they are",
+    )
+    parser.add_argument(
         "--in-process-latency",
         action="store_true",
         help="also measure latency of the consume loop without the replica hop",
@@ -290,6 +325,10 @@ def main() -> None:
     print(
         f"machine: {platform.machine()}, {os.cpu_count()} cores, Python {platform.python_version()}"
     )
+    if args.specialists == "off":
+        source = args.policies
+        args.policies, dropped = without_specialists(source, Path(tempfile.mkdtemp()))
+        print(f"specialists off: {source} less {dropped} rules reading nsfw/ocr/profanity/banks")
     print(f"policies: {args.policies}; batch {args.batch}; consumers {args.consumers}")
     with running_services(redis=False) as services:
         assert services.kafka_bootstrap

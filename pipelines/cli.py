@@ -7,7 +7,7 @@ from typing import Annotated
 
 import typer
 
-from pipelines.commands import model, pipeline, policy
+from pipelines.commands import bank, model, pipeline, policy
 
 app = typer.Typer(
     help="Streaming content moderation with vision-language models.",
@@ -16,6 +16,7 @@ app = typer.Typer(
 )
 app.add_typer(policy.app, name="policy")
 app.add_typer(model.app, name="model")
+app.add_typer(bank.app, name="bank")
 app.command()(pipeline.demo)
 app.command()(pipeline.run)
 app.command()(pipeline.moderate)

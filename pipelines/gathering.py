@@ -141,6 +141,8 @@ class SignalGatherer:
     ) -> list[Work]:
         """Fill what the cache holds (one round trip); the work left is the misses."""
         assert self.cache is not None
+        if not work:
+            return []
         found = [keys[id(journey)] for journey, _ in work]
         started = time.perf_counter()
         values = iter(self.cache.get_many([key for each in found for key in each.values()]))
@@ -297,8 +299,8 @@ def _keep(
 ) -> ProducerOutput | None:
     """Store a consumer-side producer's values for one post, or fail the post."""
     if isinstance(output, Exception):
-        failure = Failure.of(output)
-        journey.fail(Failure(Stage.INFER, failure.error_type, f"{producer}: {failure.reason}"))
+        failure = Failure.of(output)  # keeps the stage an image error names (fetch-image)
+        journey.fail(Failure(failure.stage, failure.error_type, f"{producer}: {failure.reason}"))
         return None
     output = as_output(output)
     missing = [r for r in requests if r not in output.values]

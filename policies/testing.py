@@ -141,7 +141,8 @@ def case_signals(
     """Pinned values first; producers that read only the post compute the rest for real.
 
     Model values that are not pinned read as the model's empty values (it saw nothing): 0.0
-    per label and question, "" for the caption, [] for the embedding.
+    per label and question, "" for the caption, [] for the embedding; so do the values of
+    producers with an `empty(request)` method (nsfw 0.0, ocr "", no bank match).
     """
     computed: dict[SignalKey, Any] = {
         (asked.producer, asked.request): empty_value(asked.request)
@@ -149,6 +150,7 @@ def case_signals(
         if isinstance(asked.request, VlmTask)
     }
     if registry is not None:
+        computed |= _empty_values(policy, registry)
         computed |= _computed_from_post(policy, post, registry)
     values = PolicySet.signals_for(policy, computed).model_dump(exclude_unset=True)
     _overlay(values, case.signals)
@@ -162,6 +164,18 @@ def _overlay(values: dict[str, Any], layer: dict[str, Any]) -> None:
             values[variable] = values[variable] | value
         else:
             values[variable] = value
+
+
+def _empty_values(policy: CompiledPolicy, registry: ProducerRegistry) -> dict[SignalKey, Any]:
+    """What producers that say so give a post with nothing in it, for values not pinned."""
+    computed: dict[SignalKey, Any] = {}
+    for asked in policy.asks.values():
+        if asked.producer not in registry:
+            continue
+        empty = getattr(registry.get(asked.producer), "empty", None)
+        if callable(empty):
+            computed[(asked.producer, asked.request)] = empty(asked.request)
+    return computed
 
 
 def _computed_from_post(

@@ -32,6 +32,7 @@ def demo(
     from pipelines.demo import run_demo
 
     logging.basicConfig(level=logging.WARNING)
+    logging.getLogger("kafka").setLevel(logging.ERROR)  # its slow-poll notes are not the demo's
     _exit_on_signals()  # so every `with` unwinds and stops the servers it started
     report = _or_exit(lambda: run_demo(model=model, policy_dir=policies, posts=posts))
     if not report.complete:
@@ -101,6 +102,10 @@ def moderate(
     ] = None,
     meta: Annotated[list[str] | None, typer.Option(help="KEY=VALUE metadata; repeatable.")] = None,
     post_id: Annotated[str, typer.Option("--id", help="Post id.")] = "cli-post",
+    redis_url: Annotated[
+        str | None,
+        typer.Option(envvar="VLMOD_REDIS_URL", help="Redis of the hash banks and answer cache."),
+    ] = None,
 ) -> None:
     """Moderate one post locally, without Kafka, and print its Verdict JSON."""
     from pipelines.config import ModelSettings, PipelineConfig
@@ -110,7 +115,9 @@ def moderate(
 
     logging.basicConfig(level=logging.ERROR)
     os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")  # stderr: one line or none
-    config = PipelineConfig(model=ModelSettings(name_or_path=model), policy_dir=str(policy))
+    config = PipelineConfig(
+        model=ModelSettings(name_or_path=model), policy_dir=str(policy), redis_url=redis_url
+    )
     max_bytes = config.images.max_bytes
     body = _or_exit(lambda: _post_body(post_id, text, image or [], meta or [], max_bytes))
     policy_set = _or_exit(lambda: load_policy_dir(policy, registry=producer_registry()))

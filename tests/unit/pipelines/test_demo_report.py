@@ -8,7 +8,8 @@ import sys
 
 from rich.console import Console
 
-from pipelines.demo import DemoReport, print_report, ray_output_off_stdout, spinner
+from pipelines.demo import ray_output_off_stdout, spinner
+from pipelines.demo_report import DemoReport, print_report
 from pipelines.samples import SampleMessage
 
 POST_ID = "post-" + "0123456789abcdef" * 2 + "xyz"
@@ -98,3 +99,47 @@ def test_the_spinner_leaves_stdout_alone():
     before = sys.stdout
     with spinner(console, "working..."):
         assert sys.stdout is before, "a rich Live would print Ray's lines into the console"
+
+
+def _with_signals() -> DemoReport:
+    made = DemoReport(expected=1, verdicts_per_post=1)
+    made.verdicts["post-flyer"] = [
+        {
+            "post_id": "post-flyer",
+            "policy": {"id": "spam-scams"},
+            "action": "review",
+            "queue": "scam",
+            "matched_rules": [
+                {"id": "scam-text-in-image", "evidence": {"ocr": "DM me on Telegram"}},
+                {"id": "crypto-promo-image", "evidence": {"answers.crypto_promo": 0.91}},
+            ],
+            "signals": {"ocr": "DM me on\nTelegram", "nsfw": 0.013, "banks": {"known-bad": True}},
+            "producers": [
+                {"name": "banks", "ms": 2.0, "evidence": {"known-bad": {"distance": 12}}},
+                {"name": "ocr", "ms": 80.0, "evidence": {}},
+                {"name": "labels", "ms": 30.0, "evidence": {}},
+            ],
+        }
+    ]
+    return made
+
+
+def test_rules_reading_the_random_model_are_marked_and_real_signals_get_their_table():
+    samples = [SampleMessage(b"post-flyer", b"{}")]
+    out = io.StringIO()
+    console = Console(file=out, width=200, color_system=None)
+    print_report(console, _with_signals(), samples, random_model=True)
+    text = out.getvalue()
+    assert "crypto-promo-image (random weights)" in text
+    assert "scam-text-in-image (random weights)" not in text, "OCR is real"
+    table = text.split("Real signals", 1)[1]
+    [row] = [line for line in table.splitlines() if line.startswith("│ post-flyer ")]
+    assert 'ocr "DM me on Telegram"' in row and "nsfw 0.01" in row
+    assert "banks: known-bad match (distance 12)" in row
+    assert row.rstrip("│ ").endswith("82"), "the specialists' milliseconds, not the model's"
+
+
+def test_a_real_model_marks_nothing():
+    out = io.StringIO()
+    print_report(Console(file=out, width=200), _with_signals(), [], random_model=False)
+    assert "random weights" not in out.getvalue()

@@ -370,6 +370,6 @@ def test_a_post_is_planned_again_only_when_a_stage_computed_something_for_it(con
     moderator = moderator_for(config, ScriptedSource())
     counting = CountingPolicies(moderator.policies())
     moderator.policies = lambda: counting
-    assert len(moderator.gatherer.stages()) == 2, "links (trivial) runs before the model"
+    assert len(moderator.gatherer.stages()) == 3, "links, then the specialists, then the model"
     moderator.moderate([message({"id": "img", "images": [{"data": PNG}]})])
-    assert counting.plans == ["img"], "no cheap producer ran for it: one plan serves both stages"
+    assert counting.plans == ["img"], "no cheap producer ran for it: one plan serves every stage"

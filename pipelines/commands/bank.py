@@ -1,0 +1,151 @@
+"""`vlmod bank ...`: hash banks of known images, kept in Redis and read by every consumer.
+
+    vlmod bank add known-bad flyer.jpg scan.png --redis-url redis://localhost:6379/0
+    vlmod bank list
+    vlmod bank remove known-bad 5f3c...        # one hash; no hash removes the whole bank
+
+A change reaches running consumers within `specialists.banks.refresh_s` (1 s), no restart.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from pathlib import Path
+from typing import TYPE_CHECKING, Annotated, TypeVar
+
+import typer
+
+from contracts.errors import ModerationError
+
+if TYPE_CHECKING:
+    from operators.specialists.hashbank import BankEntry, BankStore
+
+app = typer.Typer(help="Hash banks: known images matched by PDQ hash.", no_args_is_help=True)
+
+RedisUrl = Annotated[
+    str,
+    typer.Option(
+        envvar="VLMOD_REDIS_URL", help="Redis holding the banks (the pipeline's redis_url)."
+    ),
+]
+DEFAULT_REDIS = "redis://localhost:6379/0"
+T = TypeVar("T")
+PROGRESS_FROM = 20  # files; fewer hash in a blink
+
+
+@app.command("add")
+def add(
+    bank: Annotated[str, typer.Argument(help="Bank name: lower-case letters, digits, dashes.")],
+    files: Annotated[list[Path], typer.Argument(help="Image files to bank.")],
+    threshold: Annotated[
+        int | None, typer.Option(help="Hamming distance that counts as a match (default 31).")
+    ] = None,
+    redis_url: RedisUrl = DEFAULT_REDIS,
+) -> None:
+    """Hash image files with PDQ and add them to BANK; one bad file and nothing is added."""
+    from operators.specialists.hashbank import check_bank_name
+    from operators.specialists.hashindex import check_threshold
+
+    _or_exit(lambda: check_bank_name(bank))
+    if threshold is not None:
+        _or_exit(lambda: check_threshold(threshold))
+    entries = _hash_files(files)
+    store = _store(redis_url)
+    added = _or_exit(lambda: store.add(bank, entries, threshold=threshold))
+    info = _or_exit(lambda: store.banks()[bank])
+    known = len(entries) - added
+    typer.echo(
+        f"bank {bank}: added {added} hash(es)"
+        + (f", {known} already there" if known else "")
+        + f"; {info.count} in all, match within {info.threshold} bits"
+    )
+
+
+@app.command("list")
+def list_banks(redis_url: RedisUrl = DEFAULT_REDIS) -> None:
+    """Every bank with its size, match threshold and last change."""
+    banks = _or_exit(lambda: _store(redis_url).banks())
+    if not banks:
+        typer.echo("no banks yet; add one with `vlmod bank add BANK FILE...`")
+        return
+    width = max(len(name) for name in banks)
+    typer.echo(f"{'bank':<{width}}  hashes  threshold  updated")
+    for name, info in banks.items():
+        typer.echo(f"{name:<{width}}  {info.count:>6}  {info.threshold:>9}  {info.updated_at}")
+
+
+@app.command("remove")
+def remove(
+    bank: Annotated[str, typer.Argument(help="Bank name.")],
+    hashes: Annotated[
+        list[str] | None, typer.Argument(help="PDQ hashes (64 hex digits); none: the whole bank.")
+    ] = None,
+    redis_url: RedisUrl = DEFAULT_REDIS,
+) -> None:
+    """Remove hashes from BANK, or the whole bank when no hash is given."""
+    store = _store(redis_url)
+    if bank not in _or_exit(store.banks):
+        typer.echo(f"error: no bank named {bank!r}; `vlmod bank list` shows them", err=True)
+        raise typer.Exit(1)
+    removed = _or_exit(lambda: store.remove(bank, hashes or ()))
+    what = "the bank" if not hashes else f"{len(hashes)} given hash(es)"
+    typer.echo(f"bank {bank}: removed {removed} hash(es) ({what})")
+
+
+def _hash_files(files: list[Path]) -> list[BankEntry]:
+    """A bank entry per file, or exit naming every file that cannot be banked and why."""
+    from operators.limits import ImageLimits
+    from operators.specialists.hashbank import BankEntry
+    from operators.specialists.pdq import MIN_QUALITY, hash_image_bytes
+
+    limits = ImageLimits()
+    entries, problems = [], []
+    for index, path in enumerate(files, 1):
+        if len(files) >= PROGRESS_FROM and index % PROGRESS_FROM == 0:
+            typer.echo(f"hashed {index}/{len(files)} files", err=True)
+        try:
+            pdq = hash_image_bytes(_read(path, limits.max_bytes), limits)
+        except (OSError, ModerationError, ValueError) as error:
+            problems.append(f"{path}: {_reason(error)}")
+            continue
+        if not pdq.usable:
+            problems.append(
+                f"{path}: PDQ quality {pdq.quality} is under {MIN_QUALITY}: too plain to match "
+                "safely (it would match unrelated images)"
+            )
+            continue
+        entries.append(BankEntry.of(pdq, path.name))
+    if problems:
+        typer.echo("\n".join(f"error: {line}" for line in problems), err=True)
+        typer.echo(f"nothing added: {len(problems)} of {len(files)} file(s) refused", err=True)
+        raise typer.Exit(1)
+    return entries
+
+
+def _read(path: Path, max_bytes: int) -> bytes:
+    if not path.is_file():
+        raise OSError("no such file")
+    if path.stat().st_size > max_bytes:
+        raise ValueError(f"{path.stat().st_size} bytes is over the image limit of {max_bytes}")
+    return path.read_bytes()
+
+
+def _reason(error: BaseException) -> str:
+    if isinstance(error, ModerationError):
+        return error.reason
+    return getattr(error, "strerror", None) or str(error)
+
+
+def _store(redis_url: str) -> BankStore:
+    from operators.specialists.hashbank import BankStore
+
+    return _or_exit(lambda: BankStore(redis_url))
+
+
+def _or_exit(make: Callable[[], T]) -> T:
+    """`make()`, or exit 1 with its error as one line (Redis down, bad name, bad hash)."""
+    try:
+        return make()
+    except (ModerationError, ValueError) as error:
+        typer.echo(f"error: {_reason(error)}", err=True)
+        raise typer.Exit(1) from None

@@ -106,9 +106,17 @@ def test_bank_add_then_moderate_matches_a_resized_recompressed_cropped_copy(redi
     distinct = _moderate(policies, files / "other.png", redis_url)
     assert distinct["action"] == "allow" and distinct["signals"]["banks"] == {bank: False}
 
+    emptied = runner.invoke(app, ["bank", "remove", bank, match["hash"], "--redis-url", redis_url])
+    assert emptied.exit_code == 0 and "removed 1 hash(es)" in emptied.stdout
+    listed = runner.invoke(app, ["bank", "list", "--redis-url", redis_url])
+    assert any(line.split()[:3] == [bank, "0", "31"] for line in listed.stdout.splitlines())
+    empty = _moderate(policies, files / "repost.jpg", redis_url)
+    assert empty["action"] == "allow" and empty["signals"]["banks"] == {bank: False}
+
     removed = runner.invoke(app, ["bank", "remove", bank, "--redis-url", redis_url])
-    assert removed.exit_code == 0 and "removed 1 hash(es)" in removed.stdout
-    assert _moderate(policies, files / "repost.jpg", redis_url)["action"] == "allow"
+    assert removed.exit_code == 0 and "removed 0 hash(es)" in removed.stdout
+    gone = runner.invoke(app, ["bank", "remove", bank, "--redis-url", redis_url])
+    assert gone.exit_code == 1 and f"no bank named {bank!r}" in gone.stderr
 
 
 def test_bank_add_refuses_files_that_are_not_images_and_adds_nothing(redis_url, bank, tmp_path):

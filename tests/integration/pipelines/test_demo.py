@@ -30,6 +30,13 @@ def test_demo_moderates_every_sample_and_dead_letters_the_malformed(tmp_path):
     assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
     assert "6/6 posts got verdicts, 5/5 malformed messages dead-lettered" in done.stdout
     assert "random weights" in done.stdout
+    # One verdict from each real specialist, on the bundled showcase posts.
+    assert "known-bad-image" in done.stdout, "the resized, cropped repost matched the bank"
+    assert "scam-text-in-image" in done.stdout, "OCR read the flyer"
+    assert "abusive-language" in done.stdout, "profanity flagged the text"
+    assert "known-bad match (distance" in done.stdout and "nsfw 0." in done.stdout
+    verdicts = done.stdout.split("Dead letters")[0]
+    assert "escalate" not in verdicts, "random-weight scores never escalate an innocent post"
     assert "text only" in done.stdout and "text + 2 images" in done.stdout
     for stage in ("decode", "validate", "fetch-image"):
         assert stage in done.stdout

@@ -295,7 +295,7 @@ def test_dockerfile_starts_from_the_installed_ray_version():
 def test_dockerfile_installs_the_package_not_editable():
     runs = [args for word, args in dockerfile_instructions() if word == "RUN"]
     installs = [r for r in runs if re.search(r"\bpip install\b", r)]
-    assert any(re.search(r"\s\.(\s|$)", r) for r in installs), installs
+    assert any(re.search(r"\s\"?\.(\[[a-z,]+\])?\"?(\s|$)", r) for r in installs), installs
     assert not any(re.search(r"\s(-e|--editable)\s", r) for r in installs)
 
 

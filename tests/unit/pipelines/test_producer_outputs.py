@@ -187,3 +187,38 @@ rules:
     assert {t.about for t in request.tasks} == {About.POST}
     assert result.action == "review"
     assert [run.name for run in result.producers] == ["found", "questions"]
+
+
+class KnownImages(FlakyStore):
+    """A bank lookup that always matches (the store is up)."""
+
+    name = "known"
+    variables = (Variable("known", "map(string, bool)", keyed=True, item="entry"),)
+
+    def asks(self, value: list[str]) -> list[Ask]:
+        return [Ask("known", name, ("entry", name)) for name in value]
+
+    def compute(self, jobs):
+        self.seen += [job.post.id for job in jobs]
+        return [{r: True for r in job.requests} for job in jobs]
+
+
+def test_a_specialist_that_settles_the_verdict_skips_the_model(tmp_path):
+    policy = """
+id: p
+version: 1
+signals:
+  known: [bad]
+  labels: {weapon: "a weapon"}
+  questions: {minor: "Does the image show a child?"}
+rules:
+  - {id: banked, when: 'known["bad"]', action: block, priority: 0}
+  - {id: weapon, when: 'labels.weapon > 0.5', action: block, priority: 10}
+  - {id: minor, when: 'answers.minor > 0.5', action: review}
+"""
+    known = KnownImages()
+    verdict, model = _moderator(tmp_path, policy, known)
+    result = verdict({"id": "a", "text": "hi", "images": [{"data": PNG}]})
+    assert result.action == "block" and result.matched_rules[0].id == "banked"
+    assert model.requests == [], "nothing the model could say outranks the bank match"
+    assert [run.name for run in result.producers] == ["known"]

@@ -21,7 +21,15 @@ app.command()(pipeline.demo)
 app.command()(pipeline.run)
 app.command()(pipeline.moderate)
 
-SCHEMA_NAMES = ("post", "verdict", "dead-letter", "shadow", "policy")
+SCHEMA_NAMES = (
+    "post",
+    "verdict",
+    "dead-letter",
+    "shadow",
+    "review-task",
+    "review-decision",
+    "policy",
+)
 
 
 @app.command()
@@ -30,14 +38,17 @@ def schema(
 ) -> None:
     """Print the JSON Schema of a message or of the policy file format."""
     from contracts.records import SCHEMAS
+    from contracts.review import REVIEW_SCHEMAS
+
+    schemas = {**SCHEMAS, **REVIEW_SCHEMAS}
 
     if name == "policy":
         from pipelines.producers import producer_registry
         from policies.schema import policy_file_model
 
         document = policy_file_model(producer_registry()).model_json_schema()
-    elif name in SCHEMAS:
-        document = SCHEMAS[name].model_json_schema()
+    elif name in schemas:
+        document = schemas[name].model_json_schema()
     else:
         typer.echo(f"unknown schema {name!r}; choose one of: {', '.join(SCHEMA_NAMES)}", err=True)
         raise typer.Exit(2)

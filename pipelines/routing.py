@@ -1,11 +1,14 @@
 """Where each result goes: verdict, review-queue, shadow and dead-letter topics.
 
 Every output is keyed by post id, so all messages about one post land on one partition in order.
+A review-queue topic carries a `ReviewTask`: the verdict and the post, so a console can show
+what there is to judge; the task's own key is the verdict key.
 """
 
 from __future__ import annotations
 
-from contracts.records import DeadLetter, ShadowVerdict, Verdict
+from contracts.records import DeadLetter, Post, ShadowVerdict, Verdict
+from contracts.review import ReviewTask
 from pipelines.config import TopicSettings
 from pipelines.kafka_io import OutMessage
 from pipelines.tracing import Headers
@@ -13,14 +16,26 @@ from policies.policy_set import PolicyOutcome
 
 
 def route_verdict(
-    outcome: PolicyOutcome, verdict: Verdict, topics: TopicSettings, headers: Headers
+    outcome: PolicyOutcome,
+    verdict: Verdict,
+    topics: TopicSettings,
+    headers: Headers,
+    post: Post,
 ) -> list[OutMessage]:
-    """An active verdict goes to the verdict topic, and to its review queue's topic if any."""
+    """An active verdict goes to the verdict topic, and as a review task to its queue's topic."""
     key = verdict.post_id.encode()
-    value = verdict.model_dump_json().encode()
-    messages = [OutMessage(topics.verdicts, value, key, headers)]
-    if outcome.decision.topic:
-        messages.append(OutMessage(outcome.decision.topic, value, key, headers))
+    messages = [OutMessage(topics.verdicts, verdict.model_dump_json().encode(), key, headers)]
+    if outcome.decision.topic and verdict.queue:
+        task = ReviewTask(
+            key=verdict.key,
+            queue=verdict.queue,
+            priority=verdict.priority,
+            verdict=verdict,
+            post=post,
+        )
+        messages.append(
+            OutMessage(outcome.decision.topic, task.model_dump_json().encode(), key, headers)
+        )
     return messages
 
 

@@ -141,7 +141,7 @@ class Moderator:
         for outcome in decided.active:
             verdict = outcome.to_verdict(post.id, **common)
             self.telemetry.posts_out.add(1, {"action": verdict.action.value})
-            messages += route_verdict(outcome, verdict, self.topics, headers)
+            messages += route_verdict(outcome, verdict, self.topics, headers, post)
         for outcome in decided.shadow:
             verdict = outcome.to_verdict(post.id, **common)
             messages.append(route_shadow(outcome, verdict, self.topics, headers))

@@ -11,6 +11,7 @@ import pytest
 import ray
 
 from contracts.records import DeadLetter, Verdict
+from contracts.review import ReviewTask
 from pipelines.config import PoolSettings
 from pipelines.kafka_io import OutMessage
 
@@ -45,7 +46,9 @@ def test_500_posts_get_verdicts_review_copies_and_dead_letters(e2e_config, start
             copies = [
                 body for key, body in outputs.by_topic[review_topic] if key == post_id.encode()
             ]
-            assert copies and copies[0]["key"] == verdict.key, f"{post_id} not on {review_topic}"
+            assert copies, f"{post_id} not on {review_topic}"
+            task = ReviewTask.model_validate(copies[0])
+            assert task.key == verdict.key and task.post.id == post_id
     spam = Verdict.model_validate(outputs.verdicts["p00000"][0])
     assert "spam" in [rule.id for rule in spam.matched_rules]
 

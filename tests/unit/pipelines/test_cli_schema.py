@@ -19,11 +19,13 @@ def vlmod(*args: str) -> subprocess.CompletedProcess[str]:
 def test_help_lists_the_commands():
     result = vlmod("--help")
     assert result.returncode == 0
-    for command in ("schema", "policy", "model"):
+    for command in ("schema", "policy", "model", "bank"):
         assert command in result.stdout
 
 
-@pytest.mark.parametrize("name", ["post", "verdict", "dead-letter", "shadow"])
+@pytest.mark.parametrize(
+    "name", ["post", "verdict", "dead-letter", "shadow", "review-task", "review-decision"]
+)
 def test_schema_prints_valid_json_schema(name):
     result = vlmod("schema", name)
     assert result.returncode == 0, result.stderr
@@ -35,5 +37,5 @@ def test_schema_prints_valid_json_schema(name):
 def test_unknown_schema_is_refused_with_the_choices():
     result = vlmod("schema", "nope")
     assert result.returncode == 2
-    choices = "post, verdict, dead-letter, shadow, policy"
+    choices = "post, verdict, dead-letter, shadow, review-task, review-decision, policy"
     assert f"unknown schema 'nope'; choose one of: {choices}" in result.stderr

@@ -12,6 +12,7 @@ from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanE
 
 from contracts.errors import Stage
 from contracts.records import DeadLetter, ModelRef, ShadowVerdict, Verdict
+from contracts.review import ReviewTask
 from contracts.vlm import TaskKind, empty_value
 from pipelines.config import KafkaSettings, PipelineConfig, RetrySettings
 from pipelines.local import build_moderator
@@ -123,7 +124,11 @@ def test_image_post_gets_a_verdict_and_a_review_copy(config):
     assert (verdict.action, verdict.queue, verdict.post_id) == ("block", "weapons", "p1")
     assert verdict.signals.labels == {"weapon": 0.9}
     assert verdict.model == ModelRef(name="scripted", revision="1")
-    assert outputs["review.weapons"][0].value == outputs["moderation.verdicts"][0].value
+    task = ReviewTask.model_validate_json(outputs["review.weapons"][0].value)
+    verdict = Verdict.model_validate_json(outputs["moderation.verdicts"][0].value)
+    assert task.verdict == verdict and task.key == verdict.key and task.queue == "weapons"
+    assert task.post.id == verdict.post_id and len(task.post.images) == 1, "what there is to judge"
+    assert task.priority == verdict.priority
     assert outputs["moderation.verdicts"][0].key == b"p1"
 
 

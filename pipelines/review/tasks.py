@@ -1,0 +1,372 @@
+"""Review tasks in Redis: queues ordered by priority then age, and leases that one reviewer holds.
+
+Every change is one Lua script, so two reviewers can never hold one task and a decision is
+recorded at most once. Time comes from the injected clock and is passed into each script: tests
+move leases past their expiry by moving the clock, never by sleeping, and Redis' TIME is unused.
+
+Keys, all under the hash tag `{namespace}` so that every script touches one slot (Redis Cluster):
+
+    tasks             HASH  task key -> ReviewTask JSON (open, claimed and decided)
+    place             HASH  task key -> "priority|enqueued-ms|queue", the task's fixed place
+    decided           HASH  task key -> "decided-at|reviewer"
+    holder            HASH  task key -> reviewer, while leased
+    queues            SET   every queue name ever added to
+    open-p:<queue>    ZSET  waiting tasks: score priority, member "<enqueued-ms, 15 digits>:<key>"
+    open-a:<queue>    ZSET  waiting tasks: score enqueued-ms, member key
+    age:<queue>       ZSET  waiting and leased tasks: score enqueued-ms, member key
+    leases:<queue>    ZSET  leased tasks: score lease expiry (epoch s), member key
+    held:<queue>      HASH  reviewer -> the task key they hold in this queue
+
+Ordering is exact with no bound on priority: equal priorities fall back to the member's
+zero-padded enqueued milliseconds (lexical order), so ties sort by age. Enqueued times before
+1970 sort as 1970; 15 digits of milliseconds last until the year 33658. Both orders are kept
+as indexes, so stores built with `order="priority"` and `order="age"` can share a namespace.
+
+Retention: nothing expires. A decided task keeps its JSON, its place and its decision, so a late
+duplicate from the review topic is refused by `add` and a second decision by `decide`; that is
+the task JSON plus about 150 bytes per task, to be trimmed by an operator if ever needed.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from typing import Any
+
+from contracts.errors import ModerationError, Stage
+from contracts.review import ReviewTask
+from operators.specialists.hashbank import redact_url
+
+ORDERS = ("priority", "age")
+MS_DIGITS = 15
+
+
+class ReviewError(ModerationError):
+    """Base of the review store's errors."""
+
+    # Review is where routed posts land; failures here belong to the route stage.
+    stage = Stage.ROUTE
+
+
+class LeaseLost(ReviewError):
+    """The reviewer does not hold the task (expired, taken by someone else, decided, unknown)."""
+
+
+class AlreadyDecided(ReviewError):
+    """The task was decided before, by this reviewer or another one."""
+
+
+class ReviewStoreUnavailable(ReviewError):
+    """Redis could not be reached or failed; the reason names the URL, password masked."""
+
+
+@dataclass(frozen=True)
+class Claim:
+    """A task held by one reviewer until `expires_at` (epoch seconds)."""
+
+    task: ReviewTask
+    reviewer: str
+    expires_at: float
+
+
+@dataclass(frozen=True)
+class QueueStats:
+    """One queue's waiting and leased counts, and the age of its oldest undecided task."""
+
+    open: int  # waiting, not claimed (an expired lease counts as waiting)
+    claimed: int  # under a live lease
+    oldest_age_s: float | None  # age of the oldest open-or-claimed task, by enqueued_at
+
+
+_PRELUDE = """
+local TASKS, PLACE, DECIDED, HOLDER = KEYS[1], KEYS[2], KEYS[3], KEYS[4]
+local OPEN_P, OPEN_A, AGE = KEYS[5], KEYS[6], KEYS[7]
+local LEASES, HELD, QUEUES = KEYS[8], KEYS[9], KEYS[10]
+local function place_of(key)
+  local priority, ms = string.match(redis.call('HGET', PLACE, key), '^(-?%d+)|(%d+)|')
+  return priority, ms
+end
+local function reopen(key)
+  local priority, ms = place_of(key)
+  redis.call('ZADD', OPEN_P, priority, ms .. ':' .. key)
+  redis.call('ZADD', OPEN_A, ms, key)
+end
+local function unopen(key)
+  local priority, ms = place_of(key)
+  redis.call('ZREM', OPEN_P, ms .. ':' .. key)
+  redis.call('ZREM', OPEN_A, key)
+end
+local function unlease(key)
+  local who = redis.call('HGET', HOLDER, key)
+  redis.call('ZREM', LEASES, key)
+  redis.call('HDEL', HOLDER, key)
+  if who and redis.call('HGET', HELD, who) == key then redis.call('HDEL', HELD, who) end
+end
+local function lease_state(key, reviewer, now)
+  if redis.call('HEXISTS', DECIDED, key) == 1 then return 'decided' end
+  local who = redis.call('HGET', HOLDER, key)
+  if not who then
+    if redis.call('HEXISTS', PLACE, key) == 1 then return 'open' end
+    return 'unknown'
+  end
+  if who ~= reviewer then return 'other' end
+  if tonumber(redis.call('ZSCORE', LEASES, key)) <= now then return 'expired' end
+  return 'ok'
+end
+"""
+
+_ADD = """
+local key = ARGV[1]
+if redis.call('HEXISTS', PLACE, key) == 1 or redis.call('HEXISTS', DECIDED, key) == 1 then
+  return 0
+end
+redis.call('HSET', TASKS, key, ARGV[2])
+redis.call('HSET', PLACE, key, ARGV[3])
+reopen(key)
+redis.call('ZADD', AGE, ARGV[4], key)
+redis.call('SADD', QUEUES, ARGV[5])
+return 1
+"""
+
+# ARGV: now, expiry, reviewer, order. Scores go to Redis as the caller's strings: Lua would
+# print a number with 14 digits and move a lease boundary.
+_CLAIM = """
+for _, key in ipairs(redis.call('ZRANGEBYSCORE', LEASES, '-inf', ARGV[1])) do
+  unlease(key)
+  reopen(key)
+end
+local mine = redis.call('HGET', HELD, ARGV[3])
+if mine then
+  local expiry = redis.call('ZSCORE', LEASES, mine)
+  if expiry then return {mine, expiry, redis.call('HGET', TASKS, mine)} end
+  redis.call('HDEL', HELD, ARGV[3])
+end
+local index = OPEN_P
+if ARGV[4] == 'age' then index = OPEN_A end
+local first = redis.call('ZRANGE', index, 0, 0)
+if #first == 0 then return false end
+local key = first[1]
+if index == OPEN_P then key = string.sub(key, string.find(key, ':', 1, true) + 1) end
+unopen(key)
+redis.call('ZADD', LEASES, ARGV[2], key)
+redis.call('HSET', HOLDER, key, ARGV[3])
+redis.call('HSET', HELD, ARGV[3], key)
+return {key, ARGV[2], redis.call('HGET', TASKS, key)}
+"""
+
+_PEEK = """
+local key = redis.call('HGET', HELD, ARGV[1])
+if not key then return false end
+local expiry = redis.call('ZSCORE', LEASES, key)
+if not expiry or tonumber(expiry) <= tonumber(ARGV[2]) then return false end
+return {key, expiry, redis.call('HGET', TASKS, key)}
+"""
+
+# ARGV: key, reviewer, now, new expiry.
+_RENEW = """
+local state = lease_state(ARGV[1], ARGV[2], tonumber(ARGV[3]))
+if state ~= 'ok' then return {'lost', state} end
+redis.call('ZADD', LEASES, ARGV[4], ARGV[1])
+return {'ok', ARGV[4], redis.call('HGET', TASKS, ARGV[1])}
+"""
+
+_RELEASE = """
+local state = lease_state(ARGV[1], ARGV[2], tonumber(ARGV[3]))
+if state ~= 'ok' then return {'lost', state} end
+unlease(ARGV[1])
+reopen(ARGV[1])
+return {'ok'}
+"""
+
+_DECIDE = """
+local decided = redis.call('HGET', DECIDED, ARGV[1])
+if decided then return {'decided', decided} end
+local state = lease_state(ARGV[1], ARGV[2], tonumber(ARGV[3]))
+if state ~= 'ok' then return {'lost', state} end
+unlease(ARGV[1])
+redis.call('ZREM', AGE, ARGV[1])
+redis.call('HSET', DECIDED, ARGV[1], ARGV[3] .. '|' .. ARGV[2])
+return {'ok', redis.call('HGET', TASKS, ARGV[1])}
+"""
+
+_SCRIPTS = {
+    "add": _ADD,
+    "claim": _CLAIM,
+    "peek": _PEEK,
+    "renew": _RENEW,
+    "release": _RELEASE,
+    "decide": _DECIDE,
+}
+
+_LOST_REASONS = {
+    "decided": "was decided already",
+    "other": "is claimed by another reviewer",
+    "expired": "was held by {reviewer} but the lease expired",
+    "open": "is waiting in its queue, not claimed by {reviewer}",
+    "unknown": "is not a known task",
+}
+
+
+class TaskStore:
+    """Review queues in Redis: add tasks, claim them under a lease, renew, release, decide."""
+
+    def __init__(
+        self,
+        redis_url: str,
+        *,
+        namespace: str = "vlmod:review",
+        lease_s: float = 300.0,
+        order: str = "priority",
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        if order not in ORDERS:
+            raise ValueError(f"order must be one of {ORDERS}, not {order!r}")
+        if lease_s <= 0:
+            raise ValueError(f"lease_s must be positive, not {lease_s}")
+        self.url, self.namespace, self.lease_s, self.order = redis_url, namespace, lease_s, order
+        self._clock = clock
+        self._client = _redis_client(redis_url)
+        self._scripts = {
+            name: self._client.register_script(_PRELUDE + body) for name, body in _SCRIPTS.items()
+        }
+
+    def add(self, task: ReviewTask) -> bool:
+        """Queue a task; False when its key is known already (open, claimed or decided)."""
+        ms = enqueued_ms(task)
+        args = [task.key, task.model_dump_json(), place_value(task), ms, task.queue]
+        return bool(self._run("add", task.queue, args))
+
+    def claim(self, queue: str, reviewer: str) -> Claim | None:
+        """The reviewer's live claim in `queue`, else the next waiting task, leased to them."""
+        now = self._clock()
+        args = [repr(now), repr(now + self.lease_s), reviewer, self.order]
+        return _claim_of(self._run("claim", queue, args), reviewer)
+
+    def claimed_by(self, reviewer: str, queue: str) -> Claim | None:
+        """The reviewer's live claim in `queue`, if any; changes nothing."""
+        return _claim_of(self._run("peek", queue, [reviewer, repr(self._clock())]), reviewer)
+
+    def renew(self, key: str, reviewer: str) -> Claim:
+        """Extend the reviewer's lease to now + lease_s; `LeaseLost` when they do not hold it."""
+        now = self._clock()
+        args = [key, reviewer, repr(now), repr(now + self.lease_s)]
+        result = self._run_on_key("renew", key, args)
+        _raise_unless_ok(result, key, reviewer)
+        return Claim(ReviewTask.model_validate_json(result[2]), reviewer, float(result[1]))
+
+    def release(self, key: str, reviewer: str) -> None:
+        """Skip: the task goes back to its queue at its old place; `LeaseLost` if not held."""
+        result = self._run_on_key("release", key, [key, reviewer, repr(self._clock())])
+        _raise_unless_ok(result, key, reviewer)
+
+    def decide(self, key: str, reviewer: str) -> ReviewTask:
+        """Mark a task held under a live lease decided and drop it from its queue, atomically."""
+        result = self._run_on_key("decide", key, [key, reviewer, repr(self._clock())])
+        if result and result[0] == "decided":
+            at, _, by = str(result[1]).partition("|")
+            raise AlreadyDecided(f"task {key} was decided already, by {by} at {at} (epoch s)")
+        _raise_unless_ok(result, key, reviewer)
+        return ReviewTask.model_validate_json(result[1])
+
+    def get(self, key: str) -> ReviewTask | None:
+        """The task with this key, whatever its state, or None."""
+        with self._reaching():
+            raw = self._client.hget(self._key("tasks"), key)
+        return None if raw is None else ReviewTask.model_validate_json(raw)
+
+    def queues(self) -> list[str]:
+        """Every queue a task was ever added to, sorted."""
+        with self._reaching():
+            return sorted(self._client.smembers(self._key("queues")))
+
+    def stats(self) -> dict[str, QueueStats]:
+        """Waiting and leased counts and the oldest undecided task's age, per queue."""
+        queues, now = self.queues(), self._clock()
+        with self._reaching():
+            pipe = self._client.pipeline(transaction=True)
+            for queue in queues:
+                pipe.zcard(self._key(f"open-a:{queue}"))
+                pipe.zcount(self._key(f"leases:{queue}"), "-inf", repr(now))
+                pipe.zcount(self._key(f"leases:{queue}"), f"({now!r}", "+inf")
+                pipe.zrange(self._key(f"age:{queue}"), 0, 0, withscores=True)
+            rows = pipe.execute()
+        return {q: _stats_of(rows[4 * i : 4 * i + 4], now) for i, q in enumerate(queues)}
+
+    def _run(self, script: str, queue: str, args: list[Any]) -> Any:
+        with self._reaching():
+            return self._scripts[script](keys=self._keys(queue), args=args)
+
+    def _run_on_key(self, script: str, key: str, args: list[Any]) -> Any:
+        # A task never changes queue, so its queue is read first to name the script's keys.
+        with self._reaching():
+            place = self._client.hget(self._key("place"), key)
+        if place is None:
+            raise LeaseLost(f"task {key} {_LOST_REASONS['unknown']}")
+        return self._run(script, place.split("|", 2)[2], args)
+
+    def _keys(self, queue: str) -> list[str]:
+        shared = [self._key(name) for name in ("tasks", "place", "decided", "holder")]
+        per_queue = [self._key(f"{kind}:{queue}") for kind in ("open-p", "open-a", "age")]
+        rest = [self._key(f"leases:{queue}"), self._key(f"held:{queue}"), self._key("queues")]
+        return shared + per_queue + rest
+
+    def _key(self, name: str) -> str:
+        return f"{{{self.namespace}}}:{name}"
+
+    @contextmanager
+    def _reaching(self) -> Iterator[None]:
+        import redis
+
+        try:
+            yield
+        except (redis.RedisError, OSError) as exc:
+            raise ReviewStoreUnavailable(
+                f"review tasks unavailable: Redis at {redact_url(self.url)} failed: {exc}"
+            ) from exc
+
+
+def enqueued_ms(task: ReviewTask) -> int:
+    """The task's enqueued time in epoch milliseconds, clamped to what the index can order."""
+    ms = int(task.enqueued_at.timestamp() * 1000)
+    return min(max(ms, 0), 10**MS_DIGITS - 1)
+
+
+def place_value(task: ReviewTask) -> str:
+    """The stored `priority|enqueued-ms|queue`: where the task goes back to when released."""
+    return f"{task.priority}|{enqueued_ms(task):0{MS_DIGITS}d}|{task.queue}"
+
+
+def _claim_of(row: list[Any] | None, reviewer: str) -> Claim | None:
+    if not row:
+        return None
+    return Claim(ReviewTask.model_validate_json(row[2]), reviewer, float(row[1]))
+
+
+def _raise_unless_ok(result: list[Any], key: str, reviewer: str) -> None:
+    if result[0] != "ok":
+        reason = _LOST_REASONS.get(str(result[1]), str(result[1])).format(reviewer=reviewer)
+        raise LeaseLost(f"task {key} {reason}")
+
+
+def _stats_of(row: list[Any], now: float) -> QueueStats:
+    waiting, expired, live, oldest = row
+    age = now - oldest[0][1] / 1000 if oldest else None
+    return QueueStats(open=int(waiting) + int(expired), claimed=int(live), oldest_age_s=age)
+
+
+def _redis_client(redis_url: str) -> Any:
+    import redis
+    from redis.backoff import ExponentialBackoff
+    from redis.retry import Retry
+
+    # redis-py's default retries ten times with up to a second between tries; a console whose
+    # Redis is down should say so in well under a second instead.
+    return redis.Redis.from_url(
+        redis_url,
+        decode_responses=True,
+        socket_timeout=5.0,
+        socket_connect_timeout=2.0,
+        retry=Retry(ExponentialBackoff(cap=0.1, base=0.01), 2),
+    )

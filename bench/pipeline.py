@@ -12,6 +12,7 @@ plumbing alone; `tiny:smolvlm`: the random-weight VLM):
     python bench/pipeline.py                     # both models, 2,000 posts each
     python bench/pipeline.py --models noop --posts 5000
     python bench/pipeline.py --models noop --specialists on   # OCR, NSFW, profanity, banks too
+    python bench/pipeline.py --models noop --specialists on --redis   # with the Redis cache
 
 `--specialists off` (the default, as in the figures before the specialists existed) runs the
 example policies less the specialist signals (nsfw, ocr, profanity, banks) and the rules that
@@ -118,6 +119,7 @@ def config_for(bootstrap: str, model: str, args: argparse.Namespace) -> Pipeline
         topics=TopicSettings.namespaced(prefix, partitions=args.partitions),
         model=ModelSettings(name_or_path=model, device="cpu", torch_threads=args.torch_threads),
         policy_dir=str(args.policies),
+        redis_url=args.redis_url,
         pool=PoolSettings(
             num_cpus=0.5,
             consumer_num_cpus=0.5,
@@ -311,6 +313,11 @@ def main() -> None:
     parser.add_argument("--policies", type=Path, default=example_policies())
     parser.add_argument("--timeout", type=float, default=300)
     parser.add_argument(
+        "--redis",
+        action="store_true",
+        help="start Redis and cache answers and specialist values (reposts cost nothing)",
+    )
+    parser.add_argument(
         "--specialists",
         choices=("off", "on"),
         default="off",
@@ -330,8 +337,10 @@ def main() -> None:
         args.policies, dropped = without_specialists(source, Path(tempfile.mkdtemp()))
         print(f"specialists off: {source} less {dropped} rules reading nsfw/ocr/profanity/banks")
     print(f"policies: {args.policies}; batch {args.batch}; consumers {args.consumers}")
-    with running_services(redis=False) as services:
+    with running_services(redis=args.redis) as services:
         assert services.kafka_bootstrap
+        args.redis_url = services.redis_url if args.redis else None
+        print(f"cache: {'Redis (answers and specialist values)' if args.redis else 'none'}")
         for model in args.models.split(","):
             rate = pipeline_throughput(services.kafka_bootstrap, model, args)
             latency_rate = args.latency_rate or rate / 2

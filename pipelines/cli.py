@@ -7,7 +7,7 @@ from typing import Annotated
 
 import typer
 
-from pipelines.commands import bank, model, pipeline, policy
+from pipelines.commands import bank, model, pipeline, policy, report
 
 app = typer.Typer(
     help="Streaming content moderation with vision-language models.",
@@ -20,6 +20,7 @@ app.add_typer(bank.app, name="bank")
 app.command()(pipeline.demo)
 app.command()(pipeline.run)
 app.command()(pipeline.moderate)
+app.command()(report.report)
 
 SCHEMA_NAMES = (
     "post",

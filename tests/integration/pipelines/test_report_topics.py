@@ -1,0 +1,155 @@
+"""`vlmod report` reading real topics on Tansu: the same report as from JSONL files."""
+
+from __future__ import annotations
+
+import json
+import random
+from datetime import UTC, datetime, timedelta
+
+import typer
+from typer.testing import CliRunner
+
+from contracts.records import (
+    Action,
+    MatchedRule,
+    PolicyRef,
+    ShadowVerdict,
+    Signals,
+    Verdict,
+    verdict_key,
+)
+from contracts.review import DecisionKind, ReviewDecision
+from pipelines.commands import report as report_command
+from pipelines.kafka_io import OutMessage, Producer
+
+ACTIVE = PolicyRef(id="scams", version=3, sha256="a" * 64)
+SHADOW = PolicyRef(id="scams", version=4, sha256="b" * 64)
+T0 = datetime(2025, 1, 1, tzinfo=UTC)
+
+
+def verdict(post_id: str, policy: PolicyRef, rules: list[str], p: float) -> Verdict:
+    return Verdict(
+        post_id=post_id,
+        key=verdict_key(post_id, policy.id, policy.version),
+        action=Action.BLOCK if policy is SHADOW else Action.REVIEW,
+        queue="scam",
+        policy=policy,
+        matched_rules=[MatchedRule(id=rule, action=Action.REVIEW) for rule in rules],
+        signals=Signals(labels={"scam": p}, answers={"wallet": 1 - p}),
+        shadow=policy is SHADOW,
+    )
+
+
+def sample_records() -> tuple[list[dict], list[dict]]:
+    """Decisions, and verdicts mixing plain active ones with shadow-topic records."""
+    rng = random.Random(9)
+    decisions, verdicts = [], []
+    for n in range(120):
+        p = rng.random()
+        active = verdict(f"p{n}", ACTIVE, ["scam-link", *(["crypto"] if n % 3 else [])], p)
+        shadow = verdict(f"p{n}", SHADOW, ["scam-v2"] if p > 0.5 else [], p)
+        verdicts += [
+            active.model_dump(mode="json"),
+            ShadowVerdict(verdict=shadow, diff=None).model_dump(mode="json"),
+        ]
+        kind = DecisionKind.UPHOLD if rng.random() < p else DecisionKind.OVERTURN
+        decision = ReviewDecision(
+            key=active.key,
+            post_id=active.post_id,
+            policy=ACTIVE,
+            rules=[r.id for r in active.matched_rules],
+            queue="scam",
+            reviewer="ann",
+            decision=kind,
+            action=Action.BLOCK if kind is DecisionKind.UPHOLD else Action.ALLOW,
+            decided_at=T0 + timedelta(seconds=n),
+        )
+        decisions.append(decision.model_dump(mode="json"))
+    orphan = {**decisions[0], "key": "no-such-verdict"}
+    return [*decisions, orphan], verdicts
+
+
+def publish(settings, topic: str, records: list[dict], key: str) -> None:
+    producer = Producer(settings)
+    try:
+        producer.send_all(
+            [OutMessage(topic, json.dumps(r).encode(), str(r.get(key)).encode()) for r in records]
+        )
+    finally:
+        producer.close()
+
+
+def vlmod_report(*args: str):
+    app = typer.Typer()
+    app.callback()(lambda: None)
+    app.command()(report_command.report)
+    result = CliRunner().invoke(app, ["report", *map(str, args)])
+    assert "Traceback" not in result.output
+    return result
+
+
+def test_topics_give_the_same_json_as_jsonl_files(kafka_settings, topic_factory, tmp_path):
+    decisions, verdicts = sample_records()
+    decisions_topic = topic_factory("decisions", partitions=2)
+    verdicts_topic = topic_factory("verdicts", partitions=3)
+    publish(kafka_settings, decisions_topic, decisions, "key")
+    publish(kafka_settings, verdicts_topic, verdicts, "post_id")
+    decisions_file, verdicts_file = tmp_path / "d.jsonl", tmp_path / "v.jsonl"
+    decisions_file.write_text("".join(json.dumps(r) + "\n" for r in decisions))
+    verdicts_file.write_text("".join(json.dumps(r) + "\n" for r in verdicts))
+
+    from_files = vlmod_report("--decisions", decisions_file, "--verdicts", verdicts_file, "--json")
+    from_topics = vlmod_report(
+        *("--decisions", f"topic:{decisions_topic}", "--verdicts", f"topic:{verdicts_topic}"),
+        *("--bootstrap", kafka_settings.bootstrap_servers, "--json"),
+    )
+    assert from_files.exit_code == 0, from_files.output
+    assert from_topics.exit_code == 0, from_topics.output
+    body = json.loads(from_topics.stdout)
+    assert body == json.loads(from_files.stdout)
+    assert (body["decisions"], body["verdicts"], body["unmatched_decisions"]) == (121, 240, 1)
+    assert body["policies"]["scams"]["rules"]["crypto"]["decided"] == 80
+    assert body["shadow"]["scams"]["scored"] == 120
+
+
+def test_a_missing_topic_is_named(kafka_settings, topic_factory):
+    verdicts_topic = topic_factory("verdicts")
+    missing = f"{verdicts_topic}-missing"
+    result = vlmod_report(
+        *("--decisions", f"topic:{missing}", "--verdicts", f"topic:{verdicts_topic}"),
+        *("--bootstrap", kafka_settings.bootstrap_servers),
+    )
+    assert result.exit_code == 1
+    assert result.stderr == (
+        f"topic {missing} does not exist on {kafka_settings.bootstrap_servers}\n"
+    )
+
+
+def test_bad_and_missing_records_on_a_topic_name_partition_and_offset(
+    kafka_settings, topic_factory
+):
+    decisions, _ = sample_records()
+    decisions_topic, verdicts_topic = topic_factory("decisions"), topic_factory("verdicts")
+    publish(kafka_settings, decisions_topic, decisions[:2], "key")
+    producer = Producer(kafka_settings)
+    try:
+        producer.send_all([OutMessage(decisions_topic, b"{oops", b"k")])
+    finally:
+        producer.close()
+    bootstrap = kafka_settings.bootstrap_servers
+    args = ["--verdicts", f"topic:{verdicts_topic}", "--bootstrap", bootstrap]
+    result = vlmod_report("--decisions", f"topic:{decisions_topic}", *args)
+    assert result.exit_code == 1
+    assert result.stderr.startswith(f"topic {decisions_topic} partition 0 offset 2: not JSON")
+
+    result = vlmod_report("--decisions", f"topic:{verdicts_topic}", *args)  # an empty topic
+    assert (result.exit_code, result.stderr) == (1, f"topic {verdicts_topic}: no decisions in it\n")
+
+
+def test_an_unreachable_broker_is_one_line():
+    result = vlmod_report(
+        *("--decisions", "topic:d", "--verdicts", "topic:v", "--bootstrap", "127.0.0.1:9")
+    )
+    assert result.exit_code == 1
+    assert result.stderr.startswith("error: Kafka at 127.0.0.1:9 failed")
+    assert len(result.stderr.splitlines()) == 1

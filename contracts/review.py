@@ -44,11 +44,14 @@ class DecisionKind(StrEnum):
 
 
 class ReviewDecision(BaseModel):
-    """A reviewer's decision on one task (decisions topic, JSON, key = the task key)."""
+    """A reviewer's decision on one task (decisions topic, JSON, key = the verdict key)."""
 
     model_config = ConfigDict(frozen=True, extra="forbid")
 
-    key: str = Field(..., description="The task key (the verdict key).")
+    key: str = Field(
+        ...,
+        description="The verdict key of the task (an escalated task's decision carries it too).",
+    )
     post_id: str = Field(..., description="The post's id.")
     policy: PolicyRef = Field(..., description="The policy whose verdict was reviewed.")
     rules: list[str] = Field(default_factory=list, description="Ids of the matched rules.")

@@ -7,7 +7,7 @@ from typing import Annotated
 
 import typer
 
-from pipelines.commands import bank, model, pipeline, policy, report
+from pipelines.commands import bank, model, pipeline, policy, report, review
 
 app = typer.Typer(
     help="Streaming content moderation with vision-language models.",
@@ -21,6 +21,7 @@ app.command()(pipeline.demo)
 app.command()(pipeline.run)
 app.command()(pipeline.moderate)
 app.command()(report.report)
+app.command()(review.review)
 
 SCHEMA_NAMES = (
     "post",

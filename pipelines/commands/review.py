@@ -1,0 +1,205 @@
+"""`vlmod review --config FILE`: the human review console, and what feeds it.
+
+    vlmod review --config review.yaml --host 127.0.0.1 --port 8089
+
+Reads the review-queue topics in its own consumer group into Redis (one thread), and serves the
+console in the foreground until Ctrl-C or SIGTERM, which stop both. `serve_console` is the same
+thing for callers that bring their own stop event (`vlmod demo --review`).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import signal
+import socket
+import threading
+from collections.abc import Callable
+from pathlib import Path
+from typing import TYPE_CHECKING, Annotated, Any, TypeVar
+
+import typer
+
+from contracts.errors import ModerationError
+
+if TYPE_CHECKING:
+    from pipelines.review.ingest import ReviewIngest
+    from pipelines.review.settings import ReviewConfig
+
+log = logging.getLogger(__name__)
+T = TypeVar("T")
+INGEST_RETRY_S = 5.0
+
+
+def review(
+    config: Annotated[Path, typer.Option("--config", "-c", help="Review console YAML file.")],
+    host: Annotated[str, typer.Option(help="Address to listen on.")] = "127.0.0.1",
+    port: Annotated[int, typer.Option(min=1, max=65535, help="Port to listen on.")] = 8089,
+) -> None:
+    """Serve the review console: claim tasks, decide them, publish decisions."""
+    from pipelines.review.settings import load_review_config
+
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s %(message)s")
+    logging.getLogger("kafka").setLevel(logging.CRITICAL)  # our errors say it in one line
+    settings = _or_exit(lambda: load_review_config(config))
+    stop = threading.Event()
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(signum, lambda *_: stop.set())
+    _or_exit(
+        lambda: serve_console(
+            settings,
+            host=host,
+            port=port,
+            stop_event=stop,
+            on_ready=lambda url: typer.echo(f"review console on {url}; Ctrl-C stops"),
+        )
+    )
+    typer.echo("stopped cleanly")
+
+
+def serve_console(
+    config: ReviewConfig,
+    *,
+    host: str,
+    port: int,
+    stop_event: threading.Event,
+    on_ready: Callable[[str], None] | None = None,
+) -> None:
+    """Ingest review topics in a thread and serve the console here until `stop_event` is set."""
+    from pipelines.kafka_io import Producer, create_topics
+    from pipelines.review.console import build_console
+    from pipelines.review.tasks import TaskStore
+
+    check_review_topics(config)
+    create_topics(config.kafka, [config.decisions_topic])
+    store = TaskStore(
+        config.redis_url, namespace=config.namespace, lease_s=config.lease_s, order=config.order
+    )
+    store.queues()  # an unreachable Redis fails now, in one line, not on the first page
+    with contextlib.ExitStack() as stack:  # unwinds in reverse: stop, join, close, close
+        listener = _listen(host, port)
+        stack.callback(listener.close)
+        producer = Producer(config.kafka)
+        stack.callback(producer.close)
+        ingest = _start_ingest(config, store, stop_event)
+        stack.callback(ingest.join, 30)
+        stack.callback(stop_event.set)
+        _serve(build_console(config, store, producer), listener, stop_event, on_ready)
+
+
+def check_review_topics(config: ReviewConfig) -> None:
+    """Raise naming every review queue whose topic the brokers lack."""
+    from kafka import KafkaAdminClient
+
+    from pipelines.kafka_io import BOOTSTRAP_TIMEOUT_MS, reaching_kafka
+    from pipelines.review.ingest import UnknownReviewTopic
+
+    with reaching_kafka(config.kafka):
+        admin = KafkaAdminClient(
+            **{"bootstrap_timeout_ms": BOOTSTRAP_TIMEOUT_MS, **config.kafka.client_kwargs()}
+        )
+        try:
+            existing = set(admin.list_topics())
+        finally:
+            admin.close()
+    missing = [f"{t!r} (queue {q})" for q, t in config.review_topics.items() if t not in existing]
+    if missing:
+        raise UnknownReviewTopic(
+            f"review topic(s) missing at {config.kafka.bootstrap_servers}: {', '.join(missing)}; "
+            "the pipeline creates them when a policy routes to the queue, or create them"
+        )
+
+
+def _listen(host: str, port: int) -> socket.socket:
+    """A bound socket, so a taken port fails here in one line instead of inside uvicorn."""
+    from pipelines.exceptions import ServiceUnavailable
+
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    sock = socket.socket(family, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    try:
+        sock.bind((host, port))
+    except OSError as exc:
+        sock.close()
+        raise ServiceUnavailable(f"cannot listen on {host}:{port}: {exc.strerror}") from exc
+    return sock
+
+
+def _start_ingest(config: ReviewConfig, store: Any, stop: threading.Event) -> threading.Thread:
+    """ReviewIngest on its own thread; it leaves the group when `stop` is set."""
+    from pipelines.review.ingest import ReviewIngest
+
+    ingest = ReviewIngest(
+        config.kafka,
+        list(config.review_topics.values()),
+        config.consumer_group,
+        store,
+        **config.consumer_overrides,
+    )
+    thread = threading.Thread(
+        target=_ingest_until, args=(ingest, stop), name="review-ingest", daemon=True
+    )
+    thread.start()
+    return thread
+
+
+def _ingest_until(ingest: ReviewIngest, stop: threading.Event) -> None:
+    """Run the ingester until `stop`; an unplanned failure is logged and retried, not fatal."""
+    try:
+        while not stop.is_set():
+            try:
+                ingest.run(stop)
+            except Exception:  # a console without fresh tasks must say so, and keep trying
+                log.exception("review ingest failed; retrying in %.0f s", INGEST_RETRY_S)
+                stop.wait(INGEST_RETRY_S)
+    finally:
+        ingest.close()
+
+
+def _serve(
+    app: Any,
+    listener: socket.socket,
+    stop: threading.Event,
+    on_ready: Callable[[str], None] | None,
+) -> None:
+    """uvicorn on its own thread (it never touches signals there) until `stop` is set."""
+    import uvicorn
+
+    from pipelines.exceptions import ServiceUnavailable
+
+    server = uvicorn.Server(
+        uvicorn.Config(app, log_config=None, log_level="warning", access_log=False)
+    )
+    failures: list[BaseException] = []
+    thread = threading.Thread(
+        target=_run_server, args=(server, listener, failures), name="review-http", daemon=True
+    )
+    thread.start()
+    while thread.is_alive() and not server.started and not stop.wait(0.05):
+        pass
+    if server.started and on_ready is not None:
+        host, port = listener.getsockname()[:2]
+        on_ready(f"http://{host}:{port}/")
+    while thread.is_alive() and not stop.wait(0.2):
+        pass
+    server.should_exit = True
+    thread.join(30)
+    if failures:
+        raise ServiceUnavailable(f"the console's web server stopped: {failures[0]!r}")
+
+
+def _run_server(server: Any, listener: socket.socket, failures: list[BaseException]) -> None:
+    try:
+        server.run(sockets=[listener])
+    except BaseException as error:  # uvicorn leaves with SystemExit when it cannot start
+        failures.append(error)
+
+
+def _or_exit(action: Callable[[], T]) -> T:
+    """Run `action`; on a known error print its reason (no traceback) and exit 2."""
+    try:
+        return action()
+    except (ModerationError, ValueError, OSError) as error:
+        reason = getattr(error, "reason", None) or str(error)
+        typer.echo(reason if "\n" in reason else f"error: {reason}", err=True)
+        raise typer.Exit(2) from None

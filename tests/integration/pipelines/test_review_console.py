@@ -1,0 +1,438 @@
+"""The review console in a real browser: Debian chromium driven by Playwright, against a console
+served by uvicorn over real Tansu and Redis, fed from real review topics.
+
+Every wait is on a condition with a deadline (a task in the store, a URL, a record on a topic),
+never a fixed sleep. A screenshot of the task page goes to test-artifacts/review-task.png.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import os
+import re
+import threading
+import time
+import uuid
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import pytest
+
+from contracts.records import (
+    Action,
+    ImageRef,
+    MatchedRule,
+    ModelRef,
+    PolicyRef,
+    Post,
+    ProducerRun,
+    Signals,
+    Verdict,
+    verdict_key,
+)
+from contracts.review import ReviewTask
+from pipelines.harness import free_port, wait_until
+from pipelines.kafka_io import OutMessage, Producer, TopicReader
+from pipelines.review.auth import hash_password
+from pipelines.review.settings import ReviewConfig
+from pipelines.review.tasks import TaskStore
+from pipelines.samples import drawn_image
+
+CHROMIUM = "/usr/bin/chromium"
+if not Path(CHROMIUM).exists() and os.environ.get("CI"):
+    pytest.fail(f"CI must install Debian chromium at {CHROMIUM} (.ci/run does)", pytrace=False)
+if not Path(CHROMIUM).exists():
+    pytest.skip(
+        f"no Debian chromium at {CHROMIUM}; apt-get install chromium", allow_module_level=True
+    )
+sync_api = pytest.importorskip("playwright.sync_api", reason="pip install playwright")
+
+ARTIFACTS = Path(__file__).resolve().parents[3] / "test-artifacts"
+PASSWORD = "correct horse battery"
+GROUP_TIMEOUTS = {"session_timeout_ms": 6000, "heartbeat_interval_ms": 500}
+PNG = base64.b64encode(drawn_image(7, size=160)).decode()
+WAIT_MS = 20_000
+
+
+@pytest.fixture(scope="module")
+def password_hash():
+    return hash_password(PASSWORD)
+
+
+@pytest.fixture(scope="module")
+def browser():
+    with sync_api.sync_playwright() as playwright:
+        launched = playwright.chromium.launch(executable_path=CHROMIUM, args=["--no-sandbox"])
+        yield launched
+        launched.close()
+
+
+@pytest.fixture
+def contexts(browser):
+    """New browser contexts (separate cookie jars), closed at teardown."""
+    made = []
+
+    def make():
+        context = browser.new_context(viewport={"width": 1280, "height": 1000})
+        context.set_default_timeout(WAIT_MS)
+        made.append(context)
+        return context
+
+    yield make
+    for context in made:
+        context.close()
+
+
+@dataclass
+class RunningConsole:
+    url: str
+    config: ReviewConfig
+    store: TaskStore
+    stop: threading.Event
+    thread: threading.Thread | None = None
+    errors: list[BaseException] = field(default_factory=list)
+
+    def publish(self, *tasks: ReviewTask) -> None:
+        producer = Producer(self.config.kafka)
+        try:
+            producer.send_all(
+                [
+                    OutMessage(
+                        self.config.review_topics[t.queue],
+                        t.model_dump_json().encode(),
+                        t.key.encode(),
+                    )
+                    for t in tasks
+                ]
+            )
+        finally:
+            producer.close()
+        for task in tasks:
+            wait_until(lambda t=task: self.store.get(t.key) is not None, what=f"task {task.key}")
+
+
+@pytest.fixture
+def start_console(kafka_settings, redis_url, topic_factory, group_id, password_hash):
+    """Starts `serve_console` on a free port in a thread; stops it (and its ingester) after."""
+    from pipelines.commands.review import serve_console
+
+    running: list[RunningConsole] = []
+
+    def start(*, lease_s: float = 300.0) -> RunningConsole:
+        config = ReviewConfig(
+            kafka=kafka_settings,
+            redis_url=redis_url,
+            review_topics={
+                "spam": topic_factory("review-spam"),
+                "senior": topic_factory("review-senior"),
+            },
+            decisions_topic=topic_factory("decisions"),
+            consumer_group=group_id,
+            consumer_overrides=GROUP_TIMEOUTS,
+            namespace=f"test-review:{uuid.uuid4().hex[:8]}",
+            lease_s=lease_s,
+            session_secret=uuid.uuid4().hex * 2,
+            reviewers={
+                "ana": {"password_argon2": password_hash, "queues": ["*"]},
+                "ben": {"password_argon2": password_hash, "queues": ["spam", "senior"]},
+                "cam": {"password_argon2": password_hash, "queues": ["senior"]},
+            },
+        )
+        port, stop = free_port(), threading.Event()
+        store = TaskStore(redis_url, namespace=config.namespace)
+        console = RunningConsole(f"http://127.0.0.1:{port}", config, store, stop)
+
+        def serve() -> None:
+            try:
+                serve_console(config, host="127.0.0.1", port=port, stop_event=stop)
+            except BaseException as error:
+                console.errors.append(error)
+
+        console.thread = threading.Thread(target=serve, name="review-console", daemon=True)
+        console.thread.start()
+        wait_until(lambda: _answers(console), what="review console", timeout_s=60)
+        running.append(console)
+        return console
+
+    yield start
+    for console in running:
+        console.stop.set()
+        assert console.thread is not None
+        console.thread.join(30)
+        assert not console.thread.is_alive(), "the console did not stop"
+
+
+def _answers(console: RunningConsole) -> bool:
+    if console.errors:
+        raise console.errors[0]
+    import urllib.request
+
+    with urllib.request.urlopen(f"{console.url}/healthz", timeout=1) as response:
+        return response.status == 200
+
+
+def review_task(
+    queue: str = "spam",
+    *,
+    text: str = "cheap followers, click now",
+    meta: dict | None = None,
+    images: list[ImageRef] | None = None,
+    priority: int = 10,
+    reason: str = "looks like spam",
+) -> ReviewTask:
+    post = Post(
+        id=f"post-{uuid.uuid4().hex[:8]}",
+        text=text,
+        images=[ImageRef(data=PNG, mime="image/png")] if images is None else images,
+        author="user-42",
+        meta={"source": "integration-test"} if meta is None else meta,
+    )
+    policy = PolicyRef(id="review-e2e", version=2, sha256="ab" * 32)
+    verdict = Verdict(
+        post_id=post.id,
+        key=verdict_key(post.id, policy.id, policy.version),
+        action=Action.BLOCK,
+        queue=queue,
+        priority=priority,
+        policy=policy,
+        matched_rules=[
+            MatchedRule(
+                id="spam-text",
+                action=Action.BLOCK,
+                queue=queue,
+                priority=priority,
+                reason=reason,
+                evidence={"text.spam": 0.93},
+            )
+        ],
+        signals=Signals(
+            labels={"spam": 0.93}, answers={"is_ad": 0.81}, description="a flyer with shapes"
+        ),
+        model=ModelRef(name="tiny:smolvlm"),
+        producers=[ProducerRun(name="ocr", ms=4.5, evidence={"boxes": [["FOLLOW", 0.97]]})],
+    )
+    return ReviewTask(key=verdict.key, queue=queue, priority=priority, verdict=verdict, post=post)
+
+
+def log_in(context, console: RunningConsole, name: str, password: str = PASSWORD):
+    page = context.new_page()
+    page.goto(f"{console.url}/login")
+    page.fill("input[name=name]", name)
+    page.fill("input[name=password]", password)
+    page.click("#login button[type=submit]")
+    return page
+
+
+def claim(page, console: RunningConsole, queue: str = "spam") -> str | None:
+    """Open the queue, claim the next task; the claimed task's key, or None when none came."""
+    page.goto(f"{console.url}/queue/{queue}")
+    if page.locator("#claim").count():
+        with page.expect_navigation(url=f"{console.url}/queue/{queue}"):
+            page.keyboard.press("n")
+    task = page.locator("#task")
+    return task.get_attribute("data-task-key") if task.count() else None
+
+
+def read_decisions(console: RunningConsole, count: int, timeout_s: float = 30.0) -> list[dict]:
+    reader = TopicReader(console.config.kafka, [console.config.decisions_topic])
+    found: list[dict] = []
+    try:
+        deadline = time.monotonic() + timeout_s
+        while len(found) < count and time.monotonic() < deadline:
+            found += [json.loads(r.value) for r in reader.read(timeout_ms=200)]
+    finally:
+        reader.close()
+    assert len(found) >= count, f"{len(found)} of {count} decisions on the topic"
+    return found
+
+
+def test_a_reviewer_logs_in_sees_the_blurred_task_and_decides_it_by_key(start_console, contexts):
+    console = start_console()
+    task = review_task()
+    console.publish(task)
+
+    page = log_in(contexts(), console, "ana")
+    page.wait_for_url(f"{console.url}/")
+    assert page.locator("#who").inner_text() == "ana"
+    assert claim(page, console) == task.key
+    assert page.locator("#post-id").inner_text() == task.post.id
+    assert page.locator("#policy").inner_text() == "review-e2e v2"
+    assert "looks like spam" in page.locator("#rules").inner_text()
+    assert "a flyer with shapes" in page.locator("#caption").inner_text()
+    assert "FOLLOW" in page.locator("#producers").inner_text()
+    assert "u" in page.locator("#shortcuts").inner_text()
+
+    image = page.locator(".media img").first
+    expect_loaded(image)
+    page.mouse.move(1, 1)  # not over the image: hovering reveals it
+    assert "blur" in computed_filter(image)
+    page.keyboard.press("g")
+    assert "grayscale" in computed_filter(image) and "blur" in computed_filter(image)
+    page.keyboard.press("g")
+    ARTIFACTS.mkdir(exist_ok=True)
+    page.screenshot(path=str(ARTIFACTS / "review-task.png"), full_page=True)
+    image.click()
+    assert "blur" not in computed_filter(image)
+    page.mouse.move(1, 1)
+
+    csrf = page.locator("#decide input[name=csrf]").get_attribute("value")
+    page.keyboard.press("u")
+    page.wait_for_url(re.compile(r"/queue/spam\?done=uphold$"))
+    (decision,) = read_decisions(console, 1)
+    assert decision["key"] == task.key and decision["reviewer"] == "ana"
+    assert decision["decision"] == "uphold" and decision["action"] == "block"
+    assert decision["rules"] == ["spam-text"]
+
+    again = page.request.post(
+        f"{console.url}/decide", form={"key": task.key, "kind": "overturn", "csrf": csrf}
+    )
+    assert again.status == 409, "a second decision on the same task"
+    page.goto(f"{console.url}/dashboard")
+    assert re.search(r"ana\s+1", page.locator("#reviewer-stats").inner_text())
+    assert re.search(r"spam-text\s+0\s+1\s+0 %", page.locator("#rule-stats").inner_text())
+
+
+def test_overturn_and_escalate_publish_and_requeue(start_console, contexts):
+    console = start_console()
+    first, second = review_task(priority=1), review_task(priority=2)
+    console.publish(first, second)
+
+    page = log_in(contexts(), console, "ben")
+    assert claim(page, console) == first.key
+    page.select_option("#overturn-action", "allow")
+    page.fill("#note", "a <b>harmless</b> ad")
+    page.locator("#note").press("Escape")
+    page.keyboard.press("o")
+    page.wait_for_url(re.compile(r"done=overturn$"))
+    assert page.locator("#task").get_attribute("data-task-key") == second.key  # next one claimed
+    page.select_option("#escalate-to", "senior")
+    page.keyboard.press("e")
+    page.wait_for_url(re.compile(r"done=escalate$"))
+
+    decisions = {d["key"]: d for d in read_decisions(console, 2)}
+    assert decisions[first.key]["action"] == "allow" and decisions[first.key]["reviewer"] == "ben"
+    assert decisions[first.key]["note"] == "a <b>harmless</b> ad"
+    assert decisions[second.key]["escalated_to"] == "senior"
+
+    senior = log_in(contexts(), console, "cam")
+    deadline = time.monotonic() + 30
+    while (key := claim(senior, console, "senior")) is None and time.monotonic() < deadline:
+        senior.wait_for_load_state()
+    assert key is not None and key.startswith(second.key)
+    assert senior.locator("#post-id").inner_text() == second.post.id
+    senior.goto(f"{console.url}/dashboard")
+    assert re.search(r"spam-text\s+1\s+1\s+100 %", senior.locator("#rule-stats").inner_text())
+
+
+def test_two_reviewers_never_hold_the_same_task_and_a_claim_survives_the_browser(
+    start_console, contexts
+):
+    console = start_console()
+    tasks = [review_task(priority=n) for n in range(3)]
+    console.publish(*tasks)
+
+    ana, ben = log_in(contexts(), console, "ana"), log_in(contexts(), console, "ben")
+    held = {claim(ana, console), claim(ben, console)}
+    assert held == {tasks[0].key, tasks[1].key}
+    assert claim(ana, console) == tasks[0].key, "claiming again returns the live claim"
+
+    ana.context.close()  # the browser goes away; the claim stays under its lease
+    again = log_in(contexts(), console, "ana")
+    again.goto(f"{console.url}/queue/spam")
+    assert again.locator("#task").get_attribute("data-task-key") == tasks[0].key
+    third = log_in(contexts(), console, "cam")
+    third.goto(f"{console.url}/queue/spam")
+    assert third.locator("#error-title").inner_text() == "Not allowed"
+
+
+def test_an_expired_lease_returns_the_task_to_the_queue(start_console, contexts):
+    console = start_console(lease_s=2.0)
+    task = review_task()
+    console.publish(task)
+
+    ana, ben = log_in(contexts(), console, "ana"), log_in(contexts(), console, "ben")
+    assert claim(ana, console) == task.key
+    assert claim(ben, console) is None, "held by ana"
+    deadline = time.monotonic() + 20
+    while (key := claim(ben, console)) is None and time.monotonic() < deadline:
+        ben.wait_for_load_state()
+    assert key == task.key, "the task came back after ana's lease ran out"
+
+    ana.keyboard.press("u")  # ana's page is stale; her claim is gone
+    assert ana.locator("#error-title").inner_text() == "Your claim is gone"
+    ben.keyboard.press("u")
+    ben.wait_for_url(re.compile(r"done=uphold$"))
+    (decision,) = read_decisions(console, 1)
+    assert decision["reviewer"] == "ben"
+
+
+def test_wrong_passwords_missing_csrf_and_anonymous_access_are_refused(start_console, contexts):
+    console = start_console()
+    context = contexts()
+    anonymous = context.new_page()
+    anonymous.goto(f"{console.url}/dashboard")
+    assert anonymous.url == f"{console.url}/login"
+
+    page = log_in(context, console, "ana", "wrong password")
+    assert page.locator("#login-error").inner_text() == "wrong name or password"
+    assert page.url == f"{console.url}/login"
+    for _ in range(4):
+        page = log_in(context, console, "ana", "still wrong")
+    page = log_in(context, console, "ana")  # the right password, but too many failures first
+    assert "too many failed logins" in page.locator("#login-error").inner_text()
+
+    page = log_in(contexts(), console, "ben")
+    page.wait_for_url(f"{console.url}/")
+    cookie = next(c for c in page.context.cookies() if c["name"] == "vlmod_review")
+    assert cookie["httpOnly"] and cookie["sameSite"] == "Strict"
+    response = page.goto(f"{console.url}/")
+    assert "script-src 'self'" in response.headers["content-security-policy"]
+    for form in ({}, {"csrf": "forged"}):
+        refused = page.request.post(f"{console.url}/queue/spam/claim", form=form, max_redirects=0)
+        assert refused.status == 403
+    assert page.request.post(f"{console.url}/logout", max_redirects=0).status == 403
+    outsider = context.request.post(f"{console.url}/queue/spam/claim", max_redirects=0)
+    assert outsider.status == 303 and outsider.headers["location"] == "/login"
+    assert page.request.get(f"{console.url}/api/stats").ok
+    assert context.request.get(f"{console.url}/api/stats").status == 401
+
+
+def test_script_in_post_text_and_meta_stays_inert_and_literal(start_console, contexts):
+    console = start_console()
+    text = '<script>window.__pwned = 1</script><img src=x onerror="window.__pwned = 2">'
+    meta = {"bio": "</pre><script>window.__pwned = 3</script>", "<svg onload=alert(1)>": 1}
+    svg = base64.b64encode(b"<svg xmlns='http://www.w3.org/2000/svg' onload='alert(1)'/>")
+    images = [
+        ImageRef(data=PNG, mime="image/png"),
+        ImageRef(data=svg.decode(), mime="image/svg+xml"),
+        ImageRef(url="javascript:window.__pwned=4"),
+    ]
+    task = review_task(text=text, meta=meta, images=images, reason="<script>x()</script>")
+    console.publish(task)
+
+    page = log_in(contexts(), console, "ana")
+    dialogs: list[str] = []
+    page.on("dialog", lambda dialog: (dialogs.append(dialog.message), dialog.dismiss()))
+    assert claim(page, console) == task.key
+    page.wait_for_load_state("load")
+
+    assert page.evaluate("typeof window.__pwned") == "undefined"
+    scripts = page.eval_on_selector_all("script", "els => els.map(e => e.getAttribute('src'))")
+    assert scripts == ["/static/review.js"], "no script element came from the post"
+    assert page.locator("#post-text").inner_text() == text
+    assert json.loads(page.locator("#post-meta").inner_text()) == meta
+    assert "<script>x()</script>" in page.locator("#rules").inner_text()
+    assert page.locator(".media img").count() == 1, "only the PNG is shown"
+    assert "not an http(s) URL" in page.locator("#media").inner_text()
+    assert dialogs == []
+
+
+def computed_filter(locator) -> str:
+    return locator.evaluate("element => getComputedStyle(element).filter")
+
+
+def expect_loaded(image) -> None:
+    image.page.wait_for_function(
+        "element => element.complete && element.naturalWidth > 0", arg=image.element_handle()
+    )

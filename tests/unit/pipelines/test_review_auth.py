@@ -1,0 +1,380 @@
+"""The review console's auth pieces and config, without services: passwords, sessions, CSRF,
+login throttling, queue grants, the config loader's positioned errors, and decision building."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+
+import pytest
+from pydantic import ValidationError
+
+from contracts.records import Action, MatchedRule, PolicyRef, Post, Verdict
+from contracts.review import DecisionKind, ReviewTask
+from pipelines.exceptions import ConfigInvalid
+from pipelines.review.auth import (
+    Gate,
+    LoginLimiter,
+    LoginRequired,
+    LoginThrottled,
+    QueueForbidden,
+    Session,
+    SessionSigner,
+    csrf_matches,
+    hash_password,
+    hash_token,
+    verify_password,
+)
+from pipelines.review.decisions import (
+    DecisionChoice,
+    DecisionInvalid,
+    build_decision,
+    escalated_task,
+)
+from pipelines.review.settings import ReviewConfig, load_review_config
+
+SECRET = "s" * 32
+
+
+@pytest.fixture(scope="module")
+def pw_hash():
+    return hash_password("correct horse")
+
+
+class FakeClock:
+    def __init__(self, now: float = 1_000_000.0) -> None:
+        self.now = now
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def config(pw_hash, **overrides) -> ReviewConfig:
+    base = {
+        "kafka": {"bootstrap_servers": "localhost:9092"},
+        "redis_url": "redis://localhost:6379/0",
+        "review_topics": {"spam": "review.spam", "weapons": "review.weapons"},
+        "session_secret": SECRET,
+        "reviewers": {
+            "ana": {"password_argon2": pw_hash, "queues": ["*"]},
+            "ben": {"password_argon2": pw_hash, "queues": ["spam"]},
+        },
+    }
+    return ReviewConfig.model_validate({**base, **overrides})
+
+
+# --- passwords -----------------------------------------------------------------------------
+
+
+def test_argon2_verifies_the_right_password_only(pw_hash):
+    assert pw_hash.startswith("$argon2id$")
+    assert verify_password(pw_hash, "correct horse")
+    assert not verify_password(pw_hash, "correct horse ")
+    assert not verify_password(pw_hash, "")
+
+
+def test_a_missing_or_broken_hash_never_verifies():
+    assert not verify_password(None, "anything")
+    assert not verify_password("$argon2id$not-a-hash", "anything")
+    assert not verify_password("plain-text-password", "plain-text-password")
+
+
+def test_an_empty_password_is_not_hashed():
+    with pytest.raises(ValueError, match="empty"):
+        hash_password("")
+
+
+# --- sessions --------------------------------------------------------------------------------
+
+
+def test_a_session_reads_back_with_its_reviewer_and_csrf_token():
+    signer = SessionSigner(SECRET, max_age_s=3600, clock=FakeClock())
+    session, cookie = signer.issue("ana")
+    assert signer.read(cookie) == session
+    assert session.reviewer == "ana" and len(session.csrf) >= 32
+
+
+def test_a_tampered_session_cookie_is_refused():
+    signer = SessionSigner(SECRET, max_age_s=3600, clock=FakeClock())
+    _, cookie = signer.issue("ben")
+    payload, _, signature = cookie.rpartition(".")
+    forged_payload = SessionSigner("x" * 32, max_age_s=3600).issue("ana")[1].rpartition(".")[0]
+    assert signer.read(f"{forged_payload}.{signature}") is None  # someone else's payload
+    assert signer.read(f"{payload}.{signature[:-2]}AA") is None  # a changed signature
+    assert signer.read(cookie[:-1]) is None
+    assert signer.read("") is None and signer.read(None) is None
+    assert signer.read("garbage") is None
+
+
+def test_a_session_signed_with_another_secret_is_refused():
+    _, cookie = SessionSigner("another secret, long enough", max_age_s=60).issue("ana")
+    assert SessionSigner(SECRET, max_age_s=60).read(cookie) is None
+
+
+def test_a_session_expires_after_its_max_age():
+    clock = FakeClock()
+    signer = SessionSigner(SECRET, max_age_s=60, clock=clock)
+    _, cookie = signer.issue("ana")
+    clock.now += 60
+    assert signer.read(cookie) is not None
+    clock.now += 1
+    assert signer.read(cookie) is None
+
+
+def test_each_session_gets_its_own_csrf_token():
+    signer = SessionSigner(SECRET, max_age_s=60)
+    assert signer.issue("ana")[0].csrf != signer.issue("ana")[0].csrf
+
+
+# --- CSRF ------------------------------------------------------------------------------------
+
+
+def test_csrf_tokens_compare_exactly():
+    assert csrf_matches("token-abc", "token-abc")
+    assert not csrf_matches("token-abc", "token-abd")
+    assert not csrf_matches("token-abc", "")
+    assert not csrf_matches("token-abc", None)
+    assert not csrf_matches("token-abc", "token-abc ")
+
+
+# --- login throttling ------------------------------------------------------------------------
+
+
+def test_the_sixth_failure_in_a_minute_is_throttled_then_the_window_passes():
+    clock = FakeClock()
+    limiter = LoginLimiter(max_failures=5, window_s=60, clock=clock)
+    for _ in range(5):
+        limiter.check("ana", "10.0.0.1")
+        limiter.failed("ana", "10.0.0.1")
+        clock.now += 1
+    with pytest.raises(LoginThrottled, match="try again in"):
+        limiter.check("ana", "10.0.0.1")
+    clock.now += 56  # the first failure is now 60 s old
+    limiter.check("ana", "10.0.0.1")
+
+
+def test_throttling_is_per_name_and_address():
+    clock = FakeClock()
+    limiter = LoginLimiter(max_failures=2, window_s=60, clock=clock)
+    for _ in range(2):
+        limiter.failed("ana", "10.0.0.1")
+    with pytest.raises(LoginThrottled):
+        limiter.check("ana", "10.0.0.1")
+    limiter.check("ana", "10.0.0.2")
+    limiter.check("ben", "10.0.0.1")
+
+
+def test_a_successful_login_forgets_the_failures():
+    limiter = LoginLimiter(max_failures=2, window_s=60, clock=FakeClock())
+    limiter.failed("ana", "ip")
+    limiter.succeeded("ana", "ip")
+    limiter.failed("ana", "ip")
+    limiter.check("ana", "ip")
+
+
+# --- grants and tokens -----------------------------------------------------------------------
+
+
+def test_gate_logs_in_only_known_reviewers_with_their_password(pw_hash):
+    gate = Gate(config(pw_hash))
+    assert gate.login_ok("ana", "correct horse")
+    assert not gate.login_ok("ana", "wrong")
+    assert not gate.login_ok("mallory", "correct horse")
+
+
+def test_gate_grants_queues_per_reviewer(pw_hash):
+    gate = Gate(config(pw_hash))
+    gate.check_queue("ana", "weapons")  # "*"
+    gate.check_queue("ben", "spam")
+    with pytest.raises(QueueForbidden):
+        gate.check_queue("ben", "weapons")
+    with pytest.raises(QueueForbidden):
+        gate.check_queue("ana", "not-a-queue")
+
+
+def test_gate_refuses_anonymous_and_removed_reviewers(pw_hash):
+    gate = Gate(config(pw_hash))
+    assert gate.reviewer_of(Session("ana", "t", 0)) == "ana"
+    for session in (None, Session(None, "t", 0), Session("removed", "t", 0)):
+        with pytest.raises(LoginRequired):
+            gate.reviewer_of(session)
+
+
+def test_bearer_tokens_are_matched_by_their_sha256(pw_hash):
+    gate = Gate(config(pw_hash, tokens={"grafana": {"sha256": hash_token("t0ken")}}))
+    assert gate.token_name("Bearer t0ken") == "grafana"
+    assert gate.token_name("bearer t0ken") == "grafana"
+    assert gate.token_name("Bearer nope") is None
+    assert gate.token_name("Basic t0ken") is None
+    assert gate.token_name(None) is None
+
+
+# --- config ----------------------------------------------------------------------------------
+
+CONFIG_YAML = """\
+kafka:
+  bootstrap_servers: localhost:9092
+redis_url: redis://localhost:6379/0
+review_topics:
+  spam: review.spam
+  weapons: review.weapons
+session_secret: "{secret}"
+reviewers:
+  ana:
+    password_argon2: "{pw}"
+    queues: ["*"]
+  ben:
+    password_argon2: "{pw}"
+    queues:
+      - spam
+      - scams
+"""
+
+
+def write(tmp_path, text, pw_hash):
+    path = tmp_path / "review.yaml"
+    path.write_text(text.format(secret=SECRET, pw=pw_hash))
+    return path
+
+
+def test_a_good_config_loads_with_defaults(tmp_path, pw_hash):
+    text = CONFIG_YAML.replace("      - scams\n", "")
+    loaded = load_review_config(write(tmp_path, text, pw_hash))
+    assert loaded.decisions_topic == "moderation.decisions"
+    assert loaded.consumer_group == "vlmod-review"
+    assert loaded.lease_s == 300 and loaded.order == "priority"
+    assert loaded.queues_of("ana") == ["spam", "weapons"]
+    assert loaded.queues_of("ben") == ["spam"]
+    assert SECRET not in repr(loaded)
+
+
+def test_an_unknown_queue_is_reported_at_its_file_line_and_column(tmp_path, pw_hash):
+    path = write(tmp_path, CONFIG_YAML, pw_hash)
+    with pytest.raises(ConfigInvalid) as caught:
+        load_review_config(path)
+    assert str(caught.value) == (
+        f"{path}:16:9: reviewers.ben.queues[1]: unknown queue 'scams'; "
+        'review_topics names: spam, weapons (or use "*")'
+    )
+
+
+def test_every_unknown_queue_is_reported(tmp_path, pw_hash):
+    text = CONFIG_YAML.replace('queues: ["*"]', "queues: [nope]")
+    with pytest.raises(ConfigInvalid) as caught:
+        load_review_config(write(tmp_path, text, pw_hash))
+    lines = str(caught.value).splitlines()
+    assert len(lines) == 2
+    assert ":11:14: reviewers.ana.queues[0]: unknown queue 'nope'" in lines[0]
+    assert ":16:9: reviewers.ben.queues[1]: unknown queue 'scams'" in lines[1]
+
+
+def test_schema_errors_are_positioned_too(tmp_path, pw_hash):
+    text = CONFIG_YAML.replace("      - scams\n", "").replace("lease_s", "x")
+    text = text.replace("review_topics:", "lease_sec: 30\nreview_topics:")
+    with pytest.raises(ConfigInvalid) as caught:
+        load_review_config(write(tmp_path, text, pw_hash))
+    assert ":4:1: unknown key 'lease_sec'; did you mean 'lease_s'?" in str(caught.value)
+
+
+def test_a_missing_session_secret_is_named(tmp_path, pw_hash):
+    text = CONFIG_YAML.replace("      - scams\n", "").replace('session_secret: "{secret}"\n', "")
+    with pytest.raises(ConfigInvalid, match=":1:1: missing required key 'session_secret'"):
+        load_review_config(write(tmp_path, text, pw_hash))
+
+
+def test_a_password_that_is_not_an_argon2id_hash_is_refused(tmp_path, pw_hash):
+    text = CONFIG_YAML.replace("      - scams\n", "")
+    path = tmp_path / "review.yaml"
+    path.write_text(text.format(secret=SECRET, pw="hunter2").replace(f'"{pw_hash}"', '"x"'))
+    with pytest.raises(ConfigInvalid, match=r":10:22: reviewers\.ana\.password_argon2"):
+        load_review_config(path)
+
+
+def test_the_command_exits_2_with_the_positioned_error(tmp_path, pw_hash):
+    import typer
+    from typer.testing import CliRunner
+
+    from pipelines.commands.review import review
+
+    app = typer.Typer()
+    app.command()(review)
+    path = write(tmp_path, CONFIG_YAML, pw_hash)
+    result = CliRunner().invoke(app, ["--config", str(path)])
+    assert result.exit_code == 2
+    assert f"{path}:16:9: reviewers.ben.queues[1]: unknown queue 'scams'" in result.output
+    assert "Traceback" not in result.output
+
+
+def test_an_unknown_queue_is_refused_when_built_in_code_too(pw_hash):
+    bad = {"ben": {"password_argon2": pw_hash, "queues": ["scams"]}}
+    with pytest.raises(ValidationError, match="unknown queue 'scams'"):
+        config(pw_hash, reviewers=bad)
+
+
+def test_a_short_session_secret_is_refused(pw_hash):
+    with pytest.raises(ValidationError, match="session_secret"):
+        config(pw_hash, session_secret="short")
+
+
+# --- decisions (pure) ------------------------------------------------------------------------
+
+
+def review_task(key: str = "k1", action: Action = Action.BLOCK) -> ReviewTask:
+    verdict = Verdict(
+        post_id="p1",
+        key="k1",
+        action=action,
+        queue="spam",
+        policy=PolicyRef(id="pol", version=3, sha256="0" * 64),
+        matched_rules=[MatchedRule(id="spam-text", action=action, queue="spam")],
+    )
+    return ReviewTask(key=key, queue="spam", verdict=verdict, post=Post(id="p1", text="hi"))
+
+
+NOW = datetime(2025, 1, 1, tzinfo=UTC)
+
+
+def decide(choice: DecisionChoice, task: ReviewTask | None = None):
+    return build_decision(
+        task or review_task(), "ana", choice, review_queues=["spam", "senior"], decided_at=NOW
+    )
+
+
+def test_uphold_keeps_the_verdicts_action_and_records_the_rules():
+    decision = decide(DecisionChoice("uphold", note="clear spam"))
+    assert decision.decision is DecisionKind.UPHOLD and decision.action is Action.BLOCK
+    assert decision.rules == ["spam-text"] and decision.reviewer == "ana"
+    assert decision.policy.version == 3 and decision.note == "clear spam"
+
+
+def test_overturn_needs_a_different_action():
+    assert decide(DecisionChoice("overturn", Action.ALLOW)).action is Action.ALLOW
+    for action in (None, Action.BLOCK):
+        with pytest.raises(DecisionInvalid):
+            decide(DecisionChoice("overturn", action))
+
+
+def test_escalate_needs_another_known_queue():
+    decision = decide(DecisionChoice("escalate", escalate_to="senior"))
+    assert decision.escalated_to == "senior" and decision.action is Action.BLOCK
+    for target in (None, "spam", "unknown"):
+        with pytest.raises(DecisionInvalid):
+            decide(DecisionChoice("escalate", escalate_to=target))
+
+
+def test_the_form_refuses_unknown_kinds_and_actions():
+    with pytest.raises(DecisionInvalid):
+        DecisionChoice.from_form("approve", "", "", "")
+    with pytest.raises(DecisionInvalid):
+        DecisionChoice.from_form("overturn", "delete", "", "")
+    with pytest.raises(DecisionInvalid):
+        DecisionChoice.from_form("uphold", "", "", "x" * 4001)
+    assert DecisionChoice.from_form("skip", "", "", "").kind == "skip"
+
+
+def test_escalated_tasks_get_fresh_keys_and_decisions_keep_the_verdict_key():
+    first = escalated_task(review_task(), "senior", NOW)
+    back = escalated_task(first.model_copy(update={"queue": "senior"}), "spam", NOW)
+    again = escalated_task(back, "senior", NOW)
+    assert len({"k1", first.key, back.key, again.key}) == 4
+    assert first.queue == "senior" and first.verdict.key == "k1"
+    assert decide(DecisionChoice("uphold"), first).key == "k1"

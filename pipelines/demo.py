@@ -89,8 +89,12 @@ def run_demo(
     posts: int = 24,
     console: Console | None = None,
     timeout_s: float = 240.0,
+    review_port: int | None = None,
 ) -> DemoReport:
-    """Start the services, run the pipeline over the sample posts, and report what came out."""
+    """Start the services, run the pipeline over the sample posts, and report what came out.
+
+    With `review_port`, the review console then serves the review topics until Ctrl-C.
+    """
     console = console or Console(file=sys.stdout)  # the real stdout, before Ray's is moved
     from policies.loader import load_policy_dir
 
@@ -121,7 +125,18 @@ def run_demo(
         )
         with spinner(console, "draining and shutting down..."):
             run.stop()
-    print_report(console, report, samples, random_model=model.startswith("tiny:"))
+        print_report(console, report, samples, random_model=model.startswith("tiny:"))
+        if review_port is not None and services.redis_url:
+            from pipelines.demo_review import serve_demo_console
+
+            serve_demo_console(
+                console,
+                kafka=config.kafka,
+                redis_url=services.redis_url,
+                policy_set=policy_set,
+                port=review_port,
+                consumer_overrides=DEMO_CONSUMER,
+            )
     return report
 
 

@@ -27,6 +27,10 @@ def demo(
         Path | None, typer.Option(help="Policy directory (default: the shipped examples).")
     ] = None,
     posts: Annotated[int, typer.Option(min=1, help="Well-formed sample posts to publish.")] = 24,
+    review: Annotated[
+        bool, typer.Option(help="Then serve the review console on the review topics until Ctrl-C.")
+    ] = False,
+    review_port: Annotated[int, typer.Option(help="Port of the review console.")] = 8089,
 ) -> None:
     """Run the whole pipeline on embedded Kafka, Redis and Ray over bundled sample posts."""
     from pipelines.demo import run_demo
@@ -34,7 +38,16 @@ def demo(
     logging.basicConfig(level=logging.WARNING)
     logging.getLogger("kafka").setLevel(logging.ERROR)  # its slow-poll notes are not the demo's
     _exit_on_signals()  # so every `with` unwinds and stops the servers it started
-    report = _or_exit(lambda: run_demo(model=model, policy_dir=policies, posts=posts))
+    port = review_port if review else None
+    try:
+        report = _or_exit(
+            lambda: run_demo(model=model, policy_dir=policies, posts=posts, review_port=port)
+        )
+    except SystemExit as stop:
+        if not review or stop.code != 128 + signal.SIGINT:
+            raise
+        typer.echo("stopped")  # Ctrl-C is how the console ends; the services are stopped
+        return
     if not report.complete:
         raise typer.Exit(1)
 

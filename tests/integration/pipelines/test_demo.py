@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import os
+import re
 import shutil
 import subprocess
 import tempfile
+import time
 
 
 def test_demo_moderates_every_sample_and_dead_letters_the_malformed(tmp_path):
@@ -89,3 +91,65 @@ def server_pids(ports) -> set[int]:
         if ours and ("tansu" in args or "redis-server" in args):
             found.add(int(pid))
     return found
+
+
+def test_demo_review_serves_a_console_where_the_demos_tasks_are_decided(tmp_path):
+    import signal
+    from pathlib import Path
+
+    import pytest
+
+    from pipelines.harness import free_port
+
+    if not Path("/usr/bin/chromium").exists() and not os.environ.get("CI"):
+        pytest.skip("no Debian chromium at /usr/bin/chromium")
+    from playwright.sync_api import sync_playwright
+
+    env = {**os.environ, "RAY_AUTH_MODE": "disabled", "RAY_USAGE_STATS_ENABLED": "0"}
+    env.pop("RAY_ADDRESS", None)
+    env["RAY_TMPDIR"] = tempfile.mkdtemp(prefix="vlmod-demo-", dir="/tmp")
+    port = str(free_port())
+    vlmod = shutil.which("vlmod") or "vlmod"
+    demo = subprocess.Popen(
+        [vlmod, "demo", "--posts", "6", "--review", "--review-port", port],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        env={**env, "COLUMNS": "200"},
+        cwd=tmp_path,
+    )
+    try:
+        ready = None
+        for line in demo.stdout:
+            ready = re.search(r"review console: (\S+) · reviewer demo, password (\S+)", line)
+            if ready:
+                break
+        assert ready, "the demo never said where its console runs"
+        url, password = ready.group(1).rstrip("/"), ready.group(2)
+        with sync_playwright() as playwright:
+            browser = playwright.chromium.launch(
+                executable_path="/usr/bin/chromium", args=["--no-sandbox"]
+            )
+            page = browser.new_page()
+            page.goto(f"{url}/login")
+            page.fill("input[name=name]", "demo")
+            page.fill("input[name=password]", password)
+            page.click("#login button[type=submit]")
+            page.wait_for_url(f"{url}/")
+            # The profane post's community-standards verdict is queued for harassment review.
+            page.goto(f"{url}/queue/harassment")
+            deadline = time.monotonic() + 60
+            while not page.locator("#task").count() and time.monotonic() < deadline:
+                with page.expect_navigation():
+                    page.keyboard.press("n")
+            assert page.locator("#post-id").inner_text() == "post-profane"
+            page.keyboard.press("u")
+            page.wait_for_url(re.compile(r"/queue/harassment\?done=uphold$"))
+            browser.close()
+        demo.send_signal(signal.SIGINT)
+        out, _ = demo.communicate(timeout=120)
+    finally:
+        if demo.poll() is None:
+            demo.kill()
+    assert demo.returncode == 0 and "stopped" in out
+    shutil.rmtree(env["RAY_TMPDIR"], ignore_errors=True)

@@ -317,3 +317,44 @@ def test_dockerfile_copies_every_package_pyproject_installs():
     copied = " ".join(args for word, args in dockerfile_instructions() if word == "COPY")
     for needed in packages | {"pyproject.toml", pyproject["project"]["readme"]}:
         assert needed in copied, f"{needed} is not copied into the image"
+
+
+# -- the review console -------------------------------------------------------------------------
+
+
+def test_review_yaml_loads_and_its_placeholder_hashes_match_no_password():
+    from pipelines.review.auth import verify_password
+    from pipelines.review.settings import load_review_config
+
+    config = load_review_config(DEPLOY / "review.yaml")
+    assert config.secure_cookies and "scam" in config.review_topics
+    for reviewer in config.reviewers.values():
+        assert not verify_password(reviewer.password_argon2, "")
+        assert not verify_password(reviewer.password_argon2, "change-me")
+
+
+def test_review_yaml_names_every_queue_of_the_example_policies():
+    from pipelines.demo_review import review_topics
+    from pipelines.review.settings import load_review_config
+    from policies.loader import load_policy_dir
+
+    topics, _ = review_topics(load_policy_dir(REPO / "policies" / "examples"))
+    assert set(topics) <= set(load_review_config(DEPLOY / "review.yaml").review_topics)
+
+
+def test_review_console_deployment_runs_vlmod_review_on_the_mounted_config():
+    deployment, service = list(
+        yaml.safe_load_all((DEPLOY / "kubernetes/review-console.yaml").open())
+    )
+    assert (deployment["kind"], service["kind"]) == ("Deployment", "Service")
+    [container] = deployment["spec"]["template"]["spec"]["containers"]
+    command = container["command"]
+    assert command[:2] == ["vlmod", "review"]
+    config_path = command[command.index("--config") + 1]
+    [mount] = container["volumeMounts"]
+    assert config_path == f"{mount['mountPath']}/review.yaml"
+    port = int(command[command.index("--port") + 1])
+    assert container["ports"][0]["containerPort"] == port
+    assert container["readinessProbe"]["httpGet"]["path"] == "/healthz"
+    selector = deployment["spec"]["selector"]["matchLabels"]
+    assert service["spec"]["selector"] == selector

@@ -3,13 +3,18 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal, TypeVar
 
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError
 
 from contracts.decoding import PostLimits
 from contracts.producers import ProducerContext
 from pipelines.exceptions import ConfigInvalid
+
+if TYPE_CHECKING:
+    from policies.yamlsource import YamlDocument
+
+ModelT = TypeVar("ModelT", bound=BaseModel)
 
 
 class KafkaSettings(BaseModel):
@@ -301,9 +306,11 @@ class PipelineConfig(BaseModel):
         )
 
 
-def load_config(path: str | Path) -> PipelineConfig:
-    """Read a pipeline YAML file; every problem is reported as FILE:LINE:COL: message."""
-    from policies.compiler import schema_problems
+def read_config_yaml(path: str | Path, *, needs: str) -> YamlDocument:
+    """A config file's YAML with its positions; unreadable or empty files refused in one line.
+
+    `needs` names what an empty file should at least hold, for the message.
+    """
     from policies.exceptions import PolicyInvalid
     from policies.yamlsource import read_yaml
 
@@ -315,11 +322,24 @@ def load_config(path: str | Path) -> PipelineConfig:
     except PolicyInvalid as exc:
         raise ConfigInvalid(str(exc)) from exc
     if doc.data is None:  # empty, only comments, or `null`: almost surely not what was meant
-        raise ConfigInvalid(
-            f"{file}:1:1: the file is empty; write at least kafka.bootstrap_servers"
-        )
+        raise ConfigInvalid(f"{file}:1:1: the file is empty; write at least {needs}")
+    return doc
+
+
+def validate_config(
+    doc: YamlDocument, model: type[ModelT], context: dict[str, Any] | None = None
+) -> ModelT:
+    """`doc` as `model`; every problem reported as FILE:LINE:COL: message."""
+    from policies.compiler import schema_problems
+
     try:
-        return PipelineConfig.model_validate(doc.data)
+        return model.model_validate(doc.data, context=context)
     except ValidationError as exc:
-        problems = schema_problems(doc, exc, PipelineConfig)
+        problems = schema_problems(doc, exc, model)
         raise ConfigInvalid("\n".join(str(problem) for problem in sorted(problems))) from exc
+
+
+def load_config(path: str | Path) -> PipelineConfig:
+    """Read a pipeline YAML file; every problem is reported as FILE:LINE:COL: message."""
+    doc = read_config_yaml(path, needs="kafka.bootstrap_servers")
+    return validate_config(doc, PipelineConfig)

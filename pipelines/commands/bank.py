@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING, Annotated, TypeVar
 import typer
 
 from contracts.errors import ModerationError
+from pipelines.commands import or_exit
 
 if TYPE_CHECKING:
     from operators.specialists.hashbank import BankEntry, BankStore
@@ -46,13 +47,13 @@ def add(
     from operators.specialists.hashbank import check_bank_name
     from operators.specialists.hashindex import check_threshold
 
-    _or_exit(lambda: check_bank_name(bank))
+    _exit_1_or(lambda: check_bank_name(bank))
     if threshold is not None:
-        _or_exit(lambda: check_threshold(threshold))
+        _exit_1_or(lambda: check_threshold(threshold))
     entries = _hash_files(files)
     store = _store(redis_url)
-    added = _or_exit(lambda: store.add(bank, entries, threshold=threshold))
-    info = _or_exit(lambda: store.banks()[bank])
+    added = _exit_1_or(lambda: store.add(bank, entries, threshold=threshold))
+    info = _exit_1_or(lambda: store.banks()[bank])
     known = len(entries) - added
     typer.echo(
         f"bank {bank}: added {added} hash(es)"
@@ -64,7 +65,7 @@ def add(
 @app.command("list")
 def list_banks(redis_url: RedisUrl = DEFAULT_REDIS) -> None:
     """Every bank with its size, match threshold and last change."""
-    banks = _or_exit(lambda: _store(redis_url).banks())
+    banks = _exit_1_or(lambda: _store(redis_url).banks())
     if not banks:
         typer.echo("no banks yet; add one with `vlmod bank add BANK FILE...`")
         return
@@ -84,10 +85,10 @@ def remove(
 ) -> None:
     """Remove hashes from BANK, or the whole bank when no hash is given."""
     store = _store(redis_url)
-    if bank not in _or_exit(store.banks):
+    if bank not in _exit_1_or(store.banks):
         typer.echo(f"error: no bank named {bank!r}; `vlmod bank list` shows them", err=True)
         raise typer.Exit(1)
-    removed = _or_exit(lambda: store.remove(bank, hashes or ()))
+    removed = _exit_1_or(lambda: store.remove(bank, hashes or ()))
     what = "the bank" if not hashes else f"{len(hashes)} given hash(es)"
     typer.echo(f"bank {bank}: removed {removed} hash(es) ({what})")
 
@@ -139,13 +140,9 @@ def _reason(error: BaseException) -> str:
 def _store(redis_url: str) -> BankStore:
     from operators.specialists.hashbank import BankStore
 
-    return _or_exit(lambda: BankStore(redis_url))
+    return _exit_1_or(lambda: BankStore(redis_url))
 
 
-def _or_exit(make: Callable[[], T]) -> T:
+def _exit_1_or(make: Callable[[], T]) -> T:
     """`make()`, or exit 1 with its error as one line (Redis down, bad name, bad hash)."""
-    try:
-        return make()
-    except (ModerationError, ValueError) as error:
-        typer.echo(f"error: {_reason(error)}", err=True)
-        raise typer.Exit(1) from None
+    return or_exit(make, code=1)

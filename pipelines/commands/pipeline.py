@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
-from contracts.errors import ModerationError
+from pipelines.commands import or_exit
 
 if TYPE_CHECKING:
     pass
@@ -40,7 +40,7 @@ def demo(
     _exit_on_signals()  # so every `with` unwinds and stops the servers it started
     port = review_port if review else None
     try:
-        report = _or_exit(
+        report = or_exit(
             lambda: run_demo(model=model, policy_dir=policies, posts=posts, review_port=port)
         )
     except SystemExit as stop:
@@ -80,18 +80,18 @@ def run(
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s %(message)s")
     # Every Kafka failure here ends as one line of ours; kafka-python's retry logs are noise.
     logging.getLogger("kafka").setLevel(logging.NOTSET if verbose else logging.CRITICAL)
-    settings = _or_exit(lambda: load_config(config))
-    registry = _or_exit(lambda: producer_registry(settings.producers))
-    policy_set = _or_exit(lambda: load_policy_dir(settings.policy_dir, registry=registry))
+    settings = or_exit(lambda: load_config(config))
+    registry = or_exit(lambda: producer_registry(settings.producers))
+    policy_set = or_exit(lambda: load_policy_dir(settings.policy_dir, registry=registry))
     # Before Ray: an unreachable broker fails in seconds, not minutes (topics come at start).
-    _or_exit(lambda: create_topics(settings.kafka, []))
+    or_exit(lambda: create_topics(settings.kafka, []))
     install_exporters(settings.telemetry)
     ray.init(address=os.environ.get("RAY_ADDRESS"), configure_logging=False)
     stop = threading.Event()
     for signum in (signal.SIGTERM, signal.SIGINT):  # after ray.init, which installs its own
         signal.signal(signum, lambda *_: stop.set())
     pipeline = PipelineRun(settings)
-    _or_exit(lambda: pipeline.start(policy_set))
+    or_exit(lambda: pipeline.start(policy_set))
     typer.echo(
         f"moderating {', '.join(settings.topics.inputs)}; SIGTERM or Ctrl-C drains and stops"
     )
@@ -132,11 +132,11 @@ def moderate(
         model=ModelSettings(name_or_path=model), policy_dir=str(policy), redis_url=redis_url
     )
     max_bytes = config.images.max_bytes
-    body = _or_exit(lambda: _post_body(post_id, text, image or [], meta or [], max_bytes))
-    policy_set = _or_exit(lambda: load_policy_dir(policy, registry=producer_registry()))
+    body = or_exit(lambda: _post_body(post_id, text, image or [], meta or [], max_bytes))
+    policy_set = or_exit(lambda: load_policy_dir(policy, registry=producer_registry()))
     if model.startswith("tiny:"):
         typer.echo("note: the tiny model has random weights; pass --model for a real one", err=True)
-    moderator = _or_exit(lambda: LocalModerator.with_policies(config, policy_set))
+    moderator = or_exit(lambda: LocalModerator.with_policies(config, policy_set))
     verdict, dead_letter = moderator.moderate_one(body)
     if dead_letter is not None:
         typer.echo(f"error: {dead_letter.stage}: {dead_letter.error}", err=True)
@@ -199,16 +199,6 @@ def _scalar(value: str) -> Any:
         return json.loads(value)
     except json.JSONDecodeError:
         return value
-
-
-def _or_exit(action: Any) -> Any:
-    """Run `action`; on a known error print its reason (no traceback) and exit 2."""
-    try:
-        return action()
-    except (ModerationError, ValueError, OSError) as error:
-        reason = getattr(error, "reason", None) or str(error)
-        typer.echo(reason if "\n" in reason else f"error: {reason}", err=True)
-        raise typer.Exit(2) from None
 
 
 def _totals(stats: list[dict[str, int]]) -> dict[str, int]:

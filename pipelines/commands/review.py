@@ -20,7 +20,7 @@ from typing import TYPE_CHECKING, Annotated, Any, TypeVar
 
 import typer
 
-from contracts.errors import ModerationError
+from pipelines.commands import or_exit
 
 if TYPE_CHECKING:
     from pipelines.review.ingest import ReviewIngest
@@ -41,11 +41,11 @@ def review(
 
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s %(message)s")
     logging.getLogger("kafka").setLevel(logging.CRITICAL)  # our errors say it in one line
-    settings = _or_exit(lambda: load_review_config(config))
+    settings = or_exit(lambda: load_review_config(config))
     stop = threading.Event()
     for signum in (signal.SIGTERM, signal.SIGINT):
         signal.signal(signum, lambda *_: stop.set())
-    _or_exit(
+    or_exit(
         lambda: serve_console(
             settings,
             host=host,
@@ -193,13 +193,3 @@ def _run_server(server: Any, listener: socket.socket, failures: list[BaseExcepti
         server.run(sockets=[listener])
     except BaseException as error:  # uvicorn leaves with SystemExit when it cannot start
         failures.append(error)
-
-
-def _or_exit(action: Callable[[], T]) -> T:
-    """Run `action`; on a known error print its reason (no traceback) and exit 2."""
-    try:
-        return action()
-    except (ModerationError, ValueError, OSError) as error:
-        reason = getattr(error, "reason", None) or str(error)
-        typer.echo(reason if "\n" in reason else f"error: {reason}", err=True)
-        raise typer.Exit(2) from None

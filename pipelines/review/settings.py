@@ -23,12 +23,11 @@ from pydantic import (
     Field,
     SecretStr,
     StringConstraints,
-    ValidationError,
     ValidationInfo,
     model_validator,
 )
 
-from pipelines.config import KafkaSettings
+from pipelines.config import KafkaSettings, read_config_yaml, validate_config
 from pipelines.exceptions import ConfigInvalid
 
 ALL_QUEUES = "*"
@@ -154,24 +153,10 @@ def unknown_queue_problems(
 
 def load_review_config(path: str | Path) -> ReviewConfig:
     """Read a review console YAML file; every problem is reported as FILE:LINE:COL: message."""
-    from policies.compiler import schema_problems
-    from policies.exceptions import PolicyInvalid
-    from policies.yamlsource import read_yaml
-
-    file = Path(path)
-    try:
-        doc = read_yaml(str(file), file.read_bytes())
-    except OSError as exc:
-        raise ConfigInvalid(f"{file}: cannot read: {exc.strerror or exc}") from exc
-    except PolicyInvalid as exc:
-        raise ConfigInvalid(str(exc)) from exc
+    doc = read_config_yaml(path, needs="kafka, redis_url, review_topics and reviewers")
     if not isinstance(doc.data, dict):
-        raise ConfigInvalid(f"{file}:1:1: expected a mapping with kafka, redis_url, reviewers...")
-    try:
-        config = ReviewConfig.model_validate(doc.data, context={_DEFER_CROSS_CHECK: True})
-    except ValidationError as exc:
-        problems = schema_problems(doc, exc, ReviewConfig)
-        raise ConfigInvalid("\n".join(str(problem) for problem in sorted(problems))) from exc
+        raise ConfigInvalid(f"{path}:1:1: expected a mapping with kafka, redis_url, reviewers...")
+    config = validate_config(doc, ReviewConfig, context={_DEFER_CROSS_CHECK: True})
     placed = [doc.problem(doc.where(where), message) for where, message in config.cross_problems()]
     if placed:
         raise ConfigInvalid("\n".join(str(problem) for problem in sorted(placed)))

@@ -109,6 +109,7 @@ def load_vlm(spec: ModelSpec) -> Vlm:
     dtype = resolve_dtype(spec.dtype, device)
     processor, model = _load_pretrained(spec, device, dtype)
     refuse_unsupported_family(str(model.config.model_type))
+    apply_tiling_overrides(processor.image_processor, spec)
     processor.tokenizer.padding_side = "left"
     if spec.compile:
         import torch
@@ -135,6 +136,21 @@ def refuse_unsupported_family(model_type: str) -> None:
             f"{model_type} uses multimodal rotary positions, which the shared-prefix engine does "
             "not support yet; use an Idefics3/SmolVLM or LLaVA-family checkpoint"
         )
+
+
+def apply_tiling_overrides(image_processor: Any, spec: ModelSpec) -> None:
+    """Set the spec's image splitting and resize edge on a tiling image processor."""
+    if spec.image_splitting is None and spec.max_image_edge is None:
+        return
+    if not hasattr(image_processor, "do_image_splitting"):
+        raise UnsupportedModel(
+            f"{type(image_processor).__name__} does not tile images; leave image_splitting and "
+            "max_image_edge unset for this checkpoint"
+        )
+    if spec.image_splitting is not None:
+        image_processor.do_image_splitting = spec.image_splitting
+    if spec.max_image_edge is not None:
+        image_processor.size = {"longest_edge": spec.max_image_edge}
 
 
 def _load_pretrained(spec: ModelSpec, device: str, dtype: Any) -> tuple[Any, Any]:

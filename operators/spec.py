@@ -36,6 +36,10 @@ class ModelSpec:
     no_words: tuple[str, ...] = ("no", "No", "NO")
     max_rows_per_forward: int = 256
     max_text_tokens: int = 512  # tokens of post text in a post-level prompt; the rest is cut
+    # Tiling cost knobs for processors that split images into tiles (Idefics3/SmolVLM); None
+    # keeps the checkpoint's own setting. Tiles per image are at most ceil(edge / tile)^2 + 1.
+    image_splitting: bool | None = None
+    max_image_edge: int | None = None  # px; images are resized to this longest edge first
     extra_load_kwargs: dict[str, str] = field(default_factory=dict, hash=False)
 
     def __post_init__(self) -> None:
@@ -46,3 +50,5 @@ class ModelSpec:
                 raise ValueError(f"{name} must contain the placeholder {{label}}")
         if self.max_text_tokens < 1:
             raise ValueError("max_text_tokens must be at least 1")
+        if self.max_image_edge is not None and self.max_image_edge < 1:
+            raise ValueError("max_image_edge must be at least 1 pixel")

@@ -16,6 +16,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from operators.random_checkpoint import build_random_model, checkpoint_directory, save_checkpoint
 from operators.tokenizer import build_tokenizer
 
 ARCHES = ("smolvlm", "llava")
@@ -89,9 +90,21 @@ def ensure_tiny(arch: str = "smolvlm", cache_dir: Path | str | None = None) -> P
 
 
 def make_tiny(
-    directory: Path | str, arch: str = "smolvlm", seed: int = 0, shape: str = "tiny"
+    directory: Path | str,
+    arch: str = "smolvlm",
+    seed: int = 0,
+    shape: str = "tiny",
+    like: str | None = None,
 ) -> Path:
-    """Write a seeded random-weight checkpoint of `arch` (at `shape` size) into `directory`."""
+    """Write a seeded random-weight checkpoint of `arch` (at `shape` size) into `directory`.
+
+    With `like` (a published checkpoint id, see `operators.twins.TWINS`) it writes that
+    checkpoint's tiny twin instead: its real processor, template and tokens, small widths.
+    """
+    if like is not None:
+        from operators.twins import make_twin
+
+        return make_twin(directory, like, seed=seed)
     if arch not in ARCHES:
         raise ValueError(f"unknown arch {arch!r}; choose one of {', '.join(ARCHES)}")
     if shape not in SHAPES:
@@ -99,48 +112,9 @@ def make_tiny(
     directory = checkpoint_directory(Path(directory))
     size = _SIZES[shape]
     processor = _build_processor(arch, size)
-    model = _build_model(_build_config(arch, size, processor.tokenizer), processor, seed)
-    _save(directory, model, processor)
+    model = build_random_model(_build_config(arch, size, processor.tokenizer), processor, seed)
+    save_checkpoint(directory, model, processor)
     return directory
-
-
-def checkpoint_directory(directory: Path) -> Path:
-    """`directory`, created if missing; an OSError naming it when it cannot take a checkpoint."""
-    if directory.exists() and not directory.is_dir():
-        raise FileExistsError(f"{directory} exists and is not a directory")
-    try:
-        directory.mkdir(parents=True, exist_ok=True)
-    except OSError as exc:
-        raise type(exc)(f"cannot create {directory}: {_why(exc)}") from None
-    if not os.access(directory, os.W_OK | os.X_OK):
-        raise PermissionError(f"cannot write into {directory}: permission denied")
-    return directory
-
-
-def _save(directory: Path, model: Any, processor: Any) -> None:
-    from safetensors import SafetensorError
-
-    try:
-        model.save_pretrained(directory)
-        processor.save_pretrained(directory)
-    except (OSError, SafetensorError) as exc:  # safetensors reports I/O errors as its own type
-        raise OSError(f"cannot write the checkpoint into {directory}: {_why(exc)}") from None
-
-
-def _why(error: Exception) -> str:
-    strerror = error.strerror if isinstance(error, OSError) else None
-    return strerror or str(error) or type(error).__name__
-
-
-def _build_model(config: Any, processor: Any, seed: int) -> Any:
-    import torch
-    from transformers import AutoModelForImageTextToText
-
-    torch.manual_seed(seed)
-    model = AutoModelForImageTextToText.from_config(config).eval()
-    model.generation_config.pad_token_id = processor.tokenizer.pad_token_id
-    model.generation_config.eos_token_id = processor.tokenizer.eos_token_id
-    return model
 
 
 def _build_processor(arch: str, size: _Size) -> Any:

@@ -11,6 +11,7 @@ import hashlib
 import json
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
+from typing import Any
 
 from operators.cache import (
     SignalCache,
@@ -120,8 +121,18 @@ def model_key(vlm: Vlm) -> str:
         spec.post_label_question,
         spec.answer_instruction,
         spec.max_text_tokens,
+        *_tiling(vlm),
     ]
     return hashlib.sha256(json.dumps(parts).encode()).hexdigest()[:16]
+
+
+def _tiling(vlm: Vlm) -> list[object]:
+    # Tiles change what the model sees; keep the key unchanged for processors that do not tile.
+    image_processor: Any = getattr(vlm.processor, "image_processor", None)
+    if not hasattr(image_processor, "do_image_splitting"):
+        return []
+    size = getattr(image_processor, "size", None)
+    return [image_processor.do_image_splitting, dict(size) if size else None]
 
 
 def plan_work(

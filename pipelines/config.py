@@ -104,6 +104,17 @@ class ModelSettings(BaseModel):
         description="Most tokens of a post's text in the model's prompt; the rest is left out "
         "and the verdict's input_changes says how many.",
     )
+    image_splitting: bool | None = Field(
+        None,
+        description="Split images into tiles (SmolVLM/Idefics3); none keeps the checkpoint's "
+        "setting. Off: one tile of the whole image, the cheapest.",
+    )
+    max_image_edge: int | None = Field(
+        None,
+        ge=1,
+        description="Longest image edge in pixels before tiling; caps the tiles per image at "
+        "ceil(edge / tile)^2 + 1 (SmolVLM-256M: 512 px tiles of 64 tokens each).",
+    )
     compile: bool = Field(False, description="torch.compile the language model.")
     local_files_only: bool = Field(False, description="Never contact a model hub.")
     torch_threads: int | None = Field(

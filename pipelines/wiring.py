@@ -55,6 +55,8 @@ def model_spec(config: PipelineConfig) -> ModelSpec:
         attn_implementation=settings.attn_implementation,
         max_new_tokens=settings.max_new_tokens,
         max_text_tokens=settings.max_text_tokens,
+        image_splitting=settings.image_splitting,
+        max_image_edge=settings.max_image_edge,
         compile=settings.compile,
         local_files_only=settings.local_files_only,
     )

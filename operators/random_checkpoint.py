@@ -1,0 +1,52 @@
+"""Writing a random-weight checkpoint: the target directory, seeded weights, saving.
+
+Shared by `operators.tiny` (small checkpoints of an architecture) and `operators.twins` (small
+twins of published checkpoints).
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any
+
+
+def checkpoint_directory(directory: Path) -> Path:
+    """`directory`, created if missing; an OSError naming it when it cannot take a checkpoint."""
+    if directory.exists() and not directory.is_dir():
+        raise FileExistsError(f"{directory} exists and is not a directory")
+    try:
+        directory.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise type(exc)(f"cannot create {directory}: {_why(exc)}") from None
+    if not os.access(directory, os.W_OK | os.X_OK):
+        raise PermissionError(f"cannot write into {directory}: permission denied")
+    return directory
+
+
+def save_checkpoint(directory: Path, model: Any, processor: Any) -> None:
+    """Save `model` and `processor` into `directory`; an OSError naming it on failure."""
+    from safetensors import SafetensorError
+
+    try:
+        model.save_pretrained(directory)
+        processor.save_pretrained(directory)
+    except (OSError, SafetensorError) as exc:  # safetensors reports I/O errors as its own type
+        raise OSError(f"cannot write the checkpoint into {directory}: {_why(exc)}") from None
+
+
+def _why(error: Exception) -> str:
+    strerror = error.strerror if isinstance(error, OSError) else None
+    return strerror or str(error) or type(error).__name__
+
+
+def build_random_model(config: Any, processor: Any, seed: int) -> Any:
+    """A seeded random-weight model for `config`, its generation ids from `processor`."""
+    import torch
+    from transformers import AutoModelForImageTextToText
+
+    torch.manual_seed(seed)
+    model = AutoModelForImageTextToText.from_config(config).eval()
+    model.generation_config.pad_token_id = processor.tokenizer.pad_token_id
+    model.generation_config.eos_token_id = processor.tokenizer.eos_token_id
+    return model

@@ -1,0 +1,234 @@
+"""Tiny twins of published checkpoints: real processing (SmolVLM tiling), small random weights.
+
+Every task runs on the SmolVLM-256M twin for images that tile differently, and the shared-prefix
+engine's answers equal one plain full-prompt forward of the same ids and pixels.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+from typer.testing import CliRunner
+
+from operators.batching import encode_image
+from operators.exceptions import UnsupportedModel
+from operators.forward import yes_probability
+from operators.images import LoadedImage
+from operators.jobs import About, ImageJob, ImageSignals, PostJob, PostSignals, TaskKind, VlmTask
+from operators.loading import load_vlm
+from operators.prefixes import encode_post_text, image_prefix_ids, post_prefix_ids
+from operators.spec import ModelSpec
+from operators.tasks import VlmOperator
+from operators.twins import TWINS, make_twin, published_files
+from operators.work import image_task_text, model_key, post_task_text
+from pipelines.cli import app
+
+SMOLVLM = "HuggingFaceTB/SmolVLM-256M-Instruct"
+LLAVA = "llava-hf/llava-1.5-7b-hf"
+SPAM = VlmTask(
+    TaskKind.QUESTION, "Does this post ask the buyer to pay off the platform?", About.POST
+)
+THREAT = VlmTask(TaskKind.LABEL, "a threat of violence", About.POST)
+WEAPON = VlmTask(TaskKind.QUESTION, "Is there a weapon?")
+TEXT = "Selling my old bike, DM me on the other app and pay there."
+# name -> (width, height); tiles under the real SmolVLM settings (2048 resize, 512 tiles).
+SHAPES = {"wide": (1536, 512), "tall": (512, 1536), "small": (32, 32), "photo": (1536, 1024)}
+
+
+def photo_like(width: int, height: int, seed: int = 0) -> LoadedImage:
+    """Smooth colour fields plus sensor-like noise, so tiles differ from each other."""
+    y, x = np.mgrid[0:height, 0:width]
+    rng = np.random.default_rng(seed)
+    fields = [128 + 100 * np.sin(x / 180) * np.cos(y / 240), 90 + 120 * y / height, 200 - x / 10]
+    pixels = np.stack(fields, -1) + rng.normal(0, 12, (height, width, 3))
+    image = Image.fromarray(np.clip(pixels, 0, 255).astype(np.uint8))
+    sha = f"{seed:02d}{width:05d}{height:05d}".ljust(64, "0")
+    return LoadedImage(sha256=sha, image=image, nbytes=width * height * 3)
+
+
+@pytest.fixture(scope="module")
+def twin_dirs(tmp_path_factory) -> dict[str, Path]:
+    root = tmp_path_factory.mktemp("twins")
+    return {name: make_twin(root / name.replace("/", "__"), name) for name in TWINS}
+
+
+@pytest.fixture(scope="module")
+def smol(twin_dirs):
+    return load_vlm(ModelSpec(str(twin_dirs[SMOLVLM]), device="cpu", max_new_tokens=3))
+
+
+@pytest.fixture(scope="module")
+def shaped() -> dict[str, LoadedImage]:
+    return {name: photo_like(*size, seed=i) for i, (name, size) in enumerate(SHAPES.items())}
+
+
+def tiles(vlm, image: LoadedImage) -> int:
+    return int(encode_image(vlm, image.image).pixel_inputs["pixel_values"].shape[1])
+
+
+def plain_probability(vlm, images, text, task) -> float:
+    """Prefix + suffix ids with every image's tiles in one row: one forward, no KV reuse."""
+    encodings = [encode_image(vlm, image.image) for image in images]
+    expansions = [e.expansion for e in encodings]
+    if task.about is About.POST:
+        post_text = encode_post_text(vlm, text) if text else None
+        prefix = post_prefix_ids(vlm, expansions, post_text)
+        suffix = post_task_text(vlm, task) + vlm.prompts.layout(len(images)).tail
+    else:
+        prefix = image_prefix_ids(vlm, expansions[0])
+        suffix = vlm.layout.task_text(image_task_text(vlm, task))
+    ids = torch.tensor([prefix + vlm.tokenizer(suffix, add_special_tokens=False)["input_ids"]])
+    pixels = {
+        key: torch.cat([e.pixel_inputs[key] for e in encodings], dim=1)
+        for key in encodings[0].pixel_inputs
+    }
+    with torch.no_grad():
+        logits = vlm.model(input_ids=ids, attention_mask=torch.ones_like(ids), **pixels).logits
+    return yes_probability(logits[:, -1].float(), vlm.yes_ids, vlm.no_ids).item()
+
+
+def test_twin_keeps_the_published_processing(twin_dirs):
+    from transformers import AutoModelForImageTextToText, AutoProcessor
+
+    for name, directory in twin_dirs.items():
+        files = published_files(name)
+        processor = AutoProcessor.from_pretrained(directory)
+        model = AutoModelForImageTextToText.from_pretrained(directory)
+        saved = json.loads((directory / "processor_config.json").read_text())["image_processor"]
+        for key, value in files["preprocessor_config.json"].items():
+            if key != "processor_class":
+                assert saved[key] == value, key
+        assert processor.chat_template == files["chat_template.json"]["chat_template"]
+        vocab = processor.tokenizer.get_vocab()
+        for token in files["tokenizer_config.json"]["added_tokens"]:
+            assert len(processor.tokenizer.encode(token, add_special_tokens=False)) == 1
+            assert token in vocab
+        real_vision = files["config.json"]["vision_config"]
+        assert model.config.vision_config.image_size == real_vision["image_size"]
+        assert model.config.vision_config.patch_size == real_vision["patch_size"]
+        assert sum(p.numel() for p in model.parameters()) < 1_000_000
+
+
+def test_smolvlm_twin_tiles_like_the_real_one(smol):
+    processor = smol.processor
+    assert processor.image_processor.do_image_splitting is True
+    assert processor.image_processor.max_image_size == {"longest_edge": 512}
+    assert processor.image_processor.size == {"longest_edge": 2048}
+    assert processor.image_seq_len == 64
+    assert smol.model.config.vision_config.image_size == 512
+    assert smol.model.config.scale_factor == 4
+
+
+def test_a_1536x1024_photo_is_encoded_as_several_tiles(smol, shaped):
+    encoding = encode_image(smol, shaped["photo"].image)
+    tokens = smol.tokenizer.convert_ids_to_tokens(list(encoding.expansion))
+    count = encoding.pixel_inputs["pixel_values"].shape[1]
+    # 1536x1024 -> 2048x1366 -> a 4x3 grid of 512px tiles, plus the global image.
+    assert count == 13
+    assert tokens.count("<image>") == 64 * count
+    assert "<row_3_col_4>" in tokens and "<row_4_col_1>" not in tokens
+    assert tokens.count("<global-img>") == 1
+
+
+def test_each_shape_tiles_as_expected(smol, shaped):
+    grids = {name: tiles(smol, image) for name, image in shaped.items()}
+    assert grids == {"wide": 9, "tall": 9, "small": 17, "photo": 13}
+
+
+@pytest.mark.parametrize("shape", list(SHAPES))
+def test_every_image_task_runs_and_matches_a_plain_forward(smol, shaped, shape):
+    image = shaped[shape]
+    job = ImageJob(image, {"v": "violence"}, {"w": WEAPON.prompt}, describe=True, embed=True)
+    [signals] = VlmOperator(smol).run([job])
+    assert isinstance(signals, ImageSignals), signals
+    assert 0.0 <= signals.labels["v"] <= 1.0
+    assert signals.description is not None
+    assert signals.embedding is not None and all(math.isfinite(v) for v in signals.embedding)
+    expected = plain_probability(smol, [image], None, WEAPON)
+    assert signals.answers["w"] == pytest.approx(expected, abs=1e-4)
+
+
+def test_post_tasks_over_tiled_images_match_a_plain_forward(smol, shaped):
+    images = (shaped["wide"], shaped["small"])
+    [signals] = VlmOperator(smol).run_posts([PostJob(images, TEXT, (SPAM, THREAT, WEAPON))])
+    assert isinstance(signals, PostSignals), signals
+    for task in (SPAM, THREAT):
+        expected = plain_probability(smol, images, TEXT, task)
+        assert signals.values[task] == pytest.approx(expected, abs=1e-4)
+
+
+def test_a_batch_mixing_tile_counts_equals_each_post_alone(smol, shaped):
+    operator = VlmOperator(smol)
+    jobs = [
+        PostJob((shaped["photo"],), TEXT, (SPAM, WEAPON)),
+        PostJob((shaped["small"], shaped["tall"]), None, (THREAT, WEAPON, VlmTask(TaskKind.EMBED))),
+        PostJob((shaped["wide"],), "another post", (SPAM,)),
+    ]
+    together = operator.run_posts(jobs)
+    for job, batched in zip(jobs, together, strict=True):
+        [alone] = operator.run_posts([job])
+        for task in job.tasks:
+            if task.kind is TaskKind.EMBED:
+                assert batched.values[task] == pytest.approx(alone.values[task], abs=1e-4)
+            else:
+                assert batched.values[task] == pytest.approx(alone.values[task], abs=1e-4)
+
+
+def test_tiling_overrides_cut_the_tiles_and_change_the_cache_key(twin_dirs, smol, shaped):
+    directory = str(twin_dirs[SMOLVLM])
+    single = load_vlm(ModelSpec(directory, device="cpu", image_splitting=False))
+    capped = load_vlm(ModelSpec(directory, device="cpu", max_image_edge=1024))
+    assert tiles(single, shaped["photo"]) == 1
+    assert tiles(capped, shaped["photo"]) == 5  # 1024x683 -> 2x2 tiles + global
+    assert len({model_key(smol), model_key(single), model_key(capped)}) == 3
+
+
+def test_tiling_overrides_are_refused_for_a_processor_that_does_not_tile(twin_dirs):
+    with pytest.raises(UnsupportedModel, match="does not tile"):
+        load_vlm(ModelSpec(str(twin_dirs[LLAVA]), device="cpu", image_splitting=True))
+
+
+def test_llava_twin_runs_a_post(twin_dirs, shaped):
+    vlm = load_vlm(ModelSpec(str(twin_dirs[LLAVA]), device="cpu", max_new_tokens=2))
+    images = (shaped["photo"],)
+    [signals] = VlmOperator(vlm).run_posts([PostJob(images, TEXT, (SPAM,))])
+    encoding = encode_image(vlm, images[0].image)
+    assert encoding.expansion.count(vlm.tokenizer.convert_tokens_to_ids("<image>")) == 576
+    assert signals.values[SPAM] == pytest.approx(plain_llava(vlm, images, TEXT), abs=1e-4)
+
+
+def plain_llava(vlm, images, text) -> float:
+    encodings = [encode_image(vlm, image.image) for image in images]
+    prefix = post_prefix_ids(vlm, [e.expansion for e in encodings], encode_post_text(vlm, text))
+    suffix = post_task_text(vlm, SPAM) + vlm.prompts.layout(len(images)).tail
+    ids = torch.tensor([prefix + vlm.tokenizer(suffix, add_special_tokens=False)["input_ids"]])
+    pixels = torch.cat([e.pixel_inputs["pixel_values"] for e in encodings])
+    with torch.no_grad():
+        logits = vlm.model(input_ids=ids, attention_mask=torch.ones_like(ids), pixel_values=pixels)
+    return yes_probability(logits.logits[:, -1].float(), vlm.yes_ids, vlm.no_ids).item()
+
+
+def test_cli_lists_and_builds_twins(tmp_path):
+    runner = CliRunner()
+    listed = runner.invoke(app, ["model", "make-tiny", "--list"])
+    assert listed.exit_code == 0 and listed.stdout.split() == list(TWINS)
+    unknown = runner.invoke(app, ["model", "make-tiny", str(tmp_path / "x"), "--like", "a/b"])
+    assert unknown.exit_code == 2 and "unknown --like" in unknown.stderr
+    built = runner.invoke(app, ["model", "make-tiny", str(tmp_path / "t"), "--like", LLAVA])
+    assert built.exit_code == 0, built.output
+    assert (tmp_path / "t" / "model.safetensors").is_file()
+
+
+def test_the_pipeline_config_tiling_knobs_reach_the_model_spec(tmp_path):
+    from pipelines.config import ModelSettings, PipelineConfig
+    from pipelines.wiring import model_spec
+
+    model = ModelSettings(name_or_path=str(tmp_path), image_splitting=False, max_image_edge=1024)
+    spec = model_spec(PipelineConfig(model=model))
+    assert (spec.image_splitting, spec.max_image_edge) == (False, 1024)

@@ -102,5 +102,7 @@ def _faiss() -> Any:
     try:
         import faiss
     except ImportError as exc:  # pragma: no cover - depends on the environment
-        raise ImportError("hash banks need faiss: pip install faiss-cpu") from exc
+        raise ImportError(
+            "hash banks need faiss: pip install 'vlm-moderation[specialists]'"
+        ) from exc
     return faiss

@@ -76,7 +76,9 @@ def pdq_hash(image: Image.Image) -> PdqHash:
     try:
         import pdqhash
     except ImportError as exc:  # pragma: no cover - depends on the environment
-        raise ImportError("PDQ hashing needs the pdqhash package: pip install pdqhash") from exc
+        raise ImportError(
+            "PDQ hashing needs pdqhash: pip install 'vlm-moderation[specialists]'"
+        ) from exc
     rgb = image if image.mode == "RGB" else image.convert("RGB")
     if max(rgb.size) > MAX_SIDE:
         rgb = rgb.copy()

@@ -16,7 +16,7 @@ def or_exit(action: Callable[[], T], code: int = 2) -> T:
     """Run `action`; on a known error print its reason (no traceback) and exit with `code`."""
     try:
         return action()
-    except (ModerationError, ValueError, OSError) as error:
+    except (ModerationError, ValueError, OSError, ImportError) as error:  # ImportError: an extra
         reason = getattr(error, "reason", None) or getattr(error, "strerror", None) or str(error)
         typer.echo(reason if "\n" in reason else f"error: {reason}", err=True)
         raise typer.Exit(code) from None

@@ -50,7 +50,7 @@ def add(
     _exit_1_or(lambda: check_bank_name(bank))
     if threshold is not None:
         _exit_1_or(lambda: check_threshold(threshold))
-    entries = _hash_files(files)
+    entries = _exit_1_or(lambda: _hash_files(files))
     store = _store(redis_url)
     added = _exit_1_or(lambda: store.add(bank, entries, threshold=threshold))
     info = _exit_1_or(lambda: store.banks()[bank])
@@ -106,7 +106,7 @@ def _hash_files(files: list[Path]) -> list[BankEntry]:
             typer.echo(f"hashed {index}/{len(files)} files", err=True)
         try:
             pdq = hash_image_bytes(_read(path, limits.max_bytes), limits)
-        except (OSError, ModerationError, ValueError) as error:
+        except (OSError, ModerationError, ValueError) as error:  # per file; ImportError exits
             problems.append(f"{path}: {_reason(error)}")
             continue
         if not pdq.usable:

@@ -35,6 +35,19 @@ class VlmTask:
     prompt: str = ""
     about: About = About.IMAGE
 
+    # Tasks key every computed value, so they are hashed in every lookup: hash once. The
+    # cached hash stays out of pickles, since another process hashes strings differently.
+    def __hash__(self) -> int:
+        try:
+            return self.__dict__["_hash"]
+        except KeyError:
+            value = hash((self.kind, self.prompt, self.about))
+            object.__setattr__(self, "_hash", value)
+            return value
+
+    def __getstate__(self) -> dict[str, object]:
+        return {name: value for name, value in self.__dict__.items() if name != "_hash"}
+
 
 def empty_value(task: VlmTask) -> float | str | list[float]:
     """What a task gives for a post with nothing to look at: 0.0, "", or []."""

@@ -11,7 +11,6 @@ pictures, not a measured rate on real traffic.
 from __future__ import annotations
 
 import argparse
-import io
 import math
 import multiprocessing
 import os
@@ -33,6 +32,7 @@ from PIL import Image, ImageDraw, ImageFont  # noqa: E402
 
 from operators.specialists.hashindex import LARGE_INDEX, HashIndex  # noqa: E402
 from operators.specialists.pdq import MIN_QUALITY, hamming, pdq_hash  # noqa: E402
+from operators.specialists.render import crop_area_5, half_size, jpeg_70  # noqa: E402
 
 THRESHOLD = 31
 KINDS = ("photo", "graphic", "text", "captioned")
@@ -133,23 +133,6 @@ def generate(seed: int, size: tuple[int, int]) -> Image.Image:
 
 
 # ---------------------------------------------------------------- transforms
-
-
-def half_size(image: Image.Image) -> Image.Image:
-    return image.resize((image.width // 2, image.height // 2), Image.Resampling.BILINEAR)
-
-
-def jpeg_70(image: Image.Image) -> Image.Image:
-    buffer = io.BytesIO()
-    image.save(buffer, "JPEG", quality=70)
-    return Image.open(io.BytesIO(buffer.getvalue())).convert("RGB")
-
-
-def crop_area_5(image: Image.Image) -> Image.Image:
-    """5% of the area cut evenly from the four edges (each side keeps sqrt(0.95))."""
-    keep = math.sqrt(0.95)
-    dx, dy = round(image.width * (1 - keep) / 2), round(image.height * (1 - keep) / 2)
-    return image.crop((dx, dy, image.width - dx, image.height - dy))
 
 
 def crop_sides_5(image: Image.Image) -> Image.Image:

@@ -12,6 +12,8 @@ callers that want variety (the bench).
 
 from __future__ import annotations
 
+import io
+import math
 import random
 from collections.abc import Sequence
 from pathlib import Path
@@ -201,3 +203,22 @@ def _random_shape(
         draw.ellipse((x0, y0, x1, y1), fill=fill)
     else:
         draw.rectangle((x0, y0, x1, y1), fill=fill)
+
+
+def half_size(image: Image.Image) -> Image.Image:
+    """`image` at half its width and height: how a repost is often resized."""
+    return image.resize((image.width // 2, image.height // 2), Image.Resampling.BILINEAR)
+
+
+def jpeg_70(image: Image.Image) -> Image.Image:
+    """`image` recompressed as JPEG at quality 70."""
+    buffer = io.BytesIO()
+    image.save(buffer, "JPEG", quality=70)
+    return Image.open(io.BytesIO(buffer.getvalue())).convert("RGB")
+
+
+def crop_area_5(image: Image.Image) -> Image.Image:
+    """5% of the area cut evenly from the four edges (each side keeps sqrt(0.95))."""
+    keep = math.sqrt(0.95)
+    dx, dy = round(image.width * (1 - keep) / 2), round(image.height * (1 - keep) / 2)
+    return image.crop((dx, dy, image.width - dx, image.height - dy))

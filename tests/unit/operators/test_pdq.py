@@ -5,7 +5,6 @@ from __future__ import annotations
 import doctest
 import io
 import itertools
-import math
 import struct
 import zlib
 
@@ -17,6 +16,7 @@ from operators.exceptions import ImageDecodeError, ImageTooLarge
 from operators.limits import ImageLimits
 from operators.specialists import pdq
 from operators.specialists.pdq import MIN_QUALITY, PdqHash, hamming, hash_image_bytes, pdq_hash
+from operators.specialists.render import crop_area_5, half_size, jpeg_70
 
 THRESHOLD = 31
 
@@ -58,25 +58,8 @@ def photo(seed: int, size: tuple[int, int] = (512, 384)) -> Image.Image:
     return image
 
 
-def half_size(image: Image.Image) -> Image.Image:
-    return image.resize((image.width // 2, image.height // 2), Image.Resampling.BILINEAR)
-
-
-def jpeg_70(image: Image.Image) -> Image.Image:
-    buffer = io.BytesIO()
-    image.save(buffer, "JPEG", quality=70)
-    return Image.open(io.BytesIO(buffer.getvalue())).convert("RGB")
-
-
-def crop_5_percent(image: Image.Image) -> Image.Image:
-    """5% of the area cut away evenly from all four edges (each side keeps sqrt(0.95))."""
-    keep = math.sqrt(0.95)
-    dx, dy = round(image.width * (1 - keep) / 2), round(image.height * (1 - keep) / 2)
-    return image.crop((dx, dy, image.width - dx, image.height - dy))
-
-
 def all_three(image: Image.Image) -> Image.Image:
-    return jpeg_70(half_size(crop_5_percent(image)))
+    return jpeg_70(half_size(crop_area_5(image)))
 
 
 def encode(image: Image.Image, fmt: str = "PNG") -> bytes:
@@ -113,7 +96,7 @@ def test_resized_or_recompressed_copies_stay_within_threshold(photos, transform)
         assert hamming(original.bits, copy.bits) <= THRESHOLD, transform.__name__
 
 
-@pytest.mark.parametrize("transform", [crop_5_percent, all_three])
+@pytest.mark.parametrize("transform", [crop_area_5, all_three])
 def test_cropped_copies_mostly_stay_within_threshold(photos, transform):
     # PDQ hashes the whole frame's low frequencies, so cropping moves every coefficient a
     # little: a 5% crop lands around 20-34 bits on these pictures, and a few cross 31. The

@@ -14,6 +14,7 @@ from pipelines.cli import app
 from pipelines.config import BankSettings, KafkaSettings, PipelineConfig, SpecialistSettings
 from pipelines.local import LocalModerator
 from pipelines.producers import producer_registry
+from pipelines.samples import repost_of
 from policies.loader import load_policy_dir
 
 pytest.importorskip("pdqhash")
@@ -45,20 +46,6 @@ def _png(image: Image.Image) -> bytes:
     return out.getvalue()
 
 
-def _altered_copy(image: Image.Image) -> bytes:
-    """1% cropped off each side, resized to half, JPEG quality 70: how reposts arrive.
-
-    PDQ shrugs off resizing and recompression but not much cropping: docs/benchmarks.md has
-    the match rates for larger crops.
-    """
-    width, height = image.size
-    crop = image.crop((width // 100, height // 100, width - width // 100, height - height // 100))
-    small = crop.resize((crop.width // 2, crop.height // 2))
-    out = io.BytesIO()
-    small.save(out, format="JPEG", quality=70)
-    return out.getvalue()
-
-
 @pytest.fixture
 def bank():
     return f"test-{uuid.uuid4().hex[:8]}"
@@ -68,7 +55,7 @@ def bank():
 def files(tmp_path):
     original = photo_like(5, (640, 480))
     (tmp_path / "known.png").write_bytes(_png(original))
-    (tmp_path / "repost.jpg").write_bytes(_altered_copy(original))
+    (tmp_path / "repost.jpg").write_bytes(repost_of(original))
     (tmp_path / "other.png").write_bytes(_png(photo_like(8, (640, 480))))
     return tmp_path
 

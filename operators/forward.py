@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import torch
-from transformers.modeling_outputs import BaseModelOutputWithPooling
+from transformers import DynamicCache
 
 from operators.loading import Vlm
 
@@ -69,6 +69,9 @@ def run_forward(vlm: Vlm, prefix: PrefixBatch, rows: TaskRows, embed: bool) -> F
         if rows.size == 0:
             return ForwardResult(embeddings, torch.empty(0), None)
         cache = prefill(vlm, prefix, [features[index] for index in prefix.image_order])
+        if vlm.static is not None:
+            probability, generated = vlm.static.continue_rows(vlm, cache, prefix, rows)
+            return ForwardResult(embeddings, probability, generated)
         cache.batch_select_indices(rows.prefix_index.to(vlm.device))
         mask = torch.cat([prefix.attention_mask[rows.prefix_index], rows.attention_mask], dim=1)
         logits = decode_step(vlm, rows.input_ids, mask, cache)
@@ -83,7 +86,8 @@ def run_forward(vlm: Vlm, prefix: PrefixBatch, rows: TaskRows, embed: bool) -> F
 
 def encode_images(vlm: Vlm, pixel_inputs: dict[str, torch.Tensor]) -> list[torch.Tensor]:
     """One pass of the vision tower and projector: projected features per image, in order."""
-    inputs = {key: value.to(vlm.device) for key, value in pixel_inputs.items()}
+    # Pinned host tensors copy while the GPU is still busy; elsewhere this is a plain copy.
+    inputs = {key: value.to(vlm.device, non_blocking=True) for key, value in pixel_inputs.items()}
     if "pixel_values" in inputs:
         inputs["pixel_values"] = inputs["pixel_values"].to(vlm.model.dtype)
     return list(vlm.model.get_image_features(**inputs, return_dict=True).pooler_output)
@@ -97,19 +101,36 @@ def pool_image_features(features: list[torch.Tensor]) -> torch.Tensor:
 def prefill(vlm: Vlm, prefix: PrefixBatch, placed: list[torch.Tensor]) -> Any:
     """Run every prefix row once, image tokens filled from `placed` in reading order."""
     mask = prefix.attention_mask.to(vlm.device)
-    # The model concatenates the list and scatters it into the image tokens, row by row;
-    # its own vision path hands over a per-image list just like this one.
-    outputs = BaseModelOutputWithPooling(pooler_output=placed)  # type: ignore[arg-type]
-    images = {"image": outputs} if placed else None
-    output = vlm.model(
-        input_ids=prefix.input_ids.to(vlm.device),
+    input_ids = prefix.input_ids.to(vlm.device)
+    cache = DynamicCache(config=vlm.model.config.get_text_config(decoder=True))
+    vlm.model(
+        inputs_embeds=embed_with_images(vlm, input_ids, placed),
         attention_mask=mask,
-        position_ids=_positions(mask, prefix.input_ids.shape[1]),
-        mm_encoder_outputs=images,
+        position_ids=_positions(mask, input_ids.shape[1]),
         use_cache=True,
         logits_to_keep=1,
+        **{vlm.cache_keyword: cache},
     )
-    return output.cache
+    return cache
+
+
+def embed_with_images(vlm: Vlm, input_ids: torch.Tensor, placed: list[torch.Tensor]) -> Any:
+    """Token embeddings with each image token replaced by its projected image feature, in order.
+
+    This is the merge every family does inside its own forward; doing it here lets one encoding
+    of an image fill every prefix row that shows it, on any transformers 5.x.
+    """
+    embeds = vlm.model.get_input_embeddings()(input_ids)
+    if placed:
+        slots = input_ids == vlm.image_token_id
+        features = torch.cat(placed).to(embeds.dtype)
+        if int(slots.sum()) != features.shape[0]:
+            raise ValueError(
+                f"{int(slots.sum())} image tokens in the prompt for {features.shape[0]} image "
+                "features: the processor and the model disagree on tokens per image"
+            )
+        embeds = embeds.masked_scatter(slots[..., None], features)
+    return embeds
 
 
 def decode_step(vlm: Vlm, input_ids: torch.Tensor, mask: torch.Tensor, cache: Any) -> torch.Tensor:
@@ -119,9 +140,9 @@ def decode_step(vlm: Vlm, input_ids: torch.Tensor, mask: torch.Tensor, cache: An
         input_ids=input_ids.to(vlm.device),
         attention_mask=mask,
         position_ids=_positions(mask, input_ids.shape[1]),
-        cache=cache,
         use_cache=True,
         logits_to_keep=1,
+        **{vlm.cache_keyword: cache},
     )
     return output.logits[:, -1].float()
 

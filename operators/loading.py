@@ -9,15 +9,19 @@ go through it too.
 
 from __future__ import annotations
 
+import inspect
 import socket
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
 
 from operators.exceptions import ModelLoadError, UnsupportedModel
 from operators.prompts import PromptBook, PromptLayout, layout_from_template, yes_no_token_ids
 from operators.spec import ModelSpec
+
+if TYPE_CHECKING:
+    from operators.static_decode import StaticDecoder
 
 # Where each family keeps its vision encoder, under `model.model`. Explicit, not discovered.
 VISION_TOWERS = {
@@ -46,6 +50,9 @@ class Vlm:
     yes_ids: tuple[int, ...]
     no_ids: tuple[int, ...]
     prompts: PromptBook  # the template per image count, tokenized once
+    image_token_id: int = -1  # the placeholder each projected image feature replaces
+    cache_keyword: str = "cache"  # the forward's KV-cache argument: `cache` or `past_key_values`
+    static: StaticDecoder | None = None  # fixed-shape question pass and decode steps, if chosen
 
     @property
     def tokenizer(self) -> Any:
@@ -111,10 +118,6 @@ def load_vlm(spec: ModelSpec) -> Vlm:
     refuse_unsupported_family(str(model.config.model_type))
     apply_tiling_overrides(processor.image_processor, spec)
     processor.tokenizer.padding_side = "left"
-    if spec.compile:
-        import torch
-
-        model.forward = torch.compile(model.forward, dynamic=True)
     yes_ids, no_ids = yes_no_token_ids(processor.tokenizer, spec.yes_words, spec.no_words)
     return Vlm(
         model=model,
@@ -126,7 +129,33 @@ def load_vlm(spec: ModelSpec) -> Vlm:
         yes_ids=yes_ids,
         no_ids=no_ids,
         prompts=PromptBook(processor, spec.system_prompt),
+        image_token_id=image_token_id(model.config),
+        cache_keyword=cache_keyword(model),
+        static=_static_decoder(spec),
     )
+
+
+def image_token_id(config: Any) -> int:
+    """The id of the image placeholder token, under the name the family's config uses."""
+    for name in ("image_token_id", "image_token_index"):
+        value = getattr(config, name, None)
+        if isinstance(value, int):
+            return value
+    raise UnsupportedModel(f"the {config.model_type} config names no image token id")
+
+
+def cache_keyword(model: Any) -> str:
+    """`cache` in newer transformers 5.x releases, `past_key_values` before."""
+    parameters = inspect.signature(model.forward).parameters
+    return "cache" if "cache" in parameters else "past_key_values"
+
+
+def _static_decoder(spec: ModelSpec) -> StaticDecoder | None:
+    if spec.engine == "eager" and not spec.compile:
+        return None
+    from operators.static_decode import StaticDecoder
+
+    return StaticDecoder(compile_steps=spec.compile)
 
 
 def refuse_unsupported_family(model_type: str) -> None:

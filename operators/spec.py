@@ -8,6 +8,7 @@ DEFAULT_ANSWER_INSTRUCTION = "Answer yes or no."
 DEFAULT_LABEL_QUESTION = "Does this image show {label}?"
 DEFAULT_POST_LABEL_QUESTION = "Does this post show or contain {label}?"
 DEFAULT_DESCRIBE_PROMPT = "Describe this image in one sentence."
+ENGINES = ("eager", "static")
 
 
 @dataclass(frozen=True)
@@ -24,6 +25,9 @@ class ModelSpec:
     device: str = "auto"
     attn_implementation: str | None = None
     max_new_tokens: int = 32
+    # "eager": dynamic KV cache, any shape. "static": the question pass and decode steps on a
+    # preallocated cache with bucketed shapes. `compile` compiles those steps (implies static).
+    engine: str = "eager"
     compile: bool = False
     local_files_only: bool = False
     trust_remote_code: bool = False
@@ -43,6 +47,8 @@ class ModelSpec:
     extra_load_kwargs: dict[str, str] = field(default_factory=dict, hash=False)
 
     def __post_init__(self) -> None:
+        if self.engine not in ENGINES:
+            raise ValueError(f"engine must be one of {', '.join(ENGINES)}, not {self.engine!r}")
         if self.max_new_tokens < 1:
             raise ValueError("max_new_tokens must be at least 1")
         for name in ("label_question", "post_label_question"):

@@ -115,7 +115,17 @@ class ModelSettings(BaseModel):
         description="Longest image edge in pixels before tiling; caps the tiles per image at "
         "ceil(edge / tile)^2 + 1 (SmolVLM-256M: 512 px tiles of 64 tokens each).",
     )
-    compile: bool = Field(False, description="torch.compile the language model.")
+    engine: Literal["eager", "static"] = Field(
+        "eager",
+        description="eager: a KV cache that grows with each step. static: the question pass and "
+        "decode steps run on a preallocated KV cache with bucketed shapes (rows to a power of "
+        "two, prefix to 64 tokens), reused batch after batch.",
+    )
+    compile: bool = Field(
+        False,
+        description="torch.compile the static engine's question pass and decode steps (CUDA "
+        "graphs on a GPU); implies engine: static. Each new bucket compiles once.",
+    )
     local_files_only: bool = Field(False, description="Never contact a model hub.")
     torch_threads: int | None = Field(
         None,

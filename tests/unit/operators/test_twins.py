@@ -180,6 +180,23 @@ def test_a_batch_mixing_tile_counts_equals_each_post_alone(smol, shaped):
                 assert batched.values[task] == pytest.approx(alone.values[task], abs=1e-4)
 
 
+def test_the_static_engine_matches_eager_on_a_batch_mixing_tile_counts(twin_dirs, smol, shaped):
+    static = load_vlm(
+        ModelSpec(str(twin_dirs[SMOLVLM]), device="cpu", max_new_tokens=3, engine="static")
+    )
+    describe = VlmTask(TaskKind.DESCRIBE)
+    jobs = [
+        PostJob((shaped["photo"],), TEXT, (SPAM, WEAPON, describe)),
+        PostJob((shaped["small"], shaped["tall"]), None, (THREAT, WEAPON)),
+        PostJob((shaped["wide"],), "another post", (SPAM, describe)),
+    ]
+    eager = VlmOperator(smol).run_posts(jobs)
+    for want, got in zip(eager, VlmOperator(static).run_posts(jobs), strict=True):
+        for task, value in want.values.items():
+            expected = pytest.approx(value, abs=1e-4) if isinstance(value, float) else value
+            assert got.values[task] == expected, task
+
+
 def test_tiling_overrides_cut_the_tiles_and_change_the_cache_key(twin_dirs, smol, shaped):
     directory = str(twin_dirs[SMOLVLM])
     single = load_vlm(ModelSpec(directory, device="cpu", image_splitting=False))

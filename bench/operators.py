@@ -79,6 +79,11 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--naive-posts", type=int, default=None, help="posts in the naive loop")
     parser.add_argument("--attn", default=None, help="attn_implementation, e.g. sdpa")
+    parser.add_argument("--engine", choices=["eager", "static"], default="eager")
+    parser.add_argument("--compile", action="store_true", help="compile the static steps")
+    parser.add_argument(
+        "--skip", default="", help="comma-separated sections to leave out: full, posts, cache"
+    )
     parser.add_argument("--redis-url", help="measure the cache on this Redis instead of a dict")
     parser.add_argument("--json", type=Path, help="also write the figures here")
     return parser.parse_args()
@@ -152,6 +157,8 @@ def main() -> None:
         device=args.device,
         attn_implementation=args.attn,
         max_new_tokens=args.max_new_tokens,
+        engine=args.engine,
+        compile=args.compile,
     )
     vlm = load_vlm(spec)
     device = str(vlm.device)
@@ -164,21 +171,48 @@ def main() -> None:
         "dtype": str(vlm.model.dtype),
         "batch": args.batch,
         "max_new_tokens": args.max_new_tokens,
+        "engine": args.engine + (" + compile" if args.compile else ""),
     }
-    jobs = full_workload(images)
-    batched_s = timed(lambda: operator.run(jobs), args.repeats, device)
+    skip = set(filter(None, args.skip.split(",")))
     naive_count = args.naive_posts or min(args.batch, 8)
-    naive_s = timed(lambda: [naive_post(vlm, job) for job in jobs[:naive_count]], 1, device)
-    figures["batched_posts_per_s"] = args.batch / batched_s
-    figures["naive_posts_per_s"] = naive_count / naive_s
-    figures["batched_over_naive"] = figures["batched_posts_per_s"] / figures["naive_posts_per_s"]
+    jobs = full_workload(images)
+    if "full" not in skip:
+        batched_s = timed(lambda: operator.run(jobs), args.repeats, device)
+        naive_s = timed(lambda: [naive_post(vlm, job) for job in jobs[:naive_count]], 1, device)
+        figures["batched_posts_per_s"] = args.batch / batched_s
+        figures["naive_posts_per_s"] = naive_count / naive_s
+        figures["batched_over_naive"] = args.batch / batched_s / (naive_count / naive_s)
     figures.update(question_costs(operator, images, args.repeats, device))
-    pairs = synthetic_images(2 * args.batch, args.image_size)
-    figures.update(post_question_costs(operator, pairs, args.repeats, device))
-    figures.update(cache_costs(vlm, jobs, args.redis_url))
+    figures.update(naive_one_question(vlm, images[:naive_count], device))
+    figures["one_question_over_naive"] = (
+        figures["one_question_posts_per_s"] / figures["naive_one_question_posts_per_s"]
+    )
+    figures.update(caption_rate(operator, images, args.repeats, device))
+    if "posts" not in skip:
+        pairs = synthetic_images(2 * args.batch, args.image_size)
+        figures.update(post_question_costs(operator, pairs, args.repeats, device))
+    if "cache" not in skip:
+        figures.update(cache_costs(vlm, jobs, args.redis_url))
     report(figures)
     if args.json:
         args.json.write_text(json.dumps(figures, indent=2))
+
+
+def naive_one_question(vlm: Vlm, images: list[LoadedImage], device: str) -> dict[str, object]:
+    """The per-post loop for one question: the processor and one full forward per post."""
+    job = [ImageJob(image, questions={"weapon": QUESTIONS["weapon"]}) for image in images]
+    seconds = timed(lambda: [naive_post(vlm, one) for one in job], 1, device)
+    return {"naive_one_question_posts_per_s": len(images) / seconds}
+
+
+def caption_rate(
+    operator: VlmOperator, images: list[LoadedImage], repeats: int, device: str
+) -> dict[str, object]:
+    """Posts/s for a caption alone (greedy, up to `max_new_tokens` tokens), batched."""
+    jobs = [ImageJob(image, describe=True) for image in images]
+    first = _once(lambda: operator.run(jobs))
+    seconds = timed(lambda: operator.run(jobs), repeats, device)
+    return {"caption_posts_per_s": len(images) / seconds, "caption_first_batch_s": first}
 
 
 def question_costs(

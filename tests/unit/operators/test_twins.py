@@ -249,3 +249,29 @@ def test_the_pipeline_config_tiling_knobs_reach_the_model_spec(tmp_path):
     model = ModelSettings(name_or_path=str(tmp_path), image_splitting=False, max_image_edge=1024)
     spec = model_spec(PipelineConfig(model=model))
     assert (spec.image_splitting, spec.max_image_edge) == (False, 1024)
+
+
+def test_vlmod_moderate_judges_a_tiled_photo_with_the_twin(
+    twin_dirs, shaped, tmp_path, monkeypatch
+):
+    import operators.forward
+    from contracts.records import Verdict
+
+    photo = tmp_path / "photo.png"
+    shaped["photo"].image.save(photo)
+    tiles_seen: list[int] = []
+    encode = operators.forward.encode_images
+
+    def counting(vlm, pixel_inputs):
+        tiles_seen.extend(
+            int(n) for n in pixel_inputs["pixel_attention_mask"].flatten(2).any(2).sum(1)
+        )
+        return encode(vlm, pixel_inputs)
+
+    monkeypatch.setattr(operators.forward, "encode_images", counting)
+    examples = Path(__file__).resolve().parents[3] / "policies" / "examples"
+    args = ["--policy", str(examples), "--model", str(twin_dirs[SMOLVLM])]
+    result = CliRunner().invoke(app, ["moderate", *args, "--image", str(photo), "--id", "p1"])
+    assert result.exit_code == 0, result.output
+    assert Verdict.model_validate_json(result.stdout).post_id == "p1"
+    assert tiles_seen == [13]  # one 1536x1024 image: a 4x3 grid of 512 px tiles + the global view

@@ -99,11 +99,17 @@ class StaticDecoder:
     def _run(
         self, vlm: Vlm, input_ids: torch.Tensor, mask: torch.Tensor, offset: int, cache: Any
     ) -> torch.Tensor:
-        """One fixed-shape step: `input_ids` written at cache slots from `offset`."""
-        _set_length(cache, offset)
+        """One fixed-shape step: `input_ids` written at cache slots from `offset`.
+
+        The cache's write position is already `offset`: `_fill` or `_copy_rows` set it, and each
+        step advances it inside the model.
+        """
         width = input_ids.shape[1]
         positions = (mask.long().cumsum(dim=-1) - 1).clamp(min=0)[:, offset : offset + width]
         step = self._step_function(vlm)
+        if self.compile_steps and vlm.device.type == "cuda":
+            # Each call is a new step for CUDA graph trees: earlier outputs were consumed.
+            torch.compiler.cudagraph_mark_step_begin()
         return step(input_ids.to(vlm.device), mask, positions, cache)
 
     def _step_function(self, vlm: Vlm) -> StepFunction:

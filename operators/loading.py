@@ -119,7 +119,7 @@ def load_vlm(spec: ModelSpec) -> Vlm:
     apply_tiling_overrides(processor.image_processor, spec)
     processor.tokenizer.padding_side = "left"
     yes_ids, no_ids = yes_no_token_ids(processor.tokenizer, spec.yes_words, spec.no_words)
-    return Vlm(
+    vlm = Vlm(
         model=model,
         processor=processor,
         spec=spec,
@@ -133,6 +133,11 @@ def load_vlm(spec: ModelSpec) -> Vlm:
         cache_keyword=cache_keyword(model),
         static=_static_decoder(spec),
     )
+    if spec.compile:
+        # The vision tower is most of the work per image; its batch of tiles varies, so compile
+        # it for dynamic batch sizes rather than one graph per count.
+        vlm.vision_tower.compile(dynamic=True)
+    return vlm
 
 
 def image_token_id(config: Any) -> int:

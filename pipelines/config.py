@@ -115,6 +115,12 @@ class ModelSettings(BaseModel):
         description="Longest image edge in pixels before tiling; caps the tiles per image at "
         "ceil(edge / tile)^2 + 1 (SmolVLM-256M: 512 px tiles of 64 tokens each).",
     )
+    preprocess_threads: int = Field(
+        2,
+        ge=0,
+        description="Threads running the image processor on the next chunk of a batch while "
+        "the model runs the current one; 0 runs it inline before each forward.",
+    )
     engine: Literal["eager", "static"] = Field(
         "eager",
         description="eager: a KV cache that grows with each step. static: the question pass and "
@@ -123,8 +129,9 @@ class ModelSettings(BaseModel):
     )
     compile: bool = Field(
         False,
-        description="torch.compile the static engine's question pass and decode steps (CUDA "
-        "graphs on a GPU); implies engine: static. Each new bucket compiles once.",
+        description="torch.compile the vision tower (dynamic tile counts) and the static "
+        "engine's question pass and decode steps (CUDA graphs on a GPU); implies engine: "
+        "static. Each new bucket compiles once.",
     )
     local_files_only: bool = Field(False, description="Never contact a model hub.")
     torch_threads: int | None = Field(

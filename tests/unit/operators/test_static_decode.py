@@ -84,6 +84,7 @@ def test_compiled_steps_give_the_eager_answers_without_recompiling(tiny_dirs, im
 def test_compile_implies_the_static_engine(tiny_dirs):
     vlm = load(tiny_dirs, "smolvlm", compile=True)
     assert isinstance(vlm.static, StaticDecoder) and vlm.static.compile_steps
+    assert vlm.vision_tower._compiled_call_impl is not None  # the tower is compiled too
     assert load(tiny_dirs, "smolvlm").static is None
 
 

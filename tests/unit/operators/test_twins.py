@@ -141,16 +141,23 @@ def test_each_shape_tiles_as_expected(smol, shaped):
     assert grids == {"wide": 9, "tall": 9, "small": 17, "photo": 13}
 
 
+@pytest.fixture(scope="module")
+def llava(twin_dirs):
+    return load_vlm(ModelSpec(str(twin_dirs[LLAVA]), device="cpu", max_new_tokens=2))
+
+
+@pytest.mark.parametrize("twin", ["smol", "llava"])
 @pytest.mark.parametrize("shape", list(SHAPES))
-def test_every_image_task_runs_and_matches_a_plain_forward(smol, shaped, shape):
+def test_every_image_task_runs_and_matches_a_plain_forward(request, twin, shaped, shape):
+    vlm = request.getfixturevalue(twin)
     image = shaped[shape]
     job = ImageJob(image, {"v": "violence"}, {"w": WEAPON.prompt}, describe=True, embed=True)
-    [signals] = VlmOperator(smol).run([job])
+    [signals] = VlmOperator(vlm).run([job])
     assert isinstance(signals, ImageSignals), signals
     assert 0.0 <= signals.labels["v"] <= 1.0
     assert signals.description is not None
     assert signals.embedding is not None and all(math.isfinite(v) for v in signals.embedding)
-    expected = plain_probability(smol, [image], None, WEAPON)
+    expected = plain_probability(vlm, [image], None, WEAPON)
     assert signals.answers["w"] == pytest.approx(expected, abs=1e-4)
 
 
@@ -211,8 +218,8 @@ def test_tiling_overrides_are_refused_for_a_processor_that_does_not_tile(twin_di
         load_vlm(ModelSpec(str(twin_dirs[LLAVA]), device="cpu", image_splitting=True))
 
 
-def test_llava_twin_runs_a_post(twin_dirs, shaped):
-    vlm = load_vlm(ModelSpec(str(twin_dirs[LLAVA]), device="cpu", max_new_tokens=2))
+def test_llava_twin_runs_a_post(llava, shaped):
+    vlm = llava
     images = (shaped["photo"],)
     [signals] = VlmOperator(vlm).run_posts([PostJob(images, TEXT, (SPAM,))])
     encoding = encode_image(vlm, images[0].image)

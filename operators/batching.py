@@ -29,6 +29,7 @@ class ImageEncoding:
 
     expansion: tuple[int, ...]
     pixel_inputs: dict[str, torch.Tensor]  # batch dimension 1
+    pinned: bool = False  # pixels in page-locked memory; their collation is pinned too
 
 
 def encode_image(vlm: Vlm, image: Image.Image) -> ImageEncoding:
@@ -52,12 +53,28 @@ def encode_image(vlm: Vlm, image: Image.Image) -> ImageEncoding:
     return ImageEncoding(tuple(encoded["input_ids"][0].tolist()), pixels)
 
 
+def wants_pinned(vlm: Vlm) -> bool:
+    """Whether pixels should be page-locked: the model is on a CUDA device."""
+    return torch.cuda.is_available() and vlm.device.type == "cuda"
+
+
+def pin_encoding(encoding: ImageEncoding) -> ImageEncoding:
+    """The same encoding with its pixels copied to page-locked memory."""
+    pixels = {key: value.pin_memory() for key, value in encoding.pixel_inputs.items()}
+    return ImageEncoding(encoding.expansion, pixels, pinned=True)
+
+
 def collate_images(encodings: Sequence[ImageEncoding]) -> dict[str, torch.Tensor]:
-    """One entry per image along dim 0, other dims zero-padded; {} for no image."""
+    """One entry per image along dim 0, other dims zero-padded; {} for no image.
+
+    When every encoding is pinned the result is pinned too, so that the forward's copy to the
+    GPU can be asynchronous (`non_blocking=True`).
+    """
     if not encodings:
         return {}
     keys = list(encodings[0].pixel_inputs)
-    return {key: stack_padded([e.pixel_inputs[key] for e in encodings]) for key in keys}
+    pin = all(e.pinned for e in encodings)
+    return {key: stack_padded([e.pixel_inputs[key] for e in encodings], pin) for key in keys}
 
 
 def collate_prefixes(
@@ -74,18 +91,22 @@ def collate_prefixes(
     return input_ids, mask
 
 
-def stack_padded(tensors: Sequence[torch.Tensor]) -> torch.Tensor:
+def stack_padded(tensors: Sequence[torch.Tensor], pin: bool = False) -> torch.Tensor:
     """Concatenate on dim 0, zero-padding the other dims (e.g. Idefics3's tile count)."""
     shapes = {tuple(tensor.shape[1:]) for tensor in tensors}
-    if len(shapes) == 1:
+    if len(shapes) == 1 and not pin:
         return torch.cat(list(tensors), dim=0)
     target = [max(sizes) for sizes in zip(*shapes, strict=True)]
-    padded = []
+    rows = sum(int(tensor.shape[0]) for tensor in tensors)
+    # One allocation written in place: a single copy of the pixels, into pinned memory if asked.
+    allocate = torch.empty if len(shapes) == 1 else torch.zeros
+    out = allocate((rows, *target), dtype=tensors[0].dtype, pin_memory=pin)
+    start = 0
     for tensor in tensors:
-        out = tensor.new_zeros((tensor.shape[0], *target))
-        out[(slice(None), *(slice(0, size) for size in tensor.shape[1:]))] = tensor
-        padded.append(out)
-    return torch.cat(padded, dim=0)
+        end = start + int(tensor.shape[0])
+        out[(slice(start, end), *(slice(0, size) for size in tensor.shape[1:]))] = tensor
+        start = end
+    return out
 
 
 def encode_task_rows(

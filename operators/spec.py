@@ -40,6 +40,9 @@ class ModelSpec:
     no_words: tuple[str, ...] = ("no", "No", "NO")
     max_rows_per_forward: int = 256
     max_text_tokens: int = 512  # tokens of post text in a post-level prompt; the rest is cut
+    # Threads that run the processor on the next chunk's images while a forward runs; 0 runs
+    # it inline before each forward.
+    preprocess_threads: int = 2
     # Tiling cost knobs for processors that split images into tiles (Idefics3/SmolVLM); None
     # keeps the checkpoint's own setting. Tiles per image are at most ceil(edge / tile)^2 + 1.
     image_splitting: bool | None = None
@@ -56,5 +59,7 @@ class ModelSpec:
                 raise ValueError(f"{name} must contain the placeholder {{label}}")
         if self.max_text_tokens < 1:
             raise ValueError("max_text_tokens must be at least 1")
+        if self.preprocess_threads < 0:
+            raise ValueError("preprocess_threads must be 0 (inline) or more")
         if self.max_image_edge is not None and self.max_image_edge < 1:
             raise ValueError("max_image_edge must be at least 1 pixel")

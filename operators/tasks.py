@@ -4,6 +4,8 @@
 image, the post text as untrusted tokens), forward (the only model call, in `operators.forward`,
 on prefix and task rows from `operators.assembly`) and postprocess (probabilities, decoding,
 folding per post, cache writes). `run` and the four one-task helpers wrap it for image jobs.
+Posts are forwarded in chunks; with `preprocess_threads` the processor runs on the next chunk's
+images on a thread pool while the current chunk's forward runs.
 
 >>> from operators.tiny import ensure_tiny
 >>> from operators.loading import load_vlm
@@ -21,13 +23,18 @@ True
 
 from __future__ import annotations
 
+import copy
+import dataclasses
 import logging
 from collections.abc import Iterator, Mapping, Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
+from types import TracebackType
+from typing import Any
 
 import torch
 
 from operators.assembly import ForwardPlan, build_plan
-from operators.batching import ImageEncoding, encode_image
+from operators.batching import ImageEncoding, encode_image, pin_encoding, wants_pinned
 from operators.cache import SignalCache
 from operators.exceptions import InferenceError, OperatorError, UnsupportedTask
 from operators.forward import ForwardResult, run_forward
@@ -65,6 +72,7 @@ class VlmOperator:
     def __init__(self, vlm: Vlm, cache: SignalCache | None = None) -> None:
         self.vlm = vlm
         self.cache = cache
+        self._threaded_vlm: Vlm | None = None
 
     def run_posts(
         self, jobs: Sequence[PostJob | OperatorError]
@@ -88,10 +96,13 @@ class VlmOperator:
                 pending.append(work)
             else:
                 results[work.index] = finish(work)
-        ready, encodings = self._preprocess(pending, results)
-        for chunk in self._chunks(ready):
-            for work, outcome in self._forward_isolating(chunk, encodings):
-                results[work.index] = outcome
+        chunks = list(self._chunks(pending))
+        threads = self.vlm.spec.preprocess_threads
+        vlm = self._encoding_vlm() if threads else self.vlm
+        with _Encoder(vlm, threads, wants_pinned(self.vlm)) as encoder:
+            for works, encodings in encoder.ahead(chunks, results):
+                for work, outcome in self._forward_isolating(works, encodings):
+                    results[work.index] = outcome
         return [result for result in results if result is not None]
 
     def run(self, jobs: Sequence[ImageJob | OperatorError]) -> list[ImageSignals | OperatorError]:
@@ -120,29 +131,19 @@ class VlmOperator:
         results = self.run([ImageJob(image, embed=True) for image in images])
         return [_pick(result, "embedding") for result in results]
 
-    def _preprocess(
-        self, works: Sequence[PostWork], results: list[PostSignals | OperatorError | None]
-    ) -> tuple[list[PostWork], dict[str, ImageEncoding]]:
-        """The processor once per unique image; a post with a rejected image gets its error."""
-        encodings: dict[str, ImageEncoding | OperatorError] = {}
-        ready = []
-        for work in works:
-            failure = None
-            for image in work.needed_images():
-                if image.sha256 not in encodings:
-                    encodings[image.sha256] = self._encode(image)
-                failure = failure or _error(encodings[image.sha256])
-            if failure is None:
-                ready.append(work)
-            else:
-                results[work.index] = failure
-        return ready, {k: v for k, v in encodings.items() if isinstance(v, ImageEncoding)}
-
-    def _encode(self, image: LoadedImage) -> ImageEncoding | OperatorError:
-        try:
-            return encode_image(self.vlm, image.image)
-        except OperatorError as error:
-            return error
+    def _encoding_vlm(self) -> Vlm:
+        """The loaded model with a processor of its own, for the preprocessing threads."""
+        # A fast tokenizer sets padding and truncation as state on one shared Rust object, so
+        # calls from two threads with different settings fail with "Already borrowed". The
+        # threads only ever tokenize the image placeholder, all with the same settings.
+        if self._threaded_vlm is None:
+            processor = copy.deepcopy(self.vlm.processor)
+            backend = getattr(processor.tokenizer, "backend_tokenizer", None)
+            if backend is not None:
+                backend.no_padding()
+                backend.no_truncation()
+            self._threaded_vlm = dataclasses.replace(self.vlm, processor=processor)
+        return self._threaded_vlm
 
     def _chunks(self, pending: Sequence[PostWork]) -> Iterator[list[PostWork]]:
         """Posts in order, whole, at most `max_rows_per_forward` task rows per chunk."""
@@ -218,8 +219,91 @@ def _embeddings(plan: ForwardPlan, result: ForwardResult) -> dict[str, TaskValue
     return dict(zip(plan.image_shas, result.embeddings.tolist(), strict=True))
 
 
-def _error(encoding: ImageEncoding | OperatorError) -> OperatorError | None:
-    return encoding if isinstance(encoding, OperatorError) else None
+class _Encoder:
+    """The processor once per unique image, inline or a chunk ahead on a thread pool."""
+
+    def __init__(self, vlm: Vlm, threads: int, pin: bool) -> None:
+        self._vlm = vlm
+        self._pin = pin
+        self._pool = ThreadPoolExecutor(threads, "vlm-preprocess") if threads else None
+        self._done: dict[str, ImageEncoding | OperatorError | Future[Any]] = {}
+
+    def __enter__(self) -> _Encoder:
+        return self
+
+    def __exit__(
+        self,
+        kind: type[BaseException] | None,
+        error: BaseException | None,
+        trace: TracebackType | None,
+    ) -> None:
+        if self._pool is not None:
+            self._pool.shutdown(wait=True, cancel_futures=True)
+
+    def ahead(
+        self, chunks: Sequence[list[PostWork]], results: list[PostSignals | OperatorError | None]
+    ) -> Iterator[tuple[list[PostWork], dict[str, ImageEncoding]]]:
+        """Each chunk's posts whose images encoded, with those encodings; the rest get errors."""
+        last_use = {
+            image.sha256: index
+            for index, works in enumerate(chunks)
+            for work in works
+            for image in work.needed_images()
+        }
+        for index, works in enumerate(chunks):
+            # The pool's queue is first-in first-out: this chunk's images finish before the next's.
+            for upcoming in chunks[index : index + 2]:
+                self._start(upcoming)
+            ready, encodings = self._collect(works, results)
+            if ready:
+                yield ready, encodings
+            # Drop what no later chunk needs: at most two chunks' pixels are held at once.
+            for sha in [sha for sha, last in last_use.items() if last == index]:
+                self._done.pop(sha, None)
+
+    def _start(self, works: Sequence[PostWork]) -> None:
+        if self._pool is None:
+            return
+        for work in works:
+            for image in work.needed_images():
+                if image.sha256 not in self._done:
+                    self._done[image.sha256] = self._pool.submit(self._encode, image)
+
+    def _collect(
+        self, works: Sequence[PostWork], results: list[PostSignals | OperatorError | None]
+    ) -> tuple[list[PostWork], dict[str, ImageEncoding]]:
+        """A post with a rejected image gets that image's error and leaves the chunk."""
+        ready = []
+        encodings: dict[str, ImageEncoding] = {}
+        for work in works:
+            failure = None
+            for image in work.needed_images():
+                encoding = self._get(image)
+                if isinstance(encoding, OperatorError):
+                    failure = failure or encoding
+                else:
+                    encodings[image.sha256] = encoding
+            if failure is None:
+                ready.append(work)
+            else:
+                results[work.index] = failure
+        return ready, encodings
+
+    def _get(self, image: LoadedImage) -> ImageEncoding | OperatorError:
+        entry = self._done.get(image.sha256)
+        if entry is None:
+            entry = self._encode(image)
+        elif isinstance(entry, Future):
+            entry = entry.result()
+        self._done[image.sha256] = entry
+        return entry
+
+    def _encode(self, image: LoadedImage) -> ImageEncoding | OperatorError:
+        try:
+            encoding = encode_image(self._vlm, image.image)
+        except OperatorError as error:
+            return error
+        return pin_encoding(encoding) if self._pin else encoding
 
 
 def _image_result(

@@ -57,6 +57,7 @@ def model_spec(config: PipelineConfig) -> ModelSpec:
         max_text_tokens=settings.max_text_tokens,
         image_splitting=settings.image_splitting,
         max_image_edge=settings.max_image_edge,
+        preprocess_threads=settings.preprocess_threads,
         engine=settings.engine,
         compile=settings.compile,
         local_files_only=settings.local_files_only,

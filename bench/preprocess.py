@@ -1,0 +1,280 @@
+"""Benchmark CPU preprocessing: images/s per core, from JPEG bytes to collated pixel tensors.
+
+One image's preprocessing is what a replica does before the GPU sees it: decode the bytes
+(`ImageLoader.load`), run the model's processor alone on the image (`encode_image`: resize,
+tile, rescale, normalize), and collate a batch (`collate_images`). Each process runs one torch
+thread and one OpenMP thread. The rate is measured in one process and in `--workers` processes
+at once, for four tiling settings: the checkpoint's own (SmolVLM: 512 px tiles after a resize
+to a 2048 px edge), no tiling (one tile), a 1024 px edge cap, and one tile from a 512 px edge.
+
+Runs on a bare GPU box (torch, transformers, pillow, numpy only); asserts nothing:
+
+    python bench/preprocess.py                        # SmolVLM-256M twin, all cores
+    python bench/preprocess.py --workers 16 --images 32 --json out.json
+    python bench/preprocess.py --model HuggingFaceTB/SmolVLM-256M-Instruct
+"""
+
+from __future__ import annotations
+
+import os
+
+# Before numpy and torch load: one OpenMP/BLAS thread per process, as the figures assume.
+for _name in ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS"):
+    os.environ[_name] = "1"
+
+import argparse  # noqa: E402
+import atexit  # noqa: E402
+import io  # noqa: E402
+import json  # noqa: E402
+import multiprocessing  # noqa: E402
+import platform  # noqa: E402
+import shutil  # noqa: E402
+import sys  # noqa: E402
+import tempfile  # noqa: E402
+import time  # noqa: E402
+from pathlib import Path  # noqa: E402
+from typing import Any  # noqa: E402
+
+# Run as a script, this file's folder would shadow the `operators` package: put the repo first.
+_REPO = Path(__file__).resolve().parent.parent
+sys.path[:] = [p for p in sys.path if Path(p or ".").resolve() != _REPO / "bench"]
+sys.path.insert(0, str(_REPO))
+
+import numpy as np  # noqa: E402
+import torch  # noqa: E402
+from PIL import Image  # noqa: E402
+
+from operators.batching import collate_images, encode_image  # noqa: E402
+from operators.images import ImageLoader  # noqa: E402
+from operators.limits import ImageLimits  # noqa: E402
+from operators.loading import apply_tiling_overrides  # noqa: E402
+from operators.prompts import PromptBook  # noqa: E402
+from operators.spec import ModelSpec  # noqa: E402
+from operators.twins import make_twin  # noqa: E402
+
+SMOLVLM = "HuggingFaceTB/SmolVLM-256M-Instruct"
+# name -> tiling overrides of ModelSpec
+MODES: dict[str, dict[str, Any]] = {
+    "tiled": {},
+    "one tile": {"image_splitting": False},
+    "edge 1024": {"max_image_edge": 1024},
+    # One tile without the processor's upscale to a 2048 px edge first.
+    "1 tile@512": {"image_splitting": False, "max_image_edge": 512},
+}
+# Photo sizes, cycled: mostly 1024x768, plus portrait, 720p, small and large.
+SIZES = ((1024, 768), (768, 1024), (1024, 768), (1280, 720), (640, 480), (1024, 768), (1600, 1200))
+UNIQUE_IMAGES = 14
+TARGET_IMAGES_PER_S = 2000
+
+_WORKER: dict[str, Any] = {}  # per process: images as bytes, a processor per mode
+
+
+def parse_args() -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--model", help=f"hub id or local checkpoint (default: {SMOLVLM} twin)")
+    parser.add_argument("--images", type=int, default=16, help="images per process per mode")
+    parser.add_argument("--workers", type=int, default=os.cpu_count() or 1)
+    parser.add_argument("--batch", type=int, default=8, help="images per collated batch")
+    parser.add_argument("--modes", nargs="+", choices=list(MODES), default=list(MODES))
+    parser.add_argument("--json", type=Path, help="also write the figures here")
+    return parser.parse_args()
+
+
+def checkpoint(model: str | None) -> str:
+    """The checkpoint to read the processor from; the twin is built in a temporary folder."""
+    if model:
+        return model
+    directory = Path(tempfile.mkdtemp(prefix="vlmod-preprocess-"))
+    atexit.register(shutil.rmtree, directory, ignore_errors=True)
+    return str(make_twin(directory, SMOLVLM))
+
+
+def photo_jpeg(width: int, height: int, seed: int) -> bytes:
+    """Smooth colour fields plus sensor-like noise, as a quality-85 JPEG."""
+    y, x = np.mgrid[0:height, 0:width]
+    rng = np.random.default_rng(seed)
+    fields = [128 + 100 * np.sin(x / 180) * np.cos(y / 240), 90 + 120 * y / height, 200 - x / 10]
+    pixels = np.stack(fields, -1) + rng.normal(0, 12, (height, width, 3))
+    buffer = io.BytesIO()
+    Image.fromarray(np.clip(pixels, 0, 255).astype(np.uint8)).save(buffer, "JPEG", quality=85)
+    return buffer.getvalue()
+
+
+class ProcessorOnly:
+    """What `encode_image` reads of a loaded model: the processor and the image placeholder."""
+
+    def __init__(self, name_or_path: str, overrides: dict[str, Any]) -> None:
+        from transformers import AutoProcessor
+
+        self.processor = AutoProcessor.from_pretrained(name_or_path)
+        apply_tiling_overrides(self.processor.image_processor, ModelSpec(name_or_path, **overrides))
+        self.prompts = PromptBook(self.processor, None)
+
+
+def init_worker(name_or_path: str, images: list[bytes], barrier: Any) -> None:
+    """Load one processor per mode, warm each up, then wait for every other worker."""
+    torch.set_num_threads(1)
+    _WORKER["images"] = images
+    _WORKER["loader"] = ImageLoader(ImageLimits())
+    _WORKER["vlms"] = {mode: ProcessorOnly(name_or_path, o) for mode, o in MODES.items()}
+    for mode in MODES:
+        preprocess(mode, [0])
+    if barrier is not None:
+        barrier.wait()
+
+
+def preprocess(mode: str, indices: list[int]) -> dict[str, float]:
+    """Decode, encode and collate the given images; seconds per stage and tiles."""
+    images, loader, vlm = _WORKER["images"], _WORKER["loader"], _WORKER["vlms"][mode]
+    started = time.perf_counter()
+    decoded = [loader.load(images[index % len(images)]).image for index in indices]
+    after_decode = time.perf_counter()
+    encodings = [encode_image(vlm, image) for image in decoded]
+    after_encode = time.perf_counter()
+    pixels = collate_images(encodings)
+    done = time.perf_counter()
+    return {
+        "decode_s": after_decode - started,
+        "encode_s": after_encode - after_decode,
+        "collate_s": done - after_encode,
+        "tiles": float(sum(int(e.pixel_inputs["pixel_values"].shape[1]) for e in encodings)),
+        "bytes": float(sum(t.numel() * t.element_size() for t in pixels.values())),
+    }
+
+
+def _task(job: tuple[str, list[int]]) -> dict[str, float]:
+    return preprocess(*job)
+
+
+def _ready(_: int) -> None:
+    return None
+
+
+def batches(count: int, size: int) -> list[list[int]]:
+    """`count` image indices in batches of `size`."""
+    return [list(range(start, min(count, start + size))) for start in range(0, count, size)]
+
+
+def one_process(mode: str, count: int, batch: int) -> dict[str, float]:
+    """Images/s of this process alone, and milliseconds per image by stage."""
+    stages = [preprocess(mode, indices) for indices in batches(count, batch)]
+    total = {key: sum(stage[key] for stage in stages) for key in stages[0]}
+    seconds = total["decode_s"] + total["encode_s"] + total["collate_s"]
+    return {
+        "images_per_s": count / seconds,
+        "decode_ms": 1000 * total["decode_s"] / count,
+        "processor_ms": 1000 * total["encode_s"] / count,
+        "collate_ms": 1000 * total["collate_s"] / count,
+        "tiles_per_image": total["tiles"] / count,
+        "pixel_mb_per_image": total["bytes"] / count / 1e6,
+    }
+
+
+def many_processes(pool: Any, mode: str, count: int, batch: int) -> float:
+    """Images/s of the whole pool, every worker busy until the last batch."""
+    jobs = [(mode, indices) for indices in batches(count, batch)]
+    started = time.perf_counter()
+    pool.map(_task, jobs, chunksize=1)
+    return count / (time.perf_counter() - started)
+
+
+def machine() -> dict[str, object]:
+    """The CPU model and how many cores this process may use."""
+    model = platform.processor() or platform.machine()
+    cpuinfo = Path("/proc/cpuinfo")
+    if cpuinfo.is_file():
+        names = [
+            line.split(":", 1)[1].strip()
+            for line in cpuinfo.read_text().splitlines()
+            if line.startswith("model name")
+        ]
+        model = names[0] if names else model
+    usable = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
+    return {"cpu": model, "cores": os.cpu_count(), "usable_cores": usable}
+
+
+def measure(
+    args: argparse.Namespace, name_or_path: str, images: list[bytes], figures: dict[str, Any]
+) -> None:
+    """Each mode in this process, then in a pool of `--workers` processes; rows as they come."""
+    init_worker(name_or_path, images, None)
+    rows: dict[str, Any] = {mode: one_process(mode, args.images, args.batch) for mode in args.modes}
+    figures["modes"] = {}
+    context = multiprocessing.get_context("spawn")  # no fork of a process that loaded torch
+    barrier = context.Barrier(args.workers)
+    started = time.perf_counter()
+    with context.Pool(args.workers, init_worker, (name_or_path, images, barrier)) as pool:
+        pool.map(_ready, [0])  # returns once every worker is past the barrier
+        figures["pool_startup_s"] = time.perf_counter() - started
+        print_header(figures)
+        for mode in args.modes:
+            rate = many_processes(pool, mode, args.images * args.workers, args.batch)
+            row = figures["modes"][mode] = rows[mode]
+            row.update(
+                pool_images_per_s=rate,
+                per_core_images_per_s=rate / args.workers,
+                pool_over_one=rate / row["images_per_s"],
+                cores_for_target=TARGET_IMAGES_PER_S / (rate / args.workers),
+            )
+            print_row(mode, row)
+            write_json(args.json, figures)  # a run cut short keeps the modes it finished
+
+
+def print_header(figures: dict[str, Any]) -> None:
+    """The machine, the settings and the table's header."""
+    info, workers = figures["machine"], figures["workers"]
+    print(f"machine: {info['cpu']}, {info['cores']} cores ({info['usable_cores']} usable)")
+    print(
+        f"model: {figures['model']}; {figures['images']} images per process per mode, "
+        f"batches of {figures['batch']}; pool of {workers} started in "
+        f"{figures['pool_startup_s']:.1f} s"
+    )
+    print(
+        f"{'mode':10s} {'tiles':>5s} {'MB':>5s} {'decode':>7s} {'proc.':>7s} "
+        f"{'collate':>7s} {'1 proc':>8s} {f'{workers} procs':>9s} {'per core':>9s} "
+        f"{'scaling':>7s} {'cores for ' + str(TARGET_IMAGES_PER_S):>15s}"
+    )
+    print("           (per image, ms: decode / processor / collate; rates in images/s)", flush=True)
+
+
+def print_row(mode: str, row: dict[str, float]) -> None:
+    """One mode's figures."""
+    print(
+        f"{mode:10s} {row['tiles_per_image']:5.1f} {row['pixel_mb_per_image']:5.1f} "
+        f"{row['decode_ms']:7.1f} {row['processor_ms']:7.1f} {row['collate_ms']:7.1f} "
+        f"{row['images_per_s']:8.1f} {row['pool_images_per_s']:9.1f} "
+        f"{row['per_core_images_per_s']:9.1f} {row['pool_over_one']:6.2f}x "
+        f"{row['cores_for_target']:15.0f}",
+        flush=True,
+    )
+
+
+def write_json(path: Path | None, figures: dict[str, Any]) -> None:
+    """The figures so far, when `--json` asks for them."""
+    if path is not None:
+        path.write_text(json.dumps(figures, indent=2))
+
+
+def main() -> None:
+    args = parse_args()
+    torch.set_num_threads(1)
+    started = time.perf_counter()
+    name_or_path = checkpoint(args.model)
+    figures: dict[str, Any] = {
+        "machine": machine(),
+        "model": args.model or f"{SMOLVLM} twin (real processor settings)",
+        "images": args.images,
+        "batch": args.batch,
+        "workers": args.workers,
+        "sizes": [f"{w}x{h}" for w, h in SIZES],
+        "torch": torch.__version__,
+    }
+    images = [photo_jpeg(*SIZES[seed % len(SIZES)], seed) for seed in range(UNIQUE_IMAGES)]
+    measure(args, name_or_path, images, figures)
+    figures["wall_s"] = time.perf_counter() - started
+    print(f"wall time {figures['wall_s']:.1f} s")
+    write_json(args.json, figures)
+
+
+if __name__ == "__main__":
+    main()

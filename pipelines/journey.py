@@ -13,6 +13,7 @@ from contracts.records import InputChange, Post, ProducerRun, utc_now
 from pipelines.signal_records import Failure
 from pipelines.tracing import Headers, headers_with_trace
 from policies.policy_set import PlanMemo, SignalKey, SignalPlan
+from policies.scope import PostScope
 
 
 @dataclass(frozen=True)
@@ -53,6 +54,7 @@ class Journey:
     runs: dict[str, ProducerRun] = field(default_factory=dict)
     planned_with: int = -1  # how many values were computed when `plan` was made
     plan_memo: PlanMemo = field(default_factory=dict)  # each policy's last plan for this post
+    scope: PostScope | None = None  # the post's CEL values, shared by every plan and decision
     images: tuple[bytes, ...] | None = None
     failure: Failure | None = None
     attempts: int = 0
@@ -78,6 +80,13 @@ class Journey:
     def note(self, change: InputChange) -> None:
         """Record a change made to the post's input, for the verdict."""
         self.changes = (*self.changes, change)
+
+    def policy_scope(self) -> PostScope:
+        """The post's PostScope, made on first use (the post must be decoded)."""
+        if self.scope is None:
+            assert self.post is not None
+            self.scope = PostScope(self.post)
+        return self.scope
 
     @property
     def trace_headers(self) -> Headers:

@@ -98,6 +98,7 @@ class Moderator:
                 journey.computed,
                 budget_s=self.policy_budget_s,
                 memo=journey.plan_memo,
+                scope=journey.policy_scope(),
             )
         except Exception as error:  # a policy-engine fault fails this post alone
             journey.fail(Failure.of(error, Stage.POLICY))
@@ -123,7 +124,11 @@ class Moderator:
         with self.telemetry.tracer.start_as_current_span("policy", context=journey.context):
             budget_s = self.policy_budget_s
             return policy_set.evaluate(
-                journey.post, journey.computed, budget_s=budget_s, unavailable=journey.unavailable
+                journey.post,
+                journey.computed,
+                budget_s=budget_s,
+                unavailable=journey.unavailable,
+                scope=journey.policy_scope(),
             )
 
     def _route(self, journey: Journey, decided: SetDecision) -> list[OutMessage]:

@@ -20,12 +20,13 @@ from dataclasses import dataclass, field
 from enum import Enum
 from typing import Any
 
-import cel
-
 from contracts.records import Action, MatchedRule, PolicyRef, Post, RuleError, Signals
 from policies.decision import DEFAULT_PRIORITY, Decision
-from policies.expressions import Condition, Needs, SignalRef
+from policies.expressions import Condition, Needs, SignalRef, Term
 from policies.schema import Mode
+from policies.scope import PostScope, run_term
+
+PostInput = Post | dict[str, Any] | PostScope  # a scope shares the post's CEL values
 
 EVIDENCE_MAX_CHARS = 200
 SLOW_RULE_SECONDS = 0.005
@@ -78,6 +79,11 @@ class RuleResult:
         return self.error
 
 
+# Results without detail are immutable and alike: one of each serves every rule run.
+_MATCH = RuleResult(Outcome.MATCH)
+_NO_MATCH = RuleResult(Outcome.NO_MATCH)
+
+
 @dataclass(frozen=True)
 class CompiledRule:
     """A rule ready to run: its condition's terms are compiled and ordered cheap first."""
@@ -95,8 +101,14 @@ class CompiledRule:
         """Smaller wins: most severe action, then lower priority number, then earlier rule."""
         return (-self.action.severity, self.priority, self.index)
 
-    def test(self, context: Any, present: Needs) -> RuleResult:
-        """Run the terms in order; a false term decides at once, even after an error."""
+    def test(
+        self, context: Any, present: Needs, memo: dict[int, tuple[Term, Any]] | None = None
+    ) -> RuleResult:
+        """Run the terms in order; a false term decides at once, even after an error.
+
+        `memo` (one per post, `PostScope.terms`) keeps what each term reading no signal gave:
+        on the same post it gives the same, so planning and deciding run it once.
+        """
         failure: RuleResult | None = None
         for term in self.condition.terms:
             if not term.needs.satisfied_by(present):
@@ -104,16 +116,15 @@ class CompiledRule:
                     Outcome.UNDECIDED, needs=term.needs, present=present
                 )
                 continue
-            try:
-                value = term.program.execute(context)
-            except Exception as exc:  # the CEL runtime raises builtins; any is this rule's error
-                failure = RuleResult(Outcome.ERROR, _describe_error(exc))
+            value = run_term(term, context, memo)
+            if isinstance(value, Exception):
+                failure = RuleResult(Outcome.ERROR, _describe_error(value))
                 continue
             if value is False:
-                return RuleResult(Outcome.NO_MATCH)
+                return _NO_MATCH
             if value is not True:
                 failure = RuleResult(Outcome.ERROR, f"condition gave {value!r}, not true/false")
-        return failure or RuleResult(Outcome.MATCH)
+        return failure or _MATCH
 
     def matched(self, variables: dict[str, Any]) -> MatchedRule:
         """This rule as a verdict's MatchedRule, with the values its condition read."""
@@ -184,13 +195,6 @@ class EvaluationStats:
             self.skipped_rules += len(decision.skipped_rules)
             self.slow_rules += slow
             self.errors_by_rule.update(error.id for error in decision.rule_errors)
-
-
-def post_variables(post: Post) -> dict[str, Any]:
-    """The `post` variable: the post as JSON data, inline image bytes left out."""
-    data = post.model_dump(mode="json", exclude={"images"})
-    data["images"] = [{"url": image.url, "mime": image.mime} for image in post.images]
-    return data
 
 
 @dataclass(frozen=True)
@@ -318,33 +322,35 @@ class CompiledPolicy:
 
     def run_rules(
         self,
-        post: Post | dict[str, Any],
+        post: PostInput,
         signals: Signals | SignalView,
         deadline: Deadline | None = None,
     ) -> Evaluation:
         """Test every rule against the post; the engine behind evaluate and planning.
 
-        Rules reached after `deadline` are not run; they come out OUT_OF_TIME.
+        Rules reached after `deadline` are not run; they come out OUT_OF_TIME. Pass the post's
+        PostScope when several policies or runs judge one post: its CEL values are shared.
         """
         view = signals if isinstance(signals, SignalView) else self.view_of(signals)
+        scope = post if isinstance(post, PostScope) else PostScope(post)
         variables: dict[str, Any] = {var: {} for var, keyed in self.keyed.items() if keyed}
         variables |= view.values
-        variables["text"] = (post.get("text") if isinstance(post, dict) else post.text) or ""
-        variables["post"] = post if isinstance(post, dict) else post_variables(post)
-        context = cel.Context(variables, functions=self.functions)
+        context = scope.context_for(self.functions, variables)
+        variables["text"] = scope.text
+        variables["post"] = scope.post
         results, slow = [], 0
         for rule in self.rules:
             started = time.perf_counter()
             if deadline is not None and started > deadline.at:
                 results.append((rule, deadline.result()))
                 continue
-            results.append((rule, rule.test(context, view.present)))
+            results.append((rule, rule.test(context, view.present, scope.terms)))
             slow += time.perf_counter() - started > SLOW_RULE_SECONDS
         return Evaluation(results, variables, slow, view.unavailable)
 
     def evaluate(
         self,
-        post: Post | dict[str, Any],
+        post: PostInput,
         signals: Signals | SignalView,
         deadline: Deadline | None = None,
     ) -> Decision:
@@ -380,7 +386,7 @@ class CompiledPolicy:
 
     def needed_for(
         self,
-        post: Post | dict[str, Any],
+        post: PostInput,
         signals: Signals | SignalView | None = None,
         deadline: Deadline | None = None,
     ) -> Needs:

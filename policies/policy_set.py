@@ -20,11 +20,12 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from contracts.records import Post, Signals, Verdict
-from policies.compiled import CompiledPolicy, Deadline, post_variables
+from policies.compiled import CompiledPolicy, Deadline
 from policies.decision import Decision, VerdictDiff, diff_decisions
 from policies.exceptions import PolicyInvalid, Problem
 from policies.expressions import Needs
 from policies.schema import Mode
+from policies.scope import PostScope
 
 SignalKey = tuple[str, Hashable]  # (producer, request)
 Computed = Mapping[SignalKey, Any]
@@ -142,15 +143,17 @@ class PolicySet:
         include_shadow: bool = True,
         budget_s: float | None = None,
         memo: PlanMemo | None = None,
+        scope: PostScope | None = None,
     ) -> SignalPlan:
         """Signals that could still change some decision, given the post and `computed`.
 
         Rules left untested when `budget_s` runs out keep every signal they read in the plan.
         With `memo` (one per post), a policy none of whose signals were computed since its
-        last plan keeps that plan instead of testing its rules again.
+        last plan keeps that plan instead of testing its rules again. `scope` (one per post,
+        made from this post) shares the post's CEL values with later plans and the decision.
         """
         computed = computed or {}
-        variables = post_variables(post)
+        shared = scope or PostScope(post)
         deadline = Deadline.after(budget_s)
         plan = SignalPlan()
         for policy in self._planned(include_shadow):
@@ -158,7 +161,7 @@ class PolicySet:
             if memo is not None and id(policy) in memo and memo[id(policy)][0] == known:
                 plan = plan | memo[id(policy)][1]
                 continue
-            planned = plan_of(policy, policy.needed_for(variables, policy.view(computed), deadline))
+            planned = plan_of(policy, policy.needed_for(shared, policy.view(computed), deadline))
             if memo is not None:
                 memo[id(policy)] = (known, planned)
             plan = plan | planned
@@ -176,24 +179,26 @@ class PolicySet:
         *,
         budget_s: float | None = None,
         unavailable: Mapping[SignalKey, str] | None = None,
+        scope: PostScope | None = None,
     ) -> SetDecision:
         """Every policy's decision; each shadow one is diffed against the active one of its id.
 
         All policies share `budget_s`; rules past it become rule errors, active policies first.
-        `unavailable` says why values could not be had; rules reading them say so.
+        `unavailable` says why values could not be had; rules reading them say so. `scope` is
+        the post's PostScope, as for `plan_for_post`.
         """
-        variables = post_variables(post)
+        shared = scope or PostScope(post)
         deadline = Deadline.after(budget_s)
         active, shadow = [], []
         for policy in self.active:
             view = policy.view(computed, unavailable)
-            decision = policy.evaluate(variables, view, deadline)
+            decision = policy.evaluate(shared, view, deadline)
             active.append(PolicyOutcome(decision, Signals(**view.values)))
         by_id = {outcome.decision.policy.id: outcome.decision for outcome in active}
         for policy in self.shadow:
             view = policy.view(computed, unavailable)
             signals = Signals(**view.values)
-            decision = policy.evaluate(variables, view, deadline)
+            decision = policy.evaluate(shared, view, deadline)
             diff = diff_decisions(by_id.get(policy.ref.id), decision)
             shadow.append(PolicyOutcome(decision, signals, diff))
         return SetDecision(tuple(active), tuple(shadow))

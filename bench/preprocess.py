@@ -5,7 +5,11 @@ One image's preprocessing is what a replica does before the GPU sees it: decode 
 tile, rescale, normalize), and collate a batch (`collate_images`). Each process runs one torch
 thread and one OpenMP thread. The rate is measured in one process and in `--workers` processes
 at once, for four tiling settings: the checkpoint's own (SmolVLM: 512 px tiles after a resize
-to a 2048 px edge), no tiling (one tile), a 1024 px edge cap, and one tile from a 512 px edge.
+to a 2048 px edge), no tiling (one tile), a 1024 px edge cap, and one tile from a 512 px edge;
+each through the processor and through the exact uint8 path (`fast ...` modes: the same PIL
+resizes and crops, uint8 tensors; rescale and normalize happen on the GPU, not counted here).
+`fast 512 draft` (not exact, not in the pipeline) decodes the JPEG at a reduced DCT scale first
+and reports how far that moves the pixels.
 
 Runs on a bare GPU box (torch, transformers, pillow, numpy only); asserts nothing:
 
@@ -26,6 +30,7 @@ import argparse  # noqa: E402
 import atexit  # noqa: E402
 import io  # noqa: E402
 import json  # noqa: E402
+import math  # noqa: E402
 import multiprocessing  # noqa: E402
 import platform  # noqa: E402
 import shutil  # noqa: E402
@@ -45,6 +50,7 @@ import torch  # noqa: E402
 from PIL import Image  # noqa: E402
 
 from operators.batching import collate_images, encode_image  # noqa: E402
+from operators.fast_pixels import fast_pixels_for  # noqa: E402
 from operators.images import ImageLoader  # noqa: E402
 from operators.limits import ImageLimits  # noqa: E402
 from operators.loading import apply_tiling_overrides  # noqa: E402
@@ -54,13 +60,26 @@ from operators.twins import make_twin  # noqa: E402
 
 SMOLVLM = "HuggingFaceTB/SmolVLM-256M-Instruct"
 # name -> tiling overrides of ModelSpec
-MODES: dict[str, dict[str, Any]] = {
+TILINGS: dict[str, dict[str, Any]] = {
     "tiled": {},
     "one tile": {"image_splitting": False},
     "edge 1024": {"max_image_edge": 1024},
     # One tile without the processor's upscale to a 2048 px edge first.
     "1 tile@512": {"image_splitting": False, "max_image_edge": 512},
 }
+# name -> (tiling overrides, fast_pixels): each tiling through the processor, then through the
+# exact uint8 path (`operators.fast_pixels`), whose rescale and normalize run on the GPU instead.
+# Pairs side by side, so that a run cut short (`bench/gpu.sh` gives it 60 s) keeps comparisons.
+MODES: dict[str, tuple[dict[str, Any], bool]] = {
+    mode: (overrides, fast)
+    for name, overrides in TILINGS.items()
+    for mode, fast in ((name, False), (f"fast {name}", True))
+}
+# Not exact, not in the pipeline: the JPEG decoded at a reduced DCT scale (PIL `draft`) that still
+# covers the 512 px edge, then the fast path. Measured for speed and for how far pixels move.
+DRAFT_MODE = "fast 512 draft"
+DRAFT_EDGE = 512
+MODES[DRAFT_MODE] = (TILINGS["1 tile@512"], True)
 # Photo sizes, cycled: mostly 1024x768, plus portrait, 720p, small and large.
 SIZES = ((1024, 768), (768, 1024), (1024, 768), (1280, 720), (640, 480), (1024, 768), (1600, 1200))
 UNIQUE_IMAGES = 14
@@ -101,14 +120,17 @@ def photo_jpeg(width: int, height: int, seed: int) -> bytes:
 
 
 class ProcessorOnly:
-    """What `encode_image` reads of a loaded model: the processor and the image placeholder."""
+    """What `encode_image` reads of a loaded model: the processor, placeholder and fast path."""
 
-    def __init__(self, name_or_path: str, overrides: dict[str, Any]) -> None:
+    def __init__(self, name_or_path: str, overrides: dict[str, Any], fast: bool) -> None:
         from transformers import AutoProcessor
 
         self.processor = AutoProcessor.from_pretrained(name_or_path)
         apply_tiling_overrides(self.processor.image_processor, ModelSpec(name_or_path, **overrides))
         self.prompts = PromptBook(self.processor, None)
+        self.fast_pixels = fast_pixels_for(self.processor) if fast else None
+        if fast and self.fast_pixels is None:
+            raise SystemExit(f"no exact uint8 path for {type(self.processor).__name__}")
 
 
 def init_worker(name_or_path: str, images: list[bytes], barrier: Any) -> None:
@@ -116,7 +138,7 @@ def init_worker(name_or_path: str, images: list[bytes], barrier: Any) -> None:
     torch.set_num_threads(1)
     _WORKER["images"] = images
     _WORKER["loader"] = ImageLoader(ImageLimits())
-    _WORKER["vlms"] = {mode: ProcessorOnly(name_or_path, o) for mode, o in MODES.items()}
+    _WORKER["vlms"] = {mode: ProcessorOnly(name_or_path, *o) for mode, o in MODES.items()}
     for mode in MODES:
         preprocess(mode, [0])
     if barrier is not None:
@@ -127,7 +149,10 @@ def preprocess(mode: str, indices: list[int]) -> dict[str, float]:
     """Decode, encode and collate the given images; seconds per stage and tiles."""
     images, loader, vlm = _WORKER["images"], _WORKER["loader"], _WORKER["vlms"][mode]
     started = time.perf_counter()
-    decoded = [loader.load(images[index % len(images)]).image for index in indices]
+    if mode == DRAFT_MODE:
+        decoded = [draft_decode(images[index % len(images)]) for index in indices]
+    else:
+        decoded = [loader.load(images[index % len(images)]).image for index in indices]
     after_decode = time.perf_counter()
     encodings = [encode_image(vlm, image) for image in decoded]
     after_encode = time.perf_counter()
@@ -139,6 +164,31 @@ def preprocess(mode: str, indices: list[int]) -> dict[str, float]:
         "collate_s": done - after_encode,
         "tiles": float(sum(int(e.pixel_inputs["pixel_values"].shape[1]) for e in encodings)),
         "bytes": float(sum(t.numel() * t.element_size() for t in pixels.values())),
+    }
+
+
+def draft_decode(data: bytes) -> Image.Image:
+    """The JPEG decoded at the smallest DCT scale (1/2, 1/4, 1/8) still covering DRAFT_EDGE."""
+    image = Image.open(io.BytesIO(data))
+    scale = DRAFT_EDGE / max(image.size)
+    image.draft("RGB", (math.ceil(image.width * scale), math.ceil(image.height * scale)))
+    return image.convert("RGB")
+
+
+def draft_change(images: list[bytes]) -> dict[str, float]:
+    """How far draft decoding moves the model's uint8 pixels (1 tile@512), in levels of 255."""
+    loader, vlm = _WORKER["loader"], _WORKER["vlms"][DRAFT_MODE]
+    diffs = []
+    for data in images:
+        exact, _ = vlm.fast_pixels.layout.tiles(loader.load(data).image)
+        drafted, _ = vlm.fast_pixels.layout.tiles(draft_decode(data))
+        diffs.append(np.abs(exact.astype(np.int16) - drafted.astype(np.int16)).ravel())
+    diff = np.concatenate(diffs)
+    return {
+        "mean_abs_levels": float(diff.mean()),
+        "p99_abs_levels": float(np.percentile(diff, 99)),
+        "max_abs_levels": float(diff.max()),
+        "share_over_8_levels": float((diff > 8).mean()),
     }
 
 
@@ -230,17 +280,17 @@ def print_header(figures: dict[str, Any]) -> None:
         f"{figures['pool_startup_s']:.1f} s"
     )
     print(
-        f"{'mode':10s} {'tiles':>5s} {'MB':>5s} {'decode':>7s} {'proc.':>7s} "
+        f"{'mode':15s} {'tiles':>5s} {'MB':>5s} {'decode':>7s} {'encode':>7s} "
         f"{'collate':>7s} {'1 proc':>8s} {f'{workers} procs':>9s} {'per core':>9s} "
         f"{'scaling':>7s} {'cores for ' + str(TARGET_IMAGES_PER_S):>15s}"
     )
-    print("           (per image, ms: decode / processor / collate; rates in images/s)", flush=True)
+    print(" " * 16 + "(per image, ms: decode / encode / collate; rates in images/s)", flush=True)
 
 
 def print_row(mode: str, row: dict[str, float]) -> None:
     """One mode's figures."""
     print(
-        f"{mode:10s} {row['tiles_per_image']:5.1f} {row['pixel_mb_per_image']:5.1f} "
+        f"{mode:15s} {row['tiles_per_image']:5.1f} {row['pixel_mb_per_image']:5.1f} "
         f"{row['decode_ms']:7.1f} {row['processor_ms']:7.1f} {row['collate_ms']:7.1f} "
         f"{row['images_per_s']:8.1f} {row['pool_images_per_s']:9.1f} "
         f"{row['per_core_images_per_s']:9.1f} {row['pool_over_one']:6.2f}x "
@@ -271,6 +321,13 @@ def main() -> None:
     }
     images = [photo_jpeg(*SIZES[seed % len(SIZES)], seed) for seed in range(UNIQUE_IMAGES)]
     measure(args, name_or_path, images, figures)
+    if DRAFT_MODE in args.modes:
+        change = figures["draft_change"] = draft_change(images)
+        print(
+            f"{DRAFT_MODE} vs exact pixels: mean |diff| {change['mean_abs_levels']:.2f} levels "
+            f"of 255, p99 {change['p99_abs_levels']:.0f}, max {change['max_abs_levels']:.0f}, "
+            f"{100 * change['share_over_8_levels']:.2f}% over 8 levels"
+        )
     figures["wall_s"] = time.perf_counter() - started
     print(f"wall time {figures['wall_s']:.1f} s")
     write_json(args.json, figures)

@@ -8,7 +8,7 @@ placed into any prompt. Prefix rows and task rows are collated with left padding
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 import torch
@@ -33,7 +33,11 @@ class ImageEncoding:
 
 
 def encode_image(vlm: Vlm, image: Image.Image) -> ImageEncoding:
-    """The processor's expansion of one image placeholder, and that image's pixel tensors."""
+    """The processor's expansion of one image placeholder, and that image's pixel tensors.
+
+    With `vlm.fast_pixels` the pixels are the processor's in uint8, normalized on the device by
+    `encode_images`; the PIL calls are the processor's, so an image fails on either path alike.
+    """
     width, height = image.size
     if min(width, height) < 1 or max(width, height) / min(width, height) > MAX_ASPECT_RATIO:
         raise ImagePreprocessError(
@@ -41,6 +45,8 @@ def encode_image(vlm: Vlm, image: Image.Image) -> ImageEncoding:
             f"over {MAX_ASPECT_RATIO:g}:1"
         )
     try:
+        if vlm.fast_pixels is not None:
+            return ImageEncoding(*vlm.fast_pixels.encode(image, vlm.processor))
         encoded = vlm.processor(
             text=[vlm.prompts.image_token],
             images=[image],
@@ -51,6 +57,11 @@ def encode_image(vlm: Vlm, image: Image.Image) -> ImageEncoding:
         raise ImagePreprocessError(f"the model's processor rejected the image: {exc}") from exc
     pixels = {key: value for key, value in encoded.items() if key not in _TEXT_KEYS}
     return ImageEncoding(tuple(encoded["input_ids"][0].tolist()), pixels)
+
+
+def processor_path(vlm: Vlm) -> Vlm:
+    """The same model with the processor's float pixels, for code that calls the model itself."""
+    return replace(vlm, fast_pixels=None)
 
 
 def wants_pinned(vlm: Vlm) -> bool:

@@ -10,11 +10,12 @@ probabilities come from that pass's next-token logits; descriptions continue gre
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Protocol
 
 import torch
 from transformers import DynamicCache
 
+from operators.fast_pixels import normalize_pixels
 from operators.loading import Vlm
 
 
@@ -61,16 +62,32 @@ class ForwardResult:
     generated: torch.Tensor | None  # (generate rows, tokens) token ids
 
 
-def run_forward(vlm: Vlm, prefix: PrefixBatch, rows: TaskRows, embed: bool) -> ForwardResult:
-    """Encode each unique image once, then score and generate every task row."""
+class RowSteps(Protocol):
+    """Another way to run the task rows after the prefill (see `operators.static_decode`)."""
+
+    def continue_rows(
+        self, vlm: Vlm, prefill_cache: Any, prefix: PrefixBatch, rows: TaskRows
+    ) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """P(yes) per task row, and the generated ids of the generate rows (or None)."""
+        ...
+
+
+def run_forward(
+    vlm: Vlm, prefix: PrefixBatch, rows: TaskRows, embed: bool, steps: RowSteps | None = None
+) -> ForwardResult:
+    """Encode each unique image once, then score and generate every task row.
+
+    `steps` runs what follows the prefill; without it the rows go through the eager,
+    growing-cache path below.
+    """
     with torch.inference_mode():
         features = encode_images(vlm, prefix.pixel_inputs) if prefix.pixel_inputs else []
         embeddings = pool_image_features(features) if embed and features else None
         if rows.size == 0:
             return ForwardResult(embeddings, torch.empty(0), None)
         cache = prefill(vlm, prefix, [features[index] for index in prefix.image_order])
-        if vlm.static is not None:
-            probability, generated = vlm.static.continue_rows(vlm, cache, prefix, rows)
+        if steps is not None:
+            probability, generated = steps.continue_rows(vlm, cache, prefix, rows)
             return ForwardResult(embeddings, probability, generated)
         cache.batch_select_indices(rows.prefix_index.to(vlm.device))
         mask = torch.cat([prefix.attention_mask[rows.prefix_index], rows.attention_mask], dim=1)
@@ -88,8 +105,13 @@ def encode_images(vlm: Vlm, pixel_inputs: dict[str, torch.Tensor]) -> list[torch
     """One pass of the vision tower and projector: projected features per image, in order."""
     # Pinned host tensors copy while the GPU is still busy; elsewhere this is a plain copy.
     inputs = {key: value.to(vlm.device, non_blocking=True) for key, value in pixel_inputs.items()}
-    if "pixel_values" in inputs:
-        inputs["pixel_values"] = inputs["pixel_values"].to(vlm.model.dtype)
+    pixels = inputs.get("pixel_values")
+    if pixels is not None:
+        if pixels.dtype == torch.uint8 and vlm.fast_pixels is not None:
+            # uint8 from the fast path: the processor's rescale and normalize, done here.
+            mask = inputs.get("pixel_attention_mask")
+            pixels = normalize_pixels(pixels, vlm.fast_pixels.norm, mask)
+        inputs["pixel_values"] = pixels.to(vlm.model.dtype)
     return list(vlm.model.get_image_features(**inputs, return_dict=True).pooler_output)
 
 

@@ -21,7 +21,7 @@ from operators.prompts import PromptBook, PromptLayout, layout_from_template, ye
 from operators.spec import ModelSpec
 
 if TYPE_CHECKING:
-    from operators.static_decode import StaticDecoder
+    from operators.fast_pixels import FastPixels
 
 # Where each family keeps its vision encoder, under `model.model`. Explicit, not discovered.
 VISION_TOWERS = {
@@ -52,7 +52,8 @@ class Vlm:
     prompts: PromptBook  # the template per image count, tokenized once
     image_token_id: int = -1  # the placeholder each projected image feature replaces
     cache_keyword: str = "cache"  # the forward's KV-cache argument: `cache` or `past_key_values`
-    static: StaticDecoder | None = None  # fixed-shape question pass and decode steps, if chosen
+    # The processor's pixels in uint8, normalized on the device; None runs the processor.
+    fast_pixels: FastPixels | None = None
 
     @property
     def tokenizer(self) -> Any:
@@ -131,7 +132,8 @@ def load_vlm(spec: ModelSpec) -> Vlm:
         prompts=PromptBook(processor, spec.system_prompt),
         image_token_id=image_token_id(model.config),
         cache_keyword=cache_keyword(model),
-        static=_static_decoder(spec),
+        # After the tiling overrides: the fast path copies the processor's settings as they are.
+        fast_pixels=_fast_pixels(spec, processor),
     )
     if spec.compile:
         # The vision tower is most of the work per image; its batch of tiles varies, so compile
@@ -155,12 +157,10 @@ def cache_keyword(model: Any) -> str:
     return "cache" if "cache" in parameters else "past_key_values"
 
 
-def _static_decoder(spec: ModelSpec) -> StaticDecoder | None:
-    if spec.engine == "eager" and not spec.compile:
-        return None
-    from operators.static_decode import StaticDecoder
+def _fast_pixels(spec: ModelSpec, processor: Any) -> FastPixels | None:
+    from operators.fast_pixels import fast_pixels_for
 
-    return StaticDecoder(compile_steps=spec.compile)
+    return fast_pixels_for(processor) if spec.fast_pixels else None
 
 
 def refuse_unsupported_family(model_type: str) -> None:

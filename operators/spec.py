@@ -47,6 +47,11 @@ class ModelSpec:
     # keeps the checkpoint's own setting. Tiles per image are at most ceil(edge / tile)^2 + 1.
     image_splitting: bool | None = None
     max_image_edge: int | None = None  # px; images are resized to this longest edge first
+    # Known processors (SmolVLM/Idefics3, LLaVA/CLIP): resize and tile in uint8 on the CPU and
+    # rescale + normalize on the model's device, bit-exact with the processor. False always
+    # runs the checkpoint's processor. The model sees the same pixels either way, so the
+    # answer-cache key (`operators.work.model_key`) leaves this out.
+    fast_pixels: bool = True
     extra_load_kwargs: dict[str, str] = field(default_factory=dict, hash=False)
 
     def __post_init__(self) -> None:

@@ -26,6 +26,7 @@ from transformers import StaticCache
 
 from operators.forward import PrefixBatch, TaskRows, yes_probability
 from operators.loading import Vlm
+from operators.spec import ModelSpec
 
 PREFIX_STEP = 64  # tokens; one SmolVLM tile is 64 image tokens
 SUFFIX_STEP = 16
@@ -139,6 +140,13 @@ class StaticDecoder:
             config = vlm.model.config.get_text_config(decoder=True)
             self._caches[key] = StaticCache(config=config, max_cache_len=length)
         return self._caches[key]
+
+
+def static_decoder(spec: ModelSpec) -> StaticDecoder | None:
+    """The decoder the spec asks for: None for the eager engine, compiled steps with `compile`."""
+    if spec.engine == "eager" and not spec.compile:
+        return None
+    return StaticDecoder(compile_steps=spec.compile)
 
 
 class _Layout:

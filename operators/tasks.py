@@ -50,6 +50,7 @@ from operators.jobs import (
     VlmTask,
 )
 from operators.loading import Vlm
+from operators.static_decode import static_decoder
 from operators.work import Item, PostWork, finish, plan_work, store_results
 
 __all__ = [
@@ -72,6 +73,8 @@ class VlmOperator:
     def __init__(self, vlm: Vlm, cache: SignalCache | None = None) -> None:
         self.vlm = vlm
         self.cache = cache
+        # Fixed-shape steps keep their KV caches (and compiled graphs) from batch to batch.
+        self.static = static_decoder(vlm.spec)
         self._threaded_vlm: Vlm | None = None
 
     def run_posts(
@@ -165,7 +168,7 @@ class VlmOperator:
         """Forward the chunk; if it fails, retry post by post so only the culprit fails."""
         try:
             plan = build_plan(self.vlm, works, encodings)
-            result = run_forward(self.vlm, plan.prefix, plan.rows, plan.embed)
+            result = run_forward(self.vlm, plan.prefix, plan.rows, plan.embed, self.static)
         except (RuntimeError, ValueError, IndexError, TypeError) as exc:
             if len(works) == 1:
                 log.warning("inference failed for post %d: %s", works[0].index, exc)

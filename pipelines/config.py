@@ -121,6 +121,12 @@ class ModelSettings(BaseModel):
         description="Threads running the image processor on the next chunk of a batch while "
         "the model runs the current one; 0 runs it inline before each forward.",
     )
+    fast_pixels: bool = Field(
+        True,
+        description="Resize and tile images in uint8 on the CPU and rescale + normalize them on "
+        "the model's device, bit-exact with the processor (SmolVLM/Idefics3 and LLaVA/CLIP; "
+        "other processors always run as they are). False always runs the processor.",
+    )
     engine: Literal["eager", "static"] = Field(
         "eager",
         description="eager: a KV cache that grows with each step. static: the question pass and "

@@ -58,6 +58,7 @@ def model_spec(config: PipelineConfig) -> ModelSpec:
         image_splitting=settings.image_splitting,
         max_image_edge=settings.max_image_edge,
         preprocess_threads=settings.preprocess_threads,
+        fast_pixels=settings.fast_pixels,
         engine=settings.engine,
         compile=settings.compile,
         local_files_only=settings.local_files_only,

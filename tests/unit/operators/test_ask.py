@@ -91,11 +91,11 @@ def test_forward_failure_is_isolated_to_its_item(vlm, images, monkeypatch):
     real = tasks.run_forward
     calls = []
 
-    def batch_and_second_item_fail(vlm_, prefix, rows, embed):
+    def batch_and_second_item_fail(vlm_, prefix, rows, embed, steps=None):
         calls.append(prefix.size)
         if len(calls) in (1, 3):
             raise RuntimeError("CUDA out of memory (simulated)")
-        return real(vlm_, prefix, rows, embed)
+        return real(vlm_, prefix, rows, embed, steps)
 
     monkeypatch.setattr(tasks, "run_forward", batch_and_second_item_fail)
     jobs = [ImageJob(images[0], questions=QUESTIONS), ImageJob(images[1], questions=QUESTIONS)]

@@ -7,7 +7,7 @@ import dataclasses
 import pytest
 import torch
 
-from operators.batching import encode_image
+from operators.batching import encode_image, processor_path
 from operators.cache import SignalCache
 from operators.exceptions import ImagePreprocessError, UnsupportedTask
 from operators.forward import yes_probability
@@ -30,7 +30,7 @@ LONG_TEXT = "the quick brown fox jumps over the lazy dog " * 200  # past max_tex
 
 def plain_probability(vlm, images, text, task) -> float:
     """One forward of prefix ids + suffix ids with the post's pixels: no KV reuse at all."""
-    encodings = [encode_image(vlm, image.image) for image in images]
+    encodings = [encode_image(processor_path(vlm), image.image) for image in images]
     post_text = encode_post_text(vlm, text) if text else None
     prefix = post_prefix_ids(vlm, [e.expansion for e in encodings], post_text)
     suffix = post_task_text(vlm, task) + vlm.prompts.layout(len(images)).tail
@@ -216,9 +216,9 @@ def test_chunks_respect_max_rows_per_forward(vlm, images, monkeypatch):
     seen = []
     real = tasks.run_forward
 
-    def spy(vlm_, prefix, rows, embed):
+    def spy(vlm_, prefix, rows, embed, steps=None):
         seen.append(rows.size)
-        return real(vlm_, prefix, rows, embed)
+        return real(vlm_, prefix, rows, embed, steps)
 
     monkeypatch.setattr(tasks, "run_forward", spy)
     jobs = [PostJob((image,), SHORT_TEXT, (SPAM, WEAPON)) for image in images]

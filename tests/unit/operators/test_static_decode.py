@@ -49,9 +49,9 @@ def load(tiny_dirs, arch: str, **settings):
 def test_static_engine_gives_the_eager_answers_and_captions(tiny_dirs, images, arch):
     jobs = mixed_jobs(images)
     eager = VlmOperator(load(tiny_dirs, arch)).run_posts(jobs)
-    static_vlm = load(tiny_dirs, arch, engine="static")
-    assert static_vlm.static is not None
-    assert_same_signals(eager, VlmOperator(static_vlm).run_posts(jobs))
+    static = VlmOperator(load(tiny_dirs, arch, engine="static"))
+    assert static.static is not None
+    assert_same_signals(eager, static.run_posts(jobs))
 
 
 def test_static_engine_reuses_its_cache_tensors_across_batches(tiny_dirs, images):
@@ -59,11 +59,11 @@ def test_static_engine_reuses_its_cache_tensors_across_batches(tiny_dirs, images
     operator = VlmOperator(vlm)
     jobs = mixed_jobs(images)
     first = operator.run_posts(jobs)
-    addresses = {key: cache.layers[0].keys.data_ptr() for key, cache in vlm.static._caches.items()}
+    addresses = {k: c.layers[0].keys.data_ptr() for k, c in operator.static._caches.items()}
     assert addresses  # a question-pass cache and a caption cache at least
     second = operator.run_posts(jobs)
     assert_same_signals(first, second)
-    again = {key: cache.layers[0].keys.data_ptr() for key, cache in vlm.static._caches.items()}
+    again = {k: c.layers[0].keys.data_ptr() for k, c in operator.static._caches.items()}
     assert again == addresses
 
 
@@ -83,9 +83,10 @@ def test_compiled_steps_give_the_eager_answers_without_recompiling(tiny_dirs, im
 
 def test_compile_implies_the_static_engine(tiny_dirs):
     vlm = load(tiny_dirs, "smolvlm", compile=True)
-    assert isinstance(vlm.static, StaticDecoder) and vlm.static.compile_steps
+    operator = VlmOperator(vlm)
+    assert isinstance(operator.static, StaticDecoder) and operator.static.compile_steps
     assert vlm.vision_tower._compiled_call_impl is not None  # the tower is compiled too
-    assert load(tiny_dirs, "smolvlm").static is None
+    assert VlmOperator(load(tiny_dirs, "smolvlm")).static is None
 
 
 def test_an_unknown_engine_is_refused():

@@ -16,7 +16,7 @@ import torch
 from PIL import Image
 from typer.testing import CliRunner
 
-from operators.batching import encode_image
+from operators.batching import encode_image, processor_path
 from operators.exceptions import UnsupportedModel
 from operators.forward import yes_probability
 from operators.images import LoadedImage
@@ -74,7 +74,7 @@ def tiles(vlm, image: LoadedImage) -> int:
 
 def plain_probability(vlm, images, text, task) -> float:
     """Prefix + suffix ids with every image's tiles in one row: one forward, no KV reuse."""
-    encodings = [encode_image(vlm, image.image) for image in images]
+    encodings = [encode_image(processor_path(vlm), image.image) for image in images]
     expansions = [e.expansion for e in encodings]
     if task.about is About.POST:
         post_text = encode_post_text(vlm, text) if text else None
@@ -228,7 +228,7 @@ def test_llava_twin_runs_a_post(llava, shaped):
 
 
 def plain_llava(vlm, images, text) -> float:
-    encodings = [encode_image(vlm, image.image) for image in images]
+    encodings = [encode_image(processor_path(vlm), image.image) for image in images]
     prefix = post_prefix_ids(vlm, [e.expansion for e in encodings], encode_post_text(vlm, text))
     suffix = post_task_text(vlm, SPAM) + vlm.prompts.layout(len(images)).tail
     ids = torch.tensor([prefix + vlm.tokenizer(suffix, add_special_tokens=False)["input_ids"]])

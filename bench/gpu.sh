@@ -23,6 +23,7 @@ step eager-64 140 python bench/operators.py "${shape[@]}" --batch 64 --naive-pos
     --json "$out/eager-64.json"
 step compiled-64 150 python bench/operators.py "${shape[@]}" --batch 64 --naive-posts 8 --repeats 3 \
     --engine static --compile --skip full,cache --json "$out/compiled-64.json"
-step compiled-256 110 python bench/operators.py "${shape[@]}" --batch 256 --naive-posts 4 --repeats 3 \
+step compiled-256 100 python bench/operators.py "${shape[@]}" --batch 256 --naive-posts 4 --repeats 3 \
     --engine static --compile --skip full,posts,cache --json "$out/compiled-256.json"
-step preprocess 60 python bench/preprocess.py --workers "$(nproc)" --json "$out/preprocess.json"
+step preprocess 90 python bench/preprocess.py --workers "$(nproc)" --json "$out/preprocess.json" \
+    --modes "1 tile@512" "fast 1 tile@512" "fast 512 draft" "fast tiled" tiled

@@ -70,6 +70,10 @@ class _Layout(Protocol):
         """What the processor's `replace_image_token` reads of processed images, for `key`."""
         ...
 
+    def grid(self, width: int, height: int) -> Grid:
+        """The expansion key of an image of this size, from its size alone."""
+        ...
+
 
 @dataclass
 class FastPixels:
@@ -78,6 +82,10 @@ class FastPixels:
     norm: PixelNorm
     layout: _Layout
     _expansions: dict[Grid, tuple[int, ...]] = field(default_factory=dict, repr=False)
+
+    def image_tokens(self, image: Image.Image, processor: Any) -> int:
+        """How many prompt tokens the image's placeholder becomes, without touching its pixels."""
+        return len(self.expansion(self.layout.grid(image.width, image.height), processor))
 
     def encode(
         self, image: Image.Image, processor: Any
@@ -142,10 +150,9 @@ class Idefics3Layout:
         image = resize(
             image, *vision_encoder_size(image.height, image.width, self.tile), self.resample
         )
-        if image.height <= self.tile and image.width <= self.tile:
+        rows, cols = self._grid(image.height, image.width)
+        if not rows:
             return chw(np.asarray(image))[None], (0, 0)
-        rows = (image.height - self.tile) // self.tile + 1
-        cols = (image.width - self.tile) // self.tile + 1
         pixels, size = np.asarray(image), self.tile
         out = np.empty((rows * cols + 1, 3, size, size), dtype=np.uint8)
         for index in range(rows * cols):
@@ -156,6 +163,19 @@ class Idefics3Layout:
 
     def _square(self, image: Image.Image) -> Image.Image:
         return resize(image, self.tile, self.tile, self.resample)
+
+    def _grid(self, height: int, width: int) -> Grid:
+        """(rows, cols) of tiles of an image already at its vision-encoder size; (0, 0): none."""
+        if height <= self.tile and width <= self.tile:
+            return 0, 0
+        return (height - self.tile) // self.tile + 1, (width - self.tile) // self.tile + 1
+
+    def grid(self, width: int, height: int) -> Grid:
+        """`tiles`' key without the pixels: the same sizes, computed, not resized."""
+        if not self.splitting:
+            return 0, 0
+        resized = idefics3_resized(height, width, self.edge)
+        return self._grid(*vision_encoder_size(*resized, self.tile))
 
     def replacement_inputs(self, key: Grid) -> dict[str, Any]:
         """Idefics3's replacement reads only the grid's rows and cols."""
@@ -216,6 +236,10 @@ class ClipLayout:
         # The processor's own crop, dtype-agnostic: it pads with zeros when the image is smaller.
         cropped = center_crop(np.asarray(image), self.crop, last, input_data_format=last)
         return chw(cropped), self.crop
+
+    def grid(self, width: int, height: int) -> Grid:
+        """Always the crop size."""
+        return self.crop
 
     def replacement_inputs(self, key: Grid) -> dict[str, Any]:
         """LLaVA's replacement reads only the processed image's height and width."""

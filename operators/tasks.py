@@ -149,11 +149,16 @@ class VlmOperator:
         return self._threaded_vlm
 
     def _chunks(self, pending: Sequence[PostWork]) -> Iterator[list[PostWork]]:
-        """Posts in order, whole, at most `max_rows_per_forward` task rows per chunk."""
+        """Posts by prompt length, whole, at most `max_rows_per_forward` task rows per chunk.
+
+        Prefix rows are left-padded to the longest in their forward, so a 13-tile photo beside
+        text-only posts would make every row pay for its length; sorting first keeps posts of
+        similar length together (results are placed by post index, so order is kept).
+        """
         limit = self.vlm.spec.max_rows_per_forward
         chunk: list[PostWork] = []
         rows = 0
-        for work in pending:
+        for work in sorted(pending, key=lambda work: prompt_size(self.vlm, work)):
             if chunk and rows + work.rows > limit:
                 yield chunk
                 chunk, rows = [], 0
@@ -220,6 +225,15 @@ def _embeddings(plan: ForwardPlan, result: ForwardResult) -> dict[str, TaskValue
     if result.embeddings is None:
         return {}
     return dict(zip(plan.image_shas, result.embeddings.tolist(), strict=True))
+
+
+def prompt_size(vlm: Vlm, work: PostWork) -> int:
+    """About how many tokens a post's prompts hold: its images' and its text's; 0 if unknown."""
+    fast = vlm.fast_pixels
+    if fast is None:  # a processor whose image sizes are unknown until it runs: keep the order
+        return 0
+    images = sum(fast.image_tokens(i.image, vlm.processor) for i in work.needed_images())
+    return images + (len(work.text.ids) if work.text is not None else 0)
 
 
 class _Encoder:

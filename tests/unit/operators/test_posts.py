@@ -230,6 +230,30 @@ def test_chunks_respect_max_rows_per_forward(vlm, images, monkeypatch):
         assert a.values == pytest.approx(b.values, abs=1e-4)
 
 
+def test_chunks_group_posts_of_similar_prompt_length(vlm, images, monkeypatch):
+    """Text-only posts and image posts, interleaved, go to separate forwards."""
+    from operators import tasks
+
+    small = dataclasses.replace(vlm, spec=dataclasses.replace(vlm.spec, max_rows_per_forward=2))
+    forwards = []
+    real = tasks.run_forward
+
+    def spy(vlm_, prefix, rows, embed, steps=None):
+        forwards.append(sorted({int(n) for n in prefix.attention_mask.sum(dim=1)}))
+        return real(vlm_, prefix, rows, embed, steps)
+
+    monkeypatch.setattr(tasks, "run_forward", spy)
+    text_only = PostJob((), SHORT_TEXT, (SPAM,))
+    jobs = [job for image in images[:2] for job in (text_only, PostJob((image,), None, (WEAPON,)))]
+    results = VlmOperator(small).run_posts(jobs)
+    # Unsorted, each forward would hold one text post and one image post.
+    assert len(forwards) == 2 and all(len(lengths) == 1 for lengths in forwards), forwards
+    monkeypatch.setattr(tasks, "run_forward", real)
+    for job, result in zip(jobs, results, strict=True):
+        [alone] = VlmOperator(vlm).run_posts([job])
+        assert result.values == pytest.approx(alone.values, abs=1e-4)
+
+
 def _text_model(vlm):
     inner = vlm.model.model
     return getattr(inner, "text_model", None) or inner.language_model

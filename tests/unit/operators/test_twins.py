@@ -204,6 +204,16 @@ def test_the_static_engine_matches_eager_on_a_batch_mixing_tile_counts(twin_dirs
             assert got.values[task] == expected, task
 
 
+def test_image_tokens_are_known_from_the_image_size_alone(twin_dirs, smol, llava, shaped):
+    capped = load_vlm(ModelSpec(str(twin_dirs[SMOLVLM]), device="cpu", max_image_edge=1024))
+    single = load_vlm(ModelSpec(str(twin_dirs[SMOLVLM]), device="cpu", image_splitting=False))
+    for vlm in (smol, capped, single, llava):
+        for image in shaped.values():
+            expansion = encode_image(vlm, image.image).expansion
+            counted = vlm.fast_pixels.image_tokens(image.image, vlm.processor)
+            assert counted == len(expansion), (vlm.name, image.image.size)
+
+
 def test_tiling_overrides_cut_the_tiles_and_change_the_cache_key(twin_dirs, smol, shaped):
     directory = str(twin_dirs[SMOLVLM])
     single = load_vlm(ModelSpec(directory, device="cpu", image_splitting=False))

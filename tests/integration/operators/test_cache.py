@@ -101,9 +101,9 @@ def test_partial_hit_computes_only_missing(vlm, images, redis_server, monkeypatc
     seen_rows = []
     real = tasks.run_forward
 
-    def spy(vlm_, prefix, rows, embed):
+    def spy(vlm_, prefix, rows, embed, steps=None):
         seen_rows.append((prefix.size, rows.size, embed))
-        return real(vlm_, prefix, rows, embed)
+        return real(vlm_, prefix, rows, embed, steps)
 
     monkeypatch.setattr(tasks, "run_forward", spy)
     results = operator.run(_jobs(images))

@@ -9,8 +9,11 @@ import subprocess
 import tempfile
 import time
 
+VLMOD = shutil.which("vlmod") or "vlmod"
 
-def test_demo_moderates_every_sample_and_dead_letters_the_malformed(tmp_path):
+
+def demo_env() -> dict[str, str]:
+    """The environment a demo runs in: a Ray root of its own, never the test session's Ray."""
     env = {
         **os.environ,
         "RAY_AUTH_MODE": "disabled",
@@ -18,10 +21,26 @@ def test_demo_moderates_every_sample_and_dead_letters_the_malformed(tmp_path):
         "COLUMNS": "200",
     }
     env.pop("RAY_ADDRESS", None)
-    # A Ray root of its own (short, for Ray's socket paths): never the test session's Ray.
-    env["RAY_TMPDIR"] = tempfile.mkdtemp(prefix="vlmod-demo-", dir="/tmp")
+    env["RAY_TMPDIR"] = tempfile.mkdtemp(prefix="vlmod-demo-", dir="/tmp")  # short socket paths
+    return env
+
+
+def start_demo(tmp_path, env: dict[str, str], *args: str) -> subprocess.Popen:
+    """`vlmod demo --posts 6 ARGS` in the background, its output merged into one text stream."""
+    return subprocess.Popen(
+        [VLMOD, "demo", "--posts", "6", *args],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        env=env,
+        cwd=tmp_path,
+    )
+
+
+def test_demo_moderates_every_sample_and_dead_letters_the_malformed(tmp_path):
+    env = demo_env()
     done = subprocess.run(
-        [shutil.which("vlmod") or "vlmod", "demo", "--posts", "6"],
+        [VLMOD, "demo", "--posts", "6"],
         capture_output=True,
         text=True,
         timeout=300,
@@ -51,17 +70,8 @@ def test_sigterm_to_the_demo_leaves_no_server_behind(tmp_path):
 
     from .test_harness import check_gone
 
-    env = {**os.environ, "RAY_AUTH_MODE": "disabled", "RAY_USAGE_STATS_ENABLED": "0"}
-    env.pop("RAY_ADDRESS", None)
-    env["RAY_TMPDIR"] = tempfile.mkdtemp(prefix="vlmod-demo-", dir="/tmp")
-    demo = subprocess.Popen(
-        [shutil.which("vlmod") or "vlmod", "demo", "--posts", "6"],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        text=True,
-        env={**env, "COLUMNS": "200"},
-        cwd=tmp_path,
-    )
+    env = demo_env()
+    demo = start_demo(tmp_path, env)
     try:
         ports = None
         for line in demo.stdout:
@@ -105,19 +115,8 @@ def test_demo_review_serves_a_console_where_the_demos_tasks_are_decided(tmp_path
         pytest.skip("no Debian chromium at /usr/bin/chromium")
     from playwright.sync_api import sync_playwright
 
-    env = {**os.environ, "RAY_AUTH_MODE": "disabled", "RAY_USAGE_STATS_ENABLED": "0"}
-    env.pop("RAY_ADDRESS", None)
-    env["RAY_TMPDIR"] = tempfile.mkdtemp(prefix="vlmod-demo-", dir="/tmp")
-    port = str(free_port())
-    vlmod = shutil.which("vlmod") or "vlmod"
-    demo = subprocess.Popen(
-        [vlmod, "demo", "--posts", "6", "--review", "--review-port", port],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        text=True,
-        env={**env, "COLUMNS": "200"},
-        cwd=tmp_path,
-    )
+    env = demo_env()
+    demo = start_demo(tmp_path, env, "--review", "--review-port", str(free_port()))
     try:
         ready = None
         for line in demo.stdout:

@@ -59,7 +59,8 @@ class StaticDecoder:
         layout = _Layout.of(prefix, rows, vlm.spec.max_new_tokens)
         padded = _pad_rows(rows.size, self.row_bucket(rows.size))
         cache = self._cache(vlm, padded.numel(), layout.total)
-        _fill(cache, prefill_cache, rows.prefix_index[padded].to(vlm.device), layout.prefix)
+        index = rows.prefix_index[padded].to(vlm.device)
+        _take_rows(cache, prefill_cache, index, layout.prefilled, layout.prefix)
         mask = layout.mask(prefix.attention_mask[rows.prefix_index], rows.attention_mask)
         mask = mask[padded].to(vlm.device)
         suffix = _left_pad(rows.input_ids, layout.suffix, vlm.tokenizer.pad_token_id)[padded]
@@ -82,7 +83,7 @@ class StaticDecoder:
         padded = picked[_pad_rows(picked.numel(), self.row_bucket(picked.numel()))]
         cache = self._cache(vlm, padded.numel(), layout.total)
         start = layout.prefix + layout.suffix
-        _copy_rows(cache, source, padded.to(vlm.device), start)
+        _take_rows(cache, source, padded.to(vlm.device), start, start)
         logits, mask = logits[padded.to(logits.device)], mask[padded.to(mask.device)].clone()
         eos = torch.tensor(vlm.eos_ids, device=logits.device)
         finished = torch.zeros(logits.shape[0], dtype=torch.bool, device=logits.device)
@@ -102,7 +103,7 @@ class StaticDecoder:
     ) -> torch.Tensor:
         """One fixed-shape step: `input_ids` written at cache slots from `offset`.
 
-        The cache's write position is already `offset`: `_fill` or `_copy_rows` set it, and each
+        The cache's write position is already `offset`: `_take_rows` set it, and each
         step advances it inside the model.
         """
         width = input_ids.shape[1]
@@ -184,24 +185,17 @@ def _left_pad(ids: torch.Tensor, width: int, pad_id: int) -> torch.Tensor:
     return padded
 
 
-def _fill(cache: Any, prefill_cache: Any, index: torch.Tensor, length: int) -> None:
-    """Each cache row gets its prefix row's keys and values; the write position is `length`."""
-    for target, source in zip(cache.layers, prefill_cache.layers, strict=True):
-        keys, values = source.keys[index], source.values[index]
-        _allocate(target, keys, values)
-        target.keys[:, :, : keys.shape[2]].copy_(keys)
-        target.values[:, :, : values.shape[2]].copy_(values)
-    _set_length(cache, length)
+def _take_rows(cache: Any, source: Any, index: torch.Tensor, slots: int, position: int) -> None:
+    """Cache row i takes row `index[i]` of `source`, its first `slots` slots.
 
-
-def _copy_rows(cache: Any, source: Any, index: torch.Tensor, length: int) -> None:
-    """Rows of another static cache, up to `length` slots."""
+    Writes then go on at `position`; slots between `slots` and `position` are a masked gap.
+    """
     for target, layer in zip(cache.layers, source.layers, strict=True):
-        keys, values = layer.keys[index, :, :length], layer.values[index, :, :length]
+        keys, values = layer.keys[index, :, :slots], layer.values[index, :, :slots]
         _allocate(target, keys, values)
-        target.keys[:, :, :length].copy_(keys)
-        target.values[:, :, :length].copy_(values)
-    _set_length(cache, length)
+        target.keys[:, :, :slots].copy_(keys)
+        target.values[:, :, :slots].copy_(values)
+    _set_length(cache, position)
 
 
 def _allocate(layer: Any, keys: torch.Tensor, values: torch.Tensor) -> None:

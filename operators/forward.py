@@ -146,9 +146,10 @@ def embed_with_images(vlm: Vlm, input_ids: torch.Tensor, placed: list[torch.Tens
     if placed:
         slots = input_ids == vlm.image_token_id
         features = torch.cat(placed).to(embeds.dtype)
-        if int(slots.sum()) != features.shape[0]:
+        tokens = int(slots.sum())
+        if tokens != features.shape[0]:
             raise ValueError(
-                f"{int(slots.sum())} image tokens in the prompt for {features.shape[0]} image "
+                f"{tokens} image tokens in the prompt for {features.shape[0]} image "
                 "features: the processor and the model disagree on tokens per image"
             )
         embeds = embeds.masked_scatter(slots[..., None], features)

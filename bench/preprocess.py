@@ -56,6 +56,7 @@ from operators.limits import ImageLimits  # noqa: E402
 from operators.loading import apply_tiling_overrides  # noqa: E402
 from operators.prompts import PromptBook  # noqa: E402
 from operators.spec import ModelSpec  # noqa: E402
+from operators.specialists.render import smooth_photo  # noqa: E402
 from operators.twins import make_twin  # noqa: E402
 
 SMOLVLM = "HuggingFaceTB/SmolVLM-256M-Instruct"
@@ -109,13 +110,9 @@ def checkpoint(model: str | None) -> str:
 
 
 def photo_jpeg(width: int, height: int, seed: int) -> bytes:
-    """Smooth colour fields plus sensor-like noise, as a quality-85 JPEG."""
-    y, x = np.mgrid[0:height, 0:width]
-    rng = np.random.default_rng(seed)
-    fields = [128 + 100 * np.sin(x / 180) * np.cos(y / 240), 90 + 120 * y / height, 200 - x / 10]
-    pixels = np.stack(fields, -1) + rng.normal(0, 12, (height, width, 3))
+    """A smooth photo-like image (`smooth_photo`), as a quality-85 JPEG."""
     buffer = io.BytesIO()
-    Image.fromarray(np.clip(pixels, 0, 255).astype(np.uint8)).save(buffer, "JPEG", quality=85)
+    smooth_photo(width, height, seed).save(buffer, "JPEG", quality=85)
     return buffer.getvalue()
 
 

@@ -167,6 +167,15 @@ def _origin(
     return rng.randint(low_x, free_x - low_x), rng.randint(low_y, free_y - low_y)
 
 
+def smooth_photo(width: int, height: int, seed: int = 0) -> Image.Image:
+    """Smooth colour fields plus sensor-like noise: cheap at any size, and no two tiles alike."""
+    y, x = np.mgrid[0:height, 0:width]
+    rng = np.random.default_rng(seed)
+    fields = [128 + 100 * np.sin(x / 180) * np.cos(y / 240), 90 + 120 * y / height, 200 - x / 10]
+    pixels = np.stack(fields, -1) + rng.normal(0, 12, (height, width, 3))
+    return Image.fromarray(np.clip(pixels, 0, 255).astype(np.uint8))
+
+
 def photo_like(seed: int, size: tuple[int, int] = (512, 384)) -> Image.Image:
     """A seeded stand-in for a photo: colour gradients, soft shapes and sensor-like noise."""
     rng = np.random.default_rng(seed)

@@ -10,10 +10,8 @@ import json
 import math
 from pathlib import Path
 
-import numpy as np
 import pytest
 import torch
-from PIL import Image
 from typer.testing import CliRunner
 
 from operators.batching import encode_image, processor_path
@@ -24,6 +22,7 @@ from operators.jobs import About, ImageJob, ImageSignals, PostJob, PostSignals, 
 from operators.loading import load_vlm
 from operators.prefixes import encode_post_text, image_prefix_ids, post_prefix_ids
 from operators.spec import ModelSpec
+from operators.specialists.render import smooth_photo
 from operators.tasks import VlmOperator
 from operators.twins import TWINS, make_twin, published_files
 from operators.work import image_task_text, model_key, post_task_text
@@ -42,12 +41,8 @@ SHAPES = {"wide": (1536, 512), "tall": (512, 1536), "small": (32, 32), "photo": 
 
 
 def photo_like(width: int, height: int, seed: int = 0) -> LoadedImage:
-    """Smooth colour fields plus sensor-like noise, so tiles differ from each other."""
-    y, x = np.mgrid[0:height, 0:width]
-    rng = np.random.default_rng(seed)
-    fields = [128 + 100 * np.sin(x / 180) * np.cos(y / 240), 90 + 120 * y / height, 200 - x / 10]
-    pixels = np.stack(fields, -1) + rng.normal(0, 12, (height, width, 3))
-    image = Image.fromarray(np.clip(pixels, 0, 255).astype(np.uint8))
+    """A smooth photo-like image, so tiles differ from each other."""
+    image = smooth_photo(width, height, seed)
     sha = f"{seed:02d}{width:05d}{height:05d}".ljust(64, "0")
     return LoadedImage(sha256=sha, image=image, nbytes=width * height * 3)
 

@@ -1,9 +1,12 @@
-"""The consume loop: poll, moderate batches in the background, produce, then commit.
+"""The consume loop: poll, moderate and produce batches in the background, then commit.
 
 One thread owns the Kafka consumer: it polls, hands batches to a small pool of workers, and
-produces and commits each batch once its worker is done. At most `max_in_flight_batches` are in
-flight; past that the loop pauses its partitions but keeps polling, so slow GPU work never
-exceeds `max.poll.interval.ms` and never triggers a rebalance.
+commits each batch once its worker is done. A worker moderates its batch and produces the
+outputs at once, waiting for their acks, so a verdict leaves as soon as it is decided, not when
+the polling thread next comes round. At most `max_in_flight_batches` are in flight; past that
+the loop pauses its partitions and waits for the first batch to finish, still polling to stay
+in the group, so slow GPU work never exceeds `max.poll.interval.ms` and never triggers a
+rebalance.
 
 A batch that fails as a whole is read again. Once a record has been in
 `retry.max_batch_attempts` failed batches, its batch runs one post at a time: the post that
@@ -16,7 +19,7 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from concurrent.futures import Future, ThreadPoolExecutor
+from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from dataclasses import asdict, dataclass
 
 from contracts.errors import Stage
@@ -49,10 +52,16 @@ class LoopStats:
 RecordKey = tuple[str, int, int]  # topic, partition, offset
 
 
+@dataclass(frozen=True)
+class _Produced:
+    messages: int
+    dead_letters: int = 0  # posts of an isolated batch that failed alone
+
+
 @dataclass
 class _InFlight:
     batch: Batch
-    outputs: Future[list[list[OutMessage]]]  # one list per message when isolated, else one
+    produced: Future[_Produced]
     started: float
     isolated: bool = False
 
@@ -102,9 +111,11 @@ class ModerationLoop:
         self.stats.partitions = len(self.consumer.assignment())
         if len(self._in_flight) >= self.pool.max_in_flight_batches:
             self.consumer.pause()
+            # Wait on the batches, not in poll, so a finished one is committed at once.
+            wait([item.produced for item in self._in_flight], 0.02, FIRST_COMPLETED)
             # Heartbeats and rebalances go on while paused. A partition assigned during this
             # poll starts unpaused and may hand out records: give them back to be read later.
-            stray = self.consumer.poll(timeout_ms=20)
+            stray = self.consumer.poll(timeout_ms=0)
             if stray is not None:
                 self.consumer.rewind(stray)
             self.stats.paused_polls += 1
@@ -124,35 +135,48 @@ class ModerationLoop:
         limit = self.max_batch_attempts
         return any(self._failures.get(_key(m), 0) >= limit for m in messages)
 
-    def _moderate_together(self, messages: list[SourceMessage]) -> list[list[OutMessage]]:
-        return [self.moderator.moderate(messages)]
+    def _moderate_together(self, messages: list[SourceMessage]) -> _Produced:
+        """Steps decode to produce for a batch; its outputs are acked when this returns."""
+        outputs = self.moderator.moderate(messages)
+        self._send(outputs)
+        return _Produced(len(outputs))
 
-    def _moderate_one_by_one(self, messages: list[SourceMessage]) -> list[list[OutMessage]]:
-        """Each message alone; one that still raises becomes a dead letter with the reason."""
-        outputs = []
+    def _moderate_one_by_one(self, messages: list[SourceMessage]) -> _Produced:
+        """Each message alone; one that still raises, or whose outputs the broker refuses,
+        becomes a dead letter with the reason."""
+        sent = dead_letters = 0
         for message in messages:
             try:
-                outputs.append(self.moderator.moderate([message]))
+                outputs = self.moderator.moderate([message])
             except Exception as error:  # the poison pill itself: dead-letter it, go on
                 log.error("post at %s failed alone, dead-lettered: %s", _key(message), error)
-                failure = Failure.of(error, Stage.POLICY)
-                outputs.append([self.moderator.fail_message(message, failure)])
-                self.stats.isolated_dead_letters += 1
-        return outputs
+                outputs = [self.moderator.fail_message(message, Failure.of(error, Stage.POLICY))]
+                dead_letters += 1
+            try:
+                self._send(outputs)
+            except Exception as error:  # e.g. a verdict over the broker's size limit
+                log.error("outputs of %s refused, dead-lettered: %s", _key(message), error)
+                outputs = [self.moderator.fail_message(message, Failure.of(error, Stage.PRODUCE))]
+                self._send(outputs)  # failing here is an outage: the batch is read again
+                dead_letters += 1
+            sent += len(outputs)
+        return _Produced(sent, dead_letters)
+
+    def _send(self, outputs: list[OutMessage]) -> None:
+        with self.moderator.telemetry.tracer.start_as_current_span("produce"):
+            self.producer.send_all(outputs)
 
     def _finish_done(self, *, wait: bool = False) -> None:
         for item in list(self._in_flight):
-            if wait or item.outputs.done():
+            if wait or item.produced.done():
                 self._in_flight.remove(item)
                 self._finish(item)
 
     def _finish(self, item: _InFlight) -> None:
-        """Step produce: send every output, wait for acks, then mark the batch done and commit."""
+        """Mark a batch whose outputs are acked done and commit; rewind one that failed."""
         try:
             with item.batch.processing():
-                outputs = item.outputs.result()
-                with self.moderator.telemetry.tracer.start_as_current_span("produce"):
-                    produced = self._produce(item, outputs)
+                produced = item.produced.result()
         except Exception as error:  # any failure: nothing is committed, so nothing is lost
             # The batch is read again, here or by the partition's next owner.
             self.stats.failed_batches += 1
@@ -167,27 +191,11 @@ class ModerationLoop:
             self._failures.pop((record.topic, record.partition, record.offset), None)
         self.stats.batches += 1
         self.stats.isolated_batches += item.isolated
-        self.stats.produced += produced
+        self.stats.isolated_dead_letters += produced.dead_letters
+        self.stats.produced += produced.messages
         elapsed_ms = (time.monotonic() - item.started) * 1000
         for _ in item.batch.records:
             self.moderator.telemetry.latency.record(elapsed_ms)
-
-    def _produce(self, item: _InFlight, outputs: list[list[OutMessage]]) -> int:
-        """Send every output; when isolated, a post whose outputs are refused is dead-lettered."""
-        if not item.isolated:
-            self.producer.send_all(outputs[0])
-            return len(outputs[0])
-        sent = 0
-        for record, messages in zip(item.batch.records, outputs, strict=True):
-            try:
-                self.producer.send_all(messages)
-            except Exception as error:  # e.g. a verdict over the broker's size limit
-                message = SourceMessage.from_record(record)
-                messages = [self.moderator.fail_message(message, Failure.of(error, Stage.PRODUCE))]
-                self.producer.send_all(messages)  # failing here is an outage: re-read the batch
-                self.stats.isolated_dead_letters += 1
-            sent += len(messages)
-        return sent
 
 
 def _key(message: SourceMessage) -> RecordKey:

@@ -104,11 +104,12 @@ class FakeProducer:
         self.failures = failures
         self.refuse = refuse  # a value the broker never accepts, e.g. over its size limit
         self.sent: list[bytes] = []
-        self.completed_during_send: list[list[int]] = []
+        self.completed_during_send: list[tuple[list[bytes], list[int]]] = []
         self.closed = False
 
     def send_all(self, messages: list[OutMessage], *, timeout_s: float = 30.0) -> None:
-        self.completed_during_send.append(list(self.consumer.completed))
+        values = [message.value for message in messages]
+        self.completed_during_send.append((values, list(self.consumer.completed)))
         if self.failures:
             self.failures -= 1
             raise ProduceFailed("moderation.verdicts: not acknowledged: broker gone")
@@ -214,12 +215,47 @@ def test_records_are_completed_only_after_send_all_returned(start_loop):
     consumer = FakeConsumer([[0, 1, 2], [3, 4]])
     producer = FakeProducer(consumer)
     running = start_loop(consumer, producer, GatedModerator())
-    wait_until(lambda: consumer.completed == [0, 1, 2, 3, 4], "both batches are done")
+    wait_until(lambda: sorted(consumer.completed) == [0, 1, 2, 3, 4], "both batches are done")
     running.stop()
-    assert producer.completed_during_send == [[], [0, 1, 2]], "nothing of a batch done mid-send"
+    sends = [(b'{"id": "p0"}' in sent, done) for sent, done in producer.completed_during_send]
+    for first_batch, done in sends:
+        own = {0, 1, 2} if first_batch else {3, 4}
+        assert not own & set(done), "nothing of a batch done before its send returned"
     done = [(name, detail) for name, detail in consumer.events if name in ("sent", "complete")]
-    assert done == [("sent", 3), ("complete", [0, 1, 2]), ("sent", 2), ("complete", [3, 4])]
+    assert done.index(("sent", 3)) < done.index(("complete", [0, 1, 2]))
+    assert done.index(("sent", 2)) < done.index(("complete", [3, 4]))
     assert len(consumer.threads) == 1, "only the loop's thread touches the consumer"
+
+
+class QuietConsumer(FakeConsumer):
+    """Once its queue is empty, a poll waits until `traffic` is set, as a long poll does."""
+
+    def __init__(self, batches: list[list[int]]) -> None:
+        super().__init__(batches)
+        self.traffic = threading.Event()
+        self.waiting = False
+
+    def poll(self, *, max_records: int = 500, timeout_ms: int = 100) -> Batch | None:
+        if not self.queue and not self.paused:
+            self.waiting = True
+            self.traffic.wait(DEADLINE_S * 2)
+            self.waiting = False
+        return super().poll(max_records=max_records, timeout_ms=timeout_ms)
+
+
+def test_a_moderated_batch_is_produced_while_the_loop_still_waits_in_poll(start_loop):
+    consumer = QuietConsumer([[0, 1]])
+    producer = FakeProducer(consumer)
+    moderator = GatedModerator(open_gate=False)
+    running = start_loop(consumer, producer, moderator, in_flight=2)
+    wait_until(lambda: moderator.started == [[0, 1]], "the batch is in flight")
+    wait_until(lambda: consumer.waiting, "the loop waits in poll")
+    moderator.gate.set()
+    wait_until(lambda: len(producer.sent) == 2, "the outputs are sent during the poll")
+    assert consumer.completed == [], "the batch is completed by the loop's thread, later"
+    consumer.traffic.set()
+    wait_until(lambda: consumer.completed == [0, 1], "the batch is done after the poll")
+    running.stop()
 
 
 def test_a_failed_produce_rewinds_the_batch_and_the_loop_keeps_running(start_loop):

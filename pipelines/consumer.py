@@ -19,7 +19,8 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
+from concurrent import futures
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import asdict, dataclass
 
 from contracts.errors import Stage
@@ -112,7 +113,8 @@ class ModerationLoop:
         if len(self._in_flight) >= self.pool.max_in_flight_batches:
             self.consumer.pause()
             # Wait on the batches, not in poll, so a finished one is committed at once.
-            wait([item.produced for item in self._in_flight], 0.02, FIRST_COMPLETED)
+            running = [item.produced for item in self._in_flight]
+            futures.wait(running, timeout=0.02, return_when=futures.FIRST_COMPLETED)
             # Heartbeats and rebalances go on while paused. A partition assigned during this
             # poll starts unpaused and may hand out records: give them back to be read later.
             stray = self.consumer.poll(timeout_ms=0)

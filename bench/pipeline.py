@@ -7,7 +7,9 @@ plumbing alone; `tiny:smolvlm`: the random-weight VLM):
 - added latency: posts published at half that rate; time from publish to verdict, p50 and p99;
 - naive baseline: one process that consumes one message, runs the model on that post alone,
   evaluates the policies and produces with a wait for each ack, then commits, post by post;
-- the ratio of the two throughputs.
+- the ratio of the two throughputs;
+- with `--cpu`, the CPU each process (consumer, replica, broker, Ray, this benchmark) spent per
+  post while the backlog drained.
 
     python bench/pipeline.py                     # both models, 2,000 posts each
     python bench/pipeline.py --models noop --posts 5000
@@ -53,7 +55,7 @@ from pipelines.config import (  # noqa: E402
 )
 from pipelines.consumer import ModerationLoop  # noqa: E402
 from pipelines.demo import example_policies  # noqa: E402
-from pipelines.harness import running_services  # noqa: E402
+from pipelines.harness import ProcessCpu, running_services  # noqa: E402
 from pipelines.kafka_io import (  # noqa: E402
     BatchConsumer,
     OutMessage,
@@ -186,12 +188,26 @@ def pipeline_throughput(bootstrap: str, model: str, args: argparse.Namespace) ->
     run = PipelineRun(config)
     run.start(policy_set)
     try:
+        clock.wait(1, timeout_s=args.timeout)
+        cpu, first = ProcessCpu(), len(clock.arrivals)
         clock.wait(args.posts, timeout_s=args.timeout)
+        if args.cpu:
+            print_cpu(model, cpu.used(), len(clock.arrivals) - first)
     finally:
         run.stop()
         clock.close()
     times = sorted(clock.arrivals.values())
     return (len(times) - 1) / (times[-1] - times[0])
+
+
+def print_cpu(model: str, used: dict[str, float], posts: int) -> None:
+    """CPU per post of each process name, busiest first, while the backlog drained."""
+    total = sum(used.values())
+    print(f"\n[{model}] CPU while the backlog drained: {total / posts * 1000:.2f} ms a post")
+    for name, seconds in sorted(used.items(), key=lambda item: -item[1]):
+        if seconds < 0.01 * total:
+            break
+        print(f"  {name:18s} {seconds / posts * 1000:6.3f} ms a post ({seconds / total:.0%})")
 
 
 @contextlib.contextmanager
@@ -322,6 +338,11 @@ def main() -> None:
         choices=("off", "on"),
         default="off",
         help="off: the policies less the CPU specialists' signals and rules; on: as they are",
+    )
+    parser.add_argument(
+        "--cpu",
+        action="store_true",
+        help="print each process's CPU per post while the pipeline drains the backlog (Linux)",
     )
     parser.add_argument(
         "--in-process-latency",

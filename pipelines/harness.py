@@ -287,6 +287,43 @@ def stop_local_ray() -> None:
         ray.shutdown()
 
 
+class ProcessCpu:
+    """CPU time the box's processes used since this was made, by process name (Linux `/proc`).
+
+    Benchmarks read it to say where a run's CPU went: the consumer, the replica, the broker,
+    Ray's own processes. A process that exited in between is not counted.
+    """
+
+    def __init__(self) -> None:
+        self._start = cpu_by_process()
+
+    def used(self) -> dict[str, float]:
+        """CPU seconds per process name since this was made; this process is `this process`."""
+        totals: dict[str, float] = {}
+        for pid, (name, seconds) in cpu_by_process().items():
+            before_name, before = self._start.get(pid, (name, 0.0))
+            spent = seconds - before if before_name == name else seconds
+            totals[name] = totals.get(name, 0.0) + spent
+        return totals
+
+
+def cpu_by_process() -> dict[int, tuple[str, float]]:
+    """Every process's name and CPU seconds (user and system) so far; empty without `/proc`."""
+    tick = os.sysconf("SC_CLK_TCK") if hasattr(os, "sysconf") else 100
+    found: dict[int, tuple[str, float]] = {}
+    for entry in Path("/proc").glob("[0-9]*"):
+        try:
+            stat = (entry / "stat").read_text()
+        except OSError:  # it exited meanwhile
+            continue
+        name = stat[stat.index("(") + 1 : stat.rindex(")")]
+        fields = stat[stat.rindex(")") + 2 :].split()
+        pid = int(entry.name)
+        name = "this process" if pid == os.getpid() else name
+        found[pid] = (name, (int(fields[11]) + int(fields[12])) / tick)
+    return found
+
+
 @dataclass
 class Services:
     """Endpoints of the running services, plus the processes this module owns."""

@@ -301,8 +301,10 @@ class ProcessCpu:
         """CPU seconds per process name since this was made; this process is `this process`."""
         totals: dict[str, float] = {}
         for pid, (name, seconds) in cpu_by_process().items():
-            before_name, before = self._start.get(pid, (name, 0.0))
-            spent = seconds - before if before_name == name else seconds
+            # Kernel workers rename themselves with each job: match by pid, not by name. Less
+            # CPU than before means the pid was reused by a new process.
+            before = self._start.get(pid, (name, 0.0))[1]
+            spent = seconds - before if seconds >= before else seconds
             totals[name] = totals.get(name, 0.0) + spent
         return totals
 

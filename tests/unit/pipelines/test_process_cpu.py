@@ -47,3 +47,36 @@ def test_what_ran_before_the_start_point_is_not_counted():
         pass
     used = ProcessCpu().used()
     assert used["this process"] < 0.1
+
+
+# Burns 0.3 s, says so, waits; then renames itself `renamed`, burns 0.1 s more, says so, waits.
+RENAMER = """
+import ctypes, sys, time
+def burn(until):
+    while time.process_time() < until:
+        pass
+burn(0.3)
+print("burnt", flush=True)
+sys.stdin.readline()
+ctypes.CDLL(None).prctl(15, b"renamed", 0, 0, 0)
+burn(0.4)
+print("burnt", flush=True)
+sys.stdin.readline()
+"""
+
+
+def test_a_process_that_renames_itself_counts_only_what_it_spent_since():
+    burner = subprocess.Popen(
+        [sys.executable, "-c", RENAMER], stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True
+    )
+    try:
+        assert burner.stdout is not None and burner.stdout.readline() == "burnt\n"
+        clock = ProcessCpu()
+        assert burner.stdin is not None
+        burner.stdin.write("go\n")
+        burner.stdin.flush()
+        assert burner.stdout.readline() == "burnt\n"
+        used = clock.used()
+    finally:
+        burner.communicate("")
+    assert 0.05 <= used["renamed"] < 0.25, "the 0.3 s spent before the start point counted"

@@ -74,7 +74,15 @@ class Producer:
     """A producer with acks=all whose sends return only after the broker acknowledged them."""
 
     def __init__(self, settings: KafkaSettings, **overrides: Any) -> None:
-        config: dict[str, Any] = {"acks": "all", "linger_ms": 2, "retries": 5}
+        config: dict[str, Any] = {
+            "acks": "all",
+            "linger_ms": 2,
+            "retries": 5,
+            # A consumer batch's verdicts go out together. At kafka-python's 16 KB, ten verdicts
+            # fill a partition's batch, and then every append wakes the sender thread: 2.3-2.6x
+            # the CPU per message on this workload. Far below a broker's 1 MB message limit.
+            "batch_size": 256 * 1024,
+        }
         config.update(overrides)
         self._producer = KafkaProducer(**settings.client_kwargs(), **config)
 
@@ -94,6 +102,10 @@ class Producer:
                 future.get(timeout=timeout_s)
             except KafkaError as exc:
                 raise ProduceFailed(f"{message.topic}: not acknowledged: {exc}") from exc
+
+    def metrics(self) -> dict[str, float]:
+        """kafka-python's producer metrics: records per request, batch sizes, rates."""
+        return dict(self._producer.metrics()["producer-metrics"])
 
     def close(self, timeout_s: float = 10.0) -> None:
         """Flush and close."""

@@ -67,6 +67,19 @@ def test_producer_waits_for_ack_and_consumer_reads_headers(kafka_settings, topic
     assert forwarded["traceparent"].startswith(b"00-0af7651916cd43dd8448eb211c80319c-")
 
 
+def test_a_batch_of_verdict_sized_messages_goes_out_in_few_requests(kafka_settings, topic_factory):
+    topic = topic_factory("verdicts")
+    producer = Producer(kafka_settings)
+    try:
+        verdicts = [OutMessage(topic, b"v" * 1500, key=f"post-{n}".encode()) for n in range(272)]
+        producer.send_all(verdicts)
+        per_request = producer.metrics()["records-per-request-avg"]
+    finally:
+        producer.close()
+    # One partition takes one batch per request: kafka-python's 16 KB batches hold 10 of these.
+    assert per_request > 10, f"{per_request:.1f} records a request: batches of at most 16 KB"
+
+
 def test_completed_batches_are_committed_and_not_reread(kafka_settings, topic_factory, group_id):
     topic = topic_factory("commit")
     produce(kafka_settings, topic, 10)

@@ -188,8 +188,9 @@ def pipeline_throughput(bootstrap: str, model: str, args: argparse.Namespace) ->
     run = PipelineRun(config)
     run.start(policy_set)
     try:
-        clock.wait(1, timeout_s=args.timeout)
-        cpu, first = ProcessCpu(), len(clock.arrivals)
+        if args.cpu:  # from the first verdict on, so start-up is not counted
+            clock.wait(1, timeout_s=args.timeout)
+            cpu, first = ProcessCpu(), len(clock.arrivals)
         clock.wait(args.posts, timeout_s=args.timeout)
         if args.cpu:
             print_cpu(model, cpu.used(), len(clock.arrivals) - first)

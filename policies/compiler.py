@@ -101,6 +101,8 @@ def _schema_problem(doc: YamlDocument, item: Any, path: Path, model: type[BaseMo
     if item["type"] == "enum":
         expected = item.get("ctx", {}).get("expected", "")
         return doc.problem(doc.where(path), f"{where}: {item['input']!r} is not one of {expected}")
+    if item["type"] == "value_error":  # our own validators' words, without pydantic's prefix
+        return doc.problem(doc.where(path), f"{where}: {item['msg'].removeprefix('Value error, ')}")
     return doc.problem(doc.where(path), f"{where}: {item['msg'].replace('Input', 'value')}")
 
 

@@ -12,6 +12,7 @@ from contracts.producers import ProducerContext
 from pipelines.exceptions import ConfigInvalid
 
 if TYPE_CHECKING:
+    from operators.limits import ImageLimits
     from policies.yamlsource import YamlDocument
 
 ModelT = TypeVar("ModelT", bound=BaseModel)
@@ -202,6 +203,18 @@ class ImageSettings(BaseModel):
     fetch_timeout_s: float = Field(5.0, gt=0, description="Timeout of one URL fetch.")
     file_root: str | None = Field(None, description="Directory file:// URLs may read under.")
     allow_private_addresses: bool = Field(False, description="Allow URLs to private networks.")
+
+    def limits(self) -> ImageLimits:
+        """The operators' ImageLimits for these settings."""
+        from operators.limits import ImageLimits
+
+        return ImageLimits(
+            max_bytes=self.max_bytes,
+            max_pixels=self.max_pixels,
+            fetch_timeout_s=self.fetch_timeout_s,
+            file_root=Path(self.file_root) if self.file_root else None,
+            allow_private_addresses=self.allow_private_addresses,
+        )
 
 
 class PostSettings(BaseModel):

@@ -67,15 +67,4 @@ def model_spec(config: PipelineConfig) -> ModelSpec:
 
 def image_limits(config: PipelineConfig) -> ImageLimits:
     """The operators' ImageLimits for the configured image settings."""
-    from pathlib import Path
-
-    from operators.limits import ImageLimits
-
-    images = config.images
-    return ImageLimits(
-        max_bytes=images.max_bytes,
-        max_pixels=images.max_pixels,
-        fetch_timeout_s=images.fetch_timeout_s,
-        file_root=Path(images.file_root) if images.file_root else None,
-        allow_private_addresses=images.allow_private_addresses,
-    )
+    return config.images.limits()

@@ -62,6 +62,12 @@ class ReviewDecision(BaseModel):
     escalated_to: str | None = Field(None, description="The queue an escalation went to.")
     note: str | None = Field(None, max_length=4000, description="The reviewer's note.")
     decided_at: datetime = Field(default_factory=utc_now, description="When it was decided.")
+    decision_id: str | None = Field(
+        None,
+        max_length=64,
+        description="This decision's own id: a decision published again carries the same one, "
+        "so readers keep one record per id.",
+    )
 
 
 REVIEW_SCHEMAS: dict[str, type[BaseModel]] = {

@@ -13,23 +13,33 @@ import threading
 from rich.console import Console
 
 from pipelines.config import KafkaSettings
+from pipelines.review.settings import QueueSettings
 from policies.policy_set import PolicySet
 
 DEMO_REVIEWER = "demo"
 
 
-def review_topics(policy_set: PolicySet) -> tuple[dict[str, str], list[str]]:
-    """Queue name -> topic over the active policies' rules; topics whose name is taken, apart."""
-    topics: dict[str, str] = {}
-    left_out = []
+def review_topics(policy_set: PolicySet) -> dict[str, str | QueueSettings]:
+    """Console queue -> topic over the active policies' rules, every topic its own queue.
+
+    A queue name that two policies send to different topics becomes two console queues: the
+    first keeps the name, a later one is `<policy id>.<name>` and still takes the tasks named
+    `<name>` on its own topic.
+    """
+    queues: dict[str, str | QueueSettings] = {}
+    seen_topics: set[str] = set()
     for policy in policy_set.active:
         for rule in policy.rules:
-            if rule.queue is None:
+            topic = policy.queue_topic(rule.queue) if rule.queue else None
+            if rule.queue is None or topic is None or topic in seen_topics:
                 continue
-            topic = policy.queue_topic(rule.queue)
-            if topics.setdefault(rule.queue, topic) != topic and topic not in left_out:
-                left_out.append(topic)
-    return topics, left_out
+            seen_topics.add(topic)
+            if rule.queue not in queues:
+                queues[rule.queue] = topic
+            else:
+                name = f"{policy.ref.id}.{rule.queue}"
+                queues[name] = QueueSettings(topic=topic, queue=rule.queue)
+    return queues
 
 
 def serve_demo_console(
@@ -47,20 +57,16 @@ def serve_demo_console(
     from pipelines.review.settings import ReviewConfig, ReviewerSettings
 
     password = secrets.token_urlsafe(12)
-    topics, left_out = review_topics(policy_set)
     config = ReviewConfig(
         kafka=kafka,
         redis_url=redis_url,
-        review_topics=topics,
+        review_topics=review_topics(policy_set),
         consumer_overrides=consumer_overrides,
-        session_secret=secrets.token_urlsafe(32),
+        session_secret=secrets.token_urlsafe(48),
         reviewers={
             DEMO_REVIEWER: ReviewerSettings(password_argon2=hash_password(password), queues=["*"])
         },
     )
-    if left_out:
-        console.print(f"not in the console (queue name taken by another topic): {left_out}")
-
     def ready(url: str) -> None:
         console.print(
             f"review console: {url} · reviewer [bold]{DEMO_REVIEWER}[/bold], password "

@@ -2,9 +2,11 @@
 
     vlmod review --config review.yaml --host 127.0.0.1 --port 8089
 
-Reads the review-queue topics in its own consumer group into Redis (one thread), and serves the
-console in the foreground until Ctrl-C or SIGTERM, which stop both. `serve_console` is the same
-thing for callers that bring their own stop event (`vlmod demo --review`).
+Reads the review-queue topics in its own consumer group into Redis (one thread), publishes
+decisions a crash or an outage left unpublished (at start, then every 30 s, one thread), and
+serves the console in the foreground until Ctrl-C or SIGTERM, which stop all three.
+`serve_console` is the same thing for callers that bring their own stop event
+(`vlmod demo --review`).
 """
 
 from __future__ import annotations
@@ -23,6 +25,7 @@ import typer
 from pipelines.commands import or_exit
 
 if TYPE_CHECKING:
+    from pipelines.review.decisions import DecisionDesk
     from pipelines.review.ingest import ReviewIngest
     from pipelines.review.settings import ReviewConfig
 
@@ -71,7 +74,7 @@ def serve_console(
     from pipelines.review.tasks import TaskStore
 
     check_review_topics(config)
-    create_topics(config.kafka, [config.decisions_topic])
+    create_topics(config.kafka, [config.decisions_topic, config.dead_letter_topic])
     store = TaskStore(
         config.redis_url, namespace=config.namespace, lease_s=config.lease_s, order=config.order
     )
@@ -81,10 +84,13 @@ def serve_console(
         stack.callback(listener.close)
         producer = Producer(config.kafka)
         stack.callback(producer.close)
+        app = build_console(config, store, producer)
+        outbox = _start_outbox(app.state.console.desk, stop_event)
+        stack.callback(outbox.join, 30)
         ingest = _start_ingest(config, store, stop_event)
         stack.callback(ingest.join, 30)
         stack.callback(stop_event.set)
-        _serve(build_console(config, store, producer), listener, stop_event, on_ready)
+        _serve(app, listener, stop_event, on_ready)
 
 
 def check_review_topics(config: ReviewConfig) -> None:
@@ -102,7 +108,7 @@ def check_review_topics(config: ReviewConfig) -> None:
             existing = set(admin.list_topics())
         finally:
             admin.close()
-    missing = [f"{t!r} (queue {q})" for q, t in config.review_topics.items() if t not in existing]
+    missing = [f"{t!r} (queue {q})" for q, t in config.topics.items() if t not in existing]
     if missing:
         raise UnknownReviewTopic(
             f"review topic(s) missing at {config.kafka.bootstrap_servers}: {', '.join(missing)}; "
@@ -127,18 +133,42 @@ def _listen(host: str, port: int) -> socket.socket:
 
 def _start_ingest(config: ReviewConfig, store: Any, stop: threading.Event) -> threading.Thread:
     """ReviewIngest on its own thread; it leaves the group when `stop` is set."""
-    from pipelines.review.ingest import ReviewIngest
+    from pipelines.review.ingest import ReviewIngest, TopicQueue
 
+    queues = {
+        topic: TopicQueue(queue, config.task_queue(queue)) for queue, topic in config.topics.items()
+    }
     ingest = ReviewIngest(
         config.kafka,
-        list(config.review_topics.values()),
+        queues,
         config.consumer_group,
         store,
+        dead_letter_topic=config.dead_letter_topic,
         **config.consumer_overrides,
     )
     thread = threading.Thread(
         target=_ingest_until, args=(ingest, stop), name="review-ingest", daemon=True
     )
+    thread.start()
+    return thread
+
+
+def _start_outbox(desk: DecisionDesk, stop: threading.Event) -> threading.Thread:
+    """Publish what a crash left in the outbox now, then retry what stays there, on a thread."""
+    from pipelines.review.decisions import OUTBOX_RETRY_S
+
+    sent = desk.publish_pending(min_age_s=0)
+    if sent:
+        log.info("published %d decision(s) left unpublished before this start", sent)
+
+    def retry() -> None:
+        while not stop.wait(OUTBOX_RETRY_S):
+            try:
+                desk.publish_pending()
+            except Exception:  # Redis away: the entries wait in it, and so do we
+                log.exception("publishing pending decisions failed; retrying")
+
+    thread = threading.Thread(target=retry, name="review-outbox", daemon=True)
     thread.start()
     return thread
 
@@ -168,7 +198,11 @@ def _serve(
     from pipelines.exceptions import ServiceUnavailable
 
     server = uvicorn.Server(
-        uvicorn.Config(app, log_config=None, log_level="warning", access_log=False)
+        # proxy_headers off: uvicorn would take X-Forwarded-For from any loopback peer as the
+        # client; the console reads it itself, from `trusted_proxies` only.
+        uvicorn.Config(
+            app, log_config=None, log_level="warning", access_log=False, proxy_headers=False
+        )
     )
     failures: list[BaseException] = []
     thread = threading.Thread(

@@ -1,22 +1,26 @@
-"""Who may use the review console: argon2 passwords, signed sessions, CSRF, login throttling.
+"""Who may use the review console: argon2 passwords, signed cookies, CSRF, login throttling.
 
-Make a password hash for a reviewer's config entry (prompts; the password never hits the shell
-history), or a monitoring token and the sha256 the config keeps:
+A logged-in cookie only names a server-side session (`pipelines.review.sessions`); the cookie
+before login carries the login form's CSRF token and grants nothing. Make a password hash for a
+reviewer's config entry (prompts; the password never hits the shell history), a monitoring token
+and the sha256 the config keeps, or a session secret:
 
     python -m pipelines.review.auth
     python -m pipelines.review.auth --token
+    python -m pipelines.review.auth --secret
 """
 
 from __future__ import annotations
 
 import hashlib
 import hmac
+import ipaddress
 import secrets
 import sys
 import threading
 import time
-from collections import deque
-from collections.abc import Callable
+from collections import OrderedDict, deque
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from functools import cache
 from typing import TYPE_CHECKING
@@ -32,7 +36,9 @@ if TYPE_CHECKING:
 
 Clock = Callable[[], float]
 SESSION_COOKIE = "vlmod_review"
-_SALT = "vlmod-review-session-v1"
+_SALT = "vlmod-review-session-v2"  # v1 cookies held the reviewer themselves: all refused
+MAX_NAME_CHARS = 64  # the longest reviewer name the config accepts
+MAX_PASSWORD_CHARS = 1024  # longer is no password anyone types; never hashed
 
 
 class AccessRefused(ModerationError):
@@ -55,6 +61,10 @@ class LoginThrottled(AccessRefused):
     """Too many failed logins for this name from this address (429)."""
 
 
+class LoginBusy(AccessRefused):
+    """Every password check is taken and none came free in time (503)."""
+
+
 @cache
 def _hasher() -> PasswordHasher:
     return PasswordHasher()  # argon2id with the library's current recommended cost
@@ -75,6 +85,8 @@ def _decoy_hash() -> str:
 
 def verify_password(encoded: str | None, password: str) -> bool:
     """True when `password` matches the argon2 hash; a missing hash costs the same and fails."""
+    if len(password) > MAX_PASSWORD_CHARS:  # refused unhashed: its length is no secret
+        return False
     try:
         return _hasher().verify(encoded or _decoy_hash(), password) and encoded is not None
     except (VerifyMismatchError, VerificationError, InvalidHashError):
@@ -98,89 +110,169 @@ def csrf_matches(expected: str, submitted: str | None) -> bool:
 
 @dataclass(frozen=True)
 class Session:
-    """What the signed cookie holds; `reviewer` is None before login (it still carries CSRF)."""
+    """A request's session: `reviewer` and `token` are None before login (CSRF still holds)."""
 
     reviewer: str | None
     csrf: str
     issued_at: float
+    token: str | None = None  # the server-side session's id, which the cookie names
+
+
+@dataclass(frozen=True)
+class SignedCookie:
+    """A cookie whose signature held: a logged-in session's token, or the pre-login session."""
+
+    token: str | None = None
+    anonymous: Session | None = None
 
 
 class SessionSigner:
-    """Signs sessions into cookie values and reads them back; tampered or old ones read as None."""
+    """Signs cookie values and reads them back; tampered, malformed or old ones read as None."""
 
     def __init__(self, secret: str, *, max_age_s: float, clock: Clock = time.time) -> None:
         self._serializer = URLSafeSerializer(secret, salt=_SALT)
         self.max_age_s = max_age_s
         self._clock = clock
 
-    def issue(self, reviewer: str | None) -> tuple[Session, str]:
-        """A new session with a fresh CSRF token, and its cookie value."""
-        session = Session(reviewer, new_csrf_token(), self._clock())
-        payload = {"r": session.reviewer, "c": session.csrf, "t": session.issued_at}
-        return session, self._serializer.dumps(payload)
+    def anonymous(self) -> tuple[Session, str]:
+        """A pre-login session with a fresh CSRF token, and its cookie value."""
+        session = Session(None, new_csrf_token(), self._clock())
+        return session, self._serializer.dumps({"c": session.csrf, "t": session.issued_at})
 
-    def read(self, cookie: str | None) -> Session | None:
-        """The session in `cookie`, or None when absent, tampered with, malformed or expired."""
-        if not cookie:
+    def cookie_for(self, token: str) -> str:
+        """The cookie value naming the server-side session `token`."""
+        return self._serializer.dumps({"s": token})
+
+    def read(self, cookie: str | None) -> SignedCookie | None:
+        """What `cookie` holds, or None when absent, tampered with, malformed or expired."""
+        if not cookie or len(cookie) > 4096:
             return None
         try:
             payload = self._serializer.loads(cookie)
         except BadSignature:
             return None
-        session = _session_from(payload)
+        if not isinstance(payload, dict):
+            return None
+        if isinstance(payload.get("s"), str):
+            return SignedCookie(token=payload["s"])
+        session = _anonymous_from(payload)
         if session is None or not 0 <= self._clock() - session.issued_at <= self.max_age_s:
             return None
-        return session
+        return SignedCookie(anonymous=session)
 
 
-def _session_from(payload: object) -> Session | None:
-    if not isinstance(payload, dict):
+def _anonymous_from(payload: dict[str, object]) -> Session | None:
+    csrf, issued = payload.get("c"), payload.get("t")
+    if not isinstance(csrf, str) or not isinstance(issued, int | float):
         return None
-    reviewer, csrf, issued = payload.get("r"), payload.get("c"), payload.get("t")
-    if not (reviewer is None or isinstance(reviewer, str)) or not isinstance(csrf, str):
-        return None
-    return Session(reviewer, csrf, float(issued)) if isinstance(issued, int | float) else None
+    return Session(None, csrf, float(issued))
 
 
 class LoginLimiter:
-    """Counts failed logins per (name, address) in a sliding window; thread-safe, in memory."""
+    """Counts failed logins per (name, address) and per address in a sliding window.
 
-    def __init__(self, max_failures: int, window_s: float, clock: Clock = time.time) -> None:
+    Thread-safe and bounded: names are kept as short digests, at most `max_entries` keys are
+    remembered (the least recently failed go first), and a key whose window has passed is
+    forgotten whenever the limiter is touched.
+    """
+
+    def __init__(
+        self,
+        max_failures: int,
+        window_s: float,
+        clock: Clock = time.time,
+        *,
+        max_per_address: int | None = None,
+        max_entries: int = 10_000,
+    ) -> None:
         self.max_failures = max_failures
+        self.max_per_address = max_per_address or max_failures * 6
         self.window_s = window_s
+        self.max_entries = max_entries
         self._clock = clock
-        self._failures: dict[tuple[str, str], deque[float]] = {}
+        self._failures: OrderedDict[tuple[str, str], deque[float]] = OrderedDict()
         self._lock = threading.Lock()
 
     def check(self, name: str, address: str) -> None:
-        """Raise LoginThrottled when this name and address have used up their attempts."""
+        """Raise LoginThrottled when this name and address, or the address, used up its tries."""
+        now = self._clock()
         with self._lock:
-            recent = self._recent((name, address))
-        if len(recent) >= self.max_failures:
-            wait = max(1, int(recent[0] + self.window_s - self._clock()) + 1)
-            raise LoginThrottled(f"too many failed logins; try again in {wait} s")
+            self._forget_old(now)
+            pair = list(self._failures.get(_pair(name, address), ()))
+            spray = list(self._failures.get(("", address), ()))
+        for times, limit in ((pair, self.max_failures), (spray, self.max_per_address)):
+            recent = [at for at in times if at > now - self.window_s]
+            if len(recent) >= limit:
+                wait = max(1, int(recent[-limit] + self.window_s - now) + 1)
+                raise LoginThrottled(f"too many failed logins; try again in {wait} s")
 
     def failed(self, name: str, address: str) -> None:
         """Record a failed attempt."""
+        now = self._clock()
+        longest = max(self.max_failures, self.max_per_address)
         with self._lock:
-            self._recent((name, address)).append(self._clock())
-            if len(self._failures) > 10_000:  # a spray of names must not grow memory forever
-                self._forget_quiet()
+            for key in (_pair(name, address), ("", address)):
+                times = self._failures.pop(key, None) or deque(maxlen=longest)
+                times.append(now)
+                self._failures[key] = times  # now the most recently failed
+            while len(self._failures) > self.max_entries:
+                self._failures.popitem(last=False)
 
     def succeeded(self, name: str, address: str) -> None:
         """Forget the failures of a name and address that just logged in."""
         with self._lock:
-            self._failures.pop((name, address), None)
+            self._failures.pop(_pair(name, address), None)
 
-    def _recent(self, key: tuple[str, str]) -> deque[float]:
-        times = self._failures.setdefault(key, deque())
-        while times and times[0] <= self._clock() - self.window_s:
-            times.popleft()
-        return times
+    def __len__(self) -> int:
+        return len(self._failures)
 
-    def _forget_quiet(self) -> None:
-        for key in [key for key in self._failures if not self._recent(key)]:
+    def _forget_old(self, now: float) -> None:
+        # Entries are kept in order of their last failure: the stale ones are at the front.
+        while self._failures:
+            key, times = next(iter(self._failures.items()))
+            if times and times[-1] > now - self.window_s:
+                return
             del self._failures[key]
+
+
+def _pair(name: str, address: str) -> tuple[str, str]:
+    # A digest keeps each entry small whatever the name; "" is the per-address key's name.
+    return hashlib.blake2b(name.encode(), digest_size=12).hexdigest(), address
+
+
+def client_address(peer: str | None, forwarded_for: str | None, trusted: Sequence[str]) -> str:
+    """The client's address: the peer's, or behind trusted proxies the nearest untrusted hop.
+
+    X-Forwarded-For is read only when the peer itself is a trusted proxy, from the right (each
+    proxy appends what it saw), so a client cannot name itself by sending the header.
+    """
+    networks = [ipaddress.ip_network(proxy, strict=False) for proxy in trusted]
+    address = peer or "unknown"
+    if not _within(address, networks) or not forwarded_for:
+        return address
+    for hop in reversed([part.strip() for part in forwarded_for.split(",")][-16:]):
+        if not _within(hop, networks):
+            return hop if _is_address(hop) else address
+    return address
+
+
+Network = ipaddress.IPv4Network | ipaddress.IPv6Network
+
+
+def _within(address: str, networks: Sequence[Network]) -> bool:
+    try:
+        parsed = ipaddress.ip_address(address)
+    except ValueError:
+        return False
+    return any(parsed in network for network in networks)
+
+
+def _is_address(text: str) -> bool:
+    try:
+        ipaddress.ip_address(text)
+    except ValueError:
+        return False
+    return True
 
 
 class Gate:
@@ -192,6 +284,8 @@ class Gate:
 
     def login_ok(self, name: str, password: str) -> bool:
         """True when `name` is a reviewer and `password` is theirs."""
+        if len(name) > MAX_NAME_CHARS:
+            return False
         reviewer = self.config.reviewers.get(name)
         return verify_password(reviewer.password_argon2 if reviewer else None, password)
 
@@ -219,7 +313,10 @@ class Gate:
 
 
 def main(argv: list[str]) -> int:
-    """Prompt for a password and print its argon2id hash; `--token` makes a bearer token."""
+    """Prompt for a password and print its argon2id hash; `--token`, `--secret` make those."""
+    if "--secret" in argv:
+        print(secrets.token_urlsafe(48))
+        return 0
     if "--token" in argv:
         token = secrets.token_urlsafe(32)
         print(f"token (give to the client): {token}\nsha256 (for the config): {hash_token(token)}")

@@ -1,36 +1,36 @@
 """The review console: server-rendered pages over the task store, behind login and CSRF.
 
 Every page is rendered by Jinja2 with autoescape on; post text, meta and evidence are attacker
-controlled and are only ever shown escaped. A strict Content-Security-Policy allows scripts and
-styles from this origin only, so the keyboard shortcuts live in `static/review.js`.
+controlled and are only ever shown escaped. A strict Content-Security-Policy allows scripts,
+styles and images from this origin only (images also as `data:`), so the keyboard shortcuts live
+in `static/review.js` and a post's image URLs are fetched by the console, on reveal.
 
-    GET  /login, POST /login, POST /logout     sessions (signed cookie, HttpOnly, SameSite=Strict)
+    GET  /login, POST /login, POST /logout     sessions (server-side in Redis; the cookie,
+                                               HttpOnly and SameSite=Strict, names one)
     GET  /                                     the reviewer's queues
     GET  /queue/{queue}                        the task the reviewer holds there, if any
     POST /queue/{queue}/claim                  claim the next task under a lease
+    GET  /image/{key}/{index}                  a task's image, fetched by the console on reveal
     POST /decide                               uphold | overturn | escalate | skip
     GET  /dashboard, GET /api/stats            queue depth, decisions per hour, overturn rates
+    GET  /healthz                              liveness; never waits behind logins
 """
 
 from __future__ import annotations
 
-import base64
-import binascii
 import json
 import logging
 import time
-from collections.abc import Callable
-from dataclasses import dataclass
+from collections.abc import Awaitable, Callable, MutableMapping
 from pathlib import Path
 from typing import Annotated, Any
-from urllib.parse import urlsplit
 
 from fastapi import FastAPI, Form, Request
 from fastapi.responses import HTMLResponse, JSONResponse, RedirectResponse, Response
 from fastapi.staticfiles import StaticFiles
 from jinja2 import Environment, FileSystemLoader, StrictUndefined
 
-from contracts.records import Action, ImageRef
+from contracts.records import Action
 from contracts.review import DecisionKind, ReviewTask
 from pipelines.exceptions import ProduceFailed, ServiceUnavailable
 from pipelines.review.auth import (
@@ -38,6 +38,7 @@ from pipelines.review.auth import (
     AccessRefused,
     CsrfRefused,
     Gate,
+    LoginBusy,
     LoginLimiter,
     LoginRequired,
     LoginThrottled,
@@ -53,14 +54,17 @@ from pipelines.review.decisions import (
     DecisionStats,
     MessageSink,
 )
+from pipelines.review.login import add_login_routes
+from pipelines.review.sessions import SessionStore
 from pipelines.review.settings import ReviewConfig
+from pipelines.review.task_images import image_view
 from pipelines.review.tasks import AlreadyDecided, LeaseLost, ReviewError, TaskStore
 
 log = logging.getLogger(__name__)
 
 HERE = Path(__file__).parent
 CSP = (
-    "default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self' data: https: http:; "
+    "default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self' data:; "
     "form-action 'self'; frame-ancestors 'none'; base-uri 'none'; object-src 'none'"
 )
 SECURITY_HEADERS = {
@@ -70,42 +74,9 @@ SECURITY_HEADERS = {
     "Referrer-Policy": "no-referrer",  # image URLs are the poster's; tell them nothing
     "Cache-Control": "no-store",
 }
-RASTER_TYPES = ("image/png", "image/jpeg", "image/gif", "image/webp", "image/bmp", "image/avif")
-MAGIC = ((b"\x89PNG", "image/png"), (b"\xff\xd8\xff", "image/jpeg"), (b"GIF8", "image/gif"))
 FormText = Annotated[str, Form()]
 DONE_KINDS = frozenset({*DecisionKind, SKIP})
-
-
-@dataclass(frozen=True)
-class ImageView:
-    """One image as the task page shows it: a safe `src`, or why there is none."""
-
-    src: str | None
-    note: str
-
-
-def image_view(image: ImageRef) -> ImageView:
-    """Inline data as a raster `data:` URI, URLs only when http(s); anything else is not shown."""
-    if image.data is not None:
-        mime = image.mime if image.mime in RASTER_TYPES else sniff_raster(image.data)
-        if mime is None:  # SVG and friends can carry script; show no such thing
-            return ImageView(None, f"inline image of type {image.mime or 'unknown'} not shown")
-        return ImageView(f"data:{mime};base64,{image.data}", f"inline {mime}")
-    url = str(image.url)
-    if urlsplit(url).scheme.lower() not in ("http", "https"):
-        return ImageView(None, f"not an http(s) URL, not loaded: {url}")
-    return ImageView(url, url)
-
-
-def sniff_raster(data: str) -> str | None:
-    """The raster type the first bytes of base64 `data` announce, or None."""
-    try:
-        head = base64.b64decode(data[:24])
-    except (binascii.Error, ValueError):
-        return None
-    if head[:4] == b"RIFF" and head[8:12] == b"WEBP":
-        return "image/webp"
-    return next((mime for magic, mime in MAGIC if head.startswith(magic)), None)
+DISPLAY_EDGE = 2048  # the console serves fetched images at most this wide or tall
 
 
 def pretty(value: Any) -> str:
@@ -121,9 +92,23 @@ class Console:
     ) -> None:
         self.config, self.store, self.desk, self.clock = config, store, desk, clock
         self.gate = Gate(config)
-        secret = config.session_secret.get_secret_value()
+        secret = config.secret_value()
         self.signer = SessionSigner(secret, max_age_s=config.session_max_age_s, clock=clock)
-        self.limiter = LoginLimiter(config.login_max_failures, config.login_window_s, clock)
+        self.sessions = SessionStore(
+            config.redis_url,
+            namespace=config.namespace,
+            max_age_s=config.session_max_age_s,
+            idle_s=config.session_idle_timeout_s,
+            clock=clock,
+        )
+        self.limiter = LoginLimiter(
+            config.login_max_failures,
+            config.login_window_s,
+            clock,
+            max_per_address=config.login_max_failures_per_address,
+            max_entries=config.login_limiter_entries,
+        )
+        self.image_limits = config.images.limits()
         self.pages = Environment(
             loader=FileSystemLoader(HERE / "templates"),
             autoescape=True,
@@ -151,8 +136,11 @@ class Console:
         return HTMLResponse(body, status_code=status)
 
     def session(self, request: Request) -> Session | None:
-        """The request's valid session, if any."""
-        return self.signer.read(request.cookies.get(SESSION_COOKIE))
+        """The request's live session, logged in or not, if any."""
+        cookie = self.signer.read(request.cookies.get(SESSION_COOKIE))
+        if cookie is None or cookie.token is None:
+            return cookie.anonymous if cookie else None
+        return self.sessions.read(cookie.token)
 
     def reviewer(self, request: Request) -> str:
         """The authenticated reviewer, or LoginRequired."""
@@ -177,15 +165,15 @@ class Console:
             secure=self.config.secure_cookies,
         )
 
-    def task_context(self, task: ReviewTask, expires_at: float) -> dict[str, Any]:
+    def task_context(self, task: ReviewTask, expires_at: float, reviewer: str) -> dict[str, Any]:
         """What task.html shows of a claimed task."""
-        queues = self.config.review_topics
+        images = [image_view(image, task.key, i) for i, image in enumerate(task.post.images)]
         return {
             "task": task,
-            "images": [image_view(image) for image in task.post.images],
+            "images": images,
             "lease_left_s": max(0, int(expires_at - self.clock())),
             "overturn_to": [a for a in Action if a != task.verdict.action],
-            "escalate_to": [q for q in queues if q != task.queue],
+            "escalate_to": [q for q in self.config.escalations_of(reviewer) if q != task.queue],
             "signal_extra": task.verdict.signals.model_extra or {},
             "post_extra": task.post.model_extra or {},
         }
@@ -206,17 +194,23 @@ def build_console(
         producer,
         stats,
         decisions_topic=config.decisions_topic,
-        review_topics=config.review_topics,
+        review_topics=config.topics,
+        task_queues={queue: config.task_queue(queue) for queue in config.review_topics},
         clock=clock,
     )
     console = Console(config, store, desk, clock)
+    ended = console.sessions.revoke_all_but(config.reviewers)
+    if ended:
+        log.info("ended the sessions of reviewers no longer in the config: %s", ", ".join(ended))
     app = FastAPI(docs_url=None, redoc_url=None, openapi_url=None, title="vlmod review")
     app.state.console = console
     app.mount("/static", StaticFiles(directory=HERE / "static"), name="static")
     _add_security_headers(app)
+    app.add_middleware(BodyLimit, max_bytes=config.max_request_bytes)
     _add_error_pages(app, console)
-    _add_login_routes(app, console)
+    add_login_routes(app, console)
     _add_review_routes(app, console)
+    _add_image_route(app, console)
     _add_decision_route(app, console)
     _add_dashboard_routes(app, console)
     return app
@@ -230,7 +224,69 @@ def _add_security_headers(app: FastAPI) -> None:
         return response
 
 
+Scope = MutableMapping[str, Any]
+Message = MutableMapping[str, Any]
+Receive = Callable[[], Awaitable[Message]]
+Send = Callable[[Message], Awaitable[None]]
+
+
+class BodyLimit:
+    """Refuses request bodies over `max_bytes` with 413 before any route reads them.
+
+    The body is read here, within the limit, and handed on; nothing bigger is ever buffered,
+    whether or not the client sent a Content-Length.
+    """
+
+    def __init__(
+        self, app: Callable[[Scope, Receive, Send], Awaitable[None]], max_bytes: int
+    ) -> None:
+        self.app, self.max_bytes = app, max_bytes
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        """Pass requests within the limit on, with their body; answer 413 to the rest."""
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        body = await self._read(receive)
+        if body is None:
+            await _plain(send, 413, b"request body too large")
+            return
+        sent = False
+
+        async def replay() -> Message:
+            nonlocal sent
+            if sent:
+                return await receive()  # after the body: a disconnect, as the server says
+            sent = True
+            return {"type": "http.request", "body": body, "more_body": False}
+
+        await self.app(scope, replay, send)
+
+    async def _read(self, receive: Receive) -> bytes | None:
+        chunks: list[bytes] = []
+        size = 0
+        while True:
+            message = await receive()
+            if message["type"] != "http.request":
+                return b"".join(chunks)
+            chunk = message.get("body", b"")
+            size += len(chunk)
+            if size > self.max_bytes:
+                return None
+            chunks.append(chunk)
+            if not message.get("more_body"):
+                return b"".join(chunks)
+
+
+async def _plain(send: Send, status: int, text: bytes) -> None:
+    headers = [(b"content-type", b"text/plain"), (b"content-length", str(len(text)).encode())]
+    headers += [(k.lower().encode(), v.encode()) for k, v in SECURITY_HEADERS.items()]
+    await send({"type": "http.response.start", "status": status, "headers": headers})
+    await send({"type": "http.response.body", "body": text})
+
+
 ERROR_STATUS: tuple[tuple[type[Exception], int, str], ...] = (
+    (LoginBusy, 503, "Busy"),
     (CsrfRefused, 403, "Refused"),
     (AccessRefused, 403, "Not allowed"),
     (AlreadyDecided, 409, "Already decided"),
@@ -270,44 +326,6 @@ def _error_page(console: Console, status: int, title: str) -> Callable[..., Any]
     return render
 
 
-def _add_login_routes(app: FastAPI, console: Console) -> None:
-    @app.get("/login")
-    def login_form(request: Request) -> Response:
-        session = console.session(request)
-        if session is not None and session.reviewer in console.config.reviewers:
-            return RedirectResponse("/", status_code=303)
-        if session is not None:  # keep the anonymous session other tabs' forms carry
-            return console.page("login.html", request, error=None)
-        session, cookie = console.signer.issue(None)  # carries the login form's CSRF token
-        response = console.page("login.html", request, session=session, error=None)
-        console.set_cookie(response, cookie)
-        return response
-
-    @app.post("/login")
-    def login(
-        request: Request, name: FormText = "", password: FormText = "", csrf: FormText = ""
-    ) -> Response:
-        session = console.session(request)
-        if session is None or not csrf_matches(session.csrf, csrf):
-            raise CsrfRefused("the login form expired; reload it and try again")
-        address = request.client.host if request.client else "unknown"
-        console.limiter.check(name, address)
-        if not console.gate.login_ok(name, password):
-            console.limiter.failed(name, address)
-            return console.page("login.html", request, status=401, error="wrong name or password")
-        console.limiter.succeeded(name, address)
-        response = RedirectResponse("/", status_code=303)
-        console.set_cookie(response, console.signer.issue(name)[1])  # new token: no fixation
-        return response
-
-    @app.post("/logout")
-    def logout(request: Request, csrf: FormText = "") -> Response:
-        console.poster(request, csrf)
-        response = RedirectResponse("/login", status_code=303)
-        response.delete_cookie(SESSION_COOKIE, httponly=True, samesite="strict")
-        return response
-
-
 def _add_review_routes(app: FastAPI, console: Console) -> None:
     @app.get("/")
     def home(request: Request) -> Response:
@@ -317,16 +335,17 @@ def _add_review_routes(app: FastAPI, console: Console) -> None:
         return console.page("home.html", request, queues=queues)
 
     @app.get("/queue/{queue}")
-    def queue_page(request: Request, queue: str, done: str = "") -> Response:
+    def queue_page(request: Request, queue: str, done: str = "", delayed: int = 0) -> Response:
         reviewer = console.reviewer(request)
         console.gate.check_queue(reviewer, queue)
         done = done if done in DONE_KINDS else ""  # a crafted link shows no text of its own
+        shown: dict[str, Any] = {"queue": queue, "done": done, "delayed": bool(done and delayed)}
         claim = console.store.claimed_by(reviewer, queue)
         if claim is None:
             waiting = console.store.stats().get(queue)
-            return console.page("queue.html", request, queue=queue, stats=waiting, done=done)
-        context = console.task_context(claim.task, claim.expires_at)
-        return console.page("task.html", request, queue=queue, done=done, **context)
+            return console.page("queue.html", request, stats=waiting, **shown)
+        context = console.task_context(claim.task, claim.expires_at, reviewer)
+        return console.page("task.html", request, **shown, **context)
 
     @app.post("/queue/{queue}/claim")
     def claim_next(request: Request, queue: str, csrf: FormText = "") -> Response:
@@ -353,10 +372,43 @@ def _add_decision_route(app: FastAPI, console: Console) -> None:
             raise LeaseLost(f"task {key!r} is not a known task")
         console.gate.check_queue(reviewer, task.queue)
         choice = DecisionChoice.from_form(kind, action, escalate_to, note.strip())
-        decision = console.desk.submit(key, reviewer, choice)
-        if decision is not None:  # after a skip the same task would come straight back
+        escalations = console.config.escalations_of(reviewer)
+        submitted = console.desk.submit(key, reviewer, choice, escalations)
+        if submitted is not None:  # after a skip the same task would come straight back
             console.store.claim(task.queue, reviewer)
-        return RedirectResponse(f"/queue/{task.queue}?done={choice.kind}", status_code=303)
+        delayed = "&delayed=1" if submitted is not None and not submitted.published else ""
+        return RedirectResponse(f"/queue/{task.queue}?done={choice.kind}{delayed}", status_code=303)
+
+
+def _add_image_route(app: FastAPI, console: Console) -> None:
+    @app.get("/image/{key}/{index}")
+    def task_image(request: Request, key: str, index: int) -> Response:
+        reviewer = console.reviewer(request)
+        task = console.store.get(key)
+        if task is None:
+            raise LeaseLost(f"task {key!r} is not a known task")
+        console.gate.check_queue(reviewer, task.queue)
+        if not 0 <= index < len(task.post.images) or task.post.images[index].url is None:
+            return JSONResponse({"detail": "no such image"}, status_code=404)
+        return _fetched_image(console, str(task.post.images[index].url))
+
+
+def _fetched_image(console: Console, url: str) -> Response:
+    """The image at `url` under the pipeline's fetch rules, as a fresh JPEG or PNG."""
+    import io
+
+    from operators.exceptions import ImageError
+    from operators.images import ImageLoader
+
+    try:
+        loaded = ImageLoader(console.image_limits).load(url)
+    except ImageError as error:
+        return JSONResponse({"detail": f"image not shown: {error.reason}"}, status_code=502)
+    image = loaded.image
+    image.thumbnail((DISPLAY_EDGE, DISPLAY_EDGE))
+    out = io.BytesIO()
+    image.save(out, format="JPEG", quality=90)  # a fresh file: no metadata of the poster's
+    return Response(out.getvalue(), media_type="image/jpeg")
 
 
 def _add_dashboard_routes(app: FastAPI, console: Console) -> None:
@@ -374,7 +426,7 @@ def _add_dashboard_routes(app: FastAPI, console: Console) -> None:
         return JSONResponse(numbers)
 
     @app.get("/healthz")
-    def healthz() -> Response:
+    async def healthz() -> Response:  # on the event loop: never waits for a worker thread
         return JSONResponse({"ok": True})
 
 
@@ -382,6 +434,7 @@ def _dashboard(console: Console) -> dict[str, Any]:
     overturns = console.desk.stats.overturns()
     return {
         "queues": console.store.stats(),
+        "unpublished": len(console.store.unpublished()),
         "last_hour": console.desk.stats.last_hour(),
         "overturns": {
             rule: {"overturned": over, "decided": n, "rate": over / n if n else 0.0}

@@ -1,7 +1,10 @@
 """Review-queue topics into the task store: each ReviewTask is added, then its offset committed.
 
-A record that is not a ReviewTask is logged with its topic, partition and offset, counted in
-`malformed`, and sent to the dead-letter topic when one is given; it never stops the ingester.
+A topic belongs to one queue: a task is stored in the queue of the topic it came on, and a task
+naming another queue is refused, so writing to one queue's topic never fills another queue.
+A record that is not a ReviewTask of its topic's queue is logged with its topic, partition and
+offset, counted in `malformed`, and sent to the dead-letter topic when one is given, with the
+reason; it never stops the ingester.
 Offsets are committed only after the store write (and the dead letters' acks), so a crash or a
 Redis outage re-reads the batch; `TaskStore.add` is idempotent by key, so nothing is queued twice.
 
@@ -14,7 +17,8 @@ from __future__ import annotations
 import json
 import logging
 import threading
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 from typing import Any
 
 from kafka import KafkaAdminClient
@@ -51,13 +55,24 @@ class ReviewTaskInvalid(ReviewError):
     stage = Stage.VALIDATE
 
 
+@dataclass(frozen=True)
+class TopicQueue:
+    """The queue a review topic feeds, and the queue name the tasks on it must carry."""
+
+    queue: str
+    task_queue: str
+
+
 class ReviewIngest:
-    """Reads review-queue topics in a consumer group and adds every ReviewTask to a TaskStore."""
+    """Reads review-queue topics in a consumer group and adds every ReviewTask to a TaskStore.
+
+    `topics` maps each topic to its queue; a plain list means each task's own queue is believed.
+    """
 
     def __init__(
         self,
         kafka: KafkaSettings,
-        topics: list[str],
+        topics: list[str] | Mapping[str, TopicQueue],
         group: str,
         store: TaskStore,
         *,
@@ -66,10 +81,11 @@ class ReviewIngest:
     ) -> None:
         wanted = [*topics, *([dead_letter_topic] if dead_letter_topic else [])]
         check_topics_exist(kafka, wanted, dead_letter_topic)
+        self.queues = dict(topics) if isinstance(topics, Mapping) else {}
         self.store, self.dead_letter_topic = store, dead_letter_topic
         self.added = self.duplicates = self.malformed = 0
         self._producer = Producer(kafka) if dead_letter_topic else None
-        self._consumer = BatchConsumer(kafka, topics, group, **consumer_overrides)
+        self._consumer = BatchConsumer(kafka, list(topics), group, **consumer_overrides)
 
     def run_once(self, timeout_ms: int = 1000) -> int:
         """Poll once, store every task, commit after the store write; how many tasks were new."""
@@ -77,7 +93,7 @@ class ReviewIngest:
         if batch is None:
             return 0
         with batch.processing() as records:
-            tasks, bad = split_records(records)
+            tasks, bad = split_records(records, self.queues)
             added = sum(self.store.add(task) for task in tasks)
             self._report_malformed(bad)
         self.added += added
@@ -112,17 +128,31 @@ class ReviewIngest:
 
 
 def split_records(
-    records: Sequence[ConsumerRecord],
+    records: Sequence[ConsumerRecord], queues: Mapping[str, TopicQueue] | None = None
 ) -> tuple[list[ReviewTask], list[tuple[ConsumerRecord, ReviewTaskInvalid]]]:
-    """The records that are ReviewTasks, parsed, and the others with what is wrong with them."""
+    """The records that are tasks of their topic's queue, and the others with what is wrong."""
     tasks: list[ReviewTask] = []
     bad: list[tuple[ConsumerRecord, ReviewTaskInvalid]] = []
     for record in records:
         try:
-            tasks.append(parse_review_task(record.value))
+            task = parse_review_task(record.value)
+            tasks.append(in_topic_queue(task, record.topic, queues or {}))
         except ReviewTaskInvalid as exc:
             bad.append((record, exc))
     return tasks, bad
+
+
+def in_topic_queue(task: ReviewTask, topic: str, queues: Mapping[str, TopicQueue]) -> ReviewTask:
+    """The task in its topic's queue, or `ReviewTaskInvalid` when it names another queue."""
+    owner = queues.get(topic)
+    if owner is None:
+        return task
+    if task.queue != owner.task_queue:
+        raise ReviewTaskInvalid(
+            f"the task names queue {task.queue!r}, but topic {topic!r} carries queue "
+            f"{owner.task_queue!r}; a task is worked only in its topic's queue"
+        )
+    return task if owner.queue == task.queue else task.model_copy(update={"queue": owner.queue})
 
 
 def parse_review_task(raw: bytes | None) -> ReviewTask:

@@ -16,11 +16,17 @@ Keys, all under the hash tag `{namespace}` so that every script touches one slot
     age:<queue>       ZSET  waiting and leased tasks: score enqueued-ms, member key
     leases:<queue>    ZSET  leased tasks: score lease expiry (epoch s), member key
     held:<queue>      HASH  reviewer -> the task key they hold in this queue
+    outbox            HASH  task key -> what its decision publishes, until the broker acks it
 
 Ordering is exact with no bound on priority: equal priorities fall back to the member's
 zero-padded enqueued milliseconds (lexical order), so ties sort by age. Enqueued times before
 1970 sort as 1970; 15 digits of milliseconds last until the year 33658. Both orders are kept
 as indexes, so stores built with `order="priority"` and `order="age"` can share a namespace.
+
+Deciding is one script: the first request to decide a task marks it decided and leaves what
+its decision will publish in the outbox; a second request finds it decided and publishes nothing.
+The console publishes the outbox entry and only then removes it, so a crash in between leaves
+a decided task whose decision is published again at the next start (`unpublished`).
 
 Retention: nothing expires. A decided task keeps its JSON, its place and its decision, so a late
 duplicate from the review topic is refused by `add` and a second decision by `decide`; that is
@@ -83,7 +89,7 @@ class QueueStats:
 _PRELUDE = """
 local TASKS, PLACE, DECIDED, HOLDER = KEYS[1], KEYS[2], KEYS[3], KEYS[4]
 local OPEN_P, OPEN_A, AGE = KEYS[5], KEYS[6], KEYS[7]
-local LEASES, HELD, QUEUES = KEYS[8], KEYS[9], KEYS[10]
+local LEASES, HELD, QUEUES, OUTBOX = KEYS[8], KEYS[9], KEYS[10], KEYS[11]
 local function place_of(key)
   local priority, ms = string.match(redis.call('HGET', PLACE, key), '^(-?%d+)|(%d+)|')
   return priority, ms
@@ -188,6 +194,7 @@ if state ~= 'ok' then return {'lost', state} end
 unlease(ARGV[1])
 redis.call('ZREM', AGE, ARGV[1])
 redis.call('HSET', DECIDED, ARGV[1], ARGV[3] .. '|' .. ARGV[2])
+if ARGV[4] ~= '' then redis.call('HSET', OUTBOX, ARGV[1], ARGV[4]) end
 return {'ok', redis.call('HGET', TASKS, ARGV[1])}
 """
 
@@ -227,7 +234,7 @@ class TaskStore:
             raise ValueError(f"lease_s must be positive, not {lease_s}")
         self.url, self.namespace, self.lease_s, self.order = redis_url, namespace, lease_s, order
         self._clock = clock
-        self._client = _redis_client(redis_url)
+        self._client = redis_client(redis_url)
         self._scripts = {
             name: self._client.register_script(_PRELUDE + body) for name, body in _SCRIPTS.items()
         }
@@ -261,14 +268,28 @@ class TaskStore:
         result = self._run_on_key("release", key, [key, reviewer, repr(self._clock())])
         _raise_unless_ok(result, key, reviewer)
 
-    def decide(self, key: str, reviewer: str) -> ReviewTask:
-        """Mark a task held under a live lease decided and drop it from its queue, atomically."""
-        result = self._run_on_key("decide", key, [key, reviewer, repr(self._clock())])
+    def decide(self, key: str, reviewer: str, outbox: str = "") -> ReviewTask:
+        """Mark a task held under a live lease decided and drop it from its queue, atomically.
+
+        `outbox` is what the decision publishes; it waits in the outbox until `published`.
+        Only one call per task gets here: every other raises AlreadyDecided or LeaseLost.
+        """
+        result = self._run_on_key("decide", key, [key, reviewer, repr(self._clock()), outbox])
         if result and result[0] == "decided":
             at, _, by = str(result[1]).partition("|")
             raise AlreadyDecided(f"task {key} was decided already, by {by} at {at} (epoch s)")
         _raise_unless_ok(result, key, reviewer)
         return ReviewTask.model_validate_json(result[1])
+
+    def unpublished(self) -> dict[str, str]:
+        """Task key -> the outbox entry of each decided task whose decision awaits its ack."""
+        with self._reaching():
+            return dict(self._client.hgetall(self._key("outbox")))
+
+    def published(self, key: str) -> None:
+        """The decision of task `key` is acknowledged by the broker: drop its outbox entry."""
+        with self._reaching():
+            self._client.hdel(self._key("outbox"), key)
 
     def get(self, key: str) -> ReviewTask | None:
         """The task with this key, whatever its state, or None."""
@@ -310,7 +331,7 @@ class TaskStore:
         shared = [self._key(name) for name in ("tasks", "place", "decided", "holder")]
         per_queue = [self._key(f"{kind}:{queue}") for kind in ("open-p", "open-a", "age")]
         rest = [self._key(f"leases:{queue}"), self._key(f"held:{queue}"), self._key("queues")]
-        return shared + per_queue + rest
+        return [*shared, *per_queue, *rest, self._key("outbox")]
 
     def _key(self, name: str) -> str:
         return f"{{{self.namespace}}}:{name}"
@@ -356,7 +377,8 @@ def _stats_of(row: list[Any], now: float) -> QueueStats:
     return QueueStats(open=int(waiting) + int(expired), claimed=int(live), oldest_age_s=age)
 
 
-def _redis_client(redis_url: str) -> Any:
+def redis_client(redis_url: str) -> Any:
+    """A Redis client that gives up within about a second instead of retrying for ten."""
     import redis
     from redis.backoff import ExponentialBackoff
     from redis.retry import Retry

@@ -48,16 +48,29 @@
 
   function images() { return document.querySelectorAll(".media img"); }
 
+  // An image at a URL has no src until revealed: only then does the console fetch it for us.
+  function setRevealed(image, show) {
+    image.classList.toggle("revealed", show);
+    var source = image.getAttribute("data-reveal-src");
+    if (show && source) {
+      image.removeAttribute("data-reveal-src");
+      image.classList.remove("unloaded");
+      image.src = source;
+    }
+  }
+
   document.addEventListener("DOMContentLoaded", function () {
     images().forEach(function (image) {
-      image.addEventListener("click", function () { image.classList.toggle("revealed"); });
+      image.addEventListener("click", function () {
+        setRevealed(image, !image.classList.contains("revealed"));
+      });
     });
     var reveal = document.getElementById("reveal-all");
     if (reveal) {
       reveal.addEventListener("click", function () {
         var all = images();
         var show = Array.prototype.some.call(all, function (i) { return !i.classList.contains("revealed"); });
-        all.forEach(function (image) { image.classList.toggle("revealed", show); });
+        all.forEach(function (image) { setRevealed(image, show); });
       });
     }
     var gray = document.getElementById("grayscale");

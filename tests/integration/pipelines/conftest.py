@@ -23,6 +23,7 @@ from pipelines.config import (
 from pipelines.kafka_io import OutMessage, Producer, TopicReader
 from pipelines.runner import PipelineRun
 from pipelines.samples import drawn_image, malformed_posts
+from tests.integration.pipelines.consoles import password_hash, start_console  # noqa: F401 (fixtures)
 
 E2E_POLICY = """
 id: e2e

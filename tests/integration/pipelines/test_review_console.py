@@ -11,33 +11,19 @@ import base64
 import json
 import os
 import re
-import threading
 import time
-import uuid
-from dataclasses import dataclass, field
 from pathlib import Path
 
 import pytest
 
-from contracts.records import (
-    Action,
-    ImageRef,
-    MatchedRule,
-    ModelRef,
-    PolicyRef,
-    Post,
-    ProducerRun,
-    Signals,
-    Verdict,
-    verdict_key,
+from contracts.records import ImageRef
+from tests.integration.pipelines.consoles import (
+    PASSWORD,
+    PNG,
+    RunningConsole,
+    read_decisions,
+    review_task,
 )
-from contracts.review import ReviewTask
-from pipelines.harness import free_port, wait_until
-from pipelines.kafka_io import OutMessage, Producer, TopicReader
-from pipelines.review.auth import hash_password
-from pipelines.review.settings import ReviewConfig
-from pipelines.review.tasks import TaskStore
-from pipelines.samples import drawn_image
 
 CHROMIUM = "/usr/bin/chromium"
 if not Path(CHROMIUM).exists() and os.environ.get("CI"):
@@ -49,15 +35,7 @@ if not Path(CHROMIUM).exists():
 sync_api = pytest.importorskip("playwright.sync_api", reason="pip install playwright")
 
 ARTIFACTS = Path(__file__).resolve().parents[3] / "test-artifacts"
-PASSWORD = "correct horse battery"
-GROUP_TIMEOUTS = {"session_timeout_ms": 6000, "heartbeat_interval_ms": 500}
-PNG = base64.b64encode(drawn_image(7, size=160)).decode()
 WAIT_MS = 20_000
-
-
-@pytest.fixture(scope="module")
-def password_hash():
-    return hash_password(PASSWORD)
 
 
 @pytest.fixture(scope="module")
@@ -84,137 +62,6 @@ def contexts(browser):
         context.close()
 
 
-@dataclass
-class RunningConsole:
-    url: str
-    config: ReviewConfig
-    store: TaskStore
-    stop: threading.Event
-    thread: threading.Thread | None = None
-    errors: list[BaseException] = field(default_factory=list)
-
-    def publish(self, *tasks: ReviewTask) -> None:
-        producer = Producer(self.config.kafka)
-        try:
-            producer.send_all(
-                [
-                    OutMessage(
-                        self.config.review_topics[t.queue],
-                        t.model_dump_json().encode(),
-                        t.key.encode(),
-                    )
-                    for t in tasks
-                ]
-            )
-        finally:
-            producer.close()
-        for task in tasks:
-            wait_until(lambda t=task: self.store.get(t.key) is not None, what=f"task {task.key}")
-
-
-@pytest.fixture
-def start_console(kafka_settings, redis_url, topic_factory, group_id, password_hash):
-    """Starts `serve_console` on a free port in a thread; stops it (and its ingester) after."""
-    from pipelines.commands.review import serve_console
-
-    running: list[RunningConsole] = []
-
-    def start(*, lease_s: float = 300.0) -> RunningConsole:
-        config = ReviewConfig(
-            kafka=kafka_settings,
-            redis_url=redis_url,
-            review_topics={
-                "spam": topic_factory("review-spam"),
-                "senior": topic_factory("review-senior"),
-            },
-            decisions_topic=topic_factory("decisions"),
-            consumer_group=group_id,
-            consumer_overrides=GROUP_TIMEOUTS,
-            namespace=f"test-review:{uuid.uuid4().hex[:8]}",
-            lease_s=lease_s,
-            session_secret=uuid.uuid4().hex * 2,
-            reviewers={
-                "ana": {"password_argon2": password_hash, "queues": ["*"]},
-                "ben": {"password_argon2": password_hash, "queues": ["spam", "senior"]},
-                "cam": {"password_argon2": password_hash, "queues": ["senior"]},
-            },
-        )
-        port, stop = free_port(), threading.Event()
-        store = TaskStore(redis_url, namespace=config.namespace)
-        console = RunningConsole(f"http://127.0.0.1:{port}", config, store, stop)
-
-        def serve() -> None:
-            try:
-                serve_console(config, host="127.0.0.1", port=port, stop_event=stop)
-            except BaseException as error:
-                console.errors.append(error)
-
-        console.thread = threading.Thread(target=serve, name="review-console", daemon=True)
-        console.thread.start()
-        wait_until(lambda: _answers(console), what="review console", timeout_s=60)
-        running.append(console)
-        return console
-
-    yield start
-    for console in running:
-        console.stop.set()
-        assert console.thread is not None
-        console.thread.join(30)
-        assert not console.thread.is_alive(), "the console did not stop"
-
-
-def _answers(console: RunningConsole) -> bool:
-    if console.errors:
-        raise console.errors[0]
-    import urllib.request
-
-    with urllib.request.urlopen(f"{console.url}/healthz", timeout=1) as response:
-        return response.status == 200
-
-
-def review_task(
-    queue: str = "spam",
-    *,
-    text: str = "cheap followers, click now",
-    meta: dict | None = None,
-    images: list[ImageRef] | None = None,
-    priority: int = 10,
-    reason: str = "looks like spam",
-) -> ReviewTask:
-    post = Post(
-        id=f"post-{uuid.uuid4().hex[:8]}",
-        text=text,
-        images=[ImageRef(data=PNG, mime="image/png")] if images is None else images,
-        author="user-42",
-        meta={"source": "integration-test"} if meta is None else meta,
-    )
-    policy = PolicyRef(id="review-e2e", version=2, sha256="ab" * 32)
-    verdict = Verdict(
-        post_id=post.id,
-        key=verdict_key(post.id, policy.id, policy.version),
-        action=Action.BLOCK,
-        queue=queue,
-        priority=priority,
-        policy=policy,
-        matched_rules=[
-            MatchedRule(
-                id="spam-text",
-                action=Action.BLOCK,
-                queue=queue,
-                priority=priority,
-                reason=reason,
-                evidence={"text.spam": 0.93},
-            )
-        ],
-        signals=Signals(
-            labels={"spam": 0.93}, answers={"is_ad": 0.81}, description="a flyer with shapes"
-        ),
-        model=ModelRef(name="tiny:smolvlm"),
-        producers=[ProducerRun(name="ocr", ms=4.5, evidence={"boxes": [["FOLLOW", 0.97]]})],
-    )
-    return ReviewTask(key=verdict.key, queue=queue, priority=priority, verdict=verdict, post=post)
-
-
 def log_in(context, console: RunningConsole, name: str, password: str = PASSWORD):
     page = context.new_page()
     page.goto(f"{console.url}/login")
@@ -232,19 +79,6 @@ def claim(page, console: RunningConsole, queue: str = "spam") -> str | None:
             page.keyboard.press("n")
     task = page.locator("#task")
     return task.get_attribute("data-task-key") if task.count() else None
-
-
-def read_decisions(console: RunningConsole, count: int, timeout_s: float = 30.0) -> list[dict]:
-    reader = TopicReader(console.config.kafka, [console.config.decisions_topic])
-    found: list[dict] = []
-    try:
-        deadline = time.monotonic() + timeout_s
-        while len(found) < count and time.monotonic() < deadline:
-            found += [json.loads(r.value) for r in reader.read(timeout_ms=200)]
-    finally:
-        reader.close()
-    assert len(found) >= count, f"{len(found)} of {count} decisions on the topic"
-    return found
 
 
 def test_a_reviewer_logs_in_sees_the_blurred_task_and_decides_it_by_key(start_console, contexts):

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import math
 import re
+import secrets
 from pathlib import Path
 
 import pytest
@@ -322,24 +323,42 @@ def test_dockerfile_copies_every_package_pyproject_installs():
 # -- the review console -------------------------------------------------------------------------
 
 
-def test_review_yaml_loads_and_its_placeholder_hashes_match_no_password():
+def test_review_yaml_loads_and_its_placeholder_hashes_match_no_password(monkeypatch):
     from pipelines.review.auth import verify_password
     from pipelines.review.settings import load_review_config
 
+    monkeypatch.setenv("VLMOD_REVIEW_SESSION_SECRET", secrets.token_urlsafe(48))
     config = load_review_config(DEPLOY / "review.yaml")
+    assert config.session_secret is None, "the secret comes from the environment, not the file"
     assert config.secure_cookies and "scam" in config.review_topics
     for reviewer in config.reviewers.values():
         assert not verify_password(reviewer.password_argon2, "")
         assert not verify_password(reviewer.password_argon2, "change-me")
 
 
-def test_review_yaml_names_every_queue_of_the_example_policies():
-    from pipelines.demo_review import review_topics
+def test_review_yaml_has_a_queue_for_every_topic_of_the_example_policies(monkeypatch):
     from pipelines.review.settings import load_review_config
+    from pipelines.runner import review_topics
     from policies.loader import load_policy_dir
 
-    topics, _ = review_topics(load_policy_dir(REPO / "policies" / "examples"))
-    assert set(topics) <= set(load_review_config(DEPLOY / "review.yaml").review_topics)
+    monkeypatch.setenv("VLMOD_REVIEW_SESSION_SECRET", secrets.token_urlsafe(48))
+    config = load_review_config(DEPLOY / "review.yaml")
+    policy_set = load_policy_dir(REPO / "policies" / "examples")
+    assert review_topics(policy_set) <= set(config.topics.values())
+    queue_of = {topic: config.task_queue(queue) for queue, topic in config.topics.items()}
+    for policy in policy_set.active:
+        for rule in policy.rules:
+            if rule.queue:  # the tasks on each topic carry the queue name the console expects
+                assert queue_of[policy.queue_topic(rule.queue)] == rule.queue
+
+
+def test_the_review_console_manifest_takes_the_session_secret_from_a_secret():
+    deployment, _ = list(yaml.safe_load_all((DEPLOY / "kubernetes/review-console.yaml").open()))
+    [container] = deployment["spec"]["template"]["spec"]["containers"]
+    env = {item["name"]: item for item in container["env"]}
+    secret = env["VLMOD_REVIEW_SESSION_SECRET"]["valueFrom"]["secretKeyRef"]
+    assert secret["name"] and secret["key"]
+    assert "session_secret_env: VLMOD_REVIEW_SESSION_SECRET" in (DEPLOY / "review.yaml").read_text()
 
 
 def test_review_console_deployment_runs_vlmod_review_on_the_mounted_config():

@@ -3,6 +3,8 @@ login throttling, queue grants, the config loader's positioned errors, and decis
 
 from __future__ import annotations
 
+import secrets
+import time
 from datetime import UTC, datetime
 
 import pytest
@@ -19,6 +21,7 @@ from pipelines.review.auth import (
     QueueForbidden,
     Session,
     SessionSigner,
+    client_address,
     csrf_matches,
     hash_password,
     hash_token,
@@ -30,9 +33,9 @@ from pipelines.review.decisions import (
     build_decision,
     escalated_task,
 )
-from pipelines.review.settings import ReviewConfig, load_review_config
+from pipelines.review.settings import ReviewConfig, load_review_config, secret_problem
 
-SECRET = "s" * 32
+SECRET = secrets.token_urlsafe(32)
 
 
 @pytest.fixture(scope="module")
@@ -83,37 +86,59 @@ def test_an_empty_password_is_not_hashed():
         hash_password("")
 
 
-# --- sessions --------------------------------------------------------------------------------
+# --- sessions ----------------------------------------------------------------------------
 
 
-def test_a_session_reads_back_with_its_reviewer_and_csrf_token():
+def test_a_pre_login_cookie_reads_back_with_its_csrf_token_and_no_reviewer():
     signer = SessionSigner(SECRET, max_age_s=3600, clock=FakeClock())
-    session, cookie = signer.issue("ana")
-    assert signer.read(cookie) == session
-    assert session.reviewer == "ana" and len(session.csrf) >= 32
+    session, cookie = signer.anonymous()
+    read = signer.read(cookie)
+    assert read is not None and read.anonymous == session and read.token is None
+    assert session.reviewer is None and len(session.csrf) >= 32
+
+
+def test_a_logged_in_cookie_only_names_a_server_side_session():
+    signer = SessionSigner(SECRET, max_age_s=3600, clock=FakeClock())
+    read = signer.read(signer.cookie_for("opaque-token"))
+    assert read is not None and read.token == "opaque-token" and read.anonymous is None
+
+
+def test_a_validly_signed_cookie_that_claims_a_reviewer_grants_nothing():
+    from itsdangerous import URLSafeSerializer
+
+    from pipelines.review.auth import _SALT
+
+    # What an older cookie held, or what someone with the secret would forge: no session token.
+    forged = URLSafeSerializer(SECRET, salt=_SALT).dumps({"r": "lead", "c": "x", "t": 1e6})
+    read = SessionSigner(SECRET, max_age_s=3600, clock=FakeClock()).read(forged)
+    assert read is not None and read.token is None
+    assert read.anonymous is not None and read.anonymous.reviewer is None
 
 
 def test_a_tampered_session_cookie_is_refused():
     signer = SessionSigner(SECRET, max_age_s=3600, clock=FakeClock())
-    _, cookie = signer.issue("ben")
+    cookie = signer.cookie_for("token-of-ben")
     payload, _, signature = cookie.rpartition(".")
-    forged_payload = SessionSigner("x" * 32, max_age_s=3600).issue("ana")[1].rpartition(".")[0]
+    forged_payload = SessionSigner("x" * 32, max_age_s=3600).cookie_for("t").rpartition(".")[0]
     assert signer.read(f"{forged_payload}.{signature}") is None  # someone else's payload
     assert signer.read(f"{payload}.{signature[:-2]}AA") is None  # a changed signature
     assert signer.read(cookie[:-1]) is None
     assert signer.read("") is None and signer.read(None) is None
     assert signer.read("garbage") is None
+    assert signer.read(cookie + "A" * 5000) is None  # oversized cookies are not even parsed
 
 
 def test_a_session_signed_with_another_secret_is_refused():
-    _, cookie = SessionSigner("another secret, long enough", max_age_s=60).issue("ana")
+    cookie = SessionSigner(secrets.token_urlsafe(32), max_age_s=60).cookie_for("t")
     assert SessionSigner(SECRET, max_age_s=60).read(cookie) is None
+    _, anonymous = SessionSigner(secrets.token_urlsafe(32), max_age_s=60).anonymous()
+    assert SessionSigner(SECRET, max_age_s=60).read(anonymous) is None
 
 
-def test_a_session_expires_after_its_max_age():
+def test_a_pre_login_cookie_expires_after_its_max_age():
     clock = FakeClock()
     signer = SessionSigner(SECRET, max_age_s=60, clock=clock)
-    _, cookie = signer.issue("ana")
+    _, cookie = signer.anonymous()
     clock.now += 60
     assert signer.read(cookie) is not None
     clock.now += 1
@@ -122,7 +147,64 @@ def test_a_session_expires_after_its_max_age():
 
 def test_each_session_gets_its_own_csrf_token():
     signer = SessionSigner(SECRET, max_age_s=60)
-    assert signer.issue("ana")[0].csrf != signer.issue("ana")[0].csrf
+    assert signer.anonymous()[0].csrf != signer.anonymous()[0].csrf
+
+
+# --- the session secret ----------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("secret", "why"),
+    [
+        ("replace-with-64-random-characters-from-a-secret-store", "placeholder"),
+        ("a long random string", "placeholder"),
+        ("short-but-random-Q8f", "characters; at least 43"),
+        ("s" * 64, "repeats a short pattern"),
+        ("password" * 8, "repeats a short pattern"),
+        ("0123456789" * 5, "repeats a short pattern"),
+    ],
+)
+def test_weak_session_secrets_are_refused_with_the_reason(secret, why):
+    assert why in (secret_problem(secret) or "")
+
+
+def test_random_secrets_pass_in_urlsafe_base64_or_hex():
+    for _ in range(50):
+        assert secret_problem(secrets.token_urlsafe(32)) is None
+        assert secret_problem(secrets.token_hex(32)) is None
+
+
+def test_the_shipped_placeholder_is_refused_in_one_line_naming_the_setting(tmp_path, pw_hash):
+    path = tmp_path / "review.yaml"
+    placeholder = "replace-with-64-random-characters-from-a-secret-store"
+    path.write_text(
+        CONFIG_YAML.replace("      - scams\n", "").format(secret=placeholder, pw=pw_hash)
+    )
+    with pytest.raises(ConfigInvalid) as caught:
+        load_review_config(path)
+    message = str(caught.value)
+    assert message.count("\n") == 0
+    assert message.startswith(f"{path}:7:17: session_secret: the session secret is the shipped")
+    assert (
+        "shipped placeholder" in message and "python -m pipelines.review.auth --secret" in message
+    )
+
+
+def test_the_secret_can_come_from_the_environment(tmp_path, pw_hash, monkeypatch):
+    text = CONFIG_YAML.replace("      - scams\n", "").replace(
+        'session_secret: "{secret}"', "session_secret_env: REVIEW_SECRET"
+    )
+    path = write(tmp_path, text, pw_hash)
+    monkeypatch.delenv("REVIEW_SECRET", raising=False)
+    with pytest.raises(
+        ConfigInvalid, match=r":7:21: session_secret_env: environment variable REVIEW_SECRET is not"
+    ):
+        load_review_config(path)
+    monkeypatch.setenv("REVIEW_SECRET", "s" * 64)
+    with pytest.raises(ConfigInvalid, match="repeats a short pattern"):
+        load_review_config(path)
+    monkeypatch.setenv("REVIEW_SECRET", SECRET)
+    assert load_review_config(path).secret_value() == SECRET
 
 
 # --- CSRF ------------------------------------------------------------------------------------
@@ -163,12 +245,59 @@ def test_throttling_is_per_name_and_address():
     limiter.check("ben", "10.0.0.1")
 
 
+def test_one_address_spraying_many_names_is_throttled_too():
+    limiter = LoginLimiter(max_failures=5, window_s=60, clock=FakeClock(), max_per_address=10)
+    for n in range(10):
+        limiter.check(f"name-{n}", "10.0.0.9")
+        limiter.failed(f"name-{n}", "10.0.0.9")
+    with pytest.raises(LoginThrottled):
+        limiter.check("a-fresh-name", "10.0.0.9")
+    limiter.check("a-fresh-name", "10.0.0.10")
+
+
 def test_a_successful_login_forgets_the_failures():
     limiter = LoginLimiter(max_failures=2, window_s=60, clock=FakeClock())
     limiter.failed("ana", "ip")
     limiter.succeeded("ana", "ip")
     limiter.failed("ana", "ip")
     limiter.check("ana", "ip")
+
+
+def test_the_limiter_stays_small_whatever_the_names_and_forgets_after_its_window():
+    import sys
+
+    clock = FakeClock()
+    limiter = LoginLimiter(max_failures=5, window_s=60, clock=clock, max_entries=1000)
+    huge = "x" * 1_000_000
+    for n in range(3000):
+        limiter.failed(f"{huge}{n}", f"10.0.{n // 256}.{n % 256}")
+    assert len(limiter) <= 1000
+    keys = list(limiter._failures)
+    assert max(sys.getsizeof(name) for name, _ in keys) < 200, "names are kept as digests"
+    clock.now += 61
+    limiter.check("anyone", "10.0.0.1")  # touching it forgets what the window left behind
+    assert len(limiter) == 0
+
+
+def test_forwarded_for_counts_only_from_trusted_proxies():
+    assert client_address("127.0.0.1", "203.0.113.7", []) == "127.0.0.1"
+    assert client_address("198.51.100.2", "203.0.113.7", ["10.0.0.0/8"]) == "198.51.100.2"
+    assert client_address("10.0.0.5", "203.0.113.7", ["10.0.0.0/8"]) == "203.0.113.7"
+    # The client may prepend anything; the proxy appends what it saw, so read from the right.
+    chain = "1.2.3.4, 203.0.113.7, 10.0.0.6"
+    assert client_address("10.0.0.5", chain, ["10.0.0.0/8"]) == "203.0.113.7"
+    assert client_address("10.0.0.5", "not-an-address", ["10.0.0.0/8"]) == "10.0.0.5"
+    assert client_address(None, None, []) == "unknown"
+
+
+def test_overlong_passwords_and_names_are_refused_without_hashing(pw_hash):
+    started = time.perf_counter()
+    assert not verify_password(pw_hash, "p" * 100_000)
+    assert time.perf_counter() - started < 0.05, "an argon2 check takes far longer than this"
+    gate = Gate(config(pw_hash))
+    started = time.perf_counter()
+    assert not gate.login_ok("a" * 100_000, "correct horse")
+    assert time.perf_counter() - started < 0.05
 
 
 # --- grants and tokens -----------------------------------------------------------------------
@@ -277,7 +406,9 @@ def test_schema_errors_are_positioned_too(tmp_path, pw_hash):
 
 def test_a_missing_session_secret_is_named(tmp_path, pw_hash):
     text = CONFIG_YAML.replace("      - scams\n", "").replace('session_secret: "{secret}"\n', "")
-    with pytest.raises(ConfigInvalid, match=":1:1: missing required key 'session_secret'"):
+    with pytest.raises(
+        ConfigInvalid, match=r":1:1: \(file\): give session_secret or session_secret_env"
+    ):
         load_review_config(write(tmp_path, text, pw_hash))
 
 
@@ -313,6 +444,46 @@ def test_an_unknown_queue_is_refused_when_built_in_code_too(pw_hash):
 def test_a_short_session_secret_is_refused(pw_hash):
     with pytest.raises(ValidationError, match="session_secret"):
         config(pw_hash, session_secret="short")
+
+
+def test_two_queues_on_one_topic_are_refused(pw_hash):
+    topics = {"spam": "review.spam", "weapons": "review.spam"}
+    with pytest.raises(ValidationError, match=r"topic 'review\.spam' is queue 'spam'"):
+        config(pw_hash, review_topics=topics)
+
+
+def test_a_queue_can_take_tasks_named_as_another_policy_names_them(pw_hash):
+    topics = {
+        "spam": "review.spam",
+        "weapons": "review.weapons",
+        "marketplace-weapons": {"topic": "marketplace.review.weapons", "queue": "weapons"},
+    }
+    loaded = config(pw_hash, review_topics=topics)
+    assert loaded.topics == {
+        "spam": "review.spam",
+        "weapons": "review.weapons",
+        "marketplace-weapons": "marketplace.review.weapons",
+    }
+    assert loaded.task_queue("marketplace-weapons") == "weapons"
+    assert loaded.task_queue("weapons") == "weapons"
+    assert loaded.queue_of_topic("marketplace.review.weapons") == "marketplace-weapons"
+
+
+def test_reviewers_escalate_into_their_own_queues_unless_given_a_list(pw_hash):
+    topics = {"spam": "review.spam", "weapons": "review.weapons", "senior": "review.senior"}
+    reviewers = {
+        "ana": {"password_argon2": pw_hash, "queues": ["*"]},
+        "ben": {"password_argon2": pw_hash, "queues": ["spam"]},
+        "cam": {"password_argon2": pw_hash, "queues": ["spam"], "escalate_to": ["senior"]},
+    }
+    loaded = config(pw_hash, review_topics=topics, reviewers=reviewers)
+    assert loaded.escalations_of("ana") == ["spam", "weapons", "senior"]
+    assert loaded.escalations_of("ben") == ["spam"]
+    assert loaded.escalations_of("cam") == ["senior"]
+    assert loaded.escalations_of("stranger") == []
+    bad = {"ben": {"password_argon2": pw_hash, "queues": ["spam"], "escalate_to": ["nope"]}}
+    with pytest.raises(ValidationError, match=r"reviewers\.ben\.escalate_to\[0\]: unknown queue"):
+        config(pw_hash, review_topics=topics, reviewers=bad)
 
 
 # --- decisions (pure) ------------------------------------------------------------------------
@@ -361,6 +532,12 @@ def test_escalate_needs_another_known_queue():
             decide(DecisionChoice("escalate", escalate_to=target))
 
 
+def test_escalation_only_into_the_queues_the_reviewer_is_given():
+    task, choice = review_task(), DecisionChoice("escalate", escalate_to="senior")
+    with pytest.raises(DecisionInvalid, match="you may escalate only into: none"):
+        build_decision(task, "ben", choice, review_queues=["spam"], decided_at=NOW)
+
+
 def test_the_form_refuses_unknown_kinds_and_actions():
     with pytest.raises(DecisionInvalid):
         DecisionChoice.from_form("approve", "", "", "")
@@ -378,3 +555,6 @@ def test_escalated_tasks_get_fresh_keys_and_decisions_keep_the_verdict_key():
     assert len({"k1", first.key, back.key, again.key}) == 4
     assert first.queue == "senior" and first.verdict.key == "k1"
     assert decide(DecisionChoice("uphold"), first).key == "k1"
+    named = escalated_task(review_task(), "marketplace-weapons", NOW, task_queue="weapons")
+    assert named.queue == "weapons", "the task carries the name its topic's queue expects"
+    assert named.key.endswith(":marketplace-weapons")

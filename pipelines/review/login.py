@@ -1,0 +1,110 @@
+"""Logging in and out of the review console, built to hold under a storm of failed logins.
+
+- The limiter runs before any hashing, per (name, address) and per address, in bounded memory.
+- The address is the peer's; X-Forwarded-For counts only from `trusted_proxies`.
+- Names and passwords are capped before hashing (`auth.MAX_NAME_CHARS`, `MAX_PASSWORD_CHARS`).
+- At most `login_hash_concurrency` argon2 checks run at once, each off the event loop; the others
+  wait without holding a worker thread, and give up with 503 after `login_queue_timeout_s`. Each
+  check takes its hash's memory cost (64 MiB by default), so this bounds the console's memory,
+  and pages and /healthz keep answering meanwhile.
+- A login makes a new server-side session (rotation: nothing from before login survives it);
+  logout deletes it, so a copied cookie is worthless afterwards.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from typing import TYPE_CHECKING, Annotated
+
+from fastapi import FastAPI, Form, Request
+from fastapi.concurrency import run_in_threadpool
+from fastapi.responses import RedirectResponse, Response
+
+from pipelines.review.auth import (
+    SESSION_COOKIE,
+    CsrfRefused,
+    LoginBusy,
+    client_address,
+    csrf_matches,
+)
+
+if TYPE_CHECKING:
+    from pipelines.review.console import Console
+
+FormText = Annotated[str, Form()]
+
+
+class PasswordChecks:
+    """A bound on password checks running at once; waiting ones hold no thread."""
+
+    def __init__(self, concurrency: int, wait_s: float) -> None:
+        self.concurrency, self.wait_s = concurrency, wait_s
+        self._slots: asyncio.Semaphore | None = None  # made on the server's event loop
+
+    async def check(self, console: Console, name: str, password: str) -> bool:
+        """Whether the password is `name`'s, or LoginBusy when no check came free in time."""
+        if self._slots is None:
+            self._slots = asyncio.Semaphore(self.concurrency)
+        try:
+            await asyncio.wait_for(self._slots.acquire(), self.wait_s)
+        except TimeoutError:
+            raise LoginBusy("the console is busy checking logins; try again shortly") from None
+        try:
+            return await run_in_threadpool(console.gate.login_ok, name, password)
+        finally:
+            self._slots.release()
+
+
+def add_login_routes(app: FastAPI, console: Console) -> None:
+    """GET and POST /login, POST /logout."""
+    checks = PasswordChecks(
+        console.config.login_hash_concurrency, console.config.login_queue_timeout_s
+    )
+
+    @app.get("/login")
+    def login_form(request: Request) -> Response:
+        session = console.session(request)
+        if session is not None and session.reviewer in console.config.reviewers:
+            return RedirectResponse("/", status_code=303)
+        if session is not None and session.token is None:  # keep the form other tabs carry
+            return console.page("login.html", request, session=session, error=None)
+        session, cookie = console.signer.anonymous()  # carries the login form's CSRF token
+        response = console.page("login.html", request, session=session, error=None)
+        console.set_cookie(response, cookie)
+        return response
+
+    @app.post("/login")
+    async def login(
+        request: Request, name: FormText = "", password: FormText = "", csrf: FormText = ""
+    ) -> Response:
+        cookie = console.signer.read(request.cookies.get(SESSION_COOKIE))
+        before = cookie.anonymous if cookie else None
+        if before is None or not csrf_matches(before.csrf, csrf):
+            raise CsrfRefused("the login form expired; reload it and try again")
+        config = console.config
+        peer = request.client.host if request.client else None
+        address = client_address(
+            peer, request.headers.get("x-forwarded-for"), config.trusted_proxies
+        )
+        console.limiter.check(name, address)
+        if not await checks.check(console, name, password):
+            console.limiter.failed(name, address)
+            return console.page(
+                "login.html", request, status=401, session=before, error="wrong name or password"
+            )
+        console.limiter.succeeded(name, address)
+        session = await run_in_threadpool(console.sessions.create, name)
+        response = RedirectResponse("/", status_code=303)
+        assert session.token is not None
+        console.set_cookie(response, console.signer.cookie_for(session.token))
+        return response
+
+    @app.post("/logout")
+    def logout(request: Request, csrf: FormText = "") -> Response:
+        console.poster(request, csrf)
+        session = console.session(request)
+        if session is not None and session.token is not None:
+            console.sessions.revoke(session.token)
+        response = RedirectResponse("/login", status_code=303)
+        response.delete_cookie(SESSION_COOKIE, httponly=True, samesite="strict")
+        return response

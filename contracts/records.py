@@ -56,6 +56,8 @@ class InputChangeKind(StrEnum):
 
     TRUNCATED = "truncated"
     SURROGATES_REPLACED = "surrogates-replaced"
+    INVISIBLES_REMOVED = "invisibles-removed"
+    WHITESPACE_COLLAPSED = "whitespace-collapsed"
 
 
 class ImageRef(BaseModel):

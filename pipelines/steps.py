@@ -36,6 +36,7 @@ from pipelines.signal_records import Failure
 from pipelines.telemetry import Telemetry
 from pipelines.tracing import context_from_headers, trace_id_of
 from policies.policy_set import PolicySet, SetDecision
+from policies.scope import PostScope
 
 if TYPE_CHECKING:
     pass
@@ -80,6 +81,9 @@ class Moderator:
                 journey.fail(Failure.of(error, Stage.DECODE))
                 return journey
             journey.post, journey.changes = decoded.post, decoded.changes
+            # Only the decoder's cut sets `post.truncated`: a later note (the model's prompt cut
+            # to model.max_text_tokens) leaves the text that rules read whole.
+            journey.scope = PostScope(decoded.post, truncated=decoded.truncated)
             span.set_attribute("post.id", journey.post.id)
         return journey
 

@@ -8,6 +8,9 @@ A rule that fails at run time becomes a RuleError and the others still decide. A
 reads a model signal absent from the Signals is *undecided*: when a matching rule already
 outranks it, it could not have changed the verdict (this is how signals skipped by the planner
 look), so it is listed in `skipped_rules`; otherwise it is a RuleError naming the signal.
+
+A post whose text was cut is not allowed by a policy with no rule reading `post.truncated`: it
+is reviewed instead (`policies.truncation`).
 """
 
 from __future__ import annotations
@@ -25,6 +28,7 @@ from policies.decision import DEFAULT_PRIORITY, Decision
 from policies.expressions import Condition, Needs, SignalRef, Term
 from policies.schema import Mode
 from policies.scope import PostScope, run_term
+from policies.truncation import CUT_TEXT_QUEUE, reads_truncated, review_cut_text
 
 PostInput = Post | dict[str, Any] | PostScope  # a scope shares the post's CEL values
 
@@ -205,6 +209,7 @@ class Evaluation:
     variables: dict[str, Any]
     slow: int
     unavailable: Mapping[str, str] = field(default_factory=dict)
+    truncated: bool = False  # the decoder cut the post's text
 
 
 @dataclass(frozen=True)
@@ -265,6 +270,9 @@ class CompiledPolicy:
         self.source = source
         self.tests = list(tests or [])
         self.functions = dict(functions or {})
+        self.reads_truncated = reads_truncated(
+            path for rule in self.rules for path in rule.condition.reads
+        )
         self.stats = EvaluationStats()
 
     def __repr__(self) -> str:
@@ -346,7 +354,7 @@ class CompiledPolicy:
                 continue
             results.append((rule, rule.test(context, view.present, scope.terms)))
             slow += time.perf_counter() - started > SLOW_RULE_SECONDS
-        return Evaluation(results, variables, slow, view.unavailable)
+        return Evaluation(results, variables, slow, view.unavailable, scope.truncated)
 
     def evaluate(
         self,
@@ -372,7 +380,7 @@ class CompiledPolicy:
                 skipped.append(rule.id)
             elif result.outcome is Outcome.UNDECIDED:
                 errors.append(RuleError(id=rule.id, error=_not_computed(result, evaluation)))
-        return Decision(
+        decision = Decision(
             policy=self.ref,
             mode=self.mode,
             action=winner.action if winner else self.default,
@@ -382,6 +390,12 @@ class CompiledPolicy:
             matched_rules=[rule.matched(evaluation.variables) for rule in matched],
             rule_errors=errors,
             skipped_rules=skipped,
+        )
+        return review_cut_text(
+            decision,
+            truncated=evaluation.truncated,
+            policy_reads_truncated=self.reads_truncated,
+            topic=self.queue_topic(CUT_TEXT_QUEUE),
         )
 
     def needed_for(

@@ -23,9 +23,11 @@ import cel
 from contracts.producers import Variable
 from policies.celscan import Facts, Reference, scan, string_value
 from policies.patterns import PatternRegistry
-from policies.typecheck import check_types
+from policies.typecheck import TypedFields, check_types
 
 BUILTIN_TYPES = {"text": "string", "post": "map(string, dyn)"}
+# Fields of `post` the engine sets, never the message: `post.truncated` (the text was cut).
+BUILTIN_FIELDS: TypedFields = {"post": (frozenset({"truncated"}), "bool")}
 BUILTIN_ROOTS = frozenset(BUILTIN_TYPES)
 TEXT_SCANS = frozenset({"matches", "contains"})
 ALLOWED_FUNCTIONS = frozenset(
@@ -165,7 +167,7 @@ def compile_condition(
     findings += _check_patterns(facts, limits)
     if findings:
         return None, findings
-    findings = check_types(source, declared.types)
+    findings = check_types(source, declared.types, BUILTIN_FIELDS)
     if findings:
         return None, findings
     return _condition(source, facts, declared, patterns or PatternRegistry()), []

@@ -38,8 +38,9 @@ class RuleSpec(_Strict):
     when: str = Field(
         ...,
         min_length=1,
-        description="CEL condition. In scope: text, post (meta included) and the variables of "
-        "the declared signals (labels, answers, description, ...). Example: "
+        description="CEL condition. In scope: text, post (meta included; `post.truncated` is "
+        "true when the text was cut at posts.max_text_chars) and the variables of the declared "
+        "signals (labels, answers, description, ...). Example: "
         "`labels.weapon > 0.5 && answers.minor > 0.5`.",
     )
     action: Action = Field(..., description="allow | review | block | escalate.")
@@ -70,7 +71,11 @@ class TestCase(_Strict):
     """A policy unit test: a post, pinned signals, the expected verdict."""
 
     name: str = Field(..., min_length=1, description="What the case shows.")
-    post: dict[str, Any] = Field(..., description="The post, as on the input topic (id required).")
+    post: dict[str, Any] = Field(
+        ...,
+        description="The post, as on the input topic (id required); `truncated: true` stands "
+        "for a post whose text the decoder cut (on the input topic that field is not read).",
+    )
     signals: dict[str, Any] = Field(
         default_factory=dict,
         description="Pinned values by the policy's variable names: `labels: {weapon: 0.9}`, "

@@ -22,23 +22,31 @@ import cel
 
 from contracts.records import Post
 from policies.expressions import Term
+from policies.truncation import TRUNCATED_FIELD
 
 BUILTIN_VARIABLES = ("text", "post")
 _UNSET = object()
 
 
 def post_variables(post: Post) -> dict[str, Any]:
-    """The `post` variable: the post as JSON data, inline image bytes left out."""
+    """The post as JSON data, inline image bytes left out (PostScope adds `truncated`)."""
     data = post.model_dump(mode="json", exclude={"images"})
     data["images"] = [{"url": image.url, "mime": image.mime} for image in post.images]
     return data
 
 
 class PostScope:
-    """A post's `post` and `text` converted once; policies add their signals and functions."""
+    """A post's `post` and `text` converted once; policies add their signals and functions.
 
-    def __init__(self, post: Post | Mapping[str, Any]) -> None:
+    `truncated` says whether the decoder cut the text (`DecodedPost.truncated`). It is the
+    only source of `post.truncated`: a post keeps unknown fields, and a `truncated` field the
+    message carried is overwritten, never read.
+    """
+
+    def __init__(self, post: Post | Mapping[str, Any], *, truncated: bool = False) -> None:
         self.post: dict[str, Any] = post_variables(post) if isinstance(post, Post) else dict(post)
+        self.post[TRUNCATED_FIELD] = truncated
+        self.truncated = truncated
         self.text: str = self.post.get("text") or ""
         self._context = cel.Context({"text": self.text, "post": self.post})
         self._signals: dict[str, Any] = {}

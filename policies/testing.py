@@ -33,6 +33,8 @@ from policies.loader import (
 )
 from policies.policy_set import PolicySet, SignalKey
 from policies.schema import TestCase
+from policies.scope import PostScope
+from policies.truncation import TRUNCATED_FIELD
 
 POST_ONLY = frozenset({Input.TEXT, Input.META})
 
@@ -124,14 +126,22 @@ def run_case(
     file: str = "",
     registry: ProducerRegistry | None = None,
 ) -> CaseResult:
-    """Evaluate one case without touching the policy's counters; compare with `expect`."""
+    """Evaluate one case without touching the policy's counters; compare with `expect`.
+
+    The case's `post.truncated` stands for what the decoder says of a message (a post whose
+    text was cut at `posts.max_text_chars`); on the input topic that field is never read.
+    """
+    truncated = case.post.get(TRUNCATED_FIELD, False)
+    if not isinstance(truncated, bool):
+        diff = (f"post: {TRUNCATED_FIELD} is true or false, not {truncated!r}",)
+        return CaseResult(file, policy.ref.id, case.name, diff)
     try:
         post = Post.model_validate(case.post)
     except ValidationError as exc:
         diff = (f"post: not a valid post: {describe_validation_error(exc)}",)
         return CaseResult(file, policy.ref.id, case.name, diff)
     signals = case_signals(policy, case, post, registry)
-    decision = policy.decide(policy.run_rules(post, signals))
+    decision = policy.decide(policy.run_rules(PostScope(post, truncated=truncated), signals))
     return CaseResult(file, policy.ref.id, case.name, tuple(compare(case, decision)))
 
 

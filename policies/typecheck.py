@@ -8,6 +8,11 @@ operators are redeclared to accept that too. Equality stays strict, as in both.
 
 Variable types are declarative strings, `map(string, double)`, so whatever declares a root
 (the policy's builtins today, signal producers later) can name its type without this module.
+
+A map's values have one type, so a field of `post` (a `map(string, dyn)`) reads as `dyn`. The
+fields the engine sets itself have a known type (`post.truncated` is a bool): a read of one is
+checked through a stand-in root typed as a map of that type, named as the root with its first
+letter upper-cased, which no condition can name and which keeps every offset where it was.
 """
 
 from __future__ import annotations
@@ -18,9 +23,10 @@ from functools import lru_cache
 
 from cel_expr_python import cel
 
-from policies.celscan import tokenize
+from policies.celscan import scan, tokenize
 
 Finding = tuple[int, str]
+TypedFields = Mapping[str, tuple[frozenset[str], str]]  # root -> (its typed fields, their type)
 _PASSING = frozenset({"bool", "dyn"})
 _SCALARS = {
     "bool": cel.Type.BOOL,
@@ -55,8 +61,11 @@ _OPERATOR_REASONS = {
 }
 
 
-def check_types(source: str, roots: Mapping[str, str]) -> list[Finding]:
-    """Type errors in `source` given each root variable's type; [] when it gives a bool."""
+def check_types(
+    source: str, roots: Mapping[str, str], fields: TypedFields | None = None
+) -> list[Finding]:
+    """Type errors in `source` given its roots' and typed `fields`' types; [] if it gives a bool."""
+    source, roots = pin_fields(source, roots, fields or {})
     try:
         expression = _environment(tuple(sorted(roots.items()))).compile(source)
     except RuntimeError as exc:
@@ -66,6 +75,24 @@ def check_types(source: str, roots: Mapping[str, str]) -> list[Finding]:
         return []
     start = len(source) - len(source.lstrip())
     return [(start, f"condition gives {_a(kind)}, not a bool; {_bool_hint(source, kind)}")]
+
+
+def pin_fields(
+    source: str, roots: Mapping[str, str], fields: TypedFields
+) -> tuple[str, dict[str, str]]:
+    """`source` reading each typed field through its root's stand-in, and the roots with them."""
+    chars, pinned = list(source), dict(roots)
+    tokens = tokenize(source)
+    at = {token.offset: index for index, token in enumerate(tokens)}
+    for reference in scan(source, frozenset(fields)).references:
+        names, spec = fields[reference.root]
+        if reference.name not in names:
+            continue
+        root = tokens[at[reference.offset] - 2]  # `post.truncated` or `post["truncated"]`
+        stand_in = reference.root[:1].upper() + reference.root[1:]
+        chars[root.offset] = stand_in[0]
+        pinned[stand_in] = f"map(string, {spec})"
+    return "".join(chars), pinned
 
 
 def cel_type(spec: str) -> cel.Type:

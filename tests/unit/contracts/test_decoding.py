@@ -1,4 +1,4 @@
-"""Message bytes to a Post: field-level refusals, nesting bounds, surrogates, text caps."""
+"""Message bytes to a Post: field-level refusals, nesting bounds, surrogates, padding, caps."""
 
 from __future__ import annotations
 
@@ -6,7 +6,13 @@ import json
 
 import pytest
 
-from contracts.decoding import PostLimits, check_depth, decode_post, replace_surrogates
+from contracts.decoding import (
+    DecodedPost,
+    PostLimits,
+    check_depth,
+    decode_post,
+    replace_surrogates,
+)
 from contracts.errors import PostDecodeError, PostValidationError, Stage
 from contracts.records import InputChangeKind
 
@@ -122,3 +128,57 @@ def test_replace_surrogates_leaves_ascii_untouched():
     value = {"a": ["b", 1, None, {"c": "d"}]}
     cleaned, changes = replace_surrogates(value)
     assert cleaned == value and changes == []
+
+
+SCAM = "Selling replica Rolex, 1:1 copy"
+
+
+def decode_text(text: str, **fields: object) -> DecodedPost:
+    return decode_post(json.dumps({"id": "t", "text": text, **fields}).encode())
+
+
+def test_invisible_format_characters_are_removed_and_counted():
+    hidden = "rep\u200blica\u00ad \u202eRolex\u202c \ufeff1:1\u2060 copy\u200d"
+    decoded = decode_text(hidden)
+    assert decoded.post.text == "replica Rolex 1:1 copy"
+    [change] = decoded.changes
+    assert (change.field, change.change) == ("text", InputChangeKind.INVISIBLES_REMOVED)
+    assert change.detail == "7 invisible format characters removed"
+
+
+def test_long_whitespace_runs_become_one_space_or_one_newline():
+    text = "a" + " " * 17 + "b" + " \t\n" * 10 + "c" + "\u3000" * 40 + "d"
+    decoded = decode_text(text)
+    assert decoded.post.text == "a b\nc d"
+    [change] = decoded.changes
+    assert (change.field, change.change) == ("text", InputChangeKind.WHITESPACE_COLLAPSED)
+    assert change.detail == (
+        "3 whitespace runs of more than 16 characters (87 in all) made one character each"
+    )
+
+
+def test_whitespace_a_reader_sees_as_layout_stays():
+    text = "Dear all,\n\n    indented  twice\n" + " " * 15 + "end"  # a run of 16
+    decoded = decode_text(text)
+    assert decoded.post.text == text
+    assert decoded.changes == ()
+
+
+@pytest.mark.parametrize("pad", [" " * 20_000, "\u200b" * 20_000, " \u200b\n" * 20_000])
+def test_padding_made_of_blanks_no_longer_pushes_words_past_the_cap(pad):
+    decoded = decode_text(pad + SCAM)
+    assert decoded.post.text is not None and decoded.post.text.endswith(SCAM)
+    assert not decoded.truncated
+    assert InputChangeKind.TRUNCATED not in {change.change for change in decoded.changes}
+
+
+def test_visible_padding_is_still_cut_and_the_post_says_it_was():
+    decoded = decode_text("ab " * 7000 + SCAM)
+    assert decoded.truncated
+    assert SCAM not in (decoded.post.text or "")
+
+
+def test_a_message_saying_it_was_not_cut_does_not_make_it_so():
+    decoded = decode_text("x" * 30_000, truncated=False)
+    assert decoded.truncated
+    assert decoded.post.model_extra == {"truncated": False}, "kept, as every unknown field"

@@ -316,6 +316,29 @@ def test_long_text_is_cut_and_the_verdict_says_so(config):
     assert "20,000 of 1,400,000" in change.detail
 
 
+def test_padding_before_the_words_is_collapsed_and_they_are_judged(config):
+    moderator = moderator_for(config, ScriptedSource())
+    padded = {"id": "pad", "text": " " * 20_000 + "\u200b" * 20_000 + "buy followers"}
+    outputs = by_topic(moderator.moderate([message(padded)]))
+    verdict = Verdict.model_validate_json(outputs["moderation.verdicts"][0].value)
+    assert (verdict.action, [r.id for r in verdict.matched_rules]) == ("review", ["spam"])
+    changes = [change.change for change in verdict.input_changes]
+    assert changes == ["invisibles-removed", "whitespace-collapsed"]
+
+
+def test_cut_text_is_not_allowed_by_a_policy_silent_on_it_whatever_the_message_claims(config):
+    moderator = moderator_for(config, ScriptedSource(weapon=0.0))
+    claims = {"id": "cut", "text": "ab " * 7000 + "buy followers", "truncated": False}
+    outputs = by_topic(moderator.moderate([message(claims)]))
+    verdict = Verdict.model_validate_json(outputs["moderation.verdicts"][0].value)
+    assert (verdict.action, verdict.queue) == ("review", "cut-text")
+    [rule] = verdict.matched_rules
+    assert rule.id == "builtin.cut-text" and "posts.max_text_chars" in (rule.reason or "")
+    assert [change.change for change in verdict.input_changes] == ["truncated"]
+    task = ReviewTask.model_validate_json(outputs["review.cut-text"][0].value)
+    assert task.verdict == verdict
+
+
 class ExplodingPolicies:
     """A policy set whose planning or evaluation raises for one post id, as an engine bug would."""
 

@@ -105,3 +105,13 @@ def test_an_empty_directory_among_good_ones_still_fails_check(tmp_path, write_po
     result = runner.invoke(app, ["policy", "check", str(good), str(empty)])
     assert result.exit_code == 1
     assert result.stdout == f"{empty}: no policy files (*.yaml, *.yml) found\n"
+
+
+def test_check_types_post_truncated_as_a_bool(write_policy):
+    rule = "rules:\n  - id: cut\n    when: {}\n    action: review\n"
+    good = write_policy(rule.format("post.truncated && !post.meta.trusted"), name="good.yaml")
+    bad = write_policy(rule.format("post.truncated == 1"), name="bad.yaml")
+    assert runner.invoke(app, ["policy", "check", str(good)]).exit_code == 0
+    result = runner.invoke(app, ["policy", "check", str(bad)])
+    assert result.exit_code == 1
+    assert result.stdout == f"{bad}:13:26: type error: '==' compares a bool with an int\n"

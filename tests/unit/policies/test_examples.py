@@ -15,7 +15,7 @@ def test_examples_load_as_one_set_with_a_shadow():
         "marketplace-listings",
         "spam-scams",
     }
-    assert [(p.ref.id, p.ref.version) for p in policies.shadow] == [("spam-scams", 16)]
+    assert [(p.ref.id, p.ref.version) for p in policies.shadow] == [("spam-scams", 17)]
 
 
 def test_example_tests_pass():

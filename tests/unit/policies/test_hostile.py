@@ -1,12 +1,27 @@
-"""Hostile policies are refused at load time or bounded at run time; the engine survives."""
+"""Hostile policies are refused at load time or bounded at run time; the engine survives.
 
+Hostile posts padded to push their words past the text cap are still judged.
+"""
+
+import json
 import time
+from pathlib import Path
+from typing import Any
 
 import pytest
 
+from contracts.decoding import decode_post
+from contracts.producers import ProducerJob, as_output
 from contracts.records import Action, Post, Signals
+from contracts.registry import default_registry
+from contracts.vlm import VlmTask, empty_value
+from policies.decision import Decision
 from policies.exceptions import PolicyInvalid
-from policies.loader import load_policy
+from policies.loader import load_policy, load_policy_dir
+from policies.scope import PostScope
+from policies.truncation import CUT_TEXT_RULE
+
+EXAMPLES = Path(__file__).parents[3] / "policies" / "examples"
 
 
 def test_division_by_zero_is_a_rule_error_not_a_crash(make_policy):
@@ -111,3 +126,65 @@ def test_engine_keeps_working_after_hostile_rules(make_policy):
         decision = policy.evaluate(Post(id="1", text="ok", meta={"n": 1}), Signals())
         assert decision.action is Action.REVIEW
     assert policy.stats.rule_errors == 200 and policy.stats.evaluations == 100
+
+
+SCAM = "Selling replica Rolex, 1:1 copy"
+
+
+def judge_message(raw: bytes) -> dict[str, Decision]:
+    """The example policies' decisions on a message, as the pipeline decodes and scopes it."""
+    decoded = decode_post(raw)
+    scope = PostScope(decoded.post, truncated=decoded.truncated)
+    policies = load_policy_dir(EXAMPLES)
+    plan = policies.plan_for_post(decoded.post, scope=scope)
+    computed = {key: seen(decoded.post, *key) for key in plan.signal_keys()}
+    decided = policies.evaluate(decoded.post, computed, scope=scope)
+    return {outcome.decision.policy.id: outcome.decision for outcome in decided.active}
+
+
+def seen(post: Post, name: str, request: Any) -> Any:
+    """The model and the specialists see nothing (0.0, ""); `links` reads the text for real."""
+    if isinstance(request, VlmTask):
+        return empty_value(request)
+    producer = default_registry().get(name)
+    if hasattr(producer, "empty"):
+        return producer.empty(request)
+    [output] = producer.compute([ProducerJob(post, frozenset({request}))])
+    return as_output(output).values[request]
+
+
+def listing(text: str, **fields: object) -> bytes:
+    return json.dumps({"id": "pad", "text": text, **fields}).encode()
+
+
+@pytest.mark.parametrize("pad", [" " * 20_000, "\u200b" * 20_000], ids=["spaces", "zwsp"])
+def test_blank_padding_before_a_counterfeit_listing_still_blocks(pad):
+    decision = judge_message(listing(pad + SCAM))["marketplace-listings"]
+    assert (decision.action, decision.rule_ids) == (Action.BLOCK, ["counterfeit-words"])
+
+
+def test_visible_padding_that_pushes_words_past_the_cap_is_reviewed_saying_why():
+    decisions = judge_message(listing("ab " * 7000 + SCAM))
+    decision = decisions["marketplace-listings"]
+    assert (decision.action, decision.queue, decision.rule_ids) == (
+        Action.REVIEW,
+        "prohibited",
+        ["text-cut"],
+    )
+    assert "posts.max_text_chars" in (decision.matched_rules[0].reason or "")
+    assert all(d.action is not Action.ALLOW for d in decisions.values())
+
+
+def test_a_message_claiming_its_text_was_not_cut_is_still_judged_as_cut():
+    decisions = judge_message(listing("ab " * 7000 + SCAM, truncated=False))
+    assert {d.action for d in decisions.values()} == {Action.REVIEW}
+    assert all("text-cut" in d.rule_ids for d in decisions.values())
+
+
+def test_a_policy_silent_on_cut_text_reviews_padded_posts(make_policy):
+    policy = make_policy(
+        'rules:\n  - id: w\n    when: text.contains("replica")\n    action: block\n'
+    )
+    decoded = decode_post(listing("ab " * 7000 + SCAM))
+    decision = policy.evaluate(PostScope(decoded.post, truncated=decoded.truncated), Signals())
+    assert (decision.action, decision.rule_ids) == (Action.REVIEW, [CUT_TEXT_RULE])

@@ -12,7 +12,6 @@ threshold without scanning the bank. Redis is imported only when a `BankStore` i
 from __future__ import annotations
 
 import json
-import re
 import threading
 import time
 from collections.abc import Callable, Iterator, Sequence
@@ -24,10 +23,9 @@ from urllib.parse import urlsplit, urlunsplit
 
 from contracts.errors import Stage
 from operators.exceptions import OperatorError, error_text
+from operators.specialists.bank_names import check_bank_name
 from operators.specialists.hashindex import HashIndex, check_threshold
 from operators.specialists.pdq import MATCH_THRESHOLD, MIN_QUALITY, PdqHash
-
-BANK_NAME = re.compile(r"^[a-z0-9][a-z0-9-]*$")
 
 
 class BanksUnavailable(OperatorError):
@@ -307,15 +305,6 @@ class BankMatcher:
         info, entries = snapshot
         index = HashIndex([bytes.fromhex(e.hash) for e in entries], max_threshold=info.threshold)
         return _LoadedBank(info.revision, info.threshold, index, entries)
-
-
-def check_bank_name(bank: str) -> None:
-    """Refuse names that are not lower-case letters, digits and dashes (they become Redis keys)."""
-    if not isinstance(bank, str) or not BANK_NAME.fullmatch(bank):
-        raise ValueError(
-            f"bank name {bank!r} is not allowed: use lower-case letters, digits and dashes, "
-            "starting with a letter or digit (e.g. 'known-scams')"
-        )
 
 
 def redact_url(url: str) -> str:

@@ -34,6 +34,7 @@ from contracts.producers import (
     Variable,
 )
 from operators.limits import ImageLimits
+from operators.specialists.bank_names import BankName
 from operators.specialists.ocr import OcrReader, OcrResult, OcrSettings
 
 Result = ProducerOutput | Exception
@@ -226,7 +227,7 @@ class BankSignals(_Specialist):
     )
     inputs = frozenset({Input.IMAGES})
     version = "pdq-1"
-    config = list[str]
+    config = list[BankName]  # a name `vlmod bank add` refuses is refused when the policy loads
     cacheable = False  # banks change while the pipeline runs: a cached "no" would go stale
 
     def __init__(self) -> None:

@@ -105,3 +105,19 @@ def test_an_empty_directory_among_good_ones_still_fails_check(tmp_path, write_po
     result = runner.invoke(app, ["policy", "check", str(good), str(empty)])
     assert result.exit_code == 1
     assert result.stdout == f"{empty}: no policy files (*.yaml, *.yml) found\n"
+
+
+def test_check_refuses_bank_names_that_bank_add_refuses(tmp_path, write_policy):
+    path = write_policy(
+        'id: p\nversion: 1\nsignals:\n  banks: ["Known Bad!", ../x, known-bad]\nrules: []\n',
+        header=False,
+    )
+    result = runner.invoke(app, ["policy", "check", str(path)])
+    assert result.exit_code == 1
+    rule = "is not allowed: use lower-case letters, digits and dashes"
+    assert result.stdout.splitlines() == [
+        f"{path}:4:11: signals.banks[0]: bank name 'Known Bad!' {rule}, starting with a letter "
+        "or digit (e.g. 'known-scams')",
+        f"{path}:4:25: signals.banks[1]: bank name '../x' {rule}, starting with a letter "
+        "or digit (e.g. 'known-scams')",
+    ]

@@ -106,6 +106,21 @@ def test_bank_add_then_moderate_matches_a_resized_recompressed_cropped_copy(redi
     assert gone.exit_code == 1 and f"no bank named {bank!r}" in gone.stderr
 
 
+def test_a_typo_in_a_bank_name_is_a_rule_error_naming_it_not_a_silent_allow(redis_url, files):
+    suffix = uuid.uuid4().hex[:8]
+    bank, typo = f"known-bad-{suffix}", f"known-bda-{suffix}"
+    runner = CliRunner()
+    args = ["bank", "add", bank, str(files / "known.png"), "--redis-url", redis_url]
+    assert runner.invoke(app, args).exit_code == 0
+    verdict = _moderate(_policy_dir(files, typo), files / "repost.jpg", redis_url)
+    assert verdict["action"] == "allow" and verdict["matched_rules"] == []
+    [error] = verdict["rule_errors"]
+    assert error["id"] == "known-image"
+    assert error["error"] == (
+        f"signal unavailable: banks.{typo} (no bank named {typo}; did you mean {bank}?)"
+    )
+
+
 def test_bank_add_refuses_files_that_are_not_images_and_adds_nothing(redis_url, bank, tmp_path):
     (tmp_path / "notes.txt").write_text("not an image")
     good = tmp_path / "good.png"
@@ -154,7 +169,8 @@ def test_a_running_consumer_sees_a_bank_change_and_a_restarted_one_keeps_the_ban
     config = _config(_policy_dir(files, bank), redis_url)
     running = _local(config)
     before, _ = running.moderate_one(_post(files / "repost.jpg"))
-    assert before.action == "allow", "no such bank yet: no match"
+    assert before.action == "allow" and [e.id for e in before.rule_errors] == ["known-image"]
+    assert f"(no bank named {bank})" in before.rule_errors[0].error, "no such bank yet"
     runner = CliRunner()
     args = ["bank", "add", bank, str(files / "known.png"), "--redis-url", redis_url]
     assert runner.invoke(app, args).exit_code == 0

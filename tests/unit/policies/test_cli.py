@@ -107,6 +107,31 @@ def test_an_empty_directory_among_good_ones_still_fails_check(tmp_path, write_po
     assert result.stdout == f"{empty}: no policy files (*.yaml, *.yml) found\n"
 
 
+def test_check_refuses_one_id_in_two_files_naming_both_id_positions(tmp_path, write_policy):
+    first = write_policy("rules: []\n", name="a.yaml", id="community")
+    second = write_policy("rules: []\n", name="b.yaml", id="community")
+    expected = (
+        f"{second}:1:1: active policy 'community' is already defined at {first}:1:1; "
+        "one active policy per id\n"
+    )
+    for args in ([str(tmp_path)], [str(first), str(second)]):
+        result = runner.invoke(app, ["policy", "check", *args])
+        assert result.exit_code == 1
+        assert result.stdout == expected
+        assert f"{first}: ok" in result.stderr and f"{second}: ok" not in result.stderr
+
+
+def test_check_takes_one_id_in_two_directories_and_a_shadow_of_it(tmp_path, write_policy):
+    for name in ("prod", "staging"):
+        (tmp_path / name).mkdir()
+        write_policy("rules: []\n", id="community", directory=tmp_path / name)
+    write_policy(
+        "rules: []\n", name="next.yaml", id="community", mode="shadow", directory=tmp_path / "prod"
+    )
+    result = runner.invoke(app, ["policy", "check", str(tmp_path)])
+    assert result.exit_code == 0, result.output
+
+
 def test_check_refuses_bank_names_that_bank_add_refuses(tmp_path, write_policy):
     path = write_policy(
         'id: p\nversion: 1\nsignals:\n  banks: ["Known Bad!", ../x, known-bad]\nrules: []\n',

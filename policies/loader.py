@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import hashlib
+from collections.abc import Sequence
+from dataclasses import dataclass
 from pathlib import Path
 
 from pydantic import ValidationError
@@ -12,9 +14,9 @@ from policies.compiled import CompiledPolicy
 from policies.compiler import compile_policy, schema_problems
 from policies.exceptions import PolicyInvalid, Problem
 from policies.expressions import ExpressionLimits
-from policies.policy_set import PolicySet
-from policies.schema import TestCase, TestFile
-from policies.yamlsource import YamlLimits, read_yaml
+from policies.policy_set import PolicySet, policy_slot
+from policies.schema import Mode, TestCase, TestFile
+from policies.yamlsource import Mark, YamlLimits, read_yaml
 
 POLICY_SUFFIXES = (".yaml", ".yml")
 TESTS_SUFFIXES = (".tests.yaml", ".tests.yml")
@@ -39,6 +41,14 @@ def read_bytes(path: Path, limits: YamlLimits) -> bytes:
         raise PolicyInvalid([Problem(label, 1, 1, f"cannot read: {exc.strerror}")]) from exc
 
 
+@dataclass(frozen=True)
+class LoadedPolicy:
+    """A compiled policy and where its `id:` is, to point at when another file repeats the id."""
+
+    policy: CompiledPolicy
+    id_at: Mark
+
+
 def load_policy(
     path: str | Path,
     *,
@@ -50,11 +60,48 @@ def load_policy(
 
     `registry` names the producers `signals:` may use (default: the model's own).
     """
+    return read_policy(
+        path, yaml_limits=yaml_limits, expression_limits=expression_limits, registry=registry
+    ).policy
+
+
+def read_policy(
+    path: str | Path,
+    *,
+    yaml_limits: YamlLimits | None = None,
+    expression_limits: ExpressionLimits | None = None,
+    registry: ProducerRegistry | None = None,
+) -> LoadedPolicy:
+    """`load_policy`, keeping where the file's `id:` is (for `repeated_ids`)."""
     path = Path(path)
     yaml_limits = yaml_limits or YamlLimits()
     raw = read_bytes(path, yaml_limits)
     doc = read_yaml(str(path), raw, yaml_limits)
-    return compile_policy(doc, hashlib.sha256(raw).hexdigest(), expression_limits, registry)
+    policy = compile_policy(doc, hashlib.sha256(raw).hexdigest(), expression_limits, registry)
+    return LoadedPolicy(policy, doc.key_where(("id",)))
+
+
+def repeated_ids(loaded: Sequence[LoadedPolicy]) -> list[Problem]:
+    """A problem at each `id:` that an earlier file of its directory already took in its mode.
+
+    One directory is one policy set (`load_policy_dir`): the same id in two directories, or in
+    an active and a shadow policy, is fine. The problem names both files' `id:` positions.
+    """
+    first: dict[tuple[Path, str, Mode], LoadedPolicy] = {}
+    problems = []
+    for entry in loaded:
+        policy = entry.policy
+        key = (Path(policy.source).resolve().parent, *policy_slot(policy))
+        taken = first.setdefault(key, entry)
+        if taken is not entry:
+            there = f"{taken.policy.source}:{taken.id_at.line}:{taken.id_at.col}"
+            mode = policy.mode.value
+            message = (
+                f"{mode} policy {policy.ref.id!r} is already defined at {there}; "
+                f"one {mode} policy per id"
+            )
+            problems.append(Problem(policy.source, entry.id_at.line, entry.id_at.col, message))
+    return problems
 
 
 def policy_files(directory: str | Path) -> list[Path]:
@@ -75,15 +122,16 @@ def load_policy_dir(
     """
     found = _policy_files_or_refuse(Path(directory))
     problems: list[Problem] = []
-    policies = []
+    loaded = []
     for path in found:
         try:
-            policies.append(load_policy(path, registry=registry))
+            loaded.append(read_policy(path, registry=registry))
         except PolicyInvalid as exc:
             problems += exc.problems
+    problems += repeated_ids(loaded)
     if problems:
         raise PolicyInvalid(problems)
-    policy_set = PolicySet.build(policies)
+    policy_set = PolicySet.build([entry.policy for entry in loaded])
     if require_active and not policy_set.active:
         raise PolicyInvalid([Problem(str(directory), 0, 0, _NO_ACTIVE)])
     return policy_set

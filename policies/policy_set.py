@@ -61,6 +61,11 @@ class SignalPlan:
         return SignalPlan({p: frozenset(rs) for p, rs in left.items() if rs})
 
 
+def policy_slot(policy: CompiledPolicy) -> tuple[str, Mode]:
+    """What a set holds at most one policy of: an id in a mode (a shadow one shadows its twin)."""
+    return policy.ref.id, policy.mode
+
+
 PlanMemo = dict[int, tuple[int, "SignalPlan"]]  # policy -> (its signals known, its plan)
 
 
@@ -110,7 +115,7 @@ class PolicySet:
         seen: dict[tuple[str, Mode], CompiledPolicy] = {}
         problems = []
         for policy in policies:
-            key = (policy.ref.id, policy.mode)
+            key = policy_slot(policy)
             if key in seen:
                 message = (
                     f"{policy.mode.value} policy {policy.ref.id!r} is already defined in "

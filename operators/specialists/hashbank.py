@@ -5,14 +5,19 @@ keeps the banks in Redis so every consumer shares them. `BankMatcher` keeps one 
 bank in memory and reads one counter, `BankStore.version()`, at most every `refresh_s`: a bank
 edited elsewhere reaches running consumers without a restart, and only changed banks reload.
 
+A bank Redis does not hold is an error, `BankMissing`, never a quiet "no match": a policy naming
+`known-bda` for `known-bad` must not pass banked images. A bank added later is found at the next
+check. A bank emptied of its hashes still exists (it matches nothing) until `BankStore.remove`
+is called without hashes, as `vlmod bank remove BANK` does.
+
 `HashIndex` (`operators.specialists.hashindex`) finds the closest hash within a Hamming
 threshold without scanning the bank. Redis is imported only when a `BankStore` is built.
 """
 
 from __future__ import annotations
 
+import difflib
 import json
-import re
 import threading
 import time
 from collections.abc import Callable, Iterator, Sequence
@@ -24,10 +29,9 @@ from urllib.parse import urlsplit, urlunsplit
 
 from contracts.errors import Stage
 from operators.exceptions import OperatorError, error_text
+from operators.specialists.bank_names import check_bank_name
 from operators.specialists.hashindex import HashIndex, check_threshold
 from operators.specialists.pdq import MATCH_THRESHOLD, MIN_QUALITY, PdqHash
-
-BANK_NAME = re.compile(r"^[a-z0-9][a-z0-9-]*$")
 
 
 class BanksUnavailable(OperatorError):
@@ -36,6 +40,15 @@ class BanksUnavailable(OperatorError):
     # Matching a post against banks is signal work, like a model call: a failure there is an
     # infer-stage failure that the pipeline retries, not a problem with the image itself.
     stage = Stage.INFER  # as OperatorError's, stated because the choice matters
+
+
+class BankMissing(OperatorError):
+    """No bank of that name in Redis: a policy names a bank nobody added (a typo?)."""
+
+    def __init__(self, bank: str, held: Sequence[str] = ()) -> None:
+        close = difflib.get_close_matches(bank, held, n=1)
+        super().__init__(f"no bank named {bank}" + (f"; did you mean {close[0]}?" if close else ""))
+        self.bank = bank
 
 
 class BankCorrupt(OperatorError):
@@ -242,10 +255,16 @@ class BankMatcher:
         self._failure: BanksUnavailable | None = None
 
     def match(self, bank: str, hashes: Sequence[bytes]) -> BankMatch | None:
-        """The entry closest to any of `hashes` within the bank's threshold; None if none."""
-        # Unknown and empty banks give None too. Callers drop hashes under MIN_QUALITY first.
-        loaded = self._current().get(bank)
-        if loaded is None or not hashes:
+        """The entry closest to any of `hashes` within the bank's threshold; None if none.
+
+        A bank Redis does not hold raises `BankMissing`; an empty one (every hash removed, the
+        bank kept) exists and matches nothing. Callers drop hashes under MIN_QUALITY first.
+        """
+        banks = self._current()
+        loaded = banks.get(bank)
+        if loaded is None:
+            raise BankMissing(bank, sorted(banks))
+        if not hashes:
             return None
         hits = loaded.index.nearest(hashes, loaded.threshold)
         found = [(hit[1], image, hit[0]) for image, hit in enumerate(hits) if hit is not None]
@@ -307,15 +326,6 @@ class BankMatcher:
         info, entries = snapshot
         index = HashIndex([bytes.fromhex(e.hash) for e in entries], max_threshold=info.threshold)
         return _LoadedBank(info.revision, info.threshold, index, entries)
-
-
-def check_bank_name(bank: str) -> None:
-    """Refuse names that are not lower-case letters, digits and dashes (they become Redis keys)."""
-    if not isinstance(bank, str) or not BANK_NAME.fullmatch(bank):
-        raise ValueError(
-            f"bank name {bank!r} is not allowed: use lower-case letters, digits and dashes, "
-            "starting with a letter or digit (e.g. 'known-scams')"
-        )
 
 
 def redact_url(url: str) -> str:

@@ -20,7 +20,7 @@ from __future__ import annotations
 import threading
 from collections.abc import Hashable, Mapping, Sequence
 from functools import cached_property
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from contracts.producers import (
     Ask,
@@ -34,7 +34,11 @@ from contracts.producers import (
     Variable,
 )
 from operators.limits import ImageLimits
+from operators.specialists.bank_names import BankName
 from operators.specialists.ocr import OcrReader, OcrResult, OcrSettings
+
+if TYPE_CHECKING:
+    from operators.specialists.hashbank import BankMatch
 
 Result = ProducerOutput | Exception
 
@@ -216,7 +220,12 @@ def _texts(job: ProducerJob) -> dict[Hashable, str]:
 
 
 class BankSignals(_Specialist):
-    """`signals.banks: [NAME, ...]`: `banks[NAME]`, true when an image is in that hash bank."""
+    """`signals.banks: [NAME, ...]`: `banks[NAME]`, true when an image is in that hash bank.
+
+    A bank missing from Redis makes `banks[NAME]` unavailable (`no bank named NAME`): rules
+    reading it become rule errors instead of quietly not matching. Posts with no image worth
+    hashing never look a bank up, so they read false.
+    """
 
     name = "banks"
     variables = (
@@ -226,7 +235,7 @@ class BankSignals(_Specialist):
     )
     inputs = frozenset({Input.IMAGES})
     version = "pdq-1"
-    config = list[str]
+    config = list[BankName]  # a name `vlmod bank add` refuses is refused when the policy loads
     cacheable = False  # banks change while the pipeline runs: a cached "no" would go stale
 
     def __init__(self) -> None:
@@ -276,7 +285,10 @@ class BankSignals(_Specialist):
         evidence: dict[str, Any] = {}
         for request in job.requests:
             bank = str(request[1]) if isinstance(request, tuple) else str(request)
-            found = matcher.match(bank, [bits for _, bits in hashes]) if hashes else None
+            found = _lookup(matcher, bank, [bits for _, bits in hashes]) if hashes else None
+            if isinstance(found, Unavailable):
+                values[request] = found
+                continue
             values[request] = found is not None
             if found is not None:
                 evidence[bank] = {
@@ -286,6 +298,17 @@ class BankSignals(_Specialist):
                     "source": found.source,
                 }
         return ProducerOutput(values, evidence, notes)
+
+
+def _lookup(matcher: Any, bank: str, hashes: list[bytes]) -> BankMatch | Unavailable | None:
+    """The bank's closest match, None, or Unavailable naming a bank Redis does not hold."""
+    from operators.specialists.hashbank import BankMissing
+
+    try:
+        found: BankMatch | None = matcher.match(bank, hashes)
+    except BankMissing as missing:  # this bank only: the post's other banks still match
+        return Unavailable(missing.reason)
+    return found
 
 
 def _usable_hashes(

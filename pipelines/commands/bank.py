@@ -1,15 +1,16 @@
 """`vlmod bank ...`: hash banks of known images, kept in Redis and read by every consumer.
 
     vlmod bank add known-bad flyer.jpg scan.png --redis-url redis://localhost:6379/0
-    vlmod bank list
+    vlmod bank list --policy policies/         # also banks those policies read, Redis lacks
     vlmod bank remove known-bad 5f3c...        # one hash; no hash removes the whole bank
 
-A change reaches running consumers within `specialists.banks.refresh_s` (1 s), no restart.
+A change reaches running consumers within `specialists.banks.refresh_s` (1 s), no restart. A
+rule reading a bank Redis lacks is a rule error (`no bank named ...`) until the bank is added.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, TypeVar
 
@@ -19,7 +20,8 @@ from contracts.errors import ModerationError
 from pipelines.commands import or_exit
 
 if TYPE_CHECKING:
-    from operators.specialists.hashbank import BankEntry, BankStore
+    from operators.specialists.hashbank import BankEntry, BankInfo, BankStore
+    from policies.compiled import CompiledPolicy
 
 app = typer.Typer(help="Hash banks: known images matched by PDQ hash.", no_args_is_help=True)
 
@@ -63,16 +65,34 @@ def add(
 
 
 @app.command("list")
-def list_banks(redis_url: RedisUrl = DEFAULT_REDIS) -> None:
-    """Every bank with its size, match threshold and last change."""
+def list_banks(
+    redis_url: RedisUrl = DEFAULT_REDIS,
+    policy: Annotated[
+        list[Path] | None,
+        typer.Option(
+            help="Policy file or directory (repeatable): also list the banks they read that "
+            "Redis lacks, marked MISSING."
+        ),
+    ] = None,
+) -> None:
+    """Every bank with its size, match threshold and last change.
+
+    With --policy, banks the policies read but Redis lacks are listed as MISSING (rules reading
+    them are rule errors) and the exit status is 1; a policy that does not load exits 2.
+    """
+    read = _banks_read(policy or [])
     banks = _exit_1_or(lambda: _store(redis_url).banks())
-    if not banks:
+    missing = {name: files for name, files in sorted(read.items()) if name not in banks}
+    if not banks and not missing:
         typer.echo("no banks yet; add one with `vlmod bank add BANK FILE...`")
         return
-    width = max(len(name) for name in banks)
-    typer.echo(f"{'bank':<{width}}  hashes  threshold  updated")
-    for name, info in banks.items():
-        typer.echo(f"{name:<{width}}  {info.count:>6}  {info.threshold:>9}  {info.updated_at}")
+    _print_table(banks, missing)
+    if missing:
+        names = ", ".join(missing)
+        typer.echo(
+            f"error: {len(missing)} bank(s) read by policies are not in Redis: {names}", err=True
+        )
+        raise typer.Exit(1)
 
 
 @app.command("remove")
@@ -91,6 +111,51 @@ def remove(
     removed = _exit_1_or(lambda: store.remove(bank, hashes or ()))
     what = "the bank" if not hashes else f"{len(hashes)} given hash(es)"
     typer.echo(f"bank {bank}: removed {removed} hash(es) ({what})")
+
+
+def _print_table(banks: Mapping[str, BankInfo], missing: Mapping[str, list[str]]) -> None:
+    width = max(len(name) for name in [*banks, *missing])
+    typer.echo(f"{'bank':<{width}}  hashes  threshold  updated")
+    for name, info in banks.items():
+        typer.echo(f"{name:<{width}}  {info.count:>6}  {info.threshold:>9}  {info.updated_at}")
+    for name, files in missing.items():
+        typer.echo(f"{name:<{width}}  {'-':>6}  {'-':>9}  MISSING, read by {', '.join(files)}")
+
+
+def _banks_read(paths: list[Path]) -> dict[str, list[str]]:
+    """Each bank the rules of the policies at `paths` read, with the files that read it."""
+    from operators.specialists.producers import BankSignals
+
+    read: dict[str, list[str]] = {}
+    for policy in _policies_or_exit_2(paths):
+        for ref in policy.all_needs().refs:
+            bank = ref[1]
+            if policy.asks[ref].producer == BankSignals.name and bank is not None:
+                read.setdefault(bank, []).append(policy.source)
+    return read
+
+
+def _policies_or_exit_2(paths: list[Path]) -> list[CompiledPolicy]:
+    """The policies at `paths` (files or directories), or exit 2 printing every problem."""
+    from pipelines.producers import producer_registry
+    from policies.exceptions import PolicyInvalid
+    from policies.loader import load_policy
+    from policies.testing import policy_inputs
+
+    if not paths:
+        return []
+    found, problems = policy_inputs(paths)
+    registry = producer_registry()
+    policies = []
+    for path in found:
+        try:
+            policies.append(load_policy(path, registry=registry))
+        except PolicyInvalid as exc:
+            problems += exc.problems
+    if problems:
+        typer.echo("\n".join(map(str, problems)), err=True)
+        raise typer.Exit(2)
+    return policies
 
 
 def _hash_files(files: list[Path]) -> list[BankEntry]:

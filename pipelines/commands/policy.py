@@ -11,6 +11,9 @@ from contracts.errors import ModerationError
 
 if TYPE_CHECKING:
     from contracts.producers import ProducerRegistry
+    from policies.exceptions import Problem
+    from policies.expressions import ExpressionLimits
+    from policies.loader import LoadedPolicy
 
 app = typer.Typer(help="Check and test policy files.", no_args_is_help=True)
 
@@ -28,30 +31,48 @@ def check(
     ] = None,
     producer: Annotated[list[str] | None, typer.Option(help=PRODUCER_HELP)] = None,
 ) -> None:
-    """Validate policy files; print each problem as FILE:LINE:COL: message; exit 1 if any."""
-    from policies.exceptions import PolicyInvalid
+    """Validate policy files; print each problem as FILE:LINE:COL: message; exit 1 if any.
+
+    Files of one directory are checked as the set `vlmod run` loads: one active (and one
+    shadow) policy per id.
+    """
     from policies.expressions import ExpressionLimits
-    from policies.loader import companion_tests, load_policy
+    from policies.loader import repeated_ids
     from policies.testing import policy_inputs
 
     limits = ExpressionLimits(max_text_scans=max_text_scans or ExpressionLimits.max_text_scans)
-    registry = _registry(producer)
     found, unusable = policy_inputs(files)
-    for problem in unusable:
+    loaded, problems = _load_each(found, limits, _registry(producer))
+    problems = [*unusable, *problems, *repeated_ids(loaded)]
+    for problem in problems:
         typer.echo(str(problem))
-    invalid = bool(unusable)
-    for path in found:
+    refused = {problem.file for problem in problems}
+    for entry in loaded:
+        ref, policy = entry.policy.ref, entry.policy
+        if policy.source not in refused:
+            typer.echo(
+                f"{policy.source}: ok ({ref.id} v{ref.version}, {policy.mode.value})", err=True
+            )
+    raise typer.Exit(1 if problems else 0)
+
+
+def _load_each(
+    paths: list[Path], limits: ExpressionLimits, registry: ProducerRegistry
+) -> tuple[list[LoadedPolicy], list[Problem]]:
+    """Each file loaded with its companion tests read, and the problems of those that fail."""
+    from policies.exceptions import PolicyInvalid
+    from policies.loader import companion_tests, read_policy
+
+    loaded, problems = [], []
+    for path in paths:
         try:
-            policy = load_policy(path, expression_limits=limits, registry=registry)
-            companion_tests(path, policy.ref.id)
+            entry = read_policy(path, expression_limits=limits, registry=registry)
+            companion_tests(path, entry.policy.ref.id)
         except PolicyInvalid as exc:
-            invalid = True
-            for problem in exc.problems:
-                typer.echo(str(problem))
+            problems += exc.problems
             continue
-        ref = policy.ref
-        typer.echo(f"{path}: ok ({ref.id} v{ref.version}, {policy.mode.value})", err=True)
-    raise typer.Exit(1 if invalid else 0)
+        loaded.append(entry)
+    return loaded, problems
 
 
 @app.command()

@@ -14,6 +14,7 @@ from operators.specialists.hashbank import (
     BankEntry,
     BankMatch,
     BankMatcher,
+    BankMissing,
     BankStore,
     BanksUnavailable,
 )
@@ -118,15 +119,21 @@ def test_a_change_reaches_a_running_matcher_after_refresh_s(redis_url, namespace
     matcher = BankMatcher(BankStore(redis_url, namespace=namespace), refresh_s=5, clock=clock)
     editor = BankStore(redis_url, namespace=namespace)
     banked = entry("new.png")
-    assert matcher.match("fresh", [near(banked, 2)]) is None
+    with pytest.raises(BankMissing, match=r"^no bank named fresh$"):
+        matcher.match("fresh", [near(banked, 2)])
     editor.add("fresh", [banked])
     clock.now = 4.9
-    assert matcher.match("fresh", [near(banked, 2)]) is None  # not yet checked again
+    with pytest.raises(BankMissing):  # not yet checked again
+        matcher.match("fresh", [near(banked, 2)])
     clock.now = 5.0
     assert matcher.match("fresh", [near(banked, 2)]).hash == banked.hash
     editor.remove("fresh", [banked.hash])
     clock.now = 10.0
-    assert matcher.match("fresh", [near(banked, 2)]) is None
+    assert matcher.match("fresh", [near(banked, 2)]) is None, "emptied, the bank still exists"
+    editor.remove("fresh")
+    clock.now = 15.0
+    with pytest.raises(BankMissing, match=r"^no bank named fresh$"):
+        matcher.match("fresh", [near(banked, 2)])
 
 
 def test_only_changed_banks_are_reloaded(redis_url, namespace, monkeypatch):
@@ -163,12 +170,18 @@ def test_best_of_several_images_wins(store):
     assert (found.image, found.source, found.distance) == (1, "second.png", 3)
 
 
-def test_unknown_and_empty_banks_give_none(store):
+def test_an_empty_bank_matches_nothing_and_an_unknown_one_is_missing(store):
     store.add("empty", [])
+    store.add("known-bad", [entry("a.png")])
     matcher = BankMatcher(store)
     assert matcher.match("empty", [bytes(32)]) is None
-    assert matcher.match("no-such-bank", [bytes(32)]) is None
     assert matcher.match("empty", []) is None
+    with pytest.raises(BankMissing) as caught:
+        matcher.match("known-bda", [bytes(32)])
+    assert caught.value.reason == "no bank named known-bda; did you mean known-bad?"
+    assert caught.value.bank == "known-bda"
+    with pytest.raises(BankMissing, match=r"^no bank named nothing-like-it$"):
+        matcher.match("nothing-like-it", [])
 
 
 def test_concurrent_matches_during_reloads_stay_correct(redis_url, namespace):

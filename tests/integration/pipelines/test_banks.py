@@ -106,6 +106,52 @@ def test_bank_add_then_moderate_matches_a_resized_recompressed_cropped_copy(redi
     assert gone.exit_code == 1 and f"no bank named {bank!r}" in gone.stderr
 
 
+def test_a_typo_in_a_bank_name_is_a_rule_error_naming_it_not_a_silent_allow(redis_url, files):
+    suffix = uuid.uuid4().hex[:8]
+    bank, typo = f"known-bad-{suffix}", f"known-bda-{suffix}"
+    runner = CliRunner()
+    args = ["bank", "add", bank, str(files / "known.png"), "--redis-url", redis_url]
+    assert runner.invoke(app, args).exit_code == 0
+    verdict = _moderate(_policy_dir(files, typo), files / "repost.jpg", redis_url)
+    assert verdict["action"] == "allow" and verdict["matched_rules"] == []
+    [error] = verdict["rule_errors"]
+    assert error["id"] == "known-image"
+    assert error["error"] == (
+        f"signal unavailable: banks.{typo} (no bank named {typo}; did you mean {bank}?)"
+    )
+
+
+def test_bank_list_with_policies_marks_the_banks_they_read_that_redis_lacks(redis_url, files):
+    suffix = uuid.uuid4().hex[:8]
+    bank, typo = f"known-bad-{suffix}", f"known-bda-{suffix}"
+    runner = CliRunner()
+    args = ["bank", "add", bank, str(files / "known.png"), "--redis-url", redis_url]
+    assert runner.invoke(app, args).exit_code == 0
+    policies = _policy_dir(files, typo)
+    listing = ["bank", "list", "--redis-url", redis_url, "--policy", str(policies)]
+    listed = runner.invoke(app, listing)
+    assert listed.exit_code == 1
+    rows = {line.split()[0]: line.split()[1:] for line in listed.stdout.splitlines()}
+    assert rows[bank][:2] == ["1", "31"]
+    assert rows[typo] == ["-", "-", "MISSING,", "read", "by", str(policies / "banked.yaml")]
+    assert f"1 bank(s) read by policies are not in Redis: {typo}" in listed.stderr
+
+    (policies / "banked.yaml").write_text(POLICY.format(bank=bank))
+    fixed = runner.invoke(app, listing)
+    assert fixed.exit_code == 0, fixed.output
+    assert "MISSING" not in fixed.stdout
+
+
+def test_bank_list_refuses_a_policy_that_does_not_load(redis_url, tmp_path):
+    bad = tmp_path / "bad.yaml"
+    bad.write_text(POLICY.format(bank="Known Bad!"))
+    listed = CliRunner().invoke(
+        app, ["bank", "list", "--redis-url", redis_url, "--policy", str(bad)]
+    )
+    assert listed.exit_code == 2
+    assert f"{bad}:5:11: signals.banks[0]: bank name 'Known Bad!' is not allowed" in listed.stderr
+
+
 def test_bank_add_refuses_files_that_are_not_images_and_adds_nothing(redis_url, bank, tmp_path):
     (tmp_path / "notes.txt").write_text("not an image")
     good = tmp_path / "good.png"
@@ -154,7 +200,8 @@ def test_a_running_consumer_sees_a_bank_change_and_a_restarted_one_keeps_the_ban
     config = _config(_policy_dir(files, bank), redis_url)
     running = _local(config)
     before, _ = running.moderate_one(_post(files / "repost.jpg"))
-    assert before.action == "allow", "no such bank yet: no match"
+    assert before.action == "allow" and [e.id for e in before.rule_errors] == ["known-image"]
+    assert f"(no bank named {bank})" in before.rule_errors[0].error, "no such bank yet"
     runner = CliRunner()
     args = ["bank", "add", bank, str(files / "known.png"), "--redis-url", redis_url]
     assert runner.invoke(app, args).exit_code == 0

@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 from operators.specialists import hashindex
-from operators.specialists.hashbank import BankEntry, check_bank_name, redact_url
+from operators.specialists.hashbank import BankEntry, redact_url
 from operators.specialists.hashindex import HashIndex, check_threshold
 from operators.specialists.pdq import PdqHash, hamming
 
@@ -119,17 +119,6 @@ def test_hashes_of_the_wrong_size_are_refused(index):
 
 def test_module_example_runs():
     assert doctest.testmod(hashindex).failed == 0
-
-
-@pytest.mark.parametrize("name", ["", "Known", "a_b", "-lead", "a b", "ok\n", "é", None])
-def test_bad_bank_names_are_refused_by_name(name):
-    with pytest.raises(ValueError, match="bank name"):
-        check_bank_name(name)
-
-
-@pytest.mark.parametrize("name", ["a", "known-scams", "0day", "x-1-2"])
-def test_good_bank_names_pass(name):
-    check_bank_name(name)
 
 
 def test_threshold_range():

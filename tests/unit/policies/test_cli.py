@@ -115,3 +115,44 @@ def test_check_types_post_truncated_as_a_bool(write_policy):
     result = runner.invoke(app, ["policy", "check", str(bad)])
     assert result.exit_code == 1
     assert result.stdout == f"{bad}:13:26: type error: '==' compares a bool with an int\n"
+
+
+def test_check_refuses_one_id_in_two_files_naming_both_id_positions(tmp_path, write_policy):
+    first = write_policy("rules: []\n", name="a.yaml", id="community")
+    second = write_policy("rules: []\n", name="b.yaml", id="community")
+    expected = (
+        f"{second}:1:1: active policy 'community' is already defined at {first}:1:1; "
+        "one active policy per id\n"
+    )
+    for args in ([str(tmp_path)], [str(first), str(second)]):
+        result = runner.invoke(app, ["policy", "check", *args])
+        assert result.exit_code == 1
+        assert result.stdout == expected
+        assert f"{first}: ok" in result.stderr and f"{second}: ok" not in result.stderr
+
+
+def test_check_takes_one_id_in_two_directories_and_a_shadow_of_it(tmp_path, write_policy):
+    for name in ("prod", "staging"):
+        (tmp_path / name).mkdir()
+        write_policy("rules: []\n", id="community", directory=tmp_path / name)
+    write_policy(
+        "rules: []\n", name="next.yaml", id="community", mode="shadow", directory=tmp_path / "prod"
+    )
+    result = runner.invoke(app, ["policy", "check", str(tmp_path)])
+    assert result.exit_code == 0, result.output
+
+
+def test_check_refuses_bank_names_that_bank_add_refuses(tmp_path, write_policy):
+    path = write_policy(
+        'id: p\nversion: 1\nsignals:\n  banks: ["Known Bad!", ../x, known-bad]\nrules: []\n',
+        header=False,
+    )
+    result = runner.invoke(app, ["policy", "check", str(path)])
+    assert result.exit_code == 1
+    rule = "is not allowed: use lower-case letters, digits and dashes"
+    assert result.stdout.splitlines() == [
+        f"{path}:4:11: signals.banks[0]: bank name 'Known Bad!' {rule}, starting with a letter "
+        "or digit (e.g. 'known-scams')",
+        f"{path}:4:25: signals.banks[1]: bank name '../x' {rule}, starting with a letter "
+        "or digit (e.g. 'known-scams')",
+    ]

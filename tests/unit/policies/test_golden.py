@@ -12,7 +12,12 @@ from typer.testing import CliRunner
 from pipelines.commands.policy import app
 
 GOLDEN = Path(__file__).parent / "golden"
-CASES = sorted(path.name for path in GOLDEN.glob("*.yaml"))
+# A case is a policy file, or a directory of them for problems across files (`case/*.yaml`).
+CASES = sorted(
+    path.name
+    for path in GOLDEN.iterdir()
+    if path.suffix == ".yaml" or (path.is_dir() and not path.name.startswith((".", "_")))
+)
 
 
 @pytest.mark.parametrize("name", CASES)
@@ -20,7 +25,7 @@ def test_check_output_matches_snapshot(name, monkeypatch):
     monkeypatch.chdir(GOLDEN)
     result = CliRunner().invoke(app, ["check", name])
     assert result.exit_code == 1, result.output
-    snapshot = GOLDEN / name.replace(".yaml", ".txt")
+    snapshot = GOLDEN / (Path(name).stem + ".txt")
     if os.environ.get("UPDATE_GOLDEN"):
         snapshot.write_text(result.stdout)
     assert result.stdout == snapshot.read_text()

@@ -179,10 +179,19 @@ def test_shadow_decision_is_diffed_against_the_active_one(tmp_path, write_policy
 
 
 def test_two_active_policies_with_one_id_are_refused(tmp_path, write_policy):
-    write_policy(COMMUNITY, name="a.yaml", id="community")
-    write_policy(COMMUNITY, name="b.yaml", id="community")
-    with pytest.raises(PolicyInvalid, match="already defined"):
+    first = write_policy(COMMUNITY, name="a.yaml", id="community")
+    second = write_policy(COMMUNITY, name="b.yaml", id="community")
+    with pytest.raises(PolicyInvalid, match="already defined") as caught:
         load_policy_dir(tmp_path)
+    [problem] = caught.value.problems
+    assert (problem.file, problem.line, problem.col) == (str(second), 1, 1)
+    assert f"already defined at {first}:1:1" in problem.message
+
+
+def test_building_a_set_by_hand_refuses_one_id_twice_too(make_policy):
+    policy = make_policy("rules: []\n", id="community")
+    with pytest.raises(PolicyInvalid, match="already defined"):
+        PolicySet.build([policy, make_policy("rules: []\n", name="b.yaml", id="community")])
 
 
 def test_cheap_terms_are_tested_first(make_policy):

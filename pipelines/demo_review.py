@@ -29,16 +29,14 @@ def review_topics(policy_set: PolicySet) -> dict[str, str | QueueSettings]:
     queues: dict[str, str | QueueSettings] = {}
     seen_topics: set[str] = set()
     for policy in policy_set.active:
-        for rule in policy.rules:
-            topic = policy.queue_topic(rule.queue) if rule.queue else None
-            if rule.queue is None or topic is None or topic in seen_topics:
+        for queue, topic in policy.routed_queues().items():
+            if topic in seen_topics:
                 continue
             seen_topics.add(topic)
-            if rule.queue not in queues:
-                queues[rule.queue] = topic
+            if queue not in queues:
+                queues[queue] = topic
             else:
-                name = f"{policy.ref.id}.{rule.queue}"
-                queues[name] = QueueSettings(topic=topic, queue=rule.queue)
+                queues[f"{policy.ref.id}.{queue}"] = QueueSettings(topic=topic, queue=queue)
     return queues
 
 

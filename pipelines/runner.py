@@ -25,12 +25,7 @@ log = logging.getLogger(__name__)
 
 def review_topics(policy_set: PolicySet) -> set[str]:
     """Every review-queue topic a rule of an active policy can route to."""
-    return {
-        policy.queue_topic(rule.queue)
-        for policy in policy_set.active
-        for rule in policy.rules
-        if rule.queue
-    }
+    return {topic for policy in policy_set.active for topic in policy.routed_queues().values()}
 
 
 def output_topics(config: PipelineConfig, policy_set: PolicySet) -> list[str]:

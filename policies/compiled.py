@@ -282,6 +282,16 @@ class CompiledPolicy:
         """The output topic of `queue`: as listed in `queues`, else `review.<queue>`."""
         return self.queues.get(queue) or f"review.{queue}"
 
+    def routed_queues(self) -> dict[str, str]:
+        """Queue -> topic for every queue a verdict of this policy can be routed to.
+
+        That is each rule's queue, and the cut-text queue where no rule reads `post.truncated`.
+        """
+        names = [rule.queue for rule in self.rules if rule.queue]
+        if not self.reads_truncated:
+            names.append(CUT_TEXT_QUEUE)
+        return {name: self.queue_topic(name) for name in names}
+
     def items(self, variable: str) -> list[str]:
         """The declared item names of a keyed variable, in declaration order."""
         return [item for var, item in self.asks if var == variable and item is not None]

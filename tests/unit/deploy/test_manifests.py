@@ -346,10 +346,9 @@ def test_review_yaml_has_a_queue_for_every_topic_of_the_example_policies(monkeyp
     policy_set = load_policy_dir(REPO / "policies" / "examples")
     assert review_topics(policy_set) <= set(config.topics.values())
     queue_of = {topic: config.task_queue(queue) for queue, topic in config.topics.items()}
-    for policy in policy_set.active:
-        for rule in policy.rules:
-            if rule.queue:  # the tasks on each topic carry the queue name the console expects
-                assert queue_of[policy.queue_topic(rule.queue)] == rule.queue
+    for policy in policy_set.active:  # the tasks on each topic carry the name it expects
+        for queue, topic in policy.routed_queues().items():
+            assert queue_of[topic] == queue
 
 
 def test_the_review_console_manifest_takes_the_session_secret_from_a_secret():

@@ -161,12 +161,15 @@ def _text_section(section: Section) -> str:
 
 
 def _footer(report: QualityReport) -> str:
-    """Counts read and decisions that joined no verdict."""
+    """Counts read, bad records skipped, and decisions that joined no verdict."""
     shown = ", ".join(report.unmatched_keys[:5])
     unmatched = len(report.unmatched_keys)
+    skipped = ", ".join(f"{n} {what}" for what, n in sorted(report.skipped_records.items()) if n)
     return (
         f"{report.decisions} decisions ({report.superseded_decisions} superseded by a later one), "
-        f"{report.verdicts} verdicts; unmatched decisions: {unmatched}"
+        f"{report.verdicts} verdicts"
+        + (f"; bad records skipped: {skipped}" if skipped else "")
+        + f"; unmatched decisions: {unmatched}"
         + (f" (keys {shown}{', ...' if unmatched > 5 else ''})" if unmatched else "")
     )
 

@@ -91,9 +91,11 @@ def _build(
 
 
 def _to_stderr(lines: list[str]) -> None:
-    """Each line on stderr."""
+    """Each line on stderr, printable: a reason may quote a record, or a file's odd name."""
+    from pipelines.review.report_render import printable
+
     for line in lines:
-        typer.echo(line, err=True)
+        typer.echo(printable(line), err=True)
 
 
 def _write(path: Path, page: str) -> None:

@@ -370,6 +370,7 @@ def test_line_separators_inside_strings_and_bad_bytes_are_handled_per_line(tmp_p
     result = vlmod_report("--decisions", decisions, "--verdicts", verdicts)
     assert result.exit_code == 0, result.output
     assert result.stderr.startswith(f"{decisions}:2: not JSON")
+    assert "one\\u2028two" in result.stdout  # the reason, its separator shown, not acted on
 
 
 def test_empty_and_missing_sources_are_one_line_each(sources, tmp_path):

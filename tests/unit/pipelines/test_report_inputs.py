@@ -1,7 +1,8 @@
-"""`vlmod report` on hostile input: bounded records, one line per bad one.
+"""`vlmod report` on hostile input: bounded records, one line per bad one, a clean terminal.
 
 A bad record (too large, nested too deep, not JSON, not a decision) is skipped and named as
-`FILE:LINE: reason`, and the report still covers the rest.
+`FILE:LINE: reason`, and the report still covers the rest. Nothing a record holds may act on
+the terminal that prints the report: no control byte, no escape sequence, no markup.
 """
 
 from __future__ import annotations
@@ -13,11 +14,16 @@ from pathlib import Path
 import pytest
 from click.testing import Result
 
+from contracts.records import PolicyRef
 from contracts.review import DecisionKind
 from pipelines.review.report_io import RecordLimits, read_decisions
 from tests.unit.pipelines.test_report import decide, make_verdict, vlmod_report, write_jsonl
 
 MIB = 1 << 20
+OSC_TITLE = "\x1b]0;pwned\x07"  # sets the terminal's title
+RED = "\x1b[31m"
+HOSTILE = f"{OSC_TITLE} {RED}red\x1b[0m \x9b2J \u202eevil\nfake line\ttab"
+CONTROL_BYTES = ("\x1b", "\x07", "\x9b", "\u202e")
 
 
 def decision_line(post_id: str, **changes: object) -> str:
@@ -146,3 +152,75 @@ def test_past_twenty_bad_records_only_their_count_is_shown(tmp_path: Path, verdi
     assert len(problems) == 22
     assert problems[19].startswith(f"{decisions}:21: not JSON")
     assert problems[20:] == ["... and 5 more", f"{decisions}: skipped 25 bad records of 26"]
+
+
+# --- the terminal -------------------------------------------------------------------------------
+
+
+def hostile_sources(tmp_path: Path) -> tuple[str, str]:
+    """A verdict and decisions whose ids, reason, note, signal and key carry escape sequences."""
+    policy = PolicyRef(id=f"scams{RED}", version=3, sha256="a" * 64)
+    verdict = make_verdict(
+        "p1", rules=(f"rule{HOSTILE}",), labels={HOSTILE: 0.4}, reason=HOSTILE, policy=policy
+    )
+    decision = decide(verdict, DecisionKind.OVERTURN, note=HOSTILE).model_dump(mode="json")
+    orphan = {**decision, "key": f"gone{OSC_TITLE}"}
+    decisions = write_jsonl(tmp_path / "d.jsonl", [decision, orphan])
+    return decisions, write_jsonl(tmp_path / "v.jsonl", [verdict.model_dump(mode="json")])
+
+
+def test_escape_sequences_in_records_are_shown_not_sent_to_the_terminal(tmp_path: Path) -> None:
+    decisions, verdicts = hostile_sources(tmp_path)
+    result = run_report("--decisions", decisions, "--verdicts", verdicts)
+    assert result.exit_code == 0, result.output
+    for byte in CONTROL_BYTES:
+        assert byte not in result.output
+    assert "\\x1b]0;pwned\\x07 \\x1b[31mred\\x1b[0m \\x9b2J \\u202eevil\\nfake line\\ttab" in (
+        result.stdout
+    )
+    assert not any(line.startswith("fake line") for line in result.stdout.splitlines())
+    assert "policy scams\\x1b[31m" in result.stdout
+    assert "keys gone\\x1b]0;pwned\\x07" in result.stdout
+
+
+def test_json_output_escapes_control_characters_and_keeps_the_exact_text(tmp_path: Path) -> None:
+    decisions, verdicts = hostile_sources(tmp_path)
+    result = run_report("--decisions", decisions, "--verdicts", verdicts, "--json")
+    assert result.exit_code == 0, result.output
+    assert result.stdout.isascii()
+    for byte in CONTROL_BYTES:
+        assert byte not in result.stdout
+    rule = json.loads(result.stdout)["policies"][f"scams{RED}"]["rules"][f"rule{HOSTILE}"]
+    assert rule["overturn_notes"] == [HOSTILE]
+
+
+def test_html_output_holds_no_control_characters(tmp_path: Path) -> None:
+    decisions, verdicts = hostile_sources(tmp_path)
+    page = tmp_path / "r.html"
+    result = run_report("--decisions", decisions, "--verdicts", verdicts, "--html", page)
+    assert result.exit_code == 0, result.output
+    text = page.read_text()
+    for byte in CONTROL_BYTES:
+        assert byte not in text
+        assert byte not in result.output
+    assert "\\x1b]0;pwned\\x07" in text
+
+
+def test_markup_in_records_is_printed_literally(tmp_path: Path) -> None:
+    rule, note = "[bold red]boom[/]", "[link=https://evil.example]click[/link] :warning:"
+    verdict = make_verdict("p1", rules=(rule,), reason="[blink]x[/blink]")
+    decision = decide(verdict, DecisionKind.OVERTURN, note=note).model_dump(mode="json")
+    decisions = write_jsonl(tmp_path / "d.jsonl", [decision])
+    verdicts = write_jsonl(tmp_path / "v.jsonl", [verdict.model_dump(mode="json")])
+    result = run_report("--decisions", decisions, "--verdicts", verdicts)
+    assert result.exit_code == 0, result.output
+    for text in (rule, note, "[blink]x[/blink]"):
+        assert text in result.stdout
+
+
+def test_an_escape_in_a_file_name_is_shown_on_stderr(tmp_path: Path, verdicts: str) -> None:
+    decisions = write_lines(tmp_path / f"d{RED}.jsonl", decision_line("p0"), "{oops")
+    result = run_report("--decisions", decisions, "--verdicts", verdicts)
+    assert result.exit_code == 0, result.output
+    assert "\x1b" not in result.stderr
+    assert result.stderr.startswith(f"{tmp_path}/d\\x1b[31m.jsonl:2: not JSON")

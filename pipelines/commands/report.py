@@ -4,13 +4,23 @@ from __future__ import annotations
 
 import logging
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 
 from contracts.errors import ModerationError
 
+if TYPE_CHECKING:
+    from pipelines.config import KafkaSettings
+    from pipelines.review.report import QualityReport
+    from pipelines.review.report_io import RecordLimits
+
 SOURCE_HELP = "A JSONL file, or topic:NAME to read a topic from the beginning (needs --bootstrap)."
+RECORD_HELP = (
+    "Skip any line or topic record longer than this many bytes (default 1 MiB). Like every bad "
+    "record (nested too deep, not JSON, not the right record) it is named on stderr as "
+    "FILE:LINE or topic:NAME[PARTITION]@OFFSET, and the report covers the rest."
+)
 
 
 def report(
@@ -32,32 +42,60 @@ def report(
         float,
         typer.Option(min=0.0, max=1.0, help="Precision a signal threshold must reach."),
     ] = 0.9,
+    # None, not the number: the default lives in report_io, which loads only when the command runs.
+    max_record_bytes: Annotated[int | None, typer.Option(min=1, help=RECORD_HELP)] = None,
 ) -> None:
     """Per rule precision and overturns, signal calibration and shadow policies, from reviews."""
     from pipelines.config import KafkaSettings
-    from pipelines.review.report import build_report
-    from pipelines.review.report_io import ReportSourceError, read_decisions, read_verdicts
+    from pipelines.review.report_io import RecordLimits, ReportSourceError
     from pipelines.review.report_render import render_html, render_json, render_text
 
     # Every Kafka failure ends as one line of ours; kafka-python's retry logs are noise.
     logging.getLogger("kafka").setLevel(logging.CRITICAL)
     kafka = KafkaSettings(bootstrap_servers=bootstrap) if bootstrap else None
+    limits = RecordLimits() if max_record_bytes is None else RecordLimits(max_record_bytes)
     try:
-        quality = build_report(
-            read_decisions(decisions, kafka),
-            read_verdicts(verdicts, kafka),
-            target_precision=target_precision,
-        )
+        quality = _build(decisions, verdicts, kafka, limits, target_precision)
         if html is not None:
             _write(html, render_html(quality))
     except ReportSourceError as error:
-        for problem in error.problems:
-            typer.echo(problem, err=True)
+        _to_stderr(error.problems)
         raise typer.Exit(1) from None
     except ModerationError as error:
-        typer.echo(f"error: {error.reason}", err=True)
+        _to_stderr([f"error: {error.reason}"])
         raise typer.Exit(1) from None
     typer.echo(render_json(quality) if as_json else render_text(quality))
+
+
+def _build(
+    decisions: str,
+    verdicts: str,
+    kafka: KafkaSettings | None,
+    limits: RecordLimits,
+    target_precision: float,
+) -> QualityReport:
+    """Read both sources, naming their bad records on stderr, and measure what is left."""
+    from pipelines.review.report import build_report
+    from pipelines.review.report_io import read_decisions, read_verdicts
+
+    decided = read_decisions(decisions, kafka, limits)
+    _to_stderr(decided.problem_lines())
+    verdicted = read_verdicts(verdicts, kafka, limits)
+    _to_stderr(verdicted.problem_lines())
+    return build_report(
+        decided.records,
+        verdicted.records,
+        target_precision=target_precision,
+        skipped_records={"decisions": decided.skipped, "verdicts": verdicted.skipped},
+    )
+
+
+def _to_stderr(lines: list[str]) -> None:
+    """Each line on stderr, printable: a reason may quote a record, or a file's odd name."""
+    from pipelines.review.report_render import printable
+
+    for line in lines:
+        typer.echo(printable(line), err=True)
 
 
 def _write(path: Path, page: str) -> None:
@@ -65,6 +103,6 @@ def _write(path: Path, page: str) -> None:
     try:
         path.write_text(page, encoding="utf-8")
     except OSError as error:
-        typer.echo(f"error: cannot write {path}: {error.strerror or error}", err=True)
+        _to_stderr([f"error: cannot write {path}: {error.strerror or error}"])
         raise typer.Exit(1) from None
-    typer.echo(f"wrote {path}", err=True)
+    _to_stderr([f"wrote {path}"])

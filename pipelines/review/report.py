@@ -23,7 +23,7 @@ What the numbers mean:
 from __future__ import annotations
 
 import math
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
@@ -204,6 +204,9 @@ class QualityReport:
     shadow: dict[str, ShadowQuality]
     unmatched_keys: tuple[str, ...]
     superseded_decisions: int
+    # Bad records the sources skipped, per source ("decisions", "verdicts"): numbers from
+    # partial input must say so wherever they are kept, not only on the terminal that read them.
+    skipped_records: dict[str, int] = field(default_factory=dict)
 
     def as_dict(self) -> dict[str, Any]:
         """The JSON form: policies, signals, shadow, unmatched_decisions, and counts read."""
@@ -211,6 +214,7 @@ class QualityReport:
             "target_precision": self.target_precision,
             "decisions": self.decisions,
             "verdicts": self.verdicts,
+            "skipped_records": dict(sorted(self.skipped_records.items())),
             "unmatched_decisions": len(self.unmatched_keys),
             "unmatched_keys": list(self.unmatched_keys[:10]),
             "superseded_decisions": self.superseded_decisions,
@@ -228,6 +232,7 @@ def build_report(
     verdicts: Iterable[Verdict],
     *,
     target_precision: float = 0.9,
+    skipped_records: Mapping[str, int] | None = None,
 ) -> QualityReport:
     """Join decisions to verdicts on the verdict key and measure rules, signals and shadows."""
     decisions, verdicts = list(decisions), list(verdicts)
@@ -247,6 +252,7 @@ def build_report(
         shadow=shadow_quality(joined, shadow.values()),
         unmatched_keys=tuple(sorted(key for key in final if key not in active)),
         superseded_decisions=len(decisions) - len(final),
+        skipped_records=dict(skipped_records or {}),
     )
 
 

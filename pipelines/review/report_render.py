@@ -1,7 +1,12 @@
 """`vlmod report`'s outputs: the same tables as text and as HTML with plots, and the JSON form.
 
-The HTML is one standalone page: every text escaped by jinja2's autoescape, plots inline as
-SVG whose text matplotlib escapes, no script. jinja2 and matplotlib come with the review extra.
+Every text taken from records (rule ids, reasons, notes, policy ids, keys) goes through
+`printable` before it is shown: control characters, and with them ANSI and OSC escape
+sequences, appear as escapes such as `\\x1b` instead of acting on the reader's terminal. Text is
+printed as it is, never as rich or click markup. The JSON form keeps the exact strings, which
+`json.dumps` escapes. The HTML is one standalone page: every text escaped by jinja2's
+autoescape, plots inline as SVG whose text matplotlib escapes, no script. jinja2 and
+matplotlib come with the review extra.
 """
 
 from __future__ import annotations
@@ -23,6 +28,17 @@ from pipelines.review.report import (
 )
 
 EXTRA_HINT = "install the review extra: pip install 'vlm-moderation[review]'"
+# C0 and C1 controls and DEL (ESC starts ANSI and OSC sequences, BEL ends OSC ones), the line
+# and paragraph separators, the bidi marks and overrides that reorder what a terminal shows,
+# and lone surrogates, which cannot be encoded to print at all.
+UNPRINTABLE = re.compile(
+    r"[\x00-\x1f\x7f-\x9f\u061c\u200e\u200f\u2028-\u202e\u2066-\u2069\ud800-\udfff]"
+)
+
+
+def printable(text: str) -> str:
+    """`text` with every UNPRINTABLE character written as its Python escape, e.g. `\\x1b`."""
+    return UNPRINTABLE.sub(lambda match: ascii(match.group())[1:-1], text)
 
 
 @dataclass(frozen=True)
@@ -51,9 +67,18 @@ SHADOW_HEADERS = ("shadow rule", "decided", "upheld", "overturned", "escalated",
 def report_sections(report: QualityReport) -> list[Section]:
     """One section per policy id: a summary line, then its rules, signals and shadow tables."""
     return [
-        Section(policy_id, _summary(report, policy_id), _tables(report, policy_id))
+        _printable_section(policy_id, _summary(report, policy_id), _tables(report, policy_id))
         for policy_id in sorted({*report.policies, *report.signals, *report.shadow})
     ]
+
+
+def _printable_section(policy_id: str, summary: str, tables: list[Table]) -> Section:
+    """A section whose texts are printable; `policy` stays the id, to look the policy up."""
+    shown = [
+        Table(printable(t.title), t.headers, [tuple(map(printable, row)) for row in t.rows])
+        for t in tables
+    ]
+    return Section(policy_id, printable(summary), shown)
 
 
 def _summary(report: QualityReport, policy_id: str) -> str:
@@ -136,8 +161,8 @@ def _rate(value: float | None) -> str:
 
 
 def render_json(report: QualityReport) -> str:
-    """The report's JSON form, indented."""
-    return json.dumps(report.as_dict(), indent=2)
+    """The report's JSON form, indented; ASCII only, so no control byte reaches a terminal."""
+    return json.dumps(report.as_dict(), indent=2, ensure_ascii=True)
 
 
 def render_text(report: QualityReport) -> str:
@@ -161,12 +186,15 @@ def _text_section(section: Section) -> str:
 
 
 def _footer(report: QualityReport) -> str:
-    """Counts read and decisions that joined no verdict."""
+    """Counts read, bad records skipped, and decisions that joined no verdict."""
     shown = ", ".join(report.unmatched_keys[:5])
     unmatched = len(report.unmatched_keys)
-    return (
+    skipped = ", ".join(f"{n} {what}" for what, n in sorted(report.skipped_records.items()) if n)
+    return printable(
         f"{report.decisions} decisions ({report.superseded_decisions} superseded by a later one), "
-        f"{report.verdicts} verdicts; unmatched decisions: {unmatched}"
+        f"{report.verdicts} verdicts"
+        + (f"; bad records skipped: {skipped}" if skipped else "")
+        + f"; unmatched decisions: {unmatched}"
         + (f" (keys {shown}{', ...' if unmatched > 5 else ''})" if unmatched else "")
     )
 
@@ -187,7 +215,7 @@ figure{display:inline-block;margin:0 1rem 1rem 0;vertical-align:top}
 <h1>Rule and signal quality from reviewer decisions</h1>
 <p>{{ footer }}</p>
 {% for section in sections %}<section>
-<h2>{{ section.policy }}</h2>
+<h2>{{ section.policy | printable }}</h2>
 <p>{{ section.summary }}</p>
 {% for table in section.tables %}<table><caption>{{ table.title }}</caption>
 <tr>{% for header in table.headers %}<th>{{ header }}</th>{% endfor %}</tr>
@@ -207,7 +235,9 @@ def render_html(report: QualityReport) -> str:
         raise RenderUnavailable(f"the HTML report needs jinja2; {EXTRA_HINT}") from error
     sections = report_sections(report)
     plots = {section.policy: _plots(report, section.policy) for section in sections}
-    page = jinja2.Environment(autoescape=True).from_string(PAGE)
+    environment = jinja2.Environment(autoescape=True)
+    environment.filters["printable"] = printable
+    page = environment.from_string(PAGE)
     return page.render(sections=sections, plots=plots, footer=_footer(report))
 
 
@@ -216,10 +246,14 @@ def _plots(report: QualityReport, policy_id: str) -> list[Any]:
     svgs = []
     policy = report.policies.get(policy_id)
     if policy is not None and policy.rules:
-        precision = {rule: q.precision or 0.0 for rule, q in sorted(policy.rules.items())}
-        svgs.append(_svg(f"{policy_id}/rules", _precision_figure, policy_id, precision))
+        # Printable here too: matplotlib's missing-glyph warning would echo a raw ESC to stderr.
+        precision = {
+            printable(rule): q.precision or 0.0 for rule, q in sorted(policy.rules.items())
+        }
+        title = printable(policy_id)
+        svgs.append(_svg(f"{policy_id}/rules", _precision_figure, title, precision))
     for name, quality in sorted(report.signals.get(policy_id, {}).items()):
-        svgs.append(_svg(f"{policy_id}/{name}", _reliability_figure, name, quality))
+        svgs.append(_svg(f"{policy_id}/{name}", _reliability_figure, printable(name), quality))
     return svgs
 
 

@@ -125,25 +125,41 @@ def test_a_missing_topic_is_named(kafka_settings, topic_factory):
     )
 
 
-def test_bad_and_missing_records_on_a_topic_name_partition_and_offset(
+def test_bad_records_on_a_topic_are_named_by_partition_and_offset_and_skipped(
     kafka_settings, topic_factory
 ):
-    decisions, _ = sample_records()
+    decisions, verdicts = sample_records()
     decisions_topic, verdicts_topic = topic_factory("decisions"), topic_factory("verdicts")
     publish(kafka_settings, decisions_topic, decisions[:2], "key")
+    publish(kafka_settings, verdicts_topic, verdicts[:4], "post_id")  # p0 and p1, with shadows
+    big = json.dumps({**decisions[0], "note": "x" * 3000}).encode()
+    deep = b'{"note": ' + b"[" * 900 + b"]" * 900 + b"}"  # under the size limit, 901 levels
     producer = Producer(kafka_settings)
     try:
-        producer.send_all([OutMessage(decisions_topic, b"{oops", b"k")])
+        producer.send_all(
+            [OutMessage(decisions_topic, value, b"k") for value in (b"{oops", big, deep)]
+        )
     finally:
         producer.close()
     bootstrap = kafka_settings.bootstrap_servers
-    args = ["--verdicts", f"topic:{verdicts_topic}", "--bootstrap", bootstrap]
-    result = vlmod_report("--decisions", f"topic:{decisions_topic}", *args)
-    assert result.exit_code == 1
-    assert result.stderr.startswith(f"topic {decisions_topic} partition 0 offset 2: not JSON")
+    sources = ["--verdicts", f"topic:{verdicts_topic}", "--bootstrap", bootstrap]
+    result = vlmod_report(
+        *("--decisions", f"topic:{decisions_topic}", *sources, "--max-record-bytes", "2000")
+    )
+    assert result.exit_code == 0, result.output
+    where = f"topic:{decisions_topic}[0]"
+    problems = result.stderr.splitlines()
+    assert problems[0].startswith(f"{where}@2: not JSON")
+    assert problems[1:] == [
+        f"{where}@3: record of {len(big):,} bytes is over the 2,000-byte limit",
+        f"{where}@4: nested more than 64 levels",
+        f"topic {decisions_topic}: skipped 3 bad records of 5",
+    ]
+    assert "2 decisions" in result.stdout
 
-    result = vlmod_report("--decisions", f"topic:{verdicts_topic}", *args)  # an empty topic
-    assert (result.exit_code, result.stderr) == (1, f"topic {verdicts_topic}: no decisions in it\n")
+    empty = topic_factory("empty")
+    result = vlmod_report("--decisions", f"topic:{empty}", *sources)
+    assert (result.exit_code, result.stderr) == (1, f"topic {empty}: no decisions in it\n")
 
 
 def test_an_unreachable_broker_is_one_line():

@@ -191,7 +191,7 @@ class LoginLimiter:
         self.max_entries = max_entries
         self._clock = clock
         self._failures: OrderedDict[tuple[str, str], deque[float]] = OrderedDict()
-        self._lock = threading.Lock()
+        self._lock = threading.RLock()  # attempt() checks under its own hold
 
     def check(self, name: str, address: str) -> None:
         """Raise LoginThrottled when this name and address, or the address, used up its tries."""
@@ -200,28 +200,47 @@ class LoginLimiter:
             self._forget_old(now)
             pair = list(self._failures.get(_pair(name, address), ()))
             spray = list(self._failures.get(("", address), ()))
+        self._refuse_past(pair, spray, now)
+
+    def _refuse_past(self, pair: list[float], spray: list[float], now: float) -> None:
         for times, limit in ((pair, self.max_failures), (spray, self.max_per_address)):
             recent = [at for at in times if at > now - self.window_s]
             if len(recent) >= limit:
                 wait = max(1, int(recent[-limit] + self.window_s - now) + 1)
                 raise LoginThrottled(f"too many failed logins; try again in {wait} s")
 
+    def attempt(self, name: str, address: str) -> None:
+        """Check, then count this attempt as failed until `succeeded` says otherwise.
+
+        Counting before the password check means a burst of concurrent attempts is limited
+        as it arrives, not only once its checks have failed.
+        """
+        with self._lock:
+            self.check(name, address)
+            self._record(name, address)
+
     def failed(self, name: str, address: str) -> None:
         """Record a failed attempt."""
+        with self._lock:
+            self._record(name, address)
+
+    def _record(self, name: str, address: str) -> None:
         now = self._clock()
         longest = max(self.max_failures, self.max_per_address)
-        with self._lock:
-            for key in (_pair(name, address), ("", address)):
-                times = self._failures.pop(key, None) or deque(maxlen=longest)
-                times.append(now)
-                self._failures[key] = times  # now the most recently failed
-            while len(self._failures) > self.max_entries:
-                self._failures.popitem(last=False)
+        for key in (_pair(name, address), ("", address)):
+            times = self._failures.pop(key, None) or deque(maxlen=longest)
+            times.append(now)
+            self._failures[key] = times  # now the most recently failed
+        while len(self._failures) > self.max_entries:
+            self._failures.popitem(last=False)
 
     def succeeded(self, name: str, address: str) -> None:
-        """Forget the failures of a name and address that just logged in."""
+        """Forget the failures of a name and address that just logged in, and this attempt."""
         with self._lock:
             self._failures.pop(_pair(name, address), None)
+            spray = self._failures.get(("", address))
+            if spray:
+                spray.pop()
 
     def __len__(self) -> int:
         return len(self._failures)

@@ -1,12 +1,13 @@
 """Logging in and out of the review console, built to hold under a storm of failed logins.
 
-- The limiter runs before any hashing, per (name, address) and per address, in bounded memory.
+- The limiter runs before any hashing, per (name, address) and per address, in bounded memory;
+  an attempt counts as it arrives, so a burst is cut off before its checks are even queued.
 - The address is the peer's; X-Forwarded-For counts only from `trusted_proxies`.
 - Names and passwords are capped before hashing (`auth.MAX_NAME_CHARS`, `MAX_PASSWORD_CHARS`).
 - At most `login_hash_concurrency` argon2 checks run at once, each off the event loop; the others
   wait without holding a worker thread, and give up with 503 after `login_queue_timeout_s`. Each
-  check takes its hash's memory cost (64 MiB by default), so this bounds the console's memory,
-  and pages and /healthz keep answering meanwhile.
+  check takes its hash's memory cost (64 MiB by default), so this bounds the console's memory;
+  the checks run at a lower CPU priority, so pages and /healthz keep answering meanwhile.
 - A login makes a new server-side session (rotation: nothing from before login survives it);
   logout deletes it, so a copied cookie is worthless afterwards.
 """
@@ -14,6 +15,10 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import os
+import threading
+from concurrent.futures import ThreadPoolExecutor
 from typing import TYPE_CHECKING, Annotated
 
 from fastapi import FastAPI, Form, Request
@@ -29,17 +34,25 @@ from pipelines.review.auth import (
 )
 
 if TYPE_CHECKING:
-    from pipelines.review.console import Console
+    from pipelines.review.console_state import Console
 
 FormText = Annotated[str, Form()]
+HASH_NICE = 10
 
 
 class PasswordChecks:
-    """A bound on password checks running at once; waiting ones hold no thread."""
+    """A bound on password checks running at once; waiting ones hold no thread.
+
+    The checks run on threads of their own at a lower CPU priority (Linux nice +10; argon2's
+    lane threads inherit it), so a storm of logins slows logins, not pages and /healthz.
+    """
 
     def __init__(self, concurrency: int, wait_s: float) -> None:
         self.concurrency, self.wait_s = concurrency, wait_s
         self._slots: asyncio.Semaphore | None = None  # made on the server's event loop
+        self._threads = ThreadPoolExecutor(
+            concurrency, thread_name_prefix="password-check", initializer=_lower_priority
+        )
 
     async def check(self, console: Console, name: str, password: str) -> bool:
         """Whether the password is `name`'s, or LoginBusy when no check came free in time."""
@@ -50,9 +63,17 @@ class PasswordChecks:
         except TimeoutError:
             raise LoginBusy("the console is busy checking logins; try again shortly") from None
         try:
-            return await run_in_threadpool(console.gate.login_ok, name, password)
+            loop = asyncio.get_running_loop()
+            return await loop.run_in_executor(self._threads, console.gate.login_ok, name, password)
         finally:
             self._slots.release()
+
+
+def _lower_priority() -> None:
+    # Per thread on Linux: only this check thread, and the threads it starts, yield. Elsewhere
+    # the checks keep the process's priority.
+    with contextlib.suppress(OSError, AttributeError):
+        os.setpriority(os.PRIO_PROCESS, threading.get_native_id(), HASH_NICE)
 
 
 def add_login_routes(app: FastAPI, console: Console) -> None:
@@ -86,9 +107,8 @@ def add_login_routes(app: FastAPI, console: Console) -> None:
         address = client_address(
             peer, request.headers.get("x-forwarded-for"), config.trusted_proxies
         )
-        console.limiter.check(name, address)
+        console.limiter.attempt(name, address)  # counted as failed unless it succeeds
         if not await checks.check(console, name, password):
-            console.limiter.failed(name, address)
             return console.page(
                 "login.html", request, status=401, session=before, error="wrong name or password"
             )

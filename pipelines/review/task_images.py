@@ -12,14 +12,18 @@ from __future__ import annotations
 
 import base64
 import binascii
+import io
 from dataclasses import dataclass
 from urllib.parse import quote, urlsplit
 
 from contracts.records import ImageRef
+from operators.images import ImageLoader
+from operators.limits import ImageLimits
 
 RASTER_TYPES = ("image/png", "image/jpeg", "image/gif", "image/webp", "image/bmp", "image/avif")
 MAGIC = ((b"\x89PNG", "image/png"), (b"\xff\xd8\xff", "image/jpeg"), (b"GIF8", "image/gif"))
 FETCHED_SCHEMES = ("http", "https", "file")
+DISPLAY_EDGE = 2048  # the console serves fetched images at most this wide or tall
 
 
 @dataclass(frozen=True)
@@ -54,3 +58,16 @@ def sniff_raster(data: str) -> str | None:
     if head[:4] == b"RIFF" and head[8:12] == b"WEBP":
         return "image/webp"
     return next((mime for magic, mime in MAGIC if head.startswith(magic)), None)
+
+
+def display_jpeg(url: str, limits: ImageLimits) -> bytes:
+    """The image at `url`, fetched under `limits`, as a fresh JPEG for the reviewer's browser.
+
+    Decoded and encoded anew: no metadata of the poster's (location, camera) reaches the
+    reviewer, and nothing but a plain raster image can. Raises `ImageError` with the reason.
+    """
+    image = ImageLoader(limits).load(url).image
+    image.thumbnail((DISPLAY_EDGE, DISPLAY_EDGE))
+    out = io.BytesIO()
+    image.save(out, format="JPEG", quality=90)
+    return out.getvalue()

@@ -61,3 +61,7 @@ def schema(
 def main() -> None:
     """Entry point of the `vlmod` console script."""
     app()
+
+
+if __name__ == "__main__":
+    main()

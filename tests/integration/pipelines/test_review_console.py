@@ -270,3 +270,64 @@ def expect_loaded(image) -> None:
     image.page.wait_for_function(
         "element => element.complete && element.naturalWidth > 0", arg=image.element_handle()
     )
+
+
+class _ImageServer:
+    """A plain HTTP server on loopback with one PNG, counting who fetched it."""
+
+    def __init__(self) -> None:
+        import http.server
+        import threading
+
+        png = base64.b64decode(PNG)
+        hits = self.hits = []
+
+        class Handler(http.server.BaseHTTPRequestHandler):
+            def do_GET(self) -> None:
+                hits.append(self.headers.get("User-Agent", ""))
+                self.send_response(200)
+                self.send_header("Content-Type", "image/png")
+                self.send_header("Content-Length", str(len(png)))
+                self.end_headers()
+                self.wfile.write(png)
+
+            def log_message(self, *args) -> None:
+                pass
+
+        self.server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.url = f"http://127.0.0.1:{self.server.server_address[1]}/pixel.png"
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+
+    def close(self) -> None:
+        self.server.shutdown()
+
+
+def test_no_request_leaves_the_page_for_an_image_url_before_a_reveal(start_console, contexts):
+    pixel = _ImageServer()
+    try:
+        console = start_console(images={"allow_private_addresses": True})
+        task = review_task(images=[ImageRef(url=pixel.url)])
+        console.publish(task)
+        page = log_in(contexts(), console, "ana")
+        requests: list[str] = []
+        page.on("request", lambda request: requests.append(request.url))
+        assert claim(page, console) == task.key
+        response = page.reload()
+        page.wait_for_load_state("networkidle")
+
+        csp = response.headers["content-security-policy"]
+        assert "img-src 'self' data:;" in csp and "http:" not in csp
+        assert pixel.hits == [], "nobody fetched the poster's image before the reveal"
+        assert not [url for url in requests if "/image/" in url or "pixel.png" in url]
+
+        page.keyboard.press("r")
+        image = page.locator(".media img").first
+        expect_loaded(image)
+        assert "blur" not in computed_filter(image)
+        assert [url for url in requests if "/image/" in url] == [
+            f"{console.url}/image/{task.key.replace(':', '%3A')}/0"
+        ]
+        assert not [url for url in requests if "pixel.png" in url], "the browser never asks it"
+        assert len(pixel.hits) == 1 and "Chrome" not in pixel.hits[0], "the console fetched it"
+    finally:
+        pixel.close()

@@ -6,7 +6,7 @@ from pipelines.runner import review_topics
 from policies.loader import load_policy_dir
 
 
-def test_review_topics_are_those_of_active_policies_rules_with_a_queue(tmp_path):
+def test_review_topics_are_those_of_active_policies_queues(tmp_path):
     active = (
         "id: a\nversion: 1\nqueues:\n  spam: custom.spam\nrules:\n"
         "  - {id: r1, when: \"text == 'x'\", action: review, queue: spam}\n"
@@ -19,4 +19,15 @@ def test_review_topics_are_those_of_active_policies_rules_with_a_queue(tmp_path)
     )
     (tmp_path / "a.yaml").write_text(active)
     (tmp_path / "a-next.yaml").write_text(shadow)
-    assert review_topics(load_policy_dir(tmp_path)) == {"custom.spam", "review.weapons"}
+    # a reads no post.truncated: a cut post it would allow goes to the cut-text queue
+    expected = {"custom.spam", "review.weapons", "review.cut-text"}
+    assert review_topics(load_policy_dir(tmp_path)) == expected
+
+
+def test_a_policy_that_says_how_to_treat_cut_text_routes_nothing_to_cut_text(tmp_path):
+    policy = (
+        "id: b\nversion: 1\nrules:\n"
+        "  - {id: cut, when: post.truncated, action: review, queue: spam}\n"
+    )
+    (tmp_path / "b.yaml").write_text(policy)
+    assert review_topics(load_policy_dir(tmp_path)) == {"review.spam"}

@@ -435,6 +435,24 @@ def test_the_command_exits_2_with_the_positioned_error(tmp_path, pw_hash):
     assert "Traceback" not in result.output
 
 
+def test_vlmod_review_refuses_to_start_with_the_placeholder_secret_in_one_line(tmp_path, pw_hash):
+    import typer
+    from typer.testing import CliRunner
+
+    from pipelines.commands.review import review
+
+    app = typer.Typer()
+    app.command()(review)
+    path = tmp_path / "review.yaml"
+    text = CONFIG_YAML.replace("      - scams\n", "")
+    placeholder = "replace-with-64-random-characters-from-a-secret-store"
+    path.write_text(text.format(secret=placeholder, pw=pw_hash))
+    result = CliRunner().invoke(app, ["--config", str(path)])
+    assert result.exit_code == 2
+    assert result.output.count("\n") == 1, result.output
+    assert result.output.startswith(f"error: {path}:7:17: session_secret: the session secret is")
+
+
 def test_an_unknown_queue_is_refused_when_built_in_code_too(pw_hash):
     bad = {"ben": {"password_argon2": pw_hash, "queues": ["scams"]}}
     with pytest.raises(ValidationError, match="unknown queue 'scams'"):

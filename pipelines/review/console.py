@@ -128,7 +128,7 @@ def _add_error_pages(app: FastAPI, console: Console) -> None:
 
 def _error_page(console: Console, status: int, title: str) -> Callable[..., Any]:
     async def render(request: Request, error: Exception) -> Response:
-        if status >= 500:
+        if status >= 500 and not isinstance(error, LoginBusy):  # busy: expected in a storm
             log.warning("%s %s: %s", request.method, request.url.path, error)
         reason = getattr(error, "reason", str(error))
         return console.page("error.html", request, status=status, title=title, reason=reason)

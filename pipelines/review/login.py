@@ -5,7 +5,8 @@
 - The address is the peer's; X-Forwarded-For counts only from `trusted_proxies`.
 - Names and passwords are capped before hashing (`auth.MAX_NAME_CHARS`, `MAX_PASSWORD_CHARS`).
 - At most `login_hash_concurrency` argon2 checks run at once, each off the event loop; the others
-  wait without holding a worker thread, and give up with 503 after `login_queue_timeout_s`. Each
+  wait without holding a worker thread (at most `login_queue_max`; more are refused at once with
+  503), and give up with 503 after `login_queue_timeout_s`. Each
   check takes its hash's memory cost (64 MiB by default), so this bounds the console's memory;
   the checks run at a lower CPU priority, so pages and /healthz keep answering meanwhile.
 - A login makes a new server-side session (rotation: nothing from before login survives it);
@@ -47,21 +48,31 @@ class PasswordChecks:
     lane threads inherit it), so a storm of logins slows logins, not pages and /healthz.
     """
 
-    def __init__(self, concurrency: int, wait_s: float) -> None:
-        self.concurrency, self.wait_s = concurrency, wait_s
+    def __init__(self, concurrency: int, wait_s: float, max_waiting: int) -> None:
+        self.concurrency, self.wait_s, self.max_waiting = concurrency, wait_s, max_waiting
+        self.waiting = 0
         self._slots: asyncio.Semaphore | None = None  # made on the server's event loop
         self._threads = ThreadPoolExecutor(
             concurrency, thread_name_prefix="password-check", initializer=_lower_priority
         )
 
     async def check(self, console: Console, name: str, password: str) -> bool:
-        """Whether the password is `name`'s, or LoginBusy when no check came free in time."""
+        """Whether the password is `name`'s, or LoginBusy when no check comes free in time.
+
+        Past `max_waiting` waiting logins a new one is refused at once: a burst is answered
+        as it arrives instead of all together when its wait runs out.
+        """
         if self._slots is None:
             self._slots = asyncio.Semaphore(self.concurrency)
+        if self.waiting >= self.max_waiting:
+            raise LoginBusy("the console is busy checking logins; try again shortly")
+        self.waiting += 1
         try:
             await asyncio.wait_for(self._slots.acquire(), self.wait_s)
         except TimeoutError:
             raise LoginBusy("the console is busy checking logins; try again shortly") from None
+        finally:
+            self.waiting -= 1
         try:
             loop = asyncio.get_running_loop()
             return await loop.run_in_executor(self._threads, console.gate.login_ok, name, password)
@@ -78,8 +89,9 @@ def _lower_priority() -> None:
 
 def add_login_routes(app: FastAPI, console: Console) -> None:
     """GET and POST /login, POST /logout."""
+    config = console.config
     checks = PasswordChecks(
-        console.config.login_hash_concurrency, console.config.login_queue_timeout_s
+        config.login_hash_concurrency, config.login_queue_timeout_s, config.login_queue_max
     )
 
     @app.get("/login")

@@ -187,6 +187,9 @@ class ReviewConfig(BaseModel):
     login_queue_timeout_s: float = Field(
         10.0, gt=0, description="How long a login waits for a free check before 503."
     )
+    login_queue_max: int = Field(
+        16, ge=1, description="Logins waiting for a check at most; more get 503 at once."
+    )
     trusted_proxies: list[str] = Field(
         default_factory=list,
         description="Addresses or networks (CIDR) of reverse proxies whose X-Forwarded-For is "

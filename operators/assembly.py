@@ -37,6 +37,7 @@ class _Builder:
     images: dict[str, int] = field(default_factory=dict)  # sha256 -> index among unique images
     prefixes: list[list[int]] = field(default_factory=list)
     image_order: list[int] = field(default_factory=list)
+    images_per_row: list[int] = field(default_factory=list)
     prefix_of: dict[str, int] = field(default_factory=dict)  # sha256 or post key -> prefix row
     row_prefix: list[int] = field(default_factory=list)
     suffixes: list[str] = field(default_factory=list)
@@ -75,6 +76,7 @@ class _Builder:
         self.prefix_of[owner] = len(self.prefixes)
         self.prefixes.append(ids)
         self.image_order += [self._image(sha) for sha in shas]
+        self.images_per_row.append(len(shas))
 
     def _row(self, prefix: int, item: Item, suffix: str) -> None:
         if item not in self.row_items:
@@ -98,6 +100,7 @@ def build_plan(
         attention_mask=mask,
         pixel_inputs=collate_images([encodings[sha] for sha in shas]),
         image_order=tuple(builder.image_order),
+        images_per_row=tuple(builder.images_per_row),
     )
     items = list(builder.row_items)
     generate = [task.kind == TaskKind.DESCRIBE for _, task in items]

@@ -31,6 +31,7 @@ class PrefixBatch:
     attention_mask: torch.Tensor
     pixel_inputs: dict[str, torch.Tensor]
     image_order: tuple[int, ...] = ()
+    images_per_row: tuple[int, ...] = ()  # how many of `image_order` each row takes, in turn
 
     @property
     def size(self) -> int:

@@ -8,7 +8,7 @@ DEFAULT_ANSWER_INSTRUCTION = "Answer yes or no."
 DEFAULT_LABEL_QUESTION = "Does this image show {label}?"
 DEFAULT_POST_LABEL_QUESTION = "Does this post show or contain {label}?"
 DEFAULT_DESCRIBE_PROMPT = "Describe this image in one sentence."
-ENGINES = ("eager", "static")
+ENGINES = ("eager", "static", "plain")
 
 
 @dataclass(frozen=True)
@@ -27,6 +27,7 @@ class ModelSpec:
     max_new_tokens: int = 32
     # "eager": dynamic KV cache, any shape. "static": the question pass and decode steps on a
     # preallocated cache with bucketed shapes. `compile` compiles those steps (implies static).
+    # "plain": no shared prefix; each task one plain forward of its whole prompt (the reference).
     engine: str = "eager"
     compile: bool = False
     local_files_only: bool = False

@@ -144,8 +144,9 @@ class StaticDecoder:
 
 
 def static_decoder(spec: ModelSpec) -> StaticDecoder | None:
-    """The decoder the spec asks for: None for the eager engine, compiled steps with `compile`."""
-    if spec.engine == "eager" and not spec.compile:
+    """The decoder the spec asks for: None for the eager and plain engines, compiled steps with
+    `compile`."""
+    if spec.engine == "plain" or (spec.engine == "eager" and not spec.compile):
         return None
     return StaticDecoder(compile_steps=spec.compile)
 

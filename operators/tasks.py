@@ -34,7 +34,13 @@ from typing import Any
 import torch
 
 from operators.assembly import ForwardPlan, build_plan
-from operators.batching import ImageEncoding, encode_image, pin_encoding, wants_pinned
+from operators.batching import (
+    ImageEncoding,
+    encode_image,
+    pin_encoding,
+    processor_path,
+    wants_pinned,
+)
 from operators.cache import SignalCache
 from operators.exceptions import InferenceError, OperatorError, UnsupportedTask
 from operators.forward import ForwardResult, run_forward
@@ -50,6 +56,7 @@ from operators.jobs import (
     VlmTask,
 )
 from operators.loading import Vlm
+from operators.plain import run_plain
 from operators.static_decode import static_decoder
 from operators.work import Item, PostWork, finish, plan_work, store_results
 
@@ -71,7 +78,8 @@ class VlmOperator:
     """Runs batches of posts (or single images) through one loaded model, behind a cache."""
 
     def __init__(self, vlm: Vlm, cache: SignalCache | None = None) -> None:
-        self.vlm = vlm
+        # The reference engine takes its pixels from the processor itself, not the fast path.
+        self.vlm = processor_path(vlm) if vlm.spec.engine == "plain" else vlm
         self.cache = cache
         # Fixed-shape steps keep their KV caches (and compiled graphs) from batch to batch.
         self.static = static_decoder(vlm.spec)
@@ -173,7 +181,11 @@ class VlmOperator:
         """Forward the chunk; if it fails, retry post by post so only the culprit fails."""
         try:
             plan = build_plan(self.vlm, works, encodings)
-            result = run_forward(self.vlm, plan.prefix, plan.rows, plan.embed, self.static)
+            if self.vlm.spec.engine == "plain":
+                ordered = [encodings[sha] for sha in plan.image_shas]
+                result = run_plain(self.vlm, plan.prefix, plan.rows, plan.embed, ordered)
+            else:
+                result = run_forward(self.vlm, plan.prefix, plan.rows, plan.embed, self.static)
         except (RuntimeError, ValueError, IndexError, TypeError) as exc:
             if len(works) == 1:
                 log.warning("inference failed for post %d: %s", works[0].index, exc)

@@ -1,0 +1,61 @@
+"""What differs between model families, one object per family, looked up by `model_type`.
+
+The engines, loading, fast pixels and twins ask a family what they need to know about it
+instead of testing model types themselves. A family not listed gets `Family()`, the defaults:
+no extra model inputs.
+
+>>> family_of("llava").extra_inputs  # doctest: +SKIP
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    import torch
+
+    from operators.loading import Vlm
+
+ExtraInputs = Callable[["Vlm", "torch.Tensor"], dict[str, Any]]
+
+
+def no_extra_inputs(vlm: Vlm, input_ids: torch.Tensor) -> dict[str, Any]:
+    """Most families need nothing beyond ids, mask and the processor's pixel inputs."""
+    return {}
+
+
+@dataclass(frozen=True)
+class Family:
+    """One family's facts; every field has the default most families share."""
+
+    model_types: tuple[str, ...] = ()
+    # What a plain forward of a whole prompt needs beyond ids, mask and pixels, as the family's
+    # processor would give it (e.g. token_type_ids marking image tokens).
+    extra_inputs: ExtraInputs = field(default=no_extra_inputs)
+
+
+class FamilyRegistry:
+    """Families by model type; registered explicitly, never on import of a family module."""
+
+    def __init__(self, families: Mapping[str, Family] | None = None) -> None:
+        self._families: dict[str, Family] = dict(families or {})
+
+    def register(self, family: Family) -> None:
+        """Make `family` the one for each of its model types."""
+        for model_type in family.model_types:
+            self._families[model_type] = family
+
+    def get(self, model_type: str) -> Family:
+        """The family of `model_type`, or the defaults."""
+        return self._families.get(model_type, DEFAULT)
+
+
+DEFAULT = Family()
+FAMILIES = FamilyRegistry()
+
+
+def family_of(model_type: str) -> Family:
+    """The registered family of `model_type`, or the defaults."""
+    return FAMILIES.get(model_type)

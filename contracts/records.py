@@ -175,6 +175,16 @@ class ModelRef(BaseModel):
 
     name: str = Field(..., description="Checkpoint id or local path.")
     revision: str | None = Field(None, description="Checkpoint revision, if known.")
+    engine: str | None = Field(
+        None,
+        description="The engine that computed the answers: eager or static (shared prefix), or "
+        "plain (each question its own forward).",
+    )
+    engine_note: str | None = Field(
+        None,
+        description="Why the model runs on the plain engine when another was asked for: what "
+        "the load-time check found.",
+    )
 
 
 class Signals(BaseModel):

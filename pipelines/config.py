@@ -128,11 +128,19 @@ class ModelSettings(BaseModel):
         "the model's device, bit-exact with the processor (SmolVLM/Idefics3 and LLaVA/CLIP; "
         "other processors always run as they are). False always runs the processor.",
     )
-    engine: Literal["eager", "static"] = Field(
+    engine: Literal["eager", "static", "plain"] = Field(
         "eager",
         description="eager: a KV cache that grows with each step. static: the question pass and "
         "decode steps run on a preallocated KV cache with bucketed shapes (rows to a power of "
-        "two, prefix to 64 tokens), reused batch after batch.",
+        "two, prefix to 64 tokens), reused batch after batch. plain: no shared prefix, each "
+        "question one plain forward of its whole prompt; slow, the reference the others are "
+        "checked against at load.",
+    )
+    self_check: Literal["fallback", "refuse"] = Field(
+        "fallback",
+        description="At load, the shared-prefix engine is checked against the plain one on "
+        "probe posts. fallback: where any probability differs by more than 1e-3 (or the engine "
+        "fails), run the plain engine and say so. refuse: refuse to start instead.",
     )
     compile: bool = Field(
         False,

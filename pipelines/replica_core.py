@@ -24,10 +24,17 @@ class SignalComputer:
 
     operator: VlmOperator
     limits: ImageLimits
+    engine_note: str | None = None  # why the plain engine runs, when another was asked for
     model: ModelRef = field(init=False)
 
     def __post_init__(self) -> None:
-        self.model = ModelRef(name=self.operator.vlm.name, revision=self.operator.vlm.revision)
+        vlm = self.operator.vlm
+        self.model = ModelRef(
+            name=vlm.name,
+            revision=vlm.revision,
+            engine=vlm.spec.engine,
+            engine_note=self.engine_note,
+        )
 
     def compute(self, requests: Sequence[InferenceRequest]) -> list[InferenceResult]:
         """One operator batch over every post's tasks; a post's failure stays its own."""

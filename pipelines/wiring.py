@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 from typing import TYPE_CHECKING
 
 from pipelines.signal_source import NoopSignals, SignalSource
@@ -9,8 +10,11 @@ from pipelines.signal_source import NoopSignals, SignalSource
 if TYPE_CHECKING:
     from operators.cache import SignalCache
     from operators.limits import ImageLimits
+    from operators.loading import Vlm
     from operators.spec import ModelSpec
     from pipelines.config import PipelineConfig
+
+log = logging.getLogger(__name__)
 
 
 def build_signal_source(config: PipelineConfig) -> SignalSource:
@@ -25,8 +29,22 @@ def build_signal_source(config: PipelineConfig) -> SignalSource:
         import torch
 
         torch.set_num_threads(config.model.torch_threads)
-    vlm = load_vlm(model_spec(config))
-    return SignalComputer(VlmOperator(vlm, signal_cache(config)), image_limits(config))
+    vlm, note = checked_vlm(load_vlm(model_spec(config)), config.model.self_check)
+    operator = VlmOperator(vlm, signal_cache(config))
+    return SignalComputer(operator, image_limits(config), engine_note=note)
+
+
+def checked_vlm(vlm: Vlm, on_mismatch: str) -> tuple[Vlm, str | None]:
+    """The model on the engine the load-time check allows, and why when that is not the asked
+    one (said once in the log; verdicts carry it in `model`)."""
+    from operators.selfcheck import checked
+
+    served, check = checked(vlm, on_mismatch)
+    if check.fell_back:
+        log.warning("%s: %s", vlm.name, check.reason)
+        return served, check.reason
+    log.info("%s: %s", vlm.name, check.reason)
+    return served, None
 
 
 def signal_cache(config: PipelineConfig) -> SignalCache | None:

@@ -3,9 +3,12 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
+
+if TYPE_CHECKING:
+    from operators.spec import ModelSpec
 
 app = typer.Typer(help="Build and inspect model checkpoints.", no_args_is_help=True)
 
@@ -58,3 +61,49 @@ def make_tiny(
         typer.echo(f"error: {error}", err=True)
         raise typer.Exit(2) from None
     typer.echo(str(path))
+
+
+@app.command("check")
+def check(
+    model: Annotated[str, typer.Argument(help="A checkpoint directory, hub id, or tiny:<arch>.")],
+    engine: Annotated[str, typer.Option(help="The engine to check: eager or static.")] = "eager",
+    device: Annotated[str, typer.Option(help="auto, cpu, cuda or cuda:N.")] = "auto",
+    dtype: Annotated[str, typer.Option(help="auto, float32, bfloat16 or float16.")] = "auto",
+) -> None:
+    """Check the shared-prefix engine against plain forwards on probe posts; print JSON.
+
+    Exit 0 when the engine agrees (within 1e-3), 1 when the model would run on the plain
+    engine, 2 when it cannot be loaded or served at all.
+    """
+    import json
+    import os
+
+    from pipelines.commands import or_exit
+    from pipelines.config import ModelSettings, PipelineConfig
+    from pipelines.wiring import model_spec
+
+    os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
+    if engine not in ("eager", "static"):
+        typer.echo(f"--engine must be eager or static, not {engine!r}", err=True)
+        raise typer.Exit(2)
+    settings = ModelSettings(name_or_path=model, engine=engine, device=device, dtype=dtype)
+    spec = or_exit(lambda: model_spec(PipelineConfig(model=settings)))
+    result = or_exit(lambda: _check(spec))
+    typer.echo(json.dumps(result, indent=2))
+    raise typer.Exit(0 if result["engine"] == engine else 1)
+
+
+def _check(spec: ModelSpec) -> dict[str, object]:
+    from operators.loading import load_vlm
+    from operators.selfcheck import check_engine
+
+    found = check_engine(load_vlm(spec))
+    return {
+        "model": spec.name_or_path,
+        "family": found.family,
+        "engine": found.engine,
+        "asked": found.asked,
+        "max_difference": found.max_difference,
+        "probes": found.probes,
+        "reason": found.reason,
+    }

@@ -8,6 +8,7 @@ import logging
 import os
 import signal
 import threading
+from enum import StrEnum
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any
 
@@ -19,6 +20,13 @@ if TYPE_CHECKING:
     pass
 
 MODEL_HELP = "tiny:<arch> (random weights, built offline), a hub id, or a local path."
+
+
+class Engine(StrEnum):
+    """The engines `vlmod moderate --engine` offers."""
+
+    EAGER = "eager"
+    PLAIN = "plain"
 
 
 def demo(
@@ -119,6 +127,13 @@ def moderate(
         str | None,
         typer.Option(envvar="VLMOD_REDIS_URL", help="Redis of the hash banks and answer cache."),
     ] = None,
+    engine: Annotated[
+        Engine,
+        typer.Option(
+            help="eager: questions share their prompt's prefix (checked at load against plain). "
+            "plain: each question one plain forward of its whole prompt, the reference."
+        ),
+    ] = Engine.EAGER,
 ) -> None:
     """Moderate one post locally, without Kafka, and print its Verdict JSON."""
     from pipelines.config import ModelSettings, PipelineConfig
@@ -129,7 +144,9 @@ def moderate(
     logging.basicConfig(level=logging.ERROR)
     os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")  # stderr: one line or none
     config = PipelineConfig(
-        model=ModelSettings(name_or_path=model), policy_dir=str(policy), redis_url=redis_url
+        model=ModelSettings(name_or_path=model, engine=engine.value),
+        policy_dir=str(policy),
+        redis_url=redis_url,
     )
     max_bytes = config.images.max_bytes
     body = or_exit(lambda: _post_body(post_id, text, image or [], meta or [], max_bytes))

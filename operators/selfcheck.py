@@ -1,0 +1,173 @@
+"""Whether the shared-prefix engine gives this checkpoint's right numbers, checked at load.
+
+The shared-prefix engine computes each prompt prefix once and places image features, positions
+and caches itself; a family whose forward does more (multimodal RoPE, sliding-window layers,
+bidirectional attention over images or the whole prefix, images split into tiles) can make it
+silently wrong. So before a model serves, a few probe posts run through it and through the plain
+engine (`operators.plain`: one plain forward of each whole prompt, as transformers runs the
+checkpoint), and every probability is compared:
+
+- text only;
+- text with one small and one large image (the large one tiles where the processor tiles);
+- text at `max_text_tokens` with enough images that the prompt outgrows the checkpoint's
+  sliding window, where it has one (at most `MAX_PROBE_IMAGES`).
+
+Each probe asks image-level and post-level questions and labels. If any probability differs by
+more than `TOLERANCE`, or the shared engine fails where the plain one answers, the model runs on
+the plain engine (`fallback`), or loading is refused (`refuse`). If the plain engine itself
+fails, the checkpoint cannot be served: loading is refused with its error.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import numpy as np
+from PIL import Image
+
+from operators.batching import encode_image, processor_path
+from operators.exceptions import OperatorError, UnsupportedModel
+from operators.images import LoadedImage
+from operators.jobs import About, PostJob, PostSignals, TaskKind, VlmTask
+from operators.loading import Vlm
+
+TOLERANCE = 1e-3
+MAX_PROBE_IMAGES = 8
+FALLBACK = "fallback"
+REFUSE = "refuse"
+PROBE_TASKS = (
+    VlmTask(TaskKind.QUESTION, "Does this post offer something for sale?", About.POST),
+    VlmTask(TaskKind.LABEL, "a threat of violence", About.POST),
+    VlmTask(TaskKind.QUESTION, "Is there a weapon in this image?"),
+    VlmTask(TaskKind.LABEL, "a person"),
+)
+PROBE_TEXT = "Selling my old bike, barely used. Message me for the price and pick-up. "
+
+
+@dataclass(frozen=True)
+class EngineCheck:
+    """What the load-time check found, and the engine the model will run."""
+
+    family: str
+    asked: str  # the engine the spec asked for
+    engine: str  # the engine it runs: `asked`, or "plain"
+    max_difference: float | None  # largest |shared - plain| over the probes; None if not compared
+    probes: int
+    reason: str  # one line
+
+    @property
+    def fell_back(self) -> bool:
+        """The shared-prefix engine was found wrong, or failing, and the plain one runs."""
+        return self.engine != self.asked
+
+
+def check_engine(vlm: Vlm) -> EngineCheck:
+    """Run the probe posts through both engines and compare every probability."""
+    from operators.tasks import VlmOperator
+
+    asked = vlm.spec.engine
+    jobs = probe_jobs(vlm)
+    plain = VlmOperator(with_engine(vlm, "plain")).run_posts(jobs)
+    failed = next((r for r in plain if isinstance(r, OperatorError)), None)
+    if failed is not None:
+        raise UnsupportedModel(
+            f"{vlm.name} ({vlm.family}) cannot be served: a plain forward of the model fails "
+            f"on the probe posts: {failed.reason}"
+        )
+    if asked == "plain":
+        return EngineCheck(vlm.family, asked, asked, None, len(jobs), "the plain engine asked for")
+    shared = VlmOperator(vlm).run_posts(jobs)
+    return _verdict(vlm, jobs, shared, plain)
+
+
+def checked(vlm: Vlm, on_mismatch: str = FALLBACK) -> tuple[Vlm, EngineCheck]:
+    """The model on the engine the check allows, and the check; `refuse` raises instead."""
+    check = check_engine(vlm)
+    if not check.fell_back:
+        return vlm, check
+    if on_mismatch == REFUSE:
+        raise UnsupportedModel(f"{vlm.name}: {check.reason}; model.self_check is refuse")
+    return with_engine(vlm, "plain"), check
+
+
+def with_engine(vlm: Vlm, engine: str) -> Vlm:
+    """The same loaded model with another engine in its spec."""
+    return dataclasses.replace(vlm, spec=dataclasses.replace(vlm.spec, engine=engine))
+
+
+def probe_jobs(vlm: Vlm) -> list[PostJob]:
+    """The probe posts: text only, a small and a large image, and one past the sliding window."""
+    small, large = _probe_image(48, 40, seed=1), _probe_image(1300, 900, seed=2)
+    long_text = PROBE_TEXT * (vlm.spec.max_text_tokens // 8 + 1)
+    crowd = tuple(_probe_image(64, 48, seed=10 + n) for n in range(_images_past_window(vlm)))
+    jobs = [
+        PostJob((), PROBE_TEXT, PROBE_TASKS[:2]),
+        PostJob((small, large), PROBE_TEXT, PROBE_TASKS),
+    ]
+    if crowd:
+        jobs.append(PostJob(crowd, long_text, PROBE_TASKS))
+    return jobs
+
+
+def sliding_window(vlm: Vlm) -> int | None:
+    """The text model's sliding attention window in tokens, where it has one."""
+    config = vlm.model.config.get_text_config(decoder=True)
+    window = getattr(config, "sliding_window", None)
+    uses = getattr(config, "use_sliding_window", True)
+    return int(window) if isinstance(window, int) and window > 0 and uses is not False else None
+
+
+def _images_past_window(vlm: Vlm) -> int:
+    """How many small images push a prompt with a full text past the window (0: no window)."""
+    window = sliding_window(vlm)
+    if window is None:
+        return 0
+    tokens = len(encode_image(processor_path(vlm), _probe_image(64, 48, seed=10).image).expansion)
+    room = window + 1 - vlm.spec.max_text_tokens
+    return min(MAX_PROBE_IMAGES, max(1, math.ceil(room / max(tokens, 1))))
+
+
+def _verdict(
+    vlm: Vlm,
+    jobs: Sequence[PostJob],
+    shared: Sequence[PostSignals | OperatorError],
+    plain: Sequence[PostSignals | OperatorError],
+) -> EngineCheck:
+    family, asked = vlm.family, vlm.spec.engine
+    worst = 0.0
+    for job, ours, theirs in zip(jobs, shared, plain, strict=True):
+        if isinstance(ours, OperatorError):
+            reason = f"the shared-prefix engine fails on {family}: {ours.reason}"
+            return EngineCheck(family, asked, "plain", None, len(jobs), reason)
+        assert isinstance(theirs, PostSignals)
+        for task in job.tasks:
+            worst = max(worst, abs(_number(ours.values[task]) - _number(theirs.values[task])))
+    if worst > TOLERANCE:
+        reason = (
+            f"the shared-prefix engine differs from a plain forward by {worst:.2g} on {family} "
+            f"(over {TOLERANCE:g}); running the plain engine"
+        )
+        return EngineCheck(family, asked, "plain", worst, len(jobs), reason)
+    reason = f"the shared-prefix engine agrees with a plain forward on {family} ({worst:.1g})"
+    return EngineCheck(family, asked, asked, worst, len(jobs), reason)
+
+
+def _number(value: object) -> float:
+    if not isinstance(value, float):
+        raise TypeError(f"a probe task gave {type(value).__name__}, not a probability")
+    return value
+
+
+def _probe_image(width: int, height: int, seed: int) -> LoadedImage:
+    """A photo-like image: smooth gradients and noise, the same every time."""
+    rng = np.random.default_rng(seed)
+    y, x = np.mgrid[0:height, 0:width]
+    base = np.stack([x / width, y / height, (x + y) / (width + height)], axis=-1) * 200
+    pixels = np.clip(base + rng.normal(0, 20, (height, width, 3)), 0, 255).astype(np.uint8)
+    image = Image.fromarray(pixels, "RGB")
+    digest = hashlib.sha256(pixels.tobytes()).hexdigest()
+    return LoadedImage(sha256=digest, image=image, nbytes=pixels.nbytes)

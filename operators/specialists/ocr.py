@@ -34,7 +34,7 @@ from PIL import Image
 from operators.exceptions import InferenceError, ModelLoadError, error_text
 from operators.images import decode_reduced, to_rgb
 from operators.limits import ImageLimits
-from operators.specialists.stoppable import CallStopped, make_stoppable, time_limit
+from operators.specialists.stoppable import CallStopped, make_stoppable, pooled_session, time_limit
 
 INSTALL_HINT = "pip install 'vlm-moderation[specialists]'"
 DETECTOR_STRIDE = 32  # the detector's input sides must be multiples of this
@@ -366,10 +366,11 @@ def _load_engine(threads: int) -> Any:
         raise OcrUnavailable(
             f"OCR needs rapidocr-onnxruntime and opencv: {INSTALL_HINT} ({error_text(exc)})"
         ) from exc
+    # rapidocr silently ignores a thread count above the CPU count (all cores instead)
+    engine_threads = min(threads, os.cpu_count() or 1)
     try:
         engine = RapidOCR(
-            # rapidocr silently ignores a thread count above the CPU count (all cores instead)
-            intra_op_num_threads=min(threads, os.cpu_count() or 1),
+            intra_op_num_threads=engine_threads,
             inter_op_num_threads=1,
             # "min" with 0 never resizes: `working_size` has sized the image already. It also
             # keeps the detector's per-call preprocessing identical, so threads may share it.
@@ -380,6 +381,16 @@ def _load_engine(threads: int) -> Any:
         raise OcrUnavailable(
             f"the OCR models would not load: {error_text(exc)}; reinstall with {INSTALL_HINT}"
         ) from exc
-    # rapidocr 1.4 keeps each model's onnxruntime session here; the budget stops their runs
-    make_stoppable([engine.text_det.infer, engine.text_cls.infer, engine.text_rec.session])
+    # rapidocr 1.4 keeps each model's onnxruntime session here; the budget stops their runs.
+    # rapidocr turns onnxruntime's memory arena off: the detector gets one (`pooled_session`).
+    engine.text_det.infer.session = pooled_session(_detector_path(), engine_threads)
+    make_stoppable([engine.text_cls.infer, engine.text_rec.session])
     return engine
+
+
+def _detector_path() -> str:
+    """The detection model inside the rapidocr wheel, as rapidocr's own config names it."""
+    from rapidocr_onnxruntime.main import DEFAULT_CFG_PATH
+    from rapidocr_onnxruntime.utils import read_yaml, update_model_path
+
+    return str(update_model_path(read_yaml(DEFAULT_CFG_PATH))["Det"]["model_path"])

@@ -225,6 +225,26 @@ def test_a_detection_still_running_when_the_budget_ends_is_stopped(monkeypatch):
     assert result.elapsed_ms < 10_000, "stopped near its budget, not after the call's 30 s"
 
 
+class RecordingSession:
+    """Stands in for an onnxruntime session; keeps the run options it was given."""
+
+    def __init__(self) -> None:
+        self.options = []
+
+    def run(self, names, feed, options=None):
+        self.options.append(options)
+        return ["done"]
+
+
+def test_the_detector_reuses_memory_within_a_run_and_gives_it_back_after(reader):
+    session = reader._engine.text_det.infer.session
+    assert session.shrink_arena and session.session.get_session_options().enable_cpu_mem_arena
+    recording = RecordingSession()
+    StoppableSession(recording, shrink_arena=True).run(None, {})
+    [options] = recording.options
+    assert options.get_run_config_entry("memory.enable_memory_arena_shrinkage") == "cpu:0"
+
+
 def test_the_budget_holds_on_a_large_busy_image(busy_poster):
     # read at 3,200 px a side, where detection alone runs 2-5 s on a 2-core box
     settings = OcrSettings(max_side=3200, max_pixels=8_000_000, time_budget_ms=500)

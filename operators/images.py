@@ -4,6 +4,9 @@ Sources: raw bytes, a base64 string (bare or as a `data:` URI), `file://` under 
 root, and `http(s)://` through the SSRF-safe fetcher. The pixel count is read from the header
 and checked before any pixel is decoded, so decompression bombs cost nothing.
 
+A reader that needs only a small image (the CPU specialists) uses `decode_reduced`: a JPEG is
+decoded at 1/2 to 1/8 scale, and no full-size RGB copy is kept.
+
 >>> import io
 >>> from PIL import Image
 >>> buffer = io.BytesIO()
@@ -20,11 +23,12 @@ import binascii
 import hashlib
 import io
 import warnings
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from urllib.parse import unquote, urlsplit
 
-from PIL import Image, ImageFile, ImageOps, UnidentifiedImageError
+from PIL import ExifTags, Image, ImageFile, ImageOps, UnidentifiedImageError
 
 from operators.exceptions import (
     FileOutsideRoot,
@@ -38,6 +42,11 @@ from operators.fetch import Resolver, fetch_url, system_resolver
 from operators.limits import ImageLimits
 
 _WHITE = (255, 255, 255)
+# EXIF orientations that swap width and height (transpose, the two quarter turns, transverse)
+_SWAPS_SIDES = frozenset({5, 6, 7, 8})
+# Modes Pillow resizes as they are; any other is made RGB first (a palette would resize nearest)
+_RESIZABLE = frozenset({"RGB", "RGBA", "L"})
+Fit = Callable[[int, int], tuple[int, int]]  # (width, height) -> the (width, height) wanted
 READABLE_FORMATS = ("PNG", "JPEG", "GIF", "WebP", "BMP", "TIFF")
 # (offset, magic bytes, what they are): says what unreadable bytes look like.
 _SIGNATURES = (
@@ -146,6 +155,74 @@ def decode_image(data: bytes, limits: ImageLimits) -> LoadedImage:
     except (OSError, SyntaxError, ValueError, EOFError) as exc:
         raise ImageDecodeError(f"image data is corrupt or truncated: {error_text(exc)}") from exc
     return LoadedImage(sha256=digest, image=rgb, nbytes=len(data))
+
+
+@dataclass(frozen=True)
+class ReducedImage:
+    """A decoded RGB image at the size a reader asked for, and the size of the whole image.
+
+    Both sizes are (width, height) after EXIF rotation; `scale` is how much it was shrunk.
+    """
+
+    image: Image.Image
+    original_size: tuple[int, int]
+
+    @property
+    def scale(self) -> float:
+        """The reduced width over the original width (1.0: full size)."""
+        return self.image.width / self.original_size[0]
+
+
+def decode_reduced(data: bytes, limits: ImageLimits, fit: Fit) -> ReducedImage:
+    """Decode `data` under `limits`, straight to `fit(width, height)` (never larger).
+
+    JPEGs are decoded at a reduced scale (libjpeg's DCT scaling) and other formats shrunk
+    right after decoding, so a 36 MP photo costs a reader that needs 512 px a 0.5 MP array.
+
+    >>> import io
+    >>> buffer = io.BytesIO()
+    >>> Image.new("RGB", (4000, 3000), "grey").save(buffer, "JPEG")
+    >>> small = decode_reduced(buffer.getvalue(), ImageLimits(), lambda w, h: (w // 10, h // 10))
+    >>> small.image.size, small.original_size
+    ((400, 300), (4000, 3000))
+    """
+    _within_byte_limit(data, limits)
+    image = _open_checked(data, limits)
+    try:
+        ImageFile.LOAD_TRUNCATED_IMAGES = False
+        image.seek(0)
+        original = _oriented_size(image)
+        wanted = _no_larger(fit(*original), original)
+        swapped = original != image.size
+        image.draft(None, wanted[::-1] if swapped else wanted)  # before load; JPEG only
+        image.load()
+        ImageOps.exif_transpose(image, in_place=True)
+        reduced = shrink(image, wanted)
+    except (OSError, SyntaxError, ValueError, EOFError) as exc:
+        raise ImageDecodeError(f"image data is corrupt or truncated: {error_text(exc)}") from exc
+    return ReducedImage(image=reduced, original_size=original)
+
+
+def _oriented_size(image: Image.Image) -> tuple[int, int]:
+    """(width, height) once EXIF rotation is applied, read from the header alone."""
+    orientation = image.getexif().get(ExifTags.Base.Orientation, 1)
+    width, height = image.size
+    return (height, width) if orientation in _SWAPS_SIDES else (width, height)
+
+
+def _no_larger(size: tuple[int, int], original: tuple[int, int]) -> tuple[int, int]:
+    """`size` cut to `original` on each side, and at least one pixel."""
+    return max(1, min(size[0], original[0])), max(1, min(size[1], original[1]))
+
+
+def shrink(image: Image.Image, size: tuple[int, int]) -> Image.Image:
+    """`image` as RGB at `size`, antialiased; shrunk before it is converted where Pillow can."""
+    if image.mode not in _RESIZABLE:
+        image = to_rgb(image)
+    if image.size != size:
+        # reducing_gap shrinks in two steps: fast on huge images, still antialiased
+        image = image.resize(size, Image.Resampling.BILINEAR, reducing_gap=3.0)
+    return to_rgb(image)
 
 
 def _open_checked(data: bytes, limits: ImageLimits) -> Image.Image:

@@ -294,11 +294,27 @@ class BankSettings(BaseModel):
     )
 
 
+class PostBudgetSettings(BaseModel):
+    """What one post may cost each image specialist (`nsfw`, `ocr`, `banks`)."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    time_budget_ms: float = Field(
+        4000.0,
+        gt=0,
+        description="Time each image specialist may spend on one post; it always looks at the "
+        "first image, and past the budget skips the rest, which the verdict names.",
+    )
+
+
 class SpecialistSettings(BaseModel):
     """Settings of the CPU specialists that run before the model."""
 
     model_config = ConfigDict(frozen=True, extra="forbid")
 
+    post: PostBudgetSettings = Field(
+        default_factory=PostBudgetSettings, description="Per-post limits of the image specialists."
+    )
     ocr: OcrSettings = Field(default_factory=OcrSettings, description="Text in images.")
     nsfw: NsfwSettings = Field(default_factory=NsfwSettings, description="NSFW image score.")
     banks: BankSettings = Field(default_factory=BankSettings, description="Hash banks.")

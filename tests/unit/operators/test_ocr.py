@@ -27,6 +27,7 @@ from operators.specialists.ocr import (
     working_size,
 )
 from operators.specialists.render import photo_like, render_text_image
+from operators.specialists.stoppable import StoppableSession
 
 ROOT = Path(__file__).resolve().parents[3]
 PHRASE = "DM me on Telegram to claim your prize"
@@ -161,6 +162,102 @@ def test_a_budget_running_out_between_lines_keeps_the_top_lines(monkeypatch):
     result = reader.read(render_text_image("top line\nmiddle line\nbottom line", font_size=30))
     assert result.cut and result.text.lower() == "top line"
     assert "after 1 of 3 lines" in (result.cut_reason or "")
+
+
+def jpeg(image: Image.Image) -> bytes:
+    buffer = io.BytesIO()
+    image.save(buffer, "JPEG", quality=85)
+    return buffer.getvalue()
+
+
+@pytest.fixture(scope="module")
+def busy_poster() -> bytes:
+    """A 4,800 x 3,600 JPEG filled with lines of text over a photo: a slow image to read."""
+    lines = [f"{PHRASE} {n}" for n in range(40)]
+    background = photo_like(seed=5, size=(480, 360))
+    return jpeg(render_text_image("\n".join(lines), size=(4800, 3600), background=background))
+
+
+def test_an_encoded_image_reaches_the_detector_at_max_side_never_at_full_size(
+    reader, busy_poster, monkeypatch
+):
+    shapes = []
+    read = OcrReader._read
+
+    def recording(self, image, *args):
+        shapes.append(image.size)
+        return read(self, image, *args)
+
+    monkeypatch.setattr(OcrReader, "_read", recording)
+    result = reader.read_bytes(busy_poster, ImageLimits(), budget_ms=1.0)
+    assert shapes == [(1600, 1200)], "decoded at the size it is read at"
+    assert result.downscaled == pytest.approx(1 / 3)
+
+
+class EndlessDetector:
+    """Stands in for a detection still running: it ends only when its run is told to stop."""
+
+    def __init__(self, real) -> None:
+        self.real = real
+        self.stopped = False
+
+    def run(self, names, feed, options=None):
+        for _ in range(6000):  # 30 s, far past any budget here
+            if options is not None and options.terminate:
+                self.stopped = True
+                raise RuntimeError("Exiting due to terminate flag being set to true")
+            time.sleep(0.005)  # a model call in progress, not a wait for the test
+        return self.real.run(names, feed, options)
+
+    def __getattr__(self, name):
+        return getattr(self.real, name)
+
+
+def test_a_detection_still_running_when_the_budget_ends_is_stopped(monkeypatch):
+    reader = OcrReader(OcrSettings(time_budget_ms=200))
+    session = reader._engine.text_det.infer.session
+    assert isinstance(session, StoppableSession)
+    endless = EndlessDetector(session.session)
+    monkeypatch.setattr(session, "session", endless)
+    result = reader.read(render_text_image(PHRASE))
+    assert endless.stopped and result.cut and result.text == ""
+    assert result.cut_reason == "text detection alone spent the 200 ms budget; no line read"
+    assert result.elapsed_ms < 10_000, "stopped near its budget, not after the call's 30 s"
+
+
+class RecordingSession:
+    """Stands in for an onnxruntime session; keeps the run options it was given."""
+
+    def __init__(self) -> None:
+        self.options = []
+
+    def run(self, names, feed, options=None):
+        self.options.append(options)
+        return ["done"]
+
+
+def test_the_detector_reuses_memory_within_a_run_and_gives_it_back_after(reader):
+    session = reader._engine.text_det.infer.session
+    assert session.shrink_arena and session.session.get_session_options().enable_cpu_mem_arena
+    recording = RecordingSession()
+    StoppableSession(recording, shrink_arena=True).run(None, {})
+    [options] = recording.options
+    assert options.get_run_config_entry("memory.enable_memory_arena_shrinkage") == "cpu:0"
+
+
+def test_the_budget_holds_on_a_large_busy_image(busy_poster):
+    # read at 3,200 px a side, where detection alone runs 2-5 s on a 2-core box
+    settings = OcrSettings(max_side=3200, max_pixels=8_000_000, time_budget_ms=500)
+    result = OcrReader(settings).read_bytes(busy_poster, ImageLimits())
+    assert result.cut and result.over_budget and result.downscaled == pytest.approx(2 / 3)
+    # one model layer (tens of ms) past the budget, with room for a loaded box
+    assert result.elapsed_ms < 500 + 2000, result
+
+
+def test_a_read_given_less_than_its_budget_names_the_posts_budget(reader):
+    result = reader.read(render_text_image(PHRASE), budget_ms=0.001)
+    assert result.cut and result.text == ""
+    assert "0 ms left of the post's budget" in (result.cut_reason or "")
 
 
 def test_working_size_keeps_both_limits_and_at_least_one_pixel():

@@ -134,6 +134,27 @@ def test_hash_image_bytes_matches_hashing_the_decoded_image(photos):
     assert hash_image_bytes(encode(photos[1]), ImageLimits()) == pdq_hash(photos[1])
 
 
+def test_a_large_image_is_hashed_from_a_small_decode(photos, monkeypatch):
+    sizes = []
+    hash_image = pdq.pdq_hash
+
+    def recording(image):
+        sizes.append(image.size)
+        return hash_image(image)
+
+    monkeypatch.setattr(pdq, "pdq_hash", recording)
+    big = photos[2].resize((6000, 4500), Image.Resampling.BICUBIC)
+    hash_image_bytes(encode(big, "JPEG"), ImageLimits())
+    assert sizes == [(512, 384)], "decoded at the size it is hashed at"
+
+
+def test_hashing_a_large_jpeg_from_its_small_decode_barely_moves_the_hash(photos):
+    for photo in photos[:4]:
+        data = encode(photo.resize((4800, 3600), Image.Resampling.BICUBIC), "JPEG")
+        whole = Image.open(io.BytesIO(data)).convert("RGB")
+        assert hamming(hash_image_bytes(data, ImageLimits()).bits, pdq_hash(whole).bits) <= 8
+
+
 def test_decompression_bomb_is_refused_before_decoding():
     with pytest.raises(ImageTooLarge) as caught:
         hash_image_bytes(png_claiming(8_000, 8_000), ImageLimits(max_pixels=40_000_000))

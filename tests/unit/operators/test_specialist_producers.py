@@ -17,6 +17,7 @@ pytest.importorskip("profanity_check")
 pytest.importorskip("pdqhash")
 
 from operators.specialists.hashbank import BankMatch, BankMissing
+from operators.specialists.nsfw import NsfwScorer
 from operators.specialists.producers import (
     BankSignals,
     NsfwSignals,
@@ -163,3 +164,66 @@ def test_banks_on_an_unreachable_redis_are_unavailable_and_a_bomb_fails_its_post
     [value] = output.values.values()
     assert isinstance(value, Unavailable) and "127.0.0.1:1" in value.reason
     assert isinstance(failed, ImageTooLarge)
+
+
+# A budget no image fits in: past the first image (always looked at), every image is skipped.
+TINY_BUDGET = {"post": {"time_budget_ms": 0.001}}
+WHY = "the 0.001 ms per-post budget ran out (specialists.post.time_budget_ms)"
+
+
+def _large_jpeg(image: Image.Image, size: tuple[int, int] = (4800, 3600)) -> bytes:
+    return _bytes(image.resize(size, Image.Resampling.BICUBIC), "JPEG")
+
+
+@pytest.fixture(scope="module")
+def large_photos() -> list[bytes]:
+    """Four 4,800 x 3,600 photo-like JPEGs (52 MB each as RGB arrays)."""
+    return [_large_jpeg(photo_like(seed, (480, 360))) for seed in range(4)]
+
+
+def test_nsfw_scores_the_images_its_post_budget_allows_and_names_the_rest(large_photos):
+    nsfw = NsfwSignals()
+    nsfw.bind(ProducerContext(settings=TINY_BUDGET))
+    [output] = nsfw.compute([_job(nsfw, large_photos)])
+    assert output.notes == (f"images 1, 2, 3 of 4 not scored: {WHY}",)
+    first, *skipped = output.evidence["images"]
+    assert skipped == [None, None, None] and output.values["score"] == first
+
+
+def test_nsfw_within_its_budget_scores_every_large_image_at_the_models_size(
+    large_photos, monkeypatch
+):
+    sizes = []
+    batch = NsfwScorer._batch
+
+    def recording(self, images):
+        sizes.extend(image.size for image in images)
+        return batch(self, images)
+
+    monkeypatch.setattr(NsfwScorer, "_batch", recording)
+    nsfw = NsfwSignals()
+    nsfw.clock = lambda: 0.0  # time stands still: the budget never runs out
+    [output] = nsfw.compute([_job(nsfw, large_photos)])
+    assert output.notes == () and None not in output.evidence["images"]
+    assert sizes == [(512, 512)] * 4
+
+
+def test_ocr_reads_the_images_its_post_budget_allows_and_names_the_rest(large_photos):
+    ocr = OcrSignals()
+    ocr.bind(ProducerContext(settings=TINY_BUDGET))
+    [output] = ocr.compute([_job(ocr, large_photos)])
+    assert isinstance(output, ProducerOutput), output
+    assert output.notes[-1] == f"images 1, 2, 3 of 4 not read: {WHY}"
+    assert all(note.startswith("image 0") for note in output.notes[:-1]), output.notes
+    assert {box["image"] for box in output.evidence["boxes"]} <= {0}
+
+
+def test_banks_hash_the_images_their_post_budget_allows_and_name_the_rest(large_photos):
+    banks = BankSignals()
+    banks.bind(ProducerContext(redis_url="redis://127.0.0.1:1/0", settings=TINY_BUDGET))
+    flat = _large_jpeg(Image.new("RGB", (48, 36), (90, 90, 90)))
+    job = ProducerJob(Post(id="p"), frozenset({("bank", "known-bad")}), (flat, *large_photos))
+    [output] = banks.compute([job])
+    assert output.values == {("bank", "known-bad"): False}, "nothing hashed to look up"
+    assert output.notes[0].startswith("image 0 not hashed: PDQ quality")
+    assert output.notes[1] == f"images 1, 2, 3, 4 of 5 not hashed: {WHY}"

@@ -17,24 +17,12 @@ from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
 
 from operators.exceptions import ModelLoadError, UnsupportedModel
+from operators.families import family_of
 from operators.prompts import PromptBook, PromptLayout, layout_from_template, yes_no_token_ids
 from operators.spec import ModelSpec
 
 if TYPE_CHECKING:
     from operators.fast_pixels import FastPixels
-
-# Where each family keeps its vision encoder, under `model.model`. Explicit, not discovered.
-VISION_TOWERS = {
-    "idefics3": "vision_model",
-    "smolvlm": "vision_model",
-    "idefics2": "vision_model",
-    "llava": "vision_tower",
-    "llava_next": "vision_tower",
-    "paligemma": "vision_tower",
-}
-# Multimodal-RoPE families need 3-D position ids that the shared-prefix engine does not build yet;
-# refusing them beats returning quietly wrong probabilities.
-MROPE_FAMILIES = frozenset({"qwen2_vl", "qwen2_5_vl", "qwen3_vl", "glm4v"})
 
 
 @dataclass
@@ -73,7 +61,7 @@ class Vlm:
     @property
     def vision_tower(self) -> Any:
         """The vision encoder module, for hooks and counting image encodings."""
-        attribute = VISION_TOWERS.get(self.family)
+        attribute = family_of(self.family).vision_tower
         inner = getattr(self.model, "model", self.model)
         if attribute is None or not hasattr(inner, attribute):
             raise UnsupportedModel(f"no known vision tower for model type {self.family!r}")
@@ -164,12 +152,10 @@ def _fast_pixels(spec: ModelSpec, processor: Any) -> FastPixels | None:
 
 
 def refuse_unsupported_family(model_type: str) -> None:
-    """Raise UnsupportedModel for families whose positions the engine cannot build."""
-    if model_type in MROPE_FAMILIES:
-        raise UnsupportedModel(
-            f"{model_type} uses multimodal rotary positions, which the shared-prefix engine does "
-            "not support yet; use an Idefics3/SmolVLM or LLaVA-family checkpoint"
-        )
+    """Raise UnsupportedModel for a family that loading refuses, saying why."""
+    refused = family_of(model_type).refused
+    if refused:
+        raise UnsupportedModel(f"{model_type} {refused}")
 
 
 def apply_tiling_overrides(image_processor: Any, spec: ModelSpec) -> None:

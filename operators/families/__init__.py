@@ -16,12 +16,11 @@ from typing import TYPE_CHECKING, Any
 if TYPE_CHECKING:
     import torch
 
-    from operators.loading import Vlm
+# Given the loaded model (`operators.loading.Vlm`, which reads this module) and a prompt's ids.
+ExtraInputs = Callable[[Any, "torch.Tensor"], dict[str, Any]]
 
-ExtraInputs = Callable[["Vlm", "torch.Tensor"], dict[str, Any]]
 
-
-def no_extra_inputs(vlm: Vlm, input_ids: torch.Tensor) -> dict[str, Any]:
+def no_extra_inputs(vlm: Any, input_ids: torch.Tensor) -> dict[str, Any]:
     """Most families need nothing beyond ids, mask and the processor's pixel inputs."""
     return {}
 
@@ -31,9 +30,13 @@ class Family:
     """One family's facts; every field has the default most families share."""
 
     model_types: tuple[str, ...] = ()
+    # The vision encoder's attribute under `model.model`, for hooks and counting encodings.
+    vision_tower: str | None = None
     # What a plain forward of a whole prompt needs beyond ids, mask and pixels, as the family's
     # processor would give it (e.g. token_type_ids marking image tokens).
     extra_inputs: ExtraInputs = field(default=no_extra_inputs)
+    # Why loading refuses the family outright (None: it loads, and its engine is checked).
+    refused: str | None = None
 
 
 class FamilyRegistry:
@@ -53,7 +56,18 @@ class FamilyRegistry:
 
 
 DEFAULT = Family()
+MROPE_REFUSAL = (
+    "uses multimodal rotary positions, which the shared-prefix engine does not build, and its "
+    "plain forward is not yet checked against the published processing; use an Idefics3/SmolVLM "
+    "or LLaVA-family checkpoint"
+)
 FAMILIES = FamilyRegistry()
+for _family in (
+    Family(("idefics3", "smolvlm", "idefics2"), vision_tower="vision_model"),
+    Family(("llava", "llava_next", "paligemma"), vision_tower="vision_tower"),
+    Family(("qwen2_vl", "qwen2_5_vl", "qwen3_vl", "glm4v"), refused=MROPE_REFUSAL),
+):
+    FAMILIES.register(_family)
 
 
 def family_of(model_type: str) -> Family:

@@ -10,6 +10,7 @@ go through it too.
 from __future__ import annotations
 
 import inspect
+import re
 import socket
 from dataclasses import dataclass
 from pathlib import Path
@@ -191,6 +192,8 @@ def _load_pretrained(spec: ModelSpec, device: str, dtype: Any) -> tuple[Any, Any
     try:
         processor = AutoProcessor.from_pretrained(spec.name_or_path, **common)
         model: Any = AutoModelForImageTextToText.from_pretrained(spec.name_or_path, **model_kwargs)
+    except ImportError as exc:  # transformers says which package, over several lines
+        raise ModelLoadError(missing_package_reason(spec.name_or_path, exc)) from exc
     except OSError as exc:
         raise ModelLoadError(_unreachable_reason(spec)) from exc
     except ValueError as exc:
@@ -198,6 +201,16 @@ def _load_pretrained(spec: ModelSpec, device: str, dtype: Any) -> tuple[Any, Any
             f"{spec.name_or_path!r} is not an image-text-to-text checkpoint: {exc}"
         ) from exc
     return processor, model.to(device).eval()
+
+
+def missing_package_reason(name: str, error: ImportError) -> str:
+    """One line naming the package a checkpoint's code needs and how to install it."""
+    text = " ".join(str(error).split())
+    found = re.search(r"requires the (\w[\w. -]*?) librar", text, re.IGNORECASE)
+    package = (found.group(1) if found else getattr(error, "name", None) or "a package").strip()
+    pip = re.search(r"pip install [\w\[\],.=<>-]+", text)
+    how = f"`{pip.group(0)}`" if pip else f"install {package}"
+    return f"loading {name} needs {package}, which is not installed: {how}, then load it again"
 
 
 def _in_local_cache(spec: ModelSpec) -> bool:

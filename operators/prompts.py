@@ -58,7 +58,16 @@ def render_template(processor: Any, system_prompt: str | None, images: int) -> t
     messages.append({"role": "user", "content": user})
     if getattr(processor, "chat_template", None) is None:
         raise UnsupportedModel("the checkpoint's processor has no chat template; add one")
-    rendered = processor.apply_chat_template(messages, add_generation_prompt=True, tokenize=False)
+    try:
+        rendered = processor.apply_chat_template(
+            messages, add_generation_prompt=True, tokenize=False
+        )
+    except Exception as exc:  # a Jinja error, or the template's own raise_exception(...)
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise UnsupportedModel(
+            f"the checkpoint's chat template fails to render ({type(exc).__name__}: {first}); "
+            "fix chat_template.jinja / chat_template.json in the checkpoint"
+        ) from exc
     if rendered.count(_SENTINEL) != 1:
         raise UnsupportedModel("the chat template does not place the user's text exactly once")
     head, tail = rendered.split(_SENTINEL)

@@ -101,3 +101,42 @@ def test_operators_import_without_service_packages():
     )
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
     assert result.stdout.strip() == "ok", result.stderr
+
+
+def test_a_missing_optional_package_is_named_in_one_line(tiny_dirs, monkeypatch):
+    import transformers
+
+    message = (
+        "\nQwen2VLVideoProcessor requires the Torchvision library but it was not found in your "
+        "environment. You can install it with pip:\n`pip install torchvision`. Please note that "
+        "you may need to restart your runtime after installation.\n"
+    )
+
+    def needs_torchvision(*args, **kwargs):
+        raise ImportError(message)
+
+    monkeypatch.setattr(transformers.AutoProcessor, "from_pretrained", needs_torchvision)
+    with pytest.raises(ModelLoadError) as caught:
+        load_vlm(ModelSpec(str(tiny_dirs["llava"])))
+    reason = caught.value.reason
+    assert "\n" not in reason
+    assert "needs Torchvision, which is not installed: `pip install torchvision`" in reason
+
+
+def test_a_chat_template_that_fails_to_render_is_one_line(tiny_dirs, tmp_path):
+    import shutil
+
+    from operators.exceptions import UnsupportedModel
+
+    broken = tmp_path / "broken"
+    shutil.copytree(tiny_dirs["llava"], broken)
+    for name in ("chat_template.jinja", "chat_template.json"):
+        path = broken / name
+        if path.exists():
+            text = path.read_text().replace("{%", "{% if %}{%", 1)  # a Jinja syntax error
+            path.write_text(text)
+    with pytest.raises(UnsupportedModel) as caught:
+        load_vlm(ModelSpec(str(broken)))
+    reason = caught.value.reason
+    assert "\n" not in reason and "chat template fails to render" in reason
+    assert "TemplateSyntaxError" in reason

@@ -196,9 +196,11 @@ def _load_pretrained(spec: ModelSpec, device: str, dtype: Any) -> tuple[Any, Any
         raise ModelLoadError(missing_package_reason(spec.name_or_path, exc)) from exc
     except OSError as exc:
         raise ModelLoadError(_unreachable_reason(spec)) from exc
-    except ValueError as exc:
+    except ValueError as exc:  # transformers lists every model type it knows, over many lines
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
         raise UnsupportedModel(
-            f"{spec.name_or_path!r} is not an image-text-to-text checkpoint: {exc}"
+            f"{spec.name_or_path!r} is not an image-text-to-text checkpoint ({first}); name a "
+            "vision-language checkpoint that AutoModelForImageTextToText loads"
         ) from exc
     return processor, model.to(device).eval()
 

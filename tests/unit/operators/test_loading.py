@@ -140,3 +140,25 @@ def test_a_chat_template_that_fails_to_render_is_one_line(tiny_dirs, tmp_path):
     reason = caught.value.reason
     assert "\n" not in reason and "chat template fails to render" in reason
     assert "TemplateSyntaxError" in reason
+
+
+def test_a_checkpoint_that_is_not_image_text_to_text_is_one_line(tmp_path):
+    from transformers import LlamaConfig, LlamaForCausalLM
+
+    from operators.exceptions import UnsupportedModel
+    from operators.tokenizer import build_tokenizer
+
+    config = LlamaConfig(
+        vocab_size=64,
+        hidden_size=16,
+        intermediate_size=32,
+        num_hidden_layers=1,
+        num_attention_heads=2,
+        num_key_value_heads=1,
+    )
+    LlamaForCausalLM(config).save_pretrained(tmp_path)
+    build_tokenizer([], bos="<s>", eos="</s>", pad="<pad>", unk="<unk>").save_pretrained(tmp_path)
+    with pytest.raises(UnsupportedModel) as caught:
+        load_vlm(ModelSpec(str(tmp_path), device="cpu"))
+    reason = caught.value.reason
+    assert "\n" not in reason and "is not an image-text-to-text checkpoint" in reason

@@ -11,7 +11,7 @@ It then tries three ways to build the processor and prints one line per try:
 - `manual`: the processor class built by hand from a PIL image processor, the tokenizer and
   `video_processor=None` where the class has a video processor.
 
-    PYTHONPATH=. python -P bench/processor_load_check.py [--json out.json]
+    python bench/processor_load_check.py [--json out.json]
 """
 
 from __future__ import annotations
@@ -27,7 +27,11 @@ import warnings
 from pathlib import Path
 from typing import Any
 
-from operators.tokenizer import build_tokenizer
+_REPO = Path(__file__).resolve().parent.parent
+sys.path[:] = [p for p in sys.path if Path(p or ".").resolve() != _REPO / "bench"]
+sys.path.insert(0, str(_REPO))
+
+from operators.tokenizer import build_tokenizer  # noqa: E402
 
 FILES = Path(__file__).resolve().parents[1] / "operators" / "checkpoint_files"
 _COPIED = (

@@ -90,7 +90,7 @@ def test_compile_implies_the_static_engine(tiny_dirs):
 
 
 def test_an_unknown_engine_is_refused():
-    with pytest.raises(ValueError, match="engine must be one of eager, static, not 'fast'"):
+    with pytest.raises(ValueError, match="engine must be one of eager, static, plain, not 'fast'"):
         ModelSpec("some/model", engine="fast")
 
 

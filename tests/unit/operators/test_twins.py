@@ -271,13 +271,12 @@ def test_vlmod_moderate_judges_a_tiled_photo_with_the_twin(
 
     photo = tmp_path / "photo.png"
     shaped["photo"].image.save(photo)
-    tiles_seen: list[int] = []
+    tiles_seen: list[list[int]] = []  # per vision call: the tiles of each image
     encode = operators.forward.encode_images
 
     def counting(vlm, pixel_inputs):
-        tiles_seen.extend(
-            int(n) for n in pixel_inputs["pixel_attention_mask"].flatten(2).any(2).sum(1)
-        )
+        mask = pixel_inputs["pixel_attention_mask"]
+        tiles_seen.append([int(n) for n in mask.flatten(2).any(2).sum(1)])
         return encode(vlm, pixel_inputs)
 
     monkeypatch.setattr(operators.forward, "encode_images", counting)
@@ -286,4 +285,6 @@ def test_vlmod_moderate_judges_a_tiled_photo_with_the_twin(
     result = CliRunner().invoke(app, ["moderate", *args, "--image", str(photo), "--id", "p1"])
     assert result.exit_code == 0, result.output
     assert Verdict.model_validate_json(result.stdout).post_id == "p1"
-    assert tiles_seen == [13]  # one 1536x1024 image: a 4x3 grid of 512 px tiles + the global view
+    # The load-time engine check encodes its own probe images first; the post comes last: one
+    # 1536x1024 image, a 4x3 grid of 512 px tiles + the global view.
+    assert tiles_seen[-1] == [13]

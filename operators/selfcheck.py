@@ -12,6 +12,11 @@ checkpoint), and every probability is compared:
 - text at `max_text_tokens` with enough images that the prompt outgrows the checkpoint's
   sliding window, where it has one (at most `MAX_PROBE_IMAGES`).
 
+The plain engine is itself checked first: a plain forward of a one-image question over our
+token ids must give what a forward of the processor's own inputs for the same prompt gives
+(where the processor tokenizes it alike), so a family input the engines leave out (Gemma 3's
+image token types, say) is found rather than served.
+
 Each probe asks image-level and post-level questions and labels. If any probability differs by
 more than `TOLERANCE`, or the shared engine fails where the plain one answers, the model runs on
 the plain engine (`fallback`), or loading is refused (`refuse`). If the plain engine itself
@@ -78,10 +83,61 @@ def check_engine(vlm: Vlm) -> EngineCheck:
             f"{vlm.name} ({vlm.family}) cannot be served: a plain forward of the model fails "
             f"on the probe posts: {failed.reason}"
         )
+    refuse_unlike_processor(vlm)
     if asked == "plain":
         return EngineCheck(vlm.family, asked, asked, None, len(jobs), "the plain engine asked for")
     shared = VlmOperator(vlm).run_posts(jobs)
     return _verdict(vlm, jobs, shared, plain)
+
+
+def refuse_unlike_processor(vlm: Vlm) -> None:
+    """Refuse a model whose plain forward over our prompt differs from one over the processor's
+    own inputs for the same prompt (say, a family input such as token types left out)."""
+    difference = processor_difference(vlm)
+    if difference is not None and difference > TOLERANCE:
+        raise UnsupportedModel(
+            f"{vlm.name} ({vlm.family}) cannot be served right: a plain forward of our prompt "
+            f"differs by {difference:.2g} from one of the processor's own inputs for it; the "
+            "family's extra model inputs are missing from operators/families"
+        )
+
+
+def processor_difference(vlm: Vlm) -> float | None:
+    """|P(yes)| apart between the plain engine's inputs and the processor's own, for a one-image
+    question; None when the processor tokenizes that prompt otherwise (nothing to compare)."""
+    import torch
+
+    from operators.forward import yes_probability
+    from operators.plain import plain_inputs
+    from operators.prefixes import image_prefix_ids
+    from operators.work import image_task_text
+
+    vlm = processor_path(vlm)
+    image = _probe_image(300, 200, seed=3).image
+    encoding = encode_image(vlm, image)
+    suffix = vlm.layout.task_text(image_task_text(vlm, PROBE_TASKS[2]))
+    suffix_ids = vlm.tokenizer(suffix, add_special_tokens=False)["input_ids"]
+    ours = image_prefix_ids(vlm, encoding.expansion) + list(suffix_ids)
+    theirs = vlm.processor(
+        text=[vlm.layout.prefix + suffix],
+        images=[image],
+        return_tensors="pt",
+        add_special_tokens=False,
+    )
+    if theirs["input_ids"][0].tolist() != ours:
+        return None
+    inputs = {key: value.to(vlm.device) for key, value in theirs.items()}
+    pixels = inputs.get("pixel_values")
+    if pixels is not None:
+        inputs["pixel_values"] = pixels.to(vlm.model.dtype)
+    with torch.inference_mode():
+        mine = vlm.model(**plain_inputs(vlm, torch.tensor(ours), [encoding])).logits[:, -1]
+        reference = vlm.model(**inputs).logits[:, -1]
+    probabilities = [
+        float(yes_probability(logits.float(), vlm.yes_ids, vlm.no_ids))
+        for logits in (mine, reference)
+    ]
+    return abs(probabilities[0] - probabilities[1])
 
 
 def checked(vlm: Vlm, on_mismatch: str = FALLBACK) -> tuple[Vlm, EngineCheck]:

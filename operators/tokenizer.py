@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from typing import Any
 
 from operators.spec import DEFAULT_DESCRIBE_PROMPT, DEFAULT_LABEL_QUESTION
@@ -25,9 +25,19 @@ def _corpus() -> Iterator[str]:
 
 
 def build_tokenizer(
-    specials: Sequence[str], *, bos: str, eos: str, pad: str, unk: str | None = None
+    specials: Sequence[str],
+    *,
+    bos: str,
+    eos: str,
+    pad: str,
+    unk: str | None = None,
+    named: Mapping[str, str] | None = None,
 ) -> Any:
-    """Train a deterministic ~500-token byte-level BPE with `specials` as special tokens."""
+    """Train a deterministic ~500-token byte-level BPE with `specials` as special tokens.
+
+    `named` gives special tokens the processor reads by name (Gemma 3's `image_token`,
+    `boi_token`, `eoi_token`).
+    """
     from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
     from transformers import PreTrainedTokenizerFast
 
@@ -41,7 +51,9 @@ def build_tokenizer(
         show_progress=False,
     )
     backend.train_from_iterator(_corpus(), trainer=trainer)
-    extras = {"unk_token": unk} if unk else {}
+    extras: dict[str, Any] = {"unk_token": unk} if unk else {}
+    if named:
+        extras["extra_special_tokens"] = dict(named)
     return PreTrainedTokenizerFast(
         tokenizer_object=backend,
         bos_token=bos,

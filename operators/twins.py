@@ -14,6 +14,7 @@ that holds the real special tokens). The published small text files live in
 from __future__ import annotations
 
 import json
+import math
 import os
 from pathlib import Path
 from typing import Any
@@ -25,6 +26,7 @@ from operators.tokenizer import build_tokenizer
 TWINS = {
     "HuggingFaceTB/SmolVLM-256M-Instruct": "smolvlm",
     "llava-hf/llava-1.5-7b-hf": "llava",
+    "google/gemma-3-4b-it": "gemma3",
 }
 # Shrunk sizes; the geometry (image_size, patch_size, scale_factor) always stays real.
 VISION = {"hidden_size": 32, "intermediate_size": 64, "num_hidden_layers": 2}
@@ -37,7 +39,8 @@ TEXT = {
     "num_key_value_heads": 2,
     "head_dim": 16,
 }
-_NOT_KWARGS = ("image_processor_type", "processor_class")
+_NOT_KWARGS = ("image_processor_type", "processor_class", "image_seq_length")
+_NAMED_TOKENS = ("image_token", "boi_token", "eoi_token")
 
 
 def published_files_dir() -> Path:
@@ -79,6 +82,19 @@ def build_twin_processor(arch: str, files: dict[str, Any]) -> Any:
     }
     processor_config = files["processor_config.json"]
     template = files["chat_template.json"]["chat_template"]
+    if arch == "gemma3":
+        from transformers import Gemma3Processor
+        from transformers.models.gemma3.image_processing_pil_gemma3 import (
+            Gemma3ImageProcessorPil,
+        )
+
+        present = {key: value for key, value in settings.items() if value is not None}
+        return Gemma3Processor(
+            image_processor=Gemma3ImageProcessorPil(**present),
+            tokenizer=tokenizer,
+            chat_template=template,
+            image_seq_length=processor_config["image_seq_length"],
+        )
     if arch == "smolvlm":
         from transformers import Idefics3Processor
         from transformers.models.idefics3.image_processing_pil_idefics3 import (
@@ -113,6 +129,7 @@ def _twin_tokenizer(files: dict[str, Any]) -> Any:
         eos=specials["eos_token"],
         pad=specials["pad_token"],
         unk=specials.get("unk_token"),
+        named={key: specials[key] for key in _NAMED_TOKENS if key in specials},
     )
 
 
@@ -124,6 +141,8 @@ def build_twin_config(arch: str, files: dict[str, Any], tokenizer: Any) -> Any:
     vision = {**_keep(real["vision_config"]), **VISION, "num_attention_heads": VISION_HEADS}
     text = {**_keep(real["text_config"]), **TEXT, **_token_ids(tokenizer)}
     text.update(vocab_size=len(tokenizer), tie_word_embeddings=True, initializer_range=0.2)
+    if arch == "gemma3":
+        return _gemma3_config(real, vision, text, tokenizer)
     image_token_id = tokenizer.convert_tokens_to_ids("<image>")
     if arch == "smolvlm":
         return Idefics3Config(
@@ -144,11 +163,30 @@ def build_twin_config(arch: str, files: dict[str, Any], tokenizer: Any) -> Any:
     )
 
 
+def _gemma3_config(
+    real: dict[str, Any], vision: dict[str, Any], text: dict[str, Any], tokenizer: Any
+) -> Any:
+    """Gemma 3: its sliding window and layer pattern, local and global rope, image token types."""
+    from transformers import Gemma3Config
+
+    text.update(query_pre_attn_scalar=TEXT["head_dim"])  # the published value is the real head dim
+    return Gemma3Config(
+        vision_config={**vision, "vision_use_head": False},
+        text_config=text,
+        mm_tokens_per_image=real["mm_tokens_per_image"],
+        image_token_index=tokenizer.convert_tokens_to_ids(tokenizer.image_token),
+        boi_token_index=tokenizer.convert_tokens_to_ids(tokenizer.boi_token),
+        eoi_token_index=tokenizer.convert_tokens_to_ids(tokenizer.eoi_token),
+        tie_word_embeddings=True,
+    )
+
+
 def _keep(config: dict[str, Any]) -> dict[str, Any]:
     # Fields that are about the architecture, not sizes or bookkeeping of the published file.
     kept = (
         *("model_type", "image_size", "patch_size", "hidden_act"),
         *("rms_norm_eps", "rope_theta", "max_position_embeddings"),
+        *("sliding_window", "sliding_window_pattern", "rope_local_base_freq", "rope_scaling"),
     )
     return {key: config[key] for key in kept if key in config}
 
@@ -164,7 +202,13 @@ def _token_ids(tokenizer: Any) -> dict[str, int]:
 def check_geometry(arch: str, config: Any, processor: Any) -> None:
     """Raise ValueError when the processor's tiles and the vision tower's input disagree."""
     vision = config.vision_config
-    if arch == "smolvlm":
+    if arch == "gemma3":
+        side = vision.image_size // vision.patch_size
+        pooled = side // math.isqrt(config.mm_tokens_per_image)
+        tile = processor.image_processor.size["height"]
+        tokens = (side // pooled) ** 2
+        said = (tile, processor.image_seq_length)
+    elif arch == "smolvlm":
         tile = processor.image_processor.max_image_size["longest_edge"]
         tokens = (vision.image_size // vision.patch_size) ** 2 // config.scale_factor**2
         said = (tile, processor.image_seq_len)

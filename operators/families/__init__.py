@@ -25,6 +25,12 @@ def no_extra_inputs(vlm: Any, input_ids: torch.Tensor) -> dict[str, Any]:
     return {}
 
 
+def image_token_types(vlm: Any, input_ids: torch.Tensor) -> dict[str, Any]:
+    """`token_type_ids` 1 on image tokens, as Gemma 3's processor gives them: the model attends
+    both ways within an image's tokens."""
+    return {"token_type_ids": (input_ids == vlm.image_token_id).long()}
+
+
 @dataclass(frozen=True)
 class Family:
     """One family's facts; every field has the default most families share."""
@@ -65,6 +71,7 @@ FAMILIES = FamilyRegistry()
 for _family in (
     Family(("idefics3", "smolvlm", "idefics2"), vision_tower="vision_model"),
     Family(("llava", "llava_next", "paligemma"), vision_tower="vision_tower"),
+    Family(("gemma3",), vision_tower="vision_tower", extra_inputs=image_token_types),
     Family(("qwen2_vl", "qwen2_5_vl", "qwen3_vl", "glm4v"), refused=MROPE_REFUSAL),
 ):
     FAMILIES.register(_family)

@@ -1,0 +1,87 @@
+"""The Gemma 3 twin (google/gemma-3-4b-it's processing: 896 px images as 256 soft tokens between
+<start_of_image> and <end_of_image>, image token types, a 1,024-token sliding window on most
+layers; small random weights). The shared-prefix engine gets it wrong, so the load-time check
+runs it on the plain engine, whose numbers equal a forward of the processor's own inputs."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+from typer.testing import CliRunner
+
+from operators.loading import load_vlm
+from operators.selfcheck import TOLERANCE, _probe_image, check_engine, processor_difference
+from operators.spec import ModelSpec
+from operators.twins import make_twin
+from pipelines.cli import app
+
+GEMMA3 = "google/gemma-3-4b-it"
+
+
+@pytest.fixture(scope="module")
+def gemma_dir(tmp_path_factory):
+    return make_twin(tmp_path_factory.mktemp("gemma3") / "twin", GEMMA3)
+
+
+@pytest.fixture(scope="module")
+def gemma(gemma_dir):
+    return load_vlm(ModelSpec(str(gemma_dir), device="cpu", max_new_tokens=3))
+
+
+def test_the_twin_has_gemma_3s_window_and_image_tokens(gemma):
+    text = gemma.model.config.get_text_config(decoder=True)
+    assert text.sliding_window == 1024
+    assert "sliding_attention" in text.layer_types
+    assert gemma.prompts.image_token == "<start_of_image>"
+    image = _probe_image(300, 200, seed=3).image
+    encoded = gemma.processor(text=["<start_of_image>"], images=[image], return_tensors="pt")
+    assert int((encoded["input_ids"] == gemma.image_token_id).sum()) == 256
+    assert int(encoded["token_type_ids"].sum()) == 256
+
+
+def test_the_plain_engine_gives_what_the_processors_own_inputs_give(gemma):
+    assert processor_difference(gemma) == pytest.approx(0.0, abs=1e-6)
+
+
+def test_the_plain_engine_without_image_token_types_would_be_caught(gemma, monkeypatch):
+    from operators import families
+
+    bare = families.Family(("gemma3",), vision_tower="vision_tower")
+    monkeypatch.setattr(families, "FAMILIES", families.FamilyRegistry({"gemma3": bare}))
+    assert processor_difference(gemma) > TOLERANCE
+
+
+def test_the_load_time_check_runs_gemma_3_on_the_plain_engine(gemma):
+    check = check_engine(gemma)
+    assert check.fell_back and check.engine == "plain"
+    assert check.max_difference is not None and check.max_difference > TOLERANCE
+    assert check.probes == 3, "one probe outgrows the 1,024-token window"
+
+
+def test_vlmod_moderate_on_the_twin_gives_the_plain_engines_probabilities(gemma_dir, tmp_path):
+    image = tmp_path / "photo.png"
+    _probe_image(640, 480, seed=5).image.save(image)
+    policy = tmp_path / "policies"
+    policy.mkdir()
+    (policy / "p.yaml").write_text(
+        "id: p\nversion: 1\nsignals:\n  questions:\n    weapon: Is there a weapon?\n"
+        "    sale: {ask: Does this post sell something?, about: post}\n"
+        "rules:\n  - {id: w, when: answers.weapon > 0.99, action: review}\n"
+        "  - {id: cut, when: post.truncated, action: review}\n"
+    )
+    args = ["moderate", "--policy", str(policy), "--model", str(gemma_dir), "--text", "A bike."]
+    args += ["--image", str(image)]
+    runs = {}
+    for engine in ("eager", "plain"):
+        result = CliRunner().invoke(app, [*args, "--engine", engine])
+        assert result.exit_code == 0, result.output
+        runs[engine] = json.loads(result.stdout)
+    eager, plain = runs["eager"], runs["plain"]
+    assert (
+        eager["model"]["engine"] == "plain"
+        and "differs from a plain" in eager["model"]["engine_note"]
+    )
+    assert plain["model"]["engine"] == "plain" and plain["model"]["engine_note"] is None
+    for name, value in plain["signals"]["answers"].items():
+        assert eager["signals"]["answers"][name] == pytest.approx(value, abs=1e-3)

@@ -65,6 +65,7 @@ def serve_demo_console(
             DEMO_REVIEWER: ReviewerSettings(password_argon2=hash_password(password), queues=["*"])
         },
     )
+
     def ready(url: str) -> None:
         console.print(
             f"review console: {url} · reviewer [bold]{DEMO_REVIEWER}[/bold], password "

@@ -5,16 +5,13 @@ from __future__ import annotations
 import dataclasses
 
 import pytest
-import torch
 
-from operators.batching import encode_image, processor_path
 from operators.cache import SignalCache
 from operators.exceptions import ImagePreprocessError, UnsupportedTask
-from operators.forward import yes_probability
 from operators.jobs import About, ImageJob, PostJob, PostSignals, TaskKind, VlmTask
-from operators.prefixes import encode_post_text, post_prefix_ids
 from operators.tasks import VlmOperator
-from operators.work import model_key, post_task_text
+from operators.work import model_key
+from tests.unit.operators.reference import plain_probability
 
 SPAM = VlmTask(
     TaskKind.QUESTION, "Does this post ask the buyer to pay off the platform?", About.POST
@@ -26,24 +23,6 @@ DESCRIBE = VlmTask(TaskKind.DESCRIBE)
 EMBED = VlmTask(TaskKind.EMBED)
 SHORT_TEXT = "Selling my old bike, DM me on the other app and pay there."
 LONG_TEXT = "the quick brown fox jumps over the lazy dog " * 200  # past max_text_tokens
-
-
-def plain_probability(vlm, images, text, task) -> float:
-    """One forward of prefix ids + suffix ids with the post's pixels: no KV reuse at all."""
-    encodings = [encode_image(processor_path(vlm), image.image) for image in images]
-    post_text = encode_post_text(vlm, text) if text else None
-    prefix = post_prefix_ids(vlm, [e.expansion for e in encodings], post_text)
-    suffix = post_task_text(vlm, task) + vlm.prompts.layout(len(images)).tail
-    suffix_ids = vlm.tokenizer(suffix, add_special_tokens=False)["input_ids"]
-    ids = torch.tensor([prefix + suffix_ids])
-    pixels = {}
-    if encodings:
-        dim = 1 if vlm.family == "idefics3" else 0  # Idefics3: one row holding n images
-        for key in encodings[0].pixel_inputs:
-            pixels[key] = torch.cat([e.pixel_inputs[key] for e in encodings], dim=dim)
-    with torch.no_grad():
-        logits = vlm.model(input_ids=ids, attention_mask=torch.ones_like(ids), **pixels).logits
-    return yes_probability(logits[:, -1].float(), vlm.yes_ids, vlm.no_ids).item()
 
 
 @pytest.mark.parametrize("count", [0, 1, 3])

@@ -11,22 +11,20 @@ import math
 from pathlib import Path
 
 import pytest
-import torch
 from typer.testing import CliRunner
 
-from operators.batching import encode_image, processor_path
+from operators.batching import encode_image
 from operators.exceptions import UnsupportedModel
-from operators.forward import yes_probability
 from operators.images import LoadedImage
 from operators.jobs import About, ImageJob, ImageSignals, PostJob, PostSignals, TaskKind, VlmTask
 from operators.loading import load_vlm
-from operators.prefixes import encode_post_text, image_prefix_ids, post_prefix_ids
 from operators.spec import ModelSpec
 from operators.specialists.render import smooth_photo
 from operators.tasks import VlmOperator
 from operators.twins import TWINS, make_twin, published_files
-from operators.work import image_task_text, model_key, post_task_text
+from operators.work import model_key
 from pipelines.cli import app
+from tests.unit.operators.reference import plain_probability
 
 SMOLVLM = "HuggingFaceTB/SmolVLM-256M-Instruct"
 LLAVA = "llava-hf/llava-1.5-7b-hf"
@@ -65,27 +63,6 @@ def shaped() -> dict[str, LoadedImage]:
 
 def tiles(vlm, image: LoadedImage) -> int:
     return int(encode_image(vlm, image.image).pixel_inputs["pixel_values"].shape[1])
-
-
-def plain_probability(vlm, images, text, task) -> float:
-    """Prefix + suffix ids with every image's tiles in one row: one forward, no KV reuse."""
-    encodings = [encode_image(processor_path(vlm), image.image) for image in images]
-    expansions = [e.expansion for e in encodings]
-    if task.about is About.POST:
-        post_text = encode_post_text(vlm, text) if text else None
-        prefix = post_prefix_ids(vlm, expansions, post_text)
-        suffix = post_task_text(vlm, task) + vlm.prompts.layout(len(images)).tail
-    else:
-        prefix = image_prefix_ids(vlm, expansions[0])
-        suffix = vlm.layout.task_text(image_task_text(vlm, task))
-    ids = torch.tensor([prefix + vlm.tokenizer(suffix, add_special_tokens=False)["input_ids"]])
-    pixels = {
-        key: torch.cat([e.pixel_inputs[key] for e in encodings], dim=1)
-        for key in encodings[0].pixel_inputs
-    }
-    with torch.no_grad():
-        logits = vlm.model(input_ids=ids, attention_mask=torch.ones_like(ids), **pixels).logits
-    return yes_probability(logits[:, -1].float(), vlm.yes_ids, vlm.no_ids).item()
 
 
 def test_twin_keeps_the_published_processing(twin_dirs):
@@ -231,18 +208,9 @@ def test_llava_twin_runs_a_post(llava, shaped):
     [signals] = VlmOperator(vlm).run_posts([PostJob(images, TEXT, (SPAM,))])
     encoding = encode_image(vlm, images[0].image)
     assert encoding.expansion.count(vlm.tokenizer.convert_tokens_to_ids("<image>")) == 576
-    assert signals.values[SPAM] == pytest.approx(plain_llava(vlm, images, TEXT), abs=1e-4)
-
-
-def plain_llava(vlm, images, text) -> float:
-    encodings = [encode_image(processor_path(vlm), image.image) for image in images]
-    prefix = post_prefix_ids(vlm, [e.expansion for e in encodings], encode_post_text(vlm, text))
-    suffix = post_task_text(vlm, SPAM) + vlm.prompts.layout(len(images)).tail
-    ids = torch.tensor([prefix + vlm.tokenizer(suffix, add_special_tokens=False)["input_ids"]])
-    pixels = torch.cat([e.pixel_inputs["pixel_values"] for e in encodings])
-    with torch.no_grad():
-        logits = vlm.model(input_ids=ids, attention_mask=torch.ones_like(ids), pixel_values=pixels)
-    return yes_probability(logits.logits[:, -1].float(), vlm.yes_ids, vlm.no_ids).item()
+    assert signals.values[SPAM] == pytest.approx(
+        plain_probability(vlm, images, TEXT, SPAM), abs=1e-4
+    )
 
 
 def test_cli_lists_and_builds_twins(tmp_path):

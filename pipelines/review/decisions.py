@@ -15,8 +15,7 @@ import json
 import logging
 import time
 import uuid
-from collections.abc import Callable, Iterator, Mapping, Sequence
-from contextlib import contextmanager
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any, Protocol
@@ -25,6 +24,7 @@ from contracts.errors import ModerationError
 from contracts.records import Action
 from contracts.review import DecisionKind, ReviewDecision, ReviewTask
 from pipelines.kafka_io import OutMessage
+from pipelines.review.tasks import reaching_redis
 
 if TYPE_CHECKING:
     from pipelines.review.tasks import TaskStore
@@ -139,6 +139,7 @@ class DecisionStats:
     def __init__(self, redis_url: str, *, namespace: str, clock: Callable[[], float]) -> None:
         import redis
 
+        self._url = redis_url
         self._redis: Any = redis.Redis.from_url(redis_url, decode_responses=True, socket_timeout=5)
         self._prefix = f"{namespace}:stats"
         self._clock = clock
@@ -161,7 +162,7 @@ class DecisionStats:
     def last_hour(self) -> dict[str, int]:
         """Decisions each reviewer made in the last 60 minutes."""
         now = self._clock()
-        with _reaching(self._redis):
+        with reaching_redis("review statistics", self._url):
             reviewers = sorted(self._redis.smembers(f"{self._prefix}:reviewers"))
             pipe = self._redis.pipeline()
             for reviewer in reviewers:
@@ -171,23 +172,10 @@ class DecisionStats:
 
     def overturns(self) -> dict[str, tuple[int, int]]:
         """Rule id -> (overturned, upheld or overturned) over every decision counted."""
-        with _reaching(self._redis):
+        with reaching_redis("review statistics", self._url):
             decided = self._redis.hgetall(f"{self._prefix}:rules:decided")
             overturned = self._redis.hgetall(f"{self._prefix}:rules:overturned")
         return {rule: (int(overturned.get(rule, 0)), int(n)) for rule, n in sorted(decided.items())}
-
-
-@contextmanager
-def _reaching(client: Any) -> Iterator[None]:
-    """Redis failures as ReviewStoreUnavailable, so pages answer 503 with the reason."""
-    import redis
-
-    from pipelines.review.tasks import ReviewStoreUnavailable
-
-    try:
-        yield
-    except (redis.RedisError, OSError) as exc:
-        raise ReviewStoreUnavailable(f"review statistics unavailable: {exc}") from exc
 
 
 class DecisionDesk:

@@ -15,15 +15,15 @@ Keys, under the hash tag `{namespace}` as the task store's:
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import secrets
 import time
-from collections.abc import Callable, Collection, Iterator
-from contextlib import contextmanager
+from collections.abc import Callable, Collection
 from typing import Any
 
 from pipelines.review.auth import Session, new_csrf_token
-from pipelines.review.tasks import ReviewStoreUnavailable, redis_client
+from pipelines.review.tasks import reaching_redis, redis_client
 
 TOUCH_EVERY_S = 5.0  # a page view writes "last seen" at most this often
 
@@ -41,7 +41,7 @@ class SessionStore:
         clock: Callable[[], float] = time.time,
     ) -> None:
         self.max_age_s, self.idle_s = max_age_s, idle_s
-        self._namespace = namespace
+        self._namespace, self._url = namespace, redis_url
         self._clock = clock
         self._client = redis_client(redis_url)
 
@@ -128,14 +128,8 @@ class SessionStore:
     def _key(self, name: str) -> str:
         return f"{{{self._namespace}}}:{name}"
 
-    @contextmanager
-    def _reaching(self) -> Iterator[None]:
-        import redis
-
-        try:
-            yield
-        except (redis.RedisError, OSError) as exc:
-            raise ReviewStoreUnavailable(f"review sessions unavailable: {exc}") from exc
+    def _reaching(self) -> contextlib.AbstractContextManager[None]:
+        return reaching_redis("review sessions", self._url)
 
 
 def _digest(token: str) -> str:

@@ -35,6 +35,7 @@ the task JSON plus about 150 bytes per task, to be trimmed by an operator if eve
 
 from __future__ import annotations
 
+import contextlib
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -336,16 +337,22 @@ class TaskStore:
     def _key(self, name: str) -> str:
         return f"{{{self.namespace}}}:{name}"
 
-    @contextmanager
-    def _reaching(self) -> Iterator[None]:
-        import redis
+    def _reaching(self) -> contextlib.AbstractContextManager[None]:
+        return reaching_redis("review tasks", self.url)
 
-        try:
-            yield
-        except (redis.RedisError, OSError) as exc:
-            raise ReviewStoreUnavailable(
-                f"review tasks unavailable: Redis at {redact_url(self.url)} failed: {exc}"
-            ) from exc
+
+@contextmanager
+def reaching_redis(what: str, url: str) -> Iterator[None]:
+    """Redis failures as ReviewStoreUnavailable naming `what` and the URL, password masked, so
+    pages answer 503 with the reason."""
+    import redis
+
+    try:
+        yield
+    except (redis.RedisError, OSError) as exc:
+        raise ReviewStoreUnavailable(
+            f"{what} unavailable: Redis at {redact_url(url)} failed: {exc}"
+        ) from exc
 
 
 def enqueued_ms(task: ReviewTask) -> int:

@@ -114,7 +114,6 @@ def add_login_routes(app: FastAPI, console: Console) -> None:
         before = cookie.anonymous if cookie else None
         if before is None or not csrf_matches(before.csrf, csrf):
             raise CsrfRefused("the login form expired; reload it and try again")
-        config = console.config
         peer = request.client.host if request.client else None
         address = client_address(
             peer, request.headers.get("x-forwarded-for"), config.trusted_proxies

@@ -284,10 +284,6 @@ class ReviewConfig(BaseModel):
         entry = self.review_topics[queue]
         return entry.queue or queue if isinstance(entry, QueueSettings) else queue
 
-    def queue_of_topic(self, topic: str) -> str | None:
-        """The console queue that `topic` feeds, or None."""
-        return next((name for name, t in self.topics.items() if t == topic), None)
-
     def escalations_of(self, reviewer: str) -> list[str]:
         """The queues `reviewer` may escalate into, in review_topics order."""
         settings = self.reviewers.get(reviewer)

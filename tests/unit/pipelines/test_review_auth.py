@@ -484,7 +484,6 @@ def test_a_queue_can_take_tasks_named_as_another_policy_names_them(pw_hash):
     }
     assert loaded.task_queue("marketplace-weapons") == "weapons"
     assert loaded.task_queue("weapons") == "weapons"
-    assert loaded.queue_of_topic("marketplace.review.weapons") == "marketplace-weapons"
 
 
 def test_reviewers_escalate_into_their_own_queues_unless_given_a_list(pw_hash):

@@ -92,3 +92,19 @@ def count_calls():
     yield attach
     for counter in counters:
         counter.remove()
+
+
+@pytest.fixture
+def nsfw_input_sizes(monkeypatch) -> list[tuple[int, int]]:
+    """The size of every image the NSFW model is given, in order, while the test runs."""
+    from operators.specialists.nsfw import NsfwScorer
+
+    sizes: list[tuple[int, int]] = []
+    batch = NsfwScorer._batch
+
+    def recording(self, images):
+        sizes.extend(image.size for image in images)
+        return batch(self, images)
+
+    monkeypatch.setattr(NsfwScorer, "_batch", recording)
+    return sizes

@@ -91,15 +91,8 @@ def large_jpeg(seed: int, size: tuple[int, int] = (6000, 4000)) -> bytes:
     return buffer.getvalue()
 
 
-def test_large_images_reach_the_model_no_larger_than_it_reads(scorer, monkeypatch):
-    sizes = []
-    batch = NsfwScorer._batch
-
-    def recording(self, images):
-        sizes.extend(image.size for image in images)
-        return batch(self, images)
-
-    monkeypatch.setattr(NsfwScorer, "_batch", recording)
+def test_large_images_reach_the_model_no_larger_than_it_reads(scorer, nsfw_input_sizes):
+    sizes = nsfw_input_sizes
     scorer.score_bytes([large_jpeg(1), large_jpeg(2, (1000, 9000))], ImageLimits())
     scorer.score([photo_like(3, (3000, 2000))])
     assert sizes == [(512, 512), (512, 512), (512, 512)], "the model squashes to 256 anyway"

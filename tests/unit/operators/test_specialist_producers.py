@@ -17,7 +17,6 @@ pytest.importorskip("profanity_check")
 pytest.importorskip("pdqhash")
 
 from operators.specialists.hashbank import BankMatch, BankMissing
-from operators.specialists.nsfw import NsfwScorer
 from operators.specialists.producers import (
     BankSignals,
     NsfwSignals,
@@ -191,16 +190,9 @@ def test_nsfw_scores_the_images_its_post_budget_allows_and_names_the_rest(large_
 
 
 def test_nsfw_within_its_budget_scores_every_large_image_at_the_models_size(
-    large_photos, monkeypatch
+    large_photos, nsfw_input_sizes
 ):
-    sizes = []
-    batch = NsfwScorer._batch
-
-    def recording(self, images):
-        sizes.extend(image.size for image in images)
-        return batch(self, images)
-
-    monkeypatch.setattr(NsfwScorer, "_batch", recording)
+    sizes = nsfw_input_sizes
     nsfw = NsfwSignals()
     nsfw.clock = lambda: 0.0  # time stands still: the budget never runs out
     [output] = nsfw.compute([_job(nsfw, large_photos)])

@@ -1,0 +1,82 @@
+"""The family object and its registry: what differs between model families, in one place.
+
+The engines, loading and twins ask a family what they need to know about it instead of testing
+model types themselves. A family not listed gets `Family()`, the defaults: no extra model
+inputs, no twin.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    import torch
+
+# Given the loaded model (`operators.loading.Vlm`, which reads this package) and a prompt's ids.
+ExtraInputs = Callable[[Any, "torch.Tensor"], dict[str, Any]]
+
+
+def no_extra_inputs(vlm: Any, input_ids: torch.Tensor) -> dict[str, Any]:
+    """Most families need nothing beyond ids, mask and the processor's pixel inputs."""
+    return {}
+
+
+@dataclass(frozen=True)
+class Twin:
+    """How to build a small random-weight twin of a published checkpoint of the family.
+
+    `processor(files, tokenizer)` builds the published processor around a small tokenizer,
+    `config(files, tokenizer)` the published config with widths and depths shrunk, and
+    `geometry(config, processor)` returns what the vision tower takes and what the processor
+    says it gives, as two equal tuples when they agree.
+    """
+
+    processor: Callable[[dict[str, Any], Any], Any]
+    config: Callable[[dict[str, Any], Any], Any]
+    geometry: Callable[[Any, Any], tuple[tuple[int, ...], tuple[int, ...]]]
+
+
+@dataclass(frozen=True)
+class Family:
+    """One family's facts; every field has the default most families share."""
+
+    model_types: tuple[str, ...] = ()
+    # The vision encoder's attribute under `model.model`, for hooks and counting encodings.
+    vision_tower: str | None = None
+    # What a plain forward of a whole prompt needs beyond ids, mask and pixels, as the family's
+    # processor would give it (e.g. token_type_ids marking image tokens).
+    extra_inputs: ExtraInputs = field(default=no_extra_inputs)
+    # Why loading refuses the family outright (None: it loads, and its engine is checked).
+    refused: str | None = None
+    # Published checkpoints this family can twin (`vlmod model make-tiny --like ID`).
+    checkpoints: tuple[str, ...] = ()
+    twin: Twin | None = None
+
+
+class FamilyRegistry:
+    """Families by model type; registered explicitly, never on import of a family module."""
+
+    def __init__(self, families: Mapping[str, Family] | None = None) -> None:
+        self._families: dict[str, Family] = dict(families or {})
+
+    def register(self, family: Family) -> None:
+        """Make `family` the one for each of its model types."""
+        for model_type in family.model_types:
+            self._families[model_type] = family
+
+    def get(self, model_type: str) -> Family:
+        """The family of `model_type`, or the defaults."""
+        return self._families.get(model_type, DEFAULT)
+
+    def twins(self) -> dict[str, Family]:
+        """Each twinnable published checkpoint and its family, in registration order."""
+        found: dict[str, Family] = {}
+        for family in self._families.values():
+            for checkpoint in family.checkpoints:
+                found.setdefault(checkpoint, family)
+        return found
+
+
+DEFAULT = Family()

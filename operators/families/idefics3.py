@@ -1,0 +1,53 @@
+"""Idefics3 / SmolVLM: images split into tiles plus a global image, pixel-shuffled tokens."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from operators.families.base import Family, Twin
+from operators.families.shrink import chat_template, image_settings, small_text, small_vision
+
+
+def twin_processor(files: dict[str, Any], tokenizer: Any) -> Any:
+    """The published Idefics3 processing (PIL image processor) around `tokenizer`."""
+    from transformers import Idefics3Processor
+    from transformers.models.idefics3.image_processing_pil_idefics3 import (
+        Idefics3ImageProcessorPil,
+    )
+
+    return Idefics3Processor(
+        image_processor=Idefics3ImageProcessorPil(**image_settings(files)),
+        tokenizer=tokenizer,
+        image_seq_len=files["processor_config.json"]["image_seq_len"],
+        chat_template=chat_template(files),
+    )
+
+
+def twin_config(files: dict[str, Any], tokenizer: Any) -> Any:
+    """The published Idefics3 config, shrunk."""
+    from transformers import Idefics3Config
+
+    real = files["config.json"]
+    return Idefics3Config(
+        vision_config=small_vision(real),
+        text_config=small_text(real, tokenizer),
+        scale_factor=real["scale_factor"],
+        image_token_id=tokenizer.convert_tokens_to_ids("<image>"),
+        tie_word_embeddings=True,
+    )
+
+
+def twin_geometry(config: Any, processor: Any) -> tuple[tuple[int, ...], tuple[int, ...]]:
+    """The tower's tile size and tokens per tile against the processor's."""
+    vision = config.vision_config
+    tokens = (vision.image_size // vision.patch_size) ** 2 // config.scale_factor**2
+    tile = processor.image_processor.max_image_size["longest_edge"]
+    return (vision.image_size, tokens), (tile, processor.image_seq_len)
+
+
+IDEFICS3 = Family(
+    ("idefics3", "smolvlm", "idefics2"),
+    vision_tower="vision_model",
+    checkpoints=("HuggingFaceTB/SmolVLM-256M-Instruct",),
+    twin=Twin(twin_processor, twin_config, twin_geometry),
+)

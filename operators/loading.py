@@ -190,7 +190,10 @@ def _load_pretrained(spec: ModelSpec, device: str, dtype: Any) -> tuple[Any, Any
     if remote and not _in_local_cache(spec) and not hub_reachable():
         raise ModelLoadError(_unreachable_reason(spec))
     try:
-        processor = AutoProcessor.from_pretrained(spec.name_or_path, **common)
+        # The PIL image processors: the same pixels with or without torchvision, and the ones
+        # `fast_pixels` copies bit for bit; transformers falls back to torchvision's where a
+        # family has no PIL one (Llama 4, Pixtral).
+        processor = AutoProcessor.from_pretrained(spec.name_or_path, use_fast=False, **common)
         model: Any = AutoModelForImageTextToText.from_pretrained(spec.name_or_path, **model_kwargs)
     except ImportError as exc:  # transformers says which package, over several lines
         raise ModelLoadError(missing_package_reason(spec.name_or_path, exc)) from exc

@@ -1,0 +1,70 @@
+"""Every twinnable checkpoint: the engine the load-time check picks gives the plain engine's
+probabilities within 1e-3, and the plain engine gives what a forward of the processor's own
+inputs gives. Posts: text only, one image, three images, a large (tiling) image, long text.
+
+A family added to `operators.families` with `checkpoints=` is covered here without a new test.
+"""
+
+from __future__ import annotations
+
+import pytest
+
+from operators.exceptions import OperatorError
+from operators.jobs import About, PostJob, TaskKind, VlmTask
+from operators.loading import load_vlm
+from operators.selfcheck import TOLERANCE, _probe_image, checked, processor_difference, with_engine
+from operators.spec import ModelSpec
+from operators.tasks import VlmOperator
+from operators.twins import TWINS, make_twin
+
+TASKS = (
+    VlmTask(TaskKind.QUESTION, "Does this post offer something for sale?", About.POST),
+    VlmTask(TaskKind.LABEL, "a threat of violence", About.POST),
+    VlmTask(TaskKind.QUESTION, "Is there a weapon in this image?"),
+    VlmTask(TaskKind.LABEL, "a person"),
+)
+TEXT = "Selling my old bike, barely used. Message me for the price and pick-up. "
+
+
+def posts() -> list[PostJob]:
+    """The five post shapes every family must get right."""
+    one = (_probe_image(320, 240, seed=21),)
+    three = tuple(_probe_image(200 + 40 * n, 160, seed=30 + n) for n in range(3))
+    large = (_probe_image(1400, 1000, seed=40),)
+    return [
+        PostJob((), TEXT, TASKS[:2]),
+        PostJob(one, TEXT, TASKS),
+        PostJob(three, TEXT, TASKS),
+        PostJob(large, TEXT, TASKS),
+        PostJob(one, TEXT * 60, TASKS),
+    ]
+
+
+@pytest.fixture(scope="module", params=sorted(TWINS))
+def twin(request, tmp_path_factory):
+    directory = make_twin(tmp_path_factory.mktemp("twin") / "model", request.param)
+    vlm = load_vlm(ModelSpec(str(directory), device="cpu", max_new_tokens=3))
+    return request.param, vlm
+
+
+def test_the_checked_engine_gives_the_plain_engines_probabilities(twin):
+    name, vlm = twin
+    served, check = checked(vlm)
+    jobs = posts()
+    ours = VlmOperator(served).run_posts(jobs)
+    reference = VlmOperator(with_engine(vlm, "plain")).run_posts(jobs)
+    for job, got, want in zip(jobs, ours, reference, strict=True):
+        assert not isinstance(want, OperatorError), f"{name}: plain fails: {want}"
+        assert not isinstance(got, OperatorError), f"{name} on {check.engine}: {got}"
+        for task in job.tasks:
+            assert got.values[task] == pytest.approx(want.values[task], abs=TOLERANCE), (
+                f"{name} ({check.engine}, {len(job.images)} images, {len(job.text)} chars): "
+                f"{task.text}"
+            )
+
+
+def test_the_plain_engine_gives_what_the_processors_own_inputs_give(twin):
+    name, vlm = twin
+    difference = processor_difference(vlm)
+    assert difference is not None, f"{name}: the processor tokenizes our one-image prompt otherwise"
+    assert difference <= TOLERANCE, name

@@ -48,7 +48,7 @@ def photo_like(width: int, height: int, seed: int = 0) -> LoadedImage:
 @pytest.fixture(scope="module")
 def twin_dirs(tmp_path_factory) -> dict[str, Path]:
     root = tmp_path_factory.mktemp("twins")
-    return {name: make_twin(root / name.replace("/", "__"), name) for name in TWINS}
+    return {name: make_twin(root / name.replace("/", "__"), name) for name in (SMOLVLM, LLAVA)}
 
 
 @pytest.fixture(scope="module")

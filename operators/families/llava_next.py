@@ -40,7 +40,7 @@ def next_processor(files: dict[str, Any], tokenizer: Any) -> Any:
 
 
 def next_config(files: dict[str, Any], tokenizer: Any) -> Any:
-    """The published LLaVA-NeXT config, shrunk; its grid pinpoints and image newline kept."""
+    """The published LLaVA-NeXT config, shrunk; its grid pinpoints kept."""
     from transformers import LlavaNextConfig
 
     real = files["config.json"]
@@ -52,7 +52,6 @@ def next_config(files: dict[str, Any], tokenizer: Any) -> Any:
         projector_hidden_act=real["projector_hidden_act"],
         vision_feature_select_strategy=real["vision_feature_select_strategy"],
         vision_feature_layer=real["vision_feature_layer"],
-        use_image_newline_parameter=real["use_image_newline_parameter"],
         tie_word_embeddings=True,
     )
 

@@ -27,7 +27,7 @@ def _corpus() -> Iterator[str]:
 def build_tokenizer(
     specials: Sequence[str],
     *,
-    bos: str,
+    bos: str | None,
     eos: str,
     pad: str,
     unk: str | None = None,

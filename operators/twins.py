@@ -71,7 +71,7 @@ def twin_tokenizer(files: dict[str, Any]) -> Any:
     added = files["tokenizer_config.json"]["added_tokens"]
     return build_tokenizer(
         added,
-        bos=specials["bos_token"],
+        bos=specials.get("bos_token"),  # Qwen2 tokenizers have none
         eos=specials["eos_token"],
         pad=specials["pad_token"],
         unk=specials.get("unk_token"),

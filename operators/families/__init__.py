@@ -14,6 +14,7 @@ from operators.families.base import DEFAULT, Family, FamilyRegistry, Twin
 from operators.families.gemma3 import GEMMA3
 from operators.families.idefics3 import IDEFICS3
 from operators.families.llava import LLAVA
+from operators.families.llava_next import LLAVA_NEXT, LLAVA_ONEVISION
 
 __all__ = ["DEFAULT", "FAMILIES", "Family", "FamilyRegistry", "Twin", "family_of"]
 
@@ -26,6 +27,8 @@ FAMILIES = FamilyRegistry()
 for _family in (
     IDEFICS3,
     LLAVA,
+    LLAVA_NEXT,
+    LLAVA_ONEVISION,
     GEMMA3,
     Family(("qwen2_vl", "qwen2_5_vl", "qwen3_vl", "glm4v"), refused=MROPE_REFUSAL),
 ):

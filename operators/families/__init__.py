@@ -15,6 +15,7 @@ from operators.families.gemma3 import GEMMA3
 from operators.families.idefics3 import IDEFICS3
 from operators.families.llava import LLAVA
 from operators.families.llava_next import LLAVA_NEXT, LLAVA_ONEVISION
+from operators.families.mistral3 import MISTRAL3
 
 __all__ = ["DEFAULT", "FAMILIES", "Family", "FamilyRegistry", "Twin", "family_of"]
 
@@ -30,6 +31,7 @@ for _family in (
     LLAVA_NEXT,
     LLAVA_ONEVISION,
     GEMMA3,
+    MISTRAL3,
     Family(("qwen2_vl", "qwen2_5_vl", "qwen3_vl", "glm4v"), refused=MROPE_REFUSAL),
 ):
     FAMILIES.register(_family)

@@ -17,8 +17,13 @@ from __future__ import annotations
 from typing import Any
 
 from operators.families.base import Family, Twin
-from operators.families.shrink import VISION, chat_template, image_settings, small_text
-from operators.families.shrink import small_vision
+from operators.families.shrink import (
+    VISION,
+    chat_template,
+    image_settings,
+    small_text,
+    small_vision,
+)
 
 IMAGE_TOKENS = ("image_token", "image_break_token", "image_end_token")
 

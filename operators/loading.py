@@ -192,7 +192,7 @@ def _load_pretrained(spec: ModelSpec, device: str, dtype: Any) -> tuple[Any, Any
     try:
         # The PIL image processors: the same pixels with or without torchvision, and the ones
         # `fast_pixels` copies bit for bit; transformers falls back to torchvision's where a
-        # family has no PIL one (Llama 4, Pixtral).
+        # family has no PIL one (Llama 4).
         processor = AutoProcessor.from_pretrained(spec.name_or_path, use_fast=False, **common)
         model: Any = AutoModelForImageTextToText.from_pretrained(spec.name_or_path, **model_kwargs)
     except ImportError as exc:  # transformers says which package, over several lines

@@ -208,13 +208,21 @@ def _load_pretrained(spec: ModelSpec, device: str, dtype: Any) -> tuple[Any, Any
     return processor, model.to(device).eval()
 
 
+# Packages some families' processors need, and the extra that brings them.
+FAMILY_PACKAGES = {"torchvision": "families", "num2words": "families"}
+
+
 def missing_package_reason(name: str, error: ImportError) -> str:
     """One line naming the package a checkpoint's code needs and how to install it."""
     text = " ".join(str(error).split())
     found = re.search(r"requires the (\w[\w. -]*?) librar", text, re.IGNORECASE)
     package = (found.group(1) if found else getattr(error, "name", None) or "a package").strip()
+    extra = FAMILY_PACKAGES.get(package.lower())
     pip = re.search(r"pip install [\w\[\],.=<>-]+", text)
-    how = f"`{pip.group(0)}`" if pip else f"install {package}"
+    if extra:
+        how = f"`pip install 'vlm-moderation[{extra}]'` (docs/torchvision.md)"
+    else:
+        how = f"`{pip.group(0)}`" if pip else f"install {package}"
     return f"loading {name} needs {package}, which is not installed: {how}, then load it again"
 
 

@@ -120,7 +120,8 @@ def test_a_missing_optional_package_is_named_in_one_line(tiny_dirs, monkeypatch)
         load_vlm(ModelSpec(str(tiny_dirs["llava"])))
     reason = caught.value.reason
     assert "\n" not in reason
-    assert "needs Torchvision, which is not installed: `pip install torchvision`" in reason
+    assert "needs Torchvision, which is not installed" in reason
+    assert "`pip install 'vlm-moderation[families]'`" in reason
 
 
 def test_a_chat_template_that_fails_to_render_is_one_line(tiny_dirs, tmp_path):

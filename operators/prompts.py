@@ -124,15 +124,24 @@ class PromptBook:
                 f"the chat template does not place {images} image placeholder(s) "
                 f"{self.image_token!r} before the user's text"
             )
+        lead = self.lead_ids if adds_special_tokens(self._processor, head) else ()
         ids = [self._ids(piece) for piece in pieces]
-        ids[0] = self.lead_ids + ids[0]
-        opening = (self.lead_ids if images == 0 else ()) + self._ids(pieces[-1] + POST_TEXT_OPEN)
+        ids[0] = lead + ids[0]
+        opening = (lead if images == 0 else ()) + self._ids(pieces[-1] + POST_TEXT_OPEN)
         return PostLayout(pieces, tail, tuple(ids), opening, self._ids(POST_TEXT_CLOSE))
 
     def _ids(self, text: str) -> tuple[int, ...]:
         if not text:
             return ()
         return tuple(self._processor.tokenizer(text, add_special_tokens=False)["input_ids"])
+
+
+def adds_special_tokens(processor: Any, prompt: str) -> bool:
+    """Whether the processor's call adds the tokenizer's leading tokens to a rendered `prompt`:
+    not when the template wrote the BOS itself (transformers' `apply_chat_template` rule), so a
+    prompt never starts with two."""
+    bos = processor.tokenizer.bos_token
+    return not (bos is not None and prompt.startswith(bos))
 
 
 def control_ids(tokenizer: Any) -> frozenset[int]:

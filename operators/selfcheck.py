@@ -110,6 +110,7 @@ def processor_difference(vlm: Vlm) -> float | None:
     from operators.forward import yes_probability
     from operators.plain import plain_inputs
     from operators.prefixes import image_prefix_ids
+    from operators.prompts import adds_special_tokens
     from operators.work import image_task_text
 
     vlm = processor_path(vlm)
@@ -118,11 +119,12 @@ def processor_difference(vlm: Vlm) -> float | None:
     suffix = vlm.layout.task_text(image_task_text(vlm, PROBE_TASKS[2]))
     suffix_ids = vlm.tokenizer(suffix, add_special_tokens=False)["input_ids"]
     ours = image_prefix_ids(vlm, encoding.expansion) + list(suffix_ids)
+    prompt = vlm.layout.prefix + suffix
     theirs = vlm.processor(
-        text=[vlm.layout.prefix + suffix],
+        text=[prompt],
         images=[image],
         return_tensors="pt",
-        add_special_tokens=False,
+        add_special_tokens=adds_special_tokens(vlm.processor, prompt),
     )
     if theirs["input_ids"][0].tolist() != ours:
         return None

@@ -32,13 +32,15 @@ def build_tokenizer(
     pad: str,
     unk: str | None = None,
     named: Mapping[str, str] | None = None,
+    add_bos: bool = False,
 ) -> Any:
     """Train a deterministic ~500-token byte-level BPE with `specials` as special tokens.
 
     `named` gives special tokens the processor reads by name (Gemma 3's `image_token`,
-    `boi_token`, `eoi_token`).
+    `boi_token`, `eoi_token`). `add_bos` puts `bos` before every text, as Llama, Gemma, Mistral
+    and Cohere tokenizers do by default.
     """
-    from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
+    from tokenizers import Tokenizer, decoders, models, pre_tokenizers, processors, trainers
     from transformers import PreTrainedTokenizerFast
 
     backend = Tokenizer(models.BPE())
@@ -51,6 +53,11 @@ def build_tokenizer(
         show_progress=False,
     )
     backend.train_from_iterator(_corpus(), trainer=trainer)
+    if add_bos and bos:
+        bos_id = backend.token_to_id(bos)
+        backend.post_processor = processors.TemplateProcessing(
+            single=f"{bos} $A", pair=f"{bos} $A {bos} $B", special_tokens=[(bos, bos_id)]
+        )
     extras: dict[str, Any] = {"unk_token": unk} if unk else {}
     if named:
         extras["extra_special_tokens"] = dict(named)

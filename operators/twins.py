@@ -76,6 +76,7 @@ def twin_tokenizer(files: dict[str, Any]) -> Any:
         pad=specials["pad_token"],
         unk=specials.get("unk_token"),
         named={key: specials[key] for key in _NAMED_TOKENS if key in specials},
+        add_bos=bool(files["tokenizer_config.json"].get("add_bos_token", False)),
     )
 
 

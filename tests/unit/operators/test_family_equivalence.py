@@ -68,3 +68,16 @@ def test_the_plain_engine_gives_what_the_processors_own_inputs_give(twin):
     difference = processor_difference(vlm)
     assert difference is not None, f"{name}: the processor tokenizes our one-image prompt otherwise"
     assert difference <= TOLERANCE, name
+
+
+def test_a_prompt_starts_with_the_processors_leading_tokens_once(twin):
+    from operators.prefixes import image_prefix_ids
+
+    name, vlm = twin
+    tokenizer = vlm.tokenizer
+    prompt = vlm.layout.prefix + "Is it?"
+    ids = image_prefix_ids(vlm, [vlm.image_token_id])
+    expected = tokenizer(prompt, add_special_tokens=not prompt.startswith(str(tokenizer.bos_token)))
+    assert ids[:2] == expected["input_ids"][:2], name
+    if tokenizer.bos_token_id is not None:
+        assert ids[:2] != [tokenizer.bos_token_id] * 2, f"{name}: two BOS"

@@ -10,13 +10,14 @@ explicitly, in one list; the engines, loading and twins ask `family_of(model_typ
 
 from __future__ import annotations
 
-from operators.families.base import DEFAULT, Family, FamilyRegistry, Twin
+from operators.families.base import DEFAULT, Family, FamilyRegistry, Kind, Twin
 from operators.families.gemma3 import GEMMA3
 from operators.families.idefics3 import IDEFICS3
 from operators.families.llava import LLAVA
 from operators.families.llava_next import LLAVA_NEXT, LLAVA_ONEVISION
+from operators.families.shieldgemma2 import SHIELDGEMMA2
 
-__all__ = ["DEFAULT", "FAMILIES", "Family", "FamilyRegistry", "Twin", "family_of"]
+__all__ = ["DEFAULT", "FAMILIES", "Family", "FamilyRegistry", "Kind", "Twin", "family_of"]
 
 MROPE_REFUSAL = (
     "uses multimodal rotary positions, which the shared-prefix engine does not build, and its "
@@ -30,6 +31,7 @@ for _family in (
     LLAVA_NEXT,
     LLAVA_ONEVISION,
     GEMMA3,
+    SHIELDGEMMA2,
     Family(("qwen2_vl", "qwen2_5_vl", "qwen3_vl", "glm4v"), refused=MROPE_REFUSAL),
 ):
     FAMILIES.register(_family)

@@ -118,9 +118,11 @@ def load_shieldgemma(name_or_path: str, device: str = "auto", dtype: str = "auto
     try:
         # The PIL image processor, as the VLM path loads it: the same pixels everywhere.
         processor = AutoProcessor.from_pretrained(name_or_path, use_fast=False)
-        model, info = ShieldGemma2ForImageClassification.from_pretrained(
+        # With output_loading_info transformers returns (model, info), which its stubs omit.
+        loaded: Any = ShieldGemma2ForImageClassification.from_pretrained(
             name_or_path, dtype=resolve_dtype(dtype, resolved), output_loading_info=True
         )
+        model, info = loaded
     except (OSError, ValueError) as exc:
         raise GuardLoadError(f"cannot load {name_or_path}: {error_text(exc)}") from exc
     lost = sorted(info["missing_keys"]) + sorted(info["mismatched_keys"])

@@ -68,7 +68,9 @@ class ShieldGemmaSettings(BaseModel):
         doubled = sorted({name for name in names if names.count(name) > 1})
         if doubled:
             raise ValueError(f"policy {', '.join(doubled)} is named twice")
-        texts = [text for policy in policies if isinstance(policy, dict) for text in policy.values()]
+        texts = [
+            text for policy in policies if isinstance(policy, dict) for text in policy.values()
+        ]
         if any(not text.strip() for text in texts):
             raise ValueError("a custom policy's text is empty")
         return policies

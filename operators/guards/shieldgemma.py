@@ -53,7 +53,9 @@ class ShieldGemma:
         """The policy names the checkpoint defines itself."""
         return tuple(self.processor.policy_definitions)
 
-    def post_values(self, images: Sequence[Any], policies: Sequence[GuardPolicy]) -> dict[str, float]:
+    def post_values(
+        self, images: Sequence[Any], policies: Sequence[GuardPolicy]
+    ) -> dict[str, float]:
         """Each policy's P(yes), the max over `images` (PIL); empty when there are no images."""
         per_image = self.probabilities(images, policies)
         return {
@@ -99,7 +101,9 @@ class ShieldGemma:
         return [float(p) for p in output.probabilities[:, 0].float().cpu()]
 
     def _check_names(self, policies: Sequence[GuardPolicy]) -> None:
-        unknown = [p.name for p in policies if p.text is None and p.name not in self.builtin_policies]
+        unknown = [
+            p.name for p in policies if p.text is None and p.name not in self.builtin_policies
+        ]
         if unknown:
             raise UnknownGuardPolicy(
                 f"{self.name} defines no policy {', '.join(unknown)}; its own are "
@@ -141,7 +145,9 @@ def _refuse_other_model_types(name_or_path: str) -> None:
     try:
         config, _ = PreTrainedConfig.get_config_dict(name_or_path)
     except OSError as exc:
-        raise GuardLoadError(f"cannot read the config of {name_or_path}: {error_text(exc)}") from exc
+        raise GuardLoadError(
+            f"cannot read the config of {name_or_path}: {error_text(exc)}"
+        ) from exc
     model_type = config.get("model_type")
     if model_type != MODEL_TYPE:
         raise GuardLoadError(

@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 from typer.testing import CliRunner
 
-from contracts.producers import ProducerJob, ProducerOutput, Unavailable
+from contracts.producers import ProducerContext, ProducerJob, ProducerOutput, Unavailable
 from contracts.records import Post
 from operators.guards.producers import NO_IMAGES, GuardRequest, ShieldGemmaSignals
 from operators.guards.shieldgemma import GuardLoadError, load_shieldgemma
@@ -33,7 +33,7 @@ def twin_dir(tmp_path_factory) -> Path:
 
 @pytest.fixture(scope="module")
 def reference(twin_dir):
-    """The checkpoint as transformers documents it: its processor and classifier, nothing of ours."""
+    """The checkpoint as transformers documents it: its processor and classifier, none of ours."""
     from transformers import AutoProcessor, ShieldGemma2ForImageClassification
 
     processor = AutoProcessor.from_pretrained(twin_dir, use_fast=False)
@@ -58,13 +58,15 @@ def photo(seed: int, size: tuple[int, int] = (320, 240)) -> bytes:
     return buffer.getvalue()
 
 
-def signals(twin_dir: Path) -> ShieldGemmaSignals:
-    producer = ShieldGemmaSignals()
-    producer.context = producer.context.__class__(settings={"shieldgemma": {"device": "cpu"}})
-    return producer
+@pytest.fixture(scope="module")
+def producer() -> ShieldGemmaSignals:
+    """One producer for the module: it loads the twin once, as a consumer process would."""
+    signals = ShieldGemmaSignals()
+    signals.bind(ProducerContext(settings={"shieldgemma": {"device": "cpu"}}))
+    return signals
 
 
-def values(producer, images: tuple[bytes, ...], requests) -> ProducerOutput:
+def values(producer: ShieldGemmaSignals, images: tuple[bytes, ...], requests) -> ProducerOutput:
     [output] = producer.compute([ProducerJob(Post(id="p"), frozenset(requests), images)])
     assert isinstance(output, ProducerOutput), output
     return output
@@ -89,30 +91,30 @@ def test_every_weight_of_the_twin_loads(twin_dir):
     )
 
 
-def test_shieldgemma_dangerous_is_the_classifiers_p_yes(twin_dir, reference):
+def test_shieldgemma_dangerous_is_the_classifiers_p_yes(twin_dir, reference, producer):
     image = photo(1)
     request = GuardRequest(str(twin_dir), "dangerous")
-    got = values(signals(twin_dir), (image,), [request]).values[request]
+    got = values(producer, (image,), [request]).values[request]
     assert got == pytest.approx(p_yes(reference, image, policies=["dangerous"]), abs=1e-6)
 
 
-def test_a_post_gets_the_max_over_its_images(twin_dir, reference):
+def test_a_post_gets_the_max_over_its_images(twin_dir, reference, producer):
     images = (photo(2), photo(3, (200, 400)))
     request = GuardRequest(str(twin_dir), "violence")
-    output = values(signals(twin_dir), images, [request])
+    output = values(producer, images, [request])
     each = [p_yes(reference, image, policies=["violence"]) for image in images]
     assert each[0] != pytest.approx(each[1], abs=1e-6)  # else the max would show nothing
     assert output.values[request] == pytest.approx(max(each), abs=1e-6)
     assert output.evidence["images"]["violence"] == [round(p, 4) for p in each]
 
 
-def test_a_custom_policy_text_is_the_processors_custom_policy(twin_dir, reference):
+def test_a_custom_policy_text_is_the_processors_custom_policy(twin_dir, reference, producer):
     image = photo(4)
     builtin, custom = (
         GuardRequest(str(twin_dir), "sexual"),
         GuardRequest(str(twin_dir), "weapons", WEAPONS),
     )
-    output = values(signals(twin_dir), (image,), [builtin, custom])
+    output = values(producer, (image,), [builtin, custom])
     want = p_yes(reference, image, policies=["weapons"], custom_policies={"weapons": WEAPONS})
     assert output.values[custom] == pytest.approx(want, abs=1e-6)
     assert output.values[builtin] == pytest.approx(
@@ -120,9 +122,9 @@ def test_a_custom_policy_text_is_the_processors_custom_policy(twin_dir, referenc
     )
 
 
-def test_a_text_only_post_has_no_value_and_says_why(twin_dir):
+def test_a_text_only_post_has_no_value_and_says_why(twin_dir, producer):
     request = GuardRequest(str(twin_dir), "dangerous")
-    assert values(signals(twin_dir), (), [request]).values[request] == Unavailable(NO_IMAGES)
+    assert values(producer, (), [request]).values[request] == Unavailable(NO_IMAGES)
 
 
 def test_a_checkpoint_that_is_not_shieldgemma_is_refused_in_one_line(tmp_path):

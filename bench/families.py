@@ -1,6 +1,6 @@
 """Per model family: the shared-prefix engine against the plain engine, posts/s, on the twins.
 
-For every twinnable checkpoint (`operators.twins.TWINS`, or `--like ID ...`) it builds the
+For every twinnable VLM checkpoint (`operators.twins.VLM_TWINS`, or `--like ID ...`) it builds the
 twin, runs the load-time check (which engine the family is served on and the largest
 shared-vs-plain difference over the probes), then times the same posts (each with one image,
 two post-level and two image-level tasks, `--text-words` of text) through both engines. It
@@ -26,13 +26,13 @@ from operators.loading import load_vlm
 from operators.selfcheck import PROBE_TASKS, _probe_image, check_engine, with_engine
 from operators.spec import ModelSpec
 from operators.tasks import VlmOperator
-from operators.twins import TWINS, make_twin
+from operators.twins import VLM_TWINS, make_twin
 
 
 def parse_args() -> argparse.Namespace:
     """The command line."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--like", nargs="*", default=sorted(TWINS), help="checkpoint ids")
+    parser.add_argument("--like", nargs="*", default=sorted(VLM_TWINS), help="checkpoint ids")
     parser.add_argument("--posts", type=int, default=8, help="posts per timed run")
     parser.add_argument("--repeats", type=int, default=2, help="timed runs; the best counts")
     parser.add_argument("--text-words", type=int, default=40)

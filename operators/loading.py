@@ -105,7 +105,6 @@ def load_vlm(spec: ModelSpec) -> Vlm:
     device = resolve_device(spec.device)
     dtype = resolve_dtype(spec.dtype, device)
     processor, model = _load_pretrained(spec, device, dtype)
-    refuse_unsupported_family(str(model.config.model_type))
     apply_tiling_overrides(processor.image_processor, spec)
     processor.tokenizer.padding_side = "left"
     yes_ids, no_ids = yes_no_token_ids(processor.tokenizer, spec.yes_words, spec.no_words)
@@ -193,6 +192,9 @@ def _load_pretrained(spec: ModelSpec, device: str, dtype: Any) -> tuple[Any, Any
         # The PIL image processors: the same pixels with or without torchvision, and the ones
         # `fast_pixels` copies bit for bit; transformers falls back to torchvision's where a
         # family has no PIL one (Llama 4).
+        # From config.json alone: a refused family is refused before its weights load (and a
+        # guard such as ShieldGemma 2 would load here with its text tower re-initialised).
+        refuse_unsupported_family(_model_type(spec.name_or_path, common))
         processor = AutoProcessor.from_pretrained(spec.name_or_path, use_fast=False, **common)
         model: Any = AutoModelForImageTextToText.from_pretrained(spec.name_or_path, **model_kwargs)
     except ImportError as exc:  # transformers says which package, over several lines
@@ -210,6 +212,14 @@ def _load_pretrained(spec: ModelSpec, device: str, dtype: Any) -> tuple[Any, Any
 
 # Packages some families' processors need, and the extra that brings them.
 FAMILY_PACKAGES = {"torchvision": "families", "num2words": "families"}
+
+
+def _model_type(name_or_path: str, common: dict[str, Any]) -> str:
+    """The checkpoint's `model_type`, read from its config without building the config class."""
+    from transformers import PreTrainedConfig
+
+    config, _ = PreTrainedConfig.get_config_dict(name_or_path, **common)
+    return str(config.get("model_type", ""))
 
 
 def missing_package_reason(name: str, error: ImportError) -> str:

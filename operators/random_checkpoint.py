@@ -40,13 +40,34 @@ def _why(error: Exception) -> str:
     return strerror or str(error) or type(error).__name__
 
 
-def build_random_model(config: Any, processor: Any, seed: int) -> Any:
-    """A seeded random-weight model for `config`, its generation ids from `processor`."""
+def build_random_model(
+    config: Any, processor: Any, seed: int, model_class: str = "AutoModelForImageTextToText"
+) -> Any:
+    """A seeded random-weight `model_class` for `config`, its generation ids from `processor`."""
     import torch
-    from transformers import AutoModelForImageTextToText
+    import transformers
 
     torch.manual_seed(seed)
-    model = AutoModelForImageTextToText.from_config(config).eval()
+    built = getattr(transformers, model_class)
+    # Auto classes build from a config; a concrete class (a guard's classifier) is called.
+    model = (built.from_config(config) if model_class.startswith("Auto") else built(config)).eval()
+    randomize_zero_matrices(model)
+    if getattr(model, "generation_config", None) is None:  # a classifier generates nothing
+        return model
     model.generation_config.pad_token_id = processor.tokenizer.pad_token_id
     model.generation_config.eos_token_id = processor.tokenizer.eos_token_id
     return model
+
+
+def randomize_zero_matrices(model: Any, std: float = 0.2) -> None:
+    """Random values for weight matrices a family initialises to zeros.
+
+    Gemma 3 (and ShieldGemma 2) start their image projection at zero: a twin left so projects
+    every image to the same nothing, and every test of image handling would pass blind.
+    """
+    import torch
+
+    with torch.no_grad():
+        for parameter in model.parameters():
+            if parameter.dim() >= 2 and not bool(parameter.any()):
+                parameter.normal_(0.0, std)

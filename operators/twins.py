@@ -18,12 +18,14 @@ import os
 from pathlib import Path
 from typing import Any
 
-from operators.families import FAMILIES, Twin
+from operators.families import FAMILIES, Kind, Twin
 from operators.random_checkpoint import build_random_model, checkpoint_directory, save_checkpoint
 from operators.tokenizer import build_tokenizer
 
 # Every published checkpoint a registered family can twin, and that family.
 TWINS = FAMILIES.twins()
+# Those the VLM path loads (guards such as ShieldGemma 2 have their own signal and tests).
+VLM_TWINS = FAMILIES.twins(Kind.IMAGE_TEXT_TO_TEXT)
 _NAMED_TOKENS = ("image_token", "boi_token", "eoi_token")
 
 
@@ -53,7 +55,8 @@ def make_twin(directory: Path | str, checkpoint: str, seed: int = 0) -> Path:
     processor = twin.processor(files, twin_tokenizer(files))
     config = twin.config(files, processor.tokenizer)
     check_geometry(twin, config, processor)
-    save_checkpoint(directory, build_random_model(config, processor, seed), processor)
+    model = build_random_model(config, processor, seed, twin.model_class)
+    save_checkpoint(directory, model, processor)
     return directory
 
 

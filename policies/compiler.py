@@ -12,7 +12,7 @@ from collections.abc import Hashable
 from dataclasses import replace
 from typing import Any, get_args
 
-from pydantic import BaseModel, ValidationError
+from pydantic import BaseModel, TypeAdapter, ValidationError
 
 from contracts.producers import ProducerRegistry, Variable
 from contracts.records import PolicyRef
@@ -215,12 +215,26 @@ def declared_signals(doc: YamlDocument, registry: ProducerRegistry) -> Declared:
         producer = registry.get(name)
         for variable in producer.variables:
             variables[variable.name] = variable
-            if variable.keyed:
-                listed = value if isinstance(value, dict | list) else ()
-                items[variable.name] = frozenset(map(str, listed))
+            listed = _declared_items(producer, variable, value) if variable.keyed else None
+            if listed is not None:
+                items[variable.name] = listed
     known = {v.name: (p.name, v) for p in registry for v in p.variables}
     costs = {v.name: int(p.cost) for p in registry for v in p.variables}
     return Declared(variables, items, known, costs)
+
+
+def _declared_items(producer: Any, variable: Variable, value: Any) -> frozenset[str] | None:
+    """The items of `variable` the value declares: those its asks name when the value is valid
+    (a `shieldgemma:` section names them under `policies`), else its keys or list items; None
+    for an invalid structured section, whose keys are settings (its own error says what)."""
+    try:
+        asks = producer.asks(TypeAdapter(producer.config).validate_python(value))
+    except (ValueError, TypeError):  # invalid: reported with the signals; read it leniently
+        if isinstance(producer.config, type) and issubclass(producer.config, BaseModel):
+            return None
+        listed = value if isinstance(value, dict | list) else ()
+        return frozenset(map(str, listed))
+    return frozenset(str(a.item) for a in asks if a.variable == variable.name and a.item)
 
 
 def _compile_conditions(

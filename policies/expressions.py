@@ -220,7 +220,9 @@ def _check_reference(ref: Reference, declared: Declared) -> list[Finding]:
         return [(ref.offset, f"{ref.root} is read but signals.{producer} is not set")]
     if not variable.keyed or ref.name in ("", "*"):
         return []
-    items = declared.items.get(ref.root, frozenset())
+    items = declared.items.get(ref.root)
+    if items is None:  # its section is invalid, and that error says so
+        return []
     if ref.name not in items:
         hint = _suggest(ref.name, items)
         message = f"{variable.item} {ref.name!r} is not declared in signals.{producer}{hint}"

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
+from enum import StrEnum
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
@@ -21,6 +22,15 @@ ExtraInputs = Callable[[Any, "torch.Tensor"], dict[str, Any]]
 def no_extra_inputs(vlm: Any, input_ids: torch.Tensor) -> dict[str, Any]:
     """Most families need nothing beyond ids, mask and the processor's pixel inputs."""
     return {}
+
+
+class Kind(StrEnum):
+    """What a family's checkpoints are, and so which path loads them."""
+
+    # Generates text from images and text: `operators.loading.load_vlm` and its engines.
+    IMAGE_TEXT_TO_TEXT = "image-text-to-text"
+    # A safety classifier with its own signal (`operators.guards`); the VLM path refuses it.
+    GUARD = "guard"
 
 
 @dataclass(frozen=True)
@@ -36,6 +46,8 @@ class Twin:
     processor: Callable[[dict[str, Any], Any], Any]
     config: Callable[[dict[str, Any], Any], Any]
     geometry: Callable[[Any, Any], tuple[tuple[int, ...], tuple[int, ...]]]
+    # The transformers class the random weights are built with (and the twin loads with).
+    model_class: str = "AutoModelForImageTextToText"
 
 
 @dataclass(frozen=True)
@@ -43,6 +55,7 @@ class Family:
     """One family's facts; every field has the default most families share."""
 
     model_types: tuple[str, ...] = ()
+    kind: Kind = Kind.IMAGE_TEXT_TO_TEXT
     # The vision encoder's attribute under `model.model`, for hooks and counting encodings.
     vision_tower: str | None = None
     # What a plain forward of a whole prompt needs beyond ids, mask and pixels, as the family's
@@ -70,10 +83,13 @@ class FamilyRegistry:
         """The family of `model_type`, or the defaults."""
         return self._families.get(model_type, DEFAULT)
 
-    def twins(self) -> dict[str, Family]:
-        """Each twinnable published checkpoint and its family, in registration order."""
+    def twins(self, kind: Kind | None = None) -> dict[str, Family]:
+        """Each twinnable published checkpoint (of `kind`, or any) and its family, in
+        registration order."""
         found: dict[str, Family] = {}
         for family in self._families.values():
+            if kind is not None and family.kind is not kind:
+                continue
             for checkpoint in family.checkpoints:
                 found.setdefault(checkpoint, family)
         return found

@@ -15,7 +15,7 @@ from operators.loading import load_vlm
 from operators.selfcheck import TOLERANCE, _probe_image, checked, processor_difference, with_engine
 from operators.spec import ModelSpec
 from operators.tasks import VlmOperator
-from operators.twins import TWINS, make_twin
+from operators.twins import VLM_TWINS, make_twin
 
 TASKS = (
     VlmTask(TaskKind.QUESTION, "Does this post offer something for sale?", About.POST),
@@ -40,7 +40,7 @@ def posts() -> list[PostJob]:
     ]
 
 
-@pytest.fixture(scope="module", params=sorted(TWINS))
+@pytest.fixture(scope="module", params=sorted(VLM_TWINS))
 def twin(request, tmp_path_factory):
     directory = make_twin(tmp_path_factory.mktemp("twin") / "model", request.param)
     vlm = load_vlm(ModelSpec(str(directory), device="cpu", max_new_tokens=3))

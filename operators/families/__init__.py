@@ -1,6 +1,6 @@
 """What differs between model families, one module per family, looked up by `model_type`.
 
-Each family module (`idefics3`, `llava`, `gemma3`, ...) defines one `Family`: its model types,
+Each family module (`idefics3`, `llava`, `gemma3`, `paligemma`, ...) defines one `Family`: its model types,
 vision tower, extra model inputs, refusal and twin builder. They are registered here,
 explicitly, in one list; the engines, loading and twins ask `family_of(model_type)`.
 
@@ -14,6 +14,7 @@ from operators.families.base import DEFAULT, Family, FamilyRegistry, Twin
 from operators.families.gemma3 import GEMMA3
 from operators.families.idefics3 import IDEFICS3
 from operators.families.llava import LLAVA
+from operators.families.paligemma import PALIGEMMA
 
 __all__ = ["DEFAULT", "FAMILIES", "Family", "FamilyRegistry", "Twin", "family_of"]
 
@@ -27,6 +28,7 @@ for _family in (
     IDEFICS3,
     LLAVA,
     GEMMA3,
+    PALIGEMMA,
     Family(("qwen2_vl", "qwen2_5_vl", "qwen3_vl", "glm4v"), refused=MROPE_REFUSAL),
 ):
     FAMILIES.register(_family)

@@ -1,8 +1,9 @@
 """What differs between model families, one module per family, looked up by `model_type`.
 
-Each family module (`idefics3`, `llava`, `gemma3`, `paligemma`, ...) defines one `Family`: its model types,
-vision tower, extra model inputs, refusal and twin builder. They are registered here,
-explicitly, in one list; the engines, loading and twins ask `family_of(model_type)`.
+Each family module (`idefics3`, `llava`, `gemma3`, `paligemma`, ...) defines one `Family`: its
+model types, vision tower, extra model inputs, prompt quirks, refusal and twin builder. They are
+registered here, explicitly, in one list; the engines, loading and twins ask
+`family_of(model_type)`.
 
 >>> family_of("llava").vision_tower
 'vision_tower'

@@ -67,7 +67,7 @@ def twin_processor(files: dict[str, Any], tokenizer: Any) -> Any:
     from transformers.models.siglip.image_processing_pil_siglip import SiglipImageProcessorPil
 
     settings = {k: v for k, v in image_settings(files).items() if v is not None}
-    image_processor = SiglipImageProcessorPil(**settings)
+    image_processor: Any = SiglipImageProcessorPil(**settings)
     # The processor reads it off the image processor, as the published preprocessor_config has it.
     image_processor.image_seq_length = files["preprocessor_config.json"]["image_seq_length"]
     return PaliGemmaProcessor(image_processor=image_processor, tokenizer=tokenizer)

@@ -15,6 +15,7 @@ from typer.testing import CliRunner
 
 from operators.batching import encode_image
 from operators.loading import load_vlm
+from operators.prompts import render_template
 from operators.selfcheck import TOLERANCE, _probe_image, check_engine, processor_difference
 from operators.spec import ModelSpec
 from operators.twins import make_twin
@@ -42,6 +43,8 @@ def test_the_prompt_is_the_processors_layout(paligemma):
     assert paligemma.layout.prefix == "<image><bos>"
     assert paligemma.layout.suffix == "\n"
     assert paligemma.prompts.layout(2).pieces == ("", "", "<bos>")
+    # A system prompt (the mix checkpoints' task prefix, say) opens the text.
+    assert render_template(paligemma.processor, "answer en", 1) == ("<image><bos>answer en ", "\n")
     image = _probe_image(300, 200, seed=3).image
     theirs = paligemma.processor(text=["<image>Is it red?"], images=[image], return_tensors="pt")
     assert paligemma.tokenizer.decode(theirs["input_ids"][0, 256:]) == "<bos>Is it red?\n"

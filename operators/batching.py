@@ -15,12 +15,15 @@ import torch
 from PIL import Image
 
 from operators.exceptions import ImagePreprocessError
+from operators.families import family_of
 from operators.forward import TaskRows
 from operators.loading import Vlm
 
 MAX_ASPECT_RATIO = 50.0
 
-_TEXT_KEYS = ("input_ids", "attention_mask")
+# What the processor derives from the text; an image's own inputs are the rest (PaliGemma's
+# processor adds token types and training labels to every call).
+_TEXT_KEYS = ("input_ids", "attention_mask", "token_type_ids", "labels")
 
 
 @dataclass
@@ -56,7 +59,8 @@ def encode_image(vlm: Vlm, image: Image.Image) -> ImageEncoding:
     except (ValueError, TypeError, RuntimeError, OSError, IndexError) as exc:
         raise ImagePreprocessError(f"the model's processor rejected the image: {exc}") from exc
     pixels = {key: value for key, value in encoded.items() if key not in _TEXT_KEYS}
-    return ImageEncoding(tuple(encoded["input_ids"][0].tolist()), pixels)
+    expansion = family_of(vlm.family).image_expansion(vlm, tuple(encoded["input_ids"][0].tolist()))
+    return ImageEncoding(expansion, pixels)
 
 
 def processor_path(vlm: Vlm) -> Vlm:

@@ -107,6 +107,7 @@ def load_vlm(spec: ModelSpec) -> Vlm:
     processor, model = _load_pretrained(spec, device, dtype)
     apply_tiling_overrides(processor.image_processor, spec)
     processor.tokenizer.padding_side = "left"
+    use_family_template(processor, str(model.config.model_type))
     yes_ids, no_ids = yes_no_token_ids(processor.tokenizer, spec.yes_words, spec.no_words)
     vlm = Vlm(
         model=model,
@@ -128,6 +129,13 @@ def load_vlm(spec: ModelSpec) -> Vlm:
         # it for dynamic batch sizes rather than one graph per count.
         vlm.vision_tower.compile(dynamic=True)
     return vlm
+
+
+def use_family_template(processor: Any, model_type: str) -> None:
+    """Give a processor without a chat template its family's prompt layout, where it has one."""
+    template = family_of(model_type).chat_template
+    if getattr(processor, "chat_template", None) is None and template is not None:
+        processor.chat_template = template
 
 
 def image_token_id(config: Any) -> int:

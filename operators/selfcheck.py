@@ -36,6 +36,7 @@ from PIL import Image
 
 from operators.batching import encode_image, processor_path
 from operators.exceptions import OperatorError, UnsupportedModel
+from operators.families import family_of
 from operators.images import LoadedImage
 from operators.jobs import About, PostJob, PostSignals, TaskKind, VlmTask
 from operators.loading import Vlm
@@ -119,7 +120,7 @@ def processor_difference(vlm: Vlm) -> float | None:
     suffix = vlm.layout.task_text(image_task_text(vlm, PROBE_TASKS[2]))
     suffix_ids = vlm.tokenizer(suffix, add_special_tokens=False)["input_ids"]
     ours = image_prefix_ids(vlm, encoding.expansion) + list(suffix_ids)
-    prompt = vlm.layout.prefix + suffix
+    prompt = family_of(vlm.family).processor_prompt(vlm, vlm.layout.prefix + suffix)
     theirs = vlm.processor(
         text=[prompt],
         images=[image],

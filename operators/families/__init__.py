@@ -1,8 +1,9 @@
 """What differs between model families, one module per family, looked up by `model_type`.
 
-Each family module (`idefics3`, `llava`, `gemma3`, ...) defines one `Family`: its model types,
-vision tower, extra model inputs, refusal and twin builder. They are registered here,
-explicitly, in one list; the engines, loading and twins ask `family_of(model_type)`.
+Each family module (`idefics3`, `llava`, `gemma3`, `paligemma`, ...) defines one `Family`: its
+model types, vision tower, extra model inputs, prompt quirks, refusal and twin builder. They are
+registered here, explicitly, in one list; the engines, loading and twins ask
+`family_of(model_type)`.
 
 >>> family_of("llava").vision_tower
 'vision_tower'
@@ -17,6 +18,7 @@ from operators.families.llava import LLAVA
 from operators.families.llava_next import LLAVA_NEXT, LLAVA_ONEVISION
 from operators.families.mistral3 import MISTRAL3
 from operators.families.shieldgemma2 import SHIELDGEMMA2
+from operators.families.paligemma import PALIGEMMA
 
 __all__ = ["DEFAULT", "FAMILIES", "Family", "FamilyRegistry", "Kind", "Twin", "family_of"]
 
@@ -42,6 +44,7 @@ for _family in (
     GEMMA3,
     MISTRAL3,
     SHIELDGEMMA2,
+    PALIGEMMA,
     Family(("qwen2_vl", "qwen2_5_vl", "qwen3_vl", "glm4v"), refused=MROPE_REFUSAL),
     Family(("llama4",), refused=LLAMA4_REFUSAL),
 ):

@@ -33,6 +33,16 @@ class Kind(StrEnum):
     GUARD = "guard"
 
 
+def whole_expansion(vlm: Any, ids: tuple[int, ...]) -> tuple[int, ...]:
+    """Most processors expand a lone image placeholder into exactly that image's tokens."""
+    return ids
+
+
+def same_prompt(vlm: Any, text: str) -> str:
+    """Most processors take a rendered prompt as it is."""
+    return text
+
+
 @dataclass(frozen=True)
 class Twin:
     """How to build a small random-weight twin of a published checkpoint of the family.
@@ -61,6 +71,14 @@ class Family:
     # What a plain forward of a whole prompt needs beyond ids, mask and pixels, as the family's
     # processor would give it (e.g. token_type_ids marking image tokens).
     extra_inputs: ExtraInputs = field(default=no_extra_inputs)
+    # The prompt layout, as a chat template, for checkpoints that publish none (PaliGemma).
+    chat_template: str | None = None
+    # An image's tokens from the processor's ids for a lone placeholder (`vlm`, ids), for a
+    # processor that frames every text it is given as a whole prompt.
+    image_expansion: Callable[[Any, tuple[int, ...]], tuple[int, ...]] = whole_expansion
+    # Our rendered prompt text as the processor takes it (`vlm`, text), for the load-time
+    # comparison with the processor's own inputs.
+    processor_prompt: Callable[[Any, str], str] = same_prompt
     # Why loading refuses the family outright (None: it loads, and its engine is checked).
     refused: str | None = None
     # Published checkpoints this family can twin (`vlmod model make-tiny --like ID`).

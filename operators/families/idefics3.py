@@ -1,4 +1,5 @@
-"""Idefics3 / SmolVLM: images split into tiles plus a global image, pixel-shuffled tokens."""
+"""Idefics3 / SmolVLM / SmolVLM2: images split into tiles plus a global image, pixel-shuffled
+tokens."""
 
 from __future__ import annotations
 
@@ -9,7 +10,9 @@ from operators.families.shrink import chat_template, image_settings, small_text,
 
 
 def twin_processor(files: dict[str, Any], tokenizer: Any) -> Any:
-    """The published Idefics3 processing (PIL image processor) around `tokenizer`."""
+    """The published Idefics3 or SmolVLM processing (PIL image processor) around `tokenizer`."""
+    if files["processor_config.json"].get("processor_class") == "SmolVLMProcessor":
+        return smolvlm_processor(files, tokenizer)
     from transformers import Idefics3Processor
     from transformers.models.idefics3.image_processing_pil_idefics3 import (
         Idefics3ImageProcessorPil,
@@ -23,12 +26,32 @@ def twin_processor(files: dict[str, Any], tokenizer: Any) -> Any:
     )
 
 
+def smolvlm_processor(files: dict[str, Any], tokenizer: Any) -> Any:
+    """SmolVLM2's processing: Idefics3's tiling, and a video processor it cannot do without
+    (which needs torchvision; the processor itself needs `num2words`)."""
+    from transformers import SmolVLMProcessor
+    from transformers.models.smolvlm.image_processing_pil_smolvlm import SmolVLMImageProcessorPil
+    from transformers.models.smolvlm.video_processing_smolvlm import SmolVLMVideoProcessor
+
+    settings = image_settings(files)
+    # The video settings are the video processor's, not the image processor's.
+    video = {key: settings.pop(key) for key in ("video_sampling",) if key in settings}
+    return SmolVLMProcessor(
+        image_processor=SmolVLMImageProcessorPil(**settings),
+        tokenizer=tokenizer,
+        video_processor=SmolVLMVideoProcessor(**video),
+        image_seq_len=files["processor_config.json"]["image_seq_len"],
+        chat_template=chat_template(files),
+    )
+
+
 def twin_config(files: dict[str, Any], tokenizer: Any) -> Any:
-    """The published Idefics3 config, shrunk."""
-    from transformers import Idefics3Config
+    """The published Idefics3 or SmolVLM config, shrunk."""
+    from transformers import Idefics3Config, SmolVLMConfig
 
     real = files["config.json"]
-    return Idefics3Config(
+    build = SmolVLMConfig if real["model_type"] == "smolvlm" else Idefics3Config
+    return build(
         vision_config=small_vision(real),
         text_config=small_text(real, tokenizer),
         scale_factor=real["scale_factor"],
@@ -48,6 +71,6 @@ def twin_geometry(config: Any, processor: Any) -> tuple[tuple[int, ...], tuple[i
 IDEFICS3 = Family(
     ("idefics3", "smolvlm", "idefics2"),
     vision_tower="vision_model",
-    checkpoints=("HuggingFaceTB/SmolVLM-256M-Instruct",),
+    checkpoints=("HuggingFaceTB/SmolVLM-256M-Instruct", "HuggingFaceTB/SmolVLM2-2.2B-Instruct"),
     twin=Twin(twin_processor, twin_config, twin_geometry),
 )

@@ -48,7 +48,7 @@ def twin_geometry(config: Any, processor: Any) -> tuple[tuple[int, ...], tuple[i
 
 
 LLAVA = Family(
-    ("llava", "paligemma"),
+    ("llava",),
     vision_tower="vision_tower",
     checkpoints=("llava-hf/llava-1.5-7b-hf",),
     twin=Twin(twin_processor, twin_config, twin_geometry),

@@ -17,8 +17,8 @@ from operators.families.idefics3 import IDEFICS3
 from operators.families.llava import LLAVA
 from operators.families.llava_next import LLAVA_NEXT, LLAVA_ONEVISION
 from operators.families.mistral3 import MISTRAL3
-from operators.families.shieldgemma2 import SHIELDGEMMA2
 from operators.families.paligemma import PALIGEMMA
+from operators.families.shieldgemma2 import SHIELDGEMMA2
 
 __all__ = ["DEFAULT", "FAMILIES", "Family", "FamilyRegistry", "Kind", "Twin", "family_of"]
 

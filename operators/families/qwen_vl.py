@@ -68,21 +68,35 @@ def twin_processor(files: dict[str, Any], tokenizer: Any) -> Any:
     from transformers.models.qwen2_vl.image_processing_pil_qwen2_vl import (
         Qwen2VLImageProcessorPil,
     )
-    from transformers.models.qwen2_vl.video_processing_qwen2_vl import Qwen2VLVideoProcessor
-    from transformers.models.qwen3_vl.video_processing_qwen3_vl import Qwen3VLVideoProcessor
 
     image = _image_kwargs(files["preprocessor_config.json"])
-    if files["config.json"]["model_type"] == "qwen3_vl":
-        video = Qwen3VLVideoProcessor(**_image_kwargs(files["video_preprocessor_config.json"]))
-        processor: Any = Qwen3VLProcessor
-    else:  # Qwen2.5-VL publishes no video settings: its image ones
-        video, processor = Qwen2VLVideoProcessor(**image), Qwen2_5_VLProcessor
-    return processor(
+    qwen3 = files["config.json"]["model_type"] == "qwen3_vl"
+    # Qwen2.5-VL publishes no video settings: its image ones.
+    video = _image_kwargs(files["video_preprocessor_config.json"]) if qwen3 else image
+    return (Qwen3VLProcessor if qwen3 else Qwen2_5_VLProcessor)(
         image_processor=Qwen2VLImageProcessorPil(**image),
         tokenizer=tokenizer,
-        video_processor=video,
+        video_processor=video_processor_class(qwen3)(**video),
         chat_template=chat_template(files),
     )
+
+
+def video_processor_class(qwen3: bool) -> Any:
+    """Qwen3-VL's or Qwen2-VL's video processor; an ImportError saying to install torchvision."""
+    try:
+        if qwen3:
+            from transformers.models.qwen3_vl import video_processing_qwen3_vl
+
+            return video_processing_qwen3_vl.Qwen3VLVideoProcessor
+        from transformers.models.qwen2_vl import video_processing_qwen2_vl
+
+        return video_processing_qwen2_vl.Qwen2VLVideoProcessor
+    except ImportError as exc:
+        raise ImportError(
+            "Qwen's processors need torchvision for their video processor, which is not "
+            "installed: `pip install 'vlm-moderation[families]'` (docs/torchvision.md), then "
+            "build the twin again"
+        ) from exc
 
 
 def _small_vision(real: dict[str, Any], extra: dict[str, Any]) -> dict[str, Any]:

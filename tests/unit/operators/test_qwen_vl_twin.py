@@ -32,6 +32,8 @@ from operators.twins import make_twin
 from operators.work import image_task_text
 from pipelines.cli import app
 
+# Qwen's processors do not build without a video processor, which needs torchvision.
+pytest.importorskip("torchvision", reason="Qwen's processors need torchvision")
 QWEN25, QWEN3 = "Qwen/Qwen2.5-VL-3B-Instruct", "Qwen/Qwen3-VL-2B-Instruct"
 QUESTION = "Is there a weapon in these images?"
 

@@ -21,9 +21,10 @@ from operators.loading import Vlm
 
 MAX_ASPECT_RATIO = 50.0
 
-# What the processor derives from the text; an image's own inputs are the rest (PaliGemma's
-# processor adds token types and training labels to every call).
-_TEXT_KEYS = ("input_ids", "attention_mask", "token_type_ids", "labels")
+# Per-token outputs of the placeholder's own text, not pixels; the engines build their own for
+# the whole prompt (token types from the family's extra inputs). PaliGemma's processor also adds
+# training labels to every call.
+_TEXT_KEYS = ("input_ids", "attention_mask", "token_type_ids", "mm_token_type_ids", "labels")
 
 
 @dataclass
@@ -31,7 +32,8 @@ class ImageEncoding:
     """One image through the processor alone: its placeholder's token expansion and pixels."""
 
     expansion: tuple[int, ...]
-    pixel_inputs: dict[str, torch.Tensor]  # batch dimension 1
+    # Dim 0 is the image (Qwen: its flattened patches, the grid in `image_grid_thw`).
+    pixel_inputs: dict[str, torch.Tensor]
     pinned: bool = False  # pixels in page-locked memory; their collation is pinned too
 
 
@@ -107,7 +109,9 @@ def collate_prefixes(
 
 
 def stack_padded(tensors: Sequence[torch.Tensor], pin: bool = False) -> torch.Tensor:
-    """Concatenate on dim 0, zero-padding the other dims (e.g. Idefics3's tile count)."""
+    """Concatenate on dim 0, zero-padding the other dims (e.g. Idefics3's tile count); Qwen's
+    patches of every image, (patches, patch dim), concatenate in image order as its model takes
+    them with one `image_grid_thw` row per image."""
     shapes = {tuple(tensor.shape[1:]) for tensor in tensors}
     if len(shapes) == 1 and not pin:
         return torch.cat(list(tensors), dim=0)

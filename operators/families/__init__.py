@@ -1,8 +1,8 @@
 """What differs between model families, one module per family, looked up by `model_type`.
 
-Each family module (`idefics3`, `llava`, `gemma3`, `paligemma`, ...) defines one `Family`: its
-model types, vision tower, extra model inputs, prompt quirks, refusal and twin builder. They are
-registered here, explicitly, in one list; the engines, loading and twins ask
+Each family module (`idefics3`, `llava`, `gemma3`, `paligemma`, `qwen_vl`, ...) defines one
+`Family`: its model types, vision tower, extra model inputs, prompt quirks, refusal and twin
+builder. They are registered here, explicitly, in one list; the engines, loading and twins ask
 `family_of(model_type)`.
 
 >>> family_of("llava").vision_tower
@@ -18,14 +18,15 @@ from operators.families.llava import LLAVA
 from operators.families.llava_next import LLAVA_NEXT, LLAVA_ONEVISION
 from operators.families.mistral3 import MISTRAL3
 from operators.families.paligemma import PALIGEMMA
+from operators.families.qwen_vl import QWEN_VL
 from operators.families.shieldgemma2 import SHIELDGEMMA2
 
 __all__ = ["DEFAULT", "FAMILIES", "Family", "FamilyRegistry", "Kind", "Twin", "family_of"]
 
 MROPE_REFUSAL = (
-    "uses multimodal rotary positions, which the shared-prefix engine does not build, and its "
-    "plain forward is not yet checked against the published processing; use an Idefics3/SmolVLM "
-    "or LLaVA-family checkpoint"
+    "uses multimodal rotary positions, and its plain forward is not yet checked against the "
+    "published processing (only Qwen2.5-VL and Qwen3-VL are); use a Qwen2.5-VL, Qwen3-VL, "
+    "Idefics3/SmolVLM, LLaVA-family, Gemma 3 or Mistral 3 checkpoint"
 )
 # transformers' own plain forward of a tiny Llama 4 runs (text, one and two tiles, chunked
 # attention); what is missing is ours: no twin checks Llama4Processor's tiling against the
@@ -45,7 +46,8 @@ for _family in (
     MISTRAL3,
     SHIELDGEMMA2,
     PALIGEMMA,
-    Family(("qwen2_vl", "qwen2_5_vl", "qwen3_vl", "glm4v"), refused=MROPE_REFUSAL),
+    QWEN_VL,
+    Family(("qwen2_vl", "glm4v"), refused=MROPE_REFUSAL),
     Family(("llama4",), refused=LLAMA4_REFUSAL),
 ):
     FAMILIES.register(_family)

@@ -57,7 +57,8 @@ def make_tiny(
 
         transformers_logging.disable_progress_bar()  # stderr keeps only a failure's one line
         path = build(directory, arch=arch, seed=seed, shape=shape, like=like)
-    except (OSError, ValueError) as error:  # make_tiny's messages name the path already
+    # make_tiny's messages name the path already; an ImportError names the package to install.
+    except (OSError, ValueError, ImportError) as error:
         typer.echo(f"error: {error}", err=True)
         raise typer.Exit(2) from None
     typer.echo(str(path))

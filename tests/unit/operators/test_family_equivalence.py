@@ -42,7 +42,10 @@ def posts() -> list[PostJob]:
 
 @pytest.fixture(scope="module", params=sorted(VLM_TWINS))
 def twin(request, tmp_path_factory):
-    directory = make_twin(tmp_path_factory.mktemp("twin") / "model", request.param)
+    try:
+        directory = make_twin(tmp_path_factory.mktemp("twin") / "model", request.param)
+    except ImportError as exc:  # Qwen's processors need torchvision, an optional package
+        pytest.skip(f"{request.param}'s processor needs a package that is not installed: {exc}")
     vlm = load_vlm(ModelSpec(str(directory), device="cpu", max_new_tokens=3))
     return request.param, vlm
 

@@ -44,12 +44,6 @@ def test_the_plain_engine_gives_what_the_processors_own_inputs_give(gemma):
     assert processor_difference(gemma) == pytest.approx(0.0, abs=1e-6)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="on the twin, Gemma 3 without image token types is only 7e-5 from the processor's "
-    "inputs (under TOLERANCE); this passed while a lone image's own token_type_ids leaked into "
-    "the model's inputs as a pixel input (operators/batching.py), which no longer happens",
-)
 def test_the_plain_engine_without_image_token_types_would_be_caught(gemma, monkeypatch):
     from operators import families
 

@@ -33,6 +33,22 @@ class Kind(StrEnum):
     GUARD = "guard"
 
 
+# Given one image's pixel inputs as the processor makes them for that image alone: how many
+# entries of the model's `get_image_features(...).pooler_output` they become, in order.
+FeatureEntries = Callable[[Mapping[str, "torch.Tensor"]], int]
+
+
+def one_entry_per_image(pixel_inputs: Mapping[str, torch.Tensor]) -> int:
+    """The tower gives one entry per image (LLaVA; Idefics3, which groups its tiles itself)."""
+    return 1
+
+
+def one_entry_per_tile(pixel_inputs: Mapping[str, torch.Tensor]) -> int:
+    """The tower gives one entry per tile, and the processor stacks an image's tiles (and its
+    thumbnail) along dim 0 of `pixel_values` (InternVL, Aya Vision: GotOcr2-style tiling)."""
+    return int(pixel_inputs["pixel_values"].shape[0])
+
+
 @dataclass(frozen=True)
 class Twin:
     """How to build a small random-weight twin of a published checkpoint of the family.
@@ -61,6 +77,9 @@ class Family:
     # What a plain forward of a whole prompt needs beyond ids, mask and pixels, as the family's
     # processor would give it (e.g. token_type_ids marking image tokens).
     extra_inputs: ExtraInputs = field(default=no_extra_inputs)
+    # How many vision-tower feature entries one image gives; the shared-prefix engine joins
+    # them, in order, into that image's features (all its tiles fill its image tokens).
+    feature_entries: FeatureEntries = field(default=one_entry_per_image)
     # Why loading refuses the family outright (None: it loads, and its engine is checked).
     refused: str | None = None
     # Published checkpoints this family can twin (`vlmod model make-tiny --like ID`).

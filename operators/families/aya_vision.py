@@ -4,6 +4,11 @@ SigLIP patches pixel-shuffled to 169 tokens per tile, Cohere2 text with sliding-
 The processor stacks an image's tiles along dim 0 of `pixel_values` and its vision tower gives
 one feature entry per tile, so the family's `feature_entries` counts tiles: the shared-prefix
 engine joins an image's tiles, in order, into the `<|IMG_PATCH|>` tokens of its one span.
+
+Past the 4,096-token window the shared-prefix engine is close but not exact: the left padding
+between a prefix and a shorter task suffix takes window slots that a plain forward gives to
+real tokens. The load-time check's long probe outgrows the window and measures that drift on
+the real weights; over its tolerance the model runs on the plain engine.
 """
 
 from __future__ import annotations

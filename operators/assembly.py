@@ -12,6 +12,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 
 from operators.batching import ImageEncoding, collate_images, collate_prefixes, encode_task_rows
+from operators.families import family_of
 from operators.forward import PrefixBatch, TaskRows
 from operators.jobs import TaskKind
 from operators.loading import Vlm
@@ -90,6 +91,7 @@ def build_plan(
 ) -> ForwardPlan:
     """The chunk's prefix batch and task rows; `encodings` hold every image the works need."""
     builder = _Builder(vlm, encodings)
+    entries = family_of(vlm.family).feature_entries
     for work in works:
         builder.add_image_items(work)
         builder.add_post_items(work)
@@ -101,6 +103,7 @@ def build_plan(
         pixel_inputs=collate_images([encodings[sha] for sha in shas]),
         image_order=tuple(builder.image_order),
         images_per_row=tuple(builder.images_per_row),
+        entries_per_image=tuple(entries(encodings[sha].pixel_inputs) for sha in shas),
     )
     items = list(builder.row_items)
     generate = [task.kind == TaskKind.DESCRIBE for _, task in items]

@@ -10,6 +10,7 @@ probabilities come from that pass's next-token logits; descriptions continue gre
 from __future__ import annotations
 
 from dataclasses import dataclass
+from itertools import accumulate
 from typing import Any, Protocol
 
 import torch
@@ -32,6 +33,8 @@ class PrefixBatch:
     pixel_inputs: dict[str, torch.Tensor]
     image_order: tuple[int, ...] = ()
     images_per_row: tuple[int, ...] = ()  # how many of `image_order` each row takes, in turn
+    # Per unique image, how many vision-tower feature entries (tiles) it gives; () means one each.
+    entries_per_image: tuple[int, ...] = ()
 
     @property
     def size(self) -> int:
@@ -82,7 +85,7 @@ def run_forward(
     growing-cache path below.
     """
     with torch.inference_mode():
-        features = encode_images(vlm, prefix.pixel_inputs) if prefix.pixel_inputs else []
+        features = image_features(vlm, prefix)
         embeddings = pool_image_features(features) if embed and features else None
         if rows.size == 0:
             return ForwardResult(embeddings, torch.empty(0), None)
@@ -102,8 +105,31 @@ def run_forward(
     return ForwardResult(embeddings, probability.cpu(), generated)
 
 
+def image_features(vlm: Vlm, prefix: PrefixBatch) -> list[torch.Tensor]:
+    """Each unique image's projected features, (tokens, hidden), from one vision pass."""
+    if not prefix.pixel_inputs:
+        return []
+    return join_entries(encode_images(vlm, prefix.pixel_inputs), prefix.entries_per_image)
+
+
+def join_entries(entries: list[torch.Tensor], per_image: tuple[int, ...]) -> list[torch.Tensor]:
+    """The tower's entries joined per image: an image's tiles, in order, as one (tokens, hidden)."""
+    if not per_image:
+        return entries
+    if sum(per_image) != len(entries):
+        raise ValueError(
+            f"the vision tower gave {len(entries)} feature entries for {sum(per_image)} tiles"
+        )
+    starts = accumulate(per_image, initial=0)
+    return [
+        torch.cat([entry.reshape(-1, entry.shape[-1]) for entry in entries[start : start + count]])
+        for start, count in zip(starts, per_image, strict=False)
+    ]
+
+
 def encode_images(vlm: Vlm, pixel_inputs: dict[str, torch.Tensor]) -> list[torch.Tensor]:
-    """One pass of the vision tower and projector: projected features per image, in order."""
+    """One pass of the vision tower and projector: its projected feature entries, in order (one
+    per image, or one per tile where the family's tower works on tiles)."""
     # Pinned host tensors copy while the GPU is still busy; elsewhere this is a plain copy.
     inputs = {key: value.to(vlm.device, non_blocking=True) for key, value in pixel_inputs.items()}
     pixels = inputs.get("pixel_values")

@@ -25,7 +25,7 @@ from operators.forward import (
     ForwardResult,
     PrefixBatch,
     TaskRows,
-    encode_images,
+    image_features,
     pool_image_features,
     yes_probability,
 )
@@ -46,7 +46,7 @@ def run_plain(
     with torch.inference_mode():
         embeddings = None
         if embed and prefix.pixel_inputs:
-            embeddings = pool_image_features(encode_images(vlm, prefix.pixel_inputs))
+            embeddings = pool_image_features(image_features(vlm, prefix))
         images = _images_per_prefix(prefix)
         generate = set(rows.generate_rows.tolist())
         probabilities, captions = [], []

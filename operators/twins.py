@@ -26,7 +26,7 @@ from operators.tokenizer import build_tokenizer
 TWINS = FAMILIES.twins()
 # Those the VLM path loads (guards such as ShieldGemma 2 have their own signal and tests).
 VLM_TWINS = FAMILIES.twins(Kind.IMAGE_TEXT_TO_TEXT)
-_NAMED_TOKENS = ("image_token", "boi_token", "eoi_token")
+_UNNAMED_TOKENS = ("bos_token", "eos_token", "pad_token", "unk_token")
 
 
 def published_files_dir() -> Path:
@@ -72,13 +72,20 @@ def twin_tokenizer(files: dict[str, Any]) -> Any:
     """A small locally trained tokenizer holding the checkpoint's real special tokens."""
     specials = files["special_tokens_map.json"]
     added = files["tokenizer_config.json"]["added_tokens"]
+    # Every other single token the map names is one a processor reads by name (Gemma 3's
+    # `image_token`, InternVL's `context_image_token`).
+    named = {
+        key: value
+        for key, value in specials.items()
+        if isinstance(value, str) and key not in _UNNAMED_TOKENS
+    }
     return build_tokenizer(
         added,
         bos=specials.get("bos_token"),  # Qwen2 tokenizers have none
         eos=specials["eos_token"],
         pad=specials["pad_token"],
         unk=specials.get("unk_token"),
-        named={key: specials[key] for key in _NAMED_TOKENS if key in specials},
+        named=named,
         add_bos=bool(files["tokenizer_config.json"].get("add_bos_token", False)),
     )
 

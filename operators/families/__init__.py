@@ -11,9 +11,11 @@ builder. They are registered here, explicitly, in one list; the engines, loading
 
 from __future__ import annotations
 
+from operators.families.aya_vision import AYA_VISION
 from operators.families.base import DEFAULT, Family, FamilyRegistry, Kind, Twin
 from operators.families.gemma3 import GEMMA3
 from operators.families.idefics3 import IDEFICS3
+from operators.families.internvl import INTERNVL
 from operators.families.llava import LLAVA
 from operators.families.llava_next import LLAVA_NEXT, LLAVA_ONEVISION
 from operators.families.mistral3 import MISTRAL3
@@ -44,6 +46,8 @@ for _family in (
     LLAVA_ONEVISION,
     GEMMA3,
     MISTRAL3,
+    INTERNVL,
+    AYA_VISION,
     SHIELDGEMMA2,
     PALIGEMMA,
     QWEN_VL,

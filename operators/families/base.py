@@ -43,6 +43,22 @@ def same_prompt(vlm: Any, text: str) -> str:
     return text
 
 
+# Given one image's pixel inputs as the processor makes them for that image alone: how many
+# entries of the model's `get_image_features(...).pooler_output` they become, in order.
+FeatureEntries = Callable[[Mapping[str, "torch.Tensor"]], int]
+
+
+def one_entry_per_image(pixel_inputs: Mapping[str, torch.Tensor]) -> int:
+    """The tower gives one entry per image (LLaVA; Idefics3, which groups its tiles itself)."""
+    return 1
+
+
+def one_entry_per_tile(pixel_inputs: Mapping[str, torch.Tensor]) -> int:
+    """The tower gives one entry per tile, and the processor stacks an image's tiles (and its
+    thumbnail) along dim 0 of `pixel_values` (InternVL, Aya Vision: GotOcr2-style tiling)."""
+    return int(pixel_inputs["pixel_values"].shape[0])
+
+
 @dataclass(frozen=True)
 class Twin:
     """How to build a small random-weight twin of a published checkpoint of the family.
@@ -79,6 +95,9 @@ class Family:
     # Our rendered prompt text as the processor takes it (`vlm`, text), for the load-time
     # comparison with the processor's own inputs.
     processor_prompt: Callable[[Any, str], str] = same_prompt
+    # How many vision-tower feature entries one image gives; the shared-prefix engine joins
+    # them, in order, into that image's features (all its tiles fill its image tokens).
+    feature_entries: FeatureEntries = field(default=one_entry_per_image)
     # Why loading refuses the family outright (None: it loads, and its engine is checked).
     refused: str | None = None
     # Published checkpoints this family can twin (`vlmod model make-tiny --like ID`).

@@ -107,13 +107,13 @@ def _schema_problem(doc: YamlDocument, item: Any, path: Path, model: type[BaseMo
 
 
 def _data_path(data: Any, loc: tuple[Any, ...]) -> Path:
-    """The longest prefix of a pydantic location that exists in the data (drops union tags)."""
+    """The steps of a pydantic location that exist in the data: union tags are dropped."""
     path: list[str | int] = []
     for step in loc:
         try:
             data = data[step]
         except (KeyError, IndexError, TypeError):
-            break
+            continue
         path.append(step)
     return tuple(path)
 

@@ -106,3 +106,20 @@ def test_policy_check_reads_the_models_of_the_config_it_is_given(tmp_path):
         app, ["policy", "check", "--config", str(config), str(tmp_path / "cascade.yaml")]
     )
     assert checked.exit_code == 0, checked.output
+
+
+def test_each_model_is_its_own_serve_deployment_sized_by_its_own_pool(tmp_path):
+    from pipelines.serving import build_app, signal_deployment
+
+    config = load_config(config_file(tmp_path, TWO_MODELS))
+    # Ray keeps a bound application's deployment in `_bound_deployment`; nothing is started.
+    large = signal_deployment(config, "large")._bound_deployment
+    assert (large.name, large.init_args[1]) == ("vlm-large", "large")
+    assert large.ray_actor_options == {"num_cpus": 1.0, "num_gpus": 0.5}
+    assert signal_deployment(config)._bound_deployment.name == "vlm"
+    args = {**config.model_dump(mode="json"), "policy_dir": "policies/examples"}
+    models = build_app(args)._bound_deployment.init_args[1]
+    assert {name: app._bound_deployment.name for name, app in models.items()} == {
+        "default": "vlm",
+        "large": "vlm-large",
+    }

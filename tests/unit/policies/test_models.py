@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 
 from contracts.records import Action, Post
@@ -9,6 +11,7 @@ from contracts.registry import default_registry
 from contracts.vlm import DEFAULT_MODEL, About, TaskKind, VlmTask
 from policies.exceptions import PolicyInvalid
 from policies.loader import load_policy, load_policy_dir
+from policies.testing import run_tests
 
 CASCADE = """\
 id: cascade
@@ -79,3 +82,9 @@ def test_the_large_model_is_planned_only_where_the_small_one_left_a_rule_open(
     if action is not None:
         [outcome] = cascade.evaluate(post, known).active
         assert outcome.decision.action is action and not outcome.decision.rule_errors
+
+
+def test_the_cascade_example_loads_against_two_models_and_its_tests_pass():
+    example = Path(__file__).parents[3] / "policies" / "cascade"
+    report = run_tests([example], default_registry(TWO_MODELS))
+    assert report.ok and len(report.results) == 4, [*report.failed, *report.problems]

@@ -139,3 +139,23 @@ def test_the_large_model_runs_only_for_posts_the_small_one_left_open(tmp_path, c
             assert verdict.action == "block"
     assert verdicts[undecided[0]].models["large"].name.endswith("tiny-llava")
     assert verdicts[undecided[0]].model.name.endswith("tiny-smolvlm")
+
+
+def test_one_answer_cache_shared_by_both_models_keeps_their_answers_apart(sources):
+    from operators.cache import SignalCache
+
+    cache = SignalCache.in_memory()
+    task = VlmTask(TaskKind.QUESTION, QUESTION)
+    request = InferenceRequest("p", (drawn_image(0),), frozenset({task}))
+    operators = [sources[name].operator for name in ("default", "large")]
+    try:
+        for operator in operators:
+            operator.cache = cache
+        small, large, again = (
+            sources[name].compute([request])[0] for name in ("default", "large", "default")
+        )
+    finally:
+        for operator in operators:
+            operator.cache = None
+    assert (small.cache_hits, large.cache_hits, again.cache_hits) == (0, 0, 1)
+    assert large.values[task] != small.values[task] == again.values[task]

@@ -85,6 +85,21 @@ def test_every_models_problem_is_reported_at_its_position(tmp_path):
     ]
 
 
+def test_a_model_name_is_given_once(tmp_path):
+    path = config_file(
+        tmp_path,
+        """\
+        kafka: {bootstrap_servers: "broker:9092"}
+        models:
+          large: {name_or_path: a, cost: large}
+          large: {name_or_path: b, cost: 2}
+        """,
+    )
+    with pytest.raises(ConfigInvalid) as refused:
+        load_config(path)
+    assert refused.value.reason == f"{path}:4:3: duplicate key 'large' (first at line 3)"
+
+
 def test_policies_may_name_the_configs_models_and_no_others(tmp_path):
     policies = tmp_path / "policies"
     policies.mkdir()

@@ -245,7 +245,17 @@ class Verdict(BaseModel):
         default_factory=list, description="Rules that failed to evaluate for this post."
     )
     signals: Signals = Field(default_factory=Signals, description="Inputs to the decision.")
-    model: ModelRef | None = Field(None, description="Model that computed the signals.")
+    model: ModelRef | None = Field(
+        None,
+        description="The pipeline's default model: the one labels and questions naming no "
+        "model ask. `models` says which models answered for this post.",
+    )
+    models: dict[str, ModelRef] = Field(
+        default_factory=dict,
+        description="The models that answered for this post, by the pipeline's name for each "
+        "(`default`, or a key of its `models:`), in the order they were asked: cheapest first. "
+        "A large model is absent where the smaller ones' answers decided.",
+    )
     shadow: bool = Field(
         False, description="True for a shadow policy's verdict; it routes nothing."
     )

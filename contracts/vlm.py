@@ -10,6 +10,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from enum import StrEnum
 
+DEFAULT_MODEL = "default"  # the pipeline's `model:`; tasks that name no model go to it
+
 
 class About(StrEnum):
     """What a label or question is about."""
@@ -29,11 +31,16 @@ class TaskKind(StrEnum):
 
 @dataclass(frozen=True)
 class VlmTask:
-    """One thing asked of the model about a post; hashable, the key of its value."""
+    """One thing asked of a model about a post; hashable, the key of its value.
+
+    `model` is the pipeline's name of the model asked (`models:` in its config), so the same
+    prompt put to two models is two tasks with two values.
+    """
 
     kind: TaskKind
     prompt: str = ""
     about: About = About.IMAGE
+    model: str = DEFAULT_MODEL
 
     # Tasks key every computed value, so they are hashed in every lookup: hash once. The
     # cached hash stays out of pickles, since another process hashes strings differently.
@@ -41,7 +48,7 @@ class VlmTask:
         try:
             return self.__dict__["_hash"]
         except KeyError:
-            value = hash((self.kind, self.prompt, self.about))
+            value = hash((self.kind, self.prompt, self.about, self.model))
             object.__setattr__(self, "_hash", value)
             return value
 

@@ -14,14 +14,31 @@ text and every image, in order, in one prompt):
           about: post                                   # the text and every image together
       labels:
         threat: {ask: "a threat of violence", about: post}
+
+A label or question may name the model it is asked of (`model: large`, one of the pipeline's
+`models:`); without one it goes to the default model (`model:`). The pipeline asks cheaper
+models first, so a large model is asked only where a small one's answers left a rule open:
+
+    questions:
+      weapon: "Is there a weapon?"                          # the default model
+      weapon_large: {ask: "Is there a weapon?", model: large}
 """
 
 from __future__ import annotations
 
 from collections.abc import Hashable, Mapping, Sequence
-from typing import Any
+from functools import lru_cache
+from typing import Annotated, Any
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Discriminator,
+    Field,
+    Tag,
+    create_model,
+    field_validator,
+)
 
 from contracts.producers import (
     Ask,
@@ -32,7 +49,7 @@ from contracts.producers import (
     SignalProducer,
     Variable,
 )
-from contracts.vlm import About, TaskKind, VlmTask
+from contracts.vlm import DEFAULT_MODEL, About, TaskKind, VlmTask
 
 VLM_VERSION = "replica"  # the replica's own cache key carries the model and prompt fingerprint
 
@@ -48,9 +65,40 @@ class AskSpec(BaseModel):
         description="image: asked of each image, the max over images. post: the text and "
         "every image together, in one prompt.",
     )
+    model: str = Field(
+        DEFAULT_MODEL,
+        description="The model asked: a name under the pipeline's `models:`, or `default` "
+        "(`model:`). A model of a larger cost is asked only where cheaper ones left a rule open.",
+    )
 
 
 PromptSpec = str | AskSpec
+
+
+def _prompt_form(value: Any) -> str:
+    """Which form a prompt is written in, so an error names only that form's problem."""
+    return "text" if isinstance(value, str) else "spec"
+
+
+@lru_cache(maxsize=16)
+def prompt_type(models: tuple[str, ...]) -> Any:
+    """The type of one prompt: its text, or an AskSpec whose `model:` is one of `models`."""
+    # The AskSpec class is built at run time, which a static checker cannot follow.
+    spec = Annotated[ask_spec_for(models), Tag("spec")]  # type: ignore[valid-type]
+    return Annotated[Annotated[str, Tag("text")] | spec, Discriminator(_prompt_form)]
+
+
+@lru_cache(maxsize=16)
+def ask_spec_for(models: tuple[str, ...]) -> type[AskSpec]:
+    """AskSpec that accepts only `models` as `model:` (one class per set, so schemas are cached)."""
+
+    def known(name: str) -> str:
+        if name not in models:
+            raise ValueError(f"unknown model {name!r}; the pipeline has {', '.join(models)}")
+        return name
+
+    validators = {"known_model": field_validator("model")(known)}
+    return create_model("AskSpec", __base__=AskSpec, __validators__=validators)
 
 
 class _ReplicaProducer:
@@ -70,10 +118,17 @@ class _ReplicaProducer:
 
 
 class _PromptProducer(_ReplicaProducer):
-    """Named prompts, each a label or a question about each image or the whole post."""
+    """Named prompts, each a label or a question about each image or the whole post.
+
+    `models` are the names a prompt's `model:` may take: the pipeline's models.
+    """
 
     kind: TaskKind
-    config = dict[str, PromptSpec]
+
+    def __init__(self, models: Sequence[str] = (DEFAULT_MODEL,)) -> None:
+        self.models = tuple(models)
+        # The prompt type is built at run time from the models: a static checker cannot follow.
+        self.config: Any = dict[str, prompt_type(self.models)]  # type: ignore[misc]
 
     def asks(self, value: Mapping[str, PromptSpec]) -> list[Ask]:
         """One ask per named prompt."""
@@ -84,7 +139,7 @@ class _PromptProducer(_ReplicaProducer):
         """The model task a prompt asks for."""
         if isinstance(spec, str):
             return VlmTask(self.kind, spec.strip(), About.IMAGE)
-        return VlmTask(self.kind, spec.ask.strip(), spec.about)
+        return VlmTask(self.kind, spec.ask.strip(), spec.about, spec.model)
 
 
 class LabelSignals(_PromptProducer):
@@ -130,6 +185,6 @@ class EmbeddingSignals(_FlagProducer):
     variables = (Variable("embedding", "list(double)", description="mean image embedding"),)
 
 
-def vlm_producers() -> list[SignalProducer]:
-    """The model's four producers, in the order they are registered."""
-    return [LabelSignals(), QuestionSignals(), CaptionSignals(), EmbeddingSignals()]
+def vlm_producers(models: Sequence[str] = (DEFAULT_MODEL,)) -> list[SignalProducer]:
+    """The model's four producers, in registration order; prompts may ask any of `models`."""
+    return [LabelSignals(models), QuestionSignals(models), CaptionSignals(), EmbeddingSignals()]

@@ -12,8 +12,8 @@ from pipelines.config import PipelineConfig
 from pipelines.consumer import ModerationLoop
 from pipelines.kafka_io import BatchConsumer, Producer
 from pipelines.local import build_moderator
-from pipelines.producers import producer_registry
-from pipelines.serving import SIGNAL_DEPLOYMENT, ServeSignalSource, signal_app_name
+from pipelines.producers import pipeline_registry
+from pipelines.serving import serve_sources, signal_app_name, signal_deployment_name
 from pipelines.telemetry import install_exporters
 
 log = logging.getLogger(__name__)
@@ -22,7 +22,7 @@ log = logging.getLogger(__name__)
 # Two threads: one runs the loop, the other takes `stop` and `stats` calls meanwhile.
 @ray.remote(max_concurrency=2)  # type: ignore[call-overload]  # ray's stubs lack actor options
 class ConsumerActor:
-    """Wraps a ModerationLoop whose signals come from the Serve replica pool."""
+    """Wraps a ModerationLoop whose signals come from each model's Serve replica pool."""
 
     def __init__(self, config: dict[str, Any]) -> None:
         from ray import serve
@@ -31,12 +31,16 @@ class ConsumerActor:
 
         settings = PipelineConfig.model_validate(config)
         install_exporters(settings.telemetry)
-        app_name = signal_app_name(settings)
-        handle = serve.get_deployment_handle(SIGNAL_DEPLOYMENT, app_name=app_name)
-        registry = producer_registry(settings.producers)
+        handles = {
+            model: serve.get_deployment_handle(
+                signal_deployment_name(model), app_name=signal_app_name(settings, model)
+            )
+            for model in settings.model_names()
+        }
+        registry = pipeline_registry(settings)
         self.watcher = PolicyWatcher(settings.policy_dir, registry=registry).start()
-        source = ServeSignalSource(handle)
-        moderator = build_moderator(settings, self.watcher, source, registry=registry)
+        sources = serve_sources(handles)
+        moderator = build_moderator(settings, self.watcher, sources, registry=registry)
         consumer = BatchConsumer(
             settings.kafka,
             settings.topics.inputs,

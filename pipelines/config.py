@@ -9,7 +9,14 @@ from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError
 
 from contracts.decoding import PostLimits
 from contracts.producers import ProducerContext
+from contracts.vlm import DEFAULT_MODEL
 from pipelines.exceptions import ConfigInvalid
+from pipelines.model_settings import (
+    ModelName,
+    ModelSettings,
+    NamedModelSettings,
+    ReplicaPoolSettings,
+)
 
 if TYPE_CHECKING:
     from operators.limits import ImageLimits
@@ -88,96 +95,11 @@ class TopicSettings(BaseModel):
         )
 
 
-class ModelSettings(BaseModel):
-    """The VLM checkpoint and how to run it; `tiny:smolvlm` builds a random-weight model offline."""
-
-    model_config = ConfigDict(frozen=True, extra="forbid", protected_namespaces=())
-
-    name_or_path: str = Field("tiny:smolvlm", description="Hub id, local path, or tiny:<arch>.")
-    revision: str | None = Field(None, description="Checkpoint revision (branch, tag or commit).")
-    dtype: str = Field("auto", description="auto, float32, bfloat16 or float16.")
-    device: str = Field("auto", description="auto, cpu, cuda or cuda:N.")
-    attn_implementation: str | None = Field(None, description="eager, sdpa or flash_attention_2.")
-    max_new_tokens: int = Field(32, ge=1, description="Caption length for describe.")
-    max_text_tokens: int = Field(
-        512,
-        ge=1,
-        description="Most tokens of a post's text in the model's prompt; the rest is left out "
-        "and the verdict's input_changes says how many.",
-    )
-    image_splitting: bool | None = Field(
-        None,
-        description="Split images into tiles (SmolVLM/Idefics3); none keeps the checkpoint's "
-        "setting. Off: one tile of the whole image, the cheapest.",
-    )
-    max_image_edge: int | None = Field(
-        None,
-        ge=1,
-        description="Longest image edge in pixels before tiling; caps the tiles per image at "
-        "ceil(edge / tile)^2 + 1 (SmolVLM-256M: 512 px tiles of 64 tokens each).",
-    )
-    preprocess_threads: int = Field(
-        2,
-        ge=0,
-        description="Threads running the image processor on the next chunk of a batch while "
-        "the model runs the current one; 0 runs it inline before each forward.",
-    )
-    fast_pixels: bool = Field(
-        True,
-        description="Resize and tile images in uint8 on the CPU and rescale + normalize them on "
-        "the model's device, bit-exact with the processor (SmolVLM/Idefics3 and LLaVA/CLIP; "
-        "other processors always run as they are). False always runs the processor.",
-    )
-    engine: Literal["eager", "static", "plain"] = Field(
-        "eager",
-        description="eager: a KV cache that grows with each step. static: the question pass and "
-        "decode steps run on a preallocated KV cache with bucketed shapes (rows to a power of "
-        "two, prefix to 64 tokens), reused batch after batch. plain: no shared prefix, each "
-        "question one plain forward of its whole prompt; slow, the reference the others are "
-        "checked against at load.",
-    )
-    self_check: Literal["fallback", "refuse"] = Field(
-        "fallback",
-        description="At load, the shared-prefix engine is checked against the plain one on "
-        "probe posts. fallback: where any probability differs by more than 1e-3 (or the engine "
-        "fails), run the plain engine and say so. refuse: refuse to start instead.",
-    )
-    compile: bool = Field(
-        False,
-        description="torch.compile the vision tower (dynamic tile counts) and the static "
-        "engine's question pass and decode steps (CUDA graphs on a GPU); implies engine: "
-        "static. Each new bucket compiles once.",
-    )
-    local_files_only: bool = Field(False, description="Never contact a model hub.")
-    torch_threads: int | None = Field(
-        None,
-        ge=1,
-        description="CPU threads for torch in each replica; Ray sets one per whole CPU the "
-        "replica reserves, at least one, which starves CPU-only replicas with fractional CPUs.",
-    )
-
-
-class PoolSettings(BaseModel):
-    """The GPU replica pool and the consumers that feed it."""
+class PoolSettings(ReplicaPoolSettings):
+    """The default model's replica pool and the consumers that feed every model's pool."""
 
     model_config = ConfigDict(frozen=True, extra="forbid")
 
-    min_replicas: int = Field(1, ge=0, description="Fewest model replicas.")
-    max_replicas: int = Field(1, ge=1, description="Most model replicas.")
-    num_gpus: float = Field(0.0, ge=0, description="GPU share per replica; fractions allowed.")
-    num_cpus: float = Field(1.0, ge=0, description="CPU share per replica.")
-    max_batch_size: int = Field(
-        32,
-        ge=1,
-        description="Most calls combined into one model batch: an HTTP post or a consumer "
-        "micro-batch each. The model splits a batch past its row limit into several forwards.",
-    )
-    batch_wait_timeout_s: float = Field(
-        0.0, ge=0, description="Longest wait to fill a batch; 0 batches what queued meanwhile."
-    )
-    target_ongoing_requests: float = Field(
-        8, gt=0, description="Autoscaling target: consumer micro-batches queued per replica."
-    )
     consumers: int = Field(1, ge=1, description="Kafka consumer actors in the group.")
     consumer_num_cpus: float = Field(0.5, ge=0, description="CPU share per consumer actor.")
     max_poll_records: int = Field(64, ge=1, description="Most posts handed out per poll.")
@@ -349,7 +271,16 @@ class PipelineConfig(BaseModel):
         None, description="Redis for the answer cache and the hash banks; none: uncached, no banks."
     )
     cache_ttl_s: int = Field(7 * 24 * 3600, gt=0, description="Lifetime of cached answers.")
-    model: ModelSettings = Field(default_factory=ModelSettings, description="The VLM.")
+    model: ModelSettings = Field(
+        default_factory=ModelSettings,
+        description="The default VLM, named `default`: labels and questions naming no model "
+        "ask it. Its replica pool is `pool`.",
+    )
+    models: dict[ModelName, NamedModelSettings] = Field(
+        default_factory=dict,
+        description="More models by name, each with its own cost class and replica pool; a "
+        "policy's label or question asks one with `model: NAME`.",
+    )
     policy_dir: str = Field("policies/examples", description="Directory of policy files.")
     pool: PoolSettings = Field(default_factory=PoolSettings, description="Replicas and consumers.")
     retry: RetrySettings = Field(default_factory=RetrySettings, description="Inference retries.")
@@ -369,6 +300,18 @@ class PipelineConfig(BaseModel):
     specialists: SpecialistSettings = Field(
         default_factory=SpecialistSettings, description="OCR, NSFW and hash-bank settings."
     )
+
+    def model_names(self) -> tuple[str, ...]:
+        """Every model's name: `default` (`model:`), then those under `models:`."""
+        return (DEFAULT_MODEL, *self.models)
+
+    def model_settings(self, name: str) -> ModelSettings:
+        """The settings of the model called `name`."""
+        return self.model if name == DEFAULT_MODEL else self.models[name]
+
+    def replica_pool(self, name: str) -> ReplicaPoolSettings:
+        """The replica pool of the model called `name` (`pool` for the default model)."""
+        return self.pool if name == DEFAULT_MODEL else self.models[name].pool
 
     def producer_context(self) -> ProducerContext:
         """What producers that need a store or settings are bound to."""

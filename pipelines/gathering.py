@@ -1,9 +1,10 @@
-"""Steps fetch and compute: one cost stage's producers over a batch of posts.
+"""Steps fetch and compute: one stage's producers over a batch of posts.
 
 A stage fetches the images its producers read, runs its consumer-side producers here (in
 registration order, so a producer reading another's values runs after it), and ships its
-model tasks to the replica pool in one call per batch. Transient failures are retried with
-backoff; a post that keeps failing ends as a dead letter.
+model tasks to each of its models' replica pools in one call per batch (`pipelines.stages`:
+the model's stage runs once per model cost rank, cheapest first). Transient failures are
+retried with backoff; a post that keeps failing ends as a dead letter.
 """
 
 from __future__ import annotations
@@ -32,12 +33,17 @@ from contracts.producers import (
     is_cacheable,
 )
 from contracts.records import InputChange, InputChangeKind, ProducerRun
-from contracts.vlm import About, VlmTask, empty_value
 from pipelines.config import RetrySettings
 from pipelines.journey import Journey
+from pipelines.model_tasks import (
+    answer_without_model,
+    inference_request,
+    open_requests,
+    record_model_runs,
+)
 from pipelines.retry import backoff_delay, should_retry
 from pipelines.signal_records import Failure, InferenceRequest, InferenceResult
-from pipelines.signal_source import SignalSource
+from pipelines.stages import CostStage, ModelSources, stages_of
 from pipelines.telemetry import Telemetry
 
 if TYPE_CHECKING:
@@ -52,10 +58,10 @@ CacheKeys = dict[int, dict[Hashable, str]]  # id(journey) -> request -> cache ke
 
 @dataclass
 class SignalGatherer:
-    """Computes what each post's plan asks of one cost stage's producers."""
+    """Computes what each post's plan asks of one stage's producers and models."""
 
     registry: ProducerRegistry
-    source: SignalSource
+    models: ModelSources
     loader: ImageLoader
     retry: RetrySettings
     telemetry: Telemetry
@@ -65,19 +71,19 @@ class SignalGatherer:
         default_factory=lambda: ThreadPoolExecutor(8, thread_name_prefix="fetch")
     )
 
-    def stages(self) -> list[Cost]:
-        """The cost classes to run, cheapest first."""
-        return self.registry.costs()
+    def stages(self) -> list[CostStage]:
+        """The stages to run, cheapest first: each cost class, the model's once per model rank."""
+        on_replica = {p.cost for p in self.registry if p.placement is Placement.REPLICA}
+        return stages_of(self.registry.costs(), on_replica, self.models)
 
-    def gather(self, cost: Cost, journeys: Sequence[Journey]) -> None:
-        """Steps fetch and compute for stage `cost`, retrying transient failures with backoff."""
-        producers = [p for p in self.registry if p.cost == cost]
-        names = [p.name for p in producers]
-        pending = [j for j in journeys if j.live and j.plan.only(names)]
+    def gather(self, stage: CostStage, journeys: Sequence[Journey]) -> None:
+        """Steps fetch and compute for `stage`, retrying transient failures with backoff."""
+        producers = [p for p in self.registry if p.cost == stage.cost]
+        pending = [j for j in journeys if j.live and _has_work(j, producers, stage.models)]
         attempt = 0
         while pending:
             attempt += 1
-            self._attempt(pending, producers)
+            self._attempt(pending, producers, stage.models)
             pending = self._to_retry(pending, attempt)
 
     def _to_retry(self, journeys: Sequence[Journey], attempt: int) -> list[Journey]:
@@ -96,21 +102,26 @@ class SignalGatherer:
                 journey.failure = None
         return retrying
 
-    def _attempt(self, journeys: Sequence[Journey], producers: list[SignalProducer]) -> None:
+    def _attempt(
+        self, journeys: Sequence[Journey], producers: list[SignalProducer], models: Sequence[str]
+    ) -> None:
         for journey in journeys:
             journey.attempts += 1
-        self._fetch([j for j in journeys if j.images is None and _reads_images(j, producers)])
+        unfetched = [j for j in journeys if j.images is None]
+        self._fetch([j for j in unfetched if _reads_images(j, producers, models)])
         for producer in producers:
             if producer.placement is Placement.CONSUMER:
                 self._run_here(producer, [j for j in journeys if j.failure is None])
         replica = [p.name for p in producers if p.placement is Placement.REPLICA]
-        ready = [j for j in journeys if j.failure is None and _open(j, replica)]
-        if ready:
-            self._infer(ready, replica)
+        for model in models:
+            live = [j for j in journeys if j.failure is None]
+            ready = [j for j in live if open_requests(j, replica, {model})]
+            if ready:
+                self._infer(ready, replica, model)
 
     def _run_here(self, producer: SignalProducer, journeys: Sequence[Journey]) -> None:
         """One `compute` call of a consumer-side producer over every post that needs it."""
-        work = [(j, _open(j, [producer.name])) for j in journeys]
+        work = [(j, open_requests(j, [producer.name])) for j in journeys]
         work = [(j, requests) for j, requests in work if requests]
         cached = (
             self.cache is not None and producer.cost >= Cost.SPECIALIST and is_cacheable(producer)
@@ -183,27 +194,29 @@ class SignalGatherer:
                 items[keys[id(journey)][request]] = json.dumps(entry).encode()
         self.cache.set_many(items)
 
-    def _infer(self, journeys: Sequence[Journey], replica: list[str]) -> None:
-        """Model tasks of every post in one call to the replica pool."""
+    def _infer(self, journeys: Sequence[Journey], replica: list[str], model: str) -> None:
+        """Every post's tasks for `model` in one call to its replica pool."""
         found_text = [p.name for p in self.registry if getattr(p, "adds_text", False)]
-        requests = [_inference_request(j, replica, found_text) for j in journeys]
+        requests = [inference_request(j, replica, model, found_text) for j in journeys]
         sent = [(j, r) for j, r in zip(journeys, requests, strict=True) if r.tasks]
         for journey, request in zip(journeys, requests, strict=True):
-            _answer_without_model(journey, replica, request)
+            answer_without_model(journey, replica, model, request)
         if not sent:
             return
         started = time.perf_counter()
         with self.telemetry.tracer.start_as_current_span("infer", context=sent[0][0].context) as s:
-            s.set_attribute("batch.posts", len(sent))
-            results = self._call_replicas([r for _, r in sent])
+            s.set_attributes({"batch.posts": len(sent), "model": model})
+            results = self._call_replicas(model, [r for _, r in sent])
         share_ms = (time.perf_counter() - started) * 1000 / len(sent)
         for (journey, request), result in zip(sent, results, strict=True):
             self._keep_result(journey, replica, result)
-            _record_model_runs(journey, replica, request, result, share_ms)
+            record_model_runs(journey, replica, request, result, share_ms)
+            if result.failure is None:
+                journey.answered_by(model)
 
-    def _call_replicas(self, requests: list[InferenceRequest]) -> list[InferenceResult]:
+    def _call_replicas(self, model: str, requests: list[InferenceRequest]) -> list[InferenceResult]:
         try:
-            return self.source.compute(requests)
+            return self.models.sources[model].compute(requests)
         except Exception as error:  # a lost replica or a broken model: every post may retry
             log.warning("inference failed for %d posts: %s", len(requests), error)
             return [InferenceResult(r.post_id, failure=Failure.of(error)) for r in requests]
@@ -261,21 +274,26 @@ def _cache_keys(
     return {request: cache_key(producer, content, request) for request in requests}
 
 
-def _open(journey: Journey, producers: Sequence[str]) -> frozenset[Hashable]:
-    """Requests of `producers` in the journey's plan that are not computed yet."""
-    return frozenset(
-        request
-        for name in producers
-        for request in journey.plan.requests.get(name, ())
-        if (name, request) not in journey.computed
-    )
+def _stage_open(
+    journey: Journey, producer: SignalProducer, models: Sequence[str]
+) -> frozenset[Hashable]:
+    """What `producer` has still to compute for the post in a stage asking `models`."""
+    on_replica = producer.placement is Placement.REPLICA
+    return open_requests(journey, [producer.name], models if on_replica else None)
 
 
-def _reads_images(journey: Journey, producers: Sequence[SignalProducer]) -> bool:
+def _has_work(journey: Journey, producers: Sequence[SignalProducer], models: Sequence[str]) -> bool:
+    """True when some producer of the stage has a request of the post's plan to compute."""
+    return any(_stage_open(journey, p, models) for p in producers)
+
+
+def _reads_images(
+    journey: Journey, producers: Sequence[SignalProducer], models: Sequence[str]
+) -> bool:
     """True when the post has images and some planned producer of the stage reads them."""
     if journey.post is None or not journey.post.images:
         return False
-    return any(Input.IMAGES in p.inputs and _open(journey, [p.name]) for p in producers)
+    return any(_stage_open(journey, p, models) for p in producers if Input.IMAGES in p.inputs)
 
 
 def _has_url(journey: Journey) -> bool:
@@ -330,63 +348,3 @@ def _run(producer: str, ms: float, entry: dict[str, Any], *, cached: bool = Fals
         notes=entry.get("notes") or [],
         unavailable=entry.get("unavailable"),
     )
-
-
-def _record_model_runs(
-    journey: Journey,
-    replica: list[str],
-    request: InferenceRequest,
-    result: InferenceResult,
-    ms: float,
-) -> None:
-    """Each model producer that had tasks in the post's replica call, sharing the call's time."""
-    cached = result.failure is None and result.cache_hits > 0 and result.cache_misses == 0
-    for name in replica:
-        if any(task in request.tasks for task in journey.plan.requests.get(name, ())):
-            journey.ran(ProducerRun(name=name, ms=round(ms, 3), cached=cached))
-
-
-def _inference_request(
-    journey: Journey, replica: list[str], found_text: Sequence[str] = ()
-) -> InferenceRequest:
-    """The model tasks that need the model: none about images when the post has none.
-
-    The text is the post's, then any text found in it (`found_text` producers, e.g. OCR):
-    all of it untrusted, all of it read by the tasks about the whole post.
-    """
-    post = journey.post
-    assert post is not None
-    tasks = frozenset(t for t in _open(journey, replica) if isinstance(t, VlmTask))
-    if not post.images:
-        tasks = frozenset(t for t in tasks if t.about is About.POST and post.text)
-    return InferenceRequest(
-        post_id=post.id,
-        images=journey.images or (),
-        tasks=tasks,
-        text=_with_found_text(post.text, journey, found_text),
-        trace_headers=tuple(journey.trace_headers),
-    )
-
-
-FOUND_TEXT_HEADING = "\n\nText found in the images:\n"
-
-
-def _with_found_text(text: str | None, journey: Journey, found_text: Sequence[str]) -> str | None:
-    """The post's text followed by what producers read in its images, when they ran."""
-    found = [
-        value
-        for (name, _), value in journey.computed.items()
-        if name in found_text and isinstance(value, str) and value.strip()
-    ]
-    if not found:
-        return text
-    return (text or "") + FOUND_TEXT_HEADING + "\n".join(found)
-
-
-def _answer_without_model(journey: Journey, replica: list[str], request: InferenceRequest) -> None:
-    """Tasks with nothing to look at (image tasks on a post without images) get empty values."""
-    for name in replica:
-        for task in journey.plan.requests.get(name, ()):
-            unasked = task not in request.tasks and (name, task) not in journey.computed
-            if isinstance(task, VlmTask) and unasked:
-                journey.computed[(name, task)] = empty_value(task)

@@ -41,7 +41,8 @@ class Journey:
 
     `computed` collects every producer's values, keyed by (producer, request); `plan` is what
     some rule can still use that is not computed yet, across every stage. `unavailable` says
-    why a value could not be had (its store was down); `runs` is each producer's work on it.
+    why a value could not be had (its store was down); `runs` is each producer's work on it;
+    `models` names the models that answered for it, in the order they were asked.
     """
 
     message: SourceMessage
@@ -52,6 +53,7 @@ class Journey:
     computed: dict[SignalKey, Any] = field(default_factory=dict)
     unavailable: dict[SignalKey, str] = field(default_factory=dict)
     runs: dict[str, ProducerRun] = field(default_factory=dict)
+    models: list[str] = field(default_factory=list)
     planned_with: int = -1  # how many values were computed when `plan` was made
     plan_memo: PlanMemo = field(default_factory=dict)  # each policy's last plan for this post
     scope: PostScope | None = None  # the post's CEL values, shared by every plan and decision
@@ -76,6 +78,11 @@ class Journey:
         if before is not None:
             run = run.model_copy(update={"ms": before.ms + run.ms})
         self.runs[run.name] = run
+
+    def answered_by(self, model: str) -> None:
+        """Record that `model` answered tasks for this post (once per model)."""
+        if model not in self.models:
+            self.models.append(model)
 
     def note(self, change: InputChange) -> None:
         """Record a change made to the post's input, for the verdict."""

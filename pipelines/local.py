@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -10,34 +11,36 @@ from contracts.producers import ProducerRegistry, bind_all
 from contracts.records import DeadLetter, Post, Verdict
 from pipelines.config import PipelineConfig
 from pipelines.gathering import SignalGatherer
-from pipelines.producers import producer_registry
+from pipelines.producers import pipeline_registry
 from pipelines.signal_source import SignalSource
+from pipelines.stages import ModelSources
 from pipelines.steps import Moderator, SourceMessage
 from pipelines.telemetry import Telemetry, telemetry
-from pipelines.wiring import build_signal_source, image_limits, signal_cache
+from pipelines.wiring import build_model_sources, image_limits, signal_cache
 from policies.policy_set import PolicySet
 
 
 def build_moderator(
     config: PipelineConfig,
     policies: Any,
-    source: SignalSource,
+    sources: SignalSource | Mapping[str, SignalSource],
     tele: Telemetry | None = None,
     registry: ProducerRegistry | None = None,
 ) -> Moderator:
-    """A Moderator over `policies` (a PolicySet, or anything with `.current()`) and `source`.
+    """A Moderator over `policies` (a PolicySet, or anything with `.current()`) and `sources`.
 
-    `registry` must be the one the policies were loaded with (default: the config's).
+    `sources` has one source per model of the config, by name; a single source is the default
+    model's. `registry` must be the one the policies were loaded with (default: the config's).
     """
     from operators.images import ImageLoader
 
     current = policies.current if hasattr(policies, "current") else (lambda: policies)
     tele = tele or telemetry()
-    registry = registry or producer_registry(config.producers)
+    registry = registry or pipeline_registry(config)
     bind_all(registry, config.producer_context())
     gatherer = SignalGatherer(
         registry=registry,
-        source=source,
+        models=ModelSources.of(config, sources),
         loader=ImageLoader(image_limits(config)),
         retry=config.retry,
         telemetry=tele,
@@ -61,20 +64,22 @@ class LocalModerator:
 
     @classmethod
     def from_config(
-        cls, config: PipelineConfig, source: SignalSource | None = None
+        cls,
+        config: PipelineConfig,
+        sources: SignalSource | Mapping[str, SignalSource] | None = None,
     ) -> LocalModerator:
-        """Watched policies from the config's directory; signals from `source` or in-process."""
+        """Watched policies from the config's directory; signals from `sources` or in-process."""
         from policies.watch import PolicyWatcher
 
-        registry = producer_registry(config.producers)
+        registry = pipeline_registry(config)
         watcher = PolicyWatcher(config.policy_dir, registry=registry).start()
-        source = source or build_signal_source(config)
-        return cls(build_moderator(config, watcher, source, registry=registry))
+        sources = sources or build_model_sources(config)
+        return cls(build_moderator(config, watcher, sources, registry=registry))
 
     @classmethod
     def with_policies(cls, config: PipelineConfig, policies: PolicySet) -> LocalModerator:
-        """A moderator over a fixed PolicySet and the config's in-process model."""
-        return cls(build_moderator(config, policies, build_signal_source(config)))
+        """A moderator over a fixed PolicySet and the config's models, in-process."""
+        return cls(build_moderator(config, policies, build_model_sources(config)))
 
     def moderate_one(
         self, post: Post | dict[str, Any] | bytes

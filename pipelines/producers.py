@@ -9,18 +9,30 @@ from __future__ import annotations
 
 import importlib
 from collections.abc import Sequence
+from typing import TYPE_CHECKING
 
 from contracts.producers import ProducerRegistry, SignalProducer
 from contracts.registry import default_registry
+from contracts.vlm import DEFAULT_MODEL
 from pipelines.exceptions import ConfigInvalid
 
+if TYPE_CHECKING:
+    from pipelines.config import PipelineConfig
 
-def producer_registry(extra: Sequence[str] = ()) -> ProducerRegistry:
-    """The installed producers, then each of `extra` (import paths)."""
-    registry = default_registry()
+
+def producer_registry(
+    extra: Sequence[str] = (), models: Sequence[str] = (DEFAULT_MODEL,)
+) -> ProducerRegistry:
+    """The installed producers, then each of `extra` (import paths); prompts may ask `models`."""
+    registry = default_registry(models)
     for path in extra:
         registry.register(load_producer(path))
     return registry
+
+
+def pipeline_registry(config: PipelineConfig) -> ProducerRegistry:
+    """The producers `config` runs: the installed ones, its `producers:`, asking its models."""
+    return producer_registry(config.producers, config.model_names())
 
 
 def load_producer(path: str) -> SignalProducer:

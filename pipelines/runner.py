@@ -1,4 +1,4 @@
-"""Starts the streaming pipeline on a running Ray: topics, the replica pool, the consumer actors."""
+"""Starts the streaming pipeline on a running Ray: topics, each model's replica pool, consumers."""
 
 from __future__ import annotations
 
@@ -8,14 +8,15 @@ from typing import Any
 
 import ray
 
+from contracts.vlm import DEFAULT_MODEL
 from pipelines.actors import ConsumerActor
 from pipelines.config import PipelineConfig
 from pipelines.exceptions import ReplicaStartFailed
 from pipelines.kafka_io import create_topics
 from pipelines.serving import (
-    SIGNAL_DEPLOYMENT,
     signal_app_name,
     signal_deployment,
+    signal_deployment_name,
     with_absolute_paths,
 )
 from policies.policy_set import PolicySet
@@ -40,27 +41,42 @@ class PipelineRun:
 
     def __init__(self, config: PipelineConfig) -> None:
         self.config = with_absolute_paths(config)
-        self.app_name = signal_app_name(self.config)
+        self.app_names = {m: signal_app_name(self.config, m) for m in self.config.model_names()}
         self.actors: list[Any] = []
         self.runs: list[Any] = []
 
+    @property
+    def app_name(self) -> str:
+        """The Serve application of the default model's replica pool."""
+        return signal_app_name(self.config)
+
     def start(self, policy_set: PolicySet) -> None:
-        """Create missing topics, deploy the replica pool, start the consumer actors."""
+        """Create missing topics, deploy each model's replica pool, start the consumer actors."""
         from ray import serve
 
         if self.config.topics.create:
             names = output_topics(self.config, policy_set)
             create_topics(self.config.kafka, names, partitions=self.config.topics.partitions)
         serve.start(proxy_location="Disabled")
-        try:
-            serve.run(signal_deployment(self.config), name=self.app_name, route_prefix=None)
-        except RuntimeError as error:
-            reason = replica_failure(self.app_name) or str(error)
-            serve.delete(self.app_name)
-            raise ReplicaStartFailed(f"the model replica did not start: {reason}") from error
-        log.info("replica pool %r is up", self.app_name)
+        for model in self.app_names:
+            self._deploy(model)
         for _ in range(self.config.pool.consumers):
             self.add_consumer()
+
+    def _deploy(self, model: str) -> None:
+        """Run `model`'s replica pool; on failure, remove every pool started and say why."""
+        from ray import serve
+
+        app_name = self.app_names[model]
+        try:
+            serve.run(signal_deployment(self.config, model), name=app_name, route_prefix=None)
+        except RuntimeError as error:
+            reason = replica_failure(app_name, signal_deployment_name(model)) or str(error)
+            for started in self.app_names.values():
+                serve.delete(started)
+            which = "model replica" if model == DEFAULT_MODEL else f"replica of model {model!r}"
+            raise ReplicaStartFailed(f"the {which} did not start: {reason}") from error
+        log.info("replica pool %r is up", app_name)
 
     def add_consumer(self) -> Any:
         """One more member of the consumer group; the group rebalances its partitions."""
@@ -82,16 +98,18 @@ class PipelineRun:
 
         _gather([actor.stop.remote() for actor in self.actors], timeout_s)
         results = _gather(self.runs, timeout_s)
-        serve.delete(self.app_name)
+        for app_name in self.app_names.values():
+            serve.delete(app_name)
         return results
 
 
-def replica_failure(app_name: str) -> str | None:
+def replica_failure(app_name: str, deployment_name: str | None = None) -> str | None:
     """The last line of the error a failed model replica reported to Serve, if any."""
     from ray import serve
 
     application = serve.status().applications.get(app_name)
-    deployment = application.deployments.get(SIGNAL_DEPLOYMENT) if application else None
+    name = deployment_name or signal_deployment_name()
+    deployment = application.deployments.get(name) if application else None
     lines = [line.strip() for line in (deployment.message if deployment else "").splitlines()]
     errors = [line for line in lines if line and not line.startswith(("File ", "^", "Traceback"))]
     if not errors:

@@ -1,7 +1,8 @@
-"""Ray Serve: the VLM replica pool with dynamic batching, and the HTTP moderation API.
+"""Ray Serve: a replica pool per model with dynamic batching, and the HTTP moderation API.
 
 `SignalReplica` only wraps `pipelines.replica_core.SignalComputer`; consumers reach it through
-`ServeSignalSource`, which has the same `compute` as the in-process computer.
+`ServeSignalSource`, which has the same `compute` as the in-process computer. Each model of
+the config (`model:`, `models:`) is its own deployment, sized by its own pool settings.
 """
 
 # No `from __future__ import annotations` here: @serve.ingress rebuilds the FastAPI routes and
@@ -19,6 +20,7 @@ from ray import serve
 from ray.serve.handle import DeploymentHandle
 
 from contracts.records import DeadLetter, ModelRef, Verdict
+from contracts.vlm import DEFAULT_MODEL
 from pipelines.config import PipelineConfig
 from pipelines.local import LocalModerator
 from pipelines.signal_records import Failure, InferenceRequest, InferenceResult
@@ -41,14 +43,15 @@ Outcome = tuple[Verdict | None, DeadLetter | None]
 class SignalReplica:
     """One model on its GPU share; requests from every consumer are batched together."""
 
-    def __init__(self, config: dict[str, Any]) -> None:
+    def __init__(self, config: dict[str, Any], model: str = DEFAULT_MODEL) -> None:
         settings = PipelineConfig.model_validate(config)
         install_exporters(settings.telemetry)
-        self.source: SignalSource = build_signal_source(settings)
+        self.source: SignalSource = build_signal_source(settings, model)
         self.telemetry = telemetry()
+        pool = settings.replica_pool(model)
         batcher: Any = self.compute_batch  # @serve.batch adds these setters at run time
-        batcher.set_max_batch_size(settings.pool.max_batch_size)
-        batcher.set_batch_wait_timeout_s(settings.pool.batch_wait_timeout_s)
+        batcher.set_max_batch_size(pool.max_batch_size)
+        batcher.set_batch_wait_timeout_s(pool.batch_wait_timeout_s)
 
     def model(self) -> ModelRef:
         """The model this replica serves."""
@@ -121,9 +124,20 @@ class ServeSignalSource:
             return [InferenceResult(r.post_id, failure=Failure.of(error)) for r in requests]
 
 
-def signal_app_name(config: PipelineConfig) -> str:
-    """The Serve application of a pipeline's replica pool; one per consumer group."""
-    return f"vlmod-signals-{config.consumer_group}"
+def signal_app_name(config: PipelineConfig, model: str = DEFAULT_MODEL) -> str:
+    """The Serve application of a model's replica pool; one per consumer group and model."""
+    base = f"vlmod-signals-{config.consumer_group}"
+    return base if model == DEFAULT_MODEL else f"{base}-{model}"
+
+
+def signal_deployment_name(model: str = DEFAULT_MODEL) -> str:
+    """The Serve deployment of a model's replicas: `vlm`, or `vlm-<model>` for a named one."""
+    return SIGNAL_DEPLOYMENT if model == DEFAULT_MODEL else f"{SIGNAL_DEPLOYMENT}-{model}"
+
+
+def serve_sources(handles: dict[str, DeploymentHandle]) -> dict[str, SignalSource]:
+    """A ServeSignalSource per model, from each model's deployment handle."""
+    return {model: ServeSignalSource(handle) for model, handle in handles.items()}
 
 
 def with_absolute_paths(config: PipelineConfig) -> PipelineConfig:
@@ -136,11 +150,12 @@ def actor_resources(num_cpus: float, num_gpus: float) -> dict[str, float]:
     return {"num_cpus": num_cpus, **({"num_gpus": num_gpus} if num_gpus else {})}
 
 
-def signal_deployment(config: PipelineConfig) -> Any:
-    """The SignalReplica deployment sized and autoscaled as the config's pool says."""
-    pool = config.pool
+def signal_deployment(config: PipelineConfig, model: str = DEFAULT_MODEL) -> Any:
+    """The SignalReplica deployment of `model`, sized and autoscaled as its pool says."""
+    pool = config.replica_pool(model)
     deployment: Any = SignalReplica  # @serve.deployment made it a Deployment
     return deployment.options(
+        name=signal_deployment_name(model),
         autoscaling_config={
             "min_replicas": pool.min_replicas,
             "initial_replicas": max(1, pool.min_replicas),
@@ -149,7 +164,7 @@ def signal_deployment(config: PipelineConfig) -> Any:
         },
         max_ongoing_requests=max(2 * pool.max_batch_size, 2 * int(pool.target_ongoing_requests)),
         ray_actor_options=actor_resources(pool.num_cpus, pool.num_gpus),
-    ).bind(config.model_dump(mode="json"))
+    ).bind(config.model_dump(mode="json"), model)
 
 
 async def read_limited(request: Request, max_bytes: int) -> bytes | None:
@@ -207,11 +222,11 @@ api = FastAPI(title="vlm-moderation", description="Moderate one post synchronous
 class ModerationApi:
     """`POST /v1/moderate`: a Post in, the most severe active Verdict out."""
 
-    def __init__(self, config: dict[str, Any], signals: DeploymentHandle) -> None:
+    def __init__(self, config: dict[str, Any], signals: dict[str, DeploymentHandle]) -> None:
         settings = PipelineConfig.model_validate(config)
         install_exporters(settings.telemetry)
         self.max_request_bytes = settings.api.max_request_bytes
-        self.moderator = LocalModerator.from_config(settings, ServeSignalSource(signals))
+        self.moderator = LocalModerator.from_config(settings, serve_sources(signals))
 
     @api.post("/v1/moderate")
     async def moderate(self, request: Request) -> JSONResponse:
@@ -228,11 +243,12 @@ class ModerationApi:
 
 def build_app(args: dict[str, Any]) -> Any:
     """Application builder for `serve run pipelines.serving:build_app` and deploy/serve.yaml."""
-    from pipelines.producers import producer_registry
+    from pipelines.producers import pipeline_registry
     from policies.loader import load_policy_dir
 
     config = with_absolute_paths(PipelineConfig.model_validate(args))
-    registry = producer_registry(config.producers)
+    registry = pipeline_registry(config)
     load_policy_dir(config.policy_dir, registry=registry)  # no active policy, no app
     deployment: Any = ModerationApi  # @serve.deployment made it a Deployment
-    return deployment.bind(config.model_dump(mode="json"), signal_deployment(config))
+    models = {model: signal_deployment(config, model) for model in config.model_names()}
+    return deployment.bind(config.model_dump(mode="json"), models)

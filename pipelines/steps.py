@@ -1,11 +1,12 @@
 """The pipeline's step list: where a post goes next.
 
     decode   message bytes -> Post               fails to the dead-letter topic (decode, validate)
-    then, for each producer cost stage, cheapest first (`pipelines.gathering`):
+    then, for each cost stage, cheapest first; the model's, once per model cost rank
+    (`pipelines.stages`, `pipelines.gathering`):
       plan     Post + signals so far -> needed   rules already decided skip dearer producers
       fetch    image refs -> bytes               retried with backoff, then dead-lettered
-      compute  the stage's producers             cheap ones here, the VLM on a replica (cached);
-                                                 retried, then dead-lettered
+      compute  the stage's producers             cheap ones here, each model on its replicas
+                                                 (cached); retried, then dead-lettered
     decide   Post + signals -> verdicts          one per policy; shadow policies only report
     route    verdicts -> output messages         verdict, review-queue, shadow, dead-letter topics
     produce  send all, wait for acks, commit     `pipelines.consumer`, after `moderate` returns
@@ -136,11 +137,12 @@ class Moderator:
             )
 
     def _route(self, journey: Journey, decided: SetDecision) -> list[OutMessage]:
-        post = journey.post
+        post, models = journey.post, self.gatherer.models
         assert post is not None
         headers = journey.trace_headers
         common: dict[str, Any] = {
-            "model": self.gatherer.source.model,
+            "model": models.default.model,
+            "models": {name: models.ref(name) for name in journey.models},
             "trace_id": trace_id_of(journey.context),
             "latency_ms": (time.monotonic() - journey.message.received_at) * 1000,
             "input_changes": journey.changes,

@@ -1,10 +1,11 @@
-"""From a PipelineConfig to the operators' own settings and a signal source."""
+"""From a PipelineConfig to the operators' own settings and a signal source per model."""
 
 from __future__ import annotations
 
 import logging
 from typing import TYPE_CHECKING
 
+from contracts.vlm import DEFAULT_MODEL
 from pipelines.signal_source import NoopSignals, SignalSource
 
 if TYPE_CHECKING:
@@ -17,19 +18,29 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 
-def build_signal_source(config: PipelineConfig) -> SignalSource:
-    """The in-process source: `noop`, else the configured VLM (cached when Redis is set)."""
-    if config.model.name_or_path == "noop":
+def build_model_sources(config: PipelineConfig) -> dict[str, SignalSource]:
+    """Every model of `config` in-process, by name: each loaded and checked on its own."""
+    return {name: build_signal_source(config, name) for name in config.model_names()}
+
+
+def build_signal_source(config: PipelineConfig, name: str = DEFAULT_MODEL) -> SignalSource:
+    """The in-process source of model `name`: `noop`, else its VLM (cached when Redis is set).
+
+    The cache is shared: its keys hold each model's own fingerprint (checkpoint, revision,
+    prompt layout), so two models never read each other's answers.
+    """
+    settings = config.model_settings(name)
+    if settings.name_or_path == "noop":
         return NoopSignals()
     from operators.loading import load_vlm
     from operators.tasks import VlmOperator
     from pipelines.replica_core import SignalComputer
 
-    if config.model.torch_threads:
+    if settings.torch_threads:
         import torch
 
-        torch.set_num_threads(config.model.torch_threads)
-    vlm, note = checked_vlm(load_vlm(model_spec(config)), config.model.self_check)
+        torch.set_num_threads(settings.torch_threads)
+    vlm, note = checked_vlm(load_vlm(model_spec(config, name)), settings.self_check)
     operator = VlmOperator(vlm, signal_cache(config))
     return SignalComputer(operator, image_limits(config), engine_note=note)
 
@@ -56,17 +67,17 @@ def signal_cache(config: PipelineConfig) -> SignalCache | None:
     return SignalCache(config.redis_url, ttl_s=config.cache_ttl_s)
 
 
-def model_spec(config: PipelineConfig) -> ModelSpec:
-    """The operators' ModelSpec for the configured model; `tiny:<arch>` is built offline once."""
+def model_spec(config: PipelineConfig, name: str = DEFAULT_MODEL) -> ModelSpec:
+    """The operators' ModelSpec for model `name`; `tiny:<arch>` is built offline once."""
     from operators.spec import ModelSpec
     from operators.tiny import ensure_tiny
 
-    settings = config.model
-    name = settings.name_or_path
-    if name.startswith("tiny:"):
-        name = str(ensure_tiny(name.removeprefix("tiny:")))
+    settings = config.model_settings(name)
+    checkpoint = settings.name_or_path
+    if checkpoint.startswith("tiny:"):
+        checkpoint = str(ensure_tiny(checkpoint.removeprefix("tiny:")))
     return ModelSpec(
-        name,
+        checkpoint,
         revision=settings.revision,
         dtype=settings.dtype,
         device=settings.device,

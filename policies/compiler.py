@@ -10,7 +10,7 @@ import difflib
 import re
 from collections.abc import Hashable
 from dataclasses import replace
-from typing import Any, get_args
+from typing import Any, get_args, get_origin
 
 from pydantic import BaseModel, TypeAdapter, ValidationError
 
@@ -107,13 +107,13 @@ def _schema_problem(doc: YamlDocument, item: Any, path: Path, model: type[BaseMo
 
 
 def _data_path(data: Any, loc: tuple[Any, ...]) -> Path:
-    """The longest prefix of a pydantic location that exists in the data (drops union tags)."""
+    """The steps of a pydantic location that exist in the data: union tags are dropped."""
     path: list[str | int] = []
     for step in loc:
         try:
             data = data[step]
         except (KeyError, IndexError, TypeError):
-            break
+            continue
         path.append(step)
     return tuple(path)
 
@@ -126,13 +126,16 @@ def _dotted(path: Path) -> str:
 
 
 def _allowed_keys(model: type[BaseModel], loc: tuple[Any, ...]) -> list[str]:
+    keyed = False  # the step before was a mapping: this step is one of its keys
     for step in loc:
-        if isinstance(step, int):
+        if isinstance(step, int) or keyed:
+            keyed = False
             continue
         field = model.model_fields.get(str(step))
         inner = _model_in(field.annotation) if field else None
-        if inner is None:
+        if field is None or inner is None:
             return []
+        keyed = get_origin(field.annotation) is dict
         model = inner
     return list(model.model_fields)
 

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import TypeVar
 
 from pydantic import BaseModel, ConfigDict, Field
@@ -56,6 +56,7 @@ class Decision(BaseModel):
         *,
         signals: Signals | None = None,
         model: ModelRef | None = None,
+        models: Mapping[str, ModelRef] | None = None,
         trace_id: str | None = None,
         latency_ms: float = 0.0,
         input_changes: Sequence[InputChange] = (),
@@ -73,6 +74,7 @@ class Decision(BaseModel):
             rule_errors=self.rule_errors,
             signals=signals or Signals(),
             model=model,
+            models=dict(models or {}),
             shadow=self.mode is Mode.SHADOW,
             trace_id=trace_id,
             latency_ms=latency_ms,

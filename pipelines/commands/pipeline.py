@@ -80,7 +80,7 @@ def run(
 
     from pipelines.config import load_config
     from pipelines.kafka_io import create_topics
-    from pipelines.producers import producer_registry
+    from pipelines.producers import pipeline_registry
     from pipelines.runner import PipelineRun
     from pipelines.telemetry import install_exporters
     from policies.loader import load_policy_dir
@@ -89,7 +89,7 @@ def run(
     # Every Kafka failure here ends as one line of ours; kafka-python's retry logs are noise.
     logging.getLogger("kafka").setLevel(logging.NOTSET if verbose else logging.CRITICAL)
     settings = or_exit(lambda: load_config(config))
-    registry = or_exit(lambda: producer_registry(settings.producers))
+    registry = or_exit(lambda: pipeline_registry(settings))
     policy_set = or_exit(lambda: load_policy_dir(settings.policy_dir, registry=registry))
     # Before Ray: an unreachable broker fails in seconds, not minutes (topics come at start).
     or_exit(lambda: create_topics(settings.kafka, []))

@@ -18,6 +18,9 @@ if TYPE_CHECKING:
 app = typer.Typer(help="Check and test policy files.", no_args_is_help=True)
 
 PRODUCER_HELP = "Another signal producer, package.module:ClassName, as in the pipeline's config."
+CONFIG_HELP = (
+    "A pipeline config: policies may name its producers and its models (`model:`, `models:`)."
+)
 
 
 @app.command()
@@ -30,6 +33,7 @@ def check(
         ),
     ] = None,
     producer: Annotated[list[str] | None, typer.Option(help=PRODUCER_HELP)] = None,
+    config: Annotated[Path | None, typer.Option("--config", "-c", help=CONFIG_HELP)] = None,
 ) -> None:
     """Validate policy files; print each problem as FILE:LINE:COL: message; exit 1 if any.
 
@@ -42,7 +46,7 @@ def check(
 
     limits = ExpressionLimits(max_text_scans=max_text_scans or ExpressionLimits.max_text_scans)
     found, unusable = policy_inputs(files)
-    loaded, problems = _load_each(found, limits, _registry(producer))
+    loaded, problems = _load_each(found, limits, _registry(producer, config))
     problems = [*unusable, *problems, *repeated_ids(loaded)]
     for problem in problems:
         typer.echo(str(problem))
@@ -79,11 +83,12 @@ def _load_each(
 def test(
     paths: Annotated[list[Path], typer.Argument(help="Policy files or directories of them.")],
     producer: Annotated[list[str] | None, typer.Option(help=PRODUCER_HELP)] = None,
+    config: Annotated[Path | None, typer.Option("--config", "-c", help=CONFIG_HELP)] = None,
 ) -> None:
     """Run the tests of each policy found and its `<stem>.tests.yaml`; exit 1 on a failure."""
     from policies.testing import run_tests
 
-    report = run_tests(paths, _registry(producer))
+    report = run_tests(paths, _registry(producer, config))
     for problem in report.problems:
         typer.echo(str(problem))
     if not report.files:
@@ -98,12 +103,16 @@ def test(
     raise typer.Exit(1 if failed else 0)
 
 
-def _registry(extra: list[str] | None) -> ProducerRegistry:
-    """The shipped producers plus `extra`; a bad import path is one line, exit 2."""
+def _registry(extra: list[str] | None, config: Path | None) -> ProducerRegistry:
+    """The shipped producers plus `extra` and the config's; a bad one is one line, exit 2."""
+    from pipelines.config import load_config
     from pipelines.producers import producer_registry
 
     try:
-        return producer_registry(extra or ())
+        if config is None:
+            return producer_registry(extra or ())
+        settings = load_config(config)
+        return producer_registry([*settings.producers, *(extra or ())], settings.model_names())
     except (ModerationError, ValueError) as error:
         typer.echo(f"error: {getattr(error, 'reason', error)}", err=True)
         raise typer.Exit(2) from None

@@ -176,13 +176,11 @@ def start_pipeline(ray_local):
     collectors: list[OutputCollector] = []
 
     def start(config: PipelineConfig) -> tuple[PipelineRun, OutputCollector]:
-        from pipelines.producers import producer_registry
+        from pipelines.producers import pipeline_registry
         from pipelines.runner import review_topics
         from policies.loader import load_policy_dir
 
-        policy_set = load_policy_dir(
-            config.policy_dir, registry=producer_registry(config.producers)
-        )
+        policy_set = load_policy_dir(config.policy_dir, registry=pipeline_registry(config))
         run = PipelineRun(config)
         run.start(policy_set)
         runs.append(run)

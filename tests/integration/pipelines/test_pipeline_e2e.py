@@ -192,14 +192,14 @@ def test_redis_stopped_mid_stream_only_costs_speed(e2e_config, start_pipeline, r
 
 def test_a_model_that_cannot_load_fails_start_with_the_replicas_reason(e2e_config, ray_local):
     from pipelines.exceptions import ReplicaStartFailed
-    from pipelines.producers import producer_registry
+    from pipelines.producers import pipeline_registry
     from pipelines.runner import PipelineRun
     from policies.loader import load_policy_dir
 
     config = e2e_config(model="/nonexistent/checkpoint")
     run = PipelineRun(config)
     with pytest.raises(ReplicaStartFailed) as failed:
-        run.start(load_policy_dir(config.policy_dir, registry=producer_registry(config.producers)))
+        run.start(load_policy_dir(config.policy_dir, registry=pipeline_registry(config)))
     assert failed.value.reason.startswith("the model replica did not start: No checkpoint")
     assert "/nonexistent/checkpoint" in failed.value.reason
 

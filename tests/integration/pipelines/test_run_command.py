@@ -14,7 +14,7 @@ import ray
 import yaml
 
 from pipelines.kafka_io import BatchConsumer, OutMessage, create_topics
-from pipelines.producers import producer_registry
+from pipelines.producers import pipeline_registry
 from pipelines.runner import output_topics, review_topics
 from policies.loader import load_policy_dir
 
@@ -41,7 +41,7 @@ def test_sigterm_drains_commits_and_exits_zero(e2e_config, ray_local, tmp_path):
     process = subprocess.Popen(
         command, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True
     )
-    policy_set = load_policy_dir(config.policy_dir, registry=producer_registry(config.producers))
+    policy_set = load_policy_dir(config.policy_dir, registry=pipeline_registry(config))
     create_topics(config.kafka, output_topics(config, policy_set), partitions=2)
     collector = OutputCollector(config, sorted(review_topics(policy_set)))
     try:
@@ -111,7 +111,7 @@ def test_hostile_posts_never_stall_a_partition_under_vlmod_run(e2e_config, ray_l
     good = post_messages(60, topic=topic)
     hostile = [OutMessage(topic, raw, key.encode()) for key, raw in HOSTILE.items()]
     messages = good[:20] + hostile[:1] + good[20:40] + hostile[1:] + good[40:]
-    policy_set = load_policy_dir(config.policy_dir, registry=producer_registry(config.producers))
+    policy_set = load_policy_dir(config.policy_dir, registry=pipeline_registry(config))
     create_topics(config.kafka, output_topics(config, policy_set), partitions=2)
     process = start_vlmod_run(config_file)
     stats = StatsReader(process)

@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# The GPU check, in one short run (under 8 minutes): the card, then the operators benchmark at the
+# The GPU check, in one short run (under 10 minutes): the card, then the operators benchmark at the
 # SmolVLM-256M shape in bfloat16, eager (as the anchors were measured) and static + compiled, a
 # larger batch, and the CPU preprocessing rate on every core of the node. Figures land in $OUT
 # (or ./bench-out) as JSON and text, for docs/benchmarks.md.
@@ -27,3 +27,8 @@ step compiled-256 100 python bench/operators.py "${shape[@]}" --batch 256 --naiv
     --engine static --compile --skip full,posts,cache --json "$out/compiled-256.json"
 step preprocess 90 python bench/preprocess.py --workers "$(nproc)" --json "$out/preprocess.json" \
     --modes "1 tile@512" "fast 1 tile@512" "fast 512 draft" "fast tiled" tiled
+# Families: shared-prefix against plain on the twins of one checkpoint per engine path (the GPU
+# box needs torchvision for Qwen's processor; a family that cannot build prints its error row).
+step families 150 python bench/families.py --device cuda --posts 16 --json "$out/families.json" \
+    --like HuggingFaceTB/SmolVLM-256M-Instruct google/gemma-3-4b-it Qwen/Qwen2.5-VL-3B-Instruct \
+    OpenGVLab/InternVL3-1B-hf

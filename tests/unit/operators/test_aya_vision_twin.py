@@ -26,7 +26,6 @@ from operators.twins import make_twin
 from tests.unit.operators.tiled_twins import (
     EMBED,
     QUESTION,
-    moderate_on_both_engines,
     placed_by_shared_engine,
     tile_features,
     tiles_and_tokens,
@@ -98,11 +97,3 @@ def test_without_the_tile_count_the_shared_engine_fails_and_is_caught(aya, monke
     monkeypatch.setattr(families, "FAMILIES", families.FamilyRegistry({"aya_vision": bare}))
     check = check_engine(aya)
     assert check.fell_back and check.engine == "plain"
-
-
-def test_vlmod_moderate_on_the_twin_gives_the_plain_engines_probabilities(aya_dir, tmp_path):
-    runs = moderate_on_both_engines(aya_dir, tmp_path)
-    eager, plain = runs["eager"], runs["plain"]
-    assert eager["model"]["engine"] == "eager" and plain["model"]["engine"] == "plain"
-    for name, value in plain["signals"]["answers"].items():
-        assert eager["signals"]["answers"][name] == pytest.approx(value, abs=1e-3)

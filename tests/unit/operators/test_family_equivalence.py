@@ -7,7 +7,10 @@ A family added to `operators.families` with `checkpoints=` is covered here witho
 
 from __future__ import annotations
 
+import json
+
 import pytest
+from typer.testing import CliRunner
 
 from operators.exceptions import OperatorError
 from operators.jobs import About, PostJob, TaskKind, VlmTask
@@ -16,6 +19,7 @@ from operators.selfcheck import TOLERANCE, _probe_image, checked, processor_diff
 from operators.spec import ModelSpec
 from operators.tasks import VlmOperator
 from operators.twins import VLM_TWINS, make_twin
+from pipelines.cli import app
 
 TASKS = (
     VlmTask(TaskKind.QUESTION, "Does this post offer something for sale?", About.POST),
@@ -84,3 +88,49 @@ def test_a_prompt_starts_with_the_processors_leading_tokens_once(twin):
     assert ids[:2] == expected["input_ids"][:2], name
     if tokenizer.bos_token_id is not None:
         assert ids[:2] != [tokenizer.bos_token_id] * 2, f"{name}: two BOS"
+
+
+# The engine each family is served on after the load-time check (docs/model-families.md says why).
+SERVED_ON = {
+    "HuggingFaceTB/SmolVLM-256M-Instruct": "eager",
+    "HuggingFaceTB/SmolVLM2-2.2B-Instruct": "eager",
+    "llava-hf/llava-1.5-7b-hf": "eager",
+    "llava-hf/llava-v1.6-mistral-7b-hf": "eager",
+    "llava-hf/llava-onevision-qwen2-0.5b-ov-hf": "eager",
+    "mistralai/Mistral-Small-3.1-24B-Instruct-2503": "eager",
+    "OpenGVLab/InternVL3-1B-hf": "eager",
+    "CohereLabs/aya-vision-8b": "eager",
+    "google/gemma-3-4b-it": "plain",
+    "google/paligemma2-3b-mix-224": "plain",
+    "Qwen/Qwen2.5-VL-3B-Instruct": "plain",
+    "Qwen/Qwen3-VL-2B-Instruct": "plain",
+}
+POLICY = (
+    "id: p\nversion: 1\nsignals:\n  questions:\n    weapon: Is there a weapon?\n"
+    "    sale: {ask: Does this post sell something?, about: post}\n"
+    "rules:\n  - {id: w, when: answers.weapon > 0.99, action: review}\n"
+)
+
+
+def test_vlmod_moderate_on_the_twin_gives_the_plain_engines_probabilities(twin, tmp_path):
+    name, vlm = twin
+    image = tmp_path / "photo.png"
+    _probe_image(640, 480, seed=5).image.save(image)
+    (tmp_path / "policies").mkdir()
+    (tmp_path / "policies" / "p.yaml").write_text(POLICY)
+    args = ["moderate", "--policy", str(tmp_path / "policies"), "--model", vlm.spec.name_or_path]
+    args += ["--text", "A bike.", "--image", str(image)]
+    runs = {}
+    for engine in ("eager", "plain"):
+        result = CliRunner().invoke(app, [*args, "--engine", engine])
+        assert result.exit_code == 0, result.output
+        runs[engine] = json.loads(result.stdout)["model"], json.loads(result.stdout)["signals"]
+    (served, answers), (plain, reference) = runs["eager"], runs["plain"]
+    assert served["engine"] == SERVED_ON[name], served["engine_note"]
+    if SERVED_ON[name] == "plain":
+        assert "differs from a plain" in served["engine_note"]
+    else:
+        assert served["engine_note"] is None
+    assert plain["engine"] == "plain" and plain["engine_note"] is None
+    for signal, value in reference["answers"].items():
+        assert answers["answers"][signal] == pytest.approx(value, abs=TOLERANCE), (name, signal)

@@ -5,16 +5,12 @@ runs it on the plain engine, whose numbers equal a forward of the processor's ow
 
 from __future__ import annotations
 
-import json
-
 import pytest
-from typer.testing import CliRunner
 
 from operators.loading import load_vlm
 from operators.selfcheck import TOLERANCE, _probe_image, check_engine, processor_difference
 from operators.spec import ModelSpec
 from operators.twins import make_twin
-from pipelines.cli import app
 
 GEMMA3 = "google/gemma-3-4b-it"
 
@@ -57,31 +53,3 @@ def test_the_load_time_check_runs_gemma_3_on_the_plain_engine(gemma):
     assert check.fell_back and check.engine == "plain"
     assert check.max_difference is not None and check.max_difference > TOLERANCE
     assert check.probes == 3, "one probe outgrows the 1,024-token window"
-
-
-def test_vlmod_moderate_on_the_twin_gives_the_plain_engines_probabilities(gemma_dir, tmp_path):
-    image = tmp_path / "photo.png"
-    _probe_image(640, 480, seed=5).image.save(image)
-    policy = tmp_path / "policies"
-    policy.mkdir()
-    (policy / "p.yaml").write_text(
-        "id: p\nversion: 1\nsignals:\n  questions:\n    weapon: Is there a weapon?\n"
-        "    sale: {ask: Does this post sell something?, about: post}\n"
-        "rules:\n  - {id: w, when: answers.weapon > 0.99, action: review}\n"
-        "  - {id: cut, when: post.truncated, action: review}\n"
-    )
-    args = ["moderate", "--policy", str(policy), "--model", str(gemma_dir), "--text", "A bike."]
-    args += ["--image", str(image)]
-    runs = {}
-    for engine in ("eager", "plain"):
-        result = CliRunner().invoke(app, [*args, "--engine", engine])
-        assert result.exit_code == 0, result.output
-        runs[engine] = json.loads(result.stdout)
-    eager, plain = runs["eager"], runs["plain"]
-    assert (
-        eager["model"]["engine"] == "plain"
-        and "differs from a plain" in eager["model"]["engine_note"]
-    )
-    assert plain["model"]["engine"] == "plain" and plain["model"]["engine_note"] is None
-    for name, value in plain["signals"]["answers"].items():
-        assert eager["signals"]["answers"][name] == pytest.approx(value, abs=1e-3)

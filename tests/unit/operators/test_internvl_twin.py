@@ -24,7 +24,6 @@ from operators.twins import make_twin
 from tests.unit.operators.tiled_twins import (
     EMBED,
     QUESTION,
-    moderate_on_both_engines,
     placed_by_shared_engine,
     tile_features,
     tiles_and_tokens,
@@ -91,11 +90,3 @@ def test_without_the_tile_count_the_shared_engine_fails_and_is_caught(internvl, 
     monkeypatch.setattr(families, "FAMILIES", families.FamilyRegistry({"internvl": bare}))
     check = check_engine(internvl)
     assert check.fell_back and check.engine == "plain"
-
-
-def test_vlmod_moderate_on_the_twin_gives_the_plain_engines_probabilities(internvl_dir, tmp_path):
-    runs = moderate_on_both_engines(internvl_dir, tmp_path)
-    eager, plain = runs["eager"], runs["plain"]
-    assert eager["model"]["engine"] == "eager" and plain["model"]["engine"] == "plain"
-    for name, value in plain["signals"]["answers"].items():
-        assert eager["signals"]["answers"][name] == pytest.approx(value, abs=1e-3)

@@ -6,11 +6,8 @@ keeps it."""
 
 from __future__ import annotations
 
-import json
-
 import pytest
 import torch
-from typer.testing import CliRunner
 
 from operators.batching import encode_image
 from operators.forward import encode_images
@@ -19,7 +16,6 @@ from operators.plain import plain_inputs
 from operators.selfcheck import TOLERANCE, _probe_image, check_engine, processor_difference
 from operators.spec import ModelSpec
 from operators.twins import make_twin
-from pipelines.cli import app
 
 NEXT = "llava-hf/llava-v1.6-mistral-7b-hf"
 ONEVISION = "llava-hf/llava-onevision-qwen2-0.5b-ov-hf"
@@ -97,28 +93,3 @@ def test_onevision_prompts_tile_each_image_as_the_processor_does_for_a_flat_imag
 
     assert image_tokens(images) == ours
     assert image_tokens([images]) == 2 * (vlm.processor.num_image_tokens + 1) < ours
-
-
-def test_vlmod_moderate_default_and_plain_agree(twin_dir, tmp_path):
-    name, directory = twin_dir
-    image = tmp_path / "photo.png"
-    _probe_image(900, 500, seed=5).image.save(image)
-    policy = tmp_path / "policies"
-    policy.mkdir()
-    (policy / "p.yaml").write_text(
-        "id: p\nversion: 1\nsignals:\n  questions:\n    weapon: Is there a weapon?\n"
-        "    sale: {ask: Does this post sell something?, about: post}\n"
-        "rules:\n  - {id: w, when: answers.weapon > 0.99, action: review}\n"
-    )
-    args = ["moderate", "--policy", str(policy), "--model", str(directory), "--text", "A bike."]
-    args += ["--image", str(image)]
-    runs = {}
-    for engine in ((), ("--engine", "plain")):
-        result = CliRunner().invoke(app, [*args, *engine])
-        assert result.exit_code == 0, result.output
-        runs[engine] = json.loads(result.stdout)
-    default, plain = runs[()], runs[("--engine", "plain")]
-    assert default["model"]["engine"] != "plain", f"{name}: {default['model']['engine_note']}"
-    assert plain["model"]["engine"] == "plain"
-    for signal, value in plain["signals"]["answers"].items():
-        assert default["signals"]["answers"][signal] == pytest.approx(value, abs=1e-3), signal

@@ -5,8 +5,6 @@ Mistral, so the load-time check keeps it on the shared-prefix engine."""
 
 from __future__ import annotations
 
-import json
-
 import pytest
 import torch
 from typer.testing import CliRunner
@@ -115,27 +113,3 @@ def test_a_post_of_images_of_three_sizes_equals_the_plain_engine(mistral):
     plain = VlmOperator(with_engine(mistral, "plain")).run_posts([post])[0]
     for task in PROBE_TASKS:
         assert shared.values[task] == pytest.approx(plain.values[task], abs=1e-5), task.text
-
-
-def test_vlmod_moderate_on_the_twin_gives_the_plain_engines_probabilities(mistral_dir, tmp_path):
-    image = tmp_path / "photo.png"
-    _probe_image(640, 480, seed=5).image.save(image)
-    policy = tmp_path / "policies"
-    policy.mkdir()
-    (policy / "p.yaml").write_text(
-        "id: p\nversion: 1\nsignals:\n  questions:\n    weapon: Is there a weapon?\n"
-        "    sale: {ask: Does this post sell something?, about: post}\n"
-        "rules:\n  - {id: w, when: answers.weapon > 0.99, action: review}\n"
-    )
-    args = ["moderate", "--policy", str(policy), "--model", str(mistral_dir), "--text", "A bike."]
-    args += ["--image", str(image)]
-    runs = {}
-    for engine in ("eager", "plain"):
-        result = CliRunner().invoke(app, [*args, "--engine", engine])
-        assert result.exit_code == 0, result.output
-        runs[engine] = json.loads(result.stdout)
-    eager, plain = runs["eager"], runs["plain"]
-    assert eager["model"]["engine"] == "eager" and eager["model"]["engine_note"] is None
-    assert plain["model"]["engine"] == "plain"
-    for name, value in plain["signals"]["answers"].items():
-        assert eager["signals"]["answers"][name] == pytest.approx(value, abs=1e-3)

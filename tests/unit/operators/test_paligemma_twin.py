@@ -8,10 +8,8 @@ inputs, token types included."""
 from __future__ import annotations
 
 import dataclasses
-import json
 
 import pytest
-from typer.testing import CliRunner
 
 from operators.batching import encode_image
 from operators.loading import load_vlm
@@ -19,7 +17,6 @@ from operators.prompts import render_template
 from operators.selfcheck import TOLERANCE, _probe_image, check_engine, processor_difference
 from operators.spec import ModelSpec
 from operators.twins import make_twin
-from pipelines.cli import app
 
 PALIGEMMA = "google/paligemma2-3b-mix-224"
 
@@ -75,28 +72,3 @@ def test_the_load_time_check_runs_paligemma_on_the_plain_engine(paligemma):
     check = check_engine(paligemma)
     assert check.fell_back and check.engine == "plain"
     assert check.max_difference is not None and check.max_difference > TOLERANCE
-
-
-def test_vlmod_moderate_on_the_twin_gives_the_plain_engines_probabilities(paligemma_dir, tmp_path):
-    image = tmp_path / "photo.png"
-    _probe_image(640, 480, seed=5).image.save(image)
-    policy = tmp_path / "policies"
-    policy.mkdir()
-    (policy / "p.yaml").write_text(
-        "id: p\nversion: 1\nsignals:\n  questions:\n    weapon: Is there a weapon?\n"
-        "    sale: {ask: Does this post sell something?, about: post}\n"
-        "rules:\n  - {id: w, when: answers.weapon > 0.99, action: review}\n"
-    )
-    args = ["moderate", "--policy", str(policy), "--model", str(paligemma_dir)]
-    args += ["--text", "A bike.", "--image", str(image)]
-    runs = {}
-    for engine in ("eager", "plain"):
-        result = CliRunner().invoke(app, [*args, "--engine", engine])
-        assert result.exit_code == 0, result.output
-        runs[engine] = json.loads(result.stdout)
-    eager, plain = runs["eager"], runs["plain"]
-    assert eager["model"]["engine"] == "plain"
-    assert "differs from a plain" in eager["model"]["engine_note"]
-    assert plain["model"]["engine"] == "plain" and plain["model"]["engine_note"] is None
-    for name, value in plain["signals"]["answers"].items():
-        assert eager["signals"]["answers"][name] == pytest.approx(value, abs=1e-3)

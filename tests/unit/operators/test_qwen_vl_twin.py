@@ -7,11 +7,8 @@ of the processor's own inputs, for several images too."""
 
 from __future__ import annotations
 
-import json
-
 import pytest
 import torch
-from typer.testing import CliRunner
 
 from operators.batching import collate_images, encode_image
 from operators.families.qwen_vl import scaled_mrope_section
@@ -30,7 +27,6 @@ from operators.spec import ModelSpec
 from operators.tasks import VlmOperator
 from operators.twins import make_twin
 from operators.work import image_task_text
-from pipelines.cli import app
 
 # Qwen's processors do not build without a video processor, which needs torchvision.
 pytest.importorskip("torchvision", reason="Qwen's processors need torchvision")
@@ -154,28 +150,3 @@ def test_plain_descriptions_are_the_models_own_greedy_generate(qwen):
     )
     new = out[0, inputs["input_ids"].shape[1] :]
     assert signals.values[describe] == vlm.tokenizer.decode(new, skip_special_tokens=True).strip()
-
-
-def test_vlmod_moderate_on_the_twin_gives_the_plain_engines_probabilities(qwen_dir, tmp_path):
-    _, directory = qwen_dir
-    image = tmp_path / "photo.png"
-    _probe_image(640, 480, seed=5).image.save(image)
-    policy = tmp_path / "policies"
-    policy.mkdir()
-    (policy / "p.yaml").write_text(
-        "id: p\nversion: 1\nsignals:\n  questions:\n    weapon: Is there a weapon?\n"
-        "    sale: {ask: Does this post sell something?, about: post}\n"
-        "rules:\n  - {id: w, when: answers.weapon > 0.99, action: review}\n"
-    )
-    args = ["moderate", "--policy", str(policy), "--model", str(directory), "--text", "A bike."]
-    args += ["--image", str(image)]
-    runs = {}
-    for engine in ("eager", "plain"):
-        result = CliRunner().invoke(app, [*args, "--engine", engine])
-        assert result.exit_code == 0, result.output
-        runs[engine] = json.loads(result.stdout)
-    eager, plain = runs["eager"], runs["plain"]
-    assert eager["model"]["engine"] == "plain"
-    assert "differs from a plain" in eager["model"]["engine_note"]
-    for name, value in plain["signals"]["answers"].items():
-        assert eager["signals"]["answers"][name] == pytest.approx(value, abs=1e-3)

@@ -4,17 +4,12 @@ straight from the model, and `vlmod moderate` on both engines. Written apart fro
 
 from __future__ import annotations
 
-import json
-
 import torch
-from typer.testing import CliRunner
 
 import operators.forward
 from operators.batching import encode_image, processor_path
 from operators.jobs import PostJob, TaskKind, VlmTask
-from operators.selfcheck import _probe_image
 from operators.tasks import VlmOperator
-from pipelines.cli import app
 
 QUESTION = VlmTask(TaskKind.QUESTION, "Is there a weapon in this image?")
 EMBED = VlmTask(TaskKind.EMBED)
@@ -53,23 +48,3 @@ def placed_by_shared_engine(vlm, monkeypatch, job: PostJob) -> list[torch.Tensor
     [result] = VlmOperator(vlm).run_posts([job])
     assert not isinstance(result, Exception), result
     return placed
-
-
-def moderate_on_both_engines(model_dir, tmp_path) -> dict[str, dict]:
-    """`vlmod moderate` of one post with a tiling photo, on the default and the plain engine."""
-    image = tmp_path / "photo.png"
-    _probe_image(900, 600, seed=5).image.save(image)
-    policy = tmp_path / "policies"
-    policy.mkdir()
-    (policy / "p.yaml").write_text(
-        "id: p\nversion: 1\nsignals:\n  questions:\n    weapon: Is there a weapon?\n"
-        "    sale: {ask: Does this post sell something?, about: post}\n"
-        "rules:\n  - {id: w, when: answers.weapon > 0.99, action: review}\n"
-    )
-    args = ["moderate", "--policy", str(policy), "--model", str(model_dir), "--text", "A bike."]
-    runs = {}
-    for engine in ("eager", "plain"):
-        result = CliRunner().invoke(app, [*args, "--image", str(image), "--engine", engine])
-        assert result.exit_code == 0, result.output
-        runs[engine] = json.loads(result.stdout)
-    return runs

@@ -203,7 +203,7 @@ def _load_pretrained(spec: ModelSpec, device: str, dtype: Any) -> tuple[Any, Any
         # From config.json alone: a refused family is refused before its weights load (and a
         # guard such as ShieldGemma 2 would load here with its text tower re-initialised).
         refuse_unsupported_family(_model_type(spec.name_or_path, common))
-        processor = AutoProcessor.from_pretrained(spec.name_or_path, use_fast=False, **common)
+        processor = AutoProcessor.from_pretrained(spec.name_or_path, backend="pil", **common)
         model: Any = AutoModelForImageTextToText.from_pretrained(spec.name_or_path, **model_kwargs)
     except ImportError as exc:  # transformers says which package, over several lines
         raise ModelLoadError(missing_package_reason(spec.name_or_path, exc)) from exc

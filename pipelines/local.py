@@ -77,9 +77,16 @@ class LocalModerator:
         return cls(build_moderator(config, watcher, sources, registry=registry))
 
     @classmethod
-    def with_policies(cls, config: PipelineConfig, policies: PolicySet) -> LocalModerator:
-        """A moderator over a fixed PolicySet and the config's models, in-process."""
-        return cls(build_moderator(config, policies, build_model_sources(config)))
+    def with_policies(
+        cls,
+        config: PipelineConfig,
+        policies: PolicySet,
+        registry: ProducerRegistry | None = None,
+    ) -> LocalModerator:
+        """A moderator over a fixed PolicySet (loaded with `registry`, default: the config's)
+        and the config's models, in-process."""
+        sources = build_model_sources(config)
+        return cls(build_moderator(config, policies, sources, registry=registry))
 
     def moderate_one(
         self, post: Post | dict[str, Any] | bytes

@@ -17,7 +17,7 @@ import typer
 from pipelines.commands import or_exit
 
 if TYPE_CHECKING:
-    pass
+    from pipelines.config import PipelineConfig
 
 MODEL_HELP = "tiny:<arch> (random weights, built offline), a hub id, or a local path."
 
@@ -115,8 +115,23 @@ def run(
 
 
 def moderate(
-    policy: Annotated[Path, typer.Option("--policy", help="Policy file directory.")],
-    model: Annotated[str, typer.Option(help=MODEL_HELP)] = "tiny:smolvlm",
+    policy: Annotated[
+        Path | None,
+        typer.Option("--policy", help="Policy file directory (default: the config's policy_dir)."),
+    ] = None,
+    model: Annotated[
+        str | None,
+        typer.Option(help=f"{MODEL_HELP} Default: the config's model, else tiny:smolvlm."),
+    ] = None,
+    config: Annotated[
+        Path | None,
+        typer.Option(
+            "--config",
+            "-c",
+            help="A pipeline YAML: its models (`models:`, so a cascade runs as in the pipeline), "
+            "specialists, image limits, Redis and policy_dir; its Kafka settings are not used.",
+        ),
+    ] = None,
     text: Annotated[str | None, typer.Option(help="The post's text.")] = None,
     image: Annotated[
         list[str] | None, typer.Option(help="Image file or http(s) URL; repeat for more.")
@@ -128,38 +143,63 @@ def moderate(
         typer.Option(envvar="VLMOD_REDIS_URL", help="Redis of the hash banks and answer cache."),
     ] = None,
     engine: Annotated[
-        Engine,
+        Engine | None,
         typer.Option(
-            help="eager: questions share their prompt's prefix (checked at load against plain). "
-            "plain: each question one plain forward of its whole prompt, the reference."
+            help="eager (default): questions share their prompt's prefix (checked at load against "
+            "plain). plain: each question one plain forward of its whole prompt, the reference. "
+            "Applies to the default model."
         ),
-    ] = Engine.EAGER,
+    ] = None,
 ) -> None:
     """Moderate one post locally, without Kafka, and print its Verdict JSON."""
-    from pipelines.config import ModelSettings, PipelineConfig
     from pipelines.local import LocalModerator
-    from pipelines.producers import producer_registry
+    from pipelines.producers import pipeline_registry
     from policies.loader import load_policy_dir
 
     logging.basicConfig(level=logging.ERROR)
     os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")  # stderr: one line or none
-    config = PipelineConfig(
-        model=ModelSettings(name_or_path=model, engine=engine.value),
-        policy_dir=str(policy),
-        redis_url=redis_url,
-    )
-    max_bytes = config.images.max_bytes
+    settings = or_exit(lambda: moderate_config(config, policy, model, engine, redis_url))
+    max_bytes = settings.images.max_bytes
     body = or_exit(lambda: _post_body(post_id, text, image or [], meta or [], max_bytes))
-    policy_set = or_exit(lambda: load_policy_dir(policy, registry=producer_registry()))
-    if model.startswith("tiny:"):
+    registry = or_exit(lambda: pipeline_registry(settings))
+    policy_set = or_exit(lambda: load_policy_dir(settings.policy_dir, registry=registry))
+    if settings.model.name_or_path.startswith("tiny:"):
         typer.echo("note: the tiny model has random weights; pass --model for a real one", err=True)
-    moderator = or_exit(lambda: LocalModerator.with_policies(config, policy_set))
+    moderator = or_exit(lambda: LocalModerator.with_policies(settings, policy_set, registry))
     verdict, dead_letter = moderator.moderate_one(body)
     if dead_letter is not None:
         typer.echo(f"error: {dead_letter.stage}: {dead_letter.error}", err=True)
         raise typer.Exit(1)
     assert verdict is not None
     typer.echo(verdict.model_dump_json(indent=2))
+
+
+def moderate_config(
+    file: Path | None,
+    policy: Path | None,
+    model: str | None,
+    engine: Engine | None,
+    redis_url: str | None,
+) -> PipelineConfig:
+    """The config `vlmod moderate` runs: the file's (or the defaults), with the options given
+    on the command line taking the place of its values."""
+    from pipelines.config import PipelineConfig, load_config
+    from pipelines.exceptions import ConfigInvalid
+
+    if file is None and policy is None:
+        raise ConfigInvalid("name the policies: --policy DIR, or --config FILE with a policy_dir")
+    base = load_config(file) if file is not None else PipelineConfig()
+    chosen: dict[str, Any] = {"name_or_path": model or (None if file else "tiny:smolvlm")}
+    chosen["engine"] = engine.value if engine is not None else None
+    model_settings = base.model.model_copy(
+        update={key: value for key, value in chosen.items() if value is not None}
+    )
+    updates: dict[str, Any] = {"model": model_settings}
+    if policy is not None:
+        updates["policy_dir"] = str(policy)
+    if redis_url is not None:
+        updates["redis_url"] = redis_url
+    return base.model_copy(update=updates)
 
 
 def _post_body(

@@ -10,6 +10,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import os
+import pwd
 import shutil
 import signal
 import socket
@@ -96,6 +97,7 @@ class ManagedProcess:
     argv: list[str]
     log_path: Path
     popen: subprocess.Popen[bytes] | None = None
+    user: str | None = None  # the system user it runs as (None: this process's)
 
     def start(self) -> None:
         """Launch the process; output goes to its log file. It dies with this process."""
@@ -106,6 +108,8 @@ class ManagedProcess:
                 stderr=subprocess.STDOUT,
                 start_new_session=True,
                 preexec_fn=_die_with_parent(),
+                user=self.user,
+                group=pwd.getpwnam(self.user).pw_gid if self.user else None,
             )
         _STARTED_PIDS.append(self.popen.pid)
         log.info("started %s (pid %d)", self.name, self.popen.pid)
@@ -121,12 +125,12 @@ class ManagedProcess:
             tail = self.log_path.read_text(errors="replace")[-2000:]
             raise ServiceUnavailable(f"{self.name} exited with {self.popen.returncode}: {tail}")
 
-    def stop(self, timeout_s: float = 10.0) -> None:
-        """SIGTERM the process group, SIGKILL it after `timeout_s`, and reap it."""
+    def stop(self, timeout_s: float = 10.0, first_signal: int = signal.SIGTERM) -> None:
+        """Signal the process group (SIGTERM), SIGKILL it after `timeout_s`, and reap it."""
         if self.popen is None or self.popen.poll() is not None:
             return
         with contextlib.suppress(ProcessLookupError):
-            os.killpg(self.popen.pid, signal.SIGTERM)
+            os.killpg(self.popen.pid, first_signal)
         try:
             self.popen.wait(timeout_s)
         except subprocess.TimeoutExpired:

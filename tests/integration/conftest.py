@@ -1,4 +1,4 @@
-"""Real Tansu, Redis and Ray, started once per session by the harness, plus factory fixtures."""
+"""Real Tansu, Redis, PostgreSQL and Ray, started once per session by the harness; factories."""
 
 from __future__ import annotations
 
@@ -10,6 +10,7 @@ import pytest
 from pipelines.config import KafkaSettings
 from pipelines.harness import RedisServer, running_services
 from pipelines.kafka_io import create_topics
+from pipelines.postgres_harness import running_postgres
 
 
 def pytest_collection_modifyitems(items):
@@ -28,6 +29,12 @@ def kafka_bootstrap():
 def redis_url():
     with running_services(kafka=False, redis=True, ray=False) as services:
         yield services.redis_url
+
+
+@pytest.fixture(scope="session")
+def postgres_dsn():
+    with running_postgres() as dsn:
+        yield dsn
 
 
 @pytest.fixture(scope="session")

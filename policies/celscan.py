@@ -59,10 +59,6 @@ class Facts:
     non_literal_patterns: list[int] = field(default_factory=list)
     conjuncts: list[tuple[int, int]] = field(default_factory=list)
 
-    def first_offset(self, name: str) -> int:
-        """Offset of the first identifier token `name` (0 when absent)."""
-        return next((r.offset for r in self.references if r.root == name), 0)
-
 
 def tokenize(source: str) -> list[Token]:
     """CEL tokens of `source`, whitespace and comments dropped."""

@@ -73,11 +73,6 @@ class TestReport:
         return not self.problems and not self.failed
 
 
-def find_policy_files(paths: list[Path]) -> list[Path]:
-    """Policy files named directly, found under the given directories, or beside named tests."""
-    return policy_inputs(paths)[0]
-
-
 def policy_inputs(paths: list[Path]) -> tuple[list[Path], list[Problem]]:
     """The policy files `paths` give, and a problem for each path that gives none."""
     found: list[Path] = []

@@ -33,7 +33,6 @@ from contracts.review import DecisionKind, ReviewDecision
 
 BINS = 10
 NOTES_KEPT = 3  # reviewer notes kept per rule: enough to see why it is overturned
-SIGNAL_GROUPS = ("labels", "answers")
 DIGITS = 4  # rounding of rates in the JSON form; reviewers' counts never need more
 
 Joined = tuple[ReviewDecision, Verdict]

@@ -1,0 +1,1 @@
+"""Where outcomes are written durably: the verdict history in PostgreSQL (`postgres`)."""

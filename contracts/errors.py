@@ -18,6 +18,7 @@ class Stage(StrEnum):
     POLICY = "policy"
     ROUTE = "route"
     PRODUCE = "produce"
+    SINK = "sink"
 
 
 class ModerationError(Exception):

@@ -12,7 +12,7 @@ from collections.abc import Hashable
 from dataclasses import replace
 from typing import Any, get_args, get_origin
 
-from pydantic import BaseModel, TypeAdapter, ValidationError
+from pydantic import BaseModel, Tag, TypeAdapter, ValidationError
 
 from contracts.producers import ProducerRegistry, Variable
 from contracts.records import PolicyRef
@@ -127,17 +127,34 @@ def _dotted(path: Path) -> str:
 
 def _allowed_keys(model: type[BaseModel], loc: tuple[Any, ...]) -> list[str]:
     keyed = False  # the step before was a mapping: this step is one of its keys
+    tagged: dict[str, type[BaseModel]] = {}  # a discriminated union's members, by tag
     for step in loc:
         if isinstance(step, int) or keyed:
             keyed = False
+            continue
+        if str(step) in tagged:  # pydantic names the union member it tried
+            model, tagged = tagged[str(step)], {}
             continue
         field = model.model_fields.get(str(step))
         inner = _model_in(field.annotation) if field else None
         if field is None or inner is None:
             return []
         keyed = get_origin(field.annotation) is dict
+        tagged = _tagged_models(field.annotation)
         model = inner
     return list(model.model_fields)
+
+
+def _tagged_models(annotation: Any) -> dict[str, type[BaseModel]]:
+    """The members of a tagged union inside `annotation` (`Annotated[Model, Tag(name)]`)."""
+    found: dict[str, type[BaseModel]] = {}
+    args = get_args(annotation)
+    tags = [arg.tag for arg in args if isinstance(arg, Tag)]
+    if tags and isinstance(args[0], type) and issubclass(args[0], BaseModel):
+        found[tags[0]] = args[0]
+    for arg in args:
+        found.update(_tagged_models(arg))
+    return found
 
 
 def _model_in(annotation: Any) -> type[BaseModel] | None:

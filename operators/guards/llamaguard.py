@@ -52,8 +52,43 @@ class AnswerTokens:
 
     def contexts(self) -> list[tuple[int, ...]]:
         """The longest answer beginnings whose next-token logits the values need."""
-        needed = {self.prefix + code[:end] for code in self.codes.values() for end in range(len(code))}
-        return sorted(c for c in needed if not any(o[: len(c)] == c and o != c for o in needed))
+        needed = {
+            self.prefix + code[:end] for code in self.codes.values() for end in range(len(code))
+        }
+        return sorted(c for c in needed if not any(_extends(o, c) for o in needed))
+
+    def p_unsafe(self, logprobs: Logprobs) -> float:
+        """P(u) / (P(u) + P(s)) at the first answer token."""
+        return 1.0 / (1.0 + math.exp(logprobs.next((), self.safe) - logprobs.next((), self.unsafe)))
+
+    def first_code(self, logprobs: Logprobs) -> dict[str, float]:
+        """Each code's P(the answer `unsafe\\n` goes on with its tokens, and not with a longer
+        code's that start with them)."""
+        spelled = {code: logprobs.sequence(self.prefix, ids) for code, ids in self.codes.items()}
+        return {
+            code: max(0.0, spelled[code] - sum(spelled[c] for c in self._longer(code)))
+            for code in self.codes
+        }
+
+    def _longer(self, code: str) -> list[str]:
+        return [c for c, ids in self.codes.items() if _extends(ids, self.codes[code])]
+
+
+@dataclass(frozen=True)
+class Logprobs:
+    """Next-token log-probabilities after the prompt and each token of some answer beginnings:
+    `rows[context][i]` follows the prompt and `context[:i]`."""
+
+    rows: Mapping[tuple[int, ...], Any]
+
+    def next(self, context: tuple[int, ...], token: int) -> float:
+        """log P(`token` | the prompt, then `context`)."""
+        owner = next(c for c in self.rows if c[: len(context)] == context)
+        return float(self.rows[owner][len(context)][token])
+
+    def sequence(self, context: tuple[int, ...], tokens: tuple[int, ...]) -> float:
+        """P(`tokens`, one after the other | the prompt, then `context`)."""
+        return math.exp(sum(self.next(context + tokens[:i], t) for i, t in enumerate(tokens)))
 
 
 def answer_tokens(tokenizer: Any) -> AnswerTokens:
@@ -90,25 +125,10 @@ class LlamaGuard:
     ) -> dict[str, float]:
         """`unsafe` and each of `categories` for a user turn of `text` and `images` (PIL)."""
         inputs = self.encode(text, images, categories)
-        logprobs = {
-            context: self.forward(inputs, context) for context in self.answer.contexts()
-        }
-
-        def next_logprob(context: tuple[int, ...], token: int) -> float:
-            owner = next(c for c in logprobs if c[: len(context)] == context)
-            return float(logprobs[owner][len(context)][token])
-
-        first = (next_logprob((), self.answer.unsafe), next_logprob((), self.answer.safe))
-        values = {"unsafe": 1.0 / (1.0 + math.exp(first[1] - first[0]))}
-        spelled = {
-            code: math.exp(sum(next_logprob(self.answer.prefix + ids[:i], t) for i, t in enumerate(ids)))
-            for code, ids in self.answer.codes.items()
-        }
-        for code in categories:
-            longer = [c for c, ids in self.answer.codes.items() if _extends(ids, self.answer.codes[code])]
-            alone = spelled[code] - sum(spelled[c] for c in longer)
-            values[code] = values["unsafe"] * max(0.0, alone)
-        return values
+        logprobs = Logprobs({c: self.forward(inputs, c) for c in self.answer.contexts()})
+        unsafe = self.answer.p_unsafe(logprobs)
+        first = self.answer.first_code(logprobs)
+        return {"unsafe": unsafe, **{code: unsafe * first[code] for code in categories}}
 
     def encode(self, text: str | None, images: Sequence[Any], categories: Sequence[str]) -> Any:
         """The chat template's prompt for one user turn: its text, then its images."""

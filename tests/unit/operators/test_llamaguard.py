@@ -68,7 +68,9 @@ def next_token_probs(reference, text, images, categories, answer=()) -> list:
         return_tensors="pt",
         excluded_category_keys=[c for c in ALL if c not in categories],
     )
-    inputs["input_ids"] = torch.cat([inputs["input_ids"], torch.tensor([list(answer)], dtype=torch.long)], dim=1)
+    inputs["input_ids"] = torch.cat(
+        [inputs["input_ids"], torch.tensor([list(answer)], dtype=torch.long)], dim=1
+    )
     inputs["attention_mask"] = torch.ones_like(inputs["input_ids"])
     if "pixel_values" in inputs:  # the processor gives bfloat16; the twin is float32
         inputs["pixel_values"] = inputs["pixel_values"].to(model.dtype)
@@ -94,7 +96,9 @@ def expected(reference, text, images, categories) -> dict[str, float]:
     chance = {}
     for code, tokens in spelled.items():
         rows = next_token_probs(reference, text, images, categories, prefix + tokens[:-1])
-        chance[code] = math.prod(float(r[t]) for r, t in zip(rows[len(prefix) :], tokens, strict=True))
+        chance[code] = math.prod(
+            float(r[t]) for r, t in zip(rows[len(prefix) :], tokens, strict=True)
+        )
     values = {"unsafe": unsafe}
     for code in categories:
         mine = spelled[code]
@@ -118,7 +122,9 @@ def producer() -> LlamaGuardSignals:
 
 
 def values(producer, text, images, model, categories=ALL) -> ProducerOutput:
-    requests = [LlamaGuardRequest(model, item, tuple(categories)) for item in ("unsafe", *categories)]
+    requests = [
+        LlamaGuardRequest(model, item, tuple(categories)) for item in ("unsafe", *categories)
+    ]
     job = ProducerJob(Post(id="p", text=text), frozenset(requests), images)
     [output] = producer.compute([job])
     assert isinstance(output, ProducerOutput), output
@@ -141,9 +147,7 @@ def test_the_twin_is_a_guard_kept_out_of_the_vlm_twins():
 def test_every_weight_of_the_twin_loads(twin_dir):
     from transformers import Llama4ForConditionalGeneration
 
-    model, info = Llama4ForConditionalGeneration.from_pretrained(
-        twin_dir, output_loading_info=True
-    )
+    model, info = Llama4ForConditionalGeneration.from_pretrained(twin_dir, output_loading_info=True)
     assert info["missing_keys"] == set() and info["unexpected_keys"] == set()
     assert info["mismatched_keys"] == set() and info["error_msgs"] == []
     text = model.config.text_config

@@ -27,6 +27,7 @@ refuse this checkpoint.
 from __future__ import annotations
 
 import math
+import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -38,6 +39,11 @@ MODEL_TYPE = "llama4"
 CATEGORIES = tuple(f"S{k}" for k in range(1, 15))
 PREFIX = "unsafe\n"  # the answer before its first category
 PROMPT_MARK = "<BEGIN UNSAFE CONTENT CATEGORIES>"
+_LISTED = re.compile(r"^(S\d+): ", re.MULTILINE)  # a category line of the prompt
+
+
+class UnsupportedCategories(InferenceError):
+    """The checkpoint's chat template cannot list only the categories asked for."""
 
 
 @dataclass(frozen=True)
@@ -119,6 +125,7 @@ class LlamaGuard:
         self.processor = processor
         self.name = name
         self.answer = answer_tokens(processor.tokenizer)
+        self._listing: set[tuple[str, ...]] = set()  # category subsets the template is seen to list
 
     def post_values(
         self, text: str | None, images: Sequence[Any], categories: Sequence[str]
@@ -132,6 +139,7 @@ class LlamaGuard:
 
     def encode(self, text: str | None, images: Sequence[Any], categories: Sequence[str]) -> Any:
         """The chat template's prompt for one user turn: its text, then its images."""
+        self._check_listing(tuple(categories))
         content = [{"type": "text", "text": text}] if text else []
         content += [{"type": "image", "image": image} for image in images]
         return self.processor.apply_chat_template(
@@ -142,6 +150,25 @@ class LlamaGuard:
             return_tensors="pt",
             excluded_category_keys=[c for c in CATEGORIES if c not in categories],
         )
+
+    def _check_listing(self, categories: tuple[str, ...]) -> None:
+        """UnsupportedCategories unless the template lists exactly `categories` when told to
+        leave the others out (`excluded_category_keys`, as Llama Guard's templates take it)."""
+        if categories in self._listing:
+            return
+        prompt = self.processor.apply_chat_template(
+            [{"role": "user", "content": [{"type": "text", "text": "hello"}]}],
+            add_generation_prompt=True,
+            tokenize=False,
+            excluded_category_keys=[c for c in CATEGORIES if c not in categories],
+        )
+        listed = _LISTED.findall(prompt)
+        if sorted(listed) != sorted(categories):
+            raise UnsupportedCategories(
+                f"{self.name}: asked for {', '.join(categories)}, its chat template lists "
+                f"{', '.join(listed) or 'none'} (it does not take excluded_category_keys)"
+            )
+        self._listing.add(categories)
 
     def forward(self, inputs: Mapping[str, Any], context: tuple[int, ...]) -> Any:
         """Log-probabilities of the next token after the prompt and each token of `context`."""

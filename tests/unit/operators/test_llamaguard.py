@@ -17,7 +17,7 @@ from typer.testing import CliRunner
 
 from contracts.producers import ProducerContext, ProducerJob, ProducerOutput, Unavailable
 from contracts.records import Post
-from operators.guards.llamaguard import GuardLoadError, load_llamaguard
+from operators.guards.llamaguard import GuardLoadError, UnsupportedCategories, load_llamaguard
 from operators.guards.llamaguard_signals import (
     ALL,
     NOTHING,
@@ -208,18 +208,40 @@ def test_a_checkpoint_that_is_not_llama4_is_refused_in_one_line(tmp_path):
         load_llamaguard(str(tmp_path))
 
 
-def test_a_llama4_without_the_guard_prompt_is_refused_in_one_line(twin_dir, tmp_path):
+def with_template(twin_dir: Path, directory: Path, template: str) -> Path:
+    """A copy of the twin whose chat template is `template`."""
     import shutil
 
-    other = tmp_path / "scout-like"
-    shutil.copytree(twin_dir, other)
-    template = {"chat_template": "{% for m in messages %}{{ m['content'][0]['text'] }}{% endfor %}"}
-    (other / "chat_template.json").write_text(json.dumps(template))
-    for stale in other.glob("chat_template.jinja"):
+    shutil.copytree(twin_dir, directory)
+    for stale in directory.glob("chat_template.*"):
         stale.unlink()
+    (directory / "chat_template.json").write_text(json.dumps({"chat_template": template}))
+    return directory
+
+
+def test_a_llama4_without_the_guard_prompt_is_refused_in_one_line(twin_dir, tmp_path):
+    plain = "{% for m in messages %}{{ m['content'][0]['text'] }}{% endfor %}"
+    other = with_template(twin_dir, tmp_path / "scout-like", plain)
     with pytest.raises(GuardLoadError, match="writes no Llama Guard safety prompt") as error:
         load_llamaguard(str(other), device="cpu")
     assert "\n" not in str(error.value)
+
+
+def test_a_template_that_cannot_leave_categories_out_is_refused_in_one_line(
+    twin_dir, reference, tmp_path
+):
+    template = reference[0].chat_template.replace("if key not in excluded_category_keys", "if true")
+    assert template != reference[0].chat_template
+    directory = with_template(twin_dir, tmp_path / "lists-all", template)
+    signals = LlamaGuardSignals()
+    signals.bind(ProducerContext(settings={"llamaguard": {"device": "cpu"}}))
+    whole = values(signals, POST, (), str(directory))  # all 14: nothing to leave out
+    assert len(whole.values) == 15
+    requests = [LlamaGuardRequest(str(directory), i, ("S1",)) for i in ("unsafe", "S1")]
+    [error] = signals.compute([ProducerJob(Post(id="p", text=POST), frozenset(requests))])
+    assert isinstance(error, UnsupportedCategories)
+    assert "asked for S1, its chat template lists S1, S2, S3" in str(error)
+    assert "\n" not in str(error)
 
 
 def test_the_package_declares_the_producer():

@@ -120,11 +120,11 @@ def answer_tokens(tokenizer: Any) -> AnswerTokens:
 class LlamaGuard:
     """A loaded Llama Guard 4: chat template (preprocess), forward, probabilities out."""
 
-    def __init__(self, model: Any, processor: Any, name: str) -> None:
+    def __init__(self, model: Any, processor: Any, name: str, answer: AnswerTokens) -> None:
         self.model = model
         self.processor = processor
         self.name = name
-        self.answer = answer_tokens(processor.tokenizer)
+        self.answer = answer
         self._listing: set[tuple[str, ...]] = set()  # category subsets the template is seen to list
 
     def post_values(
@@ -197,25 +197,33 @@ def load_llamaguard(name_or_path: str, device: str = "auto", dtype: str = "auto"
     """Llama Guard 4 from `name_or_path`; GuardLoadError unless it is one whose weights load."""
     from transformers import AutoProcessor, Llama4ForConditionalGeneration
 
-    from operators.loading import resolve_device, resolve_dtype
+    from operators.loading import missing_package_reason, resolve_device, resolve_dtype
 
     _refuse_other_model_types(name_or_path)
     resolved = resolve_device(device)
     try:
         processor = AutoProcessor.from_pretrained(name_or_path)
+        answer = _guard_prompt_and_answer(name_or_path, processor)  # before the weights load
         # With output_loading_info transformers returns (model, info), which its stubs omit.
         loaded: Any = Llama4ForConditionalGeneration.from_pretrained(
             name_or_path, dtype=resolve_dtype(dtype, resolved), output_loading_info=True
         )
         model, info = loaded
+    except ImportError as exc:  # Llama 4's image processor needs torchvision
+        raise GuardLoadError(missing_package_reason(name_or_path, exc)) from None
     except (OSError, ValueError) as exc:
         raise GuardLoadError(f"cannot load {name_or_path}: {error_text(exc)}") from exc
     lost = sorted(info["missing_keys"]) + sorted(info["mismatched_keys"])
     if lost:  # re-initialised at random: its answers would be noise
         raise GuardLoadError(f"{name_or_path}: {len(lost)} weights are missing (e.g. {lost[0]})")
+    return LlamaGuard(model.to(resolved).eval(), processor, name_or_path, answer)
+
+
+def _guard_prompt_and_answer(name_or_path: str, processor: Any) -> AnswerTokens:
+    """The answer's tokens, once the template is seen to write Llama Guard's prompt."""
     _refuse_other_templates(name_or_path, processor)
     try:
-        return LlamaGuard(model.to(resolved).eval(), processor, name_or_path)
+        return answer_tokens(processor.tokenizer)
     except GuardLoadError as exc:
         raise GuardLoadError(f"{name_or_path}: {exc}") from None
 

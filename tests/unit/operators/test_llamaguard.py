@@ -9,6 +9,7 @@ from __future__ import annotations
 import io
 import json
 import math
+import re
 import tomllib
 from pathlib import Path
 
@@ -27,6 +28,9 @@ from operators.guards.llamaguard_signals import (
 from operators.specialists.render import smooth_photo
 from operators.twins import TWINS, VLM_TWINS, published_files
 from pipelines.cli import app
+
+# Llama 4's only image processor is a torchvision one (an optional package: the `families` extra).
+pytest.importorskip("torchvision", reason="Llama4ImageProcessor needs torchvision")
 
 LLAMAGUARD = "meta-llama/Llama-Guard-4-12B"
 REPO = Path(__file__).resolve().parents[3]
@@ -242,6 +246,33 @@ def test_a_template_that_cannot_leave_categories_out_is_refused_in_one_line(
     assert isinstance(error, UnsupportedCategories)
     assert "asked for S1, its chat template lists S1, S2, S3" in str(error)
     assert "\n" not in str(error)
+
+
+class SpelledTokenizer:
+    """A tokenizer that spells each text as the table says, one id per character otherwise."""
+
+    def __init__(self, table: dict[str, list[int]]) -> None:
+        self.table = table
+
+    def __call__(self, text: str, add_special_tokens: bool = False):
+        from types import SimpleNamespace
+
+        return SimpleNamespace(input_ids=self.table.get(text, [ord(c) for c in text]))
+
+
+@pytest.mark.parametrize(
+    ("table", "reason"),
+    [
+        ({"safe": [1, 2], "unsafe": [1, 3]}, "starts `safe` and `unsafe` with the same token"),
+        ({"unsafe\nS1": [117, 110, 115, 97, 102, 101, 9]}, "merges `unsafe\\n` into the code S1"),
+        ({"unsafe\nS2": [ord(c) for c in "unsafe\nS1"]}, "spells two category codes alike"),
+    ],
+)
+def test_an_answer_the_numbers_cannot_be_read_from_is_refused(table, reason):
+    from operators.guards.llamaguard import answer_tokens
+
+    with pytest.raises(GuardLoadError, match=re.escape(reason)):
+        answer_tokens(SpelledTokenizer(table))
 
 
 def test_the_package_declares_the_producer():

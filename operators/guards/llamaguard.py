@@ -13,8 +13,10 @@ generated here; the numbers are read off the answer's logits, teacher-forced:
   tokenizer's own spelling of the codes, the probability that the first category listed is Sk.
 
 A code's tokens are the tokenizer's for `unsafe\\nSk` after those of `unsafe\\n` (as the model
-would read them). One forward per longest chain of shared code tokens reads all of them (with
-Llama 4's tokenizer, `S` and then the number: one forward a post). A checkpoint whose template
+would read them). The prompt with `unsafe\\n` and a chain of shared code tokens appended gives,
+in one forward, the first answer position's logits too (a causal model's logits at a position
+do not depend on what follows it), so a post needs one forward per longest such chain: one
+where every code is spelled `S` and then its number, as in the twin. A checkpoint whose template
 writes no Llama Guard prompt, or whose tokenizer spells the answer so that these numbers mean
 something else, is refused in one line. Nothing here goes through the VLM engines, which
 refuse this checkpoint.

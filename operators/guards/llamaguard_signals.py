@@ -23,7 +23,7 @@ from __future__ import annotations
 import threading
 from collections.abc import Hashable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any, Literal
+from typing import Any, Literal, get_args
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
@@ -42,7 +42,7 @@ from contracts.producers import (
 Category = Literal[
     "S1", "S2", "S3", "S4", "S5", "S6", "S7", "S8", "S9", "S10", "S11", "S12", "S13", "S14"
 ]
-ALL: tuple[str, ...] = Category.__args__  # type: ignore[attr-defined]
+ALL: tuple[str, ...] = get_args(Category)
 NOTHING = "the post has neither text nor images for Llama Guard to judge"
 
 

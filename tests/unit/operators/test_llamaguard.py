@@ -315,7 +315,7 @@ rules:
     return directory
 
 
-def test_vlmod_moderate_reads_llamaguard_on_a_text_post(twin_dir, tmp_path, installed):
+def test_vlmod_moderate_reads_llamaguard_on_a_text_post(twin_dir, reference, tmp_path, installed):
     policies = policy_dir(tmp_path, str(twin_dir), "[S1, S9]")
     args = ["moderate", "--policy", str(policies), "--model", "noop", "--text", POST]
     judged = CliRunner().invoke(app, args)
@@ -323,14 +323,8 @@ def test_vlmod_moderate_reads_llamaguard_on_a_text_post(twin_dir, tmp_path, inst
     verdict = json.loads(judged.stdout)
     [rule] = verdict["matched_rules"]
     assert (verdict["action"], rule["id"]) == ("review", "unsafe-post")
-    want = expected_cached(twin_dir, ("S1", "S9"))
-    assert rule["evidence"]["llamaguard.unsafe"] == pytest.approx(want, abs=1e-6)
-
-
-def expected_cached(twin_dir: Path, categories: tuple[str, ...]) -> float:
-    """`unsafe` of POST through our own guard (the values themselves are checked above)."""
-    guard = load_llamaguard(str(twin_dir), device="cpu")
-    return guard.post_values(POST, [], categories)["unsafe"]
+    want = expected(reference, POST, (), ("S1", "S9"))
+    assert rule["evidence"]["llamaguard.unsafe"] == pytest.approx(want["unsafe"], abs=1e-6)
 
 
 def test_an_unknown_category_is_refused_at_load_in_one_line(twin_dir, tmp_path, installed):

@@ -16,6 +16,7 @@ from operators.families.base import DEFAULT, Family, FamilyRegistry, Kind, Twin
 from operators.families.gemma3 import GEMMA3
 from operators.families.idefics3 import IDEFICS3
 from operators.families.internvl import INTERNVL
+from operators.families.llama4 import LLAMA4
 from operators.families.llava import LLAVA
 from operators.families.llava_next import LLAVA_NEXT, LLAVA_ONEVISION
 from operators.families.mistral3 import MISTRAL3
@@ -29,14 +30,6 @@ MROPE_REFUSAL = (
     "uses multimodal rotary positions, and its plain forward is not yet checked against the "
     "published processing (only Qwen2.5-VL and Qwen3-VL are); use a Qwen2.5-VL, Qwen3-VL, "
     "Idefics3/SmolVLM, LLaVA-family, Gemma 3 or Mistral 3 checkpoint"
-)
-# transformers' own plain forward of a tiny Llama 4 runs (text, one and two tiles, chunked
-# attention); what is missing is ours: no twin checks Llama4Processor's tiling against the
-# engines, and Llama Guard 4's verdict (safe/unsafe, then S1-S14) is no yes/no question.
-LLAMA4_REFUSAL = (
-    "(Llama 4, e.g. Llama Guard 4) is not served yet: no twin checks its image tiling against "
-    "the engines, and Llama Guard's safe/unsafe + S1-S14 answer needs its own signal, which is "
-    "not built"
 )
 FAMILIES = FamilyRegistry()
 for _family in (
@@ -52,7 +45,7 @@ for _family in (
     PALIGEMMA,
     QWEN_VL,
     Family(("qwen2_vl", "glm4v"), refused=MROPE_REFUSAL),
-    Family(("llama4",), refused=LLAMA4_REFUSAL),
+    LLAMA4,
 ):
     FAMILIES.register(_family)
 

@@ -1,5 +1,5 @@
-"""Llama 4 (Llama Guard 4's family) is refused in one line, from its config alone, before any
-processor or weight loads."""
+"""Llama 4 (Llama Guard 4's family) is refused by the VLM path in one line, from its config
+alone, before any processor or weight loads; the line points to the `llamaguard:` signal."""
 
 from __future__ import annotations
 
@@ -39,4 +39,4 @@ def test_vlmod_moderate_refuses_llama4_in_one_line(llama4_dir, tmp_path):
     result = CliRunner().invoke(app, args)
     assert result.exit_code != 0
     [line] = result.stderr.strip().splitlines()
-    assert "llama4" in line and "Llama Guard" in line and "not built" in line
+    assert "llama4" in line and "Llama Guard" in line and "`llamaguard:` signal" in line

@@ -2,8 +2,13 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
+
+# What of a pipeline's `images:` section bounds decoding (the rest is about fetching).
+DECODE_LIMITS = ("max_bytes", "max_pixels")
 
 
 @dataclass(frozen=True)
@@ -17,3 +22,8 @@ class ImageLimits:
     file_root: Path | None = None
     allow_private_addresses: bool = False
     allowed_networks: tuple[str, ...] = ()
+
+    @classmethod
+    def for_decoding(cls, images: Mapping[str, Any]) -> ImageLimits:
+        """The byte and pixel limits of a pipeline's `images:` section; defaults where unset."""
+        return cls(**{key: int(images[key]) for key in DECODE_LIMITS if images.get(key)})

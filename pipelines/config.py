@@ -316,7 +316,9 @@ class PipelineConfig(BaseModel):
     def producer_context(self) -> ProducerContext:
         """What producers that need a store or settings are bound to."""
         return ProducerContext(
-            redis_url=self.redis_url, settings=self.specialists.model_dump(mode="json")
+            redis_url=self.redis_url,
+            settings=self.specialists.model_dump(mode="json"),
+            images=self.images.model_dump(mode="json"),
         )
 
 

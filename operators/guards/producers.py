@@ -174,8 +174,7 @@ class ShieldGemmaSignals:
         from operators.images import decode_image
         from operators.limits import ImageLimits
 
-        pixels = self.context.settings_for("images").get("max_pixels")
-        limits = ImageLimits(max_pixels=int(pixels)) if pixels else ImageLimits()
+        limits = ImageLimits.for_decoding(self.context.images)
         return [decode_image(data, limits).image for data in datas]
 
 

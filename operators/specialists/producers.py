@@ -51,9 +51,8 @@ Result = ProducerOutput | Exception
 
 
 def _limits(context: ProducerContext) -> ImageLimits:
-    """The deployment's pixel limit for decoding (bytes were checked at fetch)."""
-    pixels = context.settings_for("images").get("max_pixels")
-    return ImageLimits(max_pixels=int(pixels)) if pixels else ImageLimits()
+    """The deployment's image limits (`images:`), the ones the model's images are decoded under."""
+    return ImageLimits.for_decoding(context.images)
 
 
 class _Specialist:

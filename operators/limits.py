@@ -7,9 +7,6 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-# What of a pipeline's `images:` section bounds decoding (the rest is about fetching).
-DECODE_LIMITS = ("max_bytes", "max_pixels")
-
 
 @dataclass(frozen=True)
 class ImageLimits:
@@ -26,4 +23,8 @@ class ImageLimits:
     @classmethod
     def for_decoding(cls, images: Mapping[str, Any]) -> ImageLimits:
         """The byte and pixel limits of a pipeline's `images:` section; defaults where unset."""
-        return cls(**{key: int(images[key]) for key in DECODE_LIMITS if images.get(key)})
+        default = cls()
+        return cls(
+            max_bytes=int(images.get("max_bytes") or default.max_bytes),
+            max_pixels=int(images.get("max_pixels") or default.max_pixels),
+        )

@@ -30,7 +30,6 @@ from contracts.producers import (
     as_output,
     cache_key,
     content_hash,
-    is_cacheable,
 )
 from contracts.records import InputChange, InputChangeKind, ProducerRun
 from pipelines.config import RetrySettings
@@ -123,9 +122,8 @@ class SignalGatherer:
         """One `compute` call of a consumer-side producer over every post that needs it."""
         work = [(j, open_requests(j, [producer.name])) for j in journeys]
         work = [(j, requests) for j, requests in work if requests]
-        cached = (
-            self.cache is not None and producer.cost >= Cost.SPECIALIST and is_cacheable(producer)
-        )
+        traits = self.registry.traits(producer.name)
+        cached = self.cache is not None and producer.cost >= Cost.SPECIALIST and traits.cacheable
         # Keys hash what the producer reads (image bytes included): compute them once.
         keys = {id(j): _cache_keys(producer, j, requests) for j, requests in work} if cached else {}
         if cached:
@@ -141,7 +139,7 @@ class SignalGatherer:
                 outputs = [error] * len(jobs)
         share_ms = (time.perf_counter() - started) * 1000 / len(jobs)
         kept = [
-            _keep(journey, producer.name, requests, output, share_ms)
+            _keep(journey, producer.name, requests, output, share_ms, traits.retryable)
             for (journey, requests), output in zip(work, outputs, strict=True)
         ]
         if cached:
@@ -196,7 +194,7 @@ class SignalGatherer:
 
     def _infer(self, journeys: Sequence[Journey], replica: list[str], model: str) -> None:
         """Every post's tasks for `model` in one call to its replica pool."""
-        found_text = [p.name for p in self.registry if getattr(p, "adds_text", False)]
+        found_text = [p.name for p in self.registry if self.registry.traits(p.name).adds_text]
         requests = [inference_request(j, replica, model, found_text) for j in journeys]
         sent = [(j, r) for j, r in zip(journeys, requests, strict=True) if r.tasks]
         for journey, request in zip(journeys, requests, strict=True):
@@ -313,12 +311,23 @@ def _producer_job(
 
 
 def _keep(
-    journey: Journey, producer: str, requests: frozenset[Hashable], output: Any, ms: float
+    journey: Journey,
+    producer: str,
+    requests: frozenset[Hashable],
+    output: Any,
+    ms: float,
+    retryable: tuple[type[BaseException], ...] = (),
 ) -> ProducerOutput | None:
-    """Store a consumer-side producer's values for one post, or fail the post."""
+    """Store a consumer-side producer's values for one post, or fail the post.
+
+    A failure is retried when the pipeline deems it transient or the producer declares its
+    error `retryable`.
+    """
     if isinstance(output, Exception):
         failure = Failure.of(output)  # keeps the stage an image error names (fetch-image)
-        journey.fail(Failure(failure.stage, failure.error_type, f"{producer}: {failure.reason}"))
+        again = failure.retryable or isinstance(output, retryable)
+        reason = f"{producer}: {failure.reason}"
+        journey.fail(Failure(failure.stage, failure.error_type, reason, again))
         return None
     output = as_output(output)
     missing = [r for r in requests if r not in output.values]

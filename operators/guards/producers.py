@@ -31,6 +31,7 @@ from contracts.producers import (
     Input,
     Placement,
     ProducerContext,
+    ProducerDefaults,
     ProducerJob,
     ProducerOutput,
     Unavailable,
@@ -89,7 +90,7 @@ class GuardRequest:
     text: str | None = None
 
 
-class ShieldGemmaSignals:
+class ShieldGemmaSignals(ProducerDefaults):
     """`signals.shieldgemma`: `shieldgemma.<policy>`, P(yes) of the post's images (max)."""
 
     name = "shieldgemma"

@@ -33,6 +33,7 @@ from contracts.producers import (
     Input,
     Placement,
     ProducerContext,
+    ProducerDefaults,
     ProducerJob,
     ProducerOutput,
     Unavailable,
@@ -55,7 +56,7 @@ def _limits(context: ProducerContext) -> ImageLimits:
     return ImageLimits.for_decoding(context.images)
 
 
-class _Specialist:
+class _Specialist(ProducerDefaults):
     """What the four share: consumer placement, specialist cost, one context, a clock."""
 
     placement = Placement.CONSUMER

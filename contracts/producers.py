@@ -139,6 +139,9 @@ class ProducerJob:
     requests: frozenset[Hashable]
     images: tuple[bytes, ...] = ()  # the post's fetched images, when the producer reads them
     signals: Mapping[str, Mapping[Hashable, Any]] = field(default_factory=dict)  # by producer
+    # The same images decoded once for every producer of the stage that declares `image_fit`
+    # (an `operators.decoded.DecodedImages`); None when the caller did not decode them.
+    decoded: Any = None
 
 
 class SignalProducer(Protocol):
@@ -227,6 +230,12 @@ class SignalProducer(Protocol):
         Default: ignore them."""
         ...
 
+    @property
+    def image_fit(self) -> Callable[[int, int], tuple[int, int]] | None:
+        """The (width, height) it reads a width x height image at, when it reads the shared
+        decoded images (`job.decoded`); None (the default): it decodes `job.images` itself."""
+        ...
+
 
 class _NoEmpty:
     """The type of `NO_EMPTY`."""
@@ -244,6 +253,7 @@ class ProducerDefaults:
     adds_text: bool = False
     cacheable: bool = True
     retryable: tuple[type[BaseException], ...] = ()
+    image_fit: Callable[[int, int], tuple[int, int]] | None = None
 
     def empty(self, request: Hashable) -> Any:
         """No empty value: policy tests must pin this producer's values."""
@@ -253,7 +263,7 @@ class ProducerDefaults:
         """Nothing to take from the deployment."""
 
 
-TRAITS = ("adds_text", "cacheable", "retryable", "empty", "bind")
+TRAITS = ("adds_text", "cacheable", "retryable", "empty", "bind", "image_fit")
 
 
 @dataclass(frozen=True)
@@ -265,6 +275,7 @@ class Traits:
     retryable: tuple[type[BaseException], ...]
     empty: Callable[[Hashable], Any]
     bind: Callable[[ProducerContext], None]
+    image_fit: Callable[[int, int], tuple[int, int]] | None
 
 
 def traits_of(producer: SignalProducer) -> Traits:
@@ -277,6 +288,7 @@ def traits_of(producer: SignalProducer) -> Traits:
         retryable=tuple(found["retryable"]),
         empty=found["empty"],
         bind=found["bind"],
+        image_fit=found["image_fit"],
     )
 
 

@@ -12,7 +12,7 @@ from __future__ import annotations
 import json
 import logging
 import time
-from collections.abc import Callable, Hashable, Sequence
+from collections.abc import Callable, Hashable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
@@ -41,6 +41,7 @@ from pipelines.model_tasks import (
     record_model_runs,
 )
 from pipelines.retry import backoff_delay, should_retry
+from pipelines.shared_images import SHARED_IMAGES, Fit, chunks, decoding_groups
 from pipelines.signal_records import Failure, InferenceRequest, InferenceResult
 from pipelines.stages import CostStage, ModelSources, stages_of
 from pipelines.telemetry import Telemetry
@@ -108,9 +109,13 @@ class SignalGatherer:
             journey.attempts += 1
         unfetched = [j for j in journeys if j.images is None]
         self._fetch([j for j in unfetched if _reads_images(j, producers, models)])
-        for producer in producers:
-            if producer.placement is Placement.CONSUMER:
-                self._run_here(producer, [j for j in journeys if j.failure is None])
+        here = [p for p in producers if p.placement is Placement.CONSUMER]
+        for group, fits in decoding_groups(here, self.registry):
+            if fits:
+                self._run_decoded(group, fits, journeys)
+            else:
+                for producer in group:
+                    self._run_here(producer, [j for j in journeys if j.failure is None])
         replica = [p.name for p in producers if p.placement is Placement.REPLICA]
         for model in models:
             live = [j for j in journeys if j.failure is None]
@@ -118,7 +123,29 @@ class SignalGatherer:
             if ready:
                 self._infer(ready, replica, model)
 
-    def _run_here(self, producer: SignalProducer, journeys: Sequence[Journey]) -> None:
+    def _run_decoded(
+        self, group: Sequence[SignalProducer], fits: Sequence[Fit], journeys: Sequence[Journey]
+    ) -> None:
+        """Producers reading decoded images, a few posts at a time: each image decoded once.
+
+        Each post's images are decoded on first use at the widest size any of `group` reads,
+        shared by the group, and dropped once the group has run over its posts, so what is held
+        decoded stays within about `SHARED_IMAGES` images however large the batch.
+        """
+        from operators.decoded import DecodedImages, widest
+
+        fit = widest(fits)
+        for chunk in chunks(journeys, SHARED_IMAGES):
+            decoded = {id(j): DecodedImages(j.images or (), self.loader.limits, fit) for j in chunk}
+            for producer in group:
+                self._run_here(producer, [j for j in chunk if j.failure is None], decoded)
+
+    def _run_here(
+        self,
+        producer: SignalProducer,
+        journeys: Sequence[Journey],
+        decoded: Mapping[int, Any] | None = None,
+    ) -> None:
         """One `compute` call of a consumer-side producer over every post that needs it."""
         work = [(j, open_requests(j, [producer.name])) for j in journeys]
         work = [(j, requests) for j, requests in work if requests]
@@ -130,7 +157,8 @@ class SignalGatherer:
             work = self._from_cache(producer, work, keys)
         if not work:
             return
-        jobs = [_producer_job(j, requests, producer) for j, requests in work]
+        shared = decoded or {}
+        jobs = [_producer_job(j, requests, producer, shared.get(id(j))) for j, requests in work]
         started = time.perf_counter()
         with self.telemetry.tracer.start_as_current_span(f"signal.{producer.name}"):
             try:
@@ -300,14 +328,17 @@ def _has_url(journey: Journey) -> bool:
 
 
 def _producer_job(
-    journey: Journey, requests: frozenset[Hashable], producer: SignalProducer
+    journey: Journey,
+    requests: frozenset[Hashable],
+    producer: SignalProducer,
+    decoded: Any = None,
 ) -> ProducerJob:
     assert journey.post is not None
     signals: dict[str, dict[Hashable, Any]] = {}
     for (name, request), value in journey.computed.items():
         if name in producer.after:
             signals.setdefault(name, {})[request] = value
-    return ProducerJob(journey.post, requests, journey.images or (), signals)
+    return ProducerJob(journey.post, requests, journey.images or (), signals, decoded)
 
 
 def _keep(

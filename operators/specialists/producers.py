@@ -16,7 +16,9 @@ Models load on first use, once per process; declaring a producer costs nothing.
 
 The three that read images share a per-post time budget each (`specialists.post`, see
 `budget`): past it the post's remaining images are skipped, the value covers the images seen,
-and a note names the ones left out.
+and a note names the ones left out. They read the post's images decoded once for all three
+(`operators.decoded`; each declares the size it reads at, `image_fit`), under the pipeline's
+`images:` limits.
 """
 
 from __future__ import annotations
@@ -25,7 +27,7 @@ import threading
 import time
 from collections.abc import Callable, Hashable, Mapping, Sequence
 from functools import cached_property
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, cast
 
 from contracts.producers import (
     Ask,
@@ -39,11 +41,15 @@ from contracts.producers import (
     Unavailable,
     Variable,
 )
+from operators.decoded import DecodedImages
 from operators.exceptions import ImageError
+from operators.images import ReducedImage
 from operators.limits import ImageLimits
 from operators.specialists.bank_names import BankName
 from operators.specialists.budget import POST_TIME_BUDGET_MS, PostBudget, each_image
-from operators.specialists.ocr import OcrReader, OcrResult, OcrSettings
+from operators.specialists.nsfw import model_size
+from operators.specialists.ocr import OcrReader, OcrResult, OcrSettings, working_size
+from operators.specialists.pdq import hashed_size
 
 if TYPE_CHECKING:
     from operators.specialists.hashbank import BankMatch
@@ -72,6 +78,13 @@ class _Specialist(ProducerDefaults):
         """Take the deployment's settings and stores."""
         self.context = context
 
+    def decoded(self, job: ProducerJob) -> DecodedImages:
+        """The post's images decoded once for all its readers, or here when the caller did not."""
+        if job.decoded is not None:
+            return cast(DecodedImages, job.decoded)
+        assert self.image_fit is not None
+        return DecodedImages(job.images, _limits(self.context), self.image_fit)
+
     def post_budget(self) -> PostBudget:
         """A fresh budget for one post's images, from the deployment's `specialists.post`."""
         budget = self.context.settings_for("post").get("time_budget_ms", POST_TIME_BUDGET_MS)
@@ -95,6 +108,10 @@ class NsfwSignals(_Specialist):
         """A post without images (policy tests read this for values not pinned)."""
         return 0.0
 
+    def image_fit(self, width: int, height: int) -> tuple[int, int]:
+        """The model's input size."""
+        return model_size(width, height)
+
     @cached_property
     def scorer(self) -> Any:
         """The model, loaded on first use."""
@@ -114,9 +131,9 @@ class NsfwSignals(_Specialist):
         return [self._one(job) for job in jobs]
 
     def _one(self, job: ProducerJob) -> Result:
-        limits, budget = _limits(self.context), self.post_budget()
+        images, budget = self.decoded(job), self.post_budget()
         try:
-            run = each_image(job.images, budget, lambda data: self.scorer.score_one(data, limits))
+            run = each_image(range(len(images)), budget, lambda i: self._score(images.get(i)))
         except ImageError as error:  # this post's failure; the other posts are scored
             return error
         seen = [round(float(score), 4) for score in run.done]
@@ -124,6 +141,10 @@ class NsfwSignals(_Specialist):
         evidence = {"images": scores} if scores else {}
         value: dict[Hashable, Any] = {self.SCORE: max(seen, default=0.0)}
         return ProducerOutput(value, evidence, run.notes("not scored"))
+
+    def _score(self, image: ReducedImage) -> float:
+        score: float = self.scorer.score([image.image])[0]
+        return score
 
 
 class OcrSignals(_Specialist):
@@ -144,12 +165,20 @@ class OcrSignals(_Specialist):
         """No text found (policy tests read this for values not pinned)."""
         return ""
 
+    def image_fit(self, width: int, height: int) -> tuple[int, int]:
+        """The size it reads at: within `ocr.max_side` and `ocr.max_pixels`."""
+        return working_size(width, height, self.settings())[0]
+
+    def settings(self) -> OcrSettings:
+        """The deployment's `specialists.ocr`."""
+        known = set(OcrSettings.__dataclass_fields__)
+        chosen = {k: v for k, v in self.context.settings_for("ocr").items() if k in known}
+        return OcrSettings(**chosen)
+
     @cached_property
     def reader(self) -> OcrReader:
         """The models, loaded on first use, with the deployment's budgets."""
-        known = set(OcrSettings.__dataclass_fields__)
-        chosen = {k: v for k, v in self.context.settings_for("ocr").items() if k in known}
-        return OcrReader(OcrSettings(**chosen))
+        return OcrReader(self.settings())
 
     def compute(self, jobs: Sequence[ProducerJob]) -> list[Result]:
         """Each image read in turn; the post's text is its images' texts, in order."""
@@ -161,12 +190,12 @@ class OcrSignals(_Specialist):
         Text from some of the images is the text found, as a cut read's top lines are: a rule
         matching it is right, and the note says which images were not read.
         """
-        limits, budget = _limits(self.context), self.post_budget()
+        images, budget = self.decoded(job), self.post_budget()
         try:
             run = each_image(
-                job.images,
+                range(len(images)),
                 budget,
-                lambda data: self.reader.read_bytes(data, limits, budget.remaining_ms()),
+                lambda i: self.reader.read_decoded(images.get(i), budget.remaining_ms()),
             )
         except Exception as error:  # typed image errors or a model failure: this post's failure
             return error
@@ -282,6 +311,10 @@ class BankSignals(_Specialist):
         """No match (policy tests read this for values not pinned)."""
         return False
 
+    def image_fit(self, width: int, height: int) -> tuple[int, int]:
+        """The size PDQ hashes at."""
+        return hashed_size(width, height)
+
     def matcher(self) -> Any:
         """The bank matcher on the deployment's Redis, or None when no Redis is configured."""
         with self._lock:
@@ -311,7 +344,7 @@ class BankSignals(_Specialist):
     def _one(self, job: ProducerJob, matcher: Any) -> ProducerOutput:
         if matcher is None:
             return _unavailable(job, "hash banks need Redis: set redis_url (or --redis-url)")
-        hashes, notes = _usable_hashes(job.images, _limits(self.context), self.post_budget())
+        hashes, notes = _usable_hashes(self.decoded(job), self.post_budget())
         values: dict[Hashable, Any] = {}
         evidence: dict[str, Any] = {}
         for request in job.requests:
@@ -343,16 +376,16 @@ def _lookup(matcher: Any, bank: str, hashes: list[bytes]) -> BankMatch | Unavail
 
 
 def _usable_hashes(
-    images: Sequence[bytes], limits: ImageLimits, budget: PostBudget
+    images: DecodedImages, budget: PostBudget
 ) -> tuple[list[tuple[int, bytes]], tuple[str, ...]]:
     """(image index, PDQ bits) of images worth matching, and a note for each one left out.
 
     Images past the post's budget are left out too: a match among the others is a match, and
     "no match" then covers only the images hashed, as the note says.
     """
-    from operators.specialists.pdq import MIN_QUALITY, hash_image_bytes
+    from operators.specialists.pdq import MIN_QUALITY, pdq_hash
 
-    run = each_image(images, budget, lambda data: hash_image_bytes(data, limits))
+    run = each_image(range(len(images)), budget, lambda i: pdq_hash(images.get(i).image))
     usable, notes = [], []
     for index, pdq in enumerate(run.done):
         if pdq.usable:

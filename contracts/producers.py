@@ -32,6 +32,8 @@ from enum import IntEnum, StrEnum
 from typing import TYPE_CHECKING, Any, Protocol
 
 if TYPE_CHECKING:
+    from pydantic import BaseModel
+
     from contracts.records import Post
 
 RESERVED_VARIABLES = frozenset({"text", "post"})
@@ -231,6 +233,12 @@ class SignalProducer(Protocol):
         ...
 
     @property
+    def settings_model(self) -> type[BaseModel] | None:
+        """The pydantic model of its section under the pipeline config's `specialists:`, which
+        is checked against it; None (the default): it takes none, and a section is refused."""
+        ...
+
+    @property
     def image_fit(self) -> Callable[[int, int], tuple[int, int]] | None:
         """The (width, height) it reads a width x height image at, when it reads the shared
         decoded images (`job.decoded`); None (the default): it decodes `job.images` itself."""
@@ -254,6 +262,7 @@ class ProducerDefaults:
     cacheable: bool = True
     retryable: tuple[type[BaseException], ...] = ()
     image_fit: Callable[[int, int], tuple[int, int]] | None = None
+    settings_model: type[BaseModel] | None = None
 
     def empty(self, request: Hashable) -> Any:
         """No empty value: policy tests must pin this producer's values."""
@@ -263,7 +272,7 @@ class ProducerDefaults:
         """Nothing to take from the deployment."""
 
 
-TRAITS = ("adds_text", "cacheable", "retryable", "empty", "bind", "image_fit")
+TRAITS = ("adds_text", "cacheable", "retryable", "empty", "bind", "image_fit", "settings_model")
 
 
 @dataclass(frozen=True)
@@ -276,6 +285,7 @@ class Traits:
     empty: Callable[[Hashable], Any]
     bind: Callable[[ProducerContext], None]
     image_fit: Callable[[int, int], tuple[int, int]] | None
+    settings_model: type[BaseModel] | None
 
 
 def traits_of(producer: SignalProducer) -> Traits:
@@ -289,6 +299,7 @@ def traits_of(producer: SignalProducer) -> Traits:
         empty=found["empty"],
         bind=found["bind"],
         image_fit=found["image_fit"],
+        settings_model=found["settings_model"],
     )
 
 

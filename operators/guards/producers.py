@@ -43,6 +43,15 @@ NO_IMAGES = "the post has no images, and ShieldGemma 2 judges images only"
 _NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")  # conditions read it as `shieldgemma.<name>`
 
 
+class ShieldGemmaLoading(BaseModel):
+    """The deployment's `specialists.shieldgemma`: where its checkpoints load."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    device: str = Field("auto", description="auto, cpu, cuda or cuda:N.")
+    dtype: str = Field("auto", description="auto, float32, bfloat16 or float16.")
+
+
 class ShieldGemmaSettings(BaseModel):
     """A policy's `signals.shieldgemma`: the checkpoint and the policies to judge images by."""
 
@@ -108,6 +117,7 @@ class ShieldGemmaSignals(ProducerDefaults):
     cost = Cost.MODEL
     version = "shieldgemma2-1"
     config = ShieldGemmaSettings
+    settings_model = ShieldGemmaLoading
     after: tuple[str, ...] = ()
 
     def __init__(self) -> None:
@@ -140,9 +150,8 @@ class ShieldGemmaSignals(ProducerDefaults):
 
         with self._lock:
             if model not in self._guards:
-                settings = self.context.settings_for("shieldgemma")
-                device, dtype = settings.get("device", "auto"), settings.get("dtype", "auto")
-                self._guards[model] = load_shieldgemma(model, str(device), str(dtype))
+                where = ShieldGemmaLoading.model_validate(self.context.settings_for(self.name))
+                self._guards[model] = load_shieldgemma(model, where.device, where.dtype)
             return self._guards[model]
 
     def compute(self, jobs: Sequence[ProducerJob]) -> list[ProducerOutput | Exception]:

@@ -45,6 +45,7 @@ from operators.decoded import DecodedImages
 from operators.exceptions import ImageError
 from operators.images import ReducedImage
 from operators.limits import ImageLimits
+from operators.specialists import settings as sections
 from operators.specialists.bank_names import BankName
 from operators.specialists.budget import POST_TIME_BUDGET_MS, PostBudget, each_image
 from operators.specialists.nsfw import model_size
@@ -65,6 +66,7 @@ def _limits(context: ProducerContext) -> ImageLimits:
 class _Specialist(ProducerDefaults):
     """What the four share: consumer placement, specialist cost, one context, a clock."""
 
+    name: str
     placement = Placement.CONSUMER
     cost = Cost.SPECIALIST
     config: Any = bool
@@ -77,6 +79,11 @@ class _Specialist(ProducerDefaults):
     def bind(self, context: ProducerContext) -> None:
         """Take the deployment's settings and stores."""
         self.context = context
+
+    def section(self) -> Any:
+        """Its section of `specialists:`, validated, with the defaults of what is left out."""
+        assert self.settings_model is not None
+        return self.settings_model.model_validate(self.context.settings_for(self.name))
 
     def decoded(self, job: ProducerJob) -> DecodedImages:
         """The post's images decoded once for all its readers, or here when the caller did not."""
@@ -95,6 +102,7 @@ class NsfwSignals(_Specialist):
     """`signals.nsfw: true`: `nsfw`, P(nsfw) of the post's images (max), Yahoo open_nsfw."""
 
     name = "nsfw"
+    settings_model = sections.NsfwSettings
     variables = (Variable("nsfw", "double", description="P(nsfw), max over the images"),)
     inputs = frozenset({Input.IMAGES})
     version = "open_nsfw-onnx-1"
@@ -117,7 +125,7 @@ class NsfwSignals(_Specialist):
         """The model, loaded on first use."""
         from operators.specialists.nsfw import NsfwScorer
 
-        return NsfwScorer(threads=int(self.context.settings_for("nsfw").get("threads", 1)))
+        return NsfwScorer(threads=self.section().threads)
 
     def compute(self, jobs: Sequence[ProducerJob]) -> list[Result]:
         """Each post's images scored one by one within its budget; its score is their max.
@@ -151,6 +159,7 @@ class OcrSignals(_Specialist):
     """`signals.ocr: true`: `ocr`, the text read in the post's images, image by image."""
 
     name = "ocr"
+    settings_model = sections.OcrSettings
     variables = (Variable("ocr", "string", description="Text read in the images"),)
     inputs = frozenset({Input.IMAGES})
     version = "rapidocr-ppocrv4-1"
@@ -167,18 +176,16 @@ class OcrSignals(_Specialist):
 
     def image_fit(self, width: int, height: int) -> tuple[int, int]:
         """The size it reads at: within `ocr.max_side` and `ocr.max_pixels`."""
-        return working_size(width, height, self.settings())[0]
+        return working_size(width, height, self.reading())[0]
 
-    def settings(self) -> OcrSettings:
-        """The deployment's `specialists.ocr`."""
-        known = set(OcrSettings.__dataclass_fields__)
-        chosen = {k: v for k, v in self.context.settings_for("ocr").items() if k in known}
-        return OcrSettings(**chosen)
+    def reading(self) -> OcrSettings:
+        """How the deployment's `specialists.ocr` says images are read."""
+        return OcrSettings(**self.section().model_dump())
 
     @cached_property
     def reader(self) -> OcrReader:
         """The models, loaded on first use, with the deployment's budgets."""
-        return OcrReader(self.settings())
+        return OcrReader(self.reading())
 
     def compute(self, jobs: Sequence[ProducerJob]) -> list[Result]:
         """Each image read in turn; the post's text is its images' texts, in order."""
@@ -288,6 +295,7 @@ class BankSignals(_Specialist):
     """
 
     name = "banks"
+    settings_model = sections.BankSettings
     variables = (
         Variable(
             "banks", "map(string, bool)", keyed=True, item="bank", description="Hash bank matches"
@@ -321,7 +329,7 @@ class BankSignals(_Specialist):
             if self._matcher is None and self.context.redis_url:
                 from operators.specialists.hashbank import BankMatcher, BankStore
 
-                refresh = float(self.context.settings_for("banks").get("refresh_s", 1.0))
+                refresh = self.section().refresh_s
                 store = BankStore(self.context.redis_url)
                 self._matcher = BankMatcher(store, refresh_s=refresh)
             return self._matcher

@@ -26,12 +26,14 @@ from __future__ import annotations
 
 import hashlib
 import json
-from collections.abc import Hashable, Iterable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Hashable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from enum import IntEnum, StrEnum
 from typing import TYPE_CHECKING, Any, Protocol
 
 if TYPE_CHECKING:
+    from pydantic import BaseModel
+
     from contracts.records import Post
 
 RESERVED_VARIABLES = frozenset({"text", "post"})
@@ -117,11 +119,14 @@ class ProducerContext:
     """What a deployment gives producers that need more than the post: stores and settings.
 
     A producer with a `bind(context)` method gets it once, before its first `compute`.
-    `settings` holds each producer's section of the pipeline config's `specialists:`.
+    `settings` holds each producer's section of the pipeline config's `specialists:`;
+    `images` is the config's `images:` section, whose `max_bytes` and `max_pixels` bound every
+    image a producer decodes, as they bound the model's.
     """
 
     redis_url: str | None = None
     settings: Mapping[str, Mapping[str, Any]] = field(default_factory=dict)
+    images: Mapping[str, Any] = field(default_factory=dict)
 
     def settings_for(self, name: str) -> Mapping[str, Any]:
         """The config section of producer `name` (empty when none)."""
@@ -136,10 +141,18 @@ class ProducerJob:
     requests: frozenset[Hashable]
     images: tuple[bytes, ...] = ()  # the post's fetched images, when the producer reads them
     signals: Mapping[str, Mapping[Hashable, Any]] = field(default_factory=dict)  # by producer
+    # The same images decoded once for every producer of the stage that declares `image_fit`
+    # (an `operators.decoded.DecodedImages`); None when the caller did not decode them.
+    decoded: Any = None
 
 
 class SignalProducer(Protocol):
-    """Everything that computes a signal a policy can read (plain class attributes will do)."""
+    """Everything that computes a signal a policy can read (plain class attributes will do).
+
+    The members from `adds_text` on are traits with defaults: a producer that inherits
+    `ProducerDefaults` has them, and one that leaves them out gets the same defaults
+    (`traits_of`), so a producer written before they were declared keeps working.
+    """
 
     @property
     def name(self) -> str:
@@ -188,12 +201,106 @@ class SignalProducer(Protocol):
     def compute(
         self, jobs: Sequence[ProducerJob]
     ) -> Sequence[Mapping[Hashable, Any] | ProducerOutput | Exception]:
-        """A value for every request of every job, in order; an Exception fails that post.
-
-        Optional members, read with `getattr`: `cacheable` (False: values are never cached,
-        e.g. a lookup in a bank that changes) and `bind(context: ProducerContext)`.
-        """
+        """A value for every request of every job, in order; an Exception fails that post."""
         ...
+
+    @property
+    def adds_text(self) -> bool:
+        """True when its values are text found in the post (OCR): whole-post model questions
+        read them with the post's (untrusted) text. Default False."""
+        ...
+
+    @property
+    def cacheable(self) -> bool:
+        """False when its values depend on more than the content read (a bank that changes),
+        so they are never cached. Default True."""
+        ...
+
+    @property
+    def retryable(self) -> tuple[type[BaseException], ...]:
+        """Its errors a retry may cure, besides the pipeline's own transient ones (a failed
+        fetch or model call, any error not raised on purpose). Default none."""
+        ...
+
+    def empty(self, request: Hashable) -> Any:
+        """Its value for a post with nothing in it (nsfw 0.0, ocr ""), which policy tests read
+        for values they do not pin; `NO_EMPTY` (the default) leaves them unset."""
+        ...
+
+    def bind(self, context: ProducerContext) -> None:
+        """Take the deployment's stores and settings, once, before the first `compute`.
+        Default: ignore them."""
+        ...
+
+    @property
+    def settings_model(self) -> type[BaseModel] | None:
+        """The pydantic model of its section under the pipeline config's `specialists:`, which
+        is checked against it; None (the default): it takes none, and a section is refused."""
+        ...
+
+    @property
+    def image_fit(self) -> Callable[[int, int], tuple[int, int]] | None:
+        """The (width, height) it reads a width x height image at, when it reads the shared
+        decoded images (`job.decoded`); None (the default): it decodes `job.images` itself."""
+        ...
+
+
+class _NoEmpty:
+    """The type of `NO_EMPTY`."""
+
+    def __repr__(self) -> str:
+        return "NO_EMPTY"
+
+
+NO_EMPTY: Any = _NoEmpty()  # `empty(request)` of a producer with no empty value
+
+
+class ProducerDefaults:
+    """The traits' defaults (see `SignalProducer`); inherit it and override what differs."""
+
+    adds_text: bool = False
+    cacheable: bool = True
+    retryable: tuple[type[BaseException], ...] = ()
+    image_fit: Callable[[int, int], tuple[int, int]] | None = None
+    settings_model: type[BaseModel] | None = None
+
+    def empty(self, request: Hashable) -> Any:
+        """No empty value: policy tests must pin this producer's values."""
+        return NO_EMPTY
+
+    def bind(self, context: ProducerContext) -> None:
+        """Nothing to take from the deployment."""
+
+
+TRAITS = ("adds_text", "cacheable", "retryable", "empty", "bind", "image_fit", "settings_model")
+
+
+@dataclass(frozen=True)
+class Traits:
+    """A producer's traits, its own or the defaults: what the pipeline and policy tests read."""
+
+    adds_text: bool
+    cacheable: bool
+    retryable: tuple[type[BaseException], ...]
+    empty: Callable[[Hashable], Any]
+    bind: Callable[[ProducerContext], None]
+    image_fit: Callable[[int, int], tuple[int, int]] | None
+    settings_model: type[BaseModel] | None
+
+
+def traits_of(producer: SignalProducer) -> Traits:
+    """`producer`'s traits; the defaults of `ProducerDefaults` for any it leaves out."""
+    defaults = ProducerDefaults()
+    found = {name: getattr(producer, name, getattr(defaults, name)) for name in TRAITS}
+    return Traits(
+        adds_text=bool(found["adds_text"]),
+        cacheable=bool(found["cacheable"]),
+        retryable=tuple(found["retryable"]),
+        empty=found["empty"],
+        bind=found["bind"],
+        image_fit=found["image_fit"],
+        settings_model=found["settings_model"],
+    )
 
 
 def as_output(output: Mapping[Hashable, Any] | ProducerOutput) -> ProducerOutput:
@@ -201,17 +308,10 @@ def as_output(output: Mapping[Hashable, Any] | ProducerOutput) -> ProducerOutput
     return output if isinstance(output, ProducerOutput) else ProducerOutput(values=output)
 
 
-def is_cacheable(producer: SignalProducer) -> bool:
-    """False for a producer whose values depend on more than the content (a changing bank)."""
-    return bool(getattr(producer, "cacheable", True))
-
-
 def bind_all(producers: Iterable[SignalProducer], context: ProducerContext) -> None:
-    """Give every producer that takes one the deployment's context."""
+    """Give every producer the deployment's context."""
     for producer in producers:
-        bind = getattr(producer, "bind", None)
-        if callable(bind):
-            bind(context)
+        traits_of(producer).bind(context)
 
 
 class ProducerRegistry:
@@ -219,6 +319,7 @@ class ProducerRegistry:
 
     def __init__(self, producers: Iterable[SignalProducer] = ()) -> None:
         self._producers: dict[str, SignalProducer] = {}
+        self._traits: dict[str, Traits] = {}
         self._variables: dict[str, tuple[SignalProducer, Variable]] = {}
         for producer in producers:
             self.register(producer)
@@ -236,6 +337,7 @@ class ProducerRegistry:
         if unknown:
             raise ValueError(f"{producer.name!r} reads {unknown}: register those first")
         self._producers[producer.name] = producer
+        self._traits[producer.name] = traits_of(producer)
         for variable in producer.variables:
             self._variables[variable.name] = (producer, variable)
 
@@ -248,6 +350,10 @@ class ProducerRegistry:
     def get(self, name: str) -> SignalProducer:
         """The producer registered as `name`."""
         return self._producers[name]
+
+    def traits(self, name: str) -> Traits:
+        """The traits of the producer registered as `name` (its own, or the defaults)."""
+        return self._traits[name]
 
     def costs(self) -> list[Cost]:
         """The cost classes present, cheapest first: the planner's stages."""

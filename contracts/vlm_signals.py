@@ -45,11 +45,12 @@ from contracts.producers import (
     Cost,
     Input,
     Placement,
+    ProducerDefaults,
     ProducerJob,
     SignalProducer,
     Variable,
 )
-from contracts.vlm import DEFAULT_MODEL, About, TaskKind, VlmTask
+from contracts.vlm import DEFAULT_MODEL, About, TaskKind, VlmTask, empty_value
 
 VLM_VERSION = "replica"  # the replica's own cache key carries the model and prompt fingerprint
 
@@ -101,7 +102,7 @@ def ask_spec_for(models: tuple[str, ...]) -> type[AskSpec]:
     return create_model("AskSpec", __base__=AskSpec, __validators__=validators)
 
 
-class _ReplicaProducer:
+class _ReplicaProducer(ProducerDefaults):
     """What the four model producers share: they run on the replica, in one batch."""
 
     name: str
@@ -111,6 +112,11 @@ class _ReplicaProducer:
     cost = Cost.MODEL
     version = VLM_VERSION
     after: tuple[str, ...] = ()
+
+    def empty(self, request: Hashable) -> Any:
+        """What the model gives a post with nothing to look at: 0.0, "", or []."""
+        assert isinstance(request, VlmTask)
+        return empty_value(request)
 
     def compute(self, jobs: Sequence[ProducerJob]) -> list[Mapping[Hashable, Any] | Exception]:
         """Never called: the consumer ships these requests to the model replica."""

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 
 @dataclass(frozen=True)
@@ -17,3 +19,12 @@ class ImageLimits:
     file_root: Path | None = None
     allow_private_addresses: bool = False
     allowed_networks: tuple[str, ...] = ()
+
+    @classmethod
+    def for_decoding(cls, images: Mapping[str, Any]) -> ImageLimits:
+        """The byte and pixel limits of a pipeline's `images:` section; defaults where unset."""
+        default = cls()
+        return cls(
+            max_bytes=int(images.get("max_bytes") or default.max_bytes),
+            max_pixels=int(images.get("max_pixels") or default.max_pixels),
+        )

@@ -5,11 +5,12 @@ from __future__ import annotations
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal, TypeVar
 
-from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, create_model
 
 from contracts.decoding import PostLimits
 from contracts.producers import ProducerContext
 from contracts.vlm import DEFAULT_MODEL
+from operators.specialists.settings import BankSettings, NsfwSettings, OcrSettings
 from pipelines.exceptions import ConfigInvalid
 from pipelines.model_settings import (
     ModelName,
@@ -19,10 +20,12 @@ from pipelines.model_settings import (
 )
 
 if TYPE_CHECKING:
+    from contracts.producers import ProducerRegistry
     from operators.limits import ImageLimits
     from policies.yamlsource import YamlDocument
 
 ModelT = TypeVar("ModelT", bound=BaseModel)
+__all__ = ["BankSettings", "NsfwSettings", "OcrSettings"]  # the shipped producers' sections
 
 
 class KafkaSettings(BaseModel):
@@ -182,40 +185,6 @@ class ApiSettings(BaseModel):
     )
 
 
-class OcrSettings(BaseModel):
-    """The `ocr` producer's limits: large images are downscaled before they are read."""
-
-    model_config = ConfigDict(frozen=True, extra="forbid")
-
-    max_side: int = Field(1600, gt=0, description="Longest side read; larger images shrink.")
-    max_pixels: int = Field(4_000_000, gt=0, description="Pixels read per image, after shrinking.")
-    time_budget_ms: float = Field(
-        2000.0, gt=0, description="Time per image; text past it is left unread and noted."
-    )
-    min_confidence: float = Field(
-        0.5, ge=0, le=1, description="Boxes read with less confidence are left out."
-    )
-    threads: int = Field(1, gt=0, description="onnxruntime threads per consumer.")
-
-
-class NsfwSettings(BaseModel):
-    """The `nsfw` producer."""
-
-    model_config = ConfigDict(frozen=True, extra="forbid")
-
-    threads: int = Field(1, gt=0, description="onnxruntime threads per consumer.")
-
-
-class BankSettings(BaseModel):
-    """The `banks` producer: hash banks kept in Redis (`redis_url`)."""
-
-    model_config = ConfigDict(frozen=True, extra="forbid")
-
-    refresh_s: float = Field(
-        1.0, gt=0, description="How often a consumer checks Redis for bank changes."
-    )
-
-
 class PostBudgetSettings(BaseModel):
     """What one post may cost each image specialist (`nsfw`, `ocr`, `banks`)."""
 
@@ -230,16 +199,18 @@ class PostBudgetSettings(BaseModel):
 
 
 class SpecialistSettings(BaseModel):
-    """Settings of the CPU specialists that run before the model."""
+    """Settings of the producers that run before the model: `post`, then a section per producer.
 
-    model_config = ConfigDict(frozen=True, extra="forbid")
+    Each producer that takes settings declares their model (`settings_model`); `load_config`
+    checks every section against the producers the pipeline registers (`checked_model`), so an
+    unknown producer or key is refused with its position. Built in code, sections pass as given.
+    """
+
+    model_config = ConfigDict(frozen=True, extra="allow")
 
     post: PostBudgetSettings = Field(
         default_factory=PostBudgetSettings, description="Per-post limits of the image specialists."
     )
-    ocr: OcrSettings = Field(default_factory=OcrSettings, description="Text in images.")
-    nsfw: NsfwSettings = Field(default_factory=NsfwSettings, description="NSFW image score.")
-    banks: BankSettings = Field(default_factory=BankSettings, description="Hash banks.")
 
 
 class TelemetrySettings(BaseModel):
@@ -298,7 +269,9 @@ class PipelineConfig(BaseModel):
     )
     api: ApiSettings = Field(default_factory=ApiSettings, description="HTTP API limits.")
     specialists: SpecialistSettings = Field(
-        default_factory=SpecialistSettings, description="OCR, NSFW and hash-bank settings."
+        default_factory=SpecialistSettings,
+        description="The per-post budget (`post`), and a section per producer that takes "
+        "settings (`ocr`, `nsfw`, `banks`, `shieldgemma`, ...), by its name.",
     )
 
     def model_names(self) -> tuple[str, ...]:
@@ -316,7 +289,9 @@ class PipelineConfig(BaseModel):
     def producer_context(self) -> ProducerContext:
         """What producers that need a store or settings are bound to."""
         return ProducerContext(
-            redis_url=self.redis_url, settings=self.specialists.model_dump(mode="json")
+            redis_url=self.redis_url,
+            settings=self.specialists.model_dump(mode="json"),
+            images=self.images.model_dump(mode="json"),
         )
 
 
@@ -354,6 +329,39 @@ def validate_config(
 
 
 def load_config(path: str | Path) -> PipelineConfig:
-    """Read a pipeline YAML file; every problem is reported as FILE:LINE:COL: message."""
+    """Read a pipeline YAML file; every problem is reported as FILE:LINE:COL: message.
+
+    `specialists:` is checked against the producers the file's pipeline registers (the
+    installed ones and its `producers:`), each section against that producer's settings.
+    """
+    from pipelines.producers import pipeline_registry
+
     doc = read_config_yaml(path, needs="kafka.bootstrap_servers")
-    return validate_config(doc, PipelineConfig)
+    config = validate_config(doc, PipelineConfig)
+    return validate_config(doc, checked_model(pipeline_registry(config)))
+
+
+def checked_model(registry: ProducerRegistry) -> type[PipelineConfig]:
+    """PipelineConfig whose `specialists:` holds `post` and the sections of `registry`'s
+    producers that declare settings, and refuses any other key."""
+    sections: dict[str, Any] = {
+        producer.name: (model, Field(default_factory=model, description=_described(model)))
+        for producer in registry
+        if (model := registry.traits(producer.name).settings_model) is not None
+    }
+    specialists = create_model("SpecialistSettings", __base__=_CheckedSpecialists, **sections)
+    field = Field(default_factory=specialists, description="Per-post budget, then per producer.")
+    checked: type[PipelineConfig] = create_model(
+        "PipelineConfig", __base__=PipelineConfig, specialists=(specialists, field)
+    )
+    return checked
+
+
+class _CheckedSpecialists(SpecialistSettings):
+    """SpecialistSettings that refuses keys no registered producer takes."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+
+def _described(model: type[BaseModel]) -> str:
+    return (model.__doc__ or model.__name__).strip().splitlines()[0]

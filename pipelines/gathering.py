@@ -12,7 +12,7 @@ from __future__ import annotations
 import json
 import logging
 import time
-from collections.abc import Callable, Hashable, Sequence
+from collections.abc import Callable, Hashable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
@@ -30,7 +30,6 @@ from contracts.producers import (
     as_output,
     cache_key,
     content_hash,
-    is_cacheable,
 )
 from contracts.records import InputChange, InputChangeKind, ProducerRun
 from pipelines.config import RetrySettings
@@ -42,6 +41,7 @@ from pipelines.model_tasks import (
     record_model_runs,
 )
 from pipelines.retry import backoff_delay, should_retry
+from pipelines.shared_images import SHARED_IMAGES, Fit, chunks, decoding_groups
 from pipelines.signal_records import Failure, InferenceRequest, InferenceResult
 from pipelines.stages import CostStage, ModelSources, stages_of
 from pipelines.telemetry import Telemetry
@@ -109,9 +109,13 @@ class SignalGatherer:
             journey.attempts += 1
         unfetched = [j for j in journeys if j.images is None]
         self._fetch([j for j in unfetched if _reads_images(j, producers, models)])
-        for producer in producers:
-            if producer.placement is Placement.CONSUMER:
-                self._run_here(producer, [j for j in journeys if j.failure is None])
+        here = [p for p in producers if p.placement is Placement.CONSUMER]
+        for group, fits in decoding_groups(here, self.registry):
+            if fits:
+                self._run_decoded(group, fits, journeys)
+            else:
+                for producer in group:
+                    self._run_here(producer, [j for j in journeys if j.failure is None])
         replica = [p.name for p in producers if p.placement is Placement.REPLICA]
         for model in models:
             live = [j for j in journeys if j.failure is None]
@@ -119,20 +123,42 @@ class SignalGatherer:
             if ready:
                 self._infer(ready, replica, model)
 
-    def _run_here(self, producer: SignalProducer, journeys: Sequence[Journey]) -> None:
+    def _run_decoded(
+        self, group: Sequence[SignalProducer], fits: Sequence[Fit], journeys: Sequence[Journey]
+    ) -> None:
+        """Producers reading decoded images, a few posts at a time: each image decoded once.
+
+        Each post's images are decoded on first use at the widest size any of `group` reads,
+        shared by the group, and dropped once the group has run over its posts, so what is held
+        decoded stays within about `SHARED_IMAGES` images however large the batch.
+        """
+        from operators.decoded import DecodedImages, widest
+
+        fit = widest(fits)
+        for chunk in chunks(journeys, SHARED_IMAGES):
+            decoded = {id(j): DecodedImages(j.images or (), self.loader.limits, fit) for j in chunk}
+            for producer in group:
+                self._run_here(producer, [j for j in chunk if j.failure is None], decoded)
+
+    def _run_here(
+        self,
+        producer: SignalProducer,
+        journeys: Sequence[Journey],
+        decoded: Mapping[int, Any] | None = None,
+    ) -> None:
         """One `compute` call of a consumer-side producer over every post that needs it."""
         work = [(j, open_requests(j, [producer.name])) for j in journeys]
         work = [(j, requests) for j, requests in work if requests]
-        cached = (
-            self.cache is not None and producer.cost >= Cost.SPECIALIST and is_cacheable(producer)
-        )
+        traits = self.registry.traits(producer.name)
+        cached = self.cache is not None and producer.cost >= Cost.SPECIALIST and traits.cacheable
         # Keys hash what the producer reads (image bytes included): compute them once.
         keys = {id(j): _cache_keys(producer, j, requests) for j, requests in work} if cached else {}
         if cached:
             work = self._from_cache(producer, work, keys)
         if not work:
             return
-        jobs = [_producer_job(j, requests, producer) for j, requests in work]
+        shared = decoded or {}
+        jobs = [_producer_job(j, requests, producer, shared.get(id(j))) for j, requests in work]
         started = time.perf_counter()
         with self.telemetry.tracer.start_as_current_span(f"signal.{producer.name}"):
             try:
@@ -141,7 +167,7 @@ class SignalGatherer:
                 outputs = [error] * len(jobs)
         share_ms = (time.perf_counter() - started) * 1000 / len(jobs)
         kept = [
-            _keep(journey, producer.name, requests, output, share_ms)
+            _keep(journey, producer.name, requests, output, share_ms, traits.retryable)
             for (journey, requests), output in zip(work, outputs, strict=True)
         ]
         if cached:
@@ -196,7 +222,7 @@ class SignalGatherer:
 
     def _infer(self, journeys: Sequence[Journey], replica: list[str], model: str) -> None:
         """Every post's tasks for `model` in one call to its replica pool."""
-        found_text = [p.name for p in self.registry if getattr(p, "adds_text", False)]
+        found_text = [p.name for p in self.registry if self.registry.traits(p.name).adds_text]
         requests = [inference_request(j, replica, model, found_text) for j in journeys]
         sent = [(j, r) for j, r in zip(journeys, requests, strict=True) if r.tasks]
         for journey, request in zip(journeys, requests, strict=True):
@@ -302,23 +328,37 @@ def _has_url(journey: Journey) -> bool:
 
 
 def _producer_job(
-    journey: Journey, requests: frozenset[Hashable], producer: SignalProducer
+    journey: Journey,
+    requests: frozenset[Hashable],
+    producer: SignalProducer,
+    decoded: Any = None,
 ) -> ProducerJob:
     assert journey.post is not None
     signals: dict[str, dict[Hashable, Any]] = {}
     for (name, request), value in journey.computed.items():
         if name in producer.after:
             signals.setdefault(name, {})[request] = value
-    return ProducerJob(journey.post, requests, journey.images or (), signals)
+    return ProducerJob(journey.post, requests, journey.images or (), signals, decoded)
 
 
 def _keep(
-    journey: Journey, producer: str, requests: frozenset[Hashable], output: Any, ms: float
+    journey: Journey,
+    producer: str,
+    requests: frozenset[Hashable],
+    output: Any,
+    ms: float,
+    retryable: tuple[type[BaseException], ...] = (),
 ) -> ProducerOutput | None:
-    """Store a consumer-side producer's values for one post, or fail the post."""
+    """Store a consumer-side producer's values for one post, or fail the post.
+
+    A failure is retried when the pipeline deems it transient or the producer declares its
+    error `retryable`.
+    """
     if isinstance(output, Exception):
         failure = Failure.of(output)  # keeps the stage an image error names (fetch-image)
-        journey.fail(Failure(failure.stage, failure.error_type, f"{producer}: {failure.reason}"))
+        again = failure.retryable or isinstance(output, retryable)
+        reason = f"{producer}: {failure.reason}"
+        journey.fail(Failure(failure.stage, failure.error_type, reason, again))
         return None
     output = as_output(output)
     missing = [r for r in requests if r not in output.values]

@@ -9,15 +9,25 @@ from __future__ import annotations
 
 import importlib
 from collections.abc import Sequence
-from typing import TYPE_CHECKING
+from typing import Protocol
 
 from contracts.producers import ProducerRegistry, SignalProducer
 from contracts.registry import default_registry
 from contracts.vlm import DEFAULT_MODEL
 from pipelines.exceptions import ConfigInvalid
 
-if TYPE_CHECKING:
-    from pipelines.config import PipelineConfig
+
+class PipelineNames(Protocol):
+    """What of a pipeline config names its producers and models (`PipelineConfig`)."""
+
+    @property
+    def producers(self) -> Sequence[str]:
+        """More producers, as package.module:ClassName."""
+        ...
+
+    def model_names(self) -> tuple[str, ...]:
+        """Every model's name."""
+        ...
 
 
 def producer_registry(
@@ -30,7 +40,7 @@ def producer_registry(
     return registry
 
 
-def pipeline_registry(config: PipelineConfig) -> ProducerRegistry:
+def pipeline_registry(config: PipelineNames) -> ProducerRegistry:
     """The producers `config` runs: the installed ones, its `producers:`, asking its models."""
     return producer_registry(config.producers, config.model_names())
 

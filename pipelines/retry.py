@@ -9,7 +9,8 @@ from operators.exceptions import ImageFetchError, ImageFetchTimeout, InferenceEr
 
 # Failures that can pass on their own: a slow or flaky image host, a model that failed on a batch.
 # Every other deliberate error is a fact about the message (bad JSON, an image too large) that
-# no retry changes.
+# no retry changes. A producer names errors of its own that a retry may cure (`retryable`,
+# contracts.producers), and the gatherer retries those too.
 RETRYABLE_ERRORS = (ImageFetchError, ImageFetchTimeout, InferenceError)
 
 

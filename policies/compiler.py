@@ -349,7 +349,7 @@ def _asks(
             keyed[variable.name] = variable.keyed
         for ask in producer.asks(value):
             asks[(ask.variable, ask.item)] = Requested(producer.name, ask.request, ask.needs)
-            if getattr(producer, "adds_text", False):
+            if registry.traits(producer.name).adds_text:
                 found_text.append((producer.name, ask.request))
     return _post_tasks_read(asks, tuple(found_text)), keyed
 

@@ -10,6 +10,7 @@ from typing import Any
 from pydantic import ValidationError
 
 from contracts.producers import (
+    NO_EMPTY,
     Input,
     Placement,
     ProducerJob,
@@ -147,7 +148,7 @@ def case_signals(
 
     Model values that are not pinned read as the model's empty values (it saw nothing): 0.0
     per label and question, "" for the caption, [] for the embedding; so do the values of
-    producers with an `empty(request)` method (nsfw 0.0, ocr "", no bank match).
+    producers that declare an empty value (`empty(request)`: nsfw 0.0, ocr "", no bank match).
     """
     computed: dict[SignalKey, Any] = {
         (asked.producer, asked.request): empty_value(asked.request)
@@ -172,14 +173,14 @@ def _overlay(values: dict[str, Any], layer: dict[str, Any]) -> None:
 
 
 def _empty_values(policy: CompiledPolicy, registry: ProducerRegistry) -> dict[SignalKey, Any]:
-    """What producers that say so give a post with nothing in it, for values not pinned."""
+    """What producers that declare one give a post with nothing in it, for values not pinned."""
     computed: dict[SignalKey, Any] = {}
     for asked in policy.asks.values():
         if asked.producer not in registry:
             continue
-        empty = getattr(registry.get(asked.producer), "empty", None)
-        if callable(empty):
-            computed[(asked.producer, asked.request)] = empty(asked.request)
+        empty = registry.traits(asked.producer).empty(asked.request)
+        if empty is not NO_EMPTY:
+            computed[(asked.producer, asked.request)] = empty
     return computed
 
 

@@ -31,6 +31,7 @@ from contracts.producers import (
     Input,
     Placement,
     ProducerContext,
+    ProducerDefaults,
     ProducerJob,
     ProducerOutput,
     Unavailable,
@@ -40,6 +41,15 @@ from contracts.producers import (
 BuiltinPolicy = Literal["dangerous", "sexual", "violence"]
 NO_IMAGES = "the post has no images, and ShieldGemma 2 judges images only"
 _NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")  # conditions read it as `shieldgemma.<name>`
+
+
+class ShieldGemmaLoading(BaseModel):
+    """The deployment's `specialists.shieldgemma`: where its checkpoints load."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    device: str = Field("auto", description="auto, cpu, cuda or cuda:N.")
+    dtype: str = Field("auto", description="auto, float32, bfloat16 or float16.")
 
 
 class ShieldGemmaSettings(BaseModel):
@@ -89,7 +99,7 @@ class GuardRequest:
     text: str | None = None
 
 
-class ShieldGemmaSignals:
+class ShieldGemmaSignals(ProducerDefaults):
     """`signals.shieldgemma`: `shieldgemma.<policy>`, P(yes) of the post's images (max)."""
 
     name = "shieldgemma"
@@ -107,6 +117,7 @@ class ShieldGemmaSignals:
     cost = Cost.MODEL
     version = "shieldgemma2-1"
     config = ShieldGemmaSettings
+    settings_model = ShieldGemmaLoading
     after: tuple[str, ...] = ()
 
     def __init__(self) -> None:
@@ -139,9 +150,8 @@ class ShieldGemmaSignals:
 
         with self._lock:
             if model not in self._guards:
-                settings = self.context.settings_for("shieldgemma")
-                device, dtype = settings.get("device", "auto"), settings.get("dtype", "auto")
-                self._guards[model] = load_shieldgemma(model, str(device), str(dtype))
+                where = ShieldGemmaLoading.model_validate(self.context.settings_for(self.name))
+                self._guards[model] = load_shieldgemma(model, where.device, where.dtype)
             return self._guards[model]
 
     def compute(self, jobs: Sequence[ProducerJob]) -> list[ProducerOutput | Exception]:
@@ -174,8 +184,7 @@ class ShieldGemmaSignals:
         from operators.images import decode_image
         from operators.limits import ImageLimits
 
-        pixels = self.context.settings_for("images").get("max_pixels")
-        limits = ImageLimits(max_pixels=int(pixels)) if pixels else ImageLimits()
+        limits = ImageLimits.for_decoding(self.context.images)
         return [decode_image(data, limits).image for data in datas]
 
 

@@ -15,7 +15,15 @@ import re
 from collections.abc import Hashable, Mapping, Sequence
 from typing import Any
 
-from contracts.producers import Ask, Cost, Input, Placement, ProducerJob, Variable
+from contracts.producers import (
+    Ask,
+    Cost,
+    Input,
+    Placement,
+    ProducerDefaults,
+    ProducerJob,
+    Variable,
+)
 
 URL = re.compile(r"(?i)\b(?:https?://|www\.)([a-z0-9.-]+\.[a-z]{2,})")
 SHORTENERS = frozenset(
@@ -24,7 +32,7 @@ SHORTENERS = frozenset(
 COUNTS = "counts"  # the one request this producer answers
 
 
-class LinkSignals:
+class LinkSignals(ProducerDefaults):
     """`signals.links: true`; conditions read `links.count`, `links.shortened`, `links.domains`."""
 
     name = "links"

@@ -75,7 +75,7 @@ class NsfwScorer:
     @staticmethod
     def prepare(data: bytes, limits: ImageLimits) -> Image.Image:
         """`data` decoded under `limits` straight to the model's size; ImageError if it cannot."""
-        return decode_reduced(data, limits, _model_size).image
+        return decode_reduced(data, limits, model_size).image
 
     def _batch(self, images: list[Image.Image]) -> list[float]:
         """P(nsfw) of up to `MAX_BATCH` RGB images in one model call."""
@@ -97,14 +97,15 @@ def _decode(data: bytes, limits: ImageLimits) -> Image.Image | ImageError:
         return error
 
 
-def _model_size(width: int, height: int) -> tuple[int, int]:
-    """Each side cut to `MODEL_SIDE`: the model squashes the aspect away anyway."""
+def model_size(width: int, height: int) -> tuple[int, int]:
+    """The size an image is scored at: each side cut to `MODEL_SIDE` (the model squashes the
+    aspect away anyway)."""
     return min(width, MODEL_SIDE), min(height, MODEL_SIDE)
 
 
 def model_sized(image: Image.Image) -> Image.Image:
     """`image` no larger than `MODEL_SIDE` on either side, shrunk as `prepare` shrinks it."""
-    size = _model_size(*image.size)
+    size = model_size(*image.size)
     return image if size == image.size else shrink(image, size)
 
 

@@ -32,7 +32,7 @@ import numpy as np
 from PIL import Image
 
 from operators.exceptions import InferenceError, ModelLoadError, error_text
-from operators.images import decode_reduced, to_rgb
+from operators.images import ReducedImage, decode_reduced, to_rgb
 from operators.limits import ImageLimits
 from operators.specialists.stoppable import CallStopped, make_stoppable, pooled_session, time_limit
 
@@ -160,6 +160,10 @@ class OcrReader:
         clock = self._clock(budget_ms)
         decoded = decode_reduced(data, limits, self._working_size)
         return self._read(decoded.image, decoded.original_size, clock)
+
+    def read_decoded(self, decoded: ReducedImage, budget_ms: float | None = None) -> OcrResult:
+        """Read an image decoded at (at least) its working size; the budget covers the read."""
+        return self._read(decoded.image, decoded.original_size, self._clock(budget_ms))
 
     def read(self, image: Image.Image, budget_ms: float | None = None) -> OcrResult:
         """The text in `image`, any mode or size; raises `OcrFailed` if the models fail."""

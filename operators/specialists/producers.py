@@ -16,7 +16,9 @@ Models load on first use, once per process; declaring a producer costs nothing.
 
 The three that read images share a per-post time budget each (`specialists.post`, see
 `budget`): past it the post's remaining images are skipped, the value covers the images seen,
-and a note names the ones left out.
+and a note names the ones left out. They read the post's images decoded once for all three
+(`operators.decoded`; each declares the size it reads at, `image_fit`), under the pipeline's
+`images:` limits.
 """
 
 from __future__ import annotations
@@ -25,7 +27,7 @@ import threading
 import time
 from collections.abc import Callable, Hashable, Mapping, Sequence
 from functools import cached_property
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, cast
 
 from contracts.producers import (
     Ask,
@@ -33,16 +35,22 @@ from contracts.producers import (
     Input,
     Placement,
     ProducerContext,
+    ProducerDefaults,
     ProducerJob,
     ProducerOutput,
     Unavailable,
     Variable,
 )
+from operators.decoded import DecodedImages
 from operators.exceptions import ImageError
+from operators.images import ReducedImage
 from operators.limits import ImageLimits
+from operators.specialists import settings as sections
 from operators.specialists.bank_names import BankName
 from operators.specialists.budget import POST_TIME_BUDGET_MS, PostBudget, each_image
-from operators.specialists.ocr import OcrReader, OcrResult, OcrSettings
+from operators.specialists.nsfw import model_size
+from operators.specialists.ocr import OcrReader, OcrResult, OcrSettings, working_size
+from operators.specialists.pdq import hashed_size
 
 if TYPE_CHECKING:
     from operators.specialists.hashbank import BankMatch
@@ -51,14 +59,14 @@ Result = ProducerOutput | Exception
 
 
 def _limits(context: ProducerContext) -> ImageLimits:
-    """The deployment's pixel limit for decoding (bytes were checked at fetch)."""
-    pixels = context.settings_for("images").get("max_pixels")
-    return ImageLimits(max_pixels=int(pixels)) if pixels else ImageLimits()
+    """The deployment's image limits (`images:`), the ones the model's images are decoded under."""
+    return ImageLimits.for_decoding(context.images)
 
 
-class _Specialist:
+class _Specialist(ProducerDefaults):
     """What the four share: consumer placement, specialist cost, one context, a clock."""
 
+    name: str
     placement = Placement.CONSUMER
     cost = Cost.SPECIALIST
     config: Any = bool
@@ -72,6 +80,18 @@ class _Specialist:
         """Take the deployment's settings and stores."""
         self.context = context
 
+    def section(self) -> Any:
+        """Its section of `specialists:`, validated, with the defaults of what is left out."""
+        assert self.settings_model is not None
+        return self.settings_model.model_validate(self.context.settings_for(self.name))
+
+    def decoded(self, job: ProducerJob) -> DecodedImages:
+        """The post's images decoded once for all its readers, or here when the caller did not."""
+        if job.decoded is not None:
+            return cast(DecodedImages, job.decoded)
+        assert self.image_fit is not None
+        return DecodedImages(job.images, _limits(self.context), self.image_fit)
+
     def post_budget(self) -> PostBudget:
         """A fresh budget for one post's images, from the deployment's `specialists.post`."""
         budget = self.context.settings_for("post").get("time_budget_ms", POST_TIME_BUDGET_MS)
@@ -82,6 +102,7 @@ class NsfwSignals(_Specialist):
     """`signals.nsfw: true`: `nsfw`, P(nsfw) of the post's images (max), Yahoo open_nsfw."""
 
     name = "nsfw"
+    settings_model = sections.NsfwSettings
     variables = (Variable("nsfw", "double", description="P(nsfw), max over the images"),)
     inputs = frozenset({Input.IMAGES})
     version = "open_nsfw-onnx-1"
@@ -95,12 +116,16 @@ class NsfwSignals(_Specialist):
         """A post without images (policy tests read this for values not pinned)."""
         return 0.0
 
+    def image_fit(self, width: int, height: int) -> tuple[int, int]:
+        """The model's input size."""
+        return model_size(width, height)
+
     @cached_property
     def scorer(self) -> Any:
         """The model, loaded on first use."""
         from operators.specialists.nsfw import NsfwScorer
 
-        return NsfwScorer(threads=int(self.context.settings_for("nsfw").get("threads", 1)))
+        return NsfwScorer(threads=self.section().threads)
 
     def compute(self, jobs: Sequence[ProducerJob]) -> list[Result]:
         """Each post's images scored one by one within its budget; its score is their max.
@@ -114,9 +139,9 @@ class NsfwSignals(_Specialist):
         return [self._one(job) for job in jobs]
 
     def _one(self, job: ProducerJob) -> Result:
-        limits, budget = _limits(self.context), self.post_budget()
+        images, budget = self.decoded(job), self.post_budget()
         try:
-            run = each_image(job.images, budget, lambda data: self.scorer.score_one(data, limits))
+            run = each_image(range(len(images)), budget, lambda i: self._score(images.get(i)))
         except ImageError as error:  # this post's failure; the other posts are scored
             return error
         seen = [round(float(score), 4) for score in run.done]
@@ -125,11 +150,16 @@ class NsfwSignals(_Specialist):
         value: dict[Hashable, Any] = {self.SCORE: max(seen, default=0.0)}
         return ProducerOutput(value, evidence, run.notes("not scored"))
 
+    def _score(self, image: ReducedImage) -> float:
+        score: float = self.scorer.score([image.image])[0]
+        return score
+
 
 class OcrSignals(_Specialist):
     """`signals.ocr: true`: `ocr`, the text read in the post's images, image by image."""
 
     name = "ocr"
+    settings_model = sections.OcrSettings
     variables = (Variable("ocr", "string", description="Text read in the images"),)
     inputs = frozenset({Input.IMAGES})
     version = "rapidocr-ppocrv4-1"
@@ -144,12 +174,18 @@ class OcrSignals(_Specialist):
         """No text found (policy tests read this for values not pinned)."""
         return ""
 
+    def image_fit(self, width: int, height: int) -> tuple[int, int]:
+        """The size it reads at: within `ocr.max_side` and `ocr.max_pixels`."""
+        return working_size(width, height, self.reading())[0]
+
+    def reading(self) -> OcrSettings:
+        """How the deployment's `specialists.ocr` says images are read."""
+        return OcrSettings(**self.section().model_dump())
+
     @cached_property
     def reader(self) -> OcrReader:
         """The models, loaded on first use, with the deployment's budgets."""
-        known = set(OcrSettings.__dataclass_fields__)
-        chosen = {k: v for k, v in self.context.settings_for("ocr").items() if k in known}
-        return OcrReader(OcrSettings(**chosen))
+        return OcrReader(self.reading())
 
     def compute(self, jobs: Sequence[ProducerJob]) -> list[Result]:
         """Each image read in turn; the post's text is its images' texts, in order."""
@@ -161,12 +197,12 @@ class OcrSignals(_Specialist):
         Text from some of the images is the text found, as a cut read's top lines are: a rule
         matching it is right, and the note says which images were not read.
         """
-        limits, budget = _limits(self.context), self.post_budget()
+        images, budget = self.decoded(job), self.post_budget()
         try:
             run = each_image(
-                job.images,
+                range(len(images)),
                 budget,
-                lambda data: self.reader.read_bytes(data, limits, budget.remaining_ms()),
+                lambda i: self.reader.read_decoded(images.get(i), budget.remaining_ms()),
             )
         except Exception as error:  # typed image errors or a model failure: this post's failure
             return error
@@ -259,6 +295,7 @@ class BankSignals(_Specialist):
     """
 
     name = "banks"
+    settings_model = sections.BankSettings
     variables = (
         Variable(
             "banks", "map(string, bool)", keyed=True, item="bank", description="Hash bank matches"
@@ -282,13 +319,17 @@ class BankSignals(_Specialist):
         """No match (policy tests read this for values not pinned)."""
         return False
 
+    def image_fit(self, width: int, height: int) -> tuple[int, int]:
+        """The size PDQ hashes at."""
+        return hashed_size(width, height)
+
     def matcher(self) -> Any:
         """The bank matcher on the deployment's Redis, or None when no Redis is configured."""
         with self._lock:
             if self._matcher is None and self.context.redis_url:
                 from operators.specialists.hashbank import BankMatcher, BankStore
 
-                refresh = float(self.context.settings_for("banks").get("refresh_s", 1.0))
+                refresh = self.section().refresh_s
                 store = BankStore(self.context.redis_url)
                 self._matcher = BankMatcher(store, refresh_s=refresh)
             return self._matcher
@@ -311,7 +352,7 @@ class BankSignals(_Specialist):
     def _one(self, job: ProducerJob, matcher: Any) -> ProducerOutput:
         if matcher is None:
             return _unavailable(job, "hash banks need Redis: set redis_url (or --redis-url)")
-        hashes, notes = _usable_hashes(job.images, _limits(self.context), self.post_budget())
+        hashes, notes = _usable_hashes(self.decoded(job), self.post_budget())
         values: dict[Hashable, Any] = {}
         evidence: dict[str, Any] = {}
         for request in job.requests:
@@ -343,16 +384,16 @@ def _lookup(matcher: Any, bank: str, hashes: list[bytes]) -> BankMatch | Unavail
 
 
 def _usable_hashes(
-    images: Sequence[bytes], limits: ImageLimits, budget: PostBudget
+    images: DecodedImages, budget: PostBudget
 ) -> tuple[list[tuple[int, bytes]], tuple[str, ...]]:
     """(image index, PDQ bits) of images worth matching, and a note for each one left out.
 
     Images past the post's budget are left out too: a match among the others is a match, and
     "no match" then covers only the images hashed, as the note says.
     """
-    from operators.specialists.pdq import MIN_QUALITY, hash_image_bytes
+    from operators.specialists.pdq import MIN_QUALITY, pdq_hash
 
-    run = each_image(images, budget, lambda data: hash_image_bytes(data, limits))
+    run = each_image(range(len(images)), budget, lambda i: pdq_hash(images.get(i).image))
     usable, notes = [], []
     for index, pdq in enumerate(run.done):
         if pdq.usable:

@@ -1,5 +1,6 @@
 from pathlib import Path
 
+from contracts.producers import NO_EMPTY
 from contracts.records import Action, Post
 from contracts.registry import default_registry
 from policies.loader import load_policy_dir
@@ -29,12 +30,8 @@ def test_example_set_end_to_end():
     post = Post(id="p", text="buy followers cheap, DM on whatsapp +1 555 0100 222")
     plan = policies.plan_for_post(post)
     registry = default_registry()
-    computed = {
-        (p, r): registry.get(p).empty(r)
-        if hasattr(registry.get(p), "empty")
-        else ("" if p == "describe" else 0.0)
-        for p, r in plan.signal_keys()
-    }
+    empties = {(p, r): registry.traits(p).empty(r) for p, r in plan.signal_keys()}
+    computed = {key: 0.0 if empty is NO_EMPTY else empty for key, empty in empties.items()}
     result = policies.evaluate(post, computed)
     by_id = {o.decision.policy.id: o.decision for o in result.active}
     assert by_id["spam-scams"].action is Action.REVIEW

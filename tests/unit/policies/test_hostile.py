@@ -11,7 +11,7 @@ from typing import Any
 import pytest
 
 from contracts.decoding import decode_post
-from contracts.producers import ProducerJob, as_output
+from contracts.producers import NO_EMPTY, ProducerJob, as_output
 from contracts.records import Action, Post, Signals
 from contracts.registry import default_registry
 from contracts.vlm import VlmTask, empty_value
@@ -146,9 +146,11 @@ def seen(post: Post, name: str, request: Any) -> Any:
     """The model and the specialists see nothing (0.0, ""); `links` reads the text for real."""
     if isinstance(request, VlmTask):
         return empty_value(request)
-    producer = default_registry().get(name)
-    if hasattr(producer, "empty"):
-        return producer.empty(request)
+    registry = default_registry()
+    empty = registry.traits(name).empty(request)
+    if empty is not NO_EMPTY:
+        return empty
+    producer = registry.get(name)
     [output] = producer.compute([ProducerJob(post, frozenset({request}))])
     return as_output(output).values[request]
 

@@ -1,0 +1,43 @@
+"""The settings of the CPU specialists: each producer's section under `specialists:`.
+
+Each producer declares its model (`settings_model`); the pipeline config checks its section
+against it, and the producer reads it back from its context (`section`).
+"""
+
+from __future__ import annotations
+
+from pydantic import BaseModel, ConfigDict, Field
+
+
+class OcrSettings(BaseModel):
+    """The `ocr` producer's limits: large images are downscaled before they are read."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    max_side: int = Field(1600, gt=0, description="Longest side read; larger images shrink.")
+    max_pixels: int = Field(4_000_000, gt=0, description="Pixels read per image, after shrinking.")
+    time_budget_ms: float = Field(
+        2000.0, gt=0, description="Time per image; text past it is left unread and noted."
+    )
+    min_confidence: float = Field(
+        0.5, ge=0, le=1, description="Boxes read with less confidence are left out."
+    )
+    threads: int = Field(1, gt=0, description="onnxruntime threads per consumer.")
+
+
+class NsfwSettings(BaseModel):
+    """The `nsfw` producer."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    threads: int = Field(1, gt=0, description="onnxruntime threads per consumer.")
+
+
+class BankSettings(BaseModel):
+    """The `banks` producer: hash banks kept in Redis (`redis_url`)."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    refresh_s: float = Field(
+        1.0, gt=0, description="How often a consumer checks Redis for bank changes."
+    )

@@ -1,0 +1,84 @@
+"""`specialists:` is checked against the registered producers, each section against its model."""
+
+from __future__ import annotations
+
+import pytest
+from pydantic import BaseModel, ConfigDict, Field
+
+from contracts.producers import Variable
+from pipelines.config import load_config
+from pipelines.exceptions import ConfigInvalid
+from tests.producers import ShoutSignals
+
+
+class ShoutSettings(BaseModel):
+    """The `loud` producer's section."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    threshold: float = Field(0.5, ge=0, le=1)
+
+
+class LoudSignals(ShoutSignals):
+    """A producer shipped outside this package that takes settings."""
+
+    name = "loud"
+    variables = (Variable("loud", "double"),)
+    settings_model = ShoutSettings
+
+
+LOUD = f"{__name__}:LoudSignals"
+
+
+def _load(tmp_path, text: str):
+    path = tmp_path / "pipeline.yaml"
+    path.write_text(text)
+    return path, lambda: load_config(path)
+
+
+def _refusal(tmp_path, text: str) -> tuple[str, str]:
+    path, load = _load(tmp_path, text)
+    with pytest.raises(ConfigInvalid) as refused:
+        load()
+    return str(path), str(refused.value)
+
+
+def test_an_unknown_producer_under_specialists_is_refused_where_it_stands(tmp_path):
+    path, message = _refusal(tmp_path, "specialists:\n  post: {}\n  ocrr:\n    threads: 2\n")
+    assert message == f"{path}:3:3: unknown key 'ocrr' in specialists; did you mean 'ocr'?"
+
+
+def test_a_producer_that_takes_no_settings_gets_no_section(tmp_path):
+    path, message = _refusal(tmp_path, "specialists:\n  links: {}\n")
+    assert message.startswith(f"{path}:2:3: unknown key 'links' in specialists;")
+    path, message = _refusal(tmp_path, "specialists:\n  xyz: {}\n")
+    allowed = "post, banks, nsfw, ocr, shieldgemma"
+    assert message == f"{path}:2:3: unknown key 'xyz' in specialists; expected one of: {allowed}"
+
+
+def test_each_section_is_checked_against_its_producers_model(tmp_path):
+    path, message = _refusal(tmp_path, "specialists:\n  ocr:\n    max_sidee: 800\n")
+    assert message == (
+        f"{path}:3:5: unknown key 'max_sidee' in specialists.ocr; did you mean 'max_side'?"
+    )
+    path, message = _refusal(tmp_path, "specialists:\n  nsfw: {threads: 0}\n")
+    assert message.startswith(f"{path}:2:19: specialists.nsfw.threads:")
+
+
+def test_the_sections_reach_their_producers_with_defaults_for_the_rest(tmp_path):
+    _, load = _load(tmp_path, "specialists:\n  shieldgemma: {device: cpu}\n  ocr: {threads: 2}\n")
+    context = load().producer_context()
+    assert context.settings_for("shieldgemma") == {"device": "cpu", "dtype": "auto"}
+    assert context.settings_for("ocr")["threads"] == 2
+    assert context.settings_for("ocr")["max_side"] == 1600
+    assert context.settings_for("banks") == {"refresh_s": 1.0}
+
+
+def test_a_configured_producer_brings_its_own_section(tmp_path):
+    text = f"producers: [{LOUD!r}]\nspecialists:\n  loud: {{threshold: 0.8}}\n"
+    _, load = _load(tmp_path, text)
+    assert load().producer_context().settings_for("loud") == {"threshold": 0.8}
+    path, message = _refusal(tmp_path, "specialists:\n  loud: {threshold: 0.8}\n")
+    assert message.startswith(f"{path}:2:3: unknown key 'loud' in specialists")
+    path, message = _refusal(tmp_path, text.replace("0.8", "2"))
+    assert message.startswith(f"{path}:3:21: specialists.loud.threshold:")

@@ -33,11 +33,13 @@ from contracts.producers import (
     Input,
     Placement,
     ProducerContext,
+    ProducerDefaults,
     ProducerJob,
     ProducerOutput,
     Unavailable,
     Variable,
 )
+from operators.guards.producers import GuardLoading
 
 Category = Literal[
     "S1", "S2", "S3", "S4", "S5", "S6", "S7", "S8", "S9", "S10", "S11", "S12", "S13", "S14"
@@ -77,7 +79,7 @@ class LlamaGuardRequest:
     categories: tuple[str, ...] = ALL
 
 
-class LlamaGuardSignals:
+class LlamaGuardSignals(ProducerDefaults):
     """`signals.llamaguard`: `llamaguard.unsafe` and `llamaguard.<Sk>` of the post."""
 
     name = "llamaguard"
@@ -95,6 +97,7 @@ class LlamaGuardSignals:
     cost = Cost.MODEL
     version = "llamaguard4-1"
     config = LlamaGuardSettings
+    settings_model = GuardLoading
     after: tuple[str, ...] = ()
 
     def __init__(self) -> None:
@@ -125,9 +128,8 @@ class LlamaGuardSignals:
 
         with self._lock:
             if model not in self._guards:
-                settings = self.context.settings_for("llamaguard")
-                device, dtype = settings.get("device", "auto"), settings.get("dtype", "auto")
-                self._guards[model] = load_llamaguard(model, str(device), str(dtype))
+                where = GuardLoading.model_validate(self.context.settings_for(self.name))
+                self._guards[model] = load_llamaguard(model, where.device, where.dtype)
             return self._guards[model]
 
     def compute(self, jobs: Sequence[ProducerJob]) -> list[ProducerOutput | Exception]:
@@ -157,8 +159,7 @@ class LlamaGuardSignals:
         from operators.images import decode_image
         from operators.limits import ImageLimits
 
-        pixels = self.context.settings_for("images").get("max_pixels")
-        limits = ImageLimits(max_pixels=int(pixels)) if pixels else ImageLimits()
+        limits = ImageLimits.for_decoding(self.context.images)
         return [decode_image(data, limits).image for data in datas]
 
 

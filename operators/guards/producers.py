@@ -43,8 +43,8 @@ NO_IMAGES = "the post has no images, and ShieldGemma 2 judges images only"
 _NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")  # conditions read it as `shieldgemma.<name>`
 
 
-class ShieldGemmaLoading(BaseModel):
-    """The deployment's `specialists.shieldgemma`: where its checkpoints load."""
+class GuardLoading(BaseModel):
+    """The deployment's `specialists.shieldgemma` (or `.llamaguard`): where a guard model loads."""
 
     model_config = ConfigDict(frozen=True, extra="forbid")
 
@@ -117,7 +117,7 @@ class ShieldGemmaSignals(ProducerDefaults):
     cost = Cost.MODEL
     version = "shieldgemma2-1"
     config = ShieldGemmaSettings
-    settings_model = ShieldGemmaLoading
+    settings_model = GuardLoading
     after: tuple[str, ...] = ()
 
     def __init__(self) -> None:
@@ -150,7 +150,7 @@ class ShieldGemmaSignals(ProducerDefaults):
 
         with self._lock:
             if model not in self._guards:
-                where = ShieldGemmaLoading.model_validate(self.context.settings_for(self.name))
+                where = GuardLoading.model_validate(self.context.settings_for(self.name))
                 self._guards[model] = load_shieldgemma(model, where.device, where.dtype)
             return self._guards[model]
 

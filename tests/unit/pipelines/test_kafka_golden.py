@@ -1,8 +1,9 @@
 """The bytes the pipeline writes to every topic, for the example policies over the sample posts.
 
 A golden file holds each output message (topic, key, headers, value) as the pipeline wrote it
-before outcomes were typed; only the values that change from run to run (times, durations) are
-masked. Regenerate it with `VLMOD_WRITE_GOLDEN=1` only when a change of the bytes is meant.
+before `Moderator.moderate` returned typed outcomes; only the values that change from run to
+run (times, durations) are masked. Regenerate it with `VLMOD_WRITE_GOLDEN=1` only when a
+change of the bytes is meant.
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ from opentelemetry.trace import NoOpTracerProvider
 
 from contracts.errors import Stage
 from pipelines.config import KafkaSettings, PipelineConfig
+from pipelines.kafka_sink import kafka_batch
 from pipelines.local import build_moderator
 from pipelines.model_settings import ModelSettings
 from pipelines.producers import pipeline_registry
@@ -56,7 +58,7 @@ def source_messages() -> list[SourceMessage]:
 
 
 def produced_messages() -> list[dict[str, object]]:
-    """Every output message of one batch, as the consumer loop would send them."""
+    """Every output message of one batch, as the consumer loop's Kafka sink sends them."""
     config = PipelineConfig(
         kafka=KafkaSettings(bootstrap_servers="unused:9092"),
         policy_dir=str(ROOT / "policies" / "examples"),
@@ -68,10 +70,12 @@ def produced_messages() -> list[dict[str, object]]:
     tele = telemetry(tracer_provider=NoOpTracerProvider())
     moderator = build_moderator(config, policies, source, tele, registry=registry)
     messages = source_messages()
-    produced = moderator.moderate(messages)
+    outcomes = moderator.moderate(messages)
+    assert [o.source.offset for o in outcomes] == [m.offset for m in messages]
     # A batch that failed as a whole, then failed alone: the consumer loop's dead letters.
     refused = Failure(Stage.PRODUCE, "ProduceFailed", "verdicts: not acknowledged", False)
-    produced += [moderator.fail_message(m, refused) for m in (messages[1], messages[-4])]
+    outcomes += [moderator.fail_message(m, refused) for m in (messages[1], messages[-4])]
+    produced = kafka_batch(outcomes, config.topics)
     return [
         {
             "topic": out.topic,

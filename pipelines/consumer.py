@@ -1,13 +1,12 @@
 """The consume loop: poll, moderate and produce batches in the background, then commit.
 
 One thread owns the Kafka consumer: it polls, hands batches to a small pool of workers, and
-commits each batch once its worker is done. A worker moderates its batch and produces the
-outcomes through its sink at once, waiting until they are durable (acked), so a verdict leaves
-as soon as it is decided, not when
-the polling thread next comes round. At most `max_in_flight_batches` are in flight; past that
-the loop pauses its partitions and waits for the first batch to finish, still polling to stay
-in the group, so slow GPU work never exceeds `max.poll.interval.ms` and never triggers a
-rebalance.
+commits each batch once its worker is done. A worker moderates its batch and writes the
+outcomes through its sink at once, waiting until they are acked, so a verdict leaves as soon as
+it is decided, not when the polling thread next comes round. At most `max_in_flight_batches`
+are in flight; past that the loop pauses its partitions and waits for the first batch to finish,
+still polling to stay in the group, so slow GPU work never exceeds `max.poll.interval.ms` and
+never triggers a rebalance.
 
 A batch that fails as a whole is read again. Once a record has been in
 `retry.max_batch_attempts` failed batches, its batch runs one post at a time: the post that

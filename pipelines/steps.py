@@ -119,7 +119,7 @@ class Moderator:
             else:
                 try:
                     return self._route(journey, decided)
-                except Exception as error:  # a verdict that cannot be written: dead-letter it
+                except Exception as error:  # an outcome that cannot be built: dead-letter it
                     journey.fail(Failure.of(error, Stage.ROUTE))
         return self.dead_letter(journey)
 

@@ -27,6 +27,7 @@ sys.path.insert(0, str(_REPO))
 from bench.pipeline import posts, without_specialists  # noqa: E402 - after the path fix above
 from pipelines.config import ModelSettings, PipelineConfig  # noqa: E402
 from pipelines.demo import example_policies  # noqa: E402
+from pipelines.kafka_sink import kafka_batch  # noqa: E402
 from pipelines.local import build_moderator  # noqa: E402
 from pipelines.steps import Moderator, SourceMessage  # noqa: E402
 from pipelines.wiring import build_signal_source  # noqa: E402
@@ -49,9 +50,10 @@ def batches(count: int, size: int) -> list[list[SourceMessage]]:
 
 
 def run(moderator: Moderator, work: list[list[SourceMessage]]) -> tuple[float, float, int]:
-    """Wall and CPU seconds to moderate every batch, and how many messages came out."""
+    """Wall and CPU seconds to moderate every batch into its Kafka messages, and their count."""
     started, cpu = time.perf_counter(), time.process_time()
-    outputs = sum(len(moderator.moderate(batch)) for batch in work)
+    topics = moderator.topics
+    outputs = sum(len(kafka_batch(moderator.moderate(batch), topics)) for batch in work)
     return time.perf_counter() - started, time.process_time() - cpu, outputs
 
 

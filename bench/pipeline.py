@@ -63,6 +63,7 @@ from pipelines.kafka_io import (  # noqa: E402
     TopicReader,
     create_topics,
 )
+from pipelines.kafka_sink import KafkaSink, kafka_batch  # noqa: E402
 from pipelines.local import build_moderator  # noqa: E402
 from pipelines.runner import PipelineRun, output_topics  # noqa: E402
 from pipelines.samples import TEXTS, drawn_image  # noqa: E402
@@ -229,7 +230,8 @@ def in_process(config: PipelineConfig, policy_set: PolicySet) -> Iterator[None]:
         config.kafka, config.topics.inputs, config.consumer_group, **GROUP_TIMEOUTS
     )
     moderator = build_moderator(config, policy_set, build_signal_source(config))
-    loop = ModerationLoop(consumer, Producer(config.kafka), moderator, config.pool)
+    sink = KafkaSink(Producer(config.kafka), config.topics)
+    loop = ModerationLoop(consumer, sink, moderator, config.pool)
     thread = threading.Thread(target=loop.run, daemon=True)
     thread.start()
     try:
@@ -296,7 +298,8 @@ def naive_throughput(bootstrap: str, model: str, args: argparse.Namespace) -> fl
         for records in consumer.poll(timeout_ms=200, max_records=1).values():
             for record in records:
                 started = started or time.monotonic()
-                for out in moderator.moderate([SourceMessage.from_record(record)]):
+                outcomes = moderator.moderate([SourceMessage.from_record(record)])
+                for out in kafka_batch(outcomes, moderator.topics):
                     producer.send(out.topic, out.value, key=out.key, headers=out.headers).get(30)
                 consumer.commit()
                 done += 1

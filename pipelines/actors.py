@@ -11,6 +11,7 @@ import ray
 from pipelines.config import PipelineConfig
 from pipelines.consumer import ModerationLoop
 from pipelines.kafka_io import BatchConsumer, Producer
+from pipelines.kafka_sink import KafkaSink
 from pipelines.local import build_moderator
 from pipelines.producers import pipeline_registry
 from pipelines.serving import serve_sources, signal_app_name, signal_deployment_name
@@ -47,8 +48,8 @@ class ConsumerActor:
             settings.consumer_group,
             **settings.consumer_overrides,
         )
-        producer = Producer(settings.kafka)
-        self.loop = ModerationLoop(consumer, producer, moderator, settings.pool, settings.retry)
+        sink = KafkaSink(Producer(settings.kafka), settings.topics)
+        self.loop = ModerationLoop(consumer, sink, moderator, settings.pool, settings.retry)
         # What setup built (modules, compiled policies, clients) lives as long as the actor:
         # out of the collector's generations, each full collection scans only per-batch objects
         # (in-process, `bench/moderate.py`, collections cost about a tenth of the CPU time).

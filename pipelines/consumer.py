@@ -1,12 +1,12 @@
 """The consume loop: poll, moderate and produce batches in the background, then commit.
 
 One thread owns the Kafka consumer: it polls, hands batches to a small pool of workers, and
-commits each batch once its worker is done. A worker moderates its batch and produces the
-outputs at once, waiting for their acks, so a verdict leaves as soon as it is decided, not when
-the polling thread next comes round. At most `max_in_flight_batches` are in flight; past that
-the loop pauses its partitions and waits for the first batch to finish, still polling to stay
-in the group, so slow GPU work never exceeds `max.poll.interval.ms` and never triggers a
-rebalance.
+commits each batch once its worker is done. A worker moderates its batch and writes the
+outcomes through its sink at once, waiting until they are acked, so a verdict leaves as soon as
+it is decided, not when the polling thread next comes round. At most `max_in_flight_batches`
+are in flight; past that the loop pauses its partitions and waits for the first batch to finish,
+still polling to stay in the group, so slow GPU work never exceeds `max.poll.interval.ms` and
+never triggers a rebalance.
 
 A batch that fails as a whole is read again. Once a record has been in
 `retry.max_batch_attempts` failed batches, its batch runs one post at a time: the post that
@@ -24,8 +24,10 @@ from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import asdict, dataclass
 
 from contracts.errors import Stage
+from contracts.outcomes import Outcome
 from pipelines.config import PoolSettings, RetrySettings
-from pipelines.kafka_io import Batch, BatchConsumer, OutMessage, Producer
+from pipelines.kafka_io import Batch, BatchConsumer
+from pipelines.kafka_sink import KafkaSink
 from pipelines.signal_records import Failure
 from pipelines.steps import Moderator, SourceMessage
 
@@ -73,13 +75,13 @@ class ModerationLoop:
     def __init__(
         self,
         consumer: BatchConsumer,
-        producer: Producer,
+        sink: KafkaSink,
         moderator: Moderator,
         pool: PoolSettings,
         retry: RetrySettings | None = None,
     ) -> None:
         self.consumer = consumer
-        self.producer = producer
+        self.sink = sink
         self.moderator = moderator
         self.pool = pool
         self.max_batch_attempts = (retry or RetrySettings()).max_batch_attempts
@@ -100,7 +102,7 @@ class ModerationLoop:
         finally:
             self._workers.shutdown(wait=True, cancel_futures=True)
             self.consumer.close(commit=True)
-            self.producer.close()
+            self.sink.close()
         log.info("consumer stopped: %s", self.stats.as_dict())
         return self.stats
 
@@ -139,9 +141,7 @@ class ModerationLoop:
 
     def _moderate_together(self, messages: list[SourceMessage]) -> _Produced:
         """Steps decode to produce for a batch; its outputs are acked when this returns."""
-        outputs = self.moderator.moderate(messages)
-        self._send(outputs)
-        return _Produced(len(outputs))
+        return _Produced(self._send(self.moderator.moderate(messages)))
 
     def _moderate_one_by_one(self, messages: list[SourceMessage]) -> _Produced:
         """Each message alone; one that still raises, or whose outputs the broker refuses,
@@ -149,24 +149,23 @@ class ModerationLoop:
         sent = dead_letters = 0
         for message in messages:
             try:
-                outputs = self.moderator.moderate([message])
+                outcomes = self.moderator.moderate([message])
             except Exception as error:  # the poison pill itself: dead-letter it, go on
                 log.error("post at %s failed alone, dead-lettered: %s", _key(message), error)
-                outputs = [self.moderator.fail_message(message, Failure.of(error, Stage.POLICY))]
+                outcomes = [self.moderator.fail_message(message, Failure.of(error, Stage.POLICY))]
                 dead_letters += 1
             try:
-                self._send(outputs)
+                sent += self._send(outcomes)
             except Exception as error:  # e.g. a verdict over the broker's size limit
                 log.error("outputs of %s refused, dead-lettered: %s", _key(message), error)
-                outputs = [self.moderator.fail_message(message, Failure.of(error, Stage.PRODUCE))]
-                self._send(outputs)  # failing here is an outage: the batch is read again
+                outcomes = [self.moderator.fail_message(message, Failure.of(error, Stage.PRODUCE))]
+                sent += self._send(outcomes)  # failing here is an outage: the batch is read again
                 dead_letters += 1
-            sent += len(outputs)
         return _Produced(sent, dead_letters)
 
-    def _send(self, outputs: list[OutMessage]) -> None:
+    def _send(self, outcomes: list[Outcome]) -> int:
         with self.moderator.telemetry.tracer.start_as_current_span("produce"):
-            self.producer.send_all(outputs)
+            return self.sink.write(outcomes)
 
     def _finish_done(self, *, wait: bool = False) -> None:
         for item in list(self._in_flight):

@@ -11,7 +11,7 @@ from opentelemetry.context import Context
 
 from contracts.records import InputChange, Post, ProducerRun, utc_now
 from pipelines.signal_records import Failure
-from pipelines.tracing import Headers, headers_with_trace
+from pipelines.tracing import Headers, headers_with_trace, trace_fields
 from policies.policy_set import PlanMemo, SignalKey, SignalPlan
 from policies.scope import PostScope
 
@@ -94,6 +94,11 @@ class Journey:
             assert self.post is not None
             self.scope = PostScope(self.post)
         return self.scope
+
+    @property
+    def trace(self) -> dict[str, str]:
+        """W3C trace fields of this post's consume span, for every outcome."""
+        return trace_fields(self.context)
 
     @property
     def trace_headers(self) -> Headers:

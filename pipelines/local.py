@@ -93,17 +93,10 @@ class LocalModerator:
     ) -> tuple[Verdict | None, DeadLetter | None]:
         """The most severe verdict for `post`, or its dead letter; bytes decode as from Kafka."""
         message = SourceMessage(message_bytes(post), topic="local", partition=0, offset=0)
-        topics = self.moderator.topics
-        verdicts, dead = [], None
-        for out in self.moderator.moderate([message]):
-            if out.topic == topics.verdicts:
-                verdicts.append(Verdict.model_validate_json(out.value))
-            elif out.topic == topics.dead_letter:
-                dead = DeadLetter.model_validate_json(out.value)
-        if dead is not None:
-            return None, dead
-        worst = max(verdicts, key=lambda v: (v.action.severity, -v.priority), default=None)
-        return worst, None
+        [outcome] = self.moderator.moderate([message])
+        if outcome.dead_letter is not None:
+            return None, outcome.dead_letter
+        return outcome.most_severe(), None
 
 
 def message_bytes(post: Post | dict[str, Any] | bytes) -> bytes:

@@ -8,11 +8,13 @@
       compute  the stage's producers             cheap ones here, each model on its replicas
                                                  (cached); retried, then dead-lettered
     decide   Post + signals -> verdicts          one per policy; shadow policies only report
-    route    verdicts -> output messages         verdict, review-queue, shadow, dead-letter topics
-    produce  send all, wait for acks, commit     `pipelines.consumer`, after `moderate` returns
+    route    verdicts -> outcome                 active verdicts with their review tasks, shadow
+                                                 verdicts; or the message's dead letter
+    produce  write outcomes, wait, commit        `pipelines.consumer` through a sink
+                                                 (`pipelines.kafka_sink`), after `moderate` returns
 
-`Moderator.moderate` runs decode to route for one batch and returns the messages to produce.
-It never raises for one bad post: every message ends as verdicts or as a dead letter.
+`Moderator.moderate` runs decode to route for one batch and returns one `Outcome` per message,
+in order. It never raises for one bad post: every message ends as verdicts or as a dead letter.
 """
 
 from __future__ import annotations
@@ -21,26 +23,23 @@ import logging
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from opentelemetry import trace
 
 from contracts.decoding import PostLimits, decode_post
 from contracts.errors import Stage
-from contracts.records import DeadLetter, utc_now
+from contracts.outcomes import ActiveVerdict, Outcome, ReviewRoute, SourceRef
+from contracts.records import DeadLetter, Post, ShadowVerdict, Verdict, utc_now
+from contracts.review import ReviewTask
 from pipelines.config import TopicSettings
 from pipelines.gathering import SignalGatherer
 from pipelines.journey import Journey, SourceMessage
-from pipelines.kafka_io import OutMessage
-from pipelines.routing import route_dead_letter, route_shadow, route_verdict
 from pipelines.signal_records import Failure
 from pipelines.telemetry import Telemetry
 from pipelines.tracing import context_from_headers, trace_id_of
-from policies.policy_set import PolicySet, SetDecision
+from policies.policy_set import PolicyOutcome, PolicySet, SetDecision
 from policies.scope import PostScope
-
-if TYPE_CHECKING:
-    pass
 
 log = logging.getLogger(__name__)
 
@@ -56,8 +55,8 @@ class Moderator:
     limits: PostLimits = field(default_factory=PostLimits)
     policy_budget_s: float | None = 0.25
 
-    def moderate(self, messages: Sequence[SourceMessage]) -> list[OutMessage]:
-        """Output messages for a batch: verdicts and review copies, shadow reports, dead letters."""
+    def moderate(self, messages: Sequence[SourceMessage]) -> list[Outcome]:
+        """One outcome per message, in order: its verdicts and review tasks, or its dead letter."""
         policy_set = self.policies()  # one snapshot per batch: reloads swap between batches
         journeys = [self.decode(message) for message in messages]
         for stage in self.gatherer.stages():
@@ -65,7 +64,7 @@ class Moderator:
                 self.plan(journey, policy_set)
             self.gatherer.gather(stage, journeys)
         self.telemetry.batch_size.record(len(messages))
-        return [out for journey in journeys for out in self.finish(journey, policy_set)]
+        return [self.finish(journey, policy_set) for journey in journeys]
 
     def decode(self, message: SourceMessage) -> Journey:
         """Step decode: parse, bound, normalize and validate, or fail at decode/validate."""
@@ -109,7 +108,7 @@ class Moderator:
             journey.fail(Failure.of(error, Stage.POLICY))
         journey.planned_with = len(journey.computed)
 
-    def finish(self, journey: Journey, policy_set: PolicySet) -> list[OutMessage]:
+    def finish(self, journey: Journey, policy_set: PolicySet) -> Outcome:
         """Steps decide and route: verdicts for a moderated post, a dead letter for a failed one."""
         if journey.failure is None:
             try:
@@ -120,9 +119,9 @@ class Moderator:
             else:
                 try:
                     return self._route(journey, decided)
-                except Exception as error:  # a verdict that cannot be written: dead-letter it
+                except Exception as error:  # an outcome that cannot be built: dead-letter it
                     journey.fail(Failure.of(error, Stage.ROUTE))
-        return [self.dead_letter(journey)]
+        return self.dead_letter(journey)
 
     def _decide(self, journey: Journey, policy_set: PolicySet) -> SetDecision:
         assert journey.post is not None
@@ -136,10 +135,9 @@ class Moderator:
                 scope=journey.policy_scope(),
             )
 
-    def _route(self, journey: Journey, decided: SetDecision) -> list[OutMessage]:
+    def _route(self, journey: Journey, decided: SetDecision) -> Outcome:
         post, models = journey.post, self.gatherer.models
         assert post is not None
-        headers = journey.trace_headers
         common: dict[str, Any] = {
             "model": models.default.model,
             "models": {name: models.ref(name) for name in journey.models},
@@ -148,17 +146,26 @@ class Moderator:
             "input_changes": journey.changes,
             "producers": list(journey.runs.values()),
         }
-        messages: list[OutMessage] = []
-        for outcome in decided.active:
-            verdict = outcome.to_verdict(post.id, **common)
+        active = []
+        for decision in decided.active:
+            verdict = decision.to_verdict(post.id, **common)
             self.telemetry.posts_out.add(1, {"action": verdict.action.value})
-            messages += route_verdict(outcome, verdict, self.topics, headers, post)
-        for outcome in decided.shadow:
-            verdict = outcome.to_verdict(post.id, **common)
-            messages.append(route_shadow(outcome, verdict, self.topics, headers))
-        return messages
+            active.append(
+                ActiveVerdict(verdict=verdict, review=review_route(decision, verdict, post))
+            )
+        shadows = [
+            ShadowVerdict(verdict=decision.to_verdict(post.id, **common), diff=decision.diff)
+            for decision in decided.shadow
+        ]
+        return Outcome(
+            source=source_ref(journey.message),
+            post_id=post.id,
+            verdicts=tuple(active),
+            shadows=tuple(shadows),
+            trace=journey.trace,
+        )
 
-    def fail_message(self, message: SourceMessage, failure: Failure) -> OutMessage:
+    def fail_message(self, message: SourceMessage, failure: Failure) -> Outcome:
         """A dead letter for a message that failed outside the steps (e.g. a whole batch)."""
         journey = Journey(message, context_from_headers(message.headers), attempts=1)
         journey.fail(failure)
@@ -168,8 +175,8 @@ class Moderator:
             log.debug("dead letter without a post id", exc_info=True)
         return self.dead_letter(journey)
 
-    def dead_letter(self, journey: Journey) -> OutMessage:
-        """The dead-letter message for a journey that failed."""
+    def dead_letter(self, journey: Journey) -> Outcome:
+        """The dead-letter outcome of a journey that failed."""
         failure = journey.failure
         assert failure is not None
         message = journey.message
@@ -187,4 +194,26 @@ class Moderator:
             first_seen=journey.first_failed_at or utc_now(),
         )
         self.telemetry.dead_letters.add(1, {"stage": failure.stage.value})
-        return route_dead_letter(letter, message.key, self.topics, journey.trace_headers)
+        return Outcome(
+            source=source_ref(message),
+            post_id=letter.post_id,
+            dead_letter=letter,
+            trace=journey.trace,
+        )
+
+
+def review_route(decision: PolicyOutcome, verdict: Verdict, post: Post) -> ReviewRoute | None:
+    """The review task of an active verdict whose queue the policy maps to a topic."""
+    if not (decision.decision.topic and verdict.queue):
+        return None
+    task = ReviewTask(
+        key=verdict.key, queue=verdict.queue, priority=verdict.priority, verdict=verdict, post=post
+    )
+    return ReviewRoute(topic=decision.decision.topic, task=task)
+
+
+def source_ref(message: SourceMessage) -> SourceRef:
+    """Where a consumed message was read."""
+    return SourceRef(
+        topic=message.topic, partition=message.partition, offset=message.offset, key=message.key
+    )

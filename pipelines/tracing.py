@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 
 from opentelemetry import trace
 from opentelemetry.context import Context
@@ -28,10 +28,20 @@ def headers_with_trace(
     headers: Sequence[tuple[str, bytes]] = (), context: Context | None = None
 ) -> Headers:
     """`headers` without old trace fields, plus those of `context` (default: the current span)."""
+    kept = [(name, value) for name, value in headers if name.lower() not in _TRACE_HEADERS]
+    return kept + trace_headers(trace_fields(context))
+
+
+def trace_fields(context: Context | None = None) -> dict[str, str]:
+    """The W3C trace fields (traceparent, tracestate) of `context` (default: the current span)."""
     carrier: dict[str, str] = {}
     _PROPAGATOR.inject(carrier, context=context)
-    kept = [(name, value) for name, value in headers if name.lower() not in _TRACE_HEADERS]
-    return kept + [(name, value.encode("latin-1")) for name, value in carrier.items()]
+    return carrier
+
+
+def trace_headers(fields: Mapping[str, str]) -> Headers:
+    """Trace fields as message headers."""
+    return [(name, value.encode("latin-1")) for name, value in fields.items()]
 
 
 def trace_id_of(context: Context | None = None) -> str | None:

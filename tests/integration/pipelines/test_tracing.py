@@ -30,6 +30,7 @@ TRACED_RUN = textwrap.dedent(
     from ray.serve.context import _set_internal_replica_context
 
     from pipelines.config import ModelSettings, PipelineConfig
+    from pipelines.kafka_sink import kafka_batch
     from pipelines.local import build_moderator
     from pipelines.samples import drawn_image
     from pipelines.serving import ServeSignalSource, signal_deployment
@@ -56,7 +57,7 @@ TRACED_RUN = textwrap.dedent(
             "images": [{"data": base64.b64encode(drawn_image(5)).decode()}]}
     message = SourceMessage(json.dumps(post).encode(), b"traced", "posts", 0, 7,
                             (("traceparent", traceparent),))
-    outputs = moderator.moderate([message])
+    outputs = kafka_batch(moderator.moderate([message]), config.topics)
     spans = [{
         "name": s.name,
         "trace_id": format(s.context.trace_id, "032x"),

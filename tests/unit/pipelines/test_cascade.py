@@ -8,7 +8,7 @@ import json
 import pytest
 
 from contracts.producers import Cost
-from contracts.records import ModelRef, Verdict
+from contracts.records import ModelRef
 from contracts.vlm import TaskKind, empty_value
 from pipelines.config import KafkaSettings, PipelineConfig
 from pipelines.exceptions import ConfigInvalid
@@ -70,7 +70,7 @@ def moderate(config, sources, scores):
         )
         for n, score in enumerate(scores)
     ]
-    verdicts = [Verdict.model_validate_json(out.value) for out in moderator.moderate(messages)]
+    verdicts = [a.verdict for outcome in moderator.moderate(messages) for a in outcome.verdicts]
     return {verdict.post_id: verdict for verdict in verdicts}
 
 

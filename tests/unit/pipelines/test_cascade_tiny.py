@@ -13,7 +13,6 @@ import json
 
 import pytest
 
-from contracts.records import Verdict
 from contracts.vlm import TaskKind, VlmTask
 from pipelines.config import KafkaSettings, ModelSettings, PipelineConfig
 from pipelines.local import build_moderator
@@ -123,8 +122,7 @@ def test_the_large_model_runs_only_for_posts_the_small_one_left_open(tmp_path, c
         outputs = moderator.moderate(messages())
     finally:
         hook.remove()
-    on_topic = [o.value for o in outputs if o.topic == config.topics.verdicts]
-    verdicts = {v.post_id: v for v in map(Verdict.model_validate_json, on_topic)}
+    verdicts = {a.verdict.post_id: a.verdict for o in outputs for a in o.verdicts}
     assert len(verdicts) == POSTS
     small = {post: v.signals.answers["weapon"] for post, v in verdicts.items()}
     undecided = sorted(post for post, answer in small.items() if low < answer <= high)

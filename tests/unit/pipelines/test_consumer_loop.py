@@ -11,10 +11,12 @@ from dataclasses import dataclass
 
 import pytest
 
+from contracts.outcomes import Outcome, SourceRef
+from contracts.records import DeadLetter
 from pipelines.config import PoolSettings, RetrySettings
 from pipelines.consumer import ModerationLoop
 from pipelines.exceptions import ProduceFailed
-from pipelines.kafka_io import Batch, OutMessage
+from pipelines.kafka_io import Batch
 from pipelines.telemetry import telemetry
 
 DEADLINE_S = 1.5
@@ -97,8 +99,9 @@ class FakeConsumer:
         self.closed_with.append(commit)
 
 
-class FakeProducer:
-    """Records what it sent, and what the consumer had completed at that moment."""
+class FakeSink:
+    """Records what it wrote (a post's outcome as its message, a dead letter as its reason), and
+    what the consumer had completed at that moment."""
 
     def __init__(self, consumer: FakeConsumer, failures: int = 0, refuse: bytes = b"") -> None:
         self.consumer = consumer
@@ -108,23 +111,36 @@ class FakeProducer:
         self.completed_during_send: list[tuple[list[bytes], list[int]]] = []
         self.closed = False
 
-    def send_all(self, messages: list[OutMessage], *, timeout_s: float = 30.0) -> None:
-        values = [message.value for message in messages]
+    def write(self, outcomes: list[Outcome]) -> int:
+        values = [written(outcome) for outcome in outcomes]
         self.completed_during_send.append((values, list(self.consumer.completed)))
         if self.failures:
             self.failures -= 1
             raise ProduceFailed("moderation.verdicts: not acknowledged: broker gone")
-        if self.refuse and any(message.value == self.refuse for message in messages):
+        if self.refuse and self.refuse in values:
             raise ProduceFailed("moderation.verdicts: not acknowledged: MessageSizeTooLarge")
-        self.sent += [message.value for message in messages]
-        self.consumer.events.append(("sent", len(messages)))
+        self.sent += values
+        self.consumer.events.append(("sent", len(values)))
+        return len(values)
 
     def close(self) -> None:
         self.closed = True
 
 
+def written(outcome: Outcome) -> bytes:
+    if outcome.dead_letter is not None:
+        return f"{outcome.dead_letter.stage}: {outcome.dead_letter.error}".encode()
+    return f'{{"id": "{outcome.post_id}"}}'.encode()
+
+
+def source_of(message) -> SourceRef:
+    return SourceRef(
+        topic=message.topic, partition=message.partition, offset=message.offset, key=message.key
+    )
+
+
 class GatedModerator:
-    """Echoes each message to one output; blocks until `gate` is set; `poison` always raises."""
+    """Echoes each message to one outcome; blocks until `gate` is set; `poison` always raises."""
 
     def __init__(self, *, open_gate: bool = True, poison: int | None = None) -> None:
         self.telemetry = telemetry()
@@ -136,17 +152,25 @@ class GatedModerator:
         self.started: list[list[int]] = []
         self._lock = threading.Lock()
 
-    def moderate(self, messages: list) -> list[OutMessage]:
+    def moderate(self, messages: list) -> list[Outcome]:
         with self._lock:
             self.started.append([m.offset for m in messages])
         assert self.gate.wait(DEADLINE_S), "test never opened the gate"
         if any(m.offset == self.poison for m in messages):
             raise ValueError("Failed to convert variable 'text': Conversion Error")
-        return [OutMessage("moderation.verdicts", m.value, m.key) for m in messages]
+        return [Outcome(source=source_of(m), post_id=json.loads(m.value)["id"]) for m in messages]
 
-    def fail_message(self, message, failure) -> OutMessage:
-        reason = f"{failure.stage}: {failure.reason}".encode()
-        return OutMessage("moderation.dead-letter", reason, message.key)
+    def fail_message(self, message, failure) -> Outcome:
+        letter = DeadLetter(
+            original="",
+            topic=message.topic,
+            partition=message.partition,
+            offset=message.offset,
+            stage=failure.stage,
+            error_type=failure.error_type,
+            error=failure.reason,
+        )
+        return Outcome(source=source_of(message), dead_letter=letter)
 
 
 def wait_until(condition: Callable[[], bool], what: str) -> None:
@@ -198,7 +222,7 @@ def start_loop():
 def test_full_pool_pauses_the_consumer_keeps_polling_and_resumes_when_batches_finish(start_loop):
     consumer = FakeConsumer([[0, 1], [2, 3], [4, 5]])
     moderator = GatedModerator(open_gate=False)
-    running = start_loop(consumer, FakeProducer(consumer), moderator, in_flight=2)
+    running = start_loop(consumer, FakeSink(consumer), moderator, in_flight=2)
     wait_until(lambda: len(moderator.started) == 2, "two batches are in flight")
     wait_until(lambda: consumer.polls_while_paused >= 3, "the paused loop polls again")
     assert consumer.paused
@@ -214,7 +238,7 @@ def test_full_pool_pauses_the_consumer_keeps_polling_and_resumes_when_batches_fi
 
 def test_records_are_completed_only_after_send_all_returned(start_loop):
     consumer = FakeConsumer([[0, 1, 2], [3, 4]])
-    producer = FakeProducer(consumer)
+    producer = FakeSink(consumer)
     running = start_loop(consumer, producer, GatedModerator())
     wait_until(lambda: sorted(consumer.completed) == [0, 1, 2, 3, 4], "both batches are done")
     running.stop()
@@ -245,7 +269,7 @@ class QuietConsumer(FakeConsumer):
 
 def test_a_moderated_batch_is_produced_while_the_loop_still_waits_in_poll(start_loop):
     consumer = QuietConsumer([[0, 1]])
-    producer = FakeProducer(consumer)
+    producer = FakeSink(consumer)
     moderator = GatedModerator(open_gate=False)
     running = start_loop(consumer, producer, moderator, in_flight=2)
     wait_until(lambda: moderator.started == [[0, 1]], "the batch is in flight")
@@ -260,7 +284,7 @@ def test_a_moderated_batch_is_produced_while_the_loop_still_waits_in_poll(start_
 
 def test_a_failed_produce_rewinds_the_batch_and_the_loop_keeps_running(start_loop):
     consumer = FakeConsumer([[0, 1], [2]])
-    producer = FakeProducer(consumer, failures=1)
+    producer = FakeSink(consumer, failures=1)
     running = start_loop(consumer, producer, GatedModerator(), in_flight=1)
     wait_until(lambda: sorted(consumer.completed) == [0, 1, 2], "every record is done")
     assert running.thread.is_alive(), "a failed produce must not stop the loop"
@@ -274,7 +298,7 @@ def test_a_failed_produce_rewinds_the_batch_and_the_loop_keeps_running(start_loo
 
 def test_stop_drains_in_flight_batches_then_commits_and_closes(start_loop):
     consumer = FakeConsumer([[0, 1], [2]])
-    producer = FakeProducer(consumer)
+    producer = FakeSink(consumer)
     moderator = GatedModerator(open_gate=False)
     running = start_loop(consumer, producer, moderator, in_flight=2)
     wait_until(lambda: len(moderator.started) == 2, "two batches are in flight")
@@ -313,7 +337,7 @@ class RebalancingConsumer(FakeConsumer):
 def test_records_handed_out_by_a_paused_poll_are_not_dropped(start_loop):
     consumer = RebalancingConsumer([[0], [1]], assigned_during_pause=[100])
     moderator = GatedModerator(open_gate=False)
-    running = start_loop(consumer, FakeProducer(consumer), moderator, in_flight=1)
+    running = start_loop(consumer, FakeSink(consumer), moderator, in_flight=1)
     wait_until(lambda: consumer.polls_while_paused >= 1, "the loop polls while paused")
     moderator.gate.set()
     wait_until(lambda: {0, 1} <= set(consumer.completed), "the first partition is done")
@@ -325,7 +349,7 @@ def test_records_handed_out_by_a_paused_poll_are_not_dropped(start_loop):
 
 def test_a_poison_pill_is_read_at_most_n_times_then_dead_lettered_alone(start_loop):
     consumer = FakeConsumer([[0, 1, 2], [3]])
-    producer = FakeProducer(consumer)
+    producer = FakeSink(consumer)
     moderator = GatedModerator(poison=1)
     running = start_loop(consumer, producer, moderator, in_flight=1)
     wait_until(lambda: {0, 1, 2, 3} <= set(consumer.completed), "every record is done")
@@ -340,7 +364,7 @@ def test_a_poison_pill_is_read_at_most_n_times_then_dead_lettered_alone(start_lo
 
 def test_an_output_the_broker_refuses_is_dead_lettered_once_the_batch_is_isolated(start_loop):
     consumer = FakeConsumer([[0, 1]])
-    producer = FakeProducer(consumer, refuse=b'{"id": "p1"}')
+    producer = FakeSink(consumer, refuse=b'{"id": "p1"}')
     running = start_loop(consumer, producer, GatedModerator(), in_flight=1)
     wait_until(lambda: {0, 1} <= set(consumer.completed), "both records are done")
     stats = running.stop()

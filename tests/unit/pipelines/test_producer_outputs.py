@@ -13,7 +13,6 @@ from contracts.producers import (
     Unavailable,
     Variable,
 )
-from contracts.records import Verdict
 from contracts.vlm import About
 from operators.cache import SignalCache
 from pipelines.config import KafkaSettings, PipelineConfig, RetrySettings
@@ -101,9 +100,9 @@ def _moderator(tmp_path, policy, *producers, cache=None):
 
     def verdict(body):
         raw = json.dumps(body).encode()
-        outputs = moderator.moderate([SourceMessage(raw, b"k", "posts", 0, 0)])
-        [out] = [o for o in outputs if o.topic.endswith("verdicts")]
-        return Verdict.model_validate_json(out.value)
+        [outcome] = moderator.moderate([SourceMessage(raw, b"k", "posts", 0, 0)])
+        [active] = outcome.verdicts
+        return active.verdict
 
     return verdict, model
 

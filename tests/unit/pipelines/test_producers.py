@@ -8,7 +8,7 @@ import json
 import pytest
 
 from contracts.producers import Ask, Cost, Variable
-from contracts.records import ModelRef, Verdict
+from contracts.records import ModelRef
 from contracts.vlm import About, TaskKind, empty_value
 from pipelines.config import KafkaSettings, PipelineConfig, RetrySettings
 from pipelines.exceptions import ConfigInvalid
@@ -88,11 +88,9 @@ def setup(tmp_path):
         model = model or RecordingModel()
         moderator = build_moderator(config, policies, model, registry=registry)
         raw = json.dumps(body).encode()
-        outputs = moderator.moderate([SourceMessage(raw, b"k", "posts", 0, 0)])
-        [verdict] = [
-            Verdict.model_validate_json(o.value) for o in outputs if o.topic.endswith("verdicts")
-        ]
-        return verdict, model
+        [outcome] = moderator.moderate([SourceMessage(raw, b"k", "posts", 0, 0)])
+        [active] = outcome.verdicts
+        return active.verdict, model
 
     return moderate, shout
 
@@ -178,8 +176,8 @@ def test_specialist_values_are_cached_by_the_content_they_read(tmp_path):
 
     def verdict(post_id, text):
         raw = json.dumps({"id": post_id, "text": text}).encode()
-        [out] = moderator.moderate([SourceMessage(raw, b"k", "posts", 0, 0)])
-        return Verdict.model_validate_json(out.value)
+        [outcome] = moderator.moderate([SourceMessage(raw, b"k", "posts", 0, 0)])
+        return outcome.verdicts[0].verdict
 
     assert verdict("a", "LOUD").action == "review"
     assert verdict("b", "LOUD").action == "review", "a repost: same content, same value"

@@ -15,6 +15,7 @@ from contracts.records import DeadLetter, ModelRef, ShadowVerdict, Verdict
 from contracts.review import ReviewTask
 from contracts.vlm import TaskKind, empty_value
 from pipelines.config import KafkaSettings, PipelineConfig, RetrySettings
+from pipelines.kafka_sink import kafka_batch
 from pipelines.local import build_moderator
 from pipelines.samples import drawn_image
 from pipelines.signal_records import Failure, InferenceResult
@@ -109,6 +110,11 @@ def message(body, *, offset=0, headers=()):
     return SourceMessage(raw, b"k", "posts", 0, offset, tuple(headers))
 
 
+def produced(moderator, messages):
+    """The Kafka messages the consumer loop's sink sends for the outcomes of `messages`."""
+    return kafka_batch(moderator.moderate(messages), moderator.topics)
+
+
 def by_topic(outputs):
     topics: dict[str, list] = {}
     for out in outputs:
@@ -118,7 +124,7 @@ def by_topic(outputs):
 
 def test_image_post_gets_a_verdict_and_a_review_copy(config):
     moderator = moderator_for(config, ScriptedSource(weapon=0.9))
-    outputs = by_topic(moderator.moderate([message({"id": "p1", "images": [{"data": PNG}]})]))
+    outputs = by_topic(produced(moderator, [message({"id": "p1", "images": [{"data": PNG}]})]))
     assert set(outputs) == {"moderation.verdicts", "review.weapons"}
     verdict = Verdict.model_validate_json(outputs["moderation.verdicts"][0].value)
     assert (verdict.action, verdict.queue, verdict.post_id) == ("block", "weapons", "p1")
@@ -132,22 +138,43 @@ def test_image_post_gets_a_verdict_and_a_review_copy(config):
     assert outputs["moderation.verdicts"][0].key == b"p1"
 
 
+def test_moderate_returns_one_outcome_per_message_in_order(config):
+    moderator = moderator_for(config, ScriptedSource(weapon=0.9))
+    batch = [
+        message({"id": "a", "images": [{"data": PNG}]}, offset=7),
+        message(b"garbage", offset=8),
+        message({"id": "b", "text": "hello"}, offset=9),
+    ]
+    image, garbage, text = moderator.moderate(batch)
+    assert [o.source.offset for o in (image, garbage, text)] == [7, 8, 9]
+    assert (image.source.topic, image.source.partition, image.source.key) == ("posts", 0, b"k")
+    [active] = image.verdicts
+    assert (active.verdict.post_id, active.verdict.action) == ("a", "block")
+    assert active.review is not None and active.review.topic == "review.weapons"
+    assert active.review.task.verdict == active.verdict and image.review_tasks == [active.review]
+    assert image.dead_letter is None and image.shadows == ()
+    assert garbage.verdicts == () and garbage.dead_letter is not None
+    assert (garbage.post_id, garbage.dead_letter.stage) == (None, Stage.DECODE)
+    assert text.most_severe() == text.verdicts[0].verdict and text.review_tasks == []
+
+
 def test_text_decision_that_no_signal_can_change_skips_the_model(config):
     source = ScriptedSource(weapon=0.9)
     moderator = moderator_for(config, source)
     threat = {"id": "p2", "text": "I will hurt you", "images": [{"data": PNG}]}
-    outputs = by_topic(moderator.moderate([message(threat)]))
+    outputs = by_topic(produced(moderator, [message(threat)]))
     verdict = Verdict.model_validate_json(outputs["moderation.verdicts"][0].value)
     assert (verdict.action, verdict.queue) == ("escalate", "threats")
     assert source.calls == [], "escalate at priority 0 fired on text: no label can change it"
     spam = {"id": "p3", "text": "buy followers", "images": [{"data": PNG}]}
-    moderator.moderate([message(spam)])
+    produced(moderator, [message(spam)])
     assert source.calls == ["p3"], "review on text can still lose to block on the image"
 
 
 def test_post_without_images_never_reaches_the_model(config):
     source = ScriptedSource()
-    outputs = by_topic(moderator_for(config, source).moderate([message({"id": "t", "text": "hi"})]))
+    moderator = moderator_for(config, source)
+    outputs = by_topic(produced(moderator, [message({"id": "t", "text": "hi"})]))
     verdict = Verdict.model_validate_json(outputs["moderation.verdicts"][0].value)
     assert source.calls == [] and verdict.action == "allow"
     assert verdict.signals.labels == {"weapon": 0.0}
@@ -163,7 +190,7 @@ def test_post_without_images_never_reaches_the_model(config):
 )
 def test_malformed_messages_become_dead_letters_with_the_original_bytes(config, raw, stage, reason):
     moderator = moderator_for(config, ScriptedSource())
-    [out] = moderator.moderate([message(raw, offset=41)])
+    [out] = produced(moderator, [message(raw, offset=41)])
     letter = DeadLetter.model_validate_json(out.value)
     assert out.topic == "moderation.dead-letter"
     assert (letter.stage, letter.offset, letter.topic) == (stage, 41, "posts")
@@ -173,7 +200,7 @@ def test_malformed_messages_become_dead_letters_with_the_original_bytes(config, 
 
 def test_unreadable_image_is_dead_lettered_at_fetch_image(config):
     moderator = moderator_for(config, ScriptedSource())
-    [out] = moderator.moderate([message({"id": "p4", "images": [{"url": "file:///etc/passwd"}]})])
+    [out] = produced(moderator, [message({"id": "p4", "images": [{"url": "file:///etc/passwd"}]})])
     letter = DeadLetter.model_validate_json(out.value)
     assert (letter.stage, letter.error_type, letter.post_id) == (
         Stage.FETCH_IMAGE,
@@ -185,7 +212,7 @@ def test_unreadable_image_is_dead_lettered_at_fetch_image(config):
 def test_transient_inference_failures_are_retried_then_succeed(config):
     source = ScriptedSource(failures=2)
     moderator = moderator_for(config, source)
-    outputs = by_topic(moderator.moderate([message({"id": "p5", "images": [{"data": PNG}]})]))
+    outputs = by_topic(produced(moderator, [message({"id": "p5", "images": [{"data": PNG}]})]))
     assert source.calls == ["p5", "p5", "p5"]
     assert "moderation.verdicts" in outputs
 
@@ -193,7 +220,7 @@ def test_transient_inference_failures_are_retried_then_succeed(config):
 def test_inference_that_keeps_failing_is_dead_lettered_after_max_attempts(config):
     source = ScriptedSource(failures=10)
     moderator = moderator_for(config, source)
-    [out] = moderator.moderate([message({"id": "p6", "images": [{"data": PNG}]})])
+    [out] = produced(moderator, [message({"id": "p6", "images": [{"data": PNG}]})])
     letter = DeadLetter.model_validate_json(out.value)
     assert (letter.stage, letter.attempts, letter.error) == (Stage.INFER, 3, "replica lost")
     assert len(source.calls) == 3
@@ -202,19 +229,20 @@ def test_inference_that_keeps_failing_is_dead_lettered_after_max_attempts(config
 def test_permanent_failures_are_not_retried(config):
     source = ScriptedSource(failures=10, retryable=False)
     moderator = moderator_for(config, source)
-    [out] = moderator.moderate([message({"id": "p7", "images": [{"data": PNG}]})])
+    [out] = produced(moderator, [message({"id": "p7", "images": [{"data": PNG}]})])
     assert DeadLetter.model_validate_json(out.value).attempts == 1
     assert source.calls == ["p7"]
 
 
 def test_one_bad_post_does_not_affect_the_rest_of_the_batch(config):
     moderator = moderator_for(config, ScriptedSource())
-    outputs = moderator.moderate(
+    outputs = produced(
+        moderator,
         [
             message({"id": "a", "images": [{"data": PNG}]}, offset=0),
             message(b"garbage", offset=1),
             message({"id": "b", "text": "hello"}, offset=2),
-        ]
+        ],
     )
     topics = by_topic(outputs)
     verdict_ids = [
@@ -227,16 +255,17 @@ def test_one_bad_post_does_not_affect_the_rest_of_the_batch(config):
 def test_a_retried_post_gets_the_same_verdict_key(config):
     moderator = moderator_for(config, ScriptedSource())
     body = {"id": "p8", "images": [{"data": PNG}]}
-    first = Verdict.model_validate_json(moderator.moderate([message(body)])[0].value)
-    again = Verdict.model_validate_json(moderator.moderate([message(body)])[0].value)
+    first = Verdict.model_validate_json(produced(moderator, [message(body)])[0].value)
+    again = Verdict.model_validate_json(produced(moderator, [message(body)])[0].value)
     assert first.key == again.key and first.processed_at != again.processed_at
 
 
 def test_trace_context_flows_from_input_header_to_every_output(config):
     spans = InMemorySpanExporter()
     moderator = moderator_for(config, ScriptedSource(), spans)
-    outputs = moderator.moderate(
-        [message({"id": "p9", "images": [{"data": PNG}]}, headers=[("traceparent", TRACEPARENT)])]
+    outputs = produced(
+        moderator,
+        [message({"id": "p9", "images": [{"data": PNG}]}, headers=[("traceparent", TRACEPARENT)])],
     )
     for out in outputs:
         traceparent = dict(out.headers)["traceparent"]
@@ -254,7 +283,7 @@ def test_trace_context_flows_from_input_header_to_every_output(config):
 def test_spans_carry_no_post_text(config):
     spans = InMemorySpanExporter()
     moderator = moderator_for(config, ScriptedSource(), spans)
-    moderator.moderate([message({"id": "p10", "text": "secret words", "images": [{"data": PNG}]})])
+    produced(moderator, [message({"id": "p10", "text": "secret words", "images": [{"data": PNG}]})])
     for span in spans.get_finished_spans():
         assert "secret words" not in json.dumps(dict(span.attributes or {}), default=str)
 
@@ -262,7 +291,7 @@ def test_spans_carry_no_post_text(config):
 def test_shadow_policy_reports_its_diff_and_routes_nothing(config, policy_dir):
     (policy_dir / "test-policy-next.yaml").write_text(SHADOW)
     moderator = moderator_for(config, ScriptedSource(weapon=0.3))
-    outputs = by_topic(moderator.moderate([message({"id": "p11", "images": [{"data": PNG}]})]))
+    outputs = by_topic(produced(moderator, [message({"id": "p11", "images": [{"data": PNG}]})]))
     assert Verdict.model_validate_json(outputs["moderation.verdicts"][0].value).action == "allow"
     shadow = ShadowVerdict.model_validate_json(outputs["moderation.shadow"][0].value)
     assert shadow.verdict.shadow is True and shadow.verdict.action == "block"
@@ -274,7 +303,7 @@ def test_url_to_a_loopback_address_is_refused_and_dead_lettered(config):
     source = ScriptedSource()
     moderator = moderator_for(config, source)
     body = {"id": "ssrf", "images": [{"url": "http://127.0.0.1:9/admin.png"}]}
-    [out] = moderator.moderate([message(body)])
+    [out] = produced(moderator, [message(body)])
     letter = DeadLetter.model_validate_json(out.value)
     assert (letter.stage, letter.error_type) == (Stage.FETCH_IMAGE, "BlockedAddress")
     assert letter.attempts == 1 and source.calls == []
@@ -293,7 +322,7 @@ def test_hostile_posts_end_as_verdicts_or_dead_letters_and_spare_the_batch(confi
         deep_post(1000),
         b'{"id": "good-2", "text": "hello"}',
     ]
-    outputs = by_topic(moderator.moderate([message(r, offset=i) for i, r in enumerate(raws)]))
+    outputs = by_topic(produced(moderator, [message(r, offset=i) for i, r in enumerate(raws)]))
     verdicts = [Verdict.model_validate_json(o.value) for o in outputs["moderation.verdicts"]]
     assert [v.post_id for v in verdicts] == ["good-1", "s1", "good-2"]
     surrogate = verdicts[1]
@@ -307,7 +336,7 @@ def test_hostile_posts_end_as_verdicts_or_dead_letters_and_spare_the_batch(confi
 def test_long_text_is_cut_and_the_verdict_says_so(config):
     moderator = moderator_for(config, ScriptedSource())
     outputs = by_topic(
-        moderator.moderate([message({"id": "long", "text": "buy followers " * 100_000})])
+        produced(moderator, [message({"id": "long", "text": "buy followers " * 100_000})])
     )
     verdict = Verdict.model_validate_json(outputs["moderation.verdicts"][0].value)
     assert verdict.action == "review", "the cut text is still judged"
@@ -319,7 +348,7 @@ def test_long_text_is_cut_and_the_verdict_says_so(config):
 def test_padding_before_the_words_is_collapsed_and_they_are_judged(config):
     moderator = moderator_for(config, ScriptedSource())
     padded = {"id": "pad", "text": " " * 20_000 + "\u200b" * 20_000 + "buy followers"}
-    outputs = by_topic(moderator.moderate([message(padded)]))
+    outputs = by_topic(produced(moderator, [message(padded)]))
     verdict = Verdict.model_validate_json(outputs["moderation.verdicts"][0].value)
     assert (verdict.action, [r.id for r in verdict.matched_rules]) == ("review", ["spam"])
     changes = [change.change for change in verdict.input_changes]
@@ -329,7 +358,7 @@ def test_padding_before_the_words_is_collapsed_and_they_are_judged(config):
 def test_cut_text_is_not_allowed_by_a_policy_silent_on_it_whatever_the_message_claims(config):
     moderator = moderator_for(config, ScriptedSource(weapon=0.0))
     claims = {"id": "cut", "text": "ab " * 7000 + "buy followers", "truncated": False}
-    outputs = by_topic(moderator.moderate([message(claims)]))
+    outputs = by_topic(produced(moderator, [message(claims)]))
     verdict = Verdict.model_validate_json(outputs["moderation.verdicts"][0].value)
     assert (verdict.action, verdict.queue) == ("review", "cut-text")
     [rule] = verdict.matched_rules
@@ -364,7 +393,7 @@ def test_an_engine_fault_on_one_post_dead_letters_that_post_only(config, failing
     real = moderator.policies()
     moderator.policies = lambda: ExplodingPolicies(real, **{failing: "bad"})
     batch = [message({"id": i, "text": "hello"}, offset=n) for n, i in enumerate(["a", "bad", "c"])]
-    outputs = by_topic(moderator.moderate(batch))
+    outputs = by_topic(produced(moderator, batch))
     ids = [Verdict.model_validate_json(o.value).post_id for o in outputs["moderation.verdicts"]]
     assert ids == ["a", "c"]
     [letter] = [DeadLetter.model_validate_json(o.value) for o in outputs["moderation.dead-letter"]]
@@ -375,7 +404,7 @@ def test_an_engine_fault_on_one_post_dead_letters_that_post_only(config, failing
 def test_policy_time_budget_turns_late_rules_into_rule_errors(config):
     moderator = moderator_for(config, ScriptedSource())
     moderator.policy_budget_s = 0.0  # spent before the first rule
-    [out] = moderator.moderate([message({"id": "slow", "text": "buy followers"})])
+    [out] = produced(moderator, [message({"id": "slow", "text": "buy followers"})])
     verdict = Verdict.model_validate_json(out.value)
     assert verdict.action == "allow" and verdict.matched_rules == []
     assert {e.id for e in verdict.rule_errors} == {"threat", "spam", "weapon"}
@@ -399,5 +428,5 @@ def test_a_post_is_planned_again_only_when_a_stage_computed_something_for_it(con
     counting = CountingPolicies(moderator.policies())
     moderator.policies = lambda: counting
     assert len(moderator.gatherer.stages()) == 3, "links, then the specialists, then the model"
-    moderator.moderate([message({"id": "img", "images": [{"data": PNG}]})])
+    produced(moderator, [message({"id": "img", "images": [{"data": PNG}]})])
     assert counting.plans == ["img"], "no cheap producer ran for it: one plan serves every stage"

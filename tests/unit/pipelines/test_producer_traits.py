@@ -5,8 +5,8 @@ from __future__ import annotations
 import json
 
 from contracts.errors import ModerationError
+from contracts.outcomes import Outcome
 from contracts.producers import NO_EMPTY, ProducerContext, traits_of
-from contracts.records import Verdict
 from pipelines.config import KafkaSettings, PipelineConfig, RetrySettings
 from pipelines.journey import SourceMessage
 from pipelines.local import build_moderator
@@ -50,7 +50,7 @@ class Flaky(ShoutSignals):
         return super().compute(jobs)
 
 
-def _verdict(tmp_path, producer) -> Verdict:
+def _outcome(tmp_path, producer) -> Outcome:
     (tmp_path / "shout.yaml").write_text(
         "id: s\nversion: 1\nsignals: {shout: true}\n"
         "rules:\n  - {id: r, when: 'shout > 0.5', action: review}\n"
@@ -70,13 +70,13 @@ def _verdict(tmp_path, producer) -> Verdict:
 
 def test_an_error_the_producer_declares_retryable_is_tried_again(tmp_path):
     flaky = Flaky(failures=2, retryable=(QuotaSpent,))
-    out = _verdict(tmp_path, flaky)
-    assert Verdict.model_validate_json(out.value).action == "review"
+    out = _outcome(tmp_path, flaky)
+    assert out.dead_letter is None and out.most_severe().action == "review"
     assert flaky.calls == 3
 
 
 def test_the_same_error_undeclared_dead_letters_the_post_at_once(tmp_path):
     flaky = Flaky(failures=2, retryable=())
-    out = _verdict(tmp_path, flaky)
-    assert out.topic.endswith("dead-letter") and "QuotaSpent" in out.value.decode()
+    out = _outcome(tmp_path, flaky)
+    assert out.verdicts == () and "QuotaSpent" in out.dead_letter.model_dump_json()
     assert flaky.calls == 1

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
-from contracts.records import DeadLetter, ShadowVerdict, Verdict
+from contracts.records import DeadLetter, Post, ShadowVerdict, Verdict
 from contracts.review import ReviewTask
 
 
@@ -50,6 +50,9 @@ class Outcome(BaseModel):
 
     source: SourceRef = Field(..., description="The consumed message.")
     post_id: str | None = Field(None, description="The post id, when it could be read.")
+    post: Post | None = Field(
+        None, description="The post as judged, for sinks that keep it (the verdict history)."
+    )
     verdicts: tuple[ActiveVerdict, ...] = Field(
         (), description="One per active policy, in the policy set's order."
     )

@@ -15,6 +15,7 @@ from pipelines.kafka_sink import KafkaSink
 from pipelines.local import build_moderator
 from pipelines.producers import pipeline_registry
 from pipelines.serving import serve_sources, signal_app_name, signal_deployment_name
+from pipelines.sinks.build import build_sinks, writes_topics
 from pipelines.telemetry import install_exporters
 
 log = logging.getLogger(__name__)
@@ -48,8 +49,12 @@ class ConsumerActor:
             settings.consumer_group,
             **settings.consumer_overrides,
         )
-        sink = KafkaSink(Producer(settings.kafka), settings.topics)
-        self.loop = ModerationLoop(consumer, sink, moderator, settings.pool, settings.retry)
+        topics = writes_topics(settings.sinks)
+        sink = KafkaSink(Producer(settings.kafka), settings.topics, verdicts=topics)
+        others = build_sinks(settings.sinks)
+        self.loop = ModerationLoop(
+            consumer, sink, moderator, settings.pool, settings.retry, sinks=others
+        )
         # What setup built (modules, compiled policies, clients) lives as long as the actor:
         # out of the collector's generations, each full collection scans only per-batch objects
         # (in-process, `bench/moderate.py`, collections cost about a tenth of the CPU time).

@@ -18,6 +18,7 @@ from pipelines.model_settings import (
     NamedModelSettings,
     ReplicaPoolSettings,
 )
+from pipelines.sinks.settings import SinkSettings, default_sinks
 
 if TYPE_CHECKING:
     from contracts.producers import ProducerRegistry
@@ -268,6 +269,12 @@ class PipelineConfig(BaseModel):
         "model's own and the shipped ones; policies name them under `signals:`.",
     )
     api: ApiSettings = Field(default_factory=ApiSettings, description="HTTP API limits.")
+    sinks: list[SinkSettings] = Field(
+        default_factory=default_sinks,
+        description="Where outcomes are written before a batch is committed: kafka (the "
+        "topics), postgres (the verdict history), webhook, or another sink by entry point or "
+        "package.module:Class. Absent: kafka alone.",
+    )
     specialists: SpecialistSettings = Field(
         default_factory=SpecialistSettings,
         description="The per-post budget (`post`), and a section per producer that takes "

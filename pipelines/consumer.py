@@ -19,6 +19,7 @@ from __future__ import annotations
 import logging
 import threading
 import time
+from collections.abc import Sequence
 from concurrent import futures
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import asdict, dataclass
@@ -28,7 +29,8 @@ from contracts.outcomes import Outcome
 from pipelines.config import PoolSettings, RetrySettings
 from pipelines.kafka_io import Batch, BatchConsumer
 from pipelines.kafka_sink import KafkaSink
-from pipelines.signal_records import Failure
+from pipelines.signal_records import Failure, one_line
+from pipelines.sinks.base import Refusal, Sink
 from pipelines.steps import Moderator, SourceMessage
 
 log = logging.getLogger(__name__)
@@ -45,6 +47,7 @@ class LoopStats:
     paused_polls: int = 0
     isolated_batches: int = 0
     isolated_dead_letters: int = 0
+    sink_refusals: int = 0  # records a sink refused one by one, dead-lettered
     partitions: int = 0
 
     def as_dict(self) -> dict[str, int]:
@@ -79,9 +82,11 @@ class ModerationLoop:
         moderator: Moderator,
         pool: PoolSettings,
         retry: RetrySettings | None = None,
+        sinks: Sequence[Sink] = (),
     ) -> None:
         self.consumer = consumer
         self.sink = sink
+        self.sinks = list(sinks)
         self.moderator = moderator
         self.pool = pool
         self.max_batch_attempts = (retry or RetrySettings()).max_batch_attempts
@@ -102,6 +107,8 @@ class ModerationLoop:
         finally:
             self._workers.shutdown(wait=True, cancel_futures=True)
             self.consumer.close(commit=True)
+            for other in self.sinks:
+                other.close()
             self.sink.close()
         log.info("consumer stopped: %s", self.stats.as_dict())
         return self.stats
@@ -141,7 +148,7 @@ class ModerationLoop:
 
     def _moderate_together(self, messages: list[SourceMessage]) -> _Produced:
         """Steps decode to produce for a batch; its outputs are acked when this returns."""
-        return _Produced(self._send(self.moderator.moderate(messages)))
+        return _Produced(self._send(messages, self.moderator.moderate(messages)))
 
     def _moderate_one_by_one(self, messages: list[SourceMessage]) -> _Produced:
         """Each message alone; one that still raises, or whose outputs the broker refuses,
@@ -155,17 +162,28 @@ class ModerationLoop:
                 outcomes = [self.moderator.fail_message(message, Failure.of(error, Stage.POLICY))]
                 dead_letters += 1
             try:
-                sent += self._send(outcomes)
+                sent += self._send([message], outcomes)
             except Exception as error:  # e.g. a verdict over the broker's size limit
                 log.error("outputs of %s refused, dead-lettered: %s", _key(message), error)
                 outcomes = [self.moderator.fail_message(message, Failure.of(error, Stage.PRODUCE))]
-                sent += self._send(outcomes)  # failing here is an outage: the batch is read again
+                # Failing here is an outage: the batch is read again.
+                sent += self._send([message], outcomes)
                 dead_letters += 1
         return _Produced(sent, dead_letters)
 
-    def _send(self, outcomes: list[Outcome]) -> int:
+    def _send(self, messages: Sequence[SourceMessage], outcomes: list[Outcome]) -> int:
+        """Every sink, then the topics, with a dead letter for each record a sink refused; a
+        sink that raises fails the batch."""
         with self.moderator.telemetry.tracer.start_as_current_span("produce"):
-            return self.sink.write(outcomes)
+            refused = [refusal for other in self.sinks for refusal in other.write(outcomes)]
+            dead = [self._refused(messages[refusal.index], refusal) for refusal in refused]
+            self.stats.sink_refusals += len(refused)
+            return self.sink.write([*outcomes, *dead])
+
+    def _refused(self, message: SourceMessage, refusal: Refusal) -> Outcome:
+        log.error("sink %s refused the post at %s: %s", refusal.sink, _key(message), refusal.reason)
+        failure = Failure(Stage.SINK, "SinkRefused", one_line(f"{refusal.sink}: {refusal.reason}"))
+        return self.moderator.fail_message(message, failure)
 
     def _finish_done(self, *, wait: bool = False) -> None:
         for item in list(self._in_flight):

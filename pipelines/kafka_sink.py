@@ -50,9 +50,13 @@ class KafkaSink:
 
     producer: Producer
     topics: TopicSettings
+    # False where the config's `sinks:` leaves `kafka` out: then only dead letters go out here.
+    verdicts: bool = True
 
     def write(self, outcomes: Sequence[Outcome]) -> int:
         """Produce the outcomes' messages and wait for their acks; how many were produced."""
+        if not self.verdicts:
+            outcomes = [outcome for outcome in outcomes if outcome.dead_letter is not None]
         messages = kafka_batch(outcomes, self.topics)
         self.producer.send_all(messages)
         return len(messages)

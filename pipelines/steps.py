@@ -160,6 +160,7 @@ class Moderator:
         return Outcome(
             source=source_ref(journey.message),
             post_id=post.id,
+            post=post,
             verdicts=tuple(active),
             shadows=tuple(shadows),
             trace=journey.trace,

@@ -19,12 +19,16 @@ from __future__ import annotations
 
 import base64
 import hashlib
+import time
 from collections.abc import Iterable, Sequence
 from typing import Any
 
+from contracts.outcomes import Outcome
 from contracts.records import Post, Verdict
 from operators.specialists.hashbank import redact_url
 from pipelines.exceptions import ServiceUnavailable
+from pipelines.retry import backoff_delay
+from pipelines.sinks.base import Refusal
 
 SCHEMA_VERSION = 1
 COMPONENT = "sink.postgres"
@@ -128,15 +132,48 @@ class PostgresStore:
 
     def write(self, posts: Sequence[Post], verdicts: Sequence[Verdict]) -> None:
         """Upsert `posts` (with their verdicts' signals) and `verdicts`; durable on return."""
+        import psycopg
         from psycopg.types.json import Jsonb
 
         signals = signal_union(verdicts)
-        with self._connect() as connection, connection.cursor() as cursor:
-            cursor.executemany(UPSERT_VERDICT, [verdict_row(v, Jsonb) for v in verdicts])
-            cursor.executemany(
-                UPSERT_POST,
-                [(p.id, Jsonb(post_record(p)), Jsonb(signals.get(p.id, {}))) for p in posts],
-            )
+        try:
+            with self._connect() as connection, connection.cursor() as cursor:
+                cursor.executemany(UPSERT_VERDICT, [verdict_row(v, Jsonb) for v in verdicts])
+                cursor.executemany(
+                    UPSERT_POST,
+                    [(p.id, Jsonb(post_record(p)), Jsonb(signals.get(p.id, {}))) for p in posts],
+                )
+        except psycopg.OperationalError as exc:  # the server went away mid-transaction
+            first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+            raise ServiceUnavailable(f"PostgreSQL at {redact_url(self.dsn)}: {first}") from exc
+
+
+class PostgresSink:
+    """`kind: postgres`: every verdict (shadow ones marked) and every judged post, per batch."""
+
+    def __init__(self, dsn: str, name: str = "postgres", attempts: int = 3) -> None:
+        self.name = name
+        self.store = PostgresStore(dsn)
+        self.attempts = attempts
+        self.store.ensure_schema()  # at start: a wrong address or a newer schema stops it there
+
+    def write(self, outcomes: Sequence[Outcome]) -> Sequence[Refusal]:
+        """One transaction per batch, tried `attempts` times; refuses nothing one by one."""
+        posts = [outcome.post for outcome in outcomes if outcome.post is not None]
+        verdicts = [active.verdict for outcome in outcomes for active in outcome.verdicts]
+        verdicts += [shadow.verdict for outcome in outcomes for shadow in outcome.shadows]
+        for attempt in range(1, self.attempts + 1):
+            try:
+                self.store.write(posts, verdicts)
+                return []
+            except ServiceUnavailable:
+                if attempt == self.attempts:
+                    raise
+                time.sleep(backoff_delay(attempt, base_s=0.2, cap_s=2.0))
+        return []
+
+    def close(self) -> None:
+        """Nothing held between batches."""
 
 
 def verdict_row(verdict: Verdict, jsonb: Any) -> tuple[Any, ...]:

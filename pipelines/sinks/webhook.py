@@ -30,11 +30,13 @@ from dataclasses import dataclass, field
 from urllib.parse import urlsplit
 
 from contracts.errors import ModerationError, Stage
+from contracts.outcomes import Outcome
 from contracts.records import Action, Verdict
 from operators.exceptions import BlockedAddress, error_text
 from operators.fetch import Resolver, check_addresses, system_resolver
 from operators.limits import ImageLimits
 from pipelines.retry import backoff_delay
+from pipelines.sinks.base import Refusal
 
 RETRIED_STATUSES = frozenset({429, 500, 502, 503, 504})
 
@@ -92,6 +94,18 @@ class WebhookSink:
         """The verdicts this sink sends (its `actions`, or all)."""
         actions = self.target.actions
         return [v for v in verdicts if actions is None or v.action in actions]
+
+    def write(self, outcomes: Sequence[Outcome]) -> list[Refusal]:
+        """The sink protocol: each outcome's wanted verdicts; refusals name their outcome."""
+        index = {active.verdict.key: n for n, o in enumerate(outcomes) for active in o.verdicts}
+        verdicts = [active.verdict for outcome in outcomes for active in outcome.verdicts]
+        return [
+            Refusal(index[refused.verdict.key], self.name, refused.reason)
+            for refused in self.deliver(verdicts)
+        ]
+
+    def close(self) -> None:
+        """Nothing held between batches."""
 
     def deliver(self, verdicts: Sequence[Verdict]) -> list[Refused]:
         """POST every wanted verdict; the refused ones come back, a dead endpoint raises."""

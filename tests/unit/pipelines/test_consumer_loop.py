@@ -184,10 +184,10 @@ def wait_until(condition: Callable[[], bool], what: str) -> None:
 class Running:
     """A loop running in its own thread, as a consumer actor runs it."""
 
-    def __init__(self, consumer, producer, moderator, *, in_flight: int = 2) -> None:
+    def __init__(self, consumer, producer, moderator, *, in_flight: int = 2, sinks=()) -> None:
         pool = PoolSettings(max_in_flight_batches=in_flight, max_poll_records=8)
         retry = RetrySettings(max_batch_attempts=3)
-        self.loop = ModerationLoop(consumer, producer, moderator, pool, retry)  # type: ignore[arg-type]
+        self.loop = ModerationLoop(consumer, producer, moderator, pool, retry, sinks=sinks)  # type: ignore[arg-type]
         self.moderator = moderator
         self.result: list = []
         self.thread = threading.Thread(

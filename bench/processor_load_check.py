@@ -7,7 +7,7 @@ It then tries three ways to build the processor and prints one line per try:
 
 - `auto`: `AutoProcessor.from_pretrained(dir)` (transformers picks the torchvision backend when
   torchvision imports, else the PIL one);
-- `pil`: `AutoProcessor.from_pretrained(dir, backend="pil")`;
+- `pil`: `AutoProcessor.from_pretrained(dir, use_fast=False)`;
 - `manual`: the processor class built by hand from a PIL image processor, the tokenizer and
   `video_processor=None` where the class has a video processor.
 
@@ -113,7 +113,7 @@ def try_manual(target: Path, tokenizer: Any) -> str:
     name = config.get("processor_class") or pre.get("processor_class")
     try:
         cls = processor_class_from_name(name)
-        image_processor = AutoImageProcessor.from_pretrained(target, backend="pil")
+        image_processor = AutoImageProcessor.from_pretrained(target, use_fast=False)
         kwargs = {k: v for k, v in config.items() if k != "processor_class"}
         template = _template(target)
         if template is not None:
@@ -144,7 +144,7 @@ def check(directory: Path) -> dict[str, str]:
             return {"tokenizer": _error(exc)}
         return {
             "auto": try_auto(target),
-            "pil": try_auto(target, backend="pil"),
+            "pil": try_auto(target, use_fast=False),
             "manual": try_manual(target, tokenizer),
         }
 

@@ -199,11 +199,13 @@ def _load_pretrained(spec: ModelSpec, device: str, dtype: Any) -> tuple[Any, Any
     try:
         # The PIL image processors: the same pixels with or without torchvision, and the ones
         # `fast_pixels` copies bit for bit; transformers falls back to torchvision's where a
-        # family has no PIL one (Llama 4).
+        # family has no PIL one (Llama 4). `use_fast=False`, deprecated, and not its successor
+        # `backend="pil"`: that one also reaches the video processors, which have no PIL
+        # backend, and LLaVA-OneVision's processor then fails to load.
         # From config.json alone: a refused family is refused before its weights load (and a
         # guard such as ShieldGemma 2 would load here with its text tower re-initialised).
         refuse_unsupported_family(_model_type(spec.name_or_path, common))
-        processor = AutoProcessor.from_pretrained(spec.name_or_path, backend="pil", **common)
+        processor = AutoProcessor.from_pretrained(spec.name_or_path, use_fast=False, **common)
         model: Any = AutoModelForImageTextToText.from_pretrained(spec.name_or_path, **model_kwargs)
     except ImportError as exc:  # transformers says which package, over several lines
         raise ModelLoadError(missing_package_reason(spec.name_or_path, exc)) from exc

@@ -121,7 +121,7 @@ def load_shieldgemma(name_or_path: str, device: str = "auto", dtype: str = "auto
     resolved = resolve_device(device)
     try:
         # The PIL image processor, as the VLM path loads it: the same pixels everywhere.
-        processor = AutoProcessor.from_pretrained(name_or_path, backend="pil")
+        processor = AutoProcessor.from_pretrained(name_or_path, use_fast=False)
         # With output_loading_info transformers returns (model, info), which its stubs omit.
         loaded: Any = ShieldGemma2ForImageClassification.from_pretrained(
             name_or_path, dtype=resolve_dtype(dtype, resolved), output_loading_info=True

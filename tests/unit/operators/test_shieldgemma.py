@@ -36,7 +36,7 @@ def reference(twin_dir):
     """The checkpoint as transformers documents it: its processor and classifier, none of ours."""
     from transformers import AutoProcessor, ShieldGemma2ForImageClassification
 
-    processor = AutoProcessor.from_pretrained(twin_dir, backend="pil")
+    processor = AutoProcessor.from_pretrained(twin_dir, use_fast=False)
     model = ShieldGemma2ForImageClassification.from_pretrained(twin_dir).eval()
     return processor, model
 

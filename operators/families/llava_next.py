@@ -122,4 +122,5 @@ LLAVA_ONEVISION = Family(
     vision_tower="vision_tower",
     checkpoints=("llava-hf/llava-onevision-qwen2-0.5b-ov-hf",),
     twin=Twin(onevision_processor, onevision_config, onevision_geometry),
+    groups_images=True,
 )

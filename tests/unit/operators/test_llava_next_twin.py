@@ -2,7 +2,8 @@
 0.5b-ov-hf: anyres tiles plus a base image, unpadded grid features with a newline per row,
 `image_sizes` telling the model the grid; small random weights). The model returns one packed
 feature tensor per image, so the shared-prefix engine places them right and the load-time check
-keeps it."""
+keeps it. OneVision's several images in one prompt are each a base tile, as its processor shows
+a prompt's grouped images; checked against the processor's own inputs and the model's forward."""
 
 from __future__ import annotations
 

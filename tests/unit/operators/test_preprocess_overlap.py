@@ -76,10 +76,10 @@ def test_the_next_chunks_images_are_encoded_while_a_forward_runs(vlm, images, mo
     waited: list[bool] = []
     real_encode, real_forward = tasks.encode_image, tasks.run_forward
 
-    def encode(vlm, image):
+    def encode(vlm, image, grouped=False):
         if image is images[1].image:
             second_started.set()
-        return real_encode(vlm, image)
+        return real_encode(vlm, image, grouped)
 
     def forward(*args, **kwargs):
         if not waited:

@@ -4,6 +4,11 @@ Image-level items get one prefix row per unique image (the one-image template); 
 post-level items gets one prefix row holding all its images in order and its framed text. Every
 unique image is encoded once for the whole chunk and fills all of its placeholders. Each pending
 item becomes one task row continuing its prefix row; items asked twice in the chunk share a row.
+
+Where the family groups a prompt's images (`Family.groups_images`), a post-level prefix with
+two or more images takes each image's grouped encoding, kept apart from its lone one (the
+image-level prefixes'); grouped encodings are encoded last, together, so the model sees them as
+one group of at least two (a lone one is encoded twice, the copy unused).
 """
 
 from __future__ import annotations
@@ -11,7 +16,13 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 
-from operators.batching import ImageEncoding, collate_images, collate_prefixes, encode_task_rows
+from operators.batching import (
+    ImageEncoding,
+    collate_images,
+    collate_prefixes,
+    encode_task_rows,
+    encoding_key,
+)
 from operators.families import family_of
 from operators.forward import PrefixBatch, TaskRows
 from operators.jobs import TaskKind
@@ -27,7 +38,8 @@ class ForwardPlan:
     prefix: PrefixBatch
     rows: TaskRows
     row_items: list[Item]  # one per task row, in row order
-    image_shas: list[str]  # the unique images, in the order they were encoded
+    # The unique encodings (`encoding_key`: an image's hash and form), in the order encoded.
+    image_shas: list[str]
     embed: bool
 
 
@@ -61,11 +73,13 @@ class _Builder:
         tasks = work.post_todo
         if not tasks:
             return
-        shas = [image.sha256 for image in work.job.images]
+        images = work.job.images
+        grouped = family_of(self.vlm.family).groups_images and len(images) > 1
+        keys = [encoding_key(image.sha256, grouped) for image in images]
         if work.post_key not in self.prefix_of:
-            expansions = [self.encodings[sha].expansion for sha in shas]
-            self._prefix(work.post_key, post_prefix_ids(self.vlm, expansions, work.text), shas)
-        tail = self.vlm.prompts.layout(len(shas)).tail
+            expansions = [self.encodings[key].expansion for key in keys]
+            self._prefix(work.post_key, post_prefix_ids(self.vlm, expansions, work.text), keys)
+        tail = self.vlm.prompts.layout(len(keys)).tail
         for task in tasks:
             suffix = post_task_text(self.vlm, task) + tail
             self._row(self.prefix_of[work.post_key], (work.post_key, task), suffix)
@@ -96,12 +110,12 @@ def build_plan(
         builder.add_image_items(work)
         builder.add_post_items(work)
     input_ids, mask = collate_prefixes(builder.prefixes, vlm.tokenizer.pad_token_id)
-    shas = list(builder.images)
+    shas, moved = _encoding_order(list(builder.images), encodings)
     prefix = PrefixBatch(
         input_ids=input_ids,
         attention_mask=mask,
         pixel_inputs=collate_images([encodings[sha] for sha in shas]),
-        image_order=tuple(builder.image_order),
+        image_order=tuple(moved[index] for index in builder.image_order),
         images_per_row=tuple(builder.images_per_row),
         entries_per_image=tuple(entries(encodings[sha].pixel_inputs) for sha in shas),
     )
@@ -109,3 +123,18 @@ def build_plan(
     generate = [task.kind == TaskKind.DESCRIBE for _, task in items]
     rows = encode_task_rows(vlm, builder.row_prefix, builder.suffixes, generate)
     return ForwardPlan(prefix, rows, items, shas, builder.embed)
+
+
+def _encoding_order(
+    keys: list[str], encodings: Mapping[str, ImageEncoding]
+) -> tuple[list[str], list[int]]:
+    """The encodings in pass order (lone ones first, then the grouped ones as one group of two
+    or more), and where each of `keys` moved to."""
+    order = sorted(range(len(keys)), key=lambda index: encodings[keys[index]].grouped)
+    moved = [0] * len(keys)
+    for position, index in enumerate(order):
+        moved[index] = position
+    ordered = [keys[index] for index in order]
+    if sum(encodings[key].grouped for key in keys) == 1:
+        ordered.append(ordered[-1])  # the model groups two or more: a copy keeps it grouped
+    return ordered, moved

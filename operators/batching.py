@@ -25,6 +25,9 @@ MAX_ASPECT_RATIO = 50.0
 # the whole prompt (token types from the family's extra inputs). PaliGemma's processor also adds
 # training labels to every call.
 _TEXT_KEYS = ("input_ids", "attention_mask", "token_type_ids", "mm_token_type_ids", "labels")
+# Group sizes of the processor's call, not of the prompt an image is placed in:
+# `collate_images` sets them for the images it collates.
+_GROUP_KEYS = ("batch_num_images",)
 
 
 @dataclass
@@ -35,10 +38,19 @@ class ImageEncoding:
     # Dim 0 is the image (Qwen: its flattened patches, the grid in `image_grid_thw`).
     pixel_inputs: dict[str, torch.Tensor]
     pinned: bool = False  # pixels in page-locked memory; their collation is pinned too
+    # As one of a prompt's several images, where the family groups them (`Family.groups_images`).
+    grouped: bool = False
 
 
-def encode_image(vlm: Vlm, image: Image.Image) -> ImageEncoding:
-    """The processor's expansion of one image placeholder, and that image's pixel tensors.
+def encoding_key(sha256: str, grouped: bool) -> str:
+    """What an image's encoding is kept under: its content hash and its form, never one for the
+    other (alone, and grouped with a prompt's other images, differ)."""
+    return f"{sha256}:grouped" if grouped else sha256
+
+
+def encode_image(vlm: Vlm, image: Image.Image, grouped: bool = False) -> ImageEncoding:
+    """The processor's expansion of one image placeholder, and that image's pixel tensors;
+    `grouped`: as one of a prompt's several images (see `encode_grouped`).
 
     With `vlm.fast_pixels` the pixels are the processor's in uint8, normalized on the device by
     `encode_images`; the PIL calls are the processor's, so an image fails on either path alike.
@@ -49,6 +61,8 @@ def encode_image(vlm: Vlm, image: Image.Image) -> ImageEncoding:
             f"image of {width}x{height} pixels has a degenerate size or an aspect ratio "
             f"over {MAX_ASPECT_RATIO:g}:1"
         )
+    if grouped:
+        return encode_grouped(vlm, image)
     try:
         if vlm.fast_pixels is not None:
             return ImageEncoding(*vlm.fast_pixels.encode(image, vlm.processor))
@@ -60,9 +74,31 @@ def encode_image(vlm: Vlm, image: Image.Image) -> ImageEncoding:
         )
     except (ValueError, TypeError, RuntimeError, OSError, IndexError) as exc:
         raise ImagePreprocessError(f"the model's processor rejected the image: {exc}") from exc
-    pixels = {key: value for key, value in encoded.items() if key not in _TEXT_KEYS}
+    pixels = {key: value for key, value in encoded.items() if key not in _TEXT_KEYS + _GROUP_KEYS}
     expansion = family_of(vlm.family).image_expansion(vlm, tuple(encoded["input_ids"][0].tolist()))
     return ImageEncoding(expansion, pixels)
+
+
+def encode_grouped(vlm: Vlm, image: Image.Image) -> ImageEncoding:
+    """`image` as the processor shows it among a prompt's several images: called on a prompt of
+    two placeholders with the image grouped twice (`images=[[image, image]]`), the first half."""
+    token = vlm.prompts.image_token
+    try:
+        encoded = vlm.processor(
+            text=[token + token],
+            images=[[image, image]],
+            add_special_tokens=False,
+            return_tensors="pt",
+        )
+    except (ValueError, TypeError, RuntimeError, OSError, IndexError) as exc:
+        raise ImagePreprocessError(f"the model's processor rejected the image: {exc}") from exc
+    ids = family_of(vlm.family).image_expansion(vlm, tuple(encoded["input_ids"][0].tolist()))
+    half = len(ids) // 2
+    if ids[:half] != ids[half:]:
+        raise ImagePreprocessError("the processor expands the same image twice differently")
+    skip = _TEXT_KEYS + _GROUP_KEYS
+    pixels = {key: value[:1] for key, value in encoded.items() if key not in skip}
+    return ImageEncoding(ids[:half], pixels, grouped=True)
 
 
 def processor_path(vlm: Vlm) -> Vlm:
@@ -78,7 +114,7 @@ def wants_pinned(vlm: Vlm) -> bool:
 def pin_encoding(encoding: ImageEncoding) -> ImageEncoding:
     """The same encoding with its pixels copied to page-locked memory."""
     pixels = {key: value.pin_memory() for key, value in encoding.pixel_inputs.items()}
-    return ImageEncoding(encoding.expansion, pixels, pinned=True)
+    return ImageEncoding(encoding.expansion, pixels, pinned=True, grouped=encoding.grouped)
 
 
 def collate_images(encodings: Sequence[ImageEncoding]) -> dict[str, torch.Tensor]:
@@ -91,7 +127,27 @@ def collate_images(encodings: Sequence[ImageEncoding]) -> dict[str, torch.Tensor
         return {}
     keys = list(encodings[0].pixel_inputs)
     pin = all(e.pinned for e in encodings)
-    return {key: stack_padded([e.pixel_inputs[key] for e in encodings], pin) for key in keys}
+    pixels = {key: stack_padded([e.pixel_inputs[key] for e in encodings], pin) for key in keys}
+    if any(e.grouped for e in encodings):
+        pixels["batch_num_images"] = torch.tensor(group_sizes([e.grouped for e in encodings]))
+    return pixels
+
+
+def group_sizes(grouped: Sequence[bool]) -> list[int]:
+    """The model's `batch_num_images` for images in this order: 1 for each image alone, and the
+    length of each run of grouped images (the model groups only two or more)."""
+    sizes: list[int] = []
+    run = 0
+    for flag in [*grouped, False]:
+        if flag:
+            run += 1
+            continue
+        if run == 1:
+            raise ValueError("a grouped image must be encoded beside another grouped image")
+        sizes += [run] if run else []
+        run = 0
+        sizes.append(1)
+    return sizes[:-1]
 
 
 def collate_prefixes(

@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
 
 from operators.exceptions import ModelLoadError, UnsupportedModel
-from operators.families import family_of
+from operators.families import Family, family_of
 from operators.prompts import PromptBook, PromptLayout, layout_from_template, yes_no_token_ids
 from operators.spec import ModelSpec
 
@@ -122,7 +122,7 @@ def load_vlm(spec: ModelSpec) -> Vlm:
         image_token_id=image_token_id(model.config),
         cache_keyword=cache_keyword(model),
         # After the tiling overrides: the fast path copies the processor's settings as they are.
-        fast_pixels=_fast_pixels(spec, processor),
+        fast_pixels=_fast_pixels(spec, processor, family_of(model.config.model_type)),
     )
     if spec.compile:
         # The vision tower is most of the work per image; its batch of tiles varies, so compile
@@ -153,10 +153,14 @@ def cache_keyword(model: Any) -> str:
     return "cache" if "cache" in parameters else "past_key_values"
 
 
-def _fast_pixels(spec: ModelSpec, processor: Any) -> FastPixels | None:
+def _fast_pixels(spec: ModelSpec, processor: Any, family: Family) -> FastPixels | None:
     from operators.fast_pixels import fast_pixels_for
 
-    return fast_pixels_for(processor) if spec.fast_pixels else None
+    # Grouped encodings come from the processor as float pixels; uint8 ones beside them in one
+    # collation would skip their normalization, so a family that groups images has no fast path.
+    if not spec.fast_pixels or family.groups_images:
+        return None
+    return fast_pixels_for(processor)
 
 
 def refuse_unsupported_family(model_type: str) -> None:

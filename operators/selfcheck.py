@@ -12,10 +12,12 @@ checkpoint), and every probability is compared:
 - text at `max_text_tokens` with enough images that the prompt outgrows the checkpoint's
   sliding window, where it has one (at most `MAX_PROBE_IMAGES`).
 
-The plain engine is itself checked first: a plain forward of a one-image question over our
-token ids must give what a forward of the processor's own inputs for the same prompt gives
-(where the processor tokenizes it alike), so a family input the engines leave out (Gemma 3's
-image token types, say) is found rather than served.
+The plain engine is itself checked first: a plain forward of a one-image question, and of a
+post-level question about two images, over our token ids must give what a forward of the
+processor's own inputs for the same prompt gives (the two images given it grouped, as
+`apply_chat_template` does; where the processor tokenizes the prompt alike), so a family input
+the engines leave out (Gemma 3's image token types, say) or a family that shows a prompt's
+several images otherwise than one alone (LLaVA-OneVision) is found rather than served.
 
 Each probe asks image-level and post-level questions and labels. If any probability differs by
 more than `TOLERANCE`, or the shared engine fails where the plain one answers, the model runs on
@@ -30,11 +32,12 @@ import hashlib
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 from PIL import Image
 
-from operators.batching import encode_image, processor_path
+from operators.batching import ImageEncoding, encode_image, processor_path
 from operators.exceptions import OperatorError, UnsupportedModel
 from operators.families import family_of
 from operators.images import LoadedImage
@@ -95,6 +98,12 @@ def refuse_unlike_processor(vlm: Vlm) -> None:
     """Refuse a model whose plain forward over our prompt differs from one over the processor's
     own inputs for the same prompt (say, a family input such as token types left out)."""
     difference = processor_difference(vlm)
+    if difference == math.inf:
+        raise UnsupportedModel(
+            f"{vlm.name} ({vlm.family}) cannot be served right: our prompt gives its images "
+            "other tokens than the processor's own inputs for it give; how the family shows a "
+            "prompt's images is missing from operators/families"
+        )
     if difference is not None and difference > TOLERANCE:
         raise UnsupportedModel(
             f"{vlm.name} ({vlm.family}) cannot be served right: a plain forward of our prompt "
@@ -104,43 +113,97 @@ def refuse_unlike_processor(vlm: Vlm) -> None:
 
 
 def processor_difference(vlm: Vlm) -> float | None:
-    """|P(yes)| apart between the plain engine's inputs and the processor's own, for a one-image
-    question; None when the processor tokenizes that prompt otherwise (nothing to compare)."""
-    import torch
+    """|P(yes)| apart between the plain engine's inputs and the processor's own, the larger over
+    a one-image question and a post-level question about two images (the processor given them
+    grouped, as `apply_chat_template` gives a prompt's images); inf where the processor gives
+    the images other tokens; None when it tokenizes both prompts' text otherwise."""
+    found = [d for d in (image_difference(vlm), post_difference(vlm)) if d is not None]
+    return max(found, default=None)
 
-    from operators.forward import yes_probability
-    from operators.plain import plain_inputs
+
+def image_difference(vlm: Vlm) -> float | None:
+    """`processor_difference` for a one-image question; None where tokenized otherwise."""
     from operators.prefixes import image_prefix_ids
-    from operators.prompts import adds_special_tokens
     from operators.work import image_task_text
 
     vlm = processor_path(vlm)
     image = _probe_image(300, 200, seed=3).image
     encoding = encode_image(vlm, image)
     suffix = vlm.layout.task_text(image_task_text(vlm, PROBE_TASKS[2]))
-    suffix_ids = vlm.tokenizer(suffix, add_special_tokens=False)["input_ids"]
-    ours = image_prefix_ids(vlm, encoding.expansion) + list(suffix_ids)
-    prompt = family_of(vlm.family).processor_prompt(vlm, vlm.layout.prefix + suffix)
+    ours = image_prefix_ids(vlm, encoding.expansion) + _ids(vlm, suffix)
+    return _difference(vlm, ours, vlm.layout.prefix + suffix, [image], [encoding])
+
+
+def post_difference(vlm: Vlm) -> float | None:
+    """`processor_difference` for a post-level question about two images and the post text."""
+    from operators.prefixes import encode_post_text, post_prefix_ids
+    from operators.prompts import POST_TEXT_CLOSE, POST_TEXT_OPEN
+    from operators.work import post_task_text
+
+    vlm = processor_path(vlm)
+    images = [_probe_image(300, 200, seed=3).image, _probe_image(420, 260, seed=4).image]
+    grouped = family_of(vlm.family).groups_images
+    encodings = [encode_image(vlm, image, grouped) for image in images]
+    layout = vlm.prompts.layout(len(images))
+    suffix = post_task_text(vlm, PROBE_TASKS[0]) + layout.tail
+    text = encode_post_text(vlm, PROBE_TEXT)
+    ours = post_prefix_ids(vlm, [e.expansion for e in encodings], text) + _ids(vlm, suffix)
+    head = vlm.prompts.image_token.join(layout.pieces)
+    prompt = head + POST_TEXT_OPEN + PROBE_TEXT + POST_TEXT_CLOSE + suffix
+    return _difference(vlm, ours, prompt, [images], encodings)
+
+
+def _ids(vlm: Vlm, text: str) -> list[int]:
+    return list(vlm.tokenizer(text, add_special_tokens=False)["input_ids"])
+
+
+def _difference(
+    vlm: Vlm,
+    ours: list[int],
+    prompt: str,
+    images: list[Any],
+    encodings: Sequence[ImageEncoding],
+) -> float | None:
+    """|P(yes)| apart between a plain forward of `ours` with `encodings` and one of what the
+    processor makes of `prompt` and `images` (as it takes them); None where its ids differ."""
+    import torch
+
+    from operators.forward import yes_probability
+    from operators.plain import plain_inputs
+    from operators.prompts import adds_special_tokens
+
+    prompt = family_of(vlm.family).processor_prompt(vlm, prompt)
     theirs = vlm.processor(
         text=[prompt],
-        images=[image],
+        images=images,
         return_tensors="pt",
         add_special_tokens=adds_special_tokens(vlm.processor, prompt),
     )
     if theirs["input_ids"][0].tolist() != ours:
-        return None
+        return _unlike_images(vlm, theirs["input_ids"][0].tolist(), ours)
     inputs = {key: value.to(vlm.device) for key, value in theirs.items()}
     pixels = inputs.get("pixel_values")
     if pixels is not None:
         inputs["pixel_values"] = pixels.to(vlm.model.dtype)
     with torch.inference_mode():
-        mine = vlm.model(**plain_inputs(vlm, torch.tensor(ours), [encoding])).logits[:, -1]
+        mine = vlm.model(**plain_inputs(vlm, torch.tensor(ours), encodings)).logits[:, -1]
         reference = vlm.model(**inputs).logits[:, -1]
     probabilities = [
         float(yes_probability(logits.float(), vlm.yes_ids, vlm.no_ids))
         for logits in (mine, reference)
     ]
     return abs(probabilities[0] - probabilities[1])
+
+
+def _unlike_images(vlm: Vlm, theirs: list[int], ours: list[int]) -> float | None:
+    """inf where the two prompts differ only in how many tokens their images take (the images
+    shown otherwise); None where the text is tokenized otherwise (nothing to compare)."""
+
+    def text_only(ids: list[int]) -> list[int]:
+        image = vlm.image_token_id
+        return [i for n, i in enumerate(ids) if i != image or not n or ids[n - 1] != image]
+
+    return math.inf if text_only(theirs) == text_only(ours) else None
 
 
 def checked(vlm: Vlm, on_mismatch: str = FALLBACK) -> tuple[Vlm, EngineCheck]:

@@ -43,6 +43,7 @@ from operators.batching import (
 )
 from operators.cache import SignalCache
 from operators.exceptions import InferenceError, OperatorError, UnsupportedTask
+from operators.families import family_of
 from operators.forward import ForwardResult, run_forward
 from operators.images import LoadedImage
 from operators.jobs import (
@@ -58,7 +59,7 @@ from operators.jobs import (
 from operators.loading import Vlm
 from operators.plain import run_plain
 from operators.static_decode import static_decoder
-from operators.work import Item, PostWork, finish, plan_work, store_results
+from operators.work import ImageNeed, Item, PostWork, finish, plan_work, store_results
 
 __all__ = [
     "About",
@@ -255,7 +256,9 @@ class _Encoder:
         self._vlm = vlm
         self._pin = pin
         self._pool = ThreadPoolExecutor(threads, "vlm-preprocess") if threads else None
+        # Encodings by `encoding_key`: an image's hash and form (alone, or grouped).
         self._done: dict[str, ImageEncoding | OperatorError | Future[Any]] = {}
+        self._groups = family_of(vlm.family).groups_images
 
     def __enter__(self) -> _Encoder:
         return self
@@ -274,10 +277,10 @@ class _Encoder:
     ) -> Iterator[tuple[list[PostWork], dict[str, ImageEncoding]]]:
         """Each chunk's posts whose images encoded, with those encodings; the rest get errors."""
         last_use = {
-            image.sha256: index
+            need.key: index
             for index, works in enumerate(chunks)
             for work in works
-            for image in work.needed_images()
+            for need in work.needed_encodings(self._groups)
         }
         for index, works in enumerate(chunks):
             # The pool's queue is first-in first-out: this chunk's images finish before the next's.
@@ -294,9 +297,9 @@ class _Encoder:
         if self._pool is None:
             return
         for work in works:
-            for image in work.needed_images():
-                if image.sha256 not in self._done:
-                    self._done[image.sha256] = self._pool.submit(self._encode, image)
+            for need in work.needed_encodings(self._groups):
+                if need.key not in self._done:
+                    self._done[need.key] = self._pool.submit(self._encode, need)
 
     def _collect(
         self, works: Sequence[PostWork], results: list[PostSignals | OperatorError | None]
@@ -306,30 +309,30 @@ class _Encoder:
         encodings: dict[str, ImageEncoding] = {}
         for work in works:
             failure = None
-            for image in work.needed_images():
-                encoding = self._get(image)
+            for need in work.needed_encodings(self._groups):
+                encoding = self._get(need)
                 if isinstance(encoding, OperatorError):
                     failure = failure or encoding
                 else:
-                    encodings[image.sha256] = encoding
+                    encodings[need.key] = encoding
             if failure is None:
                 ready.append(work)
             else:
                 results[work.index] = failure
         return ready, encodings
 
-    def _get(self, image: LoadedImage) -> ImageEncoding | OperatorError:
-        entry = self._done.get(image.sha256)
+    def _get(self, need: ImageNeed) -> ImageEncoding | OperatorError:
+        entry = self._done.get(need.key)
         if entry is None:
-            entry = self._encode(image)
+            entry = self._encode(need)
         elif isinstance(entry, Future):
             entry = entry.result()
-        self._done[image.sha256] = entry
+        self._done[need.key] = entry
         return entry
 
-    def _encode(self, image: LoadedImage) -> ImageEncoding | OperatorError:
+    def _encode(self, need: ImageNeed) -> ImageEncoding | OperatorError:
         try:
-            encoding = encode_image(self._vlm, image.image)
+            encoding = encode_image(self._vlm, need.image.image, need.grouped)
         except OperatorError as error:
             return error
         return pin_encoding(encoding) if self._pin else encoding

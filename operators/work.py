@@ -13,6 +13,7 @@ from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+from operators.batching import encoding_key
 from operators.cache import (
     SignalCache,
     decode_embedding,
@@ -20,6 +21,7 @@ from operators.cache import (
     encode_embedding,
     encode_probability,
 )
+from operators.families import family_of
 from operators.images import LoadedImage
 from operators.jobs import About, PostJob, PostSignals, TaskKind, TaskValue, VlmTask
 from operators.loading import Vlm
@@ -29,6 +31,19 @@ from operators.prompts import POST_TEXT_CLOSE, POST_TEXT_OPEN
 CAPTION_SEPARATOR = " | "
 
 Item = tuple[str, VlmTask]  # (image sha256 or post key, task): one answer
+
+
+@dataclass(frozen=True)
+class ImageNeed:
+    """One image encoding a post needs: the image, and whether grouped with others."""
+
+    image: LoadedImage
+    grouped: bool
+
+    @property
+    def key(self) -> str:
+        """What the encoding is kept under (`operators.batching.encoding_key`)."""
+        return encoding_key(self.image.sha256, self.grouped)
 
 
 @dataclass
@@ -65,6 +80,17 @@ class PostWork:
         )
         unique = {image.sha256: image for image in self.job.images if image.sha256 in wanted}
         return list(unique.values())
+
+    def needed_encodings(self, groups_images: bool) -> list[ImageNeed]:
+        """The image encodings the pending items need, each once, in post order: lone ones for
+        image-level items, grouped ones for a post-level prompt of several images where the
+        family groups them (`Family.groups_images`)."""
+        lone = {sha for sha, _ in self.image_todo}
+        grouped = groups_images and len(self.job.images) > 1 and bool(self.post_todo)
+        needs = [ImageNeed(image, False) for image in self.job.images if image.sha256 in lone]
+        if self.post_todo:
+            needs += [ImageNeed(image, grouped) for image in self.job.images]
+        return list({need.key: need for need in needs}.values())
 
 
 def post_text(job: PostJob) -> str | None:
@@ -122,6 +148,7 @@ def model_key(vlm: Vlm) -> str:
         spec.answer_instruction,
         spec.max_text_tokens,
         *_tiling(vlm),
+        *(["grouped images"] if family_of(vlm.family).groups_images else []),
     ]
     return hashlib.sha256(json.dumps(parts).encode()).hexdigest()[:16]
 

@@ -98,6 +98,11 @@ class Family:
     # How many vision-tower feature entries one image gives; the shared-prefix engine joins
     # them, in order, into that image's features (all its tiles fill its image tokens).
     feature_entries: FeatureEntries = field(default=one_entry_per_image)
+    # Whether a prompt with two or more images shows each as the processor does when it groups
+    # a prompt's images (`images=[[a, b]]`, as `apply_chat_template` calls it), the model told
+    # each group's size by `batch_num_images` (LLaVA-OneVision: each image its base tile only).
+    # False: every image as the processor makes it alone, whatever the prompt holds.
+    groups_images: bool = False
     # Why loading refuses the family outright (None: it loads, and its engine is checked).
     refused: str | None = None
     # Published checkpoints this family can twin (`vlmod model make-tiny --like ID`).

@@ -8,9 +8,13 @@ returns `image_sizes`, from which the model finds the grid again. The model's
 image, in the processor's token order, so the shared-prefix engine places them as it places
 LLaVA's (the load-time check compares it with a plain forward all the same).
 
-OneVision's processor gives a prompt with several images each image's base tile only (729 + 1
-tokens, `batch_num_images`); our prompts expand each image as if it were alone, tiles and all,
-which is what both engines run. `test_llava_next_twin.py` shows where that differs.
+OneVision's processor, given a prompt's several images grouped (`images=[[a, b]]`, as
+`apply_chat_template` gives them, and as the checkpoint was trained on several images), shows
+each as its base tile only: padded square, one tile, 729 + 1 tokens; `batch_num_images` tells
+the model's `get_image_features` to skip the grid for them. `groups_images` makes both engines
+do the same for a post-level prompt with two or more images; an image-level prompt (one image)
+keeps the grid. Each image tiled as if alone is 0.08-0.12 apart on the twin's posts
+(`test_llava_next_twin.py`).
 """
 
 from __future__ import annotations
@@ -122,4 +126,5 @@ LLAVA_ONEVISION = Family(
     vision_tower="vision_tower",
     checkpoints=("llava-hf/llava-onevision-qwen2-0.5b-ov-hf",),
     twin=Twin(onevision_processor, onevision_config, onevision_geometry),
+    groups_images=True,
 )

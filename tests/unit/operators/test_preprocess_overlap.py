@@ -9,11 +9,19 @@ import pytest
 import torch
 
 import operators.tasks as tasks
-from operators.batching import ImageEncoding, collate_images, encode_image, pin_encoding
+from operators.batching import (
+    ImageEncoding,
+    collate_images,
+    encode_image,
+    encoding_key,
+    group_sizes,
+    pin_encoding,
+)
 from operators.exceptions import ImagePreprocessError
 from operators.jobs import About, PostJob, PostSignals, TaskKind, VlmTask
 from operators.spec import ModelSpec
 from operators.tasks import VlmOperator
+from operators.work import PostWork, post_key
 
 WEAPON = VlmTask(TaskKind.QUESTION, "Is there a weapon?")
 SPAM = VlmTask(TaskKind.QUESTION, "Does this post ask to pay off the platform?", About.POST)
@@ -68,10 +76,10 @@ def test_the_next_chunks_images_are_encoded_while_a_forward_runs(vlm, images, mo
     waited: list[bool] = []
     real_encode, real_forward = tasks.encode_image, tasks.run_forward
 
-    def encode(vlm, image):
+    def encode(vlm, image, grouped=False):
         if image is images[1].image:
             second_started.set()
-        return real_encode(vlm, image)
+        return real_encode(vlm, image, grouped)
 
     def forward(*args, **kwargs):
         if not waited:
@@ -138,3 +146,38 @@ def test_pinned_encodings_collate_into_pinned_memory():
     pixels = collate_images([pin_encoding(small), pin_encoding(large)])["pixel_values"]
     assert pixels.is_pinned() and pixels.shape == (2, 5, 3, 4, 4)
     assert pixels[0, 2:].abs().sum() == 0
+
+
+@pytest.mark.parametrize(
+    "grouped",
+    [
+        [False, False],
+        [True, True],
+        [False, True, True, False, True, True, True],
+        [True, True, False],
+    ],
+)
+def test_group_sizes_patch_exactly_the_lone_images_by_the_models_rule(grouped):
+    sizes = group_sizes(grouped)
+    # LlavaOnevisionModel.get_image_features: an image gets its grid iff its group has size 1.
+    assert [n == 1 for n in sizes for _ in range(n)] == [not flag for flag in grouped]
+
+
+def test_a_grouped_image_alone_cannot_be_told_apart_from_a_lone_one():
+    with pytest.raises(ValueError, match="beside another grouped image"):
+        group_sizes([True, False, True, True])
+
+
+def test_an_images_lone_and_grouped_encodings_are_kept_apart(images):
+    job = PostJob((images[0], images[1]), "text", (WEAPON, SPAM))
+    key = post_key(job)
+    todo = [(images[0].sha256, WEAPON), (images[1].sha256, WEAPON), (key, SPAM)]
+    work = PostWork(0, job, key, PostSignals(values={}), todo=todo)
+    lone = [image.sha256 for image in job.images]
+    grouped = [encoding_key(sha, True) for sha in lone]
+    assert not set(lone) & set(grouped)
+    assert [need.key for need in work.needed_encodings(True)] == lone + grouped
+    assert [need.key for need in work.needed_encodings(False)] == lone
+    alone = PostWork(0, PostJob((images[0],), "text", (SPAM,)), key, PostSignals(values={}))
+    alone.todo = [(key, SPAM)]
+    assert [need.key for need in alone.needed_encodings(True)] == lone[:1]

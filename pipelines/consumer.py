@@ -30,7 +30,7 @@ from pipelines.config import PoolSettings, RetrySettings
 from pipelines.kafka_io import Batch, BatchConsumer
 from pipelines.kafka_sink import KafkaSink
 from pipelines.signal_records import Failure, one_line
-from pipelines.sinks.base import Refusal, Sink
+from pipelines.sinks.base import Refusal, Sink, SinkUnavailable
 from pipelines.steps import Moderator, SourceMessage
 
 log = logging.getLogger(__name__)
@@ -163,6 +163,8 @@ class ModerationLoop:
                 dead_letters += 1
             try:
                 sent += self._send([message], outcomes)
+            except SinkUnavailable:  # an outage, not this post's fault: read the batch again
+                raise
             except Exception as error:  # e.g. a verdict over the broker's size limit
                 log.error("outputs of %s refused, dead-lettered: %s", _key(message), error)
                 outcomes = [self.moderator.fail_message(message, Failure.of(error, Stage.PRODUCE))]
@@ -175,7 +177,7 @@ class ModerationLoop:
         """Every sink, then the topics, with a dead letter for each record a sink refused; a
         sink that raises fails the batch."""
         with self.moderator.telemetry.tracer.start_as_current_span("produce"):
-            refused = [refusal for other in self.sinks for refusal in other.write(outcomes)]
+            refused = [refusal for other in self.sinks for refusal in _written(other, outcomes)]
             dead = [self._refused(messages[refusal.index], refusal) for refusal in refused]
             self.stats.sink_refusals += len(refused)
             return self.sink.write([*outcomes, *dead])
@@ -215,6 +217,16 @@ class ModerationLoop:
         elapsed_ms = (time.monotonic() - item.started) * 1000
         for _ in item.batch.records:
             self.moderator.telemetry.latency.record(elapsed_ms)
+
+
+def _written(sink: Sink, outcomes: list[Outcome]) -> Sequence[Refusal]:
+    """What `sink` refused of `outcomes`; any failure of the sink is `SinkUnavailable`."""
+    try:
+        return sink.write(outcomes)
+    except SinkUnavailable:
+        raise
+    except Exception as error:
+        raise SinkUnavailable(f"sink {sink.name}: {error}") from error
 
 
 def _key(message: SourceMessage) -> RecordKey:

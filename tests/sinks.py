@@ -11,16 +11,21 @@ WRITTEN: dict[str, list[str]] = {}  # post ids each named sink took, for the tes
 
 
 class ListSink:
-    """Keeps the post ids of what it is given; refuses the posts in `refuse`; `down` raises."""
+    """Keeps the post ids of what it is given; refuses the posts in `refuse`; `down` raises,
+    as do its first `failures` writes."""
 
-    def __init__(self, name: str = "list", refuse: Sequence[str] = (), down: bool = False) -> None:
+    def __init__(
+        self, name: str = "list", refuse: Sequence[str] = (), down: bool = False, failures: int = 0
+    ) -> None:
         self.name = name
         self.refuse = set(refuse)
         self.down = down
+        self.failures = failures
         WRITTEN[name] = []
 
     def write(self, outcomes: Sequence[Outcome]) -> Sequence[Refusal]:
-        if self.down:
+        if self.down or self.failures > 0:
+            self.failures -= 1
             raise ConnectionError(f"{self.name}: the store is down")
         refused = []
         for index, outcome in enumerate(outcomes):

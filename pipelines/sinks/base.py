@@ -18,7 +18,14 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Protocol, runtime_checkable
 
+from contracts.errors import ModerationError, Stage
 from contracts.outcomes import Outcome
+
+
+class SinkUnavailable(ModerationError):
+    """A sink kept failing past its retries; the batch is not committed and is read again."""
+
+    stage = Stage.SINK
 
 
 @dataclass(frozen=True)

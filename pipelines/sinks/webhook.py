@@ -29,22 +29,15 @@ from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from urllib.parse import urlsplit
 
-from contracts.errors import ModerationError, Stage
 from contracts.outcomes import Outcome
 from contracts.records import Action, Verdict
 from operators.exceptions import BlockedAddress, error_text
 from operators.fetch import Resolver, check_addresses, system_resolver
 from operators.limits import ImageLimits
 from pipelines.retry import backoff_delay
-from pipelines.sinks.base import Refusal
+from pipelines.sinks.base import Refusal, SinkUnavailable
 
 RETRIED_STATUSES = frozenset({429, 500, 502, 503, 504})
-
-
-class SinkUnavailable(ModerationError):
-    """A sink kept failing past its retries; the batch is not committed and is read again."""
-
-    stage = Stage.SINK
 
 
 @dataclass(frozen=True)

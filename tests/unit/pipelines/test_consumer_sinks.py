@@ -75,3 +75,16 @@ def test_without_a_kafka_entry_the_topics_get_dead_letters_only():
     config = PipelineConfig.model_validate({"sinks": [{"kind": "tests.sinks:ListSink"}]})
     assert not writes_topics(config.sinks)
     assert writes_topics(PipelineConfig().sinks)  # absent: the topics, as before
+
+
+def test_a_sink_outage_past_the_batch_attempts_blames_no_post(start_loop):
+    """Past max_batch_attempts (3) the batch runs one post at a time; a sink that is down for
+    the first of those posts and back for the next write must not dead-letter that post."""
+    consumer = FakeConsumer([[0, 1]])
+    topics = FakeSink(consumer)
+    flaky = ListSink("flaky", failures=4)
+    running = start_loop(consumer, topics, GatedModerator(), sinks=[flaky])
+    wait_until(lambda: consumer.completed == [0, 1], "the batch is committed")
+    stats = running.stop()
+    assert topics.sent == [b'{"id": "p0"}', b'{"id": "p1"}']
+    assert stats.failed_batches == 4 and stats.isolated_dead_letters == 0

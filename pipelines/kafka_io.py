@@ -189,7 +189,12 @@ class BatchConsumer:
             self.commit()
 
     def rewind(self, batch: Batch) -> None:
-        """Seek back so the records of a failed batch are handed out again."""
+        """Seek back so the records of a failed batch are handed out again.
+
+        Never forward: when an earlier batch of the partition failed first and its records
+        are not handed out again yet, the position is already below this batch, and seeking
+        to this batch would skip the earlier one's records for good (and commit past them).
+        """
         lowest: dict[TopicPartition, int] = {}
         for record in batch.records:
             tp = TopicPartition(record.topic, record.partition)
@@ -197,7 +202,7 @@ class BatchConsumer:
         assigned = self._consumer.assignment()
         for tp, offset in lowest.items():
             self.tracker.rewind(tp, offset)
-            if tp in assigned:
+            if tp in assigned and offset < self._consumer.position(tp):
                 self._consumer.seek(tp, offset)
 
     def commit(self) -> None:

@@ -168,6 +168,41 @@ def test_failed_processing_rewinds_the_batch(kafka_settings, topic_factory, grou
     assert sorted(again) == sorted(first)
 
 
+def _batch(consumer, size):
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:
+        batch = consumer.poll(max_records=size, timeout_ms=200)
+        if batch is not None:
+            return batch
+    raise AssertionError("no batch within 30 s")
+
+
+def _fail(batch):
+    try:
+        with batch.processing():
+            raise ValueError("the sink is down")
+    except ValueError:
+        pass
+
+
+def test_two_batches_failing_in_turn_are_both_read_again(kafka_settings, topic_factory, group_id):
+    """Two batches in flight fail one after the other: the second rewind must not seek past the
+    first one's records, or they are skipped and committed over."""
+    topic = topic_factory("rewind-two", partitions=1)
+    produce(kafka_settings, topic, 12)
+    consumer = BatchConsumer(kafka_settings, [topic], group_id, **GROUP_TIMEOUTS)
+    try:
+        first, second = _batch(consumer, 6), _batch(consumer, 6)
+        numbers = [json.loads(r.value)["n"] for r in first.records + second.records]
+        assert numbers == list(range(12))
+        _fail(first)
+        _fail(second)
+        again = drain(consumer, 12)
+    finally:
+        consumer.close()
+    assert again == list(range(12))
+
+
 def test_two_consumers_split_the_partitions(kafka_settings, topic_factory, group_id):
     topic = topic_factory("split", partitions=2)
     produce(kafka_settings, topic, 200)

@@ -1,8 +1,11 @@
-"""Tiny random-weight checkpoints of both families, built once per session, and image factories."""
+"""Tiny random-weight checkpoints of both families and twins of published checkpoints, each built
+and loaded once per session, and image factories."""
 
 from __future__ import annotations
 
 import io
+from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
@@ -11,9 +14,11 @@ from PIL import Image
 
 from operators.images import ImageLoader, LoadedImage
 from operators.limits import ImageLimits
-from operators.loading import load_vlm
+from operators.loading import Vlm, load_vlm
+from operators.selfcheck import EngineCheck, checked
 from operators.spec import ModelSpec
 from operators.tiny import make_tiny
+from operators.twins import make_twin
 
 ARCHES = ("smolvlm", "llava")
 
@@ -35,6 +40,55 @@ def vlms(tiny_dirs):
 @pytest.fixture(params=ARCHES)
 def vlm(request, vlms):
     return vlms[request.param]
+
+
+class Twins:
+    """Twins of published checkpoints, each built, loaded and engine-checked once per session.
+
+    The loaded models are shared by every test that asks for the same checkpoint and settings:
+    a test that changes a model or its processor in place needs a build of its own.
+    """
+
+    def __init__(self, root: Path) -> None:
+        self._root = root
+        self._directories: dict[str, Path] = {}
+        self._vlms: dict[tuple, Vlm] = {}
+        self._checked: dict[tuple, tuple[Vlm, EngineCheck]] = {}
+
+    def directory(self, checkpoint: str) -> Path:
+        """The twin of `checkpoint` (seed 0), written on first use."""
+        if checkpoint not in self._directories:
+            target = self._root / checkpoint.replace("/", "__")
+            self._directories[checkpoint] = make_twin(target, checkpoint)
+        return self._directories[checkpoint]
+
+    def vlm(self, checkpoint: str, **overrides: Any) -> Vlm:
+        """The twin loaded on the CPU with 3 new tokens at most, or `overrides` of that spec."""
+        key = self._key(checkpoint, overrides)
+        if key not in self._vlms:
+            settings = {"device": "cpu", "max_new_tokens": 3, **overrides}
+            self._vlms[key] = load_vlm(ModelSpec(str(self.directory(checkpoint)), **settings))
+        return self._vlms[key]
+
+    def checked(self, checkpoint: str, **overrides: Any) -> tuple[Vlm, EngineCheck]:
+        """`selfcheck.checked` of `vlm(checkpoint, **overrides)`: the served model and its check."""
+        key = self._key(checkpoint, overrides)
+        if key not in self._checked:
+            self._checked[key] = checked(self.vlm(checkpoint, **overrides))
+        return self._checked[key]
+
+    def engine_check(self, checkpoint: str, **overrides: Any) -> EngineCheck:
+        """The load-time engine check of `vlm(checkpoint, **overrides)` (unpatched families)."""
+        return self.checked(checkpoint, **overrides)[1]
+
+    @staticmethod
+    def _key(checkpoint: str, overrides: dict[str, Any]) -> tuple:
+        return checkpoint, tuple(sorted(overrides.items()))
+
+
+@pytest.fixture(scope="session")
+def twins(tmp_path_factory) -> Twins:
+    return Twins(tmp_path_factory.mktemp("twins"))
 
 
 def png_bytes(seed: int, size: tuple[int, int] = (80, 60), mode: str = "RGB") -> bytes:

@@ -11,7 +11,6 @@ import torch
 
 from operators import families
 from operators.jobs import PostJob
-from operators.loading import load_vlm
 from operators.selfcheck import (
     TOLERANCE,
     _probe_image,
@@ -20,9 +19,7 @@ from operators.selfcheck import (
     sliding_window,
     with_engine,
 )
-from operators.spec import ModelSpec
 from operators.tasks import VlmOperator
-from operators.twins import make_twin
 from tests.unit.operators.tiled_twins import (
     EMBED,
     QUESTION,
@@ -35,13 +32,8 @@ AYA = "CohereLabs/aya-vision-8b"
 
 
 @pytest.fixture(scope="module")
-def aya_dir(tmp_path_factory):
-    return make_twin(tmp_path_factory.mktemp("aya") / "twin", AYA)
-
-
-@pytest.fixture(scope="module")
-def aya(aya_dir):
-    return load_vlm(ModelSpec(str(aya_dir), device="cpu", max_new_tokens=3))
+def aya(twins):
+    return twins.vlm(AYA)
 
 
 def test_the_twin_keeps_the_tiles_and_cohere2s_window(aya):
@@ -85,8 +77,8 @@ def test_the_plain_engine_gives_what_the_processors_own_inputs_give(aya):
     assert processor_difference(aya) == pytest.approx(0.0, abs=1e-6)
 
 
-def test_the_load_time_check_keeps_aya_on_the_shared_prefix_engine_past_the_window(aya):
-    check = check_engine(aya)
+def test_the_load_time_check_keeps_aya_on_the_shared_prefix_engine_past_the_window(twins):
+    check = twins.engine_check(AYA)
     assert check.probes == 3, "one probe outgrows the 4,096-token window"
     assert not check.fell_back and check.engine == "eager"
     assert check.max_difference is not None and check.max_difference <= TOLERANCE

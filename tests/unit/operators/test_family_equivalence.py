@@ -14,11 +14,9 @@ from typer.testing import CliRunner
 
 from operators.exceptions import OperatorError
 from operators.jobs import About, PostJob, TaskKind, VlmTask
-from operators.loading import load_vlm
-from operators.selfcheck import TOLERANCE, _probe_image, checked, processor_difference, with_engine
-from operators.spec import ModelSpec
+from operators.selfcheck import TOLERANCE, _probe_image, processor_difference, with_engine
 from operators.tasks import VlmOperator
-from operators.twins import VLM_TWINS, make_twin
+from operators.twins import VLM_TWINS
 from pipelines.cli import app
 
 TASKS = (
@@ -45,18 +43,17 @@ def posts() -> list[PostJob]:
 
 
 @pytest.fixture(scope="module", params=sorted(VLM_TWINS))
-def twin(request, tmp_path_factory):
+def twin(request, twins):
     try:
-        directory = make_twin(tmp_path_factory.mktemp("twin") / "model", request.param)
+        twins.directory(request.param)
     except ImportError as exc:  # Qwen's processors need torchvision, an optional package
         pytest.skip(f"{request.param}'s processor needs a package that is not installed: {exc}")
-    vlm = load_vlm(ModelSpec(str(directory), device="cpu", max_new_tokens=3))
-    return request.param, vlm
+    return request.param, twins.vlm(request.param)
 
 
-def test_the_checked_engine_gives_the_plain_engines_probabilities(twin):
+def test_the_checked_engine_gives_the_plain_engines_probabilities(twin, twins):
     name, vlm = twin
-    served, check = checked(vlm)
+    served, check = twins.checked(name)  # `selfcheck.checked(vlm)`, once per session
     jobs = posts()
     ours = VlmOperator(served).run_posts(jobs)
     reference = VlmOperator(with_engine(vlm, "plain")).run_posts(jobs)

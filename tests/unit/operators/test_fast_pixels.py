@@ -6,6 +6,7 @@ both twins (SmolVLM tiling, LLaVA centre crop), their tiling knobs and the tiny 
 
 from __future__ import annotations
 
+import copy
 from pathlib import Path
 
 import numpy as np
@@ -21,7 +22,6 @@ from operators.jobs import About, PostJob, TaskKind, VlmTask
 from operators.loading import load_vlm
 from operators.spec import ModelSpec
 from operators.tasks import VlmOperator
-from operators.twins import make_twin
 
 SMOLVLM = "HuggingFaceTB/SmolVLM-256M-Instruct"
 LLAVA = "llava-hf/llava-1.5-7b-hf"
@@ -71,46 +71,47 @@ def differences(vlm, image: Image.Image) -> list[str]:
 
 
 @pytest.fixture(scope="module")
-def twin_dirs(tmp_path_factory) -> dict[str, Path]:
-    root = tmp_path_factory.mktemp("fast-twins")
-    return {name: make_twin(root / name.replace("/", "__"), name) for name in (SMOLVLM, LLAVA)}
+def twin_dirs(twins) -> dict[str, Path]:
+    return {name: twins.directory(name) for name in (SMOLVLM, LLAVA)}
 
 
 @pytest.fixture(scope="module")
-def twins(twin_dirs):
+def variants(twins):
     return {
-        name: load_vlm(ModelSpec(str(twin_dirs[checkpoint]), device="cpu", max_new_tokens=2, **o))
+        name: twins.vlm(checkpoint, max_new_tokens=2, **o)
         for name, (checkpoint, o) in VARIANTS.items()
     }
 
 
 @pytest.mark.parametrize("variant", list(VARIANTS))
 @pytest.mark.parametrize("size", SIZES, ids=[f"{w}x{h}" for w, h in SIZES])
-def test_twin_pixels_and_ids_equal_the_processor(twins, variant, size):
-    vlm = twins[variant]
+def test_twin_pixels_and_ids_equal_the_processor(variants, variant, size):
+    vlm = variants[variant]
     assert vlm.fast_pixels is not None
     assert differences(vlm, noise(*size)) == []
 
 
 @pytest.mark.parametrize("variant", ["smol", "smol-one-tile-512", "llava"])
 @pytest.mark.parametrize("size", EXTREMES, ids=[f"{w}x{h}" for w, h in EXTREMES])
-def test_extreme_sizes_equal_the_processor(twins, variant, size):
-    assert differences(twins[variant], noise(*size, seed=1)) == []
+def test_extreme_sizes_equal_the_processor(variants, variant, size):
+    assert differences(variants[variant], noise(*size, seed=1)) == []
 
 
 @pytest.mark.parametrize("variant", ["smol", "llava"])
 @pytest.mark.parametrize("mode", MODES)
-def test_other_modes_are_converted_as_the_processor_does(twins, variant, mode):
+def test_other_modes_are_converted_as_the_processor_does(variants, variant, mode):
     image = noise(640, 431, seed=2).convert(mode)
-    assert differences(twins[variant], image) == []
+    assert differences(variants[variant], image) == []
 
 
 @pytest.mark.parametrize("variant", ["smol", "llava"])
-def test_an_rgb_image_with_a_transparent_colour_is_flattened_as_the_processor_does(twins, variant):
+def test_an_rgb_image_with_a_transparent_colour_is_flattened_as_the_processor_does(
+    variants, variant
+):
     image = noise(300, 200, seed=3)
     image.info["transparency"] = (0, 0, 0)
     image.paste((0, 0, 0), (0, 0, 100, 100))
-    assert differences(twins[variant], image) == []
+    assert differences(variants[variant], image) == []
 
 
 def test_tiny_checkpoints_equal_the_processor(vlms, images):
@@ -120,8 +121,8 @@ def test_tiny_checkpoints_equal_the_processor(vlms, images):
             assert differences(vlm, image.image) == []
 
 
-def test_collated_tile_counts_normalize_to_the_processors_zero_padding(twins):
-    vlm = twins["smol"]
+def test_collated_tile_counts_normalize_to_the_processors_zero_padding(variants):
+    vlm = variants["smol"]
     pictures = [noise(1536, 1024), noise(32, 32), noise(1536, 512)]
     want = collate_images([encode_image(processor_path(vlm), p) for p in pictures])
     got = collate_images([encode_image(vlm, p) for p in pictures])
@@ -155,8 +156,8 @@ def answer_gaps(fast, slow) -> list[tuple]:
 
 
 @pytest.mark.parametrize("variant", ["smol", "smol-one-tile-512", "llava"])
-def test_run_posts_answers_equal_with_and_without_fast_pixels(twins, variant):
-    vlm = twins[variant]
+def test_run_posts_answers_equal_with_and_without_fast_pixels(variants, variant):
+    vlm = variants[variant]
     embed = VlmTask(TaskKind.EMBED)
     jobs = [
         PostJob((photo(1100, 700, 1),), "a bike for sale", (QUESTION, LABEL)),
@@ -187,8 +188,8 @@ def test_an_unknown_processor_falls_back_to_the_processor(twin_dirs, monkeypatch
     assert encoding.pixel_inputs["pixel_values"].dtype == torch.float32
 
 
-def test_settings_outside_the_mirrored_ones_fall_back(twins):
-    processor = twins["llava"].processor
+def test_settings_outside_the_mirrored_ones_fall_back(variants):
+    processor = copy.deepcopy(variants["llava"].processor)  # changed below: not the shared one
     image_processor = processor.image_processor
     original = image_processor.do_center_crop
     try:
@@ -199,8 +200,8 @@ def test_settings_outside_the_mirrored_ones_fall_back(twins):
     assert fast_pixels_for(processor) is not None
 
 
-def test_expansions_are_computed_once_per_tile_grid(twins):
-    vlm = twins["smol"]
+def test_expansions_are_computed_once_per_tile_grid(variants):
+    vlm = variants["smol"]
     first = encode_image(vlm, noise(1536, 1024, seed=5)).expansion
     again = encode_image(vlm, noise(1536, 1024, seed=6)).expansion
     assert first is again  # the cached tuple, not a second tokenization
@@ -216,10 +217,10 @@ def test_the_pipeline_setting_reaches_the_spec(tmp_path):
 
 
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="page-locked memory needs CUDA")
-def test_uint8_pixels_and_bool_masks_pin_and_collate_as_they_are(twins):
+def test_uint8_pixels_and_bool_masks_pin_and_collate_as_they_are(variants):
     from operators.batching import pin_encoding
 
-    vlm = twins["smol"]
+    vlm = variants["smol"]
     encodings = [pin_encoding(encode_image(vlm, noise(w, h))) for w, h in ((1536, 1024), (32, 32))]
     collated = collate_images(encodings)
     assert collated["pixel_values"].is_pinned() and collated["pixel_values"].dtype == torch.uint8

@@ -7,22 +7,14 @@ from __future__ import annotations
 
 import pytest
 
-from operators.loading import load_vlm
-from operators.selfcheck import TOLERANCE, _probe_image, check_engine, processor_difference
-from operators.spec import ModelSpec
-from operators.twins import make_twin
+from operators.selfcheck import TOLERANCE, _probe_image, processor_difference
 
 GEMMA3 = "google/gemma-3-4b-it"
 
 
 @pytest.fixture(scope="module")
-def gemma_dir(tmp_path_factory):
-    return make_twin(tmp_path_factory.mktemp("gemma3") / "twin", GEMMA3)
-
-
-@pytest.fixture(scope="module")
-def gemma(gemma_dir):
-    return load_vlm(ModelSpec(str(gemma_dir), device="cpu", max_new_tokens=3))
+def gemma(twins):
+    return twins.vlm(GEMMA3)
 
 
 def test_the_twin_has_gemma_3s_window_and_image_tokens(gemma):
@@ -48,8 +40,8 @@ def test_the_plain_engine_without_image_token_types_would_be_caught(gemma, monke
     assert processor_difference(gemma) > TOLERANCE
 
 
-def test_the_load_time_check_runs_gemma_3_on_the_plain_engine(gemma):
-    check = check_engine(gemma)
+def test_the_load_time_check_runs_gemma_3_on_the_plain_engine(twins):
+    check = twins.engine_check(GEMMA3)
     assert check.fell_back and check.engine == "plain"
     assert check.max_difference is not None and check.max_difference > TOLERANCE
     assert check.probes == 3, "one probe outgrows the 1,024-token window"

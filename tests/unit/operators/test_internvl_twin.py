@@ -10,7 +10,6 @@ import torch
 
 from operators import families
 from operators.jobs import PostJob
-from operators.loading import load_vlm
 from operators.selfcheck import (
     TOLERANCE,
     _probe_image,
@@ -18,9 +17,7 @@ from operators.selfcheck import (
     processor_difference,
     with_engine,
 )
-from operators.spec import ModelSpec
 from operators.tasks import VlmOperator
-from operators.twins import make_twin
 from tests.unit.operators.tiled_twins import (
     EMBED,
     QUESTION,
@@ -33,13 +30,8 @@ INTERNVL = "OpenGVLab/InternVL3-1B-hf"
 
 
 @pytest.fixture(scope="module")
-def internvl_dir(tmp_path_factory):
-    return make_twin(tmp_path_factory.mktemp("internvl") / "twin", INTERNVL)
-
-
-@pytest.fixture(scope="module")
-def internvl(internvl_dir):
-    return load_vlm(ModelSpec(str(internvl_dir), device="cpu", max_new_tokens=3))
+def internvl(twins):
+    return twins.vlm(INTERNVL)
 
 
 def test_a_large_image_is_several_448_pixel_tiles_of_256_tokens(internvl):
@@ -79,8 +71,8 @@ def test_the_plain_engine_gives_what_the_processors_own_inputs_give(internvl):
     assert processor_difference(internvl) == pytest.approx(0.0, abs=1e-6)
 
 
-def test_the_load_time_check_keeps_internvl_on_the_shared_prefix_engine(internvl):
-    check = check_engine(internvl)
+def test_the_load_time_check_keeps_internvl_on_the_shared_prefix_engine(twins):
+    check = twins.engine_check(INTERNVL)
     assert not check.fell_back and check.engine == "eager"
     assert check.max_difference is not None and check.max_difference <= TOLERANCE
 

@@ -20,7 +20,6 @@ from operators.families.base import FamilyRegistry
 from operators.families.llava_next import LLAVA_ONEVISION
 from operators.forward import encode_images, yes_probability
 from operators.jobs import About, PostJob, TaskKind, VlmTask
-from operators.loading import load_vlm
 from operators.plain import plain_inputs
 from operators.prompts import POST_TEXT_CLOSE, POST_TEXT_OPEN
 from operators.selfcheck import (
@@ -31,9 +30,7 @@ from operators.selfcheck import (
     processor_difference,
     with_engine,
 )
-from operators.spec import ModelSpec
 from operators.tasks import VlmOperator
-from operators.twins import make_twin
 from operators.work import post_task_text
 
 NEXT = "llava-hf/llava-v1.6-mistral-7b-hf"
@@ -44,20 +41,13 @@ TEXT = "Selling my old bike, DM me on the other app and pay there."
 
 
 @pytest.fixture(scope="module", params=[NEXT, ONEVISION])
-def twin_dir(request, tmp_path_factory):
-    return request.param, make_twin(tmp_path_factory.mktemp("llava-next") / "twin", request.param)
+def twin(request, twins):
+    return request.param, twins.vlm(request.param)
 
 
 @pytest.fixture(scope="module")
-def twin(twin_dir):
-    name, directory = twin_dir
-    return name, load_vlm(ModelSpec(str(directory), device="cpu", max_new_tokens=3))
-
-
-@pytest.fixture(scope="module")
-def onevision(tmp_path_factory):
-    directory = make_twin(tmp_path_factory.mktemp("onevision") / "twin", ONEVISION)
-    return load_vlm(ModelSpec(str(directory), device="cpu", max_new_tokens=3))
+def onevision(twins):
+    return twins.vlm(ONEVISION)
 
 
 def test_a_large_image_is_a_grid_of_tiles_and_a_base_image(twin):
@@ -94,9 +84,9 @@ def test_the_plain_engine_gives_what_the_processors_own_inputs_give(twin):
     assert processor_difference(vlm) == pytest.approx(0.0, abs=1e-6)
 
 
-def test_the_load_time_check_keeps_the_shared_prefix_engine(twin):
-    name, vlm = twin
-    check = check_engine(vlm)
+def test_the_load_time_check_keeps_the_shared_prefix_engine(twin, twins):
+    name, _ = twin
+    check = twins.engine_check(name)
     assert not check.fell_back, f"{name}: {check.reason}"
     assert check.max_difference is not None and check.max_difference <= TOLERANCE
 

@@ -7,24 +7,19 @@ from __future__ import annotations
 
 import pytest
 import torch
-from typer.testing import CliRunner
 
 from operators.batching import collate_images, encode_image
 from operators.forward import encode_images
 from operators.jobs import PostJob
-from operators.loading import load_vlm
 from operators.selfcheck import (
     PROBE_TASKS,
     PROBE_TEXT,
     TOLERANCE,
     _probe_image,
-    check_engine,
     processor_difference,
     with_engine,
 )
-from operators.spec import ModelSpec
 from operators.tasks import VlmOperator
-from pipelines.cli import app
 
 MISTRAL3 = "mistralai/Mistral-Small-3.1-24B-Instruct-2503"
 # (width, height) -> (rows, columns) of 28-px cells after the fit into 1,540 px
@@ -32,16 +27,8 @@ SHAPES = {(48, 40): (2, 2), (320, 240): (9, 12), (2000, 300): (9, 55)}
 
 
 @pytest.fixture(scope="module")
-def mistral_dir(tmp_path_factory):
-    directory = tmp_path_factory.mktemp("mistral3") / "twin"
-    built = CliRunner().invoke(app, ["model", "make-tiny", str(directory), "--like", MISTRAL3])
-    assert built.exit_code == 0, built.output
-    return directory
-
-
-@pytest.fixture(scope="module")
-def mistral(mistral_dir):
-    return load_vlm(ModelSpec(str(mistral_dir), device="cpu", max_new_tokens=3))
+def mistral(twins):
+    return twins.vlm(MISTRAL3)
 
 
 def test_the_twin_keeps_the_tekken_control_tokens_and_pixtral_processing(mistral):
@@ -99,8 +86,8 @@ def test_the_plain_engine_gives_what_the_processors_own_inputs_give(mistral):
     assert processor_difference(mistral) == pytest.approx(0.0, abs=1e-6)
 
 
-def test_the_load_time_check_keeps_mistral_3_on_the_shared_prefix_engine(mistral):
-    check = check_engine(mistral)
+def test_the_load_time_check_keeps_mistral_3_on_the_shared_prefix_engine(twins):
+    check = twins.engine_check(MISTRAL3)
     assert not check.fell_back and check.engine == "eager"
     assert check.max_difference is not None and check.max_difference <= TOLERANCE
     assert check.probes == 2, "no sliding window: no probe past it"

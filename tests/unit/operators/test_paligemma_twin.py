@@ -12,23 +12,20 @@ import dataclasses
 import pytest
 
 from operators.batching import encode_image
-from operators.loading import load_vlm
 from operators.prompts import render_template
-from operators.selfcheck import TOLERANCE, _probe_image, check_engine, processor_difference
-from operators.spec import ModelSpec
-from operators.twins import make_twin
+from operators.selfcheck import TOLERANCE, _probe_image, processor_difference
 
 PALIGEMMA = "google/paligemma2-3b-mix-224"
 
 
 @pytest.fixture(scope="module")
-def paligemma_dir(tmp_path_factory):
-    return make_twin(tmp_path_factory.mktemp("paligemma") / "twin", PALIGEMMA)
+def paligemma_dir(twins):
+    return twins.directory(PALIGEMMA)
 
 
 @pytest.fixture(scope="module")
-def paligemma(paligemma_dir):
-    return load_vlm(ModelSpec(str(paligemma_dir), device="cpu", max_new_tokens=3))
+def paligemma(twins):
+    return twins.vlm(PALIGEMMA)
 
 
 def test_the_twin_publishes_no_chat_template_and_the_family_lays_the_prompt_out(paligemma_dir):
@@ -68,7 +65,7 @@ def test_the_plain_engine_without_prefix_token_types_would_be_caught(paligemma, 
     assert processor_difference(paligemma) > TOLERANCE
 
 
-def test_the_load_time_check_runs_paligemma_on_the_plain_engine(paligemma):
-    check = check_engine(paligemma)
+def test_the_load_time_check_runs_paligemma_on_the_plain_engine(twins):
+    check = twins.engine_check(PALIGEMMA)
     assert check.fell_back and check.engine == "plain"
     assert check.max_difference is not None and check.max_difference > TOLERANCE

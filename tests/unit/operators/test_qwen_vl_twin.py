@@ -13,7 +13,6 @@ import torch
 from operators.batching import collate_images, encode_image
 from operators.families.qwen_vl import scaled_mrope_section
 from operators.jobs import PostJob, TaskKind, VlmTask
-from operators.loading import load_vlm
 from operators.plain import plain_inputs
 from operators.prefixes import post_prefix_ids
 from operators.selfcheck import (
@@ -23,9 +22,7 @@ from operators.selfcheck import (
     processor_difference,
     with_engine,
 )
-from operators.spec import ModelSpec
 from operators.tasks import VlmOperator
-from operators.twins import make_twin
 from operators.work import image_task_text
 
 # Qwen's processors do not build without a video processor, which needs torchvision.
@@ -35,14 +32,8 @@ QUESTION = "Is there a weapon in these images?"
 
 
 @pytest.fixture(scope="module", params=[QWEN25, QWEN3], ids=["qwen2.5-vl", "qwen3-vl"])
-def qwen_dir(request, tmp_path_factory):
-    return request.param, make_twin(tmp_path_factory.mktemp("qwen") / "twin", request.param)
-
-
-@pytest.fixture(scope="module")
-def qwen(qwen_dir):
-    name, directory = qwen_dir
-    return name, load_vlm(ModelSpec(str(directory), device="cpu", max_new_tokens=3))
+def qwen(request, twins):
+    return request.param, twins.vlm(request.param)
 
 
 def images(count: int) -> list:
@@ -125,10 +116,10 @@ def test_missing_token_types_would_be_caught(qwen, monkeypatch):
         assert processor_difference(vlm) > TOLERANCE
 
 
-def test_the_load_time_check_runs_qwen_on_the_plain_engine(qwen):
-    _, vlm = qwen
-    for asked in ("eager", "static"):
-        check = check_engine(with_engine(vlm, asked))
+def test_the_load_time_check_runs_qwen_on_the_plain_engine(qwen, twins):
+    name, vlm = qwen
+    # The spec asks for "eager": that check is the session's; "static" is checked here.
+    for check in (twins.engine_check(name), check_engine(with_engine(vlm, "static"))):
         assert check.fell_back and check.engine == "plain", check.reason
         assert check.max_difference is not None and check.max_difference > TOLERANCE
         assert check.probes == 2, "no sliding window: no crowd probe"

@@ -18,7 +18,7 @@ from contracts.records import Post
 from operators.guards.producers import NO_IMAGES, GuardRequest, ShieldGemmaSignals
 from operators.guards.shieldgemma import GuardLoadError, load_shieldgemma
 from operators.specialists.render import smooth_photo
-from operators.twins import TWINS, VLM_TWINS, make_twin
+from operators.twins import TWINS, VLM_TWINS
 from pipelines.cli import app
 
 SHIELDGEMMA = "google/shieldgemma-2-4b-it"
@@ -27,8 +27,8 @@ REPO = Path(__file__).resolve().parents[3]
 
 
 @pytest.fixture(scope="module")
-def twin_dir(tmp_path_factory) -> Path:
-    return make_twin(tmp_path_factory.mktemp("shieldgemma") / "twin", SHIELDGEMMA)
+def twin_dir(twins) -> Path:
+    return twins.directory(SHIELDGEMMA)
 
 
 @pytest.fixture(scope="module")

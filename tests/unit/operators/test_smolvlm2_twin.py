@@ -8,19 +8,15 @@ from __future__ import annotations
 import pytest
 
 from operators.batching import encode_image
-from operators.loading import load_vlm
-from operators.selfcheck import TOLERANCE, _probe_image, check_engine
-from operators.spec import ModelSpec
-from operators.twins import make_twin
+from operators.selfcheck import TOLERANCE, _probe_image
 
 SMOLVLM2 = "HuggingFaceTB/SmolVLM2-2.2B-Instruct"
 
 
 @pytest.fixture(scope="module")
-def smolvlm2(tmp_path_factory):
+def smolvlm2(twins):
     pytest.importorskip("torchvision", reason="SmolVLMProcessor's video processor needs it")
-    directory = make_twin(tmp_path_factory.mktemp("smolvlm2") / "twin", SMOLVLM2)
-    return load_vlm(ModelSpec(str(directory), device="cpu", max_new_tokens=3))
+    return twins.vlm(SMOLVLM2)
 
 
 def test_the_twin_has_smolvlm2s_processor_and_tiles(smolvlm2):
@@ -32,7 +28,7 @@ def test_the_twin_has_smolvlm2s_processor_and_tiles(smolvlm2):
     assert image_tokens.count(smolvlm2.image_token_id) == 81 * (4 * 2 + 1)
 
 
-def test_the_load_time_check_keeps_the_shared_prefix_engine(smolvlm2):
-    check = check_engine(smolvlm2)
+def test_the_load_time_check_keeps_the_shared_prefix_engine(smolvlm2, twins):
+    check = twins.engine_check(SMOLVLM2)
     assert not check.fell_back, check.reason
     assert check.max_difference is not None and check.max_difference <= TOLERANCE

@@ -21,7 +21,7 @@ from operators.loading import load_vlm
 from operators.spec import ModelSpec
 from operators.specialists.render import smooth_photo
 from operators.tasks import VlmOperator
-from operators.twins import TWINS, make_twin, published_files
+from operators.twins import TWINS, published_files
 from operators.work import model_key
 from pipelines.cli import app
 from tests.unit.operators.reference import plain_probability
@@ -46,14 +46,13 @@ def photo_like(width: int, height: int, seed: int = 0) -> LoadedImage:
 
 
 @pytest.fixture(scope="module")
-def twin_dirs(tmp_path_factory) -> dict[str, Path]:
-    root = tmp_path_factory.mktemp("twins")
-    return {name: make_twin(root / name.replace("/", "__"), name) for name in (SMOLVLM, LLAVA)}
+def twin_dirs(twins) -> dict[str, Path]:
+    return {name: twins.directory(name) for name in (SMOLVLM, LLAVA)}
 
 
 @pytest.fixture(scope="module")
-def smol(twin_dirs):
-    return load_vlm(ModelSpec(str(twin_dirs[SMOLVLM]), device="cpu", max_new_tokens=3))
+def smol(twins):
+    return twins.vlm(SMOLVLM)
 
 
 @pytest.fixture(scope="module")
@@ -119,8 +118,8 @@ def test_each_shape_tiles_as_expected(smol, shaped):
 
 
 @pytest.fixture(scope="module")
-def llava(twin_dirs):
-    return load_vlm(ModelSpec(str(twin_dirs[LLAVA]), device="cpu", max_new_tokens=2))
+def llava(twins):
+    return twins.vlm(LLAVA, max_new_tokens=2)
 
 
 @pytest.mark.parametrize("twin", ["smol", "llava"])

@@ -135,7 +135,7 @@ def values(producer, text, images, model, categories=ALL) -> ProducerOutput:
     return output
 
 
-def assert_close(got: ProducerOutput, want: dict[str, float]) -> None:
+def check_close(got: ProducerOutput, want: dict[str, float]) -> None:
     by_item = {request.item: value for request, value in got.values.items()}
     assert set(by_item) == set(want)
     for item, value in want.items():
@@ -184,7 +184,7 @@ def test_the_twin_spells_s1_as_the_start_of_s10(reference):
 
 def test_a_text_only_post_gets_the_answer_probabilities(twin_dir, reference, producer):
     got = values(producer, POST, (), str(twin_dir))
-    assert_close(got, expected(reference, POST, (), ALL))
+    check_close(got, expected(reference, POST, (), ALL))
 
 
 def test_a_post_with_images_and_some_categories(twin_dir, reference, producer):
@@ -192,7 +192,7 @@ def test_a_post_with_images_and_some_categories(twin_dir, reference, producer):
     categories = ("S1", "S4", "S10")
     got = values(producer, "look at this", images, str(twin_dir), categories)
     want = expected(reference, "look at this", images, categories)
-    assert_close(got, want)
+    check_close(got, want)
     text_only = values(producer, "look at this", (), str(twin_dir), categories)
     assert next(v for r, v in text_only.values.items() if r.item == "unsafe") != pytest.approx(
         want["unsafe"], abs=1e-6

@@ -20,7 +20,6 @@ post with neither text nor images has no value.
 
 from __future__ import annotations
 
-import threading
 from collections.abc import Hashable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Literal, get_args
@@ -29,17 +28,13 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from contracts.producers import (
     Ask,
-    Cost,
     Input,
-    Placement,
-    ProducerContext,
-    ProducerDefaults,
     ProducerJob,
     ProducerOutput,
     Unavailable,
     Variable,
 )
-from operators.guards.producers import GuardLoading
+from operators.guards.producers import GuardSignals
 
 Category = Literal[
     "S1", "S2", "S3", "S4", "S5", "S6", "S7", "S8", "S9", "S10", "S11", "S12", "S13", "S14"
@@ -79,7 +74,7 @@ class LlamaGuardRequest:
     categories: tuple[str, ...] = ALL
 
 
-class LlamaGuardSignals(ProducerDefaults):
+class LlamaGuardSignals(GuardSignals):
     """`signals.llamaguard`: `llamaguard.unsafe` and `llamaguard.<Sk>` of the post."""
 
     name = "llamaguard"
@@ -93,21 +88,8 @@ class LlamaGuardSignals(ProducerDefaults):
         ),
     )
     inputs = frozenset({Input.TEXT, Input.IMAGES})
-    placement = Placement.CONSUMER
-    cost = Cost.MODEL
     version = "llamaguard4-1"
     config = LlamaGuardSettings
-    settings_model = GuardLoading
-    after: tuple[str, ...] = ()
-
-    def __init__(self) -> None:
-        self.context = ProducerContext()
-        self._guards: dict[str, Any] = {}
-        self._lock = threading.Lock()
-
-    def bind(self, context: ProducerContext) -> None:
-        """Take the deployment's settings (`images.max_pixels`, `llamaguard.device`)."""
-        self.context = context
 
     def asks(self, value: LlamaGuardSettings) -> list[Ask]:
         """`unsafe`, then one ask per category."""
@@ -118,49 +100,24 @@ class LlamaGuardSignals(ProducerDefaults):
             for item in items
         ]
 
-    def empty(self, request: Hashable) -> float:
-        """Nothing unsafe (policy tests read this for values not pinned)."""
-        return 0.0
-
-    def guard(self, model: str) -> Any:
-        """The loaded Llama Guard of `model`, loaded on first use, once per process."""
+    def load(self, model: str, device: str, dtype: str) -> Any:
+        """Llama Guard 4 of checkpoint `model`."""
         from operators.guards.llamaguard import load_llamaguard
 
-        with self._lock:
-            if model not in self._guards:
-                where = GuardLoading.model_validate(self.context.settings_for(self.name))
-                self._guards[model] = load_llamaguard(model, where.device, where.dtype)
-            return self._guards[model]
+        return load_llamaguard(model, device, dtype)
 
-    def compute(self, jobs: Sequence[ProducerJob]) -> list[ProducerOutput | Exception]:
-        """Each post judged once per checkpoint and prompt; a post's failure is its own."""
-        results: list[ProducerOutput | Exception] = []
-        for job in jobs:
-            try:
-                results.append(self._one(job))
-            except Exception as error:  # an undecodable image or a model failure: this post's
-                results.append(error)
-        return results
-
-    def _one(self, job: ProducerJob) -> ProducerOutput:
+    def judge(self, job: ProducerJob) -> ProducerOutput:
+        """The post judged once per checkpoint and prompt (its categories)."""
         requests = [r for r in job.requests if isinstance(r, LlamaGuardRequest)]
         text = (job.post.text or "").strip()
         if not text and not job.images:
             return ProducerOutput({request: Unavailable(NOTHING) for request in requests})
-        images = self._decode(job.images)
+        images = self.decode(job.images)
         values: dict[Hashable, Any] = {}
         for (model, categories), asked in _by_prompt(requests).items():
             got = self.guard(model).post_values(text, images, categories)
             values.update({request: got[request.item] for request in asked})
         return ProducerOutput(values)
-
-    def _decode(self, datas: Sequence[bytes]) -> list[Any]:
-        """The post's images at full size (the processor tiles them itself)."""
-        from operators.images import decode_image
-        from operators.limits import ImageLimits
-
-        limits = ImageLimits.for_decoding(self.context.images)
-        return [decode_image(data, limits).image for data in datas]
 
 
 def _by_prompt(

@@ -99,7 +99,66 @@ class GuardRequest:
     text: str | None = None
 
 
-class ShieldGemmaSignals(ProducerDefaults):
+class GuardSignals(ProducerDefaults):
+    """What the guard producers share: their checkpoint loaded once per process and checkpoint
+    (where `specialists.<name>` says), the deployment's image limits, and each post judged on
+    its own, so one post's failure stays its own."""
+
+    name: str
+    placement = Placement.CONSUMER
+    cost = Cost.MODEL
+    settings_model = GuardLoading
+    after: tuple[str, ...] = ()
+
+    def __init__(self) -> None:
+        self.context = ProducerContext()
+        self._guards: dict[str, Any] = {}
+        self._lock = threading.Lock()
+
+    def bind(self, context: ProducerContext) -> None:
+        """Take the deployment's settings (`images.max_pixels`, `specialists.<name>`)."""
+        self.context = context
+
+    def empty(self, request: Hashable) -> float:
+        """Nothing violated (policy tests read this for values not pinned)."""
+        return 0.0
+
+    def guard(self, model: str) -> Any:
+        """The loaded guard of `model`, loaded on first use, once per process."""
+        with self._lock:
+            if model not in self._guards:
+                where = GuardLoading.model_validate(self.context.settings_for(self.name))
+                self._guards[model] = self.load(model, where.device, where.dtype)
+            return self._guards[model]
+
+    def load(self, model: str, device: str, dtype: str) -> Any:
+        """The guard of checkpoint `model`, ready to judge posts."""
+        raise NotImplementedError
+
+    def compute(self, jobs: Sequence[ProducerJob]) -> list[ProducerOutput | Exception]:
+        """Each post judged on its own; a post's failure is its own."""
+        results: list[ProducerOutput | Exception] = []
+        for job in jobs:
+            try:
+                results.append(self.judge(job))
+            except Exception as error:  # an undecodable image or a model failure: this post's
+                results.append(error)
+        return results
+
+    def judge(self, job: ProducerJob) -> ProducerOutput:
+        """The values of one post."""
+        raise NotImplementedError
+
+    def decode(self, datas: Sequence[bytes]) -> list[Any]:
+        """The post's images at full size (the guard's processor resizes or tiles them)."""
+        from operators.images import decode_image
+        from operators.limits import ImageLimits
+
+        limits = ImageLimits.for_decoding(self.context.images)
+        return [decode_image(data, limits).image for data in datas]
+
+
+class ShieldGemmaSignals(GuardSignals):
     """`signals.shieldgemma`: `shieldgemma.<policy>`, P(yes) of the post's images (max)."""
 
     name = "shieldgemma"
@@ -113,21 +172,8 @@ class ShieldGemmaSignals(ProducerDefaults):
         ),
     )
     inputs = frozenset({Input.IMAGES})
-    placement = Placement.CONSUMER
-    cost = Cost.MODEL
     version = "shieldgemma2-1"
     config = ShieldGemmaSettings
-    settings_model = GuardLoading
-    after: tuple[str, ...] = ()
-
-    def __init__(self) -> None:
-        self.context = ProducerContext()
-        self._guards: dict[str, Any] = {}
-        self._lock = threading.Lock()
-
-    def bind(self, context: ProducerContext) -> None:
-        """Take the deployment's settings (`images.max_pixels`, `shieldgemma.device`)."""
-        self.context = context
 
     def asks(self, value: ShieldGemmaSettings) -> list[Ask]:
         """One ask per policy."""
@@ -140,35 +186,18 @@ class ShieldGemmaSignals(ProducerDefaults):
             asks.append(Ask("shieldgemma", name, GuardRequest(value.model, name, text.strip())))
         return asks
 
-    def empty(self, request: Hashable) -> float:
-        """Nothing violated (policy tests read this for values not pinned)."""
-        return 0.0
-
-    def guard(self, model: str) -> Any:
-        """The loaded ShieldGemma 2 of `model`, loaded on first use, once per process."""
+    def load(self, model: str, device: str, dtype: str) -> Any:
+        """ShieldGemma 2 of checkpoint `model`."""
         from operators.guards.shieldgemma import load_shieldgemma
 
-        with self._lock:
-            if model not in self._guards:
-                where = GuardLoading.model_validate(self.context.settings_for(self.name))
-                self._guards[model] = load_shieldgemma(model, where.device, where.dtype)
-            return self._guards[model]
+        return load_shieldgemma(model, device, dtype)
 
-    def compute(self, jobs: Sequence[ProducerJob]) -> list[ProducerOutput | Exception]:
-        """Each post's images judged under each asked policy; a post's failure is its own."""
-        results: list[ProducerOutput | Exception] = []
-        for job in jobs:
-            try:
-                results.append(self._one(job))
-            except Exception as error:  # an undecodable image or a model failure: this post's
-                results.append(error)
-        return results
-
-    def _one(self, job: ProducerJob) -> ProducerOutput:
+    def judge(self, job: ProducerJob) -> ProducerOutput:
+        """Each of the post's images under each asked policy; the max over the images."""
         requests = [r for r in job.requests if isinstance(r, GuardRequest)]
         if not job.images:
             return ProducerOutput({request: Unavailable(NO_IMAGES) for request in requests})
-        images = self._decode(job.images)
+        images = self.decode(job.images)
         values: dict[Hashable, Any] = {}
         evidence: dict[str, Any] = {}
         for model, asked in _by_model(requests).items():
@@ -178,14 +207,6 @@ class ShieldGemmaSignals(ProducerDefaults):
                 values[request] = max(scores)
                 evidence[request.policy] = [round(score, 4) for score in scores]
         return ProducerOutput(values, {"images": evidence})
-
-    def _decode(self, datas: Sequence[bytes]) -> list[Any]:
-        """The post's images at full size (the processor resizes them to 896 px itself)."""
-        from operators.images import decode_image
-        from operators.limits import ImageLimits
-
-        limits = ImageLimits.for_decoding(self.context.images)
-        return [decode_image(data, limits).image for data in datas]
 
 
 def _by_model(requests: Sequence[GuardRequest]) -> Mapping[str, list[GuardRequest]]:

@@ -122,7 +122,7 @@ class WebhookSink:
             if status is not None and 200 <= status < 300:
                 return None
             if status is not None and status not in RETRIED_STATUSES:
-                return f"{self.name} refused verdict {verdict.key}: {last}"
+                return f"the endpoint refused verdict {verdict.key}: {last}"
             if attempt < self.target.max_attempts:
                 self.sleep(self._delay(attempt))
         raise SinkUnavailable(

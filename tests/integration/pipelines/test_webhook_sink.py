@@ -88,7 +88,7 @@ def test_a_400_refuses_that_verdict_alone():
         webhook, waits = sink(server)
         refused = webhook.deliver([verdict("bad"), verdict("good")])
     assert [r.verdict.post_id for r in refused] == ["bad"]
-    assert refused[0].reason.startswith("webhook refused verdict ") and "HTTP 400" in (
+    assert refused[0].reason.startswith("the endpoint refused verdict ") and "HTTP 400" in (
         refused[0].reason
     )
     assert len(server.received) == 2 and waits == []
@@ -114,3 +114,25 @@ def test_a_loopback_endpoint_is_refused_unless_private_addresses_are_allowed():
         with pytest.raises(SinkUnavailable, match=r"127\.0\.0\.1, a loopback address"):
             webhook.deliver([verdict("p1")])
     assert server.received == []
+
+
+def test_in_the_consume_loop_a_400_dead_letters_that_post_with_stage_sink():
+    from tests.unit.pipelines.test_consumer_loop import (
+        FakeConsumer,
+        FakeSink,
+        GatedModerator,
+        Running,
+        wait_until,
+    )
+
+    with receiver([204, 400]) as server:
+        webhook, _ = sink(server)
+        consumer = FakeConsumer([[0, 1]])
+        topics = FakeSink(consumer)
+        moderator = GatedModerator(verdicts=True)
+        running = Running(consumer, topics, moderator, sinks=[webhook])
+        wait_until(lambda: consumer.completed == [0, 1], "the batch is committed")
+        running.stop()
+    assert len(server.received) == 2
+    [dead] = [value for value in topics.sent if value.startswith(b"sink:")]
+    assert dead.startswith(b"sink: webhook: the endpoint refused verdict ") and b"HTTP 400" in dead

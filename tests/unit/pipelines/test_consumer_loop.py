@@ -11,8 +11,8 @@ from dataclasses import dataclass
 
 import pytest
 
-from contracts.outcomes import Outcome, SourceRef
-from contracts.records import DeadLetter
+from contracts.outcomes import ActiveVerdict, Outcome, SourceRef
+from contracts.records import DeadLetter, PolicyRef, Verdict, verdict_key
 from pipelines.config import PoolSettings, RetrySettings
 from pipelines.consumer import ModerationLoop
 from pipelines.exceptions import ProduceFailed
@@ -142,9 +142,12 @@ def source_of(message) -> SourceRef:
 class GatedModerator:
     """Echoes each message to one outcome; blocks until `gate` is set; `poison` always raises."""
 
-    def __init__(self, *, open_gate: bool = True, poison: int | None = None) -> None:
+    def __init__(
+        self, *, open_gate: bool = True, poison: int | None = None, verdicts: bool = False
+    ) -> None:
         self.telemetry = telemetry()
         self.poison = poison
+        self.verdicts = verdicts  # each outcome with a block verdict, for sinks that read them
         self.calls: list[list[int]] = []
         self.gate = threading.Event()
         if open_gate:
@@ -158,7 +161,17 @@ class GatedModerator:
         assert self.gate.wait(DEADLINE_S), "test never opened the gate"
         if any(m.offset == self.poison for m in messages):
             raise ValueError("Failed to convert variable 'text': Conversion Error")
-        return [Outcome(source=source_of(m), post_id=json.loads(m.value)["id"]) for m in messages]
+        return [self._outcome(m, json.loads(m.value)["id"]) for m in messages]
+
+    def _outcome(self, message, post_id: str) -> Outcome:
+        if not self.verdicts:
+            return Outcome(source=source_of(message), post_id=post_id)
+        policy = PolicyRef(id="p", version=1, sha256="0" * 64)
+        verdict = Verdict(
+            post_id=post_id, key=verdict_key(post_id, "p", 1), action="block", policy=policy
+        )
+        active = (ActiveVerdict(verdict=verdict),)
+        return Outcome(source=source_of(message), post_id=post_id, verdicts=active)
 
     def fail_message(self, message, failure) -> Outcome:
         letter = DeadLetter(

@@ -35,7 +35,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from operators.exceptions import InferenceError, error_text
-from operators.guards.shieldgemma import GuardLoadError
+from operators.guards.shieldgemma import GuardLoadError, refuse_other_model_types
 
 MODEL_TYPE = "llama4"
 CATEGORIES = tuple(f"S{k}" for k in range(1, 15))
@@ -201,7 +201,7 @@ def load_llamaguard(name_or_path: str, device: str = "auto", dtype: str = "auto"
 
     from operators.loading import missing_package_reason, resolve_device, resolve_dtype
 
-    _refuse_other_model_types(name_or_path)
+    refuse_other_model_types(name_or_path, MODEL_TYPE, "Llama Guard 4")
     resolved = resolve_device(device)
     try:
         processor = AutoProcessor.from_pretrained(name_or_path)
@@ -241,21 +241,4 @@ def _refuse_other_templates(name_or_path: str, processor: Any) -> None:
         raise GuardLoadError(
             f"{name_or_path}: its chat template writes no Llama Guard safety prompt (no "
             f"{PROMPT_MARK}); it is not a Llama Guard checkpoint"
-        )
-
-
-def _refuse_other_model_types(name_or_path: str) -> None:
-    """GuardLoadError for a checkpoint whose config is not Llama 4's."""
-    from transformers import PreTrainedConfig
-
-    try:
-        config, _ = PreTrainedConfig.get_config_dict(name_or_path)
-    except OSError as exc:
-        raise GuardLoadError(
-            f"cannot read the config of {name_or_path}: {error_text(exc)}"
-        ) from exc
-    model_type = config.get("model_type")
-    if model_type != MODEL_TYPE:
-        raise GuardLoadError(
-            f"{name_or_path} is a {model_type} checkpoint, not Llama Guard 4 ({MODEL_TYPE})"
         )

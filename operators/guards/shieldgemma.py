@@ -117,7 +117,7 @@ def load_shieldgemma(name_or_path: str, device: str = "auto", dtype: str = "auto
 
     from operators.loading import resolve_device, resolve_dtype
 
-    _refuse_other_model_types(name_or_path)
+    refuse_other_model_types(name_or_path, MODEL_TYPE, "ShieldGemma 2")
     resolved = resolve_device(device)
     try:
         # The PIL image processor, as the VLM path loads it: the same pixels everywhere.
@@ -138,8 +138,8 @@ def load_shieldgemma(name_or_path: str, device: str = "auto", dtype: str = "auto
     return ShieldGemma(model.to(resolved).eval(), processor, name_or_path)
 
 
-def _refuse_other_model_types(name_or_path: str) -> None:
-    """GuardLoadError for a checkpoint whose config is not ShieldGemma 2's."""
+def refuse_other_model_types(name_or_path: str, wanted: str, guard: str) -> None:
+    """GuardLoadError for a checkpoint whose config's model type is not `wanted` (`guard`'s)."""
     from transformers import PreTrainedConfig
 
     try:
@@ -149,7 +149,5 @@ def _refuse_other_model_types(name_or_path: str) -> None:
             f"cannot read the config of {name_or_path}: {error_text(exc)}"
         ) from exc
     model_type = config.get("model_type")
-    if model_type != MODEL_TYPE:
-        raise GuardLoadError(
-            f"{name_or_path} is a {model_type} checkpoint, not ShieldGemma 2 ({MODEL_TYPE})"
-        )
+    if model_type != wanted:
+        raise GuardLoadError(f"{name_or_path} is a {model_type} checkpoint, not {guard} ({wanted})")

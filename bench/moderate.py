@@ -25,13 +25,13 @@ sys.path[:] = [p for p in sys.path if Path(p or ".").resolve() != _REPO / "bench
 sys.path.insert(0, str(_REPO))
 
 from bench.pipeline import posts, without_specialists  # noqa: E402 - after the path fix above
+from demo.run import example_policies  # noqa: E402
 from pipelines.config import ModelSettings, PipelineConfig  # noqa: E402
-from pipelines.demo import example_policies  # noqa: E402
-from pipelines.kafka_sink import kafka_batch  # noqa: E402
 from pipelines.local import build_moderator  # noqa: E402
 from pipelines.steps import Moderator, SourceMessage  # noqa: E402
 from pipelines.wiring import build_signal_source  # noqa: E402
 from policies.loader import load_policy_dir  # noqa: E402
+from sinks.kafka_topics import kafka_batch  # noqa: E402
 
 
 def moderator_for(policy_dir: Path) -> Moderator:

@@ -46,31 +46,26 @@ sys.path.insert(0, str(_REPO))
 
 from kafka import KafkaConsumer, KafkaProducer  # noqa: E402 - after the path fix above
 
-from pipelines.config import (  # noqa: E402
-    KafkaSettings,
-    ModelSettings,
-    PipelineConfig,
-    PoolSettings,
-    TopicSettings,
-)
-from pipelines.consumer import ModerationLoop  # noqa: E402
-from pipelines.demo import example_policies  # noqa: E402
-from pipelines.harness import ProcessCpu, running_services  # noqa: E402
-from pipelines.kafka_io import (  # noqa: E402
+from demo.harness import ProcessCpu, running_services  # noqa: E402
+from demo.run import example_policies  # noqa: E402
+from demo.samples import TEXTS, drawn_image  # noqa: E402
+from kafka_io.clients import (  # noqa: E402
     BatchConsumer,
+    KafkaWriter,
     OutMessage,
-    Producer,
     TopicReader,
     create_topics,
 )
-from pipelines.kafka_sink import KafkaSink, kafka_batch  # noqa: E402
+from kafka_io.settings import KafkaSettings, TopicSettings  # noqa: E402
+from pipelines.config import ModelSettings, PipelineConfig, PoolSettings  # noqa: E402
+from pipelines.consumer import ModerationLoop  # noqa: E402
 from pipelines.local import build_moderator  # noqa: E402
 from pipelines.runner import PipelineRun, output_topics  # noqa: E402
-from pipelines.samples import TEXTS, drawn_image  # noqa: E402
 from pipelines.steps import SourceMessage  # noqa: E402
 from pipelines.wiring import build_signal_source  # noqa: E402
 from policies.loader import load_policy_dir  # noqa: E402
 from policies.policy_set import PolicySet  # noqa: E402
+from sinks.kafka_topics import KafkaSink, kafka_batch  # noqa: E402
 
 GROUP_TIMEOUTS = {"session_timeout_ms": 6000, "heartbeat_interval_ms": 500}
 SPECIALIST_SIGNALS = ("nsfw", "ocr", "profanity", "banks")
@@ -166,7 +161,7 @@ class VerdictClock:
 
 def publish(config: PipelineConfig, bodies: list[bytes], *, per_second: float = 0.0) -> None:
     """Produce `bodies` to the input topic, paced when `per_second` is set."""
-    producer = Producer(config.kafka)
+    writer = KafkaWriter(config.kafka)
     topic = config.topics.inputs[0]
     step = 10 if per_second else 500
     start = time.monotonic()
@@ -175,8 +170,8 @@ def publish(config: PipelineConfig, bodies: list[bytes], *, per_second: float = 
             delay = start + i / per_second - time.monotonic()
             if delay > 0:
                 time.sleep(delay)
-        producer.send_all([OutMessage(topic, b) for b in bodies[i : i + step]])
-    producer.close()
+        writer.send_all([OutMessage(topic, b) for b in bodies[i : i + step]])
+    writer.close()
 
 
 def pipeline_throughput(bootstrap: str, model: str, args: argparse.Namespace) -> float:
@@ -230,7 +225,7 @@ def in_process(config: PipelineConfig, policy_set: PolicySet) -> Iterator[None]:
         config.kafka, config.topics.inputs, config.consumer_group, **GROUP_TIMEOUTS
     )
     moderator = build_moderator(config, policy_set, build_signal_source(config))
-    sink = KafkaSink(Producer(config.kafka), config.topics)
+    sink = KafkaSink(KafkaWriter(config.kafka), config.topics)
     loop = ModerationLoop(consumer, sink, moderator, config.pool)
     thread = threading.Thread(target=loop.run, daemon=True)
     thread.start()

@@ -33,8 +33,8 @@ import redis  # noqa: E402
 
 from contracts.records import Action, MatchedRule, PolicyRef, Post, Signals, Verdict  # noqa: E402
 from contracts.review import ReviewTask  # noqa: E402
-from pipelines.harness import running_services  # noqa: E402
-from pipelines.review.tasks import TaskStore  # noqa: E402
+from demo.harness import running_services  # noqa: E402
+from review.tasks import TaskStore  # noqa: E402
 
 QUEUES = ["scam", "weapons", "nsfw", "minors"]
 POLICY = PolicyRef(id="bench", version=1, sha256="0" * 64)

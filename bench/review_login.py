@@ -41,10 +41,10 @@ sys.path.insert(0, str(_REPO))
 import aiohttp  # noqa: E402
 import yaml  # noqa: E402
 
-from pipelines.config import KafkaSettings  # noqa: E402
-from pipelines.harness import free_port, running_services, wait_until  # noqa: E402
-from pipelines.kafka_io import create_topics  # noqa: E402
-from pipelines.review.auth import hash_password  # noqa: E402
+from demo.harness import free_port, running_services, wait_until  # noqa: E402
+from kafka_io.clients import create_topics  # noqa: E402
+from kafka_io.settings import KafkaSettings  # noqa: E402
+from review.auth import hash_password  # noqa: E402
 
 
 def rss_mb(pid: int) -> float:
@@ -75,7 +75,7 @@ def write_config(path: Path, kafka: str, redis_url: str, *, new_keys: bool, open
 def start_console(repo: Path, config: Path, port: int) -> subprocess.Popen[bytes]:
     """`vlmod review` from `repo`'s code, on `port`."""
     env = {**os.environ, "PYTHONPATH": str(repo)}
-    command = [sys.executable, "-c", "from pipelines.cli import main; main()"]
+    command = [sys.executable, "-c", "from cli.main import main; main()"]
     args = ["review", "--config", str(config), "--port", str(port)]
     return subprocess.Popen([*command, *args], cwd=repo, env=env, stdout=subprocess.DEVNULL)
 

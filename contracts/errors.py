@@ -48,3 +48,16 @@ class PostValidationError(ModerationError):
     """The JSON object is not a valid post; the reason names each bad field."""
 
     stage = Stage.VALIDATE
+
+
+class ServiceUnavailable(ModerationError):
+    """A service the pipeline needs (Kafka, Redis, PostgreSQL, Ray) could not be started or
+    reached."""
+
+    stage = Stage.PRODUCE
+
+
+class ConfigInvalid(ModerationError):
+    """A settings file is wrong; the reason names the file and field."""
+
+    stage = Stage.VALIDATE

@@ -8,15 +8,15 @@ from typing import Any
 
 import ray
 
+from kafka_io.clients import BatchConsumer, KafkaWriter
 from pipelines.config import PipelineConfig
 from pipelines.consumer import ModerationLoop
-from pipelines.kafka_io import BatchConsumer, Producer
-from pipelines.kafka_sink import KafkaSink
 from pipelines.local import build_moderator
-from pipelines.producers import pipeline_registry
+from pipelines.producer_registry import pipeline_registry
 from pipelines.serving import serve_sources, signal_app_name, signal_deployment_name
-from pipelines.sinks.build import build_sinks, writes_topics
 from pipelines.telemetry import install_exporters
+from sinks.build import build_sinks, writes_topics
+from sinks.kafka_topics import KafkaSink
 
 log = logging.getLogger(__name__)
 
@@ -50,7 +50,7 @@ class ConsumerActor:
             **settings.consumer_overrides,
         )
         topics = writes_topics(settings.sinks)
-        sink = KafkaSink(Producer(settings.kafka), settings.topics, verdicts=topics)
+        sink = KafkaSink(KafkaWriter(settings.kafka), settings.topics, verdicts=topics)
         others = build_sinks(settings.sinks)
         self.loop = ModerationLoop(
             consumer, sink, moderator, settings.pool, settings.retry, sinks=others

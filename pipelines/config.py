@@ -3,100 +3,29 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Literal, TypeVar
+from typing import TYPE_CHECKING, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, create_model
+from pydantic import BaseModel, ConfigDict, Field, create_model
 
 from contracts.decoding import PostLimits
 from contracts.producers import ProducerContext
 from contracts.vlm import DEFAULT_MODEL
+from kafka_io.settings import KafkaSettings, TopicSettings
 from operators.specialists.settings import BankSettings, NsfwSettings, OcrSettings
-from pipelines.exceptions import ConfigInvalid
 from pipelines.model_settings import (
     ModelName,
     ModelSettings,
     NamedModelSettings,
     ReplicaPoolSettings,
 )
-from pipelines.sinks.settings import SinkSettings, default_sinks
+from policies.settings_files import read_config_yaml, validate_config
+from sinks.settings import SinkSettings, default_sinks
 
 if TYPE_CHECKING:
     from contracts.producers import ProducerRegistry
     from operators.limits import ImageLimits
-    from policies.yamlsource import YamlDocument
 
-ModelT = TypeVar("ModelT", bound=BaseModel)
 __all__ = ["BankSettings", "NsfwSettings", "OcrSettings"]  # the shipped producers' sections
-
-
-class KafkaSettings(BaseModel):
-    """How to reach the Kafka cluster; security settings pass through to kafka-python."""
-
-    model_config = ConfigDict(frozen=True, extra="forbid")
-
-    bootstrap_servers: str = Field(..., description="host:port[,host:port...] of the brokers.")
-    client_id: str = Field("vlmod", description="Client id shown in broker logs.")
-    security_protocol: Literal["PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL"] = Field(
-        "PLAINTEXT", description="kafka-python security_protocol."
-    )
-    sasl_mechanism: str | None = Field(None, description="PLAIN, SCRAM-SHA-256, SCRAM-SHA-512...")
-    sasl_plain_username: str | None = Field(None, description="SASL user name.")
-    sasl_plain_password: SecretStr | None = Field(None, description="SASL password.")
-    ssl_cafile: str | None = Field(None, description="CA bundle for SSL.")
-    ssl_certfile: str | None = Field(None, description="Client certificate for SSL.")
-    ssl_keyfile: str | None = Field(None, description="Client key for SSL.")
-    request_timeout_ms: int = Field(30_000, gt=0, description="Broker request timeout.")
-    extra: dict[str, Any] = Field(
-        default_factory=dict, description="Any other kafka-python settings, passed as they are."
-    )
-
-    def client_kwargs(self) -> dict[str, Any]:
-        """Keyword arguments shared by kafka-python's producer, consumer and admin client."""
-        kwargs: dict[str, Any] = {
-            "bootstrap_servers": self.bootstrap_servers.split(","),
-            "client_id": self.client_id,
-            "security_protocol": self.security_protocol,
-            "request_timeout_ms": self.request_timeout_ms,
-        }
-        optional = {
-            "sasl_mechanism": self.sasl_mechanism,
-            "sasl_plain_username": self.sasl_plain_username,
-            "sasl_plain_password": (
-                self.sasl_plain_password.get_secret_value() if self.sasl_plain_password else None
-            ),
-            "ssl_cafile": self.ssl_cafile,
-            "ssl_certfile": self.ssl_certfile,
-            "ssl_keyfile": self.ssl_keyfile,
-        }
-        kwargs.update({key: value for key, value in optional.items() if value is not None})
-        kwargs.update(self.extra)
-        return kwargs
-
-
-class TopicSettings(BaseModel):
-    """Where posts come from and where results go."""
-
-    model_config = ConfigDict(frozen=True, extra="forbid")
-
-    inputs: list[str] = Field(["posts"], min_length=1, description="Topics carrying posts.")
-    verdicts: str = Field("moderation.verdicts", description="Every verdict, one per post.")
-    dead_letter: str = Field(
-        "moderation.dead-letter", description="Posts that could not be moderated."
-    )
-    shadow: str = Field("moderation.shadow", description="Shadow-policy verdicts with their diff.")
-    partitions: int = Field(2, ge=1, description="Partitions for topics the pipeline creates.")
-    create: bool = Field(True, description="Create missing topics at start-up.")
-
-    @classmethod
-    def namespaced(cls, prefix: str, *, partitions: int = 2) -> TopicSettings:
-        """Every topic under `prefix.`: posts, verdicts, dead-letter, shadow (runs side by side)."""
-        return cls(
-            inputs=[f"{prefix}.posts"],
-            verdicts=f"{prefix}.verdicts",
-            dead_letter=f"{prefix}.dead-letter",
-            shadow=f"{prefix}.shadow",
-            partitions=partitions,
-        )
 
 
 class PoolSettings(ReplicaPoolSettings):
@@ -302,46 +231,13 @@ class PipelineConfig(BaseModel):
         )
 
 
-def read_config_yaml(path: str | Path, *, needs: str) -> YamlDocument:
-    """A config file's YAML with its positions; unreadable or empty files refused in one line.
-
-    `needs` names what an empty file should at least hold, for the message.
-    """
-    from policies.exceptions import PolicyInvalid
-    from policies.yamlsource import read_yaml
-
-    file = Path(path)
-    try:
-        doc = read_yaml(str(file), file.read_bytes())
-    except OSError as exc:
-        raise ConfigInvalid(f"{file}: cannot read: {exc.strerror or exc}") from exc
-    except PolicyInvalid as exc:
-        raise ConfigInvalid(str(exc)) from exc
-    if doc.data is None:  # empty, only comments, or `null`: almost surely not what was meant
-        raise ConfigInvalid(f"{file}:1:1: the file is empty; write at least {needs}")
-    return doc
-
-
-def validate_config(
-    doc: YamlDocument, model: type[ModelT], context: dict[str, Any] | None = None
-) -> ModelT:
-    """`doc` as `model`; every problem reported as FILE:LINE:COL: message."""
-    from policies.compiler import schema_problems
-
-    try:
-        return model.model_validate(doc.data, context=context)
-    except ValidationError as exc:
-        problems = schema_problems(doc, exc, model)
-        raise ConfigInvalid("\n".join(str(problem) for problem in sorted(problems))) from exc
-
-
 def load_config(path: str | Path) -> PipelineConfig:
     """Read a pipeline YAML file; every problem is reported as FILE:LINE:COL: message.
 
     `specialists:` is checked against the producers the file's pipeline registers (the
     installed ones and its `producers:`), each section against that producer's settings.
     """
-    from pipelines.producers import pipeline_registry
+    from pipelines.producer_registry import pipeline_registry
 
     doc = read_config_yaml(path, needs="kafka.bootstrap_servers")
     config = validate_config(doc, PipelineConfig)

@@ -10,7 +10,7 @@ never triggers a rebalance.
 
 A batch that fails as a whole is read again. Once a record has been in
 `retry.max_batch_attempts` failed batches, its batch runs one post at a time: the post that
-still fails, or whose outputs cannot be produced, is dead-lettered with the reason, so no
+still fails, or whose outputs cannot be written, is dead-lettered with the reason, so no
 message can stall its partition (a poison pill).
 """
 
@@ -26,12 +26,12 @@ from dataclasses import asdict, dataclass
 
 from contracts.errors import Stage
 from contracts.outcomes import Outcome
+from kafka_io.clients import Batch, BatchConsumer
 from pipelines.config import PoolSettings, RetrySettings
-from pipelines.kafka_io import Batch, BatchConsumer
-from pipelines.kafka_sink import KafkaSink
 from pipelines.signal_records import Failure, one_line
-from pipelines.sinks.base import Refusal, Sink, SinkUnavailable
 from pipelines.steps import Moderator, SourceMessage
+from sinks.base import Refusal, Sink, SinkUnavailable
+from sinks.kafka_topics import KafkaSink
 
 log = logging.getLogger(__name__)
 
@@ -41,7 +41,7 @@ class LoopStats:
     """What one consumer did so far."""
 
     consumed: int = 0
-    produced: int = 0
+    written: int = 0
     batches: int = 0
     failed_batches: int = 0
     paused_polls: int = 0
@@ -59,7 +59,7 @@ RecordKey = tuple[str, int, int]  # topic, partition, offset
 
 
 @dataclass(frozen=True)
-class _Produced:
+class _Written:
     messages: int
     dead_letters: int = 0  # posts of an isolated batch that failed alone
 
@@ -67,7 +67,7 @@ class _Produced:
 @dataclass
 class _InFlight:
     batch: Batch
-    produced: Future[_Produced]
+    written: Future[_Written]
     started: float
     isolated: bool = False
 
@@ -122,7 +122,7 @@ class ModerationLoop:
         if len(self._in_flight) >= self.pool.max_in_flight_batches:
             self.consumer.pause()
             # Wait on the batches, not in poll, so a finished one is committed at once.
-            running = [item.produced for item in self._in_flight]
+            running = [item.written for item in self._in_flight]
             futures.wait(running, timeout=0.02, return_when=futures.FIRST_COMPLETED)
             # Heartbeats and rebalances go on while paused. A partition assigned during this
             # poll starts unpaused and may hand out records: give them back to be read later.
@@ -146,11 +146,11 @@ class ModerationLoop:
         limit = self.max_batch_attempts
         return any(self._failures.get(_key(m), 0) >= limit for m in messages)
 
-    def _moderate_together(self, messages: list[SourceMessage]) -> _Produced:
+    def _moderate_together(self, messages: list[SourceMessage]) -> _Written:
         """Steps decode to produce for a batch; its outputs are acked when this returns."""
-        return _Produced(self._send(messages, self.moderator.moderate(messages)))
+        return _Written(self._send(messages, self.moderator.moderate(messages)))
 
-    def _moderate_one_by_one(self, messages: list[SourceMessage]) -> _Produced:
+    def _moderate_one_by_one(self, messages: list[SourceMessage]) -> _Written:
         """Each message alone; one that still raises, or whose outputs the broker refuses,
         becomes a dead letter with the reason."""
         sent = dead_letters = 0
@@ -171,7 +171,7 @@ class ModerationLoop:
                 # Failing here is an outage: the batch is read again.
                 sent += self._send([message], outcomes)
                 dead_letters += 1
-        return _Produced(sent, dead_letters)
+        return _Written(sent, dead_letters)
 
     def _send(self, messages: Sequence[SourceMessage], outcomes: list[Outcome]) -> int:
         """Every sink, then the topics, with a dead letter for each record a sink refused; a
@@ -189,7 +189,7 @@ class ModerationLoop:
 
     def _finish_done(self, *, wait: bool = False) -> None:
         for item in list(self._in_flight):
-            if wait or item.produced.done():
+            if wait or item.written.done():
                 self._in_flight.remove(item)
                 self._finish(item)
 
@@ -197,7 +197,7 @@ class ModerationLoop:
         """Mark a batch whose outputs are acked done and commit; rewind one that failed."""
         try:
             with item.batch.processing():
-                produced = item.produced.result()
+                written = item.written.result()
         except Exception as error:  # any failure: nothing is committed, so nothing is lost
             # The batch is read again, here or by the partition's next owner.
             self.stats.failed_batches += 1
@@ -212,8 +212,8 @@ class ModerationLoop:
             self._failures.pop((record.topic, record.partition, record.offset), None)
         self.stats.batches += 1
         self.stats.isolated_batches += item.isolated
-        self.stats.isolated_dead_letters += produced.dead_letters
-        self.stats.produced += produced.messages
+        self.stats.isolated_dead_letters += written.dead_letters
+        self.stats.written += written.messages
         elapsed_ms = (time.monotonic() - item.started) * 1000
         for _ in item.batch.records:
             self.moderator.telemetry.latency.record(elapsed_ms)

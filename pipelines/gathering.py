@@ -17,6 +17,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
+from contracts.backoff import backoff_delay
 from contracts.errors import Stage
 from contracts.producers import (
     Cost,
@@ -40,7 +41,7 @@ from pipelines.model_tasks import (
     open_requests,
     record_model_runs,
 )
-from pipelines.retry import backoff_delay, should_retry
+from pipelines.retry import should_retry
 from pipelines.shared_images import SHARED_IMAGES, Fit, chunks, decoding_groups
 from pipelines.signal_records import Failure, InferenceRequest, InferenceResult
 from pipelines.stages import CostStage, ModelSources, stages_of

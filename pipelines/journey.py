@@ -10,8 +10,8 @@ from typing import Any
 from opentelemetry.context import Context
 
 from contracts.records import InputChange, Post, ProducerRun, utc_now
+from kafka_io.tracing import Headers, headers_with_trace, trace_fields
 from pipelines.signal_records import Failure
-from pipelines.tracing import Headers, headers_with_trace, trace_fields
 from policies.policy_set import PlanMemo, SignalKey, SignalPlan
 from policies.scope import PostScope
 

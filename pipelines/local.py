@@ -11,7 +11,7 @@ from contracts.producers import ProducerRegistry, bind_all
 from contracts.records import DeadLetter, Post, Verdict
 from pipelines.config import PipelineConfig
 from pipelines.gathering import SignalGatherer
-from pipelines.producers import pipeline_registry
+from pipelines.producer_registry import pipeline_registry
 from pipelines.signal_source import SignalSource
 from pipelines.stages import ModelSources
 from pipelines.steps import Moderator, SourceMessage

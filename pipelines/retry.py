@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import random
-
 from contracts.errors import ModerationError
 from operators.exceptions import ImageFetchError, ImageFetchTimeout, InferenceError
 
@@ -24,11 +22,3 @@ def is_retryable(error: BaseException) -> bool:
 def should_retry(retryable: bool, attempts: int, max_attempts: int) -> bool:
     """True when the failure is transient and the post has tries left."""
     return retryable and attempts < max_attempts
-
-
-def backoff_delay(
-    attempt: int, *, base_s: float, cap_s: float, rng: random.Random | None = None
-) -> float:
-    """Full-jitter exponential backoff before try number `attempt + 1` (attempt counts from 1)."""
-    ceiling = min(cap_s, base_s * 2 ** max(0, attempt - 1))
-    return (rng or random).uniform(0, ceiling)

@@ -9,10 +9,10 @@ from typing import Any
 import ray
 
 from contracts.vlm import DEFAULT_MODEL
+from kafka_io.clients import create_topics
 from pipelines.actors import ConsumerActor
 from pipelines.config import PipelineConfig
 from pipelines.exceptions import ReplicaStartFailed
-from pipelines.kafka_io import create_topics
 from pipelines.serving import (
     signal_app_name,
     signal_deployment,

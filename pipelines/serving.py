@@ -21,12 +21,12 @@ from ray.serve.handle import DeploymentHandle
 
 from contracts.records import DeadLetter, ModelRef, Verdict
 from contracts.vlm import DEFAULT_MODEL
+from kafka_io.tracing import context_from_headers
 from pipelines.config import PipelineConfig
 from pipelines.local import LocalModerator
 from pipelines.signal_records import Failure, InferenceRequest, InferenceResult
 from pipelines.signal_source import SignalSource
 from pipelines.telemetry import install_exporters, telemetry
-from pipelines.tracing import context_from_headers
 from pipelines.wiring import build_signal_source
 
 log = logging.getLogger(__name__)
@@ -243,7 +243,7 @@ class ModerationApi:
 
 def build_app(args: dict[str, Any]) -> Any:
     """Application builder for `serve run pipelines.serving:build_app` and deploy/serve.yaml."""
-    from pipelines.producers import pipeline_registry
+    from pipelines.producer_registry import pipeline_registry
     from policies.loader import load_policy_dir
 
     config = with_absolute_paths(PipelineConfig.model_validate(args))

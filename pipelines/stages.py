@@ -19,10 +19,10 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
+from contracts.errors import ConfigInvalid
 from contracts.producers import Cost
 from contracts.records import ModelRef
 from contracts.vlm import DEFAULT_MODEL
-from pipelines.exceptions import ConfigInvalid
 from pipelines.signal_source import SignalSource
 
 if TYPE_CHECKING:

@@ -11,7 +11,7 @@
     route    verdicts -> outcome                 active verdicts with their review tasks, shadow
                                                  verdicts; or the message's dead letter
     produce  write outcomes, wait, commit        `pipelines.consumer` through a sink
-                                                 (`pipelines.kafka_sink`), after `moderate` returns
+                                                 (`sinks.kafka_topics`), after `moderate` returns
 
 `Moderator.moderate` runs decode to route for one batch and returns one `Outcome` per message,
 in order. It never raises for one bad post: every message ends as verdicts or as a dead letter.
@@ -32,12 +32,12 @@ from contracts.errors import Stage
 from contracts.outcomes import ActiveVerdict, Outcome, ReviewRoute, SourceRef
 from contracts.records import DeadLetter, Post, ShadowVerdict, Verdict, utc_now
 from contracts.review import ReviewTask
-from pipelines.config import TopicSettings
+from kafka_io.settings import TopicSettings
+from kafka_io.tracing import context_from_headers, trace_id_of
 from pipelines.gathering import SignalGatherer
 from pipelines.journey import Journey, SourceMessage
 from pipelines.signal_records import Failure
 from pipelines.telemetry import Telemetry
-from pipelines.tracing import context_from_headers, trace_id_of
 from policies.policy_set import PolicyOutcome, PolicySet, SetDecision
 from policies.scope import PostScope
 

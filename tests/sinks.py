@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 from contracts.outcomes import Outcome
-from pipelines.sinks.base import Refusal
+from sinks.base import Refusal
 
 WRITTEN: dict[str, list[str]] = {}  # post ids each named sink took, for the tests to read
 

@@ -7,10 +7,10 @@ import uuid
 
 import pytest
 
-from pipelines.config import KafkaSettings
-from pipelines.harness import RedisServer, running_services
-from pipelines.kafka_io import create_topics
-from pipelines.postgres_harness import running_postgres
+from demo.harness import RedisServer, running_services
+from demo.postgres import running_postgres
+from kafka_io.clients import create_topics
+from kafka_io.settings import KafkaSettings
 
 
 def pytest_collection_modifyitems(items):
@@ -88,7 +88,7 @@ def pytest_sessionfinish(session, exitstatus):
     """Fail the run when a server started by the harness is still alive at the end."""
     import subprocess
 
-    from pipelines.harness import started_pids
+    from demo.harness import started_pids
 
     out = subprocess.run(
         ["ps", "-e", "-o", "pid=,args="], capture_output=True, text=True, check=False

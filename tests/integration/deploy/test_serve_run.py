@@ -33,7 +33,7 @@ import pytest
 import yaml
 
 from contracts.records import Verdict
-from pipelines.harness import free_port
+from demo.harness import free_port
 
 REPO = Path(__file__).resolve().parents[3]
 READY_TIMEOUT_S = 180

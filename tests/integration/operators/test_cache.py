@@ -9,13 +9,13 @@ import numpy as np
 import pytest
 from PIL import Image
 
+from demo.harness import RedisServer
 from operators.cache import SignalCache
 from operators.images import ImageLoader
 from operators.loading import load_vlm
 from operators.spec import ModelSpec
 from operators.tasks import ImageJob, ImageSignals, VlmOperator
 from operators.tiny import make_tiny
-from pipelines.harness import RedisServer
 
 pytestmark = pytest.mark.integration
 
@@ -144,7 +144,7 @@ def test_redis_killed_mid_run_only_costs_speed(vlm, images, redis_server, monkey
 
 
 def test_unreachable_from_the_start(vlm, images):
-    from pipelines.harness import free_port
+    from demo.harness import free_port
 
     cache = SignalCache(f"redis://127.0.0.1:{free_port()}/0", timeout_s=0.2)
     started = time.monotonic()

@@ -12,17 +12,11 @@ from dataclasses import dataclass, field
 
 import pytest
 
-from pipelines.config import (
-    KafkaSettings,
-    ModelSettings,
-    PipelineConfig,
-    PoolSettings,
-    RetrySettings,
-    TopicSettings,
-)
-from pipelines.kafka_io import OutMessage, Producer, TopicReader
+from demo.samples import drawn_image, malformed_posts
+from kafka_io.clients import KafkaWriter, OutMessage, TopicReader
+from kafka_io.settings import KafkaSettings, TopicSettings
+from pipelines.config import ModelSettings, PipelineConfig, PoolSettings, RetrySettings
 from pipelines.runner import PipelineRun
-from pipelines.samples import drawn_image, malformed_posts
 from tests.integration.pipelines.consoles import password_hash, start_console  # noqa: F401 (fixtures)
 
 E2E_POLICY = """
@@ -102,15 +96,15 @@ def malformed_messages(topic: str) -> list[OutMessage]:
 
 def publish(config: PipelineConfig, messages: list[OutMessage], *, per_second: float = 0) -> None:
     """Produce all messages, paced at `per_second` when given, so a stream lasts a while."""
-    producer = Producer(config.kafka)
+    writer = KafkaWriter(config.kafka)
     try:
         step = 20
         for start in range(0, len(messages), step):
-            producer.send_all(messages[start : start + step])
+            writer.send_all(messages[start : start + step])
             if per_second:
                 time.sleep(step / per_second)
     finally:
-        producer.close()
+        writer.close()
 
 
 @dataclass
@@ -176,7 +170,7 @@ def start_pipeline(ray_local):
     collectors: list[OutputCollector] = []
 
     def start(config: PipelineConfig) -> tuple[PipelineRun, OutputCollector]:
-        from pipelines.producers import pipeline_registry
+        from pipelines.producer_registry import pipeline_registry
         from pipelines.runner import review_topics
         from policies.loader import load_policy_dir
 

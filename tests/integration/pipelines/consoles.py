@@ -31,12 +31,12 @@ from contracts.records import (
     verdict_key,
 )
 from contracts.review import ReviewTask
-from pipelines.harness import free_port, wait_until
-from pipelines.kafka_io import OutMessage, Producer, TopicReader
-from pipelines.review.auth import hash_password
-from pipelines.review.settings import ReviewConfig
-from pipelines.review.tasks import TaskStore
-from pipelines.samples import drawn_image
+from demo.harness import free_port, wait_until
+from demo.samples import drawn_image
+from kafka_io.clients import KafkaWriter, OutMessage, TopicReader
+from review.auth import hash_password
+from review.settings import ReviewConfig
+from review.tasks import TaskStore
 
 PASSWORD = "correct horse battery"
 GROUP_TIMEOUTS = {"session_timeout_ms": 6000, "heartbeat_interval_ms": 500}
@@ -61,16 +61,16 @@ class RunningConsole:
     def publish(self, *tasks: ReviewTask, wait: bool = True) -> None:
         """Put tasks on their queues' topics; wait until the console stored each."""
         topics = self.config.topics
-        producer = Producer(self.config.kafka)
+        writer = KafkaWriter(self.config.kafka)
         try:
-            producer.send_all(
+            writer.send_all(
                 [
                     OutMessage(topics[t.queue], t.model_dump_json().encode(), t.key.encode())
                     for t in tasks
                 ]
             )
         finally:
-            producer.close()
+            writer.close()
         for task in tasks if wait else ():
             wait_until(lambda t=task: self.store.get(t.key) is not None, what=f"task {task.key}")
 
@@ -89,7 +89,7 @@ def start_console(kafka_settings, redis_url, topic_factory, group_id, password_h
     `start(config=...)` serves a given config again (a restart); keyword overrides change the
     default config's fields.
     """
-    from pipelines.commands.review import serve_console
+    from review.serve import serve_console
 
     running: list[RunningConsole] = []
 

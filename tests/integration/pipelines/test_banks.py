@@ -10,11 +10,12 @@ import pytest
 from PIL import Image
 from typer.testing import CliRunner
 
-from pipelines.cli import app
-from pipelines.config import BankSettings, KafkaSettings, PipelineConfig, SpecialistSettings
+from cli.main import app
+from demo.samples import repost_of
+from kafka_io.settings import KafkaSettings
+from pipelines.config import BankSettings, PipelineConfig, SpecialistSettings
 from pipelines.local import LocalModerator
-from pipelines.producers import producer_registry
-from pipelines.samples import repost_of
+from pipelines.producer_registry import producer_registry
 from policies.loader import load_policy_dir
 
 pytest.importorskip("pdqhash")

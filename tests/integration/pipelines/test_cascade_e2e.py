@@ -8,8 +8,8 @@ import pytest
 
 from contracts.records import Verdict
 from contracts.vlm import TaskKind, VlmTask
+from demo.samples import drawn_image
 from pipelines.model_settings import NamedModelSettings, ReplicaPoolSettings
-from pipelines.samples import drawn_image
 from pipelines.signal_records import InferenceRequest
 from pipelines.wiring import build_signal_source
 

@@ -109,7 +109,7 @@ def test_demo_review_serves_a_console_where_the_demos_tasks_are_decided(tmp_path
 
     import pytest
 
-    from pipelines.harness import free_port
+    from demo.harness import free_port
 
     if not Path("/usr/bin/chromium").exists() and not os.environ.get("CI"):
         pytest.skip("no Debian chromium at /usr/bin/chromium")

@@ -6,9 +6,9 @@ import subprocess
 
 import redis
 
-from pipelines.config import KafkaSettings
-from pipelines.harness import running_services
-from pipelines.kafka_io import OutMessage, Producer, create_topics
+from demo.harness import running_services
+from kafka_io.clients import KafkaWriter, OutMessage, create_topics
+from kafka_io.settings import KafkaSettings
 
 
 def live_pids() -> set[int]:
@@ -23,9 +23,9 @@ def test_services_answer_and_are_gone_after_exit(tmp_path):
         assert redis.Redis.from_url(services.redis_url).ping()
         settings = KafkaSettings(bootstrap_servers=services.kafka_bootstrap)
         create_topics(settings, ["harness-check"])
-        producer = Producer(settings)
-        producer.send(OutMessage("harness-check", b"{}"))
-        producer.close()
+        writer = KafkaWriter(settings)
+        writer.send(OutMessage("harness-check", b"{}"))
+        writer.close()
     assert not set(pids) & live_pids(), "a service process outlived the harness"
 
 
@@ -70,7 +70,7 @@ def test_local_ray_runs_a_task(ray_local):
 SERVE_UNTIL_KILLED = """
 import sys, threading
 from pathlib import Path
-from pipelines.harness import running_services
+from demo.harness import running_services
 with running_services(kafka=True, redis=True, ray=False, workdir=Path(sys.argv[1])) as services:
     print(*services.owned_pids(), flush=True)
     threading.Event().wait()

@@ -9,17 +9,17 @@ import textwrap
 import threading
 import time
 
-from pipelines.kafka_io import BatchConsumer, OutMessage, Producer
-from pipelines.tracing import context_from_headers, headers_with_trace, trace_id_of
+from kafka_io.clients import BatchConsumer, KafkaWriter, OutMessage
+from kafka_io.tracing import context_from_headers, headers_with_trace, trace_id_of
 
 GROUP_TIMEOUTS = {"session_timeout_ms": 6000, "heartbeat_interval_ms": 500}
 TRACEPARENT = b"00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01"
 
 
 def produce(settings, topic, count, *, start=0, headers=()):
-    producer = Producer(settings)
+    writer = KafkaWriter(settings)
     try:
-        producer.send_all(
+        writer.send_all(
             [
                 OutMessage(
                     topic, json.dumps({"n": n}).encode(), key=str(n).encode(), headers=list(headers)
@@ -28,7 +28,7 @@ def produce(settings, topic, count, *, start=0, headers=()):
             ]
         )
     finally:
-        producer.close()
+        writer.close()
 
 
 def drain(consumer, expected, *, timeout_s=30.0, complete=True):
@@ -69,13 +69,13 @@ def test_producer_waits_for_ack_and_consumer_reads_headers(kafka_settings, topic
 
 def test_a_batch_of_verdict_sized_messages_goes_out_in_few_requests(kafka_settings, topic_factory):
     topic = topic_factory("verdicts")
-    producer = Producer(kafka_settings)
+    writer = KafkaWriter(kafka_settings)
     try:
         verdicts = [OutMessage(topic, b"v" * 1500, key=f"post-{n}".encode()) for n in range(272)]
-        producer.send_all(verdicts)
-        per_request = producer.metrics()["records-per-request-avg"]
+        writer.send_all(verdicts)
+        per_request = writer.metrics()["records-per-request-avg"]
     finally:
-        producer.close()
+        writer.close()
     # One partition takes one batch per request: kafka-python's 16 KB batches hold 10 of these.
     assert per_request > 10, f"{per_request:.1f} records a request: batches of at most 16 KB"
 
@@ -99,7 +99,7 @@ DYING_CONSUMER = textwrap.dedent(
     """
     import json, os, sys
     from pipelines.config import KafkaSettings
-    from pipelines.kafka_io import BatchConsumer
+    from kafka_io.clients import BatchConsumer
     settings = KafkaSettings(bootstrap_servers=sys.argv[1])
     consumer = BatchConsumer(settings, [sys.argv[2]], sys.argv[3], max_poll_records=4,
                              session_timeout_ms=6000, heartbeat_interval_ms=500)

@@ -12,8 +12,8 @@ import ray
 
 from contracts.records import DeadLetter, Verdict
 from contracts.review import ReviewTask
+from kafka_io.clients import OutMessage
 from pipelines.config import PoolSettings
-from pipelines.kafka_io import OutMessage
 
 from .conftest import malformed_messages, post_messages, publish
 
@@ -192,7 +192,7 @@ def test_redis_stopped_mid_stream_only_costs_speed(e2e_config, start_pipeline, r
 
 def test_a_model_that_cannot_load_fails_start_with_the_replicas_reason(e2e_config, ray_local):
     from pipelines.exceptions import ReplicaStartFailed
-    from pipelines.producers import pipeline_registry
+    from pipelines.producer_registry import pipeline_registry
     from pipelines.runner import PipelineRun
     from policies.loader import load_policy_dir
 

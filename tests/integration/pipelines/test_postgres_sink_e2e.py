@@ -13,9 +13,9 @@ from pathlib import Path
 import psycopg
 import pytest
 
+from demo.postgres import PostgresServer
 from pipelines.config import PoolSettings
-from pipelines.postgres_harness import PostgresServer
-from pipelines.sinks.settings import KafkaSinkSettings, PostgresSinkSettings
+from sinks.settings import KafkaSinkSettings, PostgresSinkSettings
 
 from .conftest import post_messages, publish
 

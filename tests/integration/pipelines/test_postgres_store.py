@@ -10,9 +10,9 @@ import uuid
 import psycopg
 import pytest
 
+from contracts.errors import ServiceUnavailable
 from contracts.records import Action, ImageRef, PolicyRef, Post, Signals, Verdict, verdict_key
-from pipelines.exceptions import ServiceUnavailable
-from pipelines.sinks.postgres import SCHEMA_VERSION, PostgresStore
+from sinks.postgres import SCHEMA_VERSION, PostgresStore
 
 PNG = b"\x89PNG\r\n\x1a\n-not-really-an-image-"
 

@@ -9,6 +9,7 @@ from datetime import UTC, datetime, timedelta
 import typer
 from typer.testing import CliRunner
 
+from cli import report as report_command
 from contracts.records import (
     Action,
     MatchedRule,
@@ -19,8 +20,7 @@ from contracts.records import (
     verdict_key,
 )
 from contracts.review import DecisionKind, ReviewDecision
-from pipelines.commands import report as report_command
-from pipelines.kafka_io import OutMessage, Producer
+from kafka_io.clients import KafkaWriter, OutMessage
 
 ACTIVE = PolicyRef(id="scams", version=3, sha256="a" * 64)
 SHADOW = PolicyRef(id="scams", version=4, sha256="b" * 64)
@@ -70,13 +70,13 @@ def sample_records() -> tuple[list[dict], list[dict]]:
 
 
 def publish(settings, topic: str, records: list[dict], key: str) -> None:
-    producer = Producer(settings)
+    writer = KafkaWriter(settings)
     try:
-        producer.send_all(
+        writer.send_all(
             [OutMessage(topic, json.dumps(r).encode(), str(r.get(key)).encode()) for r in records]
         )
     finally:
-        producer.close()
+        writer.close()
 
 
 def vlmod_report(*args: str):
@@ -134,13 +134,13 @@ def test_bad_records_on_a_topic_are_named_by_partition_and_offset_and_skipped(
     publish(kafka_settings, verdicts_topic, verdicts[:4], "post_id")  # p0 and p1, with shadows
     big = json.dumps({**decisions[0], "note": "x" * 3000}).encode()
     deep = b'{"note": ' + b"[" * 900 + b"]" * 900 + b"}"  # under the size limit, 901 levels
-    producer = Producer(kafka_settings)
+    writer = KafkaWriter(kafka_settings)
     try:
-        producer.send_all(
+        writer.send_all(
             [OutMessage(decisions_topic, value, b"k") for value in (b"{oops", big, deep)]
         )
     finally:
-        producer.close()
+        writer.close()
     bootstrap = kafka_settings.bootstrap_servers
     sources = ["--verdicts", f"topic:{verdicts_topic}", "--bootstrap", bootstrap]
     result = vlmod_report(

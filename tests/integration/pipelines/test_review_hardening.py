@@ -12,10 +12,10 @@ from collections import Counter
 import requests
 
 from contracts.records import Action
-from pipelines.kafka_io import OutMessage, Producer
-from pipelines.review.auth import SESSION_COOKIE, SessionSigner
-from pipelines.review.decisions import DecisionChoice, DecisionDesk, DecisionStats
-from pipelines.review.sessions import SessionStore
+from kafka_io.clients import KafkaWriter, OutMessage
+from review.auth import SESSION_COOKIE, SessionSigner
+from review.decisions import DecisionChoice, DecisionDesk, DecisionStats
+from review.sessions import SessionStore
 from tests.integration.pipelines.consoles import (
     Client,
     RunningConsole,
@@ -180,13 +180,13 @@ def test_a_decision_a_crash_left_unpublished_is_published_at_the_next_start(star
 def test_a_task_naming_another_queue_is_dead_lettered_with_the_reason(start_console):
     console = start_console()
     stray = review_task("senior")  # a senior task, written to the spam queue's topic
-    producer = Producer(console.config.kafka)
+    writer = KafkaWriter(console.config.kafka)
     try:
-        producer.send_all(
+        writer.send_all(
             [OutMessage(console.config.topics["spam"], stray.model_dump_json().encode(), b"k")]
         )
     finally:
-        producer.close()
+        writer.close()
     (record,) = read_records(console, console.config.dead_letter_topic, 1, settle_s=1)
     assert "the task names queue 'senior', but topic" in record["error"]
     assert record["stage"] == "validate" and record["post_id"] == stray.post.id

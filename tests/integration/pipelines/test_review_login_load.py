@@ -18,8 +18,8 @@ from pathlib import Path
 import requests
 import yaml
 
-from pipelines.harness import free_port, wait_until
-from pipelines.kafka_io import create_topics
+from demo.harness import free_port, wait_until
+from kafka_io.clients import create_topics
 
 REPO = Path(__file__).resolve().parents[3]
 LOGINS = 200
@@ -50,7 +50,7 @@ def test_a_storm_of_failed_logins_keeps_memory_bounded_and_healthz_answering(
     (tmp_path / "review.yaml").write_text(yaml.safe_dump(config))
     port = free_port()
     url = f"http://127.0.0.1:{port}"
-    command = [sys.executable, "-m", "pipelines.cli", "review", "--config", "review.yaml"]
+    command = [sys.executable, "-m", "cli.main", "review", "--config", "review.yaml"]
     console = subprocess.Popen(
         [*command, "--port", str(port)],
         cwd=tmp_path,

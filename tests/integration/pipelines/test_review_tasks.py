@@ -14,9 +14,9 @@ import pytest
 
 from contracts.records import Action, DeadLetter, PolicyRef, Post, Verdict
 from contracts.review import ReviewTask
-from pipelines.kafka_io import OutMessage, Producer, TopicReader
-from pipelines.review.ingest import ReviewIngest, UnknownReviewTopic
-from pipelines.review.tasks import (
+from kafka_io.clients import KafkaWriter, OutMessage, TopicReader
+from review.ingest import ReviewIngest, UnknownReviewTopic
+from review.tasks import (
     AlreadyDecided,
     LeaseLost,
     ReviewStoreUnavailable,
@@ -296,11 +296,11 @@ def test_the_store_works_again_once_redis_is_back(redis_factory):
 
 
 def publish(kafka_settings, topic, values):
-    producer = Producer(kafka_settings)
+    writer = KafkaWriter(kafka_settings)
     try:
-        producer.send_all([OutMessage(topic, value, key=f"m{n}".encode()) for n, value in values])
+        writer.send_all([OutMessage(topic, value, key=f"m{n}".encode()) for n, value in values])
     finally:
-        producer.close()
+        writer.close()
 
 
 def ingest_until(ingest, done, timeout_s=60.0):

@@ -13,8 +13,8 @@ import time
 import ray
 import yaml
 
-from pipelines.kafka_io import BatchConsumer, OutMessage, create_topics
-from pipelines.producers import pipeline_registry
+from kafka_io.clients import BatchConsumer, OutMessage, create_topics
+from pipelines.producer_registry import pipeline_registry
 from pipelines.runner import output_topics, review_topics
 from policies.loader import load_policy_dir
 

@@ -30,9 +30,9 @@ TRACED_RUN = textwrap.dedent(
     from ray.serve.context import _set_internal_replica_context
 
     from pipelines.config import ModelSettings, PipelineConfig
-    from pipelines.kafka_sink import kafka_batch
+    from sinks.kafka_topics import kafka_batch
     from pipelines.local import build_moderator
-    from pipelines.samples import drawn_image
+    from demo.samples import drawn_image
     from pipelines.serving import ServeSignalSource, signal_deployment
     from pipelines.steps import SourceMessage
     from pipelines.telemetry import telemetry

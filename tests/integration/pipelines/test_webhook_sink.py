@@ -14,8 +14,8 @@ from contextlib import contextmanager
 import pytest
 
 from contracts.records import Action, PolicyRef, Verdict, verdict_key
-from pipelines.sinks.base import SinkUnavailable
-from pipelines.sinks.webhook import WebhookSink, WebhookTarget
+from sinks.base import SinkUnavailable
+from sinks.webhook import WebhookSink, WebhookTarget
 
 SECRET = b"a-webhook-secret-of-32-bytes-at-least!!"
 

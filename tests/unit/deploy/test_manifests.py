@@ -324,8 +324,8 @@ def test_dockerfile_copies_every_package_pyproject_installs():
 
 
 def test_review_yaml_loads_and_its_placeholder_hashes_match_no_password(monkeypatch):
-    from pipelines.review.auth import verify_password
-    from pipelines.review.settings import load_review_config
+    from review.auth import verify_password
+    from review.settings import load_review_config
 
     monkeypatch.setenv("VLMOD_REVIEW_SESSION_SECRET", secrets.token_urlsafe(48))
     config = load_review_config(DEPLOY / "review.yaml")
@@ -337,9 +337,9 @@ def test_review_yaml_loads_and_its_placeholder_hashes_match_no_password(monkeypa
 
 
 def test_review_yaml_has_a_queue_for_every_topic_of_the_example_policies(monkeypatch):
-    from pipelines.review.settings import load_review_config
     from pipelines.runner import review_topics
     from policies.loader import load_policy_dir
+    from review.settings import load_review_config
 
     monkeypatch.setenv("VLMOD_REVIEW_SESSION_SECRET", secrets.token_urlsafe(48))
     config = load_review_config(DEPLOY / "review.yaml")

@@ -12,12 +12,12 @@ import json
 import pytest
 from typer.testing import CliRunner
 
+from cli.main import app
 from operators.exceptions import OperatorError
 from operators.jobs import About, PostJob, TaskKind, VlmTask
 from operators.selfcheck import TOLERANCE, _probe_image, processor_difference, with_engine
 from operators.tasks import VlmOperator
 from operators.twins import VLM_TWINS
-from pipelines.cli import app
 
 TASKS = (
     VlmTask(TaskKind.QUESTION, "Does this post offer something for sale?", About.POST),

@@ -6,10 +6,10 @@ from __future__ import annotations
 import pytest
 from typer.testing import CliRunner
 
+from cli.main import app
 from operators.exceptions import UnsupportedModel
 from operators.loading import load_vlm
 from operators.spec import ModelSpec
-from pipelines.cli import app
 
 
 @pytest.fixture(scope="module")

@@ -16,6 +16,7 @@ from pathlib import Path
 import pytest
 from typer.testing import CliRunner
 
+from cli.main import app
 from contracts.producers import ProducerContext, ProducerJob, ProducerOutput, Unavailable
 from contracts.records import Post
 from operators.guards.llamaguard import GuardLoadError, UnsupportedCategories, load_llamaguard
@@ -27,7 +28,6 @@ from operators.guards.llamaguard_signals import (
 )
 from operators.specialists.render import smooth_photo
 from operators.twins import TWINS, VLM_TWINS, published_files
-from pipelines.cli import app
 
 # Llama 4's only image processor is a torchvision one (an optional package: the `families` extra).
 pytest.importorskip("torchvision", reason="Llama4ImageProcessor needs torchvision")

@@ -13,13 +13,13 @@ from pathlib import Path
 import pytest
 from typer.testing import CliRunner
 
+from cli.main import app
 from contracts.producers import ProducerContext, ProducerJob, ProducerOutput, Unavailable
 from contracts.records import Post
 from operators.guards.producers import NO_IMAGES, GuardRequest, ShieldGemmaSignals
 from operators.guards.shieldgemma import GuardLoadError, load_shieldgemma
 from operators.specialists.render import smooth_photo
 from operators.twins import TWINS, VLM_TWINS
-from pipelines.cli import app
 
 SHIELDGEMMA = "google/shieldgemma-2-4b-it"
 WEAPONS = "No weapons: the image shall not show a gun, a knife or any other weapon."

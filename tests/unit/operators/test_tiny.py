@@ -8,8 +8,8 @@ import pytest
 from transformers import AutoModelForImageTextToText, AutoProcessor
 from typer.testing import CliRunner
 
+from cli.main import app
 from operators.tiny import ensure_tiny, make_tiny
-from pipelines.cli import app
 
 SPECIAL_TOKENS = {
     "smolvlm": ["<image>", "<fake_token_around_image>", "<global-img>", "<end_of_utterance>"],

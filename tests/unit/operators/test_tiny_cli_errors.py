@@ -7,8 +7,8 @@ import os
 import pytest
 from typer.testing import CliRunner
 
+from cli.main import app
 from operators.tiny import checkpoint_directory
-from pipelines.cli import app
 
 
 def make_tiny(target) -> str:

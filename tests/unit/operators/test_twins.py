@@ -13,6 +13,7 @@ from pathlib import Path
 import pytest
 from typer.testing import CliRunner
 
+from cli.main import app
 from operators.batching import encode_image
 from operators.exceptions import UnsupportedModel
 from operators.images import LoadedImage
@@ -23,7 +24,6 @@ from operators.specialists.render import smooth_photo
 from operators.tasks import VlmOperator
 from operators.twins import TWINS, published_files
 from operators.work import model_key
-from pipelines.cli import app
 from tests.unit.operators.reference import plain_probability
 
 SMOLVLM = "HuggingFaceTB/SmolVLM-256M-Instruct"

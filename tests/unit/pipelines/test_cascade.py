@@ -7,15 +7,16 @@ import json
 
 import pytest
 
+from contracts.errors import ConfigInvalid
 from contracts.producers import Cost
 from contracts.records import ModelRef
 from contracts.vlm import TaskKind, empty_value
-from pipelines.config import KafkaSettings, PipelineConfig
-from pipelines.exceptions import ConfigInvalid
+from demo.samples import drawn_image
+from kafka_io.settings import KafkaSettings
+from pipelines.config import PipelineConfig
 from pipelines.local import build_moderator
 from pipelines.model_settings import NamedModelSettings
-from pipelines.producers import pipeline_registry
-from pipelines.samples import drawn_image
+from pipelines.producer_registry import pipeline_registry
 from pipelines.signal_records import InferenceResult
 from pipelines.signal_source import NoopSignals
 from pipelines.stages import ModelSources, stages_of

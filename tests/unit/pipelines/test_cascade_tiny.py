@@ -14,11 +14,12 @@ import json
 import pytest
 
 from contracts.vlm import TaskKind, VlmTask
-from pipelines.config import KafkaSettings, ModelSettings, PipelineConfig
+from demo.samples import drawn_image
+from kafka_io.settings import KafkaSettings
+from pipelines.config import ModelSettings, PipelineConfig
 from pipelines.local import build_moderator
 from pipelines.model_settings import NamedModelSettings
-from pipelines.producers import pipeline_registry
-from pipelines.samples import drawn_image
+from pipelines.producer_registry import pipeline_registry
 from pipelines.signal_records import InferenceRequest
 from pipelines.steps import SourceMessage
 from pipelines.wiring import build_model_sources

@@ -9,8 +9,8 @@ import pytest
 from PIL import Image
 from typer.testing import CliRunner
 
+from cli.main import app
 from contracts.records import Verdict
-from pipelines.cli import app
 
 EXAMPLES = Path(__file__).resolve().parents[3] / "policies" / "examples"
 

@@ -10,8 +10,8 @@ from pathlib import Path
 import pytest
 from typer.testing import CliRunner
 
+from cli.main import app
 from contracts.records import Verdict
-from pipelines.cli import app
 
 EXAMPLES = Path(__file__).resolve().parents[3] / "policies" / "examples"
 SPAM_TEXT = "Buy followers now"  # spam-scams `buy-engagement`: a text-only rule, review at 60

@@ -9,11 +9,11 @@ from pathlib import Path
 import pytest
 from typer.testing import CliRunner
 
-from pipelines.cli import app
-from pipelines.config import KafkaSettings
-from pipelines.exceptions import ServiceUnavailable
-from pipelines.harness import free_port
-from pipelines.kafka_io import create_topics
+from cli.main import app
+from contracts.errors import ServiceUnavailable
+from demo.harness import free_port
+from kafka_io.clients import create_topics
+from kafka_io.settings import KafkaSettings
 
 EXAMPLES = Path(__file__).resolve().parents[3] / "policies" / "examples"
 # Generous on purpose: the point is "seconds, not the 30 s bootstrap plus Ray's start-up".

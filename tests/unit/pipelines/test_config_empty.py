@@ -5,9 +5,9 @@ from __future__ import annotations
 import pytest
 from typer.testing import CliRunner
 
-from pipelines.cli import app
+from cli.main import app
+from contracts.errors import ConfigInvalid
 from pipelines.config import load_config
-from pipelines.exceptions import ConfigInvalid
 
 
 @pytest.mark.parametrize(

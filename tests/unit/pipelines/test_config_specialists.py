@@ -5,9 +5,9 @@ from __future__ import annotations
 import pytest
 from pydantic import BaseModel, ConfigDict, Field
 
+from contracts.errors import ConfigInvalid
 from contracts.producers import Variable
 from pipelines.config import load_config
-from pipelines.exceptions import ConfigInvalid
 from tests.producers import ShoutSignals
 
 

@@ -13,10 +13,10 @@ import pytest
 
 from contracts.outcomes import ActiveVerdict, Outcome, SourceRef
 from contracts.records import DeadLetter, PolicyRef, Verdict, verdict_key
+from kafka_io.clients import Batch
+from kafka_io.exceptions import ProduceFailed
 from pipelines.config import PoolSettings, RetrySettings
 from pipelines.consumer import ModerationLoop
-from pipelines.exceptions import ProduceFailed
-from pipelines.kafka_io import Batch
 from pipelines.telemetry import telemetry
 
 DEADLINE_S = 1.5
@@ -246,7 +246,7 @@ def test_full_pool_pauses_the_consumer_keeps_polling_and_resumes_when_batches_fi
     wait_until(lambda: consumer.completed == [0, 1, 2, 3, 4, 5], "all batches are done")
     stats = running.stop()
     assert consumer.resumed_after_pause >= 1 and not consumer.paused
-    assert (stats.consumed, stats.produced, stats.batches, stats.failed_batches) == (6, 6, 3, 0)
+    assert (stats.consumed, stats.written, stats.batches, stats.failed_batches) == (6, 6, 3, 0)
 
 
 def test_records_are_completed_only_after_send_all_returned(start_loop):
@@ -325,7 +325,7 @@ def test_stop_drains_in_flight_batches_then_commits_and_closes(start_loop):
     assert len(producer.sent) == 3 and producer.closed
     assert consumer.closed_with == [True]
     assert consumer.events[-1] == ("close", True), "close comes after every batch is done"
-    assert (stats.batches, stats.produced) == (2, 3)
+    assert (stats.batches, stats.written) == (2, 3)
 
 
 class RebalancingConsumer(FakeConsumer):

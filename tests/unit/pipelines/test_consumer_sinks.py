@@ -7,7 +7,7 @@ from __future__ import annotations
 import pytest
 
 from pipelines.config import PipelineConfig
-from pipelines.sinks.build import build_sinks, writes_topics
+from sinks.build import build_sinks, writes_topics
 from tests.sinks import WRITTEN, ListSink
 from tests.unit.pipelines.test_consumer_loop import (
     FakeConsumer,

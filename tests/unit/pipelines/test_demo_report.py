@@ -8,9 +8,9 @@ import sys
 
 from rich.console import Console
 
-from pipelines.demo import ray_output_off_stdout, spinner
-from pipelines.demo_report import DemoReport, print_report
-from pipelines.samples import SampleMessage
+from demo.report import DemoReport, print_report
+from demo.run import ray_output_off_stdout, spinner
+from demo.samples import SampleMessage
 
 POST_ID = "post-" + "0123456789abcdef" * 2 + "xyz"
 POLICY_ID = "marketplace-listings"
@@ -81,7 +81,7 @@ RAYLET_LINE = "A worker died or was killed while executing a task: killed by `ra
 def test_ray_driver_prints_stay_out_of_stdout_but_the_report_does_not(capsys, caplog):
     from ray._private.worker import print_to_stdstream  # how Ray prints `(raylet)` lines
 
-    caplog.set_level(logging.INFO, logger="pipelines.demo")
+    caplog.set_level(logging.INFO, logger="demo.run")
     console = Console(file=sys.stdout, color_system=None)
     with ray_output_off_stdout():
         print_to_stdstream(

@@ -4,10 +4,10 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from pipelines.demo_review import review_topics
-from pipelines.review.settings import QueueSettings
+from demo.review import review_topics
 from pipelines.runner import review_topics as routed_topics
 from policies.loader import load_policy_dir
+from review.settings import QueueSettings
 
 EXAMPLES = Path(__file__).resolve().parents[3] / "policies" / "examples"
 

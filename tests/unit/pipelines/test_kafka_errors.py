@@ -1,8 +1,8 @@
 import pytest
 
-from pipelines.config import KafkaSettings
-from pipelines.exceptions import ServiceUnavailable
-from pipelines.kafka_io import create_topics
+from contracts.errors import ServiceUnavailable
+from kafka_io.clients import create_topics
+from kafka_io.settings import KafkaSettings
 
 
 def test_a_kafka_client_failure_is_one_sentence_naming_the_brokers():

@@ -16,17 +16,18 @@ from pathlib import Path
 from opentelemetry.trace import NoOpTracerProvider
 
 from contracts.errors import Stage
-from pipelines.config import KafkaSettings, PipelineConfig
-from pipelines.kafka_sink import kafka_batch
+from demo.samples import sample_posts
+from kafka_io.settings import KafkaSettings
+from pipelines.config import PipelineConfig
 from pipelines.local import build_moderator
 from pipelines.model_settings import ModelSettings
-from pipelines.producers import pipeline_registry
-from pipelines.samples import sample_posts
+from pipelines.producer_registry import pipeline_registry
 from pipelines.signal_records import Failure
 from pipelines.steps import SourceMessage
 from pipelines.telemetry import telemetry
 from pipelines.wiring import build_model_sources
 from policies.loader import load_policy_dir
+from sinks.kafka_topics import kafka_batch
 
 ROOT = Path(__file__).resolve().parents[3]
 GOLDEN = Path(__file__).parent / "golden" / "kafka_messages.jsonl"

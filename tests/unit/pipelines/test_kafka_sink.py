@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 from contracts.outcomes import Outcome, SourceRef
-from pipelines.config import TopicSettings
-from pipelines.kafka_sink import KafkaSink
+from kafka_io.settings import TopicSettings
+from sinks.kafka_topics import KafkaSink
 from tests.unit.contracts.test_records import sample_dead_letter, sample_shadow
 
 

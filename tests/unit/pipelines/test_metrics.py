@@ -12,9 +12,10 @@ from opentelemetry.sdk.trace import TracerProvider
 
 from contracts.errors import Stage
 from contracts.records import ModelRef
-from pipelines.config import KafkaSettings, PipelineConfig, RetrySettings
+from demo.samples import drawn_image
+from kafka_io.settings import KafkaSettings
+from pipelines.config import PipelineConfig, RetrySettings
 from pipelines.local import build_moderator
-from pipelines.samples import drawn_image
 from pipelines.signal_records import Failure, InferenceResult
 from pipelines.steps import SourceMessage
 from pipelines.telemetry import telemetry

@@ -7,10 +7,10 @@ import textwrap
 import pytest
 from typer.testing import CliRunner
 
-from pipelines.cli import app
+from cli.main import app
+from contracts.errors import ConfigInvalid
 from pipelines.config import PipelineConfig, load_config
-from pipelines.exceptions import ConfigInvalid
-from pipelines.producers import pipeline_registry
+from pipelines.producer_registry import pipeline_registry
 from policies.exceptions import PolicyInvalid
 from policies.loader import load_policy_dir
 from tests.unit.policies.test_models import CASCADE

@@ -1,4 +1,4 @@
-from pipelines.offsets import OffsetTracker
+from kafka_io.offsets import OffsetTracker
 
 
 def tracker_with(partition, offsets):

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from pipelines.harness import ProcessCpu
+from demo.harness import ProcessCpu
 
 pytestmark = pytest.mark.skipif(not Path("/proc/self/stat").exists(), reason="needs Linux /proc")
 

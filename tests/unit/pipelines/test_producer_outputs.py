@@ -14,12 +14,13 @@ from contracts.producers import (
     Variable,
 )
 from contracts.vlm import About
+from demo.samples import drawn_image
+from kafka_io.settings import KafkaSettings
 from operators.cache import SignalCache
-from pipelines.config import KafkaSettings, PipelineConfig, RetrySettings
+from pipelines.config import PipelineConfig, RetrySettings
 from pipelines.journey import SourceMessage
 from pipelines.local import build_moderator
-from pipelines.producers import producer_registry
-from pipelines.samples import drawn_image
+from pipelines.producer_registry import producer_registry
 from policies.loader import load_policy_dir
 from tests.producers import ShoutSignals
 from tests.unit.pipelines.test_producers import RecordingModel

@@ -7,10 +7,11 @@ import json
 from contracts.errors import ModerationError
 from contracts.outcomes import Outcome
 from contracts.producers import NO_EMPTY, ProducerContext, traits_of
-from pipelines.config import KafkaSettings, PipelineConfig, RetrySettings
+from kafka_io.settings import KafkaSettings
+from pipelines.config import PipelineConfig, RetrySettings
 from pipelines.journey import SourceMessage
 from pipelines.local import build_moderator
-from pipelines.producers import producer_registry
+from pipelines.producer_registry import producer_registry
 from policies.loader import load_policy_dir
 from tests.producers import ShoutSignals
 from tests.unit.pipelines.test_producers import RecordingModel

@@ -7,15 +7,16 @@ import json
 
 import pytest
 
+from contracts.errors import ConfigInvalid
 from contracts.producers import Ask, Cost, Variable
 from contracts.records import ModelRef
 from contracts.vlm import About, TaskKind, empty_value
-from pipelines.config import KafkaSettings, PipelineConfig, RetrySettings
-from pipelines.exceptions import ConfigInvalid
+from demo.samples import drawn_image
+from kafka_io.settings import KafkaSettings
+from pipelines.config import PipelineConfig, RetrySettings
 from pipelines.journey import SourceMessage
 from pipelines.local import build_moderator
-from pipelines.producers import load_producer, producer_registry
-from pipelines.samples import drawn_image
+from pipelines.producer_registry import load_producer, producer_registry
 from pipelines.signal_records import InferenceResult
 from policies.loader import load_policy_dir
 from tests.producers import ShoutSignals

@@ -15,6 +15,7 @@ import pytest
 import typer
 from typer.testing import CliRunner
 
+from cli import report as report_command
 from contracts.records import (
     Action,
     MatchedRule,
@@ -25,8 +26,7 @@ from contracts.records import (
     verdict_key,
 )
 from contracts.review import DecisionKind, ReviewDecision
-from pipelines.commands import report as report_command
-from pipelines.review.report import build_report, calibrate, threshold_for_precision
+from review.report import build_report, calibrate, threshold_for_precision
 
 ACTIVE = PolicyRef(id="scams", version=3, sha256="a" * 64)
 SHADOW = PolicyRef(id="scams", version=4, sha256="b" * 64)

@@ -16,7 +16,7 @@ from click.testing import Result
 
 from contracts.records import PolicyRef
 from contracts.review import DecisionKind
-from pipelines.review.report_io import RecordLimits, read_decisions
+from review.report_io import RecordLimits, read_decisions
 from tests.unit.pipelines.test_report import decide, make_verdict, vlmod_report, write_jsonl
 
 MIB = 1 << 20

@@ -2,9 +2,10 @@ import random
 
 import pytest
 
+from contracts.backoff import backoff_delay
 from contracts.errors import PostDecodeError
 from operators.exceptions import ImageDecodeError, ImageFetchTimeout, ImageTooLarge, InferenceError
-from pipelines.retry import backoff_delay, is_retryable, should_retry
+from pipelines.retry import is_retryable, should_retry
 
 
 @pytest.mark.parametrize(

@@ -10,10 +10,10 @@ from datetime import UTC, datetime
 import pytest
 from pydantic import ValidationError
 
+from contracts.errors import ConfigInvalid
 from contracts.records import Action, MatchedRule, PolicyRef, Post, Verdict
 from contracts.review import DecisionKind, ReviewTask
-from pipelines.exceptions import ConfigInvalid
-from pipelines.review.auth import (
+from review.auth import (
     Gate,
     LoginLimiter,
     LoginRequired,
@@ -27,13 +27,13 @@ from pipelines.review.auth import (
     hash_token,
     verify_password,
 )
-from pipelines.review.decisions import (
+from review.decisions import (
     DecisionChoice,
     DecisionInvalid,
     build_decision,
     escalated_task,
 )
-from pipelines.review.settings import ReviewConfig, load_review_config, secret_problem
+from review.settings import ReviewConfig, load_review_config, secret_problem
 
 SECRET = secrets.token_urlsafe(32)
 
@@ -106,7 +106,7 @@ def test_a_logged_in_cookie_only_names_a_server_side_session():
 def test_a_validly_signed_cookie_that_claims_a_reviewer_grants_nothing():
     from itsdangerous import URLSafeSerializer
 
-    from pipelines.review.auth import _SALT
+    from review.auth import _SALT
 
     # What an older cookie held, or what someone with the secret would forge: no session token.
     forged = URLSafeSerializer(SECRET, salt=_SALT).dumps({"r": "lead", "c": "x", "t": 1e6})
@@ -185,9 +185,7 @@ def test_the_shipped_placeholder_is_refused_in_one_line_naming_the_setting(tmp_p
     message = str(caught.value)
     assert message.count("\n") == 0
     assert message.startswith(f"{path}:7:17: session_secret: the session secret is the shipped")
-    assert (
-        "shipped placeholder" in message and "python -m pipelines.review.auth --secret" in message
-    )
+    assert "shipped placeholder" in message and "python -m review.auth --secret" in message
 
 
 def test_the_secret_can_come_from_the_environment(tmp_path, pw_hash, monkeypatch):
@@ -424,7 +422,7 @@ def test_the_command_exits_2_with_the_positioned_error(tmp_path, pw_hash):
     import typer
     from typer.testing import CliRunner
 
-    from pipelines.commands.review import review
+    from cli.review import review
 
     app = typer.Typer()
     app.command()(review)
@@ -439,7 +437,7 @@ def test_vlmod_review_refuses_to_start_with_the_placeholder_secret_in_one_line(t
     import typer
     from typer.testing import CliRunner
 
-    from pipelines.commands.review import review
+    from cli.review import review
 
     app = typer.Typer()
     app.command()(review)

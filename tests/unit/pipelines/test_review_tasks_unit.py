@@ -10,14 +10,14 @@ from kafka.consumer.fetcher import ConsumerRecord
 
 from contracts.records import Action, PolicyRef, Post, Verdict
 from contracts.review import ReviewTask
-from pipelines.review.ingest import (
+from review.ingest import (
     ReviewTaskInvalid,
     dead_letter_for,
     dead_letter_message,
     parse_review_task,
     split_records,
 )
-from pipelines.review.tasks import MS_DIGITS, TaskStore, enqueued_ms, place_value
+from review.tasks import MS_DIGITS, TaskStore, enqueued_ms, place_value
 
 POLICY = PolicyRef(id="p", version=1, sha256="0" * 64)
 T0 = datetime(2025, 1, 1, tzinfo=UTC)

@@ -11,11 +11,12 @@ import pytest
 
 from contracts.producers import ProducerJob
 from contracts.records import Post
+from kafka_io.settings import KafkaSettings
 from operators import images as decoding
-from pipelines.config import KafkaSettings, PipelineConfig
+from pipelines.config import PipelineConfig
 from pipelines.journey import SourceMessage
 from pipelines.local import build_moderator
-from pipelines.producers import producer_registry
+from pipelines.producer_registry import producer_registry
 from policies.loader import load_policy_dir
 from tests.unit.pipelines.test_producers import RecordingModel
 

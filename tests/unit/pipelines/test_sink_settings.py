@@ -5,10 +5,10 @@ from __future__ import annotations
 import pytest
 from pydantic import BaseModel, ConfigDict, Field
 
+from contracts.errors import ConfigInvalid
 from contracts.records import Action
-from pipelines.config import read_config_yaml, validate_config
-from pipelines.exceptions import ConfigInvalid
-from pipelines.sinks.settings import (
+from policies.settings_files import read_config_yaml, validate_config
+from sinks.settings import (
     KafkaSinkSettings,
     PluginSinkSettings,
     PostgresSinkSettings,

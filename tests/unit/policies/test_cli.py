@@ -4,7 +4,7 @@ from pathlib import Path
 import pytest
 from typer.testing import CliRunner
 
-from pipelines.cli import app
+from cli.main import app
 
 EXAMPLES = Path(__file__).parents[3] / "policies" / "examples"
 runner = CliRunner()

@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 from typer.testing import CliRunner
 
-from pipelines.commands.policy import app
+from cli.policy import app
 
 GOLDEN = Path(__file__).parent / "golden"
 # A case is a policy file, or a directory of them for problems across files (`case/*.yaml`).

@@ -5,7 +5,7 @@ import time
 import pytest
 from typer.testing import CliRunner
 
-from pipelines.cli import app
+from cli.main import app
 from policies.exceptions import PolicyInvalid
 from policies.expressions import ExpressionLimits
 from policies.loader import load_policy

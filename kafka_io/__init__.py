@@ -1,0 +1,77 @@
+"""Kafka I/O: typed clients over kafka-python, the at-least-once batch consumer, offsets,
+trace context in message headers, and the settings that say how to reach the brokers.
+
+- `clients`: `KafkaWriter` (acks=all), `BatchConsumer` (commits only what is done), `TopicReader`,
+  `create_topics`, `OutMessage`.
+- `offsets.OffsetTracker`: the highest offset below which every record is done, per partition.
+- `tracing`: W3C trace context carried in `traceparent`/`tracestate` headers.
+- `settings`: `KafkaSettings` (`kafka:`) and `TopicSettings` (`topics:`).
+"""
+
+from __future__ import annotations
+
+from importlib import import_module
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from kafka_io.clients import (
+        Batch,
+        BatchConsumer,
+        KafkaWriter,
+        OutMessage,
+        TopicReader,
+        create_topics,
+        reaching_kafka,
+    )
+    from kafka_io.exceptions import ProduceFailed
+    from kafka_io.offsets import OffsetTracker
+    from kafka_io.settings import KafkaSettings, TopicSettings
+    from kafka_io.tracing import context_from_headers, headers_with_trace, trace_id_of
+
+__all__ = [
+    "Batch",
+    "BatchConsumer",
+    "KafkaSettings",
+    "KafkaWriter",
+    "OffsetTracker",
+    "OutMessage",
+    "ProduceFailed",
+    "TopicReader",
+    "TopicSettings",
+    "context_from_headers",
+    "create_topics",
+    "headers_with_trace",
+    "reaching_kafka",
+    "trace_id_of",
+]
+
+# Imported on first use, so importing one module of the package stays cheap.
+_HOMES = {
+    name: home
+    for home, names in {
+        "kafka_io.clients": [
+            "Batch",
+            "BatchConsumer",
+            "KafkaWriter",
+            "OutMessage",
+            "TopicReader",
+            "create_topics",
+            "reaching_kafka",
+        ],
+        "kafka_io.exceptions": ["ProduceFailed"],
+        "kafka_io.offsets": ["OffsetTracker"],
+        "kafka_io.settings": ["KafkaSettings", "TopicSettings"],
+        "kafka_io.tracing": ["context_from_headers", "headers_with_trace", "trace_id_of"],
+    }.items()
+    for name in names
+}
+
+
+def __getattr__(name: str) -> Any:
+    if name not in _HOMES:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    return getattr(import_module(_HOMES[name]), name)
+
+
+def __dir__() -> list[str]:
+    return sorted(__all__)

@@ -1,0 +1,273 @@
+"""Thin typed wrappers over kafka-python: topics, an acking writer, an at-least-once consumer."""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+from collections.abc import Iterable, Iterator, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from kafka import ConsumerRebalanceListener, KafkaAdminClient, KafkaConsumer, KafkaProducer
+from kafka.admin import NewTopic
+from kafka.consumer.fetcher import ConsumerRecord
+from kafka.errors import KafkaError, TopicAlreadyExistsError
+from kafka.structs import OffsetAndMetadata, TopicPartition
+
+from contracts.errors import ServiceUnavailable
+from kafka_io.exceptions import ProduceFailed
+from kafka_io.offsets import OffsetTracker
+from kafka_io.settings import KafkaSettings
+from kafka_io.tracing import Headers
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class OutMessage:
+    """One message to produce."""
+
+    topic: str
+    value: bytes
+    key: bytes | None = None
+    headers: Headers = field(default_factory=list)
+
+
+@contextlib.contextmanager
+def reaching_kafka(settings: KafkaSettings) -> Iterator[None]:
+    """Turn a client's failure to reach the brokers into one sentence naming them."""
+    try:
+        yield
+    except KafkaError as exc:
+        raise ServiceUnavailable(
+            f"Kafka at {settings.bootstrap_servers} failed: {exc}; check "
+            "kafka.bootstrap_servers, the security settings and kafka.extra"
+        ) from exc
+
+
+# Brokers that answer bootstrap in milliseconds when healthy; silent ones fail in seconds, not
+# after kafka-python's 30 s default. kafka.extra["bootstrap_timeout_ms"] overrides it.
+BOOTSTRAP_TIMEOUT_MS = 5_000
+
+
+def create_topics(settings: KafkaSettings, names: Iterable[str], *, partitions: int = 1) -> None:
+    """Create each missing topic (none given: only reach the brokers); existing ones stay."""
+    with reaching_kafka(settings):
+        _create_topics(settings, names, partitions)
+
+
+def _create_topics(settings: KafkaSettings, names: Iterable[str], partitions: int) -> None:
+    # Only the first contact is bounded: request_timeout_ms still governs every request after it.
+    admin = KafkaAdminClient(
+        **{"bootstrap_timeout_ms": BOOTSTRAP_TIMEOUT_MS, **settings.client_kwargs()}
+    )
+    try:
+        existing = set(admin.list_topics())
+        missing = [NewTopic(n, partitions, 1) for n in dict.fromkeys(names) if n not in existing]
+        if missing:
+            with contextlib.suppress(TopicAlreadyExistsError):  # another client raced us
+                admin.create_topics(missing)
+    finally:
+        admin.close()
+
+
+class KafkaWriter:
+    """Writes to Kafka with acks=all (a kafka-python producer); a send returns only after the
+    broker acknowledged it."""
+
+    def __init__(self, settings: KafkaSettings, **overrides: Any) -> None:
+        config: dict[str, Any] = {
+            "acks": "all",
+            "linger_ms": 2,
+            "retries": 5,
+            # A consumer batch's verdicts go out together. At kafka-python's 16 KB, ten verdicts
+            # fill a partition's batch, and then every append wakes the sender thread: 2.3-2.6x
+            # the CPU per message on this workload. Far below a broker's 1 MB message limit.
+            "batch_size": 256 * 1024,
+        }
+        config.update(overrides)
+        self._producer = KafkaProducer(**settings.client_kwargs(), **config)
+
+    def send(self, message: OutMessage, *, timeout_s: float = 30.0) -> None:
+        """Produce one message and wait for its ack."""
+        self.send_all([message], timeout_s=timeout_s)
+
+    def send_all(self, messages: Sequence[OutMessage], *, timeout_s: float = 30.0) -> None:
+        """Produce all messages at once, then wait until every one is acked, or raise."""
+        futures = [
+            self._producer.send(m.topic, value=m.value, key=m.key, headers=list(m.headers))
+            for m in messages
+        ]
+        self._producer.flush(timeout=timeout_s)
+        for message, future in zip(messages, futures, strict=True):
+            try:
+                future.get(timeout=timeout_s)
+            except KafkaError as exc:
+                raise ProduceFailed(f"{message.topic}: not acknowledged: {exc}") from exc
+
+    def metrics(self) -> dict[str, float]:
+        """kafka-python's producer metrics: records per request, batch sizes, rates."""
+        return dict(self._producer.metrics()["producer-metrics"])
+
+    def close(self, timeout_s: float = 10.0) -> None:
+        """Flush and close."""
+        self._producer.close(timeout=timeout_s)
+
+
+@dataclass
+class Batch:
+    """Records handed out together; commit them by leaving `processing()` without an error."""
+
+    records: list[ConsumerRecord]
+    consumer: BatchConsumer
+
+    @contextlib.contextmanager
+    def processing(self) -> Iterator[list[ConsumerRecord]]:
+        """Yield the records; mark them done and commit on success, rewind them on failure."""
+        try:
+            yield self.records
+        except BaseException:
+            self.consumer.rewind(self)
+            raise
+        self.consumer.complete(self)
+
+
+class _CommitOnRevoke(ConsumerRebalanceListener):
+    def __init__(self, owner: BatchConsumer) -> None:
+        self.owner = owner
+
+    def on_partitions_revoked(self, revoked: Iterable[TopicPartition]) -> None:
+        revoked = list(revoked)
+        self.owner.commit()
+        self.owner.tracker.forget(revoked)
+        log.info("partitions revoked: %s", sorted(str(tp) for tp in revoked))
+
+    def on_partitions_assigned(self, assigned: Iterable[TopicPartition]) -> None:
+        log.info("partitions assigned: %s", sorted(str(tp) for tp in assigned))
+
+
+class BatchConsumer:
+    """A group consumer that hands out batches and commits only offsets marked done.
+
+    Offsets are committed once every earlier offset of the partition is done, so batches may
+    finish out of order; a consumer that dies re-reads whatever was not done (at-least-once).
+    """
+
+    def __init__(
+        self,
+        settings: KafkaSettings,
+        topics: Sequence[str],
+        group_id: str,
+        **overrides: Any,
+    ) -> None:
+        config: dict[str, Any] = {
+            "group_id": group_id,
+            "enable_auto_commit": False,
+            "auto_offset_reset": "earliest",
+            "session_timeout_ms": 10_000,
+            "heartbeat_interval_ms": 1_000,
+            "max_poll_interval_ms": 300_000,
+            # Hand records over as soon as there are any: latency matters more than fetch size.
+            "fetch_max_wait_ms": 5,
+        }
+        config.update(overrides)
+        self.tracker: OffsetTracker[TopicPartition] = OffsetTracker()
+        self._consumer = KafkaConsumer(**settings.client_kwargs(), **config)
+        self._consumer.subscribe(list(topics), listener=_CommitOnRevoke(self))
+
+    def poll(self, *, max_records: int = 500, timeout_ms: int = 100) -> Batch | None:
+        """The next batch of records across assigned partitions, or None when none arrived."""
+        polled = self._consumer.poll(timeout_ms=timeout_ms, max_records=max_records)
+        records = [record for batch in polled.values() for record in batch]
+        for record in records:
+            self.tracker.track(TopicPartition(record.topic, record.partition), record.offset)
+        return Batch(records, self) if records else None
+
+    def complete(self, batch: Batch, *, commit: bool = True) -> None:
+        """Mark every record of `batch` done, then commit what became committable."""
+        for record in batch.records:
+            self.tracker.mark_done(TopicPartition(record.topic, record.partition), record.offset)
+        if commit:
+            self.commit()
+
+    def rewind(self, batch: Batch) -> None:
+        """Seek back so the records of a failed batch are handed out again.
+
+        Never forward: when an earlier batch of the partition failed first and its records
+        are not handed out again yet, the position is already below this batch, and seeking
+        to this batch would skip the earlier one's records for good (and commit past them).
+        """
+        lowest: dict[TopicPartition, int] = {}
+        for record in batch.records:
+            tp = TopicPartition(record.topic, record.partition)
+            lowest[tp] = min(record.offset, lowest.get(tp, record.offset))
+        assigned = self._consumer.assignment()
+        for tp, offset in lowest.items():
+            self.tracker.rewind(tp, offset)
+            if tp in assigned and offset < self._consumer.position(tp):
+                self._consumer.seek(tp, offset)
+
+    def commit(self) -> None:
+        """Synchronously commit every position that moved."""
+        positions = self.tracker.to_commit()
+        if positions:
+            self._consumer.commit({tp: OffsetAndMetadata(o, "", -1) for tp, o in positions.items()})
+            self.tracker.committed(positions)
+
+    def pause(self) -> None:
+        """Stop fetching from every assigned partition; keep calling poll to stay in the group."""
+        self._consumer.pause(*self._consumer.assignment())
+
+    def resume(self) -> None:
+        """Fetch again from every paused partition."""
+        self._consumer.resume(*self._consumer.paused())
+
+    def assignment(self) -> set[TopicPartition]:
+        """Partitions this consumer owns now."""
+        return set(self._consumer.assignment())
+
+    def lag(self) -> int:
+        """Messages behind the end of the assigned partitions (consumer lag)."""
+        assigned = list(self._consumer.assignment())
+        if not assigned:
+            return 0
+        ends = self._consumer.end_offsets(assigned)
+        return sum(max(0, ends[tp] - self._consumer.position(tp)) for tp in assigned)
+
+    def close(self, *, commit: bool = True) -> None:
+        """Commit what is done (unless told not to) and leave the group."""
+        if commit:
+            self.commit()
+        self._consumer.close(autocommit=False)
+
+
+class TopicReader:
+    """Reads whole topics from the beginning without a consumer group (dashboards, tests, demo)."""
+
+    def __init__(self, settings: KafkaSettings, topics: Sequence[str]) -> None:
+        self._consumer = KafkaConsumer(
+            **settings.client_kwargs(), enable_auto_commit=False, fetch_max_wait_ms=5
+        )
+        partitions = [
+            TopicPartition(topic, partition)
+            for topic in topics
+            for partition in sorted(self._partitions_of(topic))
+        ]
+        self._consumer.assign(partitions)
+        self._consumer.seek_to_beginning(*partitions)
+
+    def _partitions_of(self, topic: str) -> set[int]:
+        # Guessing partition 0 for a topic not created yet would silently miss the others.
+        partitions = self._consumer.partitions_for_topic(topic)
+        if not partitions:
+            raise ValueError(f"topic {topic!r} does not exist yet; create it before reading it")
+        return set(partitions)
+
+    def read(self, *, timeout_ms: int = 200, max_records: int = 1000) -> list[ConsumerRecord]:
+        """Whatever arrived since the last call, across all topics."""
+        polled = self._consumer.poll(timeout_ms=timeout_ms, max_records=max_records)
+        return [record for batch in polled.values() for record in batch]
+
+    def close(self) -> None:
+        """Close the underlying consumer."""
+        self._consumer.close(autocommit=False)

@@ -1,1 +1,0 @@
-"""Human review: review tasks in Redis, the review console, decisions and the quality report."""

@@ -1,1 +1,0 @@
-"""Where outcomes are written durably: the verdict history in PostgreSQL (`postgres`)."""

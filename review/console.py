@@ -1,0 +1,240 @@
+"""The review console: server-rendered pages over the task store, behind login and CSRF.
+
+Every page is rendered by Jinja2 with autoescape on; post text, meta and evidence are attacker
+controlled and are only ever shown escaped. A strict Content-Security-Policy allows scripts,
+styles and images from this origin only (images also as `data:`), so the keyboard shortcuts live
+in `static/review.js` and a post's image URLs are fetched by the console, on reveal.
+
+    GET  /login, POST /login, POST /logout     sessions (server-side in Redis; the cookie,
+                                               HttpOnly and SameSite=Strict, names one)
+    GET  /                                     the reviewer's queues
+    GET  /queue/{queue}                        the task the reviewer holds there, if any
+    POST /queue/{queue}/claim                  claim the next task under a lease
+    GET  /image/{key}/{index}                  a task's image, fetched by the console on reveal
+    POST /decide                               uphold | overturn | escalate | skip
+    GET  /dashboard, GET /api/stats            queue depth, decisions per hour, overturn rates
+    GET  /healthz                              liveness; never waits behind logins
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable
+from typing import Annotated, Any
+
+from fastapi import FastAPI, Form, Request
+from fastapi.responses import JSONResponse, RedirectResponse, Response
+from fastapi.staticfiles import StaticFiles
+
+from contracts.errors import ServiceUnavailable
+from contracts.review import DecisionKind
+from kafka_io.exceptions import ProduceFailed
+from operators.exceptions import ImageError
+from review.auth import (
+    AccessRefused,
+    CsrfRefused,
+    LoginBusy,
+    LoginRequired,
+    LoginThrottled,
+)
+from review.console_state import HERE, Console
+from review.decisions import (
+    SKIP,
+    DecisionChoice,
+    DecisionDesk,
+    DecisionInvalid,
+    DecisionStats,
+    MessageSink,
+)
+from review.http_guards import BodyLimit, SecurityHeaders
+from review.login import add_login_routes
+from review.settings import ReviewConfig
+from review.task_images import display_jpeg
+from review.tasks import AlreadyDecided, LeaseLost, ReviewError, TaskStore
+
+log = logging.getLogger(__name__)
+
+FormText = Annotated[str, Form()]
+DONE_KINDS = frozenset({*DecisionKind, SKIP})
+
+
+def build_console(
+    config: ReviewConfig,
+    store: TaskStore,
+    writer: MessageSink,
+    *,
+    clock: Callable[[], float] = time.time,
+    stats: DecisionStats | None = None,
+) -> FastAPI:
+    """The console app; a decision is decided in `store`, then published through `writer`."""
+    stats = stats or DecisionStats(config.redis_url, namespace=config.namespace, clock=clock)
+    desk = DecisionDesk(
+        store,
+        writer,
+        stats,
+        decisions_topic=config.decisions_topic,
+        review_topics=config.topics,
+        task_queues={queue: config.task_queue(queue) for queue in config.review_topics},
+        clock=clock,
+    )
+    console = Console(config, store, desk, clock)
+    ended = console.sessions.revoke_all_but(config.reviewers)
+    if ended:
+        log.info("ended the sessions of reviewers no longer in the config: %s", ", ".join(ended))
+    app = FastAPI(docs_url=None, redoc_url=None, openapi_url=None, title="vlmod review")
+    app.state.console = console
+    app.mount("/static", StaticFiles(directory=HERE / "static"), name="static")
+    app.add_middleware(BodyLimit, max_bytes=config.max_request_bytes)
+    app.add_middleware(SecurityHeaders)  # outermost: on every answer, a 413 included
+    _add_error_pages(app, console)
+    add_login_routes(app, console)
+    _add_review_routes(app, console)
+    _add_image_route(app, console)
+    _add_decision_route(app, console)
+    _add_dashboard_routes(app, console)
+    return app
+
+
+ERROR_STATUS: tuple[tuple[type[Exception], int, str], ...] = (
+    (LoginBusy, 503, "Busy"),
+    (CsrfRefused, 403, "Refused"),
+    (AccessRefused, 403, "Not allowed"),
+    (AlreadyDecided, 409, "Already decided"),
+    (LeaseLost, 409, "Your claim is gone"),
+    (DecisionInvalid, 400, "That decision does not make sense"),
+    (ReviewError, 503, "The review store is unavailable"),
+    (ProduceFailed, 503, "The decision could not be published"),
+    (ServiceUnavailable, 503, "A service is unavailable"),
+)
+
+
+def _add_error_pages(app: FastAPI, console: Console) -> None:
+    async def login_first(request: Request, error: Exception) -> Response:
+        if request.url.path.startswith("/api/"):
+            return JSONResponse({"detail": "log in or send a bearer token"}, status_code=401)
+        return RedirectResponse("/login", status_code=303)
+
+    async def throttled(request: Request, error: Exception) -> Response:
+        reason = getattr(error, "reason", str(error))
+        response = console.page("login.html", request, status=429, error=reason)
+        response.headers["Retry-After"] = str(int(console.config.login_window_s))
+        return response
+
+    app.add_exception_handler(LoginRequired, login_first)
+    app.add_exception_handler(LoginThrottled, throttled)
+    for kind, status, title in ERROR_STATUS:
+        app.add_exception_handler(kind, _error_page(console, status, title))
+
+
+def _error_page(console: Console, status: int, title: str) -> Callable[..., Any]:
+    async def render(request: Request, error: Exception) -> Response:
+        if status >= 500 and not isinstance(error, LoginBusy):  # busy: expected in a storm
+            log.warning("%s %s: %s", request.method, request.url.path, error)
+        reason = getattr(error, "reason", str(error))
+        return console.page("error.html", request, status=status, title=title, reason=reason)
+
+    return render
+
+
+def _add_review_routes(app: FastAPI, console: Console) -> None:
+    @app.get("/")
+    def home(request: Request) -> Response:
+        reviewer = console.reviewer(request)
+        stats = console.store.stats()
+        queues = [(q, stats.get(q)) for q in console.config.queues_of(reviewer)]
+        return console.page("home.html", request, queues=queues)
+
+    @app.get("/queue/{queue}")
+    def queue_page(request: Request, queue: str, done: str = "", delayed: int = 0) -> Response:
+        reviewer = console.reviewer(request)
+        console.gate.check_queue(reviewer, queue)
+        done = done if done in DONE_KINDS else ""  # a crafted link shows no text of its own
+        shown: dict[str, Any] = {"queue": queue, "done": done, "delayed": bool(done and delayed)}
+        claim = console.store.claimed_by(reviewer, queue)
+        if claim is None:
+            waiting = console.store.stats().get(queue)
+            return console.page("queue.html", request, stats=waiting, **shown)
+        context = console.task_context(claim.task, claim.expires_at, reviewer)
+        return console.page("task.html", request, **shown, **context)
+
+    @app.post("/queue/{queue}/claim")
+    def claim_next(request: Request, queue: str, csrf: FormText = "") -> Response:
+        reviewer = console.poster(request, csrf)
+        console.gate.check_queue(reviewer, queue)
+        console.store.claim(queue, reviewer)
+        return RedirectResponse(f"/queue/{queue}", status_code=303)
+
+
+def _add_decision_route(app: FastAPI, console: Console) -> None:
+    @app.post("/decide")
+    def decide(
+        request: Request,
+        key: FormText = "",
+        kind: FormText = "",
+        action: FormText = "",
+        escalate_to: FormText = "",
+        note: FormText = "",
+        csrf: FormText = "",
+    ) -> Response:
+        reviewer = console.poster(request, csrf)  # the reviewer is the session's, never a field
+        task = console.store.get(key)
+        if task is None:
+            raise LeaseLost(f"task {key!r} is not a known task")
+        console.gate.check_queue(reviewer, task.queue)
+        choice = DecisionChoice.from_form(kind, action, escalate_to, note.strip())
+        escalations = console.config.escalations_of(reviewer)
+        submitted = console.desk.submit(key, reviewer, choice, escalations)
+        if submitted is not None:  # after a skip the same task would come straight back
+            console.store.claim(task.queue, reviewer)
+        delayed = "&delayed=1" if submitted is not None and not submitted.published else ""
+        return RedirectResponse(f"/queue/{task.queue}?done={choice.kind}{delayed}", status_code=303)
+
+
+def _add_image_route(app: FastAPI, console: Console) -> None:
+    @app.get("/image/{key}/{index}")
+    def task_image(request: Request, key: str, index: int) -> Response:
+        reviewer = console.reviewer(request)
+        task = console.store.get(key)
+        if task is None:
+            raise LeaseLost(f"task {key!r} is not a known task")
+        console.gate.check_queue(reviewer, task.queue)
+        if not 0 <= index < len(task.post.images) or task.post.images[index].url is None:
+            return JSONResponse({"detail": "no such image"}, status_code=404)
+        try:
+            jpeg = display_jpeg(str(task.post.images[index].url), console.image_limits)
+        except ImageError as error:
+            return JSONResponse({"detail": f"image not shown: {error.reason}"}, status_code=502)
+        return Response(jpeg, media_type="image/jpeg")
+
+
+def _add_dashboard_routes(app: FastAPI, console: Console) -> None:
+    @app.get("/dashboard")
+    def dashboard(request: Request) -> Response:
+        console.reviewer(request)
+        return console.page("dashboard.html", request, **_dashboard(console))
+
+    @app.get("/api/stats")
+    def api_stats(request: Request) -> Response:
+        if console.gate.token_name(request.headers.get("authorization")) is None:
+            console.reviewer(request)
+        numbers = _dashboard(console)
+        numbers["queues"] = {q: vars(s) for q, s in numbers["queues"].items()}
+        return JSONResponse(numbers)
+
+    @app.get("/healthz")
+    async def healthz() -> Response:  # on the event loop: never waits for a worker thread
+        return JSONResponse({"ok": True})
+
+
+def _dashboard(console: Console) -> dict[str, Any]:
+    overturns = console.desk.stats.overturns()
+    return {
+        "queues": console.store.stats(),
+        "unpublished": len(console.store.unpublished()),
+        "last_hour": console.desk.stats.last_hour(),
+        "overturns": {
+            rule: {"overturned": over, "decided": n, "rate": over / n if n else 0.0}
+            for rule, (over, n) in overturns.items()
+        },
+    }

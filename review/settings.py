@@ -1,0 +1,361 @@
+"""Typed configuration of the review console (`vlmod review --config FILE`); unknown keys refused.
+
+    kafka: {bootstrap_servers: "localhost:9092"}
+    redis_url: redis://localhost:6379/0
+    review_topics: {spam: moderation.review.spam, weapons: moderation.review.weapons}
+    session_secret: "..."          # python -m review.auth --secret
+    reviewers:
+      ana: {password_argon2: "$argon2id$v=19$...", queues: ["*"]}
+      ben: {password_argon2: "$argon2id$v=19$...", queues: [spam]}
+
+Password hashes come from `python -m review.auth` (it prompts for the password).
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import os
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Annotated, Any, Literal
+
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    SecretStr,
+    StringConstraints,
+    ValidationInfo,
+    field_validator,
+    model_validator,
+)
+
+from contracts.errors import ConfigInvalid
+from kafka_io.settings import KafkaSettings
+from pipelines.config import ImageSettings
+from policies.settings_files import read_config_yaml, validate_config
+
+ALL_QUEUES = "*"
+# Names travel in URLs and cookies; plain characters keep them unambiguous there.
+QueueName = Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9][A-Za-z0-9._-]{0,99}$")]
+ReviewerName = Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9][A-Za-z0-9._@-]{0,63}$")]
+# Deferring the cross-check lets the loader report it at the offending YAML position.
+_DEFER_CROSS_CHECK = "defer_cross_check"
+# Secrets this project has shipped as examples; anyone who reads the repository knows them.
+PLACEHOLDER_SECRETS = frozenset(
+    {"replace-with-64-random-characters-from-a-secret-store", "a long random string"}
+)
+MIN_SECRET_CHARS = 43  # 32 random bytes in URL-safe base64, as `secrets.token_urlsafe(32)` prints
+MIN_SECRET_SYMBOLS = 10  # hex has 16; a run of one or two characters is no secret
+MAKE_SECRET = "python -m review.auth --secret"
+
+
+def secret_problem(secret: str) -> str | None:
+    """Why `secret` cannot sign sessions, or None when it looks like 32 random bytes or more."""
+    if secret in PLACEHOLDER_SECRETS or "replace-with" in secret:
+        return "is the shipped placeholder, which anyone can read"
+    if len(secret) < MIN_SECRET_CHARS:
+        return f"has {len(secret)} characters; at least {MIN_SECRET_CHARS} (32 random bytes)"
+    if len(set(secret)) < MIN_SECRET_SYMBOLS or _period(secret) <= len(secret) // 2:
+        return "repeats a short pattern; it must be random"
+    return None
+
+
+def _period(text: str) -> int:
+    """The length of the shortest piece that `text` repeats (its own length when none)."""
+    return next(
+        (n for n in range(1, len(text) // 2 + 1) if text == (text[:n] * len(text))[: len(text)]),
+        len(text),
+    )
+
+
+class QueueSettings(BaseModel):
+    """One review queue: its topic, and the queue name its tasks carry when not the key."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    topic: str = Field(..., min_length=1, description="The topic that carries the queue's tasks.")
+    queue: str | None = Field(
+        None,
+        min_length=1,
+        description="The queue name the tasks on that topic carry (the policy's); defaults to "
+        "this queue's own name. Lets two policies that use one name be two queues here.",
+    )
+
+
+class ReviewerSettings(BaseModel):
+    """One reviewer: how they log in and which queues they may work."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    password_argon2: str = Field(
+        ...,
+        pattern=r"^\$argon2id\$v=\d+\$m=\d+,t=\d+,p=\d+\$[A-Za-z0-9+/]+\$[A-Za-z0-9+/]+$",
+        description="argon2id hash of the password, from `python -m review.auth`.",
+    )
+    queues: list[str] = Field(
+        ...,
+        min_length=1,
+        description='Queue names (keys of review_topics) they may work, or "*" for every queue.',
+    )
+    escalate_to: list[str] | None = Field(
+        None,
+        description="Queues they may escalate into; absent: the queues they may work. "
+        '"*" for every queue.',
+    )
+
+
+class TokenSettings(BaseModel):
+    """A bearer token for read-only machine access to `GET /api/stats` (monitoring)."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    sha256: str = Field(
+        ...,
+        pattern=r"^[0-9a-f]{64}$",
+        description="sha256 hex of the token; `python -m review.auth --token` makes one.",
+    )
+
+
+class ReviewConfig(BaseModel):
+    """Everything `vlmod review` needs; unknown keys are refused."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    kafka: KafkaSettings = Field(..., description="Broker connection.")
+    redis_url: str = Field(..., min_length=1, description="Redis holding the open review tasks.")
+    review_topics: dict[QueueName, str | QueueSettings] = Field(
+        ...,
+        min_length=1,
+        description="Review queue name -> the topic that carries its tasks, or {topic, queue}.",
+    )
+    decisions_topic: str = Field(
+        "moderation.decisions", min_length=1, description="Where reviewer decisions go."
+    )
+    dead_letter_topic: str = Field(
+        "moderation.dead-letter",
+        min_length=1,
+        description="Where review-topic records that are not tasks of their queue go, with why.",
+    )
+    consumer_group: str = Field(
+        "vlmod-review", min_length=1, description="Kafka consumer group of the review topics."
+    )
+    consumer_overrides: dict[str, Any] = Field(
+        default_factory=dict, description="kafka-python consumer settings, e.g. session_timeout_ms."
+    )
+    namespace: str = Field(
+        "vlmod:review", min_length=1, description="Prefix of every Redis key the console writes."
+    )
+    lease_s: float = Field(300.0, gt=0, description="How long a claim lasts without a decision.")
+    order: Literal["priority", "age"] = Field(
+        "priority", description="Hand out the most urgent task first, or the oldest."
+    )
+    session_secret: SecretStr | None = Field(
+        None,
+        description=f"Key that signs session cookies: 32 random bytes or more (`{MAKE_SECRET}`). "
+        "Or name an environment variable that holds it in session_secret_env.",
+    )
+    session_secret_env: str | None = Field(
+        None,
+        min_length=1,
+        description="Environment variable holding the session secret (kept out of the file).",
+    )
+    session_max_age_s: int = Field(12 * 3600, gt=0, description="A login lasts at most this long.")
+    session_idle_timeout_s: int = Field(
+        1800, gt=0, description="A login unused for this long ends (seconds)."
+    )
+    secure_cookies: bool = Field(
+        False, description="Mark cookies Secure; turn on when the console is served over HTTPS."
+    )
+    login_max_failures: int = Field(
+        5, ge=1, description="Failed logins per user name and address before 429."
+    )
+    login_window_s: float = Field(60.0, gt=0, description="Window of login_max_failures.")
+    login_max_failures_per_address: int = Field(
+        30, ge=1, description="Failed logins from one address, over all names, before 429."
+    )
+    login_limiter_entries: int = Field(
+        10_000,
+        ge=100,
+        description="Most (name, address) pairs the login limiter remembers; the oldest go first.",
+    )
+    login_hash_concurrency: int = Field(
+        2,
+        ge=1,
+        le=64,
+        description="Password checks run at once; each argon2 check takes its memory cost (64 MiB "
+        "by default), so this bounds the console's memory under a login storm.",
+    )
+    login_queue_timeout_s: float = Field(
+        10.0, gt=0, description="How long a login waits for a free check before 503."
+    )
+    login_queue_max: int = Field(
+        16, ge=1, description="Logins waiting for a check at most; more get 503 at once."
+    )
+    trusted_proxies: list[str] = Field(
+        default_factory=list,
+        description="Addresses or networks (CIDR) of reverse proxies whose X-Forwarded-For is "
+        "believed; from anyone else the header is ignored.",
+    )
+    max_request_bytes: int = Field(
+        65_536, ge=4096, description="Largest request body the console reads; bigger get 413."
+    )
+    images: ImageSettings = Field(
+        default_factory=ImageSettings,
+        description="Limits and address rules for the post images the console fetches for a "
+        "reviewer, as the pipeline fetches them.",
+    )
+    reviewers: dict[ReviewerName, ReviewerSettings] = Field(
+        ..., min_length=1, description="Reviewer name -> password hash and allowed queues."
+    )
+    tokens: dict[str, TokenSettings] = Field(
+        default_factory=dict, description="Name -> read-only bearer token for GET /api/stats."
+    )
+
+    @field_validator("session_secret")
+    @classmethod
+    def _secret_is_random(cls, secret: SecretStr | None) -> SecretStr | None:
+        problem = secret_problem(secret.get_secret_value()) if secret is not None else None
+        if problem:
+            raise ValueError(f"the session secret {problem}; make one with `{MAKE_SECRET}`")
+        return secret
+
+    @field_validator("session_secret_env")
+    @classmethod
+    def _secret_env_is_set(cls, name: str | None) -> str | None:
+        if name is None:
+            return None
+        value = os.environ.get(name)
+        if not value:
+            raise ValueError(f"environment variable {name} is not set; put the secret there")
+        problem = secret_problem(value)
+        if problem:
+            raise ValueError(f"the secret in {name} {problem}; make one with `{MAKE_SECRET}`")
+        return name
+
+    @model_validator(mode="after")
+    def _one_secret(self) -> ReviewConfig:
+        if (self.session_secret is None) == (self.session_secret_env is None):
+            raise ValueError(
+                f"give session_secret or session_secret_env, one of them (`{MAKE_SECRET}`)"
+            )
+        return self
+
+    def secret_value(self) -> str:
+        """The session secret, from the file or its environment variable."""
+        if self.session_secret is not None:
+            return self.session_secret.get_secret_value()
+        return os.environ[str(self.session_secret_env)]
+
+    @field_validator("trusted_proxies")
+    @classmethod
+    def _proxies_are_networks(cls, proxies: list[str]) -> list[str]:
+        for proxy in proxies:
+            try:
+                ipaddress.ip_network(proxy, strict=False)
+            except ValueError:
+                raise ValueError(f"{proxy!r} is not an address or a CIDR network") from None
+        return proxies
+
+    @model_validator(mode="after")
+    def _queues_are_known(self, info: ValidationInfo) -> ReviewConfig:
+        if not (info.context or {}).get(_DEFER_CROSS_CHECK):
+            problems = [message for _, message in self.cross_problems()]
+            if problems:
+                raise ValueError("; ".join(problems))
+        return self
+
+    def cross_problems(self) -> list[tuple[tuple[str | int, ...], str]]:
+        """(YAML path, message) for each unknown queue a reviewer names, and shared topics."""
+        problems = shared_topic_problems(self.review_topics)
+        for field_name in ("queues", "escalate_to"):
+            granted = {
+                f"{name}.{field_name}": getattr(reviewer, field_name) or []
+                for name, reviewer in self.reviewers.items()
+            }
+            problems += unknown_queue_problems(granted, self.review_topics)
+        return problems
+
+    @property
+    def topics(self) -> dict[str, str]:
+        """Queue name -> its topic."""
+        return {name: _topic_of(entry) for name, entry in self.review_topics.items()}
+
+    def task_queue(self, queue: str) -> str:
+        """The queue name the tasks of console queue `queue` carry (the policy's name)."""
+        entry = self.review_topics[queue]
+        return entry.queue or queue if isinstance(entry, QueueSettings) else queue
+
+    def escalations_of(self, reviewer: str) -> list[str]:
+        """The queues `reviewer` may escalate into, in review_topics order."""
+        settings = self.reviewers.get(reviewer)
+        if settings is None:
+            return []
+        allowed = settings.escalate_to if settings.escalate_to is not None else settings.queues
+        if ALL_QUEUES in allowed:
+            return list(self.review_topics)
+        return [queue for queue in self.review_topics if queue in allowed]
+
+    def queues_of(self, reviewer: str) -> list[str]:
+        """The queues `reviewer` may work, in review_topics order; none for a stranger."""
+        settings = self.reviewers.get(reviewer)
+        if settings is None:
+            return []
+        if ALL_QUEUES in settings.queues:
+            return list(self.review_topics)
+        return [queue for queue in self.review_topics if queue in settings.queues]
+
+
+def _topic_of(entry: str | QueueSettings) -> str:
+    return entry.topic if isinstance(entry, QueueSettings) else entry
+
+
+def unknown_queue_problems(
+    granted: Mapping[str, list[str]], review_topics: Mapping[str, object]
+) -> list[tuple[tuple[str | int, ...], str]]:
+    """Every granted queue that is neither "*" nor a key of review_topics, with its path.
+
+    `granted` maps "reviewer.field" (queues or escalate_to) to the names listed there.
+    """
+    known = ", ".join(sorted(review_topics)) or "(none)"
+    problems: list[tuple[tuple[str | int, ...], str]] = []
+    for where, queues in granted.items():
+        reviewer, _, field_name = where.rpartition(".")
+        for index, queue in enumerate(queues):
+            if queue != ALL_QUEUES and queue not in review_topics:
+                message = (
+                    f"reviewers.{where}[{index}]: unknown queue {queue!r}; "
+                    f'review_topics names: {known} (or use "*")'
+                )
+                problems.append((("reviewers", reviewer, field_name, index), message))
+    return problems
+
+
+def shared_topic_problems(
+    review_topics: Mapping[str, str | QueueSettings],
+) -> list[tuple[tuple[str | int, ...], str]]:
+    """Each queue whose topic an earlier queue has: a task there would have two queues."""
+    seen: dict[str, str] = {}
+    problems: list[tuple[tuple[str | int, ...], str]] = []
+    for name, entry in review_topics.items():
+        topic = _topic_of(entry)
+        if topic in seen:
+            message = (
+                f"review_topics.{name}: topic {topic!r} is queue {seen[topic]!r}'s already; "
+                "each queue needs a topic of its own"
+            )
+            problems.append((("review_topics", name), message))
+        seen.setdefault(topic, name)
+    return problems
+
+
+def load_review_config(path: str | Path) -> ReviewConfig:
+    """Read a review console YAML file; every problem is reported as FILE:LINE:COL: message."""
+    doc = read_config_yaml(path, needs="kafka, redis_url, review_topics and reviewers")
+    if not isinstance(doc.data, dict):
+        raise ConfigInvalid(f"{path}:1:1: expected a mapping with kafka, redis_url, reviewers...")
+    config = validate_config(doc, ReviewConfig, context={_DEFER_CROSS_CHECK: True})
+    placed = [doc.problem(doc.where(where), message) for where, message in config.cross_problems()]
+    if placed:
+        raise ConfigInvalid("\n".join(str(problem) for problem in sorted(placed)))
+    return config

@@ -15,7 +15,7 @@ were never asked for is useless. Pass `include_shadow=False` to plan for active 
 
 from __future__ import annotations
 
-from collections.abc import Hashable, Iterable, Mapping
+from collections.abc import Hashable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -49,11 +49,6 @@ class SignalPlan:
     def signal_keys(self) -> set[SignalKey]:
         """Every (producer, request) of the plan."""
         return {(producer, r) for producer, requests in self.requests.items() for r in requests}
-
-    def only(self, producers: Iterable[str]) -> SignalPlan:
-        """The part of the plan for `producers`."""
-        wanted = set(producers)
-        return SignalPlan({p: r for p, r in self.requests.items() if p in wanted and r})
 
     def without(self, computed: Computed) -> SignalPlan:
         """The plan less what is already computed."""

@@ -46,10 +46,6 @@ class SignalPlan:
     def __bool__(self) -> bool:
         return any(self.requests.values())
 
-    def signal_keys(self) -> set[SignalKey]:
-        """Every (producer, request) of the plan."""
-        return {(producer, r) for producer, requests in self.requests.items() for r in requests}
-
     def without(self, computed: Computed) -> SignalPlan:
         """The plan less what is already computed."""
         left = {p: {r for r in rs if (p, r) not in computed} for p, rs in self.requests.items()}
@@ -127,13 +123,6 @@ class PolicySet:
 
     def _planned(self, include_shadow: bool) -> tuple[CompiledPolicy, ...]:
         return self.policies if include_shadow else self.active
-
-    def signal_plan(self, *, include_shadow: bool = True) -> SignalPlan:
-        """Union of everything any rule reads: what to compute when nothing is known yet."""
-        plan = SignalPlan()
-        for policy in self._planned(include_shadow):
-            plan = plan | plan_of(policy, policy.all_needs())
-        return plan
 
     def plan_for_post(
         self,

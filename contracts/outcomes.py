@@ -73,11 +73,6 @@ class Outcome(BaseModel):
             raise ValueError("an outcome has verdicts or a dead letter, not both")
         return self
 
-    @property
-    def review_tasks(self) -> list[ReviewRoute]:
-        """The review tasks of its active verdicts, in order."""
-        return [active.review for active in self.verdicts if active.review is not None]
-
     def most_severe(self) -> Verdict | None:
         """The most severe active verdict, the most urgent among equals; None when there is none."""
         verdicts = [active.verdict for active in self.verdicts]

@@ -286,13 +286,6 @@ class VerdictDiff(BaseModel):
     rules_added: list[str] = Field(default_factory=list, description="Only the shadow matched.")
     rules_removed: list[str] = Field(default_factory=list, description="Only active matched.")
 
-    @property
-    def changed(self) -> bool:
-        """True when the shadow policy would have decided differently."""
-        return bool(
-            self.action or self.queue or self.priority or self.rules_added or self.rules_removed
-        )
-
 
 class ShadowVerdict(BaseModel):
     """A shadow policy's verdict and how it differs from the active one (shadow topic)."""

@@ -339,11 +339,6 @@ class Services:
     ray: bool = False
     owned: list[KafkaBroker | RedisServer] = field(default_factory=list)
 
-    def owned_pids(self) -> list[int]:
-        """Process ids of the servers started here (for leak checks)."""
-        pids = [s.process.pid for s in self.owned if s.process and s.process.pid]
-        return [pid for pid in pids if pid is not None]
-
 
 @contextlib.contextmanager
 def running_services(

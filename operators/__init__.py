@@ -8,7 +8,7 @@ Where things are:
 - `jobs`: `PostJob` (images, text, `VlmTask`s) in, `PostSignals` (a value per task) out;
   `VlmTask`/`About`/`TaskKind` come from `contracts.vlm`. `ImageJob`/`ImageSignals` are the
   one-image view.
-- `tasks.VlmOperator.run_posts` (and `run`, `ask`, `classify`, `describe`, `embed` over images):
+- `tasks.VlmOperator.run_posts` (and `run` over one-image `ImageJob`s):
   `work` decides what the cache already answered (image-level answers per image hash, post-level
   per text + image hashes), `assembly` lays out one forward's prefix rows (one per image, one
   per post) and task rows, `forward` is the only model-touching code.

@@ -19,7 +19,6 @@ import struct
 import time
 from array import array
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
 from typing import Any, Protocol
 
 log = logging.getLogger(__name__)
@@ -31,16 +30,6 @@ class _Store(Protocol):
     def get_many(self, keys: Sequence[str]) -> list[bytes | None]: ...
 
     def set_many(self, items: Mapping[str, bytes], ttl_s: int) -> None: ...
-
-
-@dataclass
-class CacheCounters:
-    """Per-key hits and misses, failed Redis calls, and calls skipped while Redis was down."""
-
-    hits: int = 0
-    misses: int = 0
-    errors: int = 0
-    bypassed: int = 0
 
 
 class SignalCache:
@@ -68,24 +57,9 @@ class SignalCache:
         self.ttl_s = ttl_s
         self.namespace = namespace
         self.retry_after_s = retry_after_s
-        self.counters = CacheCounters()
+        self.errors = 0  # Redis calls that failed
         self._down_until = 0.0
         self._outage_logged = False
-
-    @property
-    def hits(self) -> int:
-        """Keys found."""
-        return self.counters.hits
-
-    @property
-    def misses(self) -> int:
-        """Keys not found, including every key asked while Redis was failing."""
-        return self.counters.misses
-
-    @property
-    def errors(self) -> int:
-        """Redis calls that failed."""
-        return self.counters.errors
 
     def key(self, model_key: str, image_sha256: str, kind: str, text: str = "") -> str:
         """`namespace:model:image:kind[:text-hash]`; kind e=embedding, p=probability, d=caption."""
@@ -103,9 +77,6 @@ class SignalCache:
                 self._recovered()
             except Exception as exc:
                 self._failed(exc)
-        found = sum(value is not None for value in values)
-        self.counters.hits += found
-        self.counters.misses += len(keys) - found
         return values
 
     def set_many(self, items: Mapping[str, bytes]) -> None:
@@ -119,13 +90,10 @@ class SignalCache:
             self._failed(exc)
 
     def _available(self) -> bool:
-        if time.monotonic() < self._down_until:
-            self.counters.bypassed += 1
-            return False
-        return True
+        return time.monotonic() >= self._down_until
 
     def _failed(self, exc: Exception) -> None:
-        self.counters.errors += 1
+        self.errors += 1
         self._down_until = time.monotonic() + self.retry_after_s
         if not self._outage_logged:
             log.warning("signal cache unavailable, carrying on uncached: %s", exc)

@@ -167,11 +167,6 @@ class ReducedImage:
     image: Image.Image
     original_size: tuple[int, int]
 
-    @property
-    def scale(self) -> float:
-        """The reduced width over the original width (1.0: full size)."""
-        return self.image.width / self.original_size[0]
-
 
 def decode_reduced(data: bytes, limits: ImageLimits, fit: Fit) -> ReducedImage:
     """Decode `data` under `limits`, straight to `fit(width, height)` (never larger).

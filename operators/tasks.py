@@ -45,7 +45,6 @@ from operators.cache import SignalCache
 from operators.exceptions import InferenceError, OperatorError, UnsupportedTask
 from operators.families import family_of
 from operators.forward import ForwardResult, run_forward
-from operators.images import LoadedImage
 from operators.jobs import (
     About,
     ImageJob,
@@ -122,26 +121,6 @@ class VlmOperator:
         posts = [job.as_post() if isinstance(job, ImageJob) else job for job in jobs]
         results = self.run_posts(posts)
         return [_image_result(job, result) for job, result in zip(jobs, results, strict=True)]
-
-    def ask(self, images: Sequence[LoadedImage], questions: Mapping[str, str]) -> list[object]:
-        """P(yes) per question per image: a dict of floats, or the image's typed error."""
-        results = self.run([ImageJob(image, questions=questions) for image in images])
-        return [_pick(result, "answers") for result in results]
-
-    def classify(self, images: Sequence[LoadedImage], labels: Mapping[str, str]) -> list[object]:
-        """An independent probability per label per image (multi-label), or a typed error."""
-        results = self.run([ImageJob(image, labels=labels) for image in images])
-        return [_pick(result, "labels") for result in results]
-
-    def describe(self, images: Sequence[LoadedImage]) -> list[object]:
-        """A caption per image by batched greedy generation, or a typed error."""
-        results = self.run([ImageJob(image, describe=True) for image in images])
-        return [_pick(result, "description") for result in results]
-
-    def embed(self, images: Sequence[LoadedImage]) -> list[object]:
-        """A pooled float32 image embedding per image, or a typed error."""
-        results = self.run([ImageJob(image, embed=True) for image in images])
-        return [_pick(result, "embedding") for result in results]
 
     def _encoding_vlm(self) -> Vlm:
         """The loaded model with a processor of its own, for the preprocessing threads."""
@@ -346,7 +325,3 @@ def _image_result(
     if isinstance(result, OperatorError):
         return result
     raise TypeError("an image job came back without signals")
-
-
-def _pick(result: ImageSignals | OperatorError, attribute: str) -> object:
-    return result if isinstance(result, OperatorError) else getattr(result, attribute)

@@ -45,11 +45,6 @@ class PipelineRun:
         self.actors: list[Any] = []
         self.runs: list[Any] = []
 
-    @property
-    def app_name(self) -> str:
-        """The Serve application of the default model's replica pool."""
-        return signal_app_name(self.config)
-
     def start(self, policy_set: PolicySet) -> None:
         """Create missing topics, deploy each model's replica pool, start the consumer actors."""
         from ray import serve

@@ -50,11 +50,6 @@ class ModelSources:
     ranks: Mapping[str, int]
 
     @classmethod
-    def single(cls, source: SignalSource) -> ModelSources:
-        """One model, the default."""
-        return cls({DEFAULT_MODEL: source}, {DEFAULT_MODEL: 0})
-
-    @classmethod
     def of(
         cls, config: PipelineConfig, sources: SignalSource | Mapping[str, SignalSource]
     ) -> ModelSources:

@@ -15,7 +15,7 @@ were never asked for is useless. Pass `include_shadow=False` to plan for active 
 
 from __future__ import annotations
 
-from collections.abc import Hashable, Iterable, Mapping
+from collections.abc import Hashable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -45,15 +45,6 @@ class SignalPlan:
 
     def __bool__(self) -> bool:
         return any(self.requests.values())
-
-    def signal_keys(self) -> set[SignalKey]:
-        """Every (producer, request) of the plan."""
-        return {(producer, r) for producer, requests in self.requests.items() for r in requests}
-
-    def only(self, producers: Iterable[str]) -> SignalPlan:
-        """The part of the plan for `producers`."""
-        wanted = set(producers)
-        return SignalPlan({p: r for p, r in self.requests.items() if p in wanted and r})
 
     def without(self, computed: Computed) -> SignalPlan:
         """The plan less what is already computed."""
@@ -132,13 +123,6 @@ class PolicySet:
 
     def _planned(self, include_shadow: bool) -> tuple[CompiledPolicy, ...]:
         return self.policies if include_shadow else self.active
-
-    def signal_plan(self, *, include_shadow: bool = True) -> SignalPlan:
-        """Union of everything any rule reads: what to compute when nothing is known yet."""
-        plan = SignalPlan()
-        for policy in self._planned(include_shadow):
-            plan = plan | plan_of(policy, policy.all_needs())
-        return plan
 
     def plan_for_post(
         self,

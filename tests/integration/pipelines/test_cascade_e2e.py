@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 
 from contracts.records import Verdict
-from contracts.vlm import TaskKind, VlmTask
+from contracts.vlm import DEFAULT_MODEL, TaskKind, VlmTask
 from demo.samples import drawn_image
 from pipelines.model_settings import NamedModelSettings, ReplicaPoolSettings
 from pipelines.signal_records import InferenceRequest
@@ -65,8 +65,8 @@ def test_two_models_each_on_its_own_pool_and_the_large_one_only_where_open(
     run, collector = start_pipeline(config)
     apps = serve.status().applications
     assert {name: apps[name].status for name in run.app_names.values()} == {
-        run.app_name: "RUNNING",
-        f"{run.app_name}-large": "RUNNING",
+        run.app_names[DEFAULT_MODEL]: "RUNNING",
+        f"{run.app_names[DEFAULT_MODEL]}-large": "RUNNING",
     }
     messages = post_messages(3 * IMAGES, topic=config.topics.inputs[0], images=IMAGES)
     publish(config, messages)

@@ -6,7 +6,7 @@ import subprocess
 
 import redis
 
-from demo.harness import running_services
+from demo.harness import Services, running_services
 from kafka_io.clients import KafkaWriter, OutMessage, create_topics
 from kafka_io.settings import KafkaSettings
 
@@ -16,9 +16,14 @@ def live_pids() -> set[int]:
     return {int(line) for line in out.stdout.split()}
 
 
+def owned_pids(services: Services) -> list[int]:
+    """Process ids of the servers `running_services` started itself."""
+    return [s.process.pid for s in services.owned if s.process is not None]
+
+
 def test_services_answer_and_are_gone_after_exit(tmp_path):
     with running_services(kafka=True, redis=True, ray=False, workdir=tmp_path) as services:
-        pids = services.owned_pids()
+        pids = owned_pids(services)
         assert len(pids) == 2 and set(pids) <= live_pids()
         assert redis.Redis.from_url(services.redis_url).ping()
         settings = KafkaSettings(bootstrap_servers=services.kafka_bootstrap)
@@ -33,7 +38,7 @@ def test_services_stop_when_the_body_fails(tmp_path):
     pids: list[int] = []
     try:
         with running_services(kafka=False, redis=True, ray=False, workdir=tmp_path) as services:
-            pids = services.owned_pids()
+            pids = owned_pids(services)
             raise RuntimeError("test failed half way")
     except RuntimeError:
         pass
@@ -44,7 +49,7 @@ def test_existing_servers_from_the_environment_are_used_not_started(monkeypatch,
     monkeypatch.setenv("VLMOD_REDIS_URL", redis_url)
     with running_services(kafka=False, redis=True, ray=False) as services:
         assert services.redis_url == redis_url
-        assert services.owned_pids() == []
+        assert owned_pids(services) == []
 
 
 def test_redis_restarts_on_the_same_port(redis_factory):
@@ -71,8 +76,9 @@ SERVE_UNTIL_KILLED = """
 import sys, threading
 from pathlib import Path
 from demo.harness import running_services
+from demo.harness import Services, running_services
 with running_services(kafka=True, redis=True, ray=False, workdir=Path(sys.argv[1])) as services:
-    print(*services.owned_pids(), flush=True)
+    print(*(s.process.pid for s in services.owned), flush=True)
     threading.Event().wait()
 """
 

@@ -12,6 +12,7 @@ import ray
 
 from contracts.records import DeadLetter, Verdict
 from contracts.review import ReviewTask
+from contracts.vlm import DEFAULT_MODEL
 from kafka_io.clients import OutMessage
 from pipelines.config import PoolSettings
 
@@ -97,7 +98,7 @@ def test_killing_a_serve_replica_mid_stream_loses_nothing(e2e_config, start_pipe
     replicas = [
         a
         for a in ray.util.list_named_actors(all_namespaces=True)
-        if a["name"].startswith(f"SERVE_REPLICA::{run.app_name}#vlm")
+        if a["name"].startswith(f"SERVE_REPLICA::{run.app_names[DEFAULT_MODEL]}#vlm")
     ]
     assert len(replicas) == 2
     victim = ray.get_actor(replicas[0]["name"], namespace=replicas[0]["namespace"])

@@ -8,6 +8,7 @@ import torch
 from operators.exceptions import ImagePreprocessError, InferenceError
 from operators.forward import yes_probability
 from operators.tasks import ImageJob, ImageSignals, VlmOperator
+from tests.unit.operators.one_image import ask
 
 QUESTIONS = {
     "gun": "Is there a gun?",
@@ -18,7 +19,7 @@ QUESTIONS = {
 
 
 def test_probabilities_lie_in_unit_interval(vlm, images):
-    results = VlmOperator(vlm).ask(images, QUESTIONS)
+    results = ask(VlmOperator(vlm), images, QUESTIONS)
     for answers in results:
         assert set(answers) == set(QUESTIONS)
         assert all(0.0 <= p <= 1.0 for p in answers.values())
@@ -26,15 +27,15 @@ def test_probabilities_lie_in_unit_interval(vlm, images):
 
 def test_batch_equals_one_at_a_time(vlm, images):
     operator = VlmOperator(vlm)
-    batched = operator.ask(images, QUESTIONS)
+    batched = ask(operator, images, QUESTIONS)
     for image, answers in zip(images, batched, strict=True):
-        [alone] = operator.ask([image], QUESTIONS)
+        [alone] = ask(operator, [image], QUESTIONS)
         for name in QUESTIONS:
             assert answers[name] == pytest.approx(alone[name], abs=1e-4)
 
 
 def test_answers_differ_between_questions_and_images(vlm, images):
-    results = VlmOperator(vlm).ask(images, QUESTIONS)
+    results = ask(VlmOperator(vlm), images, QUESTIONS)
     values = {round(p, 6) for answers in results for p in answers.values()}
     assert len(values) > len(QUESTIONS)
 
@@ -42,7 +43,7 @@ def test_answers_differ_between_questions_and_images(vlm, images):
 def test_shared_prefix_matches_full_prompt_forward(vlm, images):
     """KV-cache reuse must give what one plain forward of the whole prompt gives."""
     question = "Is there a gun?"
-    [answers] = VlmOperator(vlm).ask(images[:1], {"q": question})
+    [answers] = ask(VlmOperator(vlm), images[:1], {"q": question})
     text = f"{question} {vlm.spec.answer_instruction}"
     prefix = vlm.processor(text=[vlm.layout.prefix], images=[images[0].image], return_tensors="pt")
     suffix = vlm.tokenizer(
@@ -59,7 +60,7 @@ def test_shared_prefix_matches_full_prompt_forward(vlm, images):
 def test_image_encoded_once_for_n_questions(vlm, images, count_calls):
     vision = count_calls(vlm.vision_tower)
     text_model = count_calls(_text_model(vlm))
-    VlmOperator(vlm).ask(images[:1], QUESTIONS)
+    ask(VlmOperator(vlm), images[:1], QUESTIONS)
     assert vision.calls == 1
     # One prefill of the prefix, one batched pass over all four question suffixes.
     assert text_model.calls == 2
@@ -76,11 +77,11 @@ def test_whole_batch_encodes_images_in_one_vision_call(vlm, images, count_calls)
 def test_broken_image_fails_alone(vlm, images, degenerate_image):
     operator = VlmOperator(vlm)
     mixed = [images[0], degenerate_image, images[1]]
-    results = operator.ask(mixed, QUESTIONS)
+    results = ask(operator, mixed, QUESTIONS)
     assert isinstance(results[1], ImagePreprocessError)
     assert results[1].stage == "fetch-image"
     for index in (0, 2):
-        [alone] = operator.ask([mixed[index]], QUESTIONS)
+        [alone] = ask(operator, [mixed[index]], QUESTIONS)
         assert results[index] == pytest.approx(alone, abs=1e-4)
 
 

@@ -6,10 +6,11 @@ import torch
 
 from operators.exceptions import ImagePreprocessError
 from operators.tasks import ImageJob, VlmOperator
+from tests.unit.operators.one_image import describe
 
 
 def test_describes_every_image(vlm, images):
-    captions = VlmOperator(vlm).describe(images)
+    captions = describe(VlmOperator(vlm), images)
     assert len(captions) == len(images)
     assert all(isinstance(caption, str) for caption in captions)
     assert len(set(captions)) > 1  # random weights, but different images give different text
@@ -17,13 +18,13 @@ def test_describes_every_image(vlm, images):
 
 def test_batch_equals_one_at_a_time(vlm, images):
     operator = VlmOperator(vlm)
-    batched = operator.describe(images)
-    assert batched == [operator.describe([image])[0] for image in images]
+    batched = describe(operator, images)
+    assert batched == [describe(operator, [image])[0] for image in images]
 
 
 def test_matches_plain_generate_on_the_full_prompt(vlm, images):
     """Our decoding loop over the reused cache equals transformers' greedy `generate`."""
-    [caption] = VlmOperator(vlm).describe(images[:1])
+    [caption] = describe(VlmOperator(vlm), images[:1])
     prefix = vlm.processor(text=[vlm.layout.prefix], images=[images[0].image], return_tensors="pt")
     suffix = vlm.tokenizer(
         vlm.layout.task_text(vlm.spec.describe_prompt),
@@ -45,13 +46,13 @@ def test_matches_plain_generate_on_the_full_prompt(vlm, images):
 
 def test_description_alongside_questions_is_unchanged(vlm, images):
     operator = VlmOperator(vlm)
-    [alone] = operator.describe(images[:1])
+    [alone] = describe(operator, images[:1])
     [mixed] = operator.run([ImageJob(images[0], questions={"q": "Is it red?"}, describe=True)])
     assert mixed.description == alone
 
 
 def test_broken_image_fails_alone(vlm, images, degenerate_image):
     operator = VlmOperator(vlm)
-    results = operator.describe([images[0], degenerate_image])
+    results = describe(operator, [images[0], degenerate_image])
     assert isinstance(results[1], ImagePreprocessError)
-    assert results[0] == operator.describe([images[0]])[0]
+    assert results[0] == describe(operator, [images[0]])[0]

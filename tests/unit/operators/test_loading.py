@@ -11,6 +11,7 @@ import torch
 from operators.exceptions import ModelLoadError
 from operators.loading import load_vlm, resolve_device, resolve_dtype
 from operators.spec import ModelSpec
+from tests.unit.operators.one_image import ask
 
 
 def test_loaded_vlm_exposes_what_tasks_need(vlm):
@@ -58,7 +59,7 @@ def test_bfloat16_tasks_still_give_probabilities(tiny_dirs, images):
     from operators.tasks import VlmOperator
 
     vlm = load_vlm(ModelSpec(str(tiny_dirs["smolvlm"]), dtype="bfloat16"))
-    [answers] = VlmOperator(vlm).ask(images[:1], {"q": "Is it red?"})
+    [answers] = ask(VlmOperator(vlm), images[:1], {"q": "Is it red?"})
     assert 0.0 <= answers["q"] <= 1.0
 
 

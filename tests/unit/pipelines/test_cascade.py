@@ -10,7 +10,7 @@ import pytest
 from contracts.errors import ConfigInvalid
 from contracts.producers import Cost
 from contracts.records import ModelRef
-from contracts.vlm import TaskKind, empty_value
+from contracts.vlm import DEFAULT_MODEL, TaskKind, empty_value
 from demo.samples import drawn_image
 from kafka_io.settings import KafkaSettings
 from pipelines.config import PipelineConfig
@@ -76,7 +76,7 @@ def moderate(config, sources, scores):
 
 
 def test_one_model_keeps_one_model_stage():
-    models = ModelSources.single(NoopSignals())
+    models = ModelSources({DEFAULT_MODEL: NoopSignals()}, {DEFAULT_MODEL: 0})
     stages = stages_of([Cost.MODEL, Cost.TRIVIAL], {Cost.MODEL}, models)
     assert [(s.cost, s.rank, s.models) for s in stages] == [
         (Cost.TRIVIAL, 0, ()),

@@ -5,6 +5,7 @@ from contracts.records import Action, Post
 from contracts.registry import default_registry
 from policies.loader import load_policy_dir
 from policies.testing import run_tests
+from tests.unit.policies.plans import signal_keys
 
 EXAMPLES = Path(__file__).parents[3] / "policies" / "examples"
 
@@ -30,7 +31,7 @@ def test_example_set_end_to_end():
     post = Post(id="p", text="buy followers cheap, DM on whatsapp +1 555 0100 222")
     plan = policies.plan_for_post(post)
     registry = default_registry()
-    empties = {(p, r): registry.traits(p).empty(r) for p, r in plan.signal_keys()}
+    empties = {(p, r): registry.traits(p).empty(r) for p, r in signal_keys(plan)}
     computed = {key: 0.0 if empty is NO_EMPTY else empty for key, empty in empties.items()}
     result = policies.evaluate(post, computed)
     by_id = {o.decision.policy.id: o.decision for o in result.active}

@@ -20,6 +20,7 @@ from policies.exceptions import PolicyInvalid
 from policies.loader import load_policy, load_policy_dir
 from policies.scope import PostScope
 from policies.truncation import CUT_TEXT_RULE
+from tests.unit.policies.plans import signal_keys
 
 EXAMPLES = Path(__file__).parents[3] / "policies" / "examples"
 
@@ -137,7 +138,7 @@ def judge_message(raw: bytes) -> dict[str, Decision]:
     scope = PostScope(decoded.post, truncated=decoded.truncated)
     policies = load_policy_dir(EXAMPLES)
     plan = policies.plan_for_post(decoded.post, scope=scope)
-    computed = {key: seen(decoded.post, *key) for key in plan.signal_keys()}
+    computed = {key: seen(decoded.post, *key) for key in signal_keys(plan)}
     decided = policies.evaluate(decoded.post, computed, scope=scope)
     return {outcome.decision.policy.id: outcome.decision for outcome in decided.active}
 

@@ -5,6 +5,7 @@ from contracts.vlm import TaskKind, VlmTask
 from policies.exceptions import PolicyInvalid
 from policies.loader import load_policy_dir
 from policies.policy_set import PolicySet, SignalPlan
+from tests.unit.policies.plans import signal_keys, whole_plan
 
 COMMUNITY = """\
 rules:
@@ -44,7 +45,7 @@ class FakeModel:
 
     def compute(self, plan: SignalPlan) -> dict:
         computed = {}
-        for producer, request in sorted(plan.signal_keys(), key=repr):
+        for producer, request in sorted(signal_keys(plan), key=repr):
             if request.kind is TaskKind.DESCRIBE:
                 self.calls.append("<describe>")
                 computed[(producer, request)] = "a phone on a table"
@@ -81,7 +82,7 @@ def policy_dir(tmp_path, write_policy):
 
 
 def test_signal_plan_is_the_union_by_prompt_text(policy_dir):
-    plan = load_policy_dir(policy_dir).signal_plan()
+    plan = whole_plan(load_policy_dir(policy_dir))
     assert prompts(plan, "labels") == {
         "a weapon such as a gun or a knife",
         "graphic violence, blood or gore",
@@ -97,8 +98,11 @@ def test_shadow_needs_are_planned_unless_excluded(policy_dir):
         "rules:\n  - id: faces\n    when: labels.faces > 0.5\n    action: review\n"
     )
     policies = load_policy_dir(policy_dir)
-    assert "a human face" in prompts(policies.signal_plan(), "labels")
-    assert "a human face" not in prompts(policies.signal_plan(include_shadow=False), "labels")
+    post = Post(id="1", text="x", images=[{"url": "https://example.com/a.png"}])
+    assert "a human face" in prompts(policies.plan_for_post(post), "labels")
+    assert "a human face" not in prompts(
+        policies.plan_for_post(post, include_shadow=False), "labels"
+    )
 
 
 def test_same_prompt_under_different_names_maps_back(policy_dir):
@@ -110,7 +114,7 @@ def test_same_prompt_under_different_names_maps_back(policy_dir):
 
 
 def run_pipeline(policies: PolicySet, post: Post, model: FakeModel, *, prune: bool):
-    plan = policies.plan_for_post(post) if prune else policies.signal_plan()
+    plan = policies.plan_for_post(post) if prune else whole_plan(policies)
     computed = model.compute(plan) if plan else {}
     return policies.evaluate(post, computed)
 
@@ -173,7 +177,7 @@ def test_shadow_decision_is_diffed_against_the_active_one(tmp_path, write_policy
     result = policies.evaluate(Post(id="1", text="x"), computed)
     (active,), (shadow,) = result.active, result.shadow
     assert active.decision.action is Action.BLOCK and shadow.decision.action is Action.ESCALATE
-    assert shadow.diff.changed and shadow.diff.action == (Action.BLOCK, Action.ESCALATE)
+    assert shadow.diff.action == (Action.BLOCK, Action.ESCALATE)
     assert shadow.diff.active.version == 3 and shadow.diff.shadow.version == 4
     assert shadow.to_verdict("1").shadow is True and active.to_verdict("1").shadow is False
 

@@ -31,7 +31,7 @@ from fastapi import Request
 from PIL import Image
 from typer.testing import CliRunner
 
-from pipelines.cli import app
+from cli.main import app
 from pipelines.config import PipelineConfig
 from pipelines.model_settings import ModelSettings
 from pipelines.serving import ModerationApi

@@ -69,29 +69,13 @@ def signal_cache(config: PipelineConfig) -> SignalCache | None:
 
 def model_spec(config: PipelineConfig, name: str = DEFAULT_MODEL) -> ModelSpec:
     """The operators' ModelSpec for model `name`; `tiny:<arch>` is built offline once."""
-    from operators.spec import ModelSpec
     from operators.tiny import ensure_tiny
 
     settings = config.model_settings(name)
     checkpoint = settings.name_or_path
     if checkpoint.startswith("tiny:"):
         checkpoint = str(ensure_tiny(checkpoint.removeprefix("tiny:")))
-    return ModelSpec(
-        checkpoint,
-        revision=settings.revision,
-        dtype=settings.dtype,
-        device=settings.device,
-        attn_implementation=settings.attn_implementation,
-        max_new_tokens=settings.max_new_tokens,
-        max_text_tokens=settings.max_text_tokens,
-        image_splitting=settings.image_splitting,
-        max_image_edge=settings.max_image_edge,
-        preprocess_threads=settings.preprocess_threads,
-        fast_pixels=settings.fast_pixels,
-        engine=settings.engine,
-        compile=settings.compile,
-        local_files_only=settings.local_files_only,
-    )
+    return settings.spec(name_or_path=checkpoint)
 
 
 def image_limits(config: PipelineConfig) -> ImageLimits:

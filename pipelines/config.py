@@ -11,6 +11,7 @@ from contracts.decoding import PostLimits
 from contracts.producers import ProducerContext
 from contracts.vlm import DEFAULT_MODEL
 from kafka_io.settings import KafkaSettings, TopicSettings
+from operators.limits import ImageLimits
 from operators.specialists.settings import BankSettings, NsfwSettings, OcrSettings
 from pipelines.model_settings import (
     ModelName,
@@ -23,7 +24,6 @@ from sinks.settings import SinkSettings, default_sinks
 
 if TYPE_CHECKING:
     from contracts.producers import ProducerRegistry
-    from operators.limits import ImageLimits
 
 __all__ = ["BankSettings", "NsfwSettings", "OcrSettings"]  # the shipped producers' sections
 
@@ -53,31 +53,6 @@ class RetrySettings(BaseModel):
         description="Times a consumed batch may fail as a whole before its posts are run one "
         "by one and the one that fails is dead-lettered, so no message stalls its partition.",
     )
-
-
-class ImageSettings(BaseModel):
-    """Limits on images; each refusal names the limit it hit."""
-
-    model_config = ConfigDict(frozen=True, extra="forbid")
-
-    max_images: int = Field(8, ge=1, description="Most images per post.")
-    max_bytes: int = Field(10_000_000, gt=0, description="Largest encoded image.")
-    max_pixels: int = Field(40_000_000, gt=0, description="Largest decoded image.")
-    fetch_timeout_s: float = Field(5.0, gt=0, description="Timeout of one URL fetch.")
-    file_root: str | None = Field(None, description="Directory file:// URLs may read under.")
-    allow_private_addresses: bool = Field(False, description="Allow URLs to private networks.")
-
-    def limits(self) -> ImageLimits:
-        """The operators' ImageLimits for these settings."""
-        from operators.limits import ImageLimits
-
-        return ImageLimits(
-            max_bytes=self.max_bytes,
-            max_pixels=self.max_pixels,
-            fetch_timeout_s=self.fetch_timeout_s,
-            file_root=Path(self.file_root) if self.file_root else None,
-            allow_private_addresses=self.allow_private_addresses,
-        )
 
 
 class PostSettings(BaseModel):
@@ -185,7 +160,7 @@ class PipelineConfig(BaseModel):
     policy_dir: str = Field("policies/examples", description="Directory of policy files.")
     pool: PoolSettings = Field(default_factory=PoolSettings, description="Replicas and consumers.")
     retry: RetrySettings = Field(default_factory=RetrySettings, description="Inference retries.")
-    images: ImageSettings = Field(default_factory=ImageSettings, description="Image limits.")
+    images: ImageLimits = Field(default_factory=ImageLimits, description="Image limits.")
     posts: PostSettings = Field(
         default_factory=PostSettings, description="Post input and policy-time limits."
     )
@@ -227,7 +202,7 @@ class PipelineConfig(BaseModel):
         return ProducerContext(
             redis_url=self.redis_url,
             settings=self.specialists.model_dump(mode="json"),
-            images=self.images.model_dump(mode="json"),
+            images=self.images,
         )
 
 

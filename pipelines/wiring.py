@@ -10,7 +10,6 @@ from pipelines.signal_source import NoopSignals, SignalSource
 
 if TYPE_CHECKING:
     from operators.cache import SignalCache
-    from operators.limits import ImageLimits
     from operators.loading import Vlm
     from operators.spec import ModelSpec
     from pipelines.config import PipelineConfig
@@ -42,7 +41,7 @@ def build_signal_source(config: PipelineConfig, name: str = DEFAULT_MODEL) -> Si
         torch.set_num_threads(settings.torch_threads)
     vlm, note = checked_vlm(load_vlm(model_spec(config, name)), settings.self_check)
     operator = VlmOperator(vlm, signal_cache(config))
-    return SignalComputer(operator, image_limits(config), engine_note=note)
+    return SignalComputer(operator, config.images, engine_note=note)
 
 
 def checked_vlm(vlm: Vlm, on_mismatch: str) -> tuple[Vlm, str | None]:
@@ -76,8 +75,3 @@ def model_spec(config: PipelineConfig, name: str = DEFAULT_MODEL) -> ModelSpec:
     if checkpoint.startswith("tiny:"):
         checkpoint = str(ensure_tiny(checkpoint.removeprefix("tiny:")))
     return settings.spec(name_or_path=checkpoint)
-
-
-def image_limits(config: PipelineConfig) -> ImageLimits:
-    """The operators' ImageLimits for the configured image settings."""
-    return config.images.limits()

@@ -44,7 +44,7 @@ from contracts.producers import (
 from operators.decoded import DecodedImages
 from operators.exceptions import ImageError
 from operators.images import ReducedImage
-from operators.limits import ImageLimits
+from operators.limits import ImageLimits, limits_of
 from operators.specialists import settings as sections
 from operators.specialists.bank_names import BankName
 from operators.specialists.budget import POST_TIME_BUDGET_MS, PostBudget, each_image
@@ -60,7 +60,7 @@ Result = ProducerOutput | Exception
 
 def _limits(context: ProducerContext) -> ImageLimits:
     """The deployment's image limits (`images:`), the ones the model's images are decoded under."""
-    return ImageLimits.for_decoding(context.images)
+    return limits_of(context.images)
 
 
 class _Specialist(ProducerDefaults):

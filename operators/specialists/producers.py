@@ -180,7 +180,7 @@ class OcrSignals(_Specialist):
 
     def reading(self) -> OcrSettings:
         """How the deployment's `specialists.ocr` says images are read."""
-        return OcrSettings(**self.section().model_dump())
+        return cast(OcrSettings, self.section())
 
     @cached_property
     def reader(self) -> OcrReader:

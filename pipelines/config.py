@@ -12,7 +12,12 @@ from contracts.producers import ProducerContext
 from contracts.vlm import DEFAULT_MODEL
 from kafka_io.settings import KafkaSettings, TopicSettings
 from operators.limits import ImageLimits
-from operators.specialists.settings import BankSettings, NsfwSettings, OcrSettings
+from operators.specialists.settings import (
+    BankSettings,
+    NsfwSettings,
+    OcrSettings,
+    PostBudgetSettings,
+)
 from pipelines.model_settings import (
     ModelName,
     ModelSettings,
@@ -25,7 +30,12 @@ from sinks.settings import SinkSettings, default_sinks
 if TYPE_CHECKING:
     from contracts.producers import ProducerRegistry
 
-__all__ = ["BankSettings", "NsfwSettings", "OcrSettings"]  # the shipped producers' sections
+__all__ = [  # the shipped producers' sections
+    "BankSettings",
+    "NsfwSettings",
+    "OcrSettings",
+    "PostBudgetSettings",
+]
 
 
 class PoolSettings(ReplicaPoolSettings):
@@ -87,19 +97,6 @@ class ApiSettings(BaseModel):
 
     max_request_bytes: int = Field(
         16_000_000, gt=0, description="Largest request body; bigger ones get 413 unread."
-    )
-
-
-class PostBudgetSettings(BaseModel):
-    """What one post may cost each image specialist (`nsfw`, `ocr`, `banks`)."""
-
-    model_config = ConfigDict(frozen=True, extra="forbid")
-
-    time_budget_ms: float = Field(
-        4000.0,
-        gt=0,
-        description="Time each image specialist may spend on one post; it always looks at the "
-        "first image, and past the budget skips the rest, which the verdict names.",
     )
 
 

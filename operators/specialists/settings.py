@@ -1,4 +1,4 @@
-"""The settings of the CPU specialists: each producer's section under `specialists:`.
+"""The settings of the CPU specialists: `post`, then each producer's section under `specialists:`.
 
 Each producer declares its model (`settings_model`); the pipeline config checks its section
 against it, and the producer reads it back from its context (`section`).
@@ -7,6 +7,19 @@ against it, and the producer reads it back from its context (`section`).
 from __future__ import annotations
 
 from pydantic import BaseModel, ConfigDict, Field
+
+
+class PostBudgetSettings(BaseModel):
+    """What one post may cost each image specialist (`nsfw`, `ocr`, `banks`)."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    time_budget_ms: float = Field(
+        4000.0,
+        gt=0,
+        description="Time each image specialist may spend on one post; it always looks at the "
+        "first image, and past the budget skips the rest, which the verdict names.",
+    )
 
 
 class OcrSettings(BaseModel):

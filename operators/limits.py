@@ -11,6 +11,8 @@ from typing import Annotated
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field
 
+from contracts.records import DEFAULT_MAX_IMAGES
+
 
 def _network(network: str) -> str:
     """A network in CIDR notation, checked when the limits are built rather than per fetch."""
@@ -35,7 +37,7 @@ class ImageLimits(BaseModel):
 
     model_config = ConfigDict(frozen=True, extra="forbid")
 
-    max_images: int = Field(8, ge=1, description="Most images per post.")
+    max_images: int = Field(DEFAULT_MAX_IMAGES, ge=1, description="Most images per post.")
     max_bytes: int = Field(10_000_000, gt=0, description="Largest encoded image.")
     max_pixels: int = Field(40_000_000, gt=0, description="Largest decoded image.")
     fetch_timeout_s: float = Field(5.0, gt=0, description="Timeout of one URL fetch.")

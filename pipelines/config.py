@@ -71,10 +71,15 @@ class PostSettings(BaseModel):
     model_config = ConfigDict(frozen=True, extra="forbid")
 
     max_text_chars: int = Field(
-        20_000, ge=1, description="Longer text is cut to this many characters; verdicts say so."
+        PostLimits.max_text_chars,
+        ge=1,
+        description="Longer text is cut to this many characters; verdicts say so.",
     )
     max_depth: int = Field(
-        32, ge=2, le=200, description="Deepest JSON nesting accepted; deeper posts fail validate."
+        PostLimits.max_depth,
+        ge=2,
+        le=200,
+        description="Deepest JSON nesting accepted; deeper posts fail validate.",
     )
     policy_time_budget_ms: float = Field(
         250.0,

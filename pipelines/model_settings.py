@@ -24,6 +24,11 @@ from contracts.vlm import DEFAULT_MODEL
 from operators.spec import ModelSpec
 
 COST_RANKS = {"small": 0, "large": 1}
+COST_DESCRIPTION = (
+    "Its cost class: small, large, or a rank (0 = small, 1 = large, 2 larger still). Models "
+    "run cheapest first; a dearer one is asked only for posts whose rules the cheaper ones' "
+    "answers left open."
+)
 MODEL_NAME_PATTERN = r"^[a-z][a-z0-9_-]{0,39}$"
 
 
@@ -74,12 +79,7 @@ class ModelSettings(ModelSpec):
         description="CPU threads for torch in each replica; Ray sets one per whole CPU the "
         "replica reserves, at least one, which starves CPU-only replicas with fractional CPUs.",
     )
-    cost: ModelCost = Field(
-        "small",
-        description="Its cost class: small, large, or a rank (0 = small, 1 = large, 2 larger "
-        "still). Models run cheapest first; a dearer one is asked only for posts whose rules "
-        "the cheaper ones' answers left open.",
-    )
+    cost: ModelCost = Field("small", description=COST_DESCRIPTION)
 
     @property
     def cost_rank(self) -> int:
@@ -115,12 +115,7 @@ class NamedModelSettings(ModelSettings):
 
     model_config = ConfigDict(frozen=True, extra="forbid", protected_namespaces=())
 
-    cost: ModelCost = Field(
-        ...,
-        description="Its cost class: small, large, or a rank (0 = small, 1 = large, 2 larger "
-        "still). Models run cheapest first; a dearer one is asked only for posts whose rules "
-        "the cheaper ones' answers left open.",
-    )
+    cost: ModelCost = Field(..., description=COST_DESCRIPTION)
     pool: ReplicaPoolSettings = Field(
         default_factory=ReplicaPoolSettings,
         description="Its replica pool: replicas, GPU and CPU share per replica, batching.",

@@ -63,7 +63,7 @@ def posts_per_second(operator: VlmOperator, jobs: list[PostJob], repeats: int) -
 def measure(checkpoint: str, args: argparse.Namespace, root: Path) -> dict[str, object]:
     """One checkpoint's row."""
     directory = make_twin(root / checkpoint.replace("/", "__"), checkpoint)
-    vlm = load_vlm(ModelSpec(str(directory), device=args.device, max_new_tokens=8))
+    vlm = load_vlm(ModelSpec(name_or_path=str(directory), device=args.device, max_new_tokens=8))
     started = time.perf_counter()
     check = check_engine(vlm)
     check_s = time.perf_counter() - started

@@ -152,7 +152,7 @@ def naive_post(vlm: Vlm, job: ImageJob) -> None:
 def main() -> None:
     args = parse_args()
     spec = ModelSpec(
-        checkpoint(args),
+        name_or_path=checkpoint(args),
         dtype=args.dtype,
         device=args.device,
         attn_implementation=args.attn,

@@ -123,7 +123,9 @@ class ProcessorOnly:
         from transformers import AutoProcessor
 
         self.processor = AutoProcessor.from_pretrained(name_or_path)
-        apply_tiling_overrides(self.processor.image_processor, ModelSpec(name_or_path, **overrides))
+        apply_tiling_overrides(
+            self.processor.image_processor, ModelSpec(name_or_path=name_or_path, **overrides)
+        )
         self.prompts = PromptBook(self.processor, None)
         self.fast_pixels = fast_pixels_for(self.processor) if fast else None
         if fast and self.fast_pixels is None:

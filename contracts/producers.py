@@ -120,13 +120,14 @@ class ProducerContext:
 
     A producer with a `bind(context)` method gets it once, before its first `compute`.
     `settings` holds each producer's section of the pipeline config's `specialists:`;
-    `images` is the config's `images:` section, whose `max_bytes` and `max_pixels` bound every
-    image a producer decodes, as they bound the model's.
+    `images` is the config's `images:` section, an `operators.limits.ImageLimits` (contracts
+    cannot name it; None: its defaults), whose `max_bytes` and `max_pixels` bound every image a
+    producer decodes, as they bound the model's.
     """
 
     redis_url: str | None = None
     settings: Mapping[str, Mapping[str, Any]] = field(default_factory=dict)
-    images: Mapping[str, Any] = field(default_factory=dict)
+    images: Any = None
 
     def settings_for(self, name: str) -> Mapping[str, Any]:
         """The config section of producer `name` (empty when none)."""

@@ -4,7 +4,7 @@ This is the same seam users take with a hub id or a local directory; the tiny te
 go through it too.
 
 >>> from operators.spec import ModelSpec
->>> vlm = load_vlm(ModelSpec("/path/to/checkpoint"))  # doctest: +SKIP
+>>> vlm = load_vlm(ModelSpec(name_or_path="/path/to/checkpoint"))  # doctest: +SKIP
 """
 
 from __future__ import annotations

@@ -218,7 +218,7 @@ def checked(vlm: Vlm, on_mismatch: str = FALLBACK) -> tuple[Vlm, EngineCheck]:
 
 def with_engine(vlm: Vlm, engine: str) -> Vlm:
     """The same loaded model with another engine in its spec."""
-    return dataclasses.replace(vlm, spec=dataclasses.replace(vlm.spec, engine=engine))
+    return dataclasses.replace(vlm, spec=vlm.spec.replaced(engine=engine))
 
 
 def probe_jobs(vlm: Vlm) -> list[PostJob]:

@@ -12,7 +12,7 @@ images on a thread pool while the current chunk's forward runs.
 >>> from operators.spec import ModelSpec
 >>> from operators.images import ImageLoader
 >>> from operators.limits import ImageLimits
->>> vlm = load_vlm(ModelSpec(str(ensure_tiny("smolvlm"))))  # doctest: +SKIP
+>>> vlm = load_vlm(ModelSpec(name_or_path=str(ensure_tiny("smolvlm"))))  # doctest: +SKIP
 >>> image = ImageLoader(ImageLimits()).load(png_bytes)  # doctest: +SKIP
 >>> offsite = VlmTask(TaskKind.QUESTION, "Does it ask to pay off-platform?", About.POST)
 >>> [signals] = VlmOperator(vlm).run_posts([PostJob((image,), "DM me", (offsite,))])

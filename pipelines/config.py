@@ -11,7 +11,13 @@ from contracts.decoding import PostLimits
 from contracts.producers import ProducerContext
 from contracts.vlm import DEFAULT_MODEL
 from kafka_io.settings import KafkaSettings, TopicSettings
-from operators.specialists.settings import BankSettings, NsfwSettings, OcrSettings
+from operators.limits import ImageLimits
+from operators.specialists.settings import (
+    BankSettings,
+    NsfwSettings,
+    OcrSettings,
+    PostBudgetSettings,
+)
 from pipelines.model_settings import (
     ModelName,
     ModelSettings,
@@ -23,9 +29,13 @@ from sinks.settings import SinkSettings, default_sinks
 
 if TYPE_CHECKING:
     from contracts.producers import ProducerRegistry
-    from operators.limits import ImageLimits
 
-__all__ = ["BankSettings", "NsfwSettings", "OcrSettings"]  # the shipped producers' sections
+__all__ = [  # the shipped producers' sections
+    "BankSettings",
+    "NsfwSettings",
+    "OcrSettings",
+    "PostBudgetSettings",
+]
 
 
 class PoolSettings(ReplicaPoolSettings):
@@ -55,41 +65,21 @@ class RetrySettings(BaseModel):
     )
 
 
-class ImageSettings(BaseModel):
-    """Limits on images; each refusal names the limit it hit."""
-
-    model_config = ConfigDict(frozen=True, extra="forbid")
-
-    max_images: int = Field(8, ge=1, description="Most images per post.")
-    max_bytes: int = Field(10_000_000, gt=0, description="Largest encoded image.")
-    max_pixels: int = Field(40_000_000, gt=0, description="Largest decoded image.")
-    fetch_timeout_s: float = Field(5.0, gt=0, description="Timeout of one URL fetch.")
-    file_root: str | None = Field(None, description="Directory file:// URLs may read under.")
-    allow_private_addresses: bool = Field(False, description="Allow URLs to private networks.")
-
-    def limits(self) -> ImageLimits:
-        """The operators' ImageLimits for these settings."""
-        from operators.limits import ImageLimits
-
-        return ImageLimits(
-            max_bytes=self.max_bytes,
-            max_pixels=self.max_pixels,
-            fetch_timeout_s=self.fetch_timeout_s,
-            file_root=Path(self.file_root) if self.file_root else None,
-            allow_private_addresses=self.allow_private_addresses,
-        )
-
-
 class PostSettings(BaseModel):
     """Bounds on one post's input and on the time its policies may take."""
 
     model_config = ConfigDict(frozen=True, extra="forbid")
 
     max_text_chars: int = Field(
-        20_000, ge=1, description="Longer text is cut to this many characters; verdicts say so."
+        PostLimits.max_text_chars,
+        ge=1,
+        description="Longer text is cut to this many characters; verdicts say so.",
     )
     max_depth: int = Field(
-        32, ge=2, le=200, description="Deepest JSON nesting accepted; deeper posts fail validate."
+        PostLimits.max_depth,
+        ge=2,
+        le=200,
+        description="Deepest JSON nesting accepted; deeper posts fail validate.",
     )
     policy_time_budget_ms: float = Field(
         250.0,
@@ -112,19 +102,6 @@ class ApiSettings(BaseModel):
 
     max_request_bytes: int = Field(
         16_000_000, gt=0, description="Largest request body; bigger ones get 413 unread."
-    )
-
-
-class PostBudgetSettings(BaseModel):
-    """What one post may cost each image specialist (`nsfw`, `ocr`, `banks`)."""
-
-    model_config = ConfigDict(frozen=True, extra="forbid")
-
-    time_budget_ms: float = Field(
-        4000.0,
-        gt=0,
-        description="Time each image specialist may spend on one post; it always looks at the "
-        "first image, and past the budget skips the rest, which the verdict names.",
     )
 
 
@@ -185,7 +162,7 @@ class PipelineConfig(BaseModel):
     policy_dir: str = Field("policies/examples", description="Directory of policy files.")
     pool: PoolSettings = Field(default_factory=PoolSettings, description="Replicas and consumers.")
     retry: RetrySettings = Field(default_factory=RetrySettings, description="Inference retries.")
-    images: ImageSettings = Field(default_factory=ImageSettings, description="Image limits.")
+    images: ImageLimits = Field(default_factory=ImageLimits, description="Image limits.")
     posts: PostSettings = Field(
         default_factory=PostSettings, description="Post input and policy-time limits."
     )
@@ -227,7 +204,7 @@ class PipelineConfig(BaseModel):
         return ProducerContext(
             redis_url=self.redis_url,
             settings=self.specialists.model_dump(mode="json"),
-            images=self.images.model_dump(mode="json"),
+            images=self.images,
         )
 
 

@@ -16,7 +16,7 @@ from pipelines.signal_source import SignalSource
 from pipelines.stages import ModelSources
 from pipelines.steps import Moderator, SourceMessage
 from pipelines.telemetry import Telemetry, telemetry
-from pipelines.wiring import build_model_sources, image_limits, signal_cache
+from pipelines.wiring import build_model_sources, signal_cache
 from policies.policy_set import PolicySet
 
 
@@ -41,7 +41,7 @@ def build_moderator(
     gatherer = SignalGatherer(
         registry=registry,
         models=ModelSources.of(config, sources),
-        loader=ImageLoader(image_limits(config)),
+        loader=ImageLoader(config.images),
         retry=config.retry,
         telemetry=tele,
         cache=signal_cache(config),

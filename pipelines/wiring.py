@@ -10,7 +10,6 @@ from pipelines.signal_source import NoopSignals, SignalSource
 
 if TYPE_CHECKING:
     from operators.cache import SignalCache
-    from operators.limits import ImageLimits
     from operators.loading import Vlm
     from operators.spec import ModelSpec
     from pipelines.config import PipelineConfig
@@ -42,7 +41,7 @@ def build_signal_source(config: PipelineConfig, name: str = DEFAULT_MODEL) -> Si
         torch.set_num_threads(settings.torch_threads)
     vlm, note = checked_vlm(load_vlm(model_spec(config, name)), settings.self_check)
     operator = VlmOperator(vlm, signal_cache(config))
-    return SignalComputer(operator, image_limits(config), engine_note=note)
+    return SignalComputer(operator, config.images, engine_note=note)
 
 
 def checked_vlm(vlm: Vlm, on_mismatch: str) -> tuple[Vlm, str | None]:
@@ -69,31 +68,10 @@ def signal_cache(config: PipelineConfig) -> SignalCache | None:
 
 def model_spec(config: PipelineConfig, name: str = DEFAULT_MODEL) -> ModelSpec:
     """The operators' ModelSpec for model `name`; `tiny:<arch>` is built offline once."""
-    from operators.spec import ModelSpec
     from operators.tiny import ensure_tiny
 
     settings = config.model_settings(name)
     checkpoint = settings.name_or_path
     if checkpoint.startswith("tiny:"):
         checkpoint = str(ensure_tiny(checkpoint.removeprefix("tiny:")))
-    return ModelSpec(
-        checkpoint,
-        revision=settings.revision,
-        dtype=settings.dtype,
-        device=settings.device,
-        attn_implementation=settings.attn_implementation,
-        max_new_tokens=settings.max_new_tokens,
-        max_text_tokens=settings.max_text_tokens,
-        image_splitting=settings.image_splitting,
-        max_image_edge=settings.max_image_edge,
-        preprocess_threads=settings.preprocess_threads,
-        fast_pixels=settings.fast_pixels,
-        engine=settings.engine,
-        compile=settings.compile,
-        local_files_only=settings.local_files_only,
-    )
-
-
-def image_limits(config: PipelineConfig) -> ImageLimits:
-    """The operators' ImageLimits for the configured image settings."""
-    return config.images.limits()
+    return settings.spec(name_or_path=checkpoint)

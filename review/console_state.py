@@ -62,7 +62,7 @@ class Console:
             max_per_address=config.login_max_failures_per_address,
             max_entries=config.login_limiter_entries,
         )
-        self.image_limits = config.images.limits()
+        self.image_limits = config.images
         self.pages = Environment(
             loader=FileSystemLoader(HERE / "templates"),
             autoescape=True,

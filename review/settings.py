@@ -32,7 +32,7 @@ from pydantic import (
 
 from contracts.errors import ConfigInvalid
 from kafka_io.settings import KafkaSettings
-from pipelines.config import ImageSettings
+from operators.limits import ImageLimits
 from policies.settings_files import read_config_yaml, validate_config
 
 ALL_QUEUES = "*"
@@ -200,8 +200,8 @@ class ReviewConfig(BaseModel):
     max_request_bytes: int = Field(
         65_536, ge=4096, description="Largest request body the console reads; bigger get 413."
     )
-    images: ImageSettings = Field(
-        default_factory=ImageSettings,
+    images: ImageLimits = Field(
+        default_factory=ImageLimits,
         description="Limits and address rules for the post images the console fetches for a "
         "reviewer, as the pipeline fetches them.",
     )

@@ -152,9 +152,9 @@ class GuardSignals(ProducerDefaults):
     def decode(self, datas: Sequence[bytes]) -> list[Any]:
         """The post's images at full size (the guard's processor resizes or tiles them)."""
         from operators.images import decode_image
-        from operators.limits import ImageLimits
+        from operators.limits import limits_of
 
-        limits = ImageLimits.for_decoding(self.context.images)
+        limits = limits_of(self.context.images)
         return [decode_image(data, limits).image for data in datas]
 
 

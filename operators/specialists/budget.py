@@ -27,7 +27,6 @@ from typing import Generic, TypeVar
 
 T = TypeVar("T")
 R = TypeVar("R")
-POST_TIME_BUDGET_MS = 4000.0  # the config's default (pipelines.config.PostBudgetSettings)
 SETTING = "specialists.post.time_budget_ms"
 
 

@@ -34,6 +34,7 @@ from PIL import Image
 from operators.exceptions import InferenceError, ModelLoadError, error_text
 from operators.images import ReducedImage, decode_reduced, to_rgb
 from operators.limits import ImageLimits
+from operators.specialists.settings import OcrSettings
 from operators.specialists.stoppable import CallStopped, make_stoppable, pooled_session, time_limit
 
 INSTALL_HINT = "pip install 'vlm-moderation[specialists]'"
@@ -54,28 +55,6 @@ class OcrUnavailable(ModelLoadError):
 
 class OcrFailed(InferenceError):
     """The OCR models failed on this image."""
-
-
-@dataclass(frozen=True)
-class OcrSettings:
-    """How an image is read: size limits, a time budget, a confidence floor, CPU threads."""
-
-    max_side: int = 1600  # px; larger images are scaled down, aspect kept
-    max_pixels: int = 4_000_000  # after scaling down; a long strip shrinks until both hold
-    time_budget_ms: float = 2000.0  # per image, decoding included; see `OcrReader`
-    min_confidence: float = 0.5  # lines read with less are dropped
-    threads: int = 1  # onnxruntime intra-op threads of each model
-    lines_per_batch: int = 6  # lines recognised per model call; the budget is checked between
-
-    def __post_init__(self) -> None:
-        """Refuse settings that cannot work, naming the field."""
-        for name in ("max_side", "max_pixels", "threads", "lines_per_batch"):
-            if getattr(self, name) < 1:
-                raise ValueError(f"OcrSettings.{name} must be at least 1")
-        if self.time_budget_ms <= 0:
-            raise ValueError("OcrSettings.time_budget_ms must be positive")
-        if not 0.0 <= self.min_confidence <= 1.0:
-            raise ValueError("OcrSettings.min_confidence must lie in [0, 1]")
 
 
 @dataclass(frozen=True)

@@ -44,10 +44,10 @@ from contracts.producers import (
 from operators.decoded import DecodedImages
 from operators.exceptions import ImageError
 from operators.images import ReducedImage
-from operators.limits import ImageLimits
+from operators.limits import ImageLimits, limits_of
 from operators.specialists import settings as sections
 from operators.specialists.bank_names import BankName
-from operators.specialists.budget import POST_TIME_BUDGET_MS, PostBudget, each_image
+from operators.specialists.budget import PostBudget, each_image
 from operators.specialists.nsfw import model_size
 from operators.specialists.ocr import OcrReader, OcrResult, OcrSettings, working_size
 from operators.specialists.pdq import hashed_size
@@ -60,7 +60,7 @@ Result = ProducerOutput | Exception
 
 def _limits(context: ProducerContext) -> ImageLimits:
     """The deployment's image limits (`images:`), the ones the model's images are decoded under."""
-    return ImageLimits.for_decoding(context.images)
+    return limits_of(context.images)
 
 
 class _Specialist(ProducerDefaults):
@@ -94,8 +94,8 @@ class _Specialist(ProducerDefaults):
 
     def post_budget(self) -> PostBudget:
         """A fresh budget for one post's images, from the deployment's `specialists.post`."""
-        budget = self.context.settings_for("post").get("time_budget_ms", POST_TIME_BUDGET_MS)
-        return PostBudget(float(budget), self.clock)
+        post = sections.PostBudgetSettings.model_validate(self.context.settings_for("post"))
+        return PostBudget(post.time_budget_ms, self.clock)
 
 
 class NsfwSignals(_Specialist):
@@ -180,7 +180,7 @@ class OcrSignals(_Specialist):
 
     def reading(self) -> OcrSettings:
         """How the deployment's `specialists.ocr` says images are read."""
-        return OcrSettings(**self.section().model_dump())
+        return cast(OcrSettings, self.section())
 
     @cached_property
     def reader(self) -> OcrReader:

@@ -1,4 +1,4 @@
-"""The settings of the CPU specialists: each producer's section under `specialists:`.
+"""The settings of the CPU specialists: `post`, then each producer's section under `specialists:`.
 
 Each producer declares its model (`settings_model`); the pipeline config checks its section
 against it, and the producer reads it back from its context (`section`).
@@ -9,20 +9,41 @@ from __future__ import annotations
 from pydantic import BaseModel, ConfigDict, Field
 
 
+class PostBudgetSettings(BaseModel):
+    """What one post may cost each image specialist (`nsfw`, `ocr`, `banks`)."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    time_budget_ms: float = Field(
+        4000.0,
+        gt=0,
+        description="Time each image specialist may spend on one post; it always looks at the "
+        "first image, and past the budget skips the rest, which the verdict names.",
+    )
+
+
 class OcrSettings(BaseModel):
-    """The `ocr` producer's limits: large images are downscaled before they are read."""
+    """How the `ocr` producer reads an image: size limits, a time budget, a confidence floor.
+
+    Large images are downscaled before they are read.
+    """
 
     model_config = ConfigDict(frozen=True, extra="forbid")
 
     max_side: int = Field(1600, gt=0, description="Longest side read; larger images shrink.")
     max_pixels: int = Field(4_000_000, gt=0, description="Pixels read per image, after shrinking.")
     time_budget_ms: float = Field(
-        2000.0, gt=0, description="Time per image; text past it is left unread and noted."
+        2000.0,
+        gt=0,
+        description="Time per image, decoding included; text past it is left unread and noted.",
     )
     min_confidence: float = Field(
         0.5, ge=0, le=1, description="Boxes read with less confidence are left out."
     )
     threads: int = Field(1, gt=0, description="onnxruntime threads per consumer.")
+    lines_per_batch: int = Field(
+        6, gt=0, description="Lines recognised per model call; the time budget is checked between."
+    )
 
 
 class NsfwSettings(BaseModel):

@@ -25,7 +25,7 @@ QUESTIONS = {"gun": "Is there a gun?", "cat": "Is it a cat?", "text": "Is there 
 @pytest.fixture(scope="module")
 def vlm(tmp_path_factory):
     path = make_tiny(tmp_path_factory.mktemp("tiny") / "smolvlm", arch="smolvlm")
-    return load_vlm(ModelSpec(str(path), device="cpu", max_new_tokens=4))
+    return load_vlm(ModelSpec(name_or_path=str(path), device="cpu", max_new_tokens=4))
 
 
 @pytest.fixture(scope="module")

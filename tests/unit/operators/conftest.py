@@ -32,7 +32,7 @@ def tiny_dirs(tmp_path_factory):
 @pytest.fixture(scope="session")
 def vlms(tiny_dirs):
     return {
-        arch: load_vlm(ModelSpec(str(path), device="cpu", max_new_tokens=6))
+        arch: load_vlm(ModelSpec(name_or_path=str(path), device="cpu", max_new_tokens=6))
         for arch, path in tiny_dirs.items()
     }
 
@@ -67,7 +67,9 @@ class Twins:
         key = self._key(checkpoint, overrides)
         if key not in self._vlms:
             settings = {"device": "cpu", "max_new_tokens": 3, **overrides}
-            self._vlms[key] = load_vlm(ModelSpec(str(self.directory(checkpoint)), **settings))
+            self._vlms[key] = load_vlm(
+                ModelSpec(name_or_path=str(self.directory(checkpoint)), **settings)
+            )
         return self._vlms[key]
 
     def checked(self, checkpoint: str, **overrides: Any) -> tuple[Vlm, EngineCheck]:

@@ -25,7 +25,7 @@ def llama4_dir(tmp_path_factory):
 
 def test_loading_refuses_llama4_naming_the_reason(llama4_dir):
     with pytest.raises(UnsupportedModel, match=r"^llama4 \(Llama 4, e\.g\. Llama Guard 4\)"):
-        load_vlm(ModelSpec(str(llama4_dir), device="cpu"))
+        load_vlm(ModelSpec(name_or_path=str(llama4_dir), device="cpu"))
 
 
 def test_vlmod_moderate_refuses_llama4_in_one_line(llama4_dir, tmp_path):

@@ -145,7 +145,7 @@ def test_onevision_shared_engine_agrees_with_plain_on_grouped_and_lone_images(on
         for task in job.tasks:
             assert ours.values[task] == pytest.approx(theirs.values[task], abs=TOLERANCE)
     # Chunk by chunk, images encoded a chunk ahead on a thread: the same encodings, kept apart.
-    spec = dataclasses.replace(onevision.spec, preprocess_threads=1, max_rows_per_forward=2)
+    spec = onevision.spec.replaced(preprocess_threads=1, max_rows_per_forward=2)
     chunked = VlmOperator(dataclasses.replace(onevision, spec=spec)).run_posts(jobs)
     for job, ours, theirs in zip(jobs, chunked, shared, strict=True):
         for task in job.tasks:

@@ -25,14 +25,14 @@ def test_loaded_vlm_exposes_what_tasks_need(vlm):
 
 def test_missing_local_checkpoint_says_what_to_do(tmp_path):
     with pytest.raises(ModelLoadError) as caught:
-        load_vlm(ModelSpec(str(tmp_path / "nope")))
+        load_vlm(ModelSpec(name_or_path=str(tmp_path / "nope")))
     reason = caught.value.reason
     assert "vlmod model make-tiny" in reason
     assert reason.count(". ") == 0  # one sentence
 
 
 def test_hub_id_absent_offline_says_what_to_do():
-    spec = ModelSpec("HuggingFaceTB/SmolVLM-256M-Instruct", local_files_only=True)
+    spec = ModelSpec(name_or_path="HuggingFaceTB/SmolVLM-256M-Instruct", local_files_only=True)
     with pytest.raises(ModelLoadError) as caught:
         load_vlm(spec)
     assert "hf download HuggingFaceTB/SmolVLM-256M-Instruct" in caught.value.reason
@@ -44,11 +44,13 @@ def test_hub_unreachable_fails_fast_without_retries(monkeypatch):
 
     monkeypatch.setattr(loading, "hub_reachable", lambda timeout_s=3.0: False)
     with pytest.raises(ModelLoadError, match="hub is unreachable"):
-        load_vlm(ModelSpec("HuggingFaceTB/SmolVLM-256M-Instruct", revision="main"))
+        load_vlm(ModelSpec(name_or_path="HuggingFaceTB/SmolVLM-256M-Instruct", revision="main"))
 
 
 def test_spec_options_reach_from_pretrained(tiny_dirs):
-    spec = ModelSpec(str(tiny_dirs["llava"]), dtype="bfloat16", attn_implementation="eager")
+    spec = ModelSpec(
+        name_or_path=str(tiny_dirs["llava"]), dtype="bfloat16", attn_implementation="eager"
+    )
     vlm = load_vlm(spec)
     assert vlm.model.dtype == torch.bfloat16
     assert vlm.model.config._attn_implementation == "eager"
@@ -58,7 +60,7 @@ def test_spec_options_reach_from_pretrained(tiny_dirs):
 def test_bfloat16_tasks_still_give_probabilities(tiny_dirs, images):
     from operators.tasks import VlmOperator
 
-    vlm = load_vlm(ModelSpec(str(tiny_dirs["smolvlm"]), dtype="bfloat16"))
+    vlm = load_vlm(ModelSpec(name_or_path=str(tiny_dirs["smolvlm"]), dtype="bfloat16"))
     [answers] = ask(VlmOperator(vlm), images[:1], {"q": "Is it red?"})
     assert 0.0 <= answers["q"] <= 1.0
 
@@ -83,19 +85,19 @@ def test_device_and_dtype_resolution():
 
 def test_spec_validates():
     with pytest.raises(ValueError, match="max_new_tokens"):
-        ModelSpec("x", max_new_tokens=0)
+        ModelSpec(name_or_path="x", max_new_tokens=0)
     with pytest.raises(ValueError, match=r"\{label\}"):
-        ModelSpec("x", label_question="Is it?")
+        ModelSpec(name_or_path="x", label_question="Is it?")
     with pytest.raises(ValueError, match=r"post_label_question .*\{label\}"):
-        ModelSpec("x", post_label_question="Is it?")
+        ModelSpec(name_or_path="x", post_label_question="Is it?")
     with pytest.raises(ValueError, match="max_text_tokens"):
-        ModelSpec("x", max_text_tokens=0)
+        ModelSpec(name_or_path="x", max_text_tokens=0)
 
 
 def test_operators_import_without_service_packages():
     code = (
         "import sys\n"
-        "for name in ('ray', 'kafka', 'redis', 'pydantic'): sys.modules[name] = None\n"
+        "for name in ('ray', 'kafka', 'redis'): sys.modules[name] = None\n"
         "import operators.tasks, operators.cache, operators.images, operators.tiny\n"
         "import operators.loading, operators.forward, operators.fetch, operators.jobs\n"
         "print('ok')\n"
@@ -118,7 +120,7 @@ def test_a_missing_optional_package_is_named_in_one_line(tiny_dirs, monkeypatch)
 
     monkeypatch.setattr(transformers.AutoProcessor, "from_pretrained", needs_torchvision)
     with pytest.raises(ModelLoadError) as caught:
-        load_vlm(ModelSpec(str(tiny_dirs["llava"])))
+        load_vlm(ModelSpec(name_or_path=str(tiny_dirs["llava"])))
     reason = caught.value.reason
     assert "\n" not in reason
     assert "needs Torchvision, which is not installed" in reason
@@ -138,7 +140,7 @@ def test_a_chat_template_that_fails_to_render_is_one_line(tiny_dirs, tmp_path):
             text = path.read_text().replace("{%", "{% if %}{%", 1)  # a Jinja syntax error
             path.write_text(text)
     with pytest.raises(UnsupportedModel) as caught:
-        load_vlm(ModelSpec(str(broken)))
+        load_vlm(ModelSpec(name_or_path=str(broken)))
     reason = caught.value.reason
     assert "\n" not in reason and "chat template fails to render" in reason
     assert "TemplateSyntaxError" in reason
@@ -161,6 +163,6 @@ def test_a_checkpoint_that_is_not_image_text_to_text_is_one_line(tmp_path):
     LlamaForCausalLM(config).save_pretrained(tmp_path)
     build_tokenizer([], bos="<s>", eos="</s>", pad="<pad>", unk="<unk>").save_pretrained(tmp_path)
     with pytest.raises(UnsupportedModel) as caught:
-        load_vlm(ModelSpec(str(tmp_path), device="cpu"))
+        load_vlm(ModelSpec(name_or_path=str(tmp_path), device="cpu"))
     reason = caught.value.reason
     assert "\n" not in reason and "is not an image-text-to-text checkpoint" in reason

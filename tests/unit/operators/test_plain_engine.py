@@ -21,7 +21,7 @@ LONG = "the quick brown fox jumps over the lazy dog " * 200
 
 
 def plain(vlm):
-    return dataclasses.replace(vlm, spec=dataclasses.replace(vlm.spec, engine="plain"))
+    return dataclasses.replace(vlm, spec=vlm.spec.replaced(engine="plain"))
 
 
 @pytest.mark.parametrize("count", [0, 1, 3])

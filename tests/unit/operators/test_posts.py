@@ -153,9 +153,9 @@ def test_post_key_covers_text_and_image_order(vlm, images):
 
 
 def test_model_key_covers_the_post_prompt(vlm):
-    budget = dataclasses.replace(vlm, spec=dataclasses.replace(vlm.spec, max_text_tokens=64))
+    budget = dataclasses.replace(vlm, spec=vlm.spec.replaced(max_text_tokens=64))
     wording = dataclasses.replace(
-        vlm, spec=dataclasses.replace(vlm.spec, post_label_question="Is {label} in this post?")
+        vlm, spec=vlm.spec.replaced(post_label_question="Is {label} in this post?")
     )
     assert len({model_key(vlm), model_key(budget), model_key(wording)}) == 3
 
@@ -191,7 +191,7 @@ def test_caption_about_the_post_is_refused_as_a_value(vlm, images):
 def test_chunks_respect_max_rows_per_forward(vlm, images, monkeypatch):
     from operators import tasks
 
-    small = dataclasses.replace(vlm, spec=dataclasses.replace(vlm.spec, max_rows_per_forward=3))
+    small = dataclasses.replace(vlm, spec=vlm.spec.replaced(max_rows_per_forward=3))
     seen = []
     real = tasks.run_forward
 
@@ -213,7 +213,7 @@ def test_chunks_group_posts_of_similar_prompt_length(vlm, images, monkeypatch):
     """Text-only posts and image posts, interleaved, go to separate forwards."""
     from operators import tasks
 
-    small = dataclasses.replace(vlm, spec=dataclasses.replace(vlm.spec, max_rows_per_forward=2))
+    small = dataclasses.replace(vlm, spec=vlm.spec.replaced(max_rows_per_forward=2))
     forwards = []
     real = tasks.run_forward
 

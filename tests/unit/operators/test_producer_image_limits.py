@@ -1,6 +1,6 @@
 """A configured `images.max_pixels` bounds every image specialist as it bounds the model.
 
-The reference is the pipeline's own loader (`ImageLoader` under `config.images.limits()`), the
+The reference is the pipeline's own loader (`ImageLoader` under `config.images`), the
 one that decodes images for the model: an image it refuses fails the post in NSFW, OCR and the
 banks with the same error, and an image it accepts is read by all three.
 """
@@ -66,7 +66,7 @@ def _compute(producer, image: bytes):
 def test_an_image_over_the_configured_max_pixels_fails_its_post_in_every_specialist(config):
     over = _png(120)  # 14,400 pixels
     with pytest.raises(ImageTooLarge) as refused:
-        ImageLoader(config.images.limits()).load(over)
+        ImageLoader(config.images).load(over)
     for producer in _producers(config):
         output = _compute(producer, over)
         assert isinstance(output, ImageTooLarge), (producer.name, output)
@@ -75,7 +75,7 @@ def test_an_image_over_the_configured_max_pixels_fails_its_post_in_every_special
 
 def test_an_image_within_the_configured_max_pixels_is_read_by_every_specialist(config):
     within = _png(100)  # exactly at the limit
-    ImageLoader(config.images.limits()).load(within)
+    ImageLoader(config.images).load(within)
     for producer in _producers(config):
         assert isinstance(_compute(producer, within), ProducerOutput), producer.name
 

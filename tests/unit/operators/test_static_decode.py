@@ -42,7 +42,7 @@ def assert_same_signals(expected, actual) -> None:
 
 def load(tiny_dirs, arch: str, **settings):
     settings.setdefault("max_new_tokens", 6)
-    return load_vlm(ModelSpec(str(tiny_dirs[arch]), device="cpu", **settings))
+    return load_vlm(ModelSpec(name_or_path=str(tiny_dirs[arch]), device="cpu", **settings))
 
 
 @pytest.mark.parametrize("arch", ["smolvlm", "llava"])
@@ -91,7 +91,7 @@ def test_compile_implies_the_static_engine(tiny_dirs):
 
 def test_an_unknown_engine_is_refused():
     with pytest.raises(ValueError, match="engine must be one of eager, static, plain, not 'fast'"):
-        ModelSpec("some/model", engine="fast")
+        ModelSpec(name_or_path="some/model", engine="fast")
 
 
 @pytest.mark.parametrize(

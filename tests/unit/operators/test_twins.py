@@ -165,7 +165,9 @@ def test_a_batch_mixing_tile_counts_equals_each_post_alone(smol, shaped):
 
 def test_the_static_engine_matches_eager_on_a_batch_mixing_tile_counts(twin_dirs, smol, shaped):
     static = load_vlm(
-        ModelSpec(str(twin_dirs[SMOLVLM]), device="cpu", max_new_tokens=3, engine="static")
+        ModelSpec(
+            name_or_path=str(twin_dirs[SMOLVLM]), device="cpu", max_new_tokens=3, engine="static"
+        )
     )
     describe = VlmTask(TaskKind.DESCRIBE)
     jobs = [
@@ -181,8 +183,12 @@ def test_the_static_engine_matches_eager_on_a_batch_mixing_tile_counts(twin_dirs
 
 
 def test_image_tokens_are_known_from_the_image_size_alone(twin_dirs, smol, llava, shaped):
-    capped = load_vlm(ModelSpec(str(twin_dirs[SMOLVLM]), device="cpu", max_image_edge=1024))
-    single = load_vlm(ModelSpec(str(twin_dirs[SMOLVLM]), device="cpu", image_splitting=False))
+    capped = load_vlm(
+        ModelSpec(name_or_path=str(twin_dirs[SMOLVLM]), device="cpu", max_image_edge=1024)
+    )
+    single = load_vlm(
+        ModelSpec(name_or_path=str(twin_dirs[SMOLVLM]), device="cpu", image_splitting=False)
+    )
     for vlm in (smol, capped, single, llava):
         for image in shaped.values():
             expansion = encode_image(vlm, image.image).expansion
@@ -192,8 +198,8 @@ def test_image_tokens_are_known_from_the_image_size_alone(twin_dirs, smol, llava
 
 def test_tiling_overrides_cut_the_tiles_and_change_the_cache_key(twin_dirs, smol, shaped):
     directory = str(twin_dirs[SMOLVLM])
-    single = load_vlm(ModelSpec(directory, device="cpu", image_splitting=False))
-    capped = load_vlm(ModelSpec(directory, device="cpu", max_image_edge=1024))
+    single = load_vlm(ModelSpec(name_or_path=directory, device="cpu", image_splitting=False))
+    capped = load_vlm(ModelSpec(name_or_path=directory, device="cpu", max_image_edge=1024))
     assert tiles(single, shaped["photo"]) == 1
     assert tiles(capped, shaped["photo"]) == 5  # 1024x683 -> 2x2 tiles + global
     assert len({model_key(smol), model_key(single), model_key(capped)}) == 3
@@ -201,7 +207,7 @@ def test_tiling_overrides_cut_the_tiles_and_change_the_cache_key(twin_dirs, smol
 
 def test_tiling_overrides_are_refused_for_a_processor_that_does_not_tile(twin_dirs):
     with pytest.raises(UnsupportedModel, match="does not tile"):
-        load_vlm(ModelSpec(str(twin_dirs[LLAVA]), device="cpu", image_splitting=True))
+        load_vlm(ModelSpec(name_or_path=str(twin_dirs[LLAVA]), device="cpu", image_splitting=True))
 
 
 def test_llava_twin_runs_a_post(llava, shaped):

@@ -138,3 +138,37 @@ def test_each_model_is_its_own_serve_deployment_sized_by_its_own_pool(tmp_path):
         "default": "vlm",
         "large": "vlm-large",
     }
+
+
+def test_a_models_prompt_settings_reach_its_spec_and_the_pipelines_own_stay_behind(tmp_path):
+    from operators.spec import ModelSpec
+    from pipelines.wiring import model_spec
+
+    text = TWO_MODELS.replace(
+        "device: cuda:1",
+        "device: cuda:1\n    label_question: 'Is {label} here?'\n    yes_words: [Si]",
+    )
+    spec = model_spec(load_config(config_file(tmp_path, text)), "large")
+    assert type(spec) is ModelSpec
+    assert (spec.name_or_path, spec.device) == ("noop", "cuda:1")
+    assert (spec.label_question, spec.yes_words, spec.no_words) == (
+        "Is {label} here?",
+        ("Si",),
+        ("no", "No", "NO"),
+    )
+
+
+def test_a_bad_prompt_setting_is_refused_at_its_position(tmp_path):
+    path = config_file(
+        tmp_path,
+        """\
+        kafka: {bootstrap_servers: "broker:9092"}
+        model: {name_or_path: x, label_question: "Is it?", engine: fast}
+        """,
+    )
+    with pytest.raises(ConfigInvalid) as refused:
+        load_config(path)
+    assert refused.value.reason.splitlines() == [
+        f"{path}:2:42: model.label_question: label_question must contain the placeholder {{label}}",
+        f"{path}:2:60: model.engine: engine must be one of eager, static, plain, not 'fast'",
+    ]

@@ -4,8 +4,9 @@ Heavy imports stay inside the commands, so `vlmod --help` is quick.
 
 from __future__ import annotations
 
-from importlib import import_module
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
+
+from contracts.lazy import lazy_exports
 
 if TYPE_CHECKING:
     from cli.main import app, main
@@ -14,16 +15,4 @@ __all__ = [
     "app",
     "main",
 ]
-
-# Imported on first use, so importing one module of the package stays cheap.
-_HOMES = {name: home for home, names in {"cli.main": ["app", "main"]}.items() for name in names}
-
-
-def __getattr__(name: str) -> Any:
-    if name not in _HOMES:
-        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-    return getattr(import_module(_HOMES[name]), name)
-
-
-def __dir__() -> list[str]:
-    return sorted(__all__)
+__getattr__, __dir__ = lazy_exports(__name__, {"cli.main": ["app", "main"]})

@@ -5,6 +5,8 @@
 - `contracts.records`: `Post`, `Verdict`, `DeadLetter`, `Signals` and the pieces they share, as
   frozen pydantic models; `vlmod schema NAME` prints their JSON Schemas.
 - `contracts.decoding`: Kafka message bytes to a bounded, normalized `Post`.
+- `contracts.backoff` (retry delays) and `contracts.lazy` (the other packages' public names,
+  imported on first use): small pieces every layer above shares.
 
 Nothing is imported here, so importing `contracts.errors` never pulls in pydantic.
 """

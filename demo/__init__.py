@@ -8,8 +8,9 @@ sample posts, and `vlmod demo`'s run and report. Integration tests start service
 
 from __future__ import annotations
 
-from importlib import import_module
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
+
+from contracts.lazy import lazy_exports
 
 if TYPE_CHECKING:
     from demo.harness import Services, running_services
@@ -25,25 +26,12 @@ __all__ = [
     "running_services",
     "sample_posts",
 ]
-
-# Imported on first use, so importing one module of the package stays cheap.
-_HOMES = {
-    name: home
-    for home, names in {
+__getattr__, __dir__ = lazy_exports(
+    __name__,
+    {
         "demo.harness": ["Services", "running_services"],
         "demo.postgres": ["PostgresServer", "running_postgres"],
         "demo.run": ["run_demo"],
         "demo.samples": ["sample_posts"],
-    }.items()
-    for name in names
-}
-
-
-def __getattr__(name: str) -> Any:
-    if name not in _HOMES:
-        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-    return getattr(import_module(_HOMES[name]), name)
-
-
-def __dir__() -> list[str]:
-    return sorted(__all__)
+    },
+)

@@ -10,8 +10,9 @@ trace context in message headers, and the settings that say how to reach the bro
 
 from __future__ import annotations
 
-from importlib import import_module
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
+
+from contracts.lazy import lazy_exports
 
 if TYPE_CHECKING:
     from kafka_io.clients import (
@@ -44,11 +45,9 @@ __all__ = [
     "reaching_kafka",
     "trace_id_of",
 ]
-
-# Imported on first use, so importing one module of the package stays cheap.
-_HOMES = {
-    name: home
-    for home, names in {
+__getattr__, __dir__ = lazy_exports(
+    __name__,
+    {
         "kafka_io.clients": [
             "Batch",
             "BatchConsumer",
@@ -62,16 +61,5 @@ _HOMES = {
         "kafka_io.offsets": ["OffsetTracker"],
         "kafka_io.settings": ["KafkaSettings", "TopicSettings"],
         "kafka_io.tracing": ["context_from_headers", "headers_with_trace", "trace_id_of"],
-    }.items()
-    for name in names
-}
-
-
-def __getattr__(name: str) -> Any:
-    if name not in _HOMES:
-        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-    return getattr(import_module(_HOMES[name]), name)
-
-
-def __dir__() -> list[str]:
-    return sorted(__all__)
+    },
+)

@@ -13,8 +13,9 @@
 
 from __future__ import annotations
 
-from importlib import import_module
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
+
+from contracts.lazy import lazy_exports
 
 if TYPE_CHECKING:
     from pipelines.config import PipelineConfig, load_config
@@ -37,27 +38,14 @@ __all__ = [
     "pipeline_registry",
     "producer_registry",
 ]
-
-# Imported on first use, so importing one module of the package stays cheap.
-_HOMES = {
-    name: home
-    for home, names in {
+__getattr__, __dir__ = lazy_exports(
+    __name__,
+    {
         "pipelines.config": ["PipelineConfig", "load_config"],
         "pipelines.consumer": ["LoopStats", "ModerationLoop"],
         "pipelines.local": ["LocalModerator", "build_moderator"],
         "pipelines.producer_registry": ["load_producer", "pipeline_registry", "producer_registry"],
         "pipelines.runner": ["PipelineRun"],
         "pipelines.steps": ["Moderator"],
-    }.items()
-    for name in names
-}
-
-
-def __getattr__(name: str) -> Any:
-    if name not in _HOMES:
-        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-    return getattr(import_module(_HOMES[name]), name)
-
-
-def __dir__() -> list[str]:
-    return sorted(__all__)
+    },
+)

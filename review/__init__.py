@@ -10,8 +10,9 @@ quality report that measures every rule against them.
 
 from __future__ import annotations
 
-from importlib import import_module
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
+
+from contracts.lazy import lazy_exports
 
 if TYPE_CHECKING:
     from review.console import build_console
@@ -40,11 +41,9 @@ __all__ = [
     "render_text",
     "serve_console",
 ]
-
-# Imported on first use, so importing one module of the package stays cheap.
-_HOMES = {
-    name: home
-    for home, names in {
+__getattr__, __dir__ = lazy_exports(
+    __name__,
+    {
         "review.console": ["build_console"],
         "review.decisions": ["DecisionDesk"],
         "review.ingest": ["ReviewIngest"],
@@ -54,16 +53,5 @@ _HOMES = {
         "review.serve": ["serve_console"],
         "review.settings": ["ReviewConfig", "load_review_config"],
         "review.tasks": ["TaskStore"],
-    }.items()
-    for name in names
-}
-
-
-def __getattr__(name: str) -> Any:
-    if name not in _HOMES:
-        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-    return getattr(import_module(_HOMES[name]), name)
-
-
-def __dir__() -> list[str]:
-    return sorted(__all__)
+    },
+)

@@ -11,8 +11,9 @@ the consume loop commits offsets after every sink returned.
 
 from __future__ import annotations
 
-from importlib import import_module
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
+
+from contracts.lazy import lazy_exports
 
 if TYPE_CHECKING:
     from sinks.base import Refusal, Sink, SinkUnavailable
@@ -46,11 +47,9 @@ __all__ = [
     "default_sinks",
     "kafka_messages",
 ]
-
-# Imported on first use, so importing one module of the package stays cheap.
-_HOMES = {
-    name: home
-    for home, names in {
+__getattr__, __dir__ = lazy_exports(
+    __name__,
+    {
         "sinks.base": ["Refusal", "Sink", "SinkUnavailable"],
         "sinks.build": ["build_sinks"],
         "sinks.kafka_topics": ["KafkaSink", "kafka_messages"],
@@ -64,16 +63,5 @@ _HOMES = {
             "default_sinks",
         ],
         "sinks.webhook": ["WebhookSink"],
-    }.items()
-    for name in names
-}
-
-
-def __getattr__(name: str) -> Any:
-    if name not in _HOMES:
-        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-    return getattr(import_module(_HOMES[name]), name)
-
-
-def __dir__() -> list[str]:
-    return sorted(__all__)
+    },
+)

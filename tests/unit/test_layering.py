@@ -107,4 +107,5 @@ def test_each_package_gives_every_name_it_exports():
         module = importlib.import_module(package)
         missing += [f"{package}.{name}" for name in module.__all__ if not hasattr(module, name)]
         assert sorted(dir(module)) == sorted(module.__all__)
+        assert not hasattr(module, "no_such_name")
     assert missing == []

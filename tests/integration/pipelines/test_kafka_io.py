@@ -98,7 +98,7 @@ def test_completed_batches_are_committed_and_not_reread(kafka_settings, topic_fa
 DYING_CONSUMER = textwrap.dedent(
     """
     import json, os, sys
-    from pipelines.config import KafkaSettings
+    from kafka_io.settings import KafkaSettings
     from kafka_io.clients import BatchConsumer
     settings = KafkaSettings(bootstrap_servers=sys.argv[1])
     consumer = BatchConsumer(settings, [sys.argv[2]], sys.argv[3], max_poll_records=4,

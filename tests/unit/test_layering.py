@@ -17,28 +17,9 @@ MAY_IMPORT = {
     "sinks": {"contracts", "operators", "kafka_io", "sinks"},
     "pipelines": {"contracts", "operators", "policies", "kafka_io", "sinks", "pipelines"},
     "review": {"contracts", "operators", "policies", "kafka_io", "review"},
-    "demo": {
-        "contracts",
-        "operators",
-        "policies",
-        "kafka_io",
-        "sinks",
-        "pipelines",
-        "review",
-        "demo",
-    },
-    "cli": {
-        "contracts",
-        "operators",
-        "policies",
-        "kafka_io",
-        "sinks",
-        "pipelines",
-        "review",
-        "demo",
-        "cli",
-    },
 }
+MAY_IMPORT["demo"] = MAY_IMPORT["pipelines"] | MAY_IMPORT["review"] | {"demo"}
+MAY_IMPORT["cli"] = set(MAY_IMPORT) | {"cli"}
 PACKAGES = tuple(MAY_IMPORT)
 
 

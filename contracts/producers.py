@@ -379,7 +379,12 @@ def content_hash(producer: SignalProducer, job: ProducerJob) -> str:
     return digest.hexdigest()
 
 
+def request_key(request: Hashable) -> str:
+    """A request as stable text (`repr`): the signal cache's keys and replay records use it."""
+    return repr(request)
+
+
 def cache_key(producer: SignalProducer, content: str, request: Hashable) -> str:
     """Content hash + producer + its version + the request (the prompt, for model tasks)."""
-    material = json.dumps([producer.name, producer.version, content, repr(request)])
+    material = json.dumps([producer.name, producer.version, content, request_key(request)])
     return "vlmod:signal:v2:" + hashlib.sha256(material.encode()).hexdigest()[:40]

@@ -25,6 +25,7 @@ from pydantic import (
 )
 
 from contracts.errors import Stage
+from contracts.history import PostRecord
 
 DEFAULT_MAX_IMAGES = 8
 
@@ -270,6 +271,11 @@ class Verdict(BaseModel):
     producers: list[ProducerRun] = Field(
         default_factory=list,
         description="The producers that ran for this post, cheapest first, with their time.",
+    )
+    record: PostRecord | None = Field(
+        None,
+        description="Every input the post's policies read (its fields, each producer value, "
+        "their versions), kept for replay: on the post's first verdict only, null on the others.",
     )
 
 

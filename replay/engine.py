@@ -1,0 +1,170 @@
+"""Decide a recorded post again with candidate policies, from its record alone.
+
+A record keys producer values by (producer, `request_key(request)`); each candidate's `asks`
+give the request of every value it reads, so a value is found exactly when the candidate asks
+what was computed, whatever it calls it. A value the record lacks is never read as 0: where it
+could still change the candidate's decision (`CompiledPolicy.needed_for`) the post is not
+replayable for that candidate, and the reason names the signal (`labels.weapon not recorded`).
+Where it could not (a more severe rule already matched), the rule is skipped, as the live
+planner would have skipped the signal. Values recorded as unavailable stay unavailable: rules
+reading them are rule errors, as they were live.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Hashable, Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from contracts.history import PostRecord
+from contracts.producers import request_key
+from contracts.records import Verdict
+from policies.compiled import CompiledPolicy
+from policies.decision import Decision
+from policies.expressions import SignalRef
+from policies.policy_set import PolicySet
+from policies.schema import Mode
+from policies.scope import PostScope
+from replay.history import NO_RECORD, RecordedPost
+
+SignalKey = tuple[str, Hashable]  # (producer, request)
+
+
+def candidate_name(policy: CompiledPolicy) -> str:
+    """The report's name of a candidate: its id, and `<id>@shadow` for a shadow policy."""
+    return policy.ref.id if policy.mode is Mode.ACTIVE else f"{policy.ref.id}@shadow"
+
+
+@dataclass(frozen=True)
+class Candidate:
+    """A candidate policy and the recorded keys of the values it reads."""
+
+    policy: CompiledPolicy
+    name: str
+    direct: frozenset[SignalKey]  # (producer, request) of every value it reads
+
+    @classmethod
+    def of(cls, policy: CompiledPolicy) -> Candidate:
+        """The candidate for `policy`."""
+        direct = frozenset((r.producer, r.request) for r in policy.asks.values())
+        return cls(policy, candidate_name(policy), direct)
+
+    def before(self, post: RecordedPost) -> Verdict | None:
+        """The recorded verdict to compare with: the same id and mode, else the same id active."""
+        shadow = self.policy.mode is Mode.SHADOW
+        found = post.verdicts.get((self.policy.ref.id, shadow))
+        if found is None and shadow:
+            found = post.verdicts.get((self.policy.ref.id, False))
+        return found
+
+
+@dataclass(frozen=True)
+class Replayed:
+    """One candidate's outcome for one post: what was recorded and what it decides now.
+
+    `after` is None when the post is not replayable for it (`missing` says why) or when it has
+    no recorded verdict to compare with (`before` None).
+    """
+
+    candidate: Candidate
+    before: Verdict | None
+    after: Decision | None
+    missing: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class PostReplay:
+    """Every candidate's outcome for one post; `no_record` when the history kept none."""
+
+    post: RecordedPost
+    outcomes: tuple[Replayed, ...]
+    no_record: bool = False
+
+    @property
+    def reasons(self) -> tuple[str, ...]:
+        """Why the post is not replayable for some candidate, each reason once, sorted."""
+        if self.no_record:
+            return (NO_RECORD,)
+        return tuple(sorted({reason for o in self.outcomes for reason in o.missing}))
+
+
+class Replayer:
+    """Replays recorded posts through a set of candidate policies (active and shadow)."""
+
+    def __init__(self, policies: PolicySet) -> None:
+        self.candidates = tuple(Candidate.of(policy) for policy in policies.policies)
+        # The record's text key of every request a candidate reads, to the request itself.
+        self.requests: dict[tuple[str, str], SignalKey] = {
+            (producer, request_key(request)): (producer, request)
+            for candidate in self.candidates
+            for producer, request in candidate.direct
+        }
+
+    def replay(self, post: RecordedPost) -> PostReplay:
+        """Decide `post` again with every candidate that has a recorded verdict to compare."""
+        if post.record is None:
+            return PostReplay(post, (), no_record=True)
+        computed, unavailable = self.values(post.record)
+        scope = PostScope(post.record.post, truncated=post.record.truncated)
+        outcomes = []
+        for candidate in self.candidates:
+            before = candidate.before(post)
+            if before is None:
+                outcomes.append(Replayed(candidate, None, None))
+                continue
+            outcomes.append(self._decide(candidate, before, scope, computed, unavailable))
+        return PostReplay(post, tuple(outcomes))
+
+    def values(self, record: PostRecord) -> tuple[dict[SignalKey, Any], dict[SignalKey, str]]:
+        """The recorded values some candidate reads, and why unavailable ones were not had."""
+        computed: dict[SignalKey, Any] = {}
+        unavailable: dict[SignalKey, str] = {}
+        requests = self.requests
+        for value in record.values:
+            key = requests.get((value.producer, value.request))
+            if key is None:
+                continue
+            if value.unavailable is None:
+                computed[key] = value.value
+            else:
+                unavailable[key] = value.unavailable
+        return computed, unavailable
+
+    @staticmethod
+    def _decide(
+        candidate: Candidate,
+        before: Verdict,
+        scope: PostScope,
+        computed: Mapping[SignalKey, Any],
+        unavailable: Mapping[SignalKey, str],
+    ) -> Replayed:
+        policy = candidate.policy
+        view = policy.view(computed, unavailable)
+        if not all(key in computed or key in unavailable for key in candidate.direct):
+            missing = _missing(policy, scope, view, computed, unavailable)
+            if missing:
+                return Replayed(candidate, before, None, missing)
+        return Replayed(candidate, before, policy.evaluate(scope, view))
+
+
+def _missing(
+    policy: CompiledPolicy,
+    scope: PostScope,
+    view: Any,
+    computed: Mapping[SignalKey, Any],
+    unavailable: Mapping[SignalKey, str],
+) -> tuple[str, ...]:
+    """`<signal> not recorded` for each unrecorded value that could change the decision."""
+    needed = policy.needed_for(scope, view)
+    lacking = []
+    for ref in needed.refs:
+        asked = policy.asks[ref]
+        key = (asked.producer, asked.request)
+        if key not in computed and key not in unavailable:
+            lacking.append(f"{_dotted(ref)} not recorded")
+    return tuple(sorted(lacking))
+
+
+def _dotted(ref: SignalRef) -> str:
+    variable, item = ref
+    return variable if item is None else f"{variable}.{item}"

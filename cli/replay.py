@@ -26,6 +26,10 @@ HISTORY_HELP = (
     "(needs --bootstrap), or the PostgreSQL sink's postgresql://... address."
 )
 TIME_HELP = "ISO 8601 time (UTC when no offset is given); by when a post was first decided."
+UNCHANGED_HELP = (
+    "Decide again even with a policy whose file is the one that decided the post (the same "
+    "sha256); by default its recorded verdict stands. Checks that the records are complete."
+)
 PROGRESS_EVERY_S = 1.0
 
 
@@ -50,6 +54,7 @@ def replay(
     producer: Annotated[list[str] | None, typer.Option(help=PRODUCER_HELP)] = None,
     config: Annotated[Path | None, typer.Option("--config", "-c", help=CONFIG_HELP)] = None,
     max_record_bytes: Annotated[int | None, typer.Option(min=1, help=RECORD_HELP)] = None,
+    decide_unchanged: Annotated[bool, typer.Option(help=UNCHANGED_HELP)] = False,
 ) -> None:
     """Decide recorded posts again with the policies in --policy and report what would change.
 
@@ -60,13 +65,18 @@ def replay(
     from review.report_io import RecordLimits, ReportSourceError
 
     logging.getLogger("kafka").setLevel(logging.CRITICAL)
+    # A recorded value of the wrong type is a rule error in the report, as it was live; the CEL
+    # runtime's own warning line for each one is noise on the author's terminal.
+    logging.getLogger("cel").setLevel(logging.ERROR)
     window = (_moment(since, "--since"), _moment(until, "--until"))
     policies = _candidates(policy, producer, config)
     kafka = KafkaSettings(bootstrap_servers=bootstrap) if bootstrap else None
     limits = RecordLimits() if max_record_bytes is None else RecordLimits(max_record_bytes)
     show = sys.stderr.isatty() if progress is None else progress
     try:
-        report = _run(policies, history, decisions, kafka, limits, window, limit, show)
+        report = _run(
+            policies, history, decisions, kafka, limits, window, limit, show, decide_unchanged
+        )
     except ReportSourceError as error:
         _to_stderr(error.problems)
         raise typer.Exit(1) from None
@@ -114,6 +124,7 @@ def _run(
     window: tuple[datetime | None, datetime | None],
     limit: int | None,
     show: bool,
+    decide_unchanged: bool,
 ) -> ReplayReport:
     """Read the sources (bad records named on stderr), replay and count."""
     from replay.history import read_history, within
@@ -133,7 +144,7 @@ def _run(
     skipped["history"] = recorded.read.skipped
     posts = within(recorded.posts(), *window, limit=limit)
     line = ProgressLine() if show else None
-    report = replay_posts(posts, policies, labels, progress=line)
+    report = replay_posts(posts, policies, labels, progress=line, decide_unchanged=decide_unchanged)
     if line is not None:
         line.end()
     report.skipped_records = skipped

@@ -7,7 +7,8 @@ could still change the candidate's decision (`CompiledPolicy.needed_for`) the po
 replayable for that candidate, and the reason names the signal (`labels.weapon not recorded`).
 Where it could not (a more severe rule already matched), the rule is skipped, as the live
 planner would have skipped the signal. Values recorded as unavailable stay unavailable: rules
-reading them are rule errors, as they were live.
+reading them are rule errors, as they were live. Candidates decide through `replay.fast`,
+which gives the policy engine's outcome without building a CEL environment per post.
 """
 
 from __future__ import annotations
@@ -20,11 +21,11 @@ from contracts.history import PostRecord
 from contracts.producers import request_key
 from contracts.records import Verdict
 from policies.compiled import CompiledPolicy
-from policies.decision import Decision
 from policies.expressions import SignalRef
 from policies.policy_set import PolicySet
 from policies.schema import Mode
 from policies.scope import PostScope
+from replay.fast import Decided, FastPolicy, Row
 from replay.history import NO_RECORD, RecordedPost
 
 SignalKey = tuple[str, Hashable]  # (producer, request)
@@ -49,6 +50,11 @@ class Candidate:
         direct = frozenset((r.producer, r.request) for r in policy.asks.values())
         return cls(policy, candidate_name(policy), direct)
 
+    @property
+    def sha256(self) -> str:
+        """The sha256 of the candidate's policy file."""
+        return self.policy.ref.sha256
+
     def before(self, post: RecordedPost) -> Verdict | None:
         """The recorded verdict to compare with: the same id and mode, else the same id active."""
         shadow = self.policy.mode is Mode.SHADOW
@@ -68,7 +74,7 @@ class Replayed:
 
     candidate: Candidate
     before: Verdict | None
-    after: Decision | None
+    after: Decided | None
     missing: tuple[str, ...] = ()
 
 
@@ -89,10 +95,21 @@ class PostReplay:
 
 
 class Replayer:
-    """Replays recorded posts through a set of candidate policies (active and shadow)."""
+    """Replays recorded posts through a set of candidate policies (active and shadow).
 
-    def __init__(self, policies: PolicySet) -> None:
+    A candidate whose file is the recorded verdict's policy (the same sha256) decided the post
+    then, on the same record: its recorded verdict stands, unless `decide_unchanged`. `exact`
+    decides through `CompiledPolicy.evaluate` and `needed_for` instead of `replay.fast` (the
+    reference the fast path is tested against).
+    """
+
+    def __init__(
+        self, policies: PolicySet, *, decide_unchanged: bool = False, exact: bool = False
+    ) -> None:
         self.candidates = tuple(Candidate.of(policy) for policy in policies.policies)
+        self.decide_unchanged = decide_unchanged
+        self.exact = exact
+        self.fast = {c.name: FastPolicy(c.policy) for c in self.candidates}
         # The record's text key of every request a candidate reads, to the request itself.
         self.requests: dict[tuple[str, str], SignalKey] = {
             (producer, request_key(request)): (producer, request)
@@ -102,17 +119,23 @@ class Replayer:
 
     def replay(self, post: RecordedPost) -> PostReplay:
         """Decide `post` again with every candidate that has a recorded verdict to compare."""
-        if post.record is None:
+        record = post.record
+        if record is None:
             return PostReplay(post, (), no_record=True)
-        computed, unavailable = self.values(post.record)
-        scope = PostScope(post.record.post, truncated=post.record.truncated)
+        row: Row | None = None
         outcomes = []
         for candidate in self.candidates:
             before = candidate.before(post)
             if before is None:
                 outcomes.append(Replayed(candidate, None, None))
-                continue
-            outcomes.append(self._decide(candidate, before, scope, computed, unavailable))
+            elif not self.decide_unchanged and before.policy.sha256 == candidate.sha256:
+                outcomes.append(Replayed(candidate, before, recorded(before)))
+            elif self.exact:
+                outcomes.append(self._exactly(candidate, before, record))
+            else:
+                row = row or row_of(record)
+                after, missing = self.fast[candidate.name].decide(row)
+                outcomes.append(Replayed(candidate, before, after, missing))
         return PostReplay(post, tuple(outcomes))
 
     def values(self, record: PostRecord) -> tuple[dict[SignalKey, Any], dict[SignalKey, str]]:
@@ -130,21 +153,35 @@ class Replayer:
                 unavailable[key] = value.unavailable
         return computed, unavailable
 
-    @staticmethod
-    def _decide(
-        candidate: Candidate,
-        before: Verdict,
-        scope: PostScope,
-        computed: Mapping[SignalKey, Any],
-        unavailable: Mapping[SignalKey, str],
-    ) -> Replayed:
+    def _exactly(self, candidate: Candidate, before: Verdict, record: PostRecord) -> Replayed:
+        """The candidate's decision through the policy engine itself."""
+        computed, unavailable = self.values(record)
+        scope = PostScope(record.post, truncated=record.truncated)
         policy = candidate.policy
         view = policy.view(computed, unavailable)
         if not all(key in computed or key in unavailable for key in candidate.direct):
             missing = _missing(policy, scope, view, computed, unavailable)
             if missing:
                 return Replayed(candidate, before, None, missing)
-        return Replayed(candidate, before, policy.evaluate(scope, view))
+        decision = policy.evaluate(scope, view)
+        return Replayed(candidate, before, Decided(decision.action, tuple(decision.rule_ids)))
+
+
+def recorded(verdict: Verdict) -> Decided:
+    """A recorded verdict's action and matched rules."""
+    return Decided(verdict.action, tuple(rule.id for rule in verdict.matched_rules))
+
+
+def row_of(record: PostRecord) -> Row:
+    """The record's values by (producer, request key), for `FastPolicy`."""
+    computed: dict[tuple[str, str], Any] = {}
+    unavailable: dict[tuple[str, str], str] = {}
+    for value in record.values:
+        if value.unavailable is None:
+            computed[value.producer, value.request] = value.value
+        else:
+            unavailable[value.producer, value.request] = value.unavailable
+    return Row(record.post, record.truncated, computed, unavailable)
 
 
 def _missing(

@@ -138,7 +138,7 @@ class PolicyChange:
         self.unlabelled_exposure += newly_harsh and not label.seen
         self.overrides += before.action in HARSH and after.action is Action.ALLOW
         was = {rule.id for rule in before.matched_rules}
-        now = {rule.id for rule in after.matched_rules}
+        now = set(after.rules)
         for rule in was | now:
             self.rule(rule).count(rule in was, rule in now, label)
 

@@ -19,9 +19,14 @@ def replay_posts(
     *,
     progress: Progress | None = None,
     every: int = 1000,
+    decide_unchanged: bool = False,
+    exact: bool = False,
 ) -> ReplayReport:
-    """Decide every post again with `policies` and count what changed; `progress` every N posts."""
-    replayer = Replayer(policies)
+    """Decide every post again with `policies` and count what changed; `progress` every N posts.
+
+    `decide_unchanged` and `exact` are `Replayer`'s.
+    """
+    replayer = Replayer(policies, decide_unchanged=decide_unchanged, exact=exact)
     tally = ReplayTally((c.name for c in replayer.candidates), labels or {})
     done = 0
     for post in posts:

@@ -66,6 +66,11 @@ def candidates(tmp_path: Path, text: str = CANDIDATE, name: str = "community.yam
     return tmp_path / "candidates"
 
 
+def same_policy(tmp_path: Path) -> tuple[str, ...]:
+    """The recorded policy as the candidate, decided again rather than taken as recorded."""
+    return ("--policy", str(candidates(tmp_path, RECORDED)), "--decide-unchanged")
+
+
 def test_a_signal_the_history_lacks_makes_the_post_not_replayable_with_its_name(tmp_path):
     source = history(tmp_path, [{"labels.weapon": 0.1, "nsfw": 0.1}])
     report = replay_json("--policy", candidates(tmp_path), "--history", source)
@@ -109,7 +114,7 @@ def test_a_value_recorded_as_unavailable_stays_unavailable(tmp_path):
         unavailable={"nsfw": "nsfw: its store is down"},
     )
     assert json.loads(Path(source).read_text())["action"] == "allow"
-    report = replay_json("--policy", candidates(tmp_path, RECORDED), "--history", source)
+    report = replay_json(*same_policy(tmp_path), "--history", source)
     assert report["not_replayable"]["count"] == 0
     assert report["policies"]["community"]["transitions"] == {"allow->allow": 1}
 
@@ -211,6 +216,15 @@ def test_the_json_is_the_same_bytes_every_time_and_the_text_summary_reads(tmp_pa
 @pytest.mark.parametrize("truncated", [True, False])
 def test_a_cut_text_is_reviewed_again_as_it_was(tmp_path, truncated):
     source = history(tmp_path, [{"labels.weapon": 0.1, "nsfw": 0.1}], truncated=truncated)
-    report = replay_json("--policy", candidates(tmp_path, RECORDED), "--history", source)
+    report = replay_json(*same_policy(tmp_path), "--history", source)
     action = (Action.REVIEW if truncated else Action.ALLOW).value
     assert report["policies"]["community"]["transitions"] == {f"{action}->{action}": 1}
+
+
+def test_an_unchanged_policy_keeps_its_recorded_verdict_unless_asked_to_decide_again(tmp_path):
+    # The record lacks nsfw (say it was kept before nsfw was recorded): deciding again cannot.
+    source = history(tmp_path, [{"labels.weapon": 0.1}])
+    kept = replay_json("--policy", candidates(tmp_path, RECORDED), "--history", source)
+    assert kept["policies"]["community"]["transitions"] == {"allow->allow": 1}
+    again = replay_json(*same_policy(tmp_path), "--history", source)
+    assert again["not_replayable"]["reasons"] == {"nsfw not recorded": 1}

@@ -52,7 +52,8 @@ def value_for(producer: str, request: object, rng: random.Random) -> object:
     if producer == "ocr":
         return rng.choice(("", "pay to 0x1234", "hello"))
     if producer == "links":
-        return {"total": rng.randint(0, 3), "shortened": rng.randint(0, 1)}
+        count = rng.randint(0, 5)
+        return {"count": count, "shortened": rng.randint(0, count), "domains": count}
     return rng.random() ** 3  # most scores low, a few high
 
 

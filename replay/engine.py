@@ -174,13 +174,11 @@ def recorded(verdict: Verdict) -> Decided:
 
 def row_of(record: PostRecord) -> Row:
     """The record's values by (producer, request key), for `FastPolicy`."""
-    computed: dict[tuple[str, str], Any] = {}
+    values = record.values
+    computed = {(v.producer, v.request): v.value for v in values if v.unavailable is None}
     unavailable: dict[tuple[str, str], str] = {}
-    for value in record.values:
-        if value.unavailable is None:
-            computed[value.producer, value.request] = value.value
-        else:
-            unavailable[value.producer, value.request] = value.unavailable
+    if len(computed) < len(values):
+        unavailable = {(v.producer, v.request): v.unavailable for v in values if v.unavailable}
     return Row(record.post, record.truncated, computed, unavailable)
 
 

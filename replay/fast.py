@@ -1,12 +1,10 @@
 """One policy's decision on one recorded post, fast, with exactly `CompiledPolicy`'s outcome.
 
 Running a compiled term costs a few microseconds of CEL, and its environment (the post, each
-signal map) more: about 150 µs a policy a post. Most terms are far simpler than CEL: a score
-against a number (`labels.weapon > 0.8`), a flag (`banks["known-bad"]`), a pattern on a
-string (`text.matches("...")`), `post.truncated`. Such a term is answered here in Python, and
-only when the value is of the very type CEL would compare in the same way (a float against a
-float literal, a bool, a str); anything else (another type, another shape of term) runs the
-compiled term in the post's own CEL environment, built only when first needed.
+signal map) more: about 150 µs a policy a post. Most terms are far simpler than CEL needs to
+be: a score against a number, a flag, a pattern on the text, a post field. `replay.terms`
+answers those in Python wherever CEL would answer the same; any other term runs compiled, in
+the post's own CEL environment, built only when first needed.
 
 The rules' outcomes are then reduced as `CompiledPolicy.decide` and `needed_for` reduce them.
 A rule's outcome does not depend on the order of its terms: any false term makes it no match,
@@ -17,31 +15,19 @@ matches. So the terms answered here run first, and the others only where none wa
 
 from __future__ import annotations
 
-import operator
-from collections.abc import Callable, Hashable, Mapping
+from collections.abc import Callable, Hashable
 from dataclasses import dataclass
 from typing import Any
 
 from contracts.producers import request_key
 from contracts.records import Action
-from policies.celscan import Token, string_value, tokenize
 from policies.compiled import CompiledPolicy, CompiledRule
 from policies.expressions import SignalRef, Term
 from policies.scope import PostScope, run_term
 from policies.truncation import CUT_TEXT_RULE
+from replay.terms import SLOW, Answer, RecordKey, answer_for, guard_for
 
-SLOW = object()  # a fast term's answer when CEL must answer instead
-RecordKey = tuple[str, str]  # (producer, request key), as a record keeps values
-Answer = Callable[["Row"], Any]  # True, False or SLOW; runs only when the term's values are there
-_OPERATORS: dict[str, Callable[[Any, Any], bool]] = {
-    ">": operator.gt,
-    ">=": operator.ge,
-    "<": operator.lt,
-    "<=": operator.le,
-    "==": operator.eq,
-    "!=": operator.ne,
-}
-_SWAPPED = {">": "<", ">=": "<=", "<": ">", "<=": ">=", "==": "==", "!=": "!="}
+CEL_COST = 2  # a term CEL answers comes after those answered here (0: arithmetic, 1: text)
 
 
 class Row:
@@ -60,7 +46,7 @@ class Row:
 
     def __init__(
         self,
-        post: Mapping[str, Any],
+        post: dict[str, Any],
         truncated: bool,
         computed: dict[RecordKey, Any],
         unavailable: dict[RecordKey, str],
@@ -94,8 +80,9 @@ class FastTerm:
     """A term, the recorded keys of the values it reads, and its Python answer if it has one."""
 
     term: Term
-    keys: tuple[RecordKey, ...]
+    keys: frozenset[RecordKey]
     answer: Answer | None
+    cost: int
 
 
 @dataclass(frozen=True)
@@ -106,6 +93,8 @@ class FastRule:
     rank: tuple[int, int, int]
     terms: tuple[FastTerm, ...]
     reads: tuple[tuple[SignalRef, RecordKey], ...]
+    # A term `<signal> <op> <double>`, tested inline first: most rules end there, not matching.
+    guard: tuple[RecordKey, Callable[[Any, Any], bool], float] | None = None
 
 
 class FastPolicy:
@@ -123,20 +112,31 @@ class FastPolicy:
 
     def _rule(self, rule: CompiledRule) -> FastRule:
         terms = [self._term(term) for term in rule.condition.terms]
-        terms.sort(key=lambda t: t.answer is None)  # Python answers first; order is free
+        terms.sort(key=lambda t: t.cost)  # cheapest first; the order changes no outcome
         reads = tuple((ref, self.keys[ref]) for ref in sorted(rule.condition.needs.refs, key=str))
-        return FastRule(rule, rule.rank, tuple(terms), reads)
+        guards = (guard_for(term.source, self.keys) for term in rule.condition.terms)
+        guard = next((found for found in guards if found is not None), None)
+        return FastRule(rule, rule.rank, tuple(terms), reads, guard)
 
     def _term(self, term: Term) -> FastTerm:
-        keys = tuple(self.keys[ref] for ref in sorted(term.needs.refs, key=str))
-        return FastTerm(term, keys, answer_for(term, self.keys, self.policy.functions))
+        keys = frozenset(self.keys[ref] for ref in term.needs.refs)
+        found = answer_for(term.source, self.keys, self.policy.functions)
+        if found is None:
+            return FastTerm(term, keys, None, CEL_COST)
+        return FastTerm(term, keys, *found)
 
     def decide(self, row: Row) -> tuple[Decided | None, tuple[str, ...]]:
         """The decision, or None and `<signal> not recorded` for each lacking value that
         could change it (as `needed_for` finds them)."""
         matched: list[FastRule] = []
         undecided: list[FastRule] = []
+        computed = row.computed
         for rule in self.rules:
+            guard = rule.guard
+            if guard is not None:
+                value = computed.get(guard[0])
+                if type(value) is float and not guard[1](value, guard[2]):
+                    continue  # a false term: no match, whatever the other terms give
             outcome = self._outcome(rule, row)
             if outcome == "match":
                 matched.append(rule)
@@ -156,11 +156,11 @@ class FastPolicy:
 
     def _outcome(self, rule: FastRule, row: Row) -> str:
         """match, no-match, error or undecided, as `CompiledRule.test` would find."""
-        computed = row.computed
+        present = row.computed.keys()
         error = undecided = False
         deferred = []
         for fast in rule.terms:
-            if not all(key in computed for key in fast.keys):
+            if not fast.keys <= present:
                 undecided = True
                 continue
             value = SLOW if fast.answer is None else fast.answer(row)
@@ -200,128 +200,6 @@ class FastPolicy:
                 if key not in row.computed and key not in row.unavailable:
                     lacking.add(f"{_dotted(ref)} not recorded")
         return tuple(sorted(lacking))
-
-
-def answer_for(
-    term: Term, keys: Mapping[SignalRef, RecordKey], functions: Mapping[str, Any]
-) -> Answer | None:
-    """A Python answer for the simple shapes of term; None for any other."""
-    tokens = tokenize(term.source)
-    negated = bool(tokens) and tokens[0].text == "!"
-    body = tokens[1:] if negated else tokens
-    if [t.text for t in body] == ["post", ".", "truncated"]:
-        return (lambda row: not row.truncated) if negated else (lambda row: row.truncated)
-    ref, rest = _reference(body, keys)
-    if negated:
-        return _flag(keys[ref], negate=True) if ref is not None and not rest else None
-    if ref is not None and not rest:
-        return _flag(keys[ref], negate=False)
-    if len(body) == 6 and [t.text for t in body[:3]] == ["text", ".", "matches"]:
-        return _text_match(body[3:], functions)
-    if ref is not None and [t.text for t in rest[:2]] == [".", "matches"] and len(rest) == 5:
-        return _value_match(keys[ref], rest[2:], functions)
-    if ref is not None and len(rest) == 2:
-        return _compare(keys[ref], rest[0].text, rest[1])
-    if len(body) >= 3 and body[1].text in _OPERATORS:
-        swapped, rest_ref = _reference(body[2:], keys)
-        if swapped is not None and not rest_ref:
-            return _compare(keys[swapped], _SWAPPED[body[1].text], body[0])
-    return None
-
-
-def _reference(
-    tokens: list[Token], keys: Mapping[SignalRef, RecordKey]
-) -> tuple[SignalRef | None, list[Token]]:
-    """A signal read at the start of `tokens` (`nsfw`, `labels.x`, `banks["x"]`), and the rest."""
-    if not tokens or tokens[0].kind != "ident":
-        return None, tokens
-    root = tokens[0].text
-    texts = [t.text for t in tokens[:4]]
-    if len(tokens) >= 3 and texts[1] == "." and tokens[2].kind == "ident":
-        ref: SignalRef = (root, tokens[2].text)
-        if ref in keys and texts[2] != "matches":
-            return ref, tokens[3:]
-    if len(tokens) >= 4 and texts[1] == "[" and texts[3] == "]" and _plain_string(tokens[2]):
-        ref = (root, string_value(tokens[2]))
-        if ref in keys:
-            return ref, tokens[4:]
-    if (root, None) in keys:
-        return (root, None), tokens[1:]
-    return None, tokens
-
-
-def _plain_string(token: Token) -> bool:
-    """A string literal without a prefix (no bytes, no raw string)."""
-    return token.kind == "string" and token.text[:1] in ("'", '"')
-
-
-def _double(token: Token) -> float | None:
-    """The value of a double literal (`0.8`, `1e-3`); None for ints, uints and hex."""
-    text = token.text
-    if token.kind != "number" or text.endswith(("u", "U")) or text.startswith(("0x", "0X")):
-        return None
-    if not any(mark in text for mark in ".eE"):
-        return None
-    return float(text)
-
-
-def _compare(key: RecordKey, symbol: str, literal: Token) -> Answer | None:
-    """`value <op> double`, where the value is a float."""
-    bound, compare = _double(literal), _OPERATORS.get(symbol)
-    if bound is None or compare is None:
-        return None
-
-    def answer(row: Row) -> Any:
-        value = row.computed[key]
-        return compare(value, bound) if type(value) is float else SLOW
-
-    return answer
-
-
-def _flag(key: RecordKey, *, negate: bool) -> Answer:
-    """A bool value, or its negation."""
-
-    def answer(row: Row) -> Any:
-        value = row.computed[key]
-        if type(value) is not bool:
-            return SLOW
-        return not value if negate else value
-
-    return answer
-
-
-def _matcher(tokens: list[Token], functions: Mapping[str, Any]) -> Any:
-    """The policy's precompiled matcher of `("<literal>")`, or None."""
-    if len(tokens) != 3 or tokens[0].text != "(" or tokens[2].text != ")":
-        return None
-    if tokens[1].kind != "string":
-        return None
-    pattern = string_value(tokens[1])
-    found = [f for f in functions.values() if getattr(f, "pattern", None) == pattern]
-    return found[0] if found else None
-
-
-def _text_match(tokens: list[Token], functions: Mapping[str, Any]) -> Answer | None:
-    """`text.matches("...")` with the policy's own matcher."""
-    matcher = _matcher(tokens, functions)
-    if matcher is None:
-        return None
-    return lambda row: matcher(row.text) if type(row.text) is str else SLOW
-
-
-def _value_match(
-    key: RecordKey, tokens: list[Token], functions: Mapping[str, Any]
-) -> Answer | None:
-    """`<signal>.matches("...")` on a string value."""
-    matcher = _matcher(tokens, functions)
-    if matcher is None:
-        return None
-
-    def answer(row: Row) -> Any:
-        value = row.computed[key]
-        return matcher(value) if type(value) is str else SLOW
-
-    return answer
 
 
 def _dotted(ref: SignalRef) -> str:

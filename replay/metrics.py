@@ -32,6 +32,7 @@ from review.report import latest_decisions
 Z95 = 1.959963984540054  # two-sided 95 % normal quantile
 DIGITS = 4
 HARSH = frozenset({Action.BLOCK, Action.ESCALATE})
+TRANSITIONS = {(a, b): f"{a.value}->{b.value}" for a in Action for b in Action}
 
 
 @dataclass(frozen=True)
@@ -132,7 +133,7 @@ class PolicyChange:
             self.not_replayable.update(outcome.missing)
             return
         self.replayed += 1
-        self.transitions[f"{before.action.value}->{after.action.value}"] += 1
+        self.transitions[TRANSITIONS[before.action, after.action]] += 1
         self.changed += before.action is not after.action
         newly_harsh = after.action in HARSH and before.action not in HARSH
         self.unlabelled_exposure += newly_harsh and not label.seen
@@ -207,6 +208,8 @@ class ReplayTally:
 
     def _label(self, policy_id: str, replay: PostReplay) -> Label:
         """The label of the post's recorded active verdict of `policy_id`."""
+        if not self.labels:
+            return UNSEEN
         verdict: Verdict | None = replay.post.verdicts.get((policy_id, False))
         return UNSEEN if verdict is None else self.labels.get(verdict.key, UNSEEN)
 

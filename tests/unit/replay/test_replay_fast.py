@@ -33,6 +33,7 @@ signals:
     b: "a dog"
   describe: true
   nsfw: true
+  links: true
   banks: [known-bad]
 default: allow
 rules:
@@ -67,8 +68,36 @@ rules:
     when: size(text) > 10 && labels.a <= 0.1
     action: review
     priority: 7
+  - id: links
+    when: links.count >= 2 || links["shortened"] > 0
+    action: review
+    priority: 8
+  - id: price
+    when: has(post.meta.price) && post.meta.price < 100 && -0.5 < labels.a
+    action: review
+    priority: 9
+  - id: outside-kitchen
+    when: '!(has(post.meta.channel) && post.meta.channel == "kitchen") && text.contains("knife")'
+    action: review
+    priority: 11
+  - id: arithmetic
+    when: labels.a * 2.0 > 1.5
+    action: review
+    priority: 12
 """
-TEXTS = ("", "buy NOW", "I just want to die", "hello there, friend", "swastika", None, 12)
+TEXTS = ("", "buy NOW", "I just want to die", "a knife for sale", "swastika", None, 12)
+METAS = (
+    {},
+    {"channel": "ads"},
+    {"channel": "kitchen"},
+    {"age_gated": True},
+    {"age_gated": "yes"},
+    {"price": 50},
+    {"price": 150},
+    {"price": 50.0},
+    {"price": "cheap"},
+    {"category": "kitchen", "price": 20},
+)
 CAPTIONS = ("a cat on a mat", "a dog", "a swastika flag", "", 3.5, None)
 
 
@@ -86,7 +115,8 @@ def value_for(producer: str, rng: random.Random) -> object:
     if producer in ("describe", "ocr"):
         return odd(rng, rng.choice(CAPTIONS))
     if producer == "links":
-        return {"total": rng.randint(0, 3)}
+        counts = {"count": rng.randint(0, 3), "shortened": odd(rng, rng.randint(0, 1))}
+        return odd(rng, rng.choice([counts, {"count": 2.0}, {}]))
     return odd(rng, rng.choice([0.25, 0.5, 0.7, 0.9, 1.5, rng.random(), rng.random()]))
 
 
@@ -105,7 +135,7 @@ def random_posts(policies, count: int, seed: int) -> list[RecordedPost]:
                 values.append(RecordedValue(**key, unavailable="its store is down"))
             else:
                 values.append(RecordedValue(**key, value=value_for(producer, rng)))
-        meta = rng.choice([{}, {"channel": "ads"}, {"age_gated": True}, {"age_gated": "yes"}])
+        meta = rng.choice(METAS)
         post = {"id": f"p{n}", "text": rng.choice(TEXTS), "images": [], "meta": meta}
         record = PostRecord(post=post, truncated=rng.random() < 0.2, values=values)
         recorded = RecordedPost(post["id"], record=record)
@@ -180,12 +210,19 @@ def test_the_shapes_it_answers_and_those_it_leaves_to_cel(tmp_path):
         "post.truncated": True,
         "!post.truncated": True,
         "labels.b == 0.25": True,
-        "labels.b > 1": False,  # an int literal: CEL's int/double comparison decides
-        "labels.a > 0.9 || labels.b > 0.9": False,
+        "labels.b > 1": True,  # answered only where the value is an int, as the literal is
+        "labels.a > 0.9 || labels.b > 0.9": True,
         'description.matches("(?i)\\\\bcat\\\\b")': True,
         "labels.b < 0.5": True,
         'text.matches("(?i)buy now")': True,
-        'post.meta.channel == "ads"': False,
-        "size(text) > 10": False,
+        'post.meta.channel == "ads"': True,
+        "size(text) > 10": True,
         "labels.a <= 0.1": True,
+        'links.count >= 2 || links["shortened"] > 0': True,
+        "has(post.meta.price)": True,
+        "post.meta.price < 100": True,
+        "-0.5 < labels.a": True,
+        '!(has(post.meta.channel) && post.meta.channel == "kitchen")': True,
+        'text.contains("knife")': True,
+        "labels.a * 2.0 > 1.5": False,  # arithmetic is left to CEL
     }

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import os
 import sys
 import time
 from datetime import UTC, datetime
@@ -11,6 +12,8 @@ from typing import TYPE_CHECKING, Annotated
 
 import typer
 
+from cli.exits import or_exit
+from cli.pipeline import MODEL_HELP
 from cli.policy import CONFIG_HELP, PRODUCER_HELP, _registry
 from cli.report import RECORD_HELP, SOURCE_HELP, _to_stderr
 from contracts.errors import ModerationError
@@ -18,6 +21,7 @@ from contracts.errors import ModerationError
 if TYPE_CHECKING:
     from kafka_io.settings import KafkaSettings
     from policies.policy_set import PolicySet
+    from replay.compute import MissingValues
     from replay.metrics import Label, ReplayReport
     from review.report_io import RecordLimits
 
@@ -29,6 +33,11 @@ TIME_HELP = "ISO 8601 time (UTC when no offset is given); by when a post was fir
 UNCHANGED_HELP = (
     "Decide again even with a policy whose file is the one that decided the post (the same "
     "sha256); by default its recorded verdict stands. Checks that the records are complete."
+)
+COMPUTE_HELP = (
+    "Compute the values a candidate lacks through the producers and the model (--model, or "
+    "the --config's models), the answer cache first, instead of counting the post as not "
+    "replayable."
 )
 PROGRESS_EVERY_S = 1.0
 
@@ -55,6 +64,18 @@ def replay(
     config: Annotated[Path | None, typer.Option("--config", "-c", help=CONFIG_HELP)] = None,
     max_record_bytes: Annotated[int | None, typer.Option(min=1, help=RECORD_HELP)] = None,
     decide_unchanged: Annotated[bool, typer.Option(help=UNCHANGED_HELP)] = False,
+    compute_missing: Annotated[bool, typer.Option(help=COMPUTE_HELP)] = False,
+    model: Annotated[
+        str | None,
+        typer.Option(help=f"With --compute-missing: {MODEL_HELP} Default: the config's model."),
+    ] = None,
+    redis_url: Annotated[
+        str | None,
+        typer.Option(
+            envvar="VLMOD_REDIS_URL",
+            help="With --compute-missing: the answer cache (and hash banks), read first.",
+        ),
+    ] = None,
 ) -> None:
     """Decide recorded posts again with the policies in --policy and report what would change.
 
@@ -70,12 +91,22 @@ def replay(
     logging.getLogger("cel").setLevel(logging.ERROR)
     window = (_moment(since, "--since"), _moment(until, "--until"))
     policies = _candidates(policy, producer, config)
+    compute = _computer(policy, config, model, redis_url, producer) if compute_missing else None
     kafka = KafkaSettings(bootstrap_servers=bootstrap) if bootstrap else None
     limits = RecordLimits() if max_record_bytes is None else RecordLimits(max_record_bytes)
     show = sys.stderr.isatty() if progress is None else progress
     try:
         report = _run(
-            policies, history, decisions, kafka, limits, window, limit, show, decide_unchanged
+            policies,
+            history,
+            decisions,
+            kafka,
+            limits,
+            window,
+            limit,
+            show,
+            decide_unchanged,
+            compute,
         )
     except ReportSourceError as error:
         _to_stderr(error.problems)
@@ -115,6 +146,23 @@ def _candidates(directory: Path, producer: list[str] | None, config: Path | None
         raise typer.Exit(1) from None
 
 
+def _computer(
+    policy: Path, config: Path | None, model: str | None, redis: str | None, extra: list[str] | None
+) -> MissingValues:
+    """The producers and models of `vlmod moderate` with the same options; a bad one exits 2."""
+    from cli.pipeline import moderate_config
+    from pipelines.producer_registry import producer_registry
+    from replay.compute import MissingValues
+
+    os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
+    settings = or_exit(lambda: moderate_config(config, policy, model, None, redis))
+    if settings.model.name_or_path.startswith("tiny:"):
+        typer.echo("note: the tiny model has random weights; pass --model for a real one", err=True)
+    names = [*settings.producers, *(extra or ())]
+    registry = or_exit(lambda: producer_registry(names, settings.model_names()))
+    return or_exit(lambda: MissingValues(settings, registry))
+
+
 def _run(
     policies: PolicySet,
     history: str,
@@ -125,6 +173,7 @@ def _run(
     limit: int | None,
     show: bool,
     decide_unchanged: bool,
+    compute: MissingValues | None,
 ) -> ReplayReport:
     """Read the sources (bad records named on stderr), replay and count."""
     from replay.history import read_history, within
@@ -144,7 +193,14 @@ def _run(
     skipped["history"] = recorded.read.skipped
     posts = within(recorded.posts(), *window, limit=limit)
     line = ProgressLine() if show else None
-    report = replay_posts(posts, policies, labels, progress=line, decide_unchanged=decide_unchanged)
+    report = replay_posts(
+        posts,
+        policies,
+        labels,
+        progress=line,
+        decide_unchanged=decide_unchanged,
+        compute=compute,
+    )
     if line is not None:
         line.end()
     report.skipped_records = skipped

@@ -14,7 +14,7 @@ which gives the policy engine's outcome without building a CEL environment per p
 from __future__ import annotations
 
 from collections.abc import Hashable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 from contracts.history import PostRecord
@@ -75,7 +75,21 @@ class Replayed:
     candidate: Candidate
     before: Verdict | None
     after: Decided | None
-    missing: tuple[str, ...] = ()
+    lacking: tuple[SignalRef, ...] = ()  # the signals it lacks, by the candidate's names
+    failed: str | None = None  # why computing them failed, with --compute-missing
+
+    @property
+    def missing(self) -> tuple[str, ...]:
+        """Why the post is not replayable for the candidate: one reason per lacking signal."""
+        if self.failed is not None:
+            return tuple(f"{dotted(ref)} not computed: {self.failed}" for ref in self.lacking)
+        return tuple(f"{dotted(ref)} not recorded" for ref in self.lacking)
+
+    def requests(self) -> set[SignalKey]:
+        """(producer, request) of each lacking value, and of the values it is computed from."""
+        asks = self.candidate.policy.asks
+        wanted = {(asks[ref].producer, asks[ref].request) for ref in self.lacking}
+        return wanted | {need for ref in self.lacking for need in asks[ref].needs}
 
 
 @dataclass(frozen=True)
@@ -92,6 +106,11 @@ class PostReplay:
         if self.no_record:
             return (NO_RECORD,)
         return tuple(sorted({reason for o in self.outcomes for reason in o.missing}))
+
+    def failed(self, why: str) -> PostReplay:
+        """This replay, its lacking values marked as not computed for `why`."""
+        marked = tuple(replace(o, failed=why) if o.lacking else o for o in self.outcomes)
+        return replace(self, outcomes=marked)
 
 
 class Replayer:
@@ -134,8 +153,8 @@ class Replayer:
                 outcomes.append(self._exactly(candidate, before, record))
             else:
                 row = row or row_of(record)
-                after, missing = self.fast[candidate.name].decide(row)
-                outcomes.append(Replayed(candidate, before, after, missing))
+                after, lacking = self.fast[candidate.name].decide(row)
+                outcomes.append(Replayed(candidate, before, after, lacking))
         return PostReplay(post, tuple(outcomes))
 
     def values(self, record: PostRecord) -> tuple[dict[SignalKey, Any], dict[SignalKey, str]]:
@@ -160,9 +179,9 @@ class Replayer:
         policy = candidate.policy
         view = policy.view(computed, unavailable)
         if not all(key in computed or key in unavailable for key in candidate.direct):
-            missing = _missing(policy, scope, view, computed, unavailable)
-            if missing:
-                return Replayed(candidate, before, None, missing)
+            lacking = _lacking(policy, scope, view, computed, unavailable)
+            if lacking:
+                return Replayed(candidate, before, None, lacking)
         decision = policy.evaluate(scope, view)
         return Replayed(candidate, before, Decided(decision.action, tuple(decision.rule_ids)))
 
@@ -182,24 +201,25 @@ def row_of(record: PostRecord) -> Row:
     return Row(record.post, record.truncated, computed, unavailable)
 
 
-def _missing(
+def _lacking(
     policy: CompiledPolicy,
     scope: PostScope,
     view: Any,
     computed: Mapping[SignalKey, Any],
     unavailable: Mapping[SignalKey, str],
-) -> tuple[str, ...]:
-    """`<signal> not recorded` for each unrecorded value that could change the decision."""
+) -> tuple[SignalRef, ...]:
+    """Each unrecorded value that could change the decision, sorted."""
     needed = policy.needed_for(scope, view)
     lacking = []
     for ref in needed.refs:
         asked = policy.asks[ref]
         key = (asked.producer, asked.request)
         if key not in computed and key not in unavailable:
-            lacking.append(f"{_dotted(ref)} not recorded")
-    return tuple(sorted(lacking))
+            lacking.append(ref)
+    return tuple(sorted(lacking, key=str))
 
 
-def _dotted(ref: SignalRef) -> str:
+def dotted(ref: SignalRef) -> str:
+    """`labels.weapon`, or `nsfw` for a variable without items."""
     variable, item = ref
     return variable if item is None else f"{variable}.{item}"

@@ -125,9 +125,9 @@ class FastPolicy:
             return FastTerm(term, keys, None, CEL_COST)
         return FastTerm(term, keys, *found)
 
-    def decide(self, row: Row) -> tuple[Decided | None, tuple[str, ...]]:
-        """The decision, or None and `<signal> not recorded` for each lacking value that
-        could change it (as `needed_for` finds them)."""
+    def decide(self, row: Row) -> tuple[Decided | None, tuple[SignalRef, ...]]:
+        """The decision, or None and each signal the record lacks that could change it (as
+        `needed_for` finds them), sorted."""
         matched: list[FastRule] = []
         undecided: list[FastRule] = []
         computed = row.computed
@@ -191,17 +191,12 @@ class FastPolicy:
 
     def _missing(
         self, undecided: list[FastRule], best: tuple[int, int, int] | None, row: Row
-    ) -> tuple[str, ...]:
+    ) -> tuple[SignalRef, ...]:
         lacking = set()
         for rule in undecided:
             if best is not None and rule.rank >= best:
                 continue
             for ref, key in rule.reads:
                 if key not in row.computed and key not in row.unavailable:
-                    lacking.add(f"{_dotted(ref)} not recorded")
-        return tuple(sorted(lacking))
-
-
-def _dotted(ref: SignalRef) -> str:
-    variable, item = ref
-    return variable if item is None else f"{variable}.{item}"
+                    lacking.add(ref)
+        return tuple(sorted(lacking, key=str))

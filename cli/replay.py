@@ -15,7 +15,7 @@ import typer
 from cli.exits import or_exit
 from cli.pipeline import MODEL_HELP
 from cli.policy import CONFIG_HELP, PRODUCER_HELP, _registry
-from cli.report import RECORD_HELP, SOURCE_HELP, _to_stderr
+from cli.report import RECORD_HELP, SOURCE_HELP, _to_stderr, _write
 from contracts.errors import ModerationError
 
 if TYPE_CHECKING:
@@ -53,6 +53,12 @@ def replay(
     until: Annotated[str | None, typer.Option(help=f"Posts before. {TIME_HELP}")] = None,
     limit: Annotated[int | None, typer.Option(min=1, help="Replay at most N posts.")] = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print JSON (keys sorted).")] = False,
+    html: Annotated[
+        Path | None,
+        typer.Option(
+            "--html", help="Also write an HTML page: transition matrix, plots, changed posts."
+        ),
+    ] = None,
     bootstrap: Annotated[
         str | None, typer.Option("--bootstrap", help="HOST:PORT of the Kafka brokers.")
     ] = None,
@@ -108,6 +114,10 @@ def replay(
             decide_unchanged,
             compute,
         )
+        if html is not None:
+            from replay.html import render_html
+
+            _write(html, render_html(report))
     except ReportSourceError as error:
         _to_stderr(error.problems)
         raise typer.Exit(1) from None

@@ -31,6 +31,8 @@ from review.report import latest_decisions
 
 Z95 = 1.959963984540054  # two-sided 95 % normal quantile
 DIGITS = 4
+SAMPLE = 50  # changed posts kept per candidate, the first in the history's order
+SAMPLE_TEXT_CHARS = 200
 HARSH = frozenset({Action.BLOCK, Action.ESCALATE})
 TRANSITIONS = {(a, b): f"{a.value}->{b.value}" for a in Action for b in Action}
 
@@ -108,6 +110,19 @@ class RuleChange:
         }
 
 
+@dataclass(frozen=True)
+class ChangedPost:
+    """One post whose action a candidate changed, as the HTML report shows it."""
+
+    post_id: str
+    before: Action
+    after: Action
+    added: tuple[str, ...]
+    removed: tuple[str, ...]
+    text: str
+    label: Label
+
+
 @dataclass
 class PolicyChange:
     """One candidate's replay over the history."""
@@ -121,9 +136,10 @@ class PolicyChange:
     unlabelled_exposure: int = 0
     overrides: int = 0
     rules: dict[str, RuleChange] = field(default_factory=dict)
+    sample: list[ChangedPost] = field(default_factory=list)  # the first changed posts
 
-    def count(self, outcome: Replayed, label: Label) -> None:
-        """Add one post's outcome."""
+    def count(self, outcome: Replayed, label: Label, text: str = "") -> None:
+        """Add one post's outcome (`text`: the post's, for the sample of changed posts)."""
         before, after = outcome.before, outcome.after
         if before is None:
             self.unrecorded += 1
@@ -134,7 +150,10 @@ class PolicyChange:
             return
         self.replayed += 1
         self.transitions[TRANSITIONS[before.action, after.action]] += 1
-        self.changed += before.action is not after.action
+        if before.action is not after.action:
+            self.changed += 1
+            if len(self.sample) < SAMPLE:
+                self.keep(outcome, label, text)
         newly_harsh = after.action in HARSH and before.action not in HARSH
         self.unlabelled_exposure += newly_harsh and not label.seen
         self.overrides += before.action in HARSH and after.action is Action.ALLOW
@@ -142,6 +161,22 @@ class PolicyChange:
         now = set(after.rules)
         for rule in was | now:
             self.rule(rule).count(rule in was, rule in now, label)
+
+    def keep(self, outcome: Replayed, label: Label, text: str) -> None:
+        """Keep a changed post in the sample."""
+        assert outcome.before is not None and outcome.after is not None
+        was = [rule.id for rule in outcome.before.matched_rules]
+        now = outcome.after.rules
+        changed = ChangedPost(
+            post_id=outcome.before.post_id,
+            before=outcome.before.action,
+            after=outcome.after.action,
+            added=tuple(rule for rule in now if rule not in was),
+            removed=tuple(rule for rule in was if rule not in now),
+            text=text[:SAMPLE_TEXT_CHARS],
+            label=label,
+        )
+        self.sample.append(changed)
 
     def rule(self, rule_id: str) -> RuleChange:
         """The counts of `rule_id`, started at zero."""
@@ -202,9 +237,11 @@ class ReplayTally:
         if reasons:
             report.not_replayable += 1
             report.reasons.update(reasons)
+        record = replay.post.record
+        text = str(record.post.get("text") or "") if record is not None else ""
         for outcome in replay.outcomes:
             label = self._label(outcome.candidate.policy.ref.id, replay)
-            report.policies[outcome.candidate.name].count(outcome, label)
+            report.policies[outcome.candidate.name].count(outcome, label, text)
 
     def _label(self, policy_id: str, replay: PostReplay) -> Label:
         """The label of the post's recorded active verdict of `policy_id`."""

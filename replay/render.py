@@ -17,11 +17,16 @@ def render_json(report: ReplayReport) -> str:
     return json.dumps(report.as_dict(), indent=2, sort_keys=True)
 
 
-def render_text(report: ReplayReport) -> str:
-    """A summary line, then per candidate its transitions and a table of its rules."""
+def summary_line(report: ReplayReport) -> str:
+    """Posts read, and those not replayable with each reason's count; printable."""
     reasons = ", ".join(f"{why} ({n})" for why, n in sorted(report.reasons.items()))
     head = f"{report.posts} posts; not replayable: {report.not_replayable}"
-    blocks = [printable(head + (f" ({reasons})" if reasons else ""))]
+    return printable(head + (f" ({reasons})" if reasons else ""))
+
+
+def render_text(report: ReplayReport) -> str:
+    """A summary line, then per candidate its transitions and a table of its rules."""
+    blocks = [summary_line(report)]
     blocks += [_policy_block(name, report.policies[name]) for name in sorted(report.policies)]
     skipped = ", ".join(f"{n} {what}" for what, n in sorted(report.skipped_records.items()) if n)
     if skipped:
@@ -41,7 +46,7 @@ def _policy_block(name: str, change: PolicyChange) -> str:
         lines.append("    transitions: " + ", ".join(moved))
     for why, n in sorted(change.not_replayable.items()):
         lines.append(f"    not replayable: {why} ({n})")
-    rows = [_rule_row(rule, data) for rule, data in sorted(_rules(change).items())]
+    rows = [rule_row(rule, data) for rule, data in sorted(_rules(change).items())]
     if rows:
         lines += _table(RULE_HEADERS, rows)
     return "\n".join(map(printable, lines))
@@ -51,7 +56,8 @@ def _rules(change: PolicyChange) -> dict[str, dict[str, Any]]:
     return {rule: counts.as_dict() for rule, counts in change.rules.items()}
 
 
-def _rule_row(rule: str, data: dict[str, Any]) -> tuple[str, ...]:
+def rule_row(rule: str, data: dict[str, Any]) -> tuple[str, ...]:
+    """A rule's cells: matches before and after, the change, labels, precision and interval."""
     ci = data["precision_after_ci"]
     before, after = data["precision_before"], data["precision_after"]
     return (

@@ -228,3 +228,14 @@ def test_an_unchanged_policy_keeps_its_recorded_verdict_unless_asked_to_decide_a
     assert kept["policies"]["community"]["transitions"] == {"allow->allow": 1}
     again = replay_json(*same_policy(tmp_path), "--history", source)
     assert again["not_replayable"]["reasons"] == {"nsfw not recorded": 1}
+
+
+def test_progress_is_shown_on_stderr_when_asked(tmp_path):
+    source = history(tmp_path, [{"labels.weapon": 0.9, "nsfw": 0.1}] * 3)
+    policies = str(candidates(tmp_path, RECORDED))
+    shown = vlmod_replay("--policy", policies, "--history", source, "--json", "--progress")
+    assert shown.exit_code == 0
+    assert "replayed 3 posts (" in shown.stderr
+    json.loads(shown.stdout)  # stdout stays the report alone
+    quiet = vlmod_replay("--policy", policies, "--history", source, "--json")
+    assert "replayed" not in quiet.stderr  # not a terminal, not asked

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import itertools
+import os
 import uuid
 
 import pytest
@@ -11,6 +12,7 @@ from demo.harness import RedisServer, running_services
 from demo.postgres import running_postgres
 from kafka_io.clients import create_topics
 from kafka_io.settings import KafkaSettings
+from tests.integration.processes import servers_left
 
 
 def pytest_collection_modifyitems(items):
@@ -85,20 +87,9 @@ def redis_factory(tmp_path):
 
 
 def pytest_sessionfinish(session, exitstatus):
-    """Fail the run when a server started by the harness is still alive at the end."""
-    import subprocess
-
-    from demo.harness import started_pids
-
-    out = subprocess.run(
-        ["ps", "-e", "-o", "pid=,args="], capture_output=True, text=True, check=False
-    )
-    started = set(started_pids())
-    leaked = [
-        line.strip()
-        for line in out.stdout.splitlines()
-        if line.split() and int(line.split()[0]) in started
-    ]
+    """Fail the run when a server the harness started is still alive at the end: the harness
+    starts each in its own session, as a child of this process."""
+    leaked = servers_left(os.getpid())
     if leaked:
         print("\nprocesses left behind by the harness:\n  " + "\n  ".join(leaked))
         session.exitstatus = 1

@@ -16,8 +16,7 @@ import pytest
 from demo.postgres import PostgresServer
 from pipelines.config import PoolSettings
 from sinks.settings import KafkaSinkSettings, PostgresSinkSettings
-
-from .conftest import post_messages, publish
+from tests.integration.pipeline_run import post_messages, publish
 
 POSTS = 1000
 

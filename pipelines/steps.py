@@ -9,7 +9,8 @@
                                                  (cached); retried, then dead-lettered
     decide   Post + signals -> verdicts          one per policy; shadow policies only report
     route    verdicts -> outcome                 active verdicts with their review tasks, shadow
-                                                 verdicts; or the message's dead letter
+                                                 verdicts, the post's record (what its policies
+                                                 read) on the first; or the message's dead letter
     produce  write outcomes, wait, commit        `pipelines.consumer` through a sink
                                                  (`sinks.kafka_topics`), after `moderate` returns
 
@@ -36,6 +37,7 @@ from kafka_io.settings import TopicSettings
 from kafka_io.tracing import context_from_headers, trace_id_of
 from pipelines.gathering import SignalGatherer
 from pipelines.journey import Journey, SourceMessage
+from pipelines.recording import post_record
 from pipelines.signal_records import Failure
 from pipelines.telemetry import Telemetry
 from policies.policy_set import PolicyOutcome, PolicySet, SetDecision
@@ -146,17 +148,22 @@ class Moderator:
             "input_changes": journey.changes,
             "producers": list(journey.runs.values()),
         }
+        # The post's record rides on its first verdict: the first active one, else the first
+        # shadow one (`contracts.history`).
+        record = post_record(journey, self.gatherer.registry, models)
         active = []
         for decision in decided.active:
-            verdict = decision.to_verdict(post.id, **common)
+            verdict = decision.to_verdict(post.id, **common, record=record)
+            record = None
             self.telemetry.posts_out.add(1, {"action": verdict.action.value})
             active.append(
                 ActiveVerdict(verdict=verdict, review=review_route(decision, verdict, post))
             )
-        shadows = [
-            ShadowVerdict(verdict=decision.to_verdict(post.id, **common), diff=decision.diff)
-            for decision in decided.shadow
-        ]
+        shadows = []
+        for decision in decided.shadow:
+            verdict = decision.to_verdict(post.id, **common, record=record)
+            record = None
+            shadows.append(ShadowVerdict(verdict=verdict, diff=decision.diff))
         return Outcome(
             source=source_ref(journey.message),
             post_id=post.id,
@@ -207,6 +214,8 @@ def review_route(decision: PolicyOutcome, verdict: Verdict, post: Post) -> Revie
     """The review task of an active verdict whose queue the policy maps to a topic."""
     if not (decision.decision.topic and verdict.queue):
         return None
+    if verdict.record is not None:  # the verdict topic keeps it; a reviewer has no use for it
+        verdict = verdict.model_copy(update={"record": None})
     task = ReviewTask(
         key=verdict.key, queue=verdict.queue, priority=verdict.priority, verdict=verdict, post=post
     )

@@ -24,6 +24,7 @@ import logging
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
+from functools import cached_property
 from typing import Any
 
 from opentelemetry import trace
@@ -37,7 +38,7 @@ from kafka_io.settings import TopicSettings
 from kafka_io.tracing import context_from_headers, trace_id_of
 from pipelines.gathering import SignalGatherer
 from pipelines.journey import Journey, SourceMessage
-from pipelines.recording import post_record
+from pipelines.recording import Recorder
 from pipelines.signal_records import Failure
 from pipelines.telemetry import Telemetry
 from policies.policy_set import PolicyOutcome, PolicySet, SetDecision
@@ -56,6 +57,11 @@ class Moderator:
     telemetry: Telemetry
     limits: PostLimits = field(default_factory=PostLimits)
     policy_budget_s: float | None = 0.25
+
+    @cached_property
+    def recorder(self) -> Recorder:
+        """Builds each post's record from the gatherer's producers and models."""
+        return Recorder(self.gatherer.registry, self.gatherer.models)
 
     def moderate(self, messages: Sequence[SourceMessage]) -> list[Outcome]:
         """One outcome per message, in order: its verdicts and review tasks, or its dead letter."""
@@ -150,7 +156,7 @@ class Moderator:
         }
         # The post's record rides on its first verdict: the first active one, else the first
         # shadow one (`contracts.history`).
-        record = post_record(journey, self.gatherer.registry, models)
+        record = self.recorder.record(journey)
         active = []
         for decision in decided.active:
             verdict = decision.to_verdict(post.id, **common, record=record)

@@ -20,7 +20,7 @@ from operators.guards.producers import GuardRequest
 from operators.specialists.links import COUNTS, link_counts
 from pipelines.config import PipelineConfig, RetrySettings
 from pipelines.journey import Journey, SourceMessage
-from pipelines.recording import post_record, recordable
+from pipelines.recording import Recorder, recordable
 from pipelines.signal_source import NoopSignals
 from pipelines.stages import ModelSources
 from policies.loader import load_policy_dir
@@ -102,7 +102,7 @@ def test_the_record_holds_exactly_the_values_reasons_and_versions_of_the_journey
     why = "hash banks unavailable: redis down"
     gone = ("banks", ("bank", "other"))
     trip = journey(VALUES, {gone: why}, truncated=True)
-    record = post_record(trip, default_registry(("default", "large")), models())
+    record = Recorder(default_registry(("default", "large")), models()).record(trip)
     assert record.computed() == {(p, request_key(r)): v for (p, r), v in VALUES.items()}
     assert record.unavailable() == {("banks", "('bank', 'other')"): why}
     assert record.post == {
@@ -132,7 +132,7 @@ def test_the_record_holds_exactly_the_values_reasons_and_versions_of_the_journey
 
 
 def test_a_record_reads_back_equal_from_json():
-    record = post_record(journey(VALUES), default_registry(("default", "large")), models())
+    record = Recorder(default_registry(("default", "large")), models()).record(journey(VALUES))
     again = PostRecord.model_validate_json(record.model_dump_json())
     assert again == record
     assert again.computed() == record.computed()
@@ -142,7 +142,7 @@ def test_a_tuple_value_is_recorded_as_the_list_json_gives_back():
     trip = journey({("shout", "parts"): (1, 2.5, ("a", True))})
     registry = default_registry()
     registry.register(ShoutSignals())
-    record = post_record(trip, registry, models())
+    record = Recorder(registry, models()).record(trip)
     [value] = record.values
     assert value.value == [1, 2.5, ["a", True]]
     assert PostRecord.model_validate_json(record.model_dump_json()) == record
@@ -165,7 +165,7 @@ def test_a_value_json_cannot_hold_exactly_fails_naming_its_producer(value, named
 
 def test_a_value_from_an_unregistered_producer_fails():
     with pytest.raises(ValueError, match="'ghost' gave a value but is not registered"):
-        post_record(journey({("ghost", "x"): 1.0}), default_registry(), models())
+        Recorder(default_registry(), models()).record(journey({("ghost", "x"): 1.0}))
 
 
 def test_an_embedding_is_kept_as_the_same_floats():

@@ -31,6 +31,7 @@ from opentelemetry import trace
 
 from contracts.decoding import PostLimits, decode_post
 from contracts.errors import Stage
+from contracts.history import PostRecord
 from contracts.outcomes import ActiveVerdict, Outcome, ReviewRoute, SourceRef
 from contracts.records import DeadLetter, Post, ShadowVerdict, Verdict, utc_now
 from contracts.review import ReviewTask
@@ -156,7 +157,7 @@ class Moderator:
         }
         # The post's record rides on its first verdict: the first active one, else the first
         # shadow one (`contracts.history`).
-        record = self.recorder.record(journey)
+        record: PostRecord | None = self.recorder.record(journey)
         active = []
         for decision in decided.active:
             verdict = decision.to_verdict(post.id, **common, record=record)

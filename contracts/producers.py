@@ -29,7 +29,9 @@ import json
 from collections.abc import Callable, Hashable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from enum import IntEnum, StrEnum
-from typing import TYPE_CHECKING, Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol, TypeVar
+
+from contracts.errors import ConfigInvalid
 
 if TYPE_CHECKING:
     from pydantic import BaseModel
@@ -37,6 +39,7 @@ if TYPE_CHECKING:
     from contracts.records import Post
 
 RESERVED_VARIABLES = frozenset({"text", "post"})
+SettingsT = TypeVar("SettingsT", bound="BaseModel")
 
 
 class Placement(StrEnum):
@@ -119,19 +122,27 @@ class ProducerContext:
     """What a deployment gives producers that need more than the post: stores and settings.
 
     A producer with a `bind(context)` method gets it once, before its first `compute`.
-    `settings` holds each producer's section of the pipeline config's `specialists:`;
+    `settings` holds the sections of the pipeline config's `specialists:` by producer name, each
+    the instance of that producer's `settings_model` the config was validated into when it was
+    loaded (`post` is the per-post budget); `settings_for` hands one out, never parsing again.
     `images` is the config's `images:` section, an `operators.limits.ImageLimits` (contracts
     cannot name it; None: its defaults), whose `max_bytes` and `max_pixels` bound every image a
     producer decodes, as they bound the model's.
     """
 
     redis_url: str | None = None
-    settings: Mapping[str, Mapping[str, Any]] = field(default_factory=dict)
+    settings: Mapping[str, BaseModel] = field(default_factory=dict)
     images: Any = None
 
-    def settings_for(self, name: str) -> Mapping[str, Any]:
-        """The config section of producer `name` (empty when none)."""
-        return self.settings.get(name, {})
+    def settings_for(self, name: str, model: type[SettingsT]) -> SettingsT:
+        """The validated section of producer `name`, or `model`'s defaults when there is none."""
+        section = self.settings.get(name)
+        if section is None:
+            return model()
+        if not isinstance(section, model):
+            kind = type(section).__name__
+            raise ConfigInvalid(f"specialists.{name}: expected {model.__name__}, got {kind}")
+        return section
 
 
 @dataclass(frozen=True)
@@ -235,8 +246,10 @@ class SignalProducer(Protocol):
 
     @property
     def settings_model(self) -> type[BaseModel] | None:
-        """The pydantic model of its section under the pipeline config's `specialists:`, which
-        is checked against it; None (the default): it takes none, and a section is refused."""
+        """The pydantic model of its section under the pipeline config's `specialists:`: the
+        section is validated into it once, when the config loads, and the producer reads that
+        instance with `context.settings_for(name, model)`; None (the default): it takes none,
+        and a section is refused."""
         ...
 
     @property

@@ -29,13 +29,6 @@ log = logging.getLogger(__name__)
 KAFKA_ENV = "VLMOD_KAFKA_BOOTSTRAP"
 REDIS_ENV = "VLMOD_REDIS_URL"
 
-_STARTED_PIDS: list[int] = []
-
-
-def started_pids() -> list[int]:
-    """Process ids of every server this process started through the harness, alive or not."""
-    return list(_STARTED_PIDS)
-
 
 def free_port() -> int:
     """A TCP port on 127.0.0.1 that nothing listens on right now."""
@@ -111,7 +104,6 @@ class ManagedProcess:
                 user=self.user,
                 group=pwd.getpwnam(self.user).pw_gid if self.user else None,
             )
-        _STARTED_PIDS.append(self.popen.pid)
         log.info("started %s (pid %d)", self.name, self.popen.pid)
 
     @property

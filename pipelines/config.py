@@ -110,7 +110,8 @@ class SpecialistSettings(BaseModel):
 
     Each producer that takes settings declares their model (`settings_model`); `load_config`
     checks every section against the producers the pipeline registers (`checked_model`), so an
-    unknown producer or key is refused with its position. Built in code, sections pass as given.
+    unknown producer or key is refused with its position. Built in code, each section is given
+    as an instance of its producer's `settings_model`.
     """
 
     model_config = ConfigDict(frozen=True, extra="allow")
@@ -200,10 +201,11 @@ class PipelineConfig(BaseModel):
         return self.pool if name == DEFAULT_MODEL else self.models[name].pool
 
     def producer_context(self) -> ProducerContext:
-        """What producers that need a store or settings are bound to."""
+        """What producers that need a store or settings are bound to: `specialists:` sections
+        as the models they were validated into, not parsed again."""
         return ProducerContext(
             redis_url=self.redis_url,
-            settings=self.specialists.model_dump(mode="json"),
+            settings=dict(self.specialists),
             images=self.images,
         )
 

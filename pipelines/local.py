@@ -91,12 +91,21 @@ class LocalModerator:
     def moderate_one(
         self, post: Post | dict[str, Any] | bytes
     ) -> tuple[Verdict | None, DeadLetter | None]:
-        """The most severe verdict for `post`, or its dead letter; bytes decode as from Kafka."""
+        """The most severe verdict for `post`, or its dead letter; bytes decode as from Kafka.
+
+        The verdict carries the post's record (`Verdict.record`), whichever verdict the step
+        list put it on: it is the one verdict a caller keeps.
+        """
         message = SourceMessage(message_bytes(post), topic="local", partition=0, offset=0)
         [outcome] = self.moderator.moderate([message])
         if outcome.dead_letter is not None:
             return None, outcome.dead_letter
-        return outcome.most_severe(), None
+        verdict = outcome.most_severe()
+        if verdict is not None and verdict.record is None:
+            records = [active.verdict.record for active in outcome.verdicts]
+            record = next((each for each in records if each is not None), None)
+            verdict = verdict.model_copy(update={"record": record})
+        return verdict, None
 
 
 def message_bytes(post: Post | dict[str, Any] | bytes) -> bytes:

@@ -9,7 +9,8 @@
                                                  (cached); retried, then dead-lettered
     decide   Post + signals -> verdicts          one per policy; shadow policies only report
     route    verdicts -> outcome                 active verdicts with their review tasks, shadow
-                                                 verdicts; or the message's dead letter
+                                                 verdicts, the post's record (what its policies
+                                                 read) on the first; or the message's dead letter
     produce  write outcomes, wait, commit        `pipelines.consumer` through a sink
                                                  (`sinks.kafka_topics`), after `moderate` returns
 
@@ -23,12 +24,14 @@ import logging
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
+from functools import cached_property
 from typing import Any
 
 from opentelemetry import trace
 
 from contracts.decoding import PostLimits, decode_post
 from contracts.errors import Stage
+from contracts.history import PostRecord
 from contracts.outcomes import ActiveVerdict, Outcome, ReviewRoute, SourceRef
 from contracts.records import DeadLetter, Post, ShadowVerdict, Verdict, utc_now
 from contracts.review import ReviewTask
@@ -36,6 +39,7 @@ from kafka_io.settings import TopicSettings
 from kafka_io.tracing import context_from_headers, trace_id_of
 from pipelines.gathering import SignalGatherer
 from pipelines.journey import Journey, SourceMessage
+from pipelines.recording import Recorder
 from pipelines.signal_records import Failure
 from pipelines.telemetry import Telemetry
 from policies.policy_set import PolicyOutcome, PolicySet, SetDecision
@@ -54,6 +58,11 @@ class Moderator:
     telemetry: Telemetry
     limits: PostLimits = field(default_factory=PostLimits)
     policy_budget_s: float | None = 0.25
+
+    @cached_property
+    def recorder(self) -> Recorder:
+        """Builds each post's record from the gatherer's producers and models."""
+        return Recorder(self.gatherer.registry, self.gatherer.models)
 
     def moderate(self, messages: Sequence[SourceMessage]) -> list[Outcome]:
         """One outcome per message, in order: its verdicts and review tasks, or its dead letter."""
@@ -146,17 +155,22 @@ class Moderator:
             "input_changes": journey.changes,
             "producers": list(journey.runs.values()),
         }
+        # The post's record rides on its first verdict: the first active one, else the first
+        # shadow one (`contracts.history`).
+        record: PostRecord | None = self.recorder.record(journey)
         active = []
         for decision in decided.active:
-            verdict = decision.to_verdict(post.id, **common)
+            verdict = decision.to_verdict(post.id, **common, record=record)
+            record = None
             self.telemetry.posts_out.add(1, {"action": verdict.action.value})
             active.append(
                 ActiveVerdict(verdict=verdict, review=review_route(decision, verdict, post))
             )
-        shadows = [
-            ShadowVerdict(verdict=decision.to_verdict(post.id, **common), diff=decision.diff)
-            for decision in decided.shadow
-        ]
+        shadows = []
+        for decision in decided.shadow:
+            verdict = decision.to_verdict(post.id, **common, record=record)
+            record = None
+            shadows.append(ShadowVerdict(verdict=verdict, diff=decision.diff))
         return Outcome(
             source=source_ref(journey.message),
             post_id=post.id,
@@ -207,6 +221,8 @@ def review_route(decision: PolicyOutcome, verdict: Verdict, post: Post) -> Revie
     """The review task of an active verdict whose queue the policy maps to a topic."""
     if not (decision.decision.topic and verdict.queue):
         return None
+    if verdict.record is not None:  # the verdict topic keeps it; a reviewer has no use for it
+        verdict = verdict.model_copy(update={"record": None})
     task = ReviewTask(
         key=verdict.key, queue=verdict.queue, priority=verdict.priority, verdict=verdict, post=post
     )

@@ -15,9 +15,7 @@ is reviewed instead (`policies.truncation`).
 
 from __future__ import annotations
 
-import threading
 import time
-from collections import Counter
 from collections.abc import Hashable, Mapping
 from dataclasses import dataclass, field
 from enum import Enum
@@ -33,7 +31,6 @@ from policies.truncation import CUT_TEXT_QUEUE, reads_truncated, review_cut_text
 PostInput = Post | dict[str, Any] | PostScope  # a scope shares the post's CEL values
 
 EVIDENCE_MAX_CHARS = 200
-SLOW_RULE_SECONDS = 0.005
 
 
 class Outcome(Enum):
@@ -180,34 +177,12 @@ def _evidence(reads: tuple[tuple[str, ...], ...], variables: dict[str, Any]) -> 
     return evidence
 
 
-@dataclass
-class EvaluationStats:
-    """Counters for one compiled policy; safe to read from another thread."""
-
-    evaluations: int = 0
-    rule_errors: int = 0
-    skipped_rules: int = 0
-    slow_rules: int = 0
-    errors_by_rule: Counter[str] = field(default_factory=Counter)
-    _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
-
-    def record(self, decision: Decision, slow: int) -> None:
-        """Count one evaluation."""
-        with self._lock:
-            self.evaluations += 1
-            self.rule_errors += len(decision.rule_errors)
-            self.skipped_rules += len(decision.skipped_rules)
-            self.slow_rules += slow
-            self.errors_by_rule.update(error.id for error in decision.rule_errors)
-
-
 @dataclass(frozen=True)
 class Evaluation:
     """Raw per-rule results of one evaluation, before they are reduced to a Decision."""
 
     results: list[tuple[CompiledRule, RuleResult]]
     variables: dict[str, Any]
-    slow: int
     unavailable: Mapping[str, str] = field(default_factory=dict)
     truncated: bool = False  # the decoder cut the post's text
 
@@ -273,7 +248,6 @@ class CompiledPolicy:
         self.reads_truncated = reads_truncated(
             path for rule in self.rules for path in rule.condition.reads
         )
-        self.stats = EvaluationStats()
 
     def __repr__(self) -> str:
         return f"CompiledPolicy({self.ref.id!r} v{self.ref.version} {self.mode.value})"
@@ -356,15 +330,13 @@ class CompiledPolicy:
         context = scope.context_for(self.functions, variables)
         variables["text"] = scope.text
         variables["post"] = scope.post
-        results, slow = [], 0
+        results = []
         for rule in self.rules:
-            started = time.perf_counter()
-            if deadline is not None and started > deadline.at:
+            if deadline is not None and time.perf_counter() > deadline.at:
                 results.append((rule, deadline.result()))
                 continue
             results.append((rule, rule.test(context, view.present, scope.terms)))
-            slow += time.perf_counter() - started > SLOW_RULE_SECONDS
-        return Evaluation(results, variables, slow, view.unavailable, scope.truncated)
+        return Evaluation(results, variables, view.unavailable, scope.truncated)
 
     def evaluate(
         self,
@@ -373,10 +345,7 @@ class CompiledPolicy:
         deadline: Deadline | None = None,
     ) -> Decision:
         """Decide one post from its signals (keyed by this policy's own names)."""
-        evaluation = self.run_rules(post, signals, deadline)
-        decision = self.decide(evaluation)
-        self.stats.record(decision, evaluation.slow)
-        return decision
+        return self.decide(self.run_rules(post, signals, deadline))
 
     def decide(self, evaluation: Evaluation) -> Decision:
         """Reduce per-rule results to the verdict: most severe, then priority, then order."""

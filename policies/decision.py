@@ -7,6 +7,7 @@ from typing import TypeVar
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from contracts.history import PostRecord
 from contracts.records import (
     Action,
     InputChange,
@@ -61,6 +62,7 @@ class Decision(BaseModel):
         latency_ms: float = 0.0,
         input_changes: Sequence[InputChange] = (),
         producers: Sequence[ProducerRun] = (),
+        record: PostRecord | None = None,
     ) -> Verdict:
         """The Verdict record for this decision; shadow policies give shadow verdicts."""
         return Verdict(
@@ -80,6 +82,7 @@ class Decision(BaseModel):
             latency_ms=latency_ms,
             input_changes=list(input_changes),
             producers=list(producers),
+            record=record,
         )
 
 

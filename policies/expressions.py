@@ -7,7 +7,7 @@ Why this is safe to run on every post:
   (`policies.patterns`), so no pattern can backtrack without bound.
 - Conditions are capped in size and in comprehensions (none nested), so a condition's cost is
   bounded by its size times the size of the post. The engine cannot pre-empt the Rust
-  evaluator, so that bound is the time bound; the engine also counts slow rules.
+  evaluator, so that bound is the time bound.
 """
 
 from __future__ import annotations

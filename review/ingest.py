@@ -83,7 +83,6 @@ class ReviewIngest:
         check_topics_exist(kafka, wanted, dead_letter_topic)
         self.queues = dict(topics) if isinstance(topics, Mapping) else {}
         self.store, self.dead_letter_topic = store, dead_letter_topic
-        self.added = self.duplicates = self.malformed = 0
         self._writer = KafkaWriter(kafka) if dead_letter_topic else None
         self._consumer = BatchConsumer(kafka, list(topics), group, **consumer_overrides)
 
@@ -96,8 +95,6 @@ class ReviewIngest:
             tasks, bad = split_records(records, self.queues)
             added = sum(self.store.add(task) for task in tasks)
             self._report_malformed(bad)
-        self.added += added
-        self.duplicates += len(tasks) - added
         return added
 
     def run(self, stop: threading.Event) -> None:
@@ -123,8 +120,6 @@ class ReviewIngest:
             self._writer.send_all(
                 [dead_letter_message(r, e, self.dead_letter_topic) for r, e in bad]
             )
-        # Counted once the batch is through: a rewound batch is read, and reported, again.
-        self.malformed += len(bad)
 
 
 def split_records(

@@ -61,6 +61,13 @@ def secret_problem(secret: str) -> str | None:
     return None
 
 
+def _check_secret(secret: str, what: str) -> None:
+    """Raise naming `what` when `secret` cannot sign sessions (see `secret_problem`)."""
+    problem = secret_problem(secret)
+    if problem:
+        raise ValueError(f"{what} {problem}; make one with `{MAKE_SECRET}`")
+
+
 def _period(text: str) -> int:
     """The length of the shortest piece that `text` repeats (its own length when none)."""
     return next(
@@ -215,9 +222,8 @@ class ReviewConfig(BaseModel):
     @field_validator("session_secret")
     @classmethod
     def _secret_is_random(cls, secret: SecretStr | None) -> SecretStr | None:
-        problem = secret_problem(secret.get_secret_value()) if secret is not None else None
-        if problem:
-            raise ValueError(f"the session secret {problem}; make one with `{MAKE_SECRET}`")
+        if secret is not None:
+            _check_secret(secret.get_secret_value(), "the session secret")
         return secret
 
     @field_validator("session_secret_env")
@@ -228,9 +234,7 @@ class ReviewConfig(BaseModel):
         value = os.environ.get(name)
         if not value:
             raise ValueError(f"environment variable {name} is not set; put the secret there")
-        problem = secret_problem(value)
-        if problem:
-            raise ValueError(f"the secret in {name} {problem}; make one with `{MAKE_SECRET}`")
+        _check_secret(value, f"the secret in {name}")
         return name
 
     @model_validator(mode="after")
@@ -292,18 +296,18 @@ class ReviewConfig(BaseModel):
         if settings is None:
             return []
         allowed = settings.escalate_to if settings.escalate_to is not None else settings.queues
-        if ALL_QUEUES in allowed:
-            return list(self.review_topics)
-        return [queue for queue in self.review_topics if queue in allowed]
+        return self._in_order(allowed)
 
     def queues_of(self, reviewer: str) -> list[str]:
         """The queues `reviewer` may work, in review_topics order; none for a stranger."""
         settings = self.reviewers.get(reviewer)
-        if settings is None:
-            return []
-        if ALL_QUEUES in settings.queues:
+        return self._in_order(settings.queues) if settings is not None else []
+
+    def _in_order(self, allowed: list[str]) -> list[str]:
+        """The queues of `allowed` ("*": every one), in review_topics order."""
+        if ALL_QUEUES in allowed:
             return list(self.review_topics)
-        return [queue for queue in self.review_topics if queue in settings.queues]
+        return [queue for queue in self.review_topics if queue in allowed]
 
 
 def _topic_of(entry: str | QueueSettings) -> str:

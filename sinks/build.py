@@ -32,25 +32,12 @@ def build_sinks(sinks: Sequence[Any]) -> list[Sink]:
 
             built.append(PostgresSink(settings.address()))
         elif isinstance(settings, WebhookSinkSettings):
-            built.append(webhook_sink(settings))
+            from sinks.webhook import WebhookSink
+
+            built.append(WebhookSink(settings))
         elif isinstance(settings, PluginSinkSettings):
             built.append(plugin_sink(settings))
     return built
-
-
-def webhook_sink(settings: WebhookSinkSettings) -> Sink:
-    """`kind: webhook` as its sink."""
-    from sinks.webhook import WebhookSink, WebhookTarget
-
-    target = WebhookTarget(
-        settings.url,
-        settings.secret(),
-        actions=frozenset(settings.actions) if settings.actions is not None else None,
-        allow_private_addresses=settings.allow_private_addresses,
-        timeout_s=settings.timeout_s,
-        max_attempts=settings.max_attempts,
-    )
-    return WebhookSink(target)
 
 
 def plugin_sink(settings: PluginSinkSettings) -> Sink:

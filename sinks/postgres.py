@@ -10,9 +10,13 @@
 - `posts`: the post as received, inline image bytes replaced by their sha256, size and type
   (the history keeps what a replay reads, not the uploads), and the union of every signal value
   computed for it across its policies' verdicts: `signals` merges one level deep, so `labels` from
-  one policy and `labels` from another end up in one object.
+  one policy and `labels` from another end up in one object. `record` is the post's record
+  (`contracts.history.PostRecord`: the fields its policies read, every producer value by request,
+  their versions), taken from the verdict that carries it and kept there only: a replay reads it
+  (issue 21). A later write without one leaves it as it is.
 - `vlmod_schema` records the schema version; a database written by a newer version is refused
-  in one line rather than written in an old layout.
+  in one line rather than written in an old layout, and an older one is brought up to date
+  (version 1 lacked `posts.record`).
 """
 
 from __future__ import annotations
@@ -30,7 +34,7 @@ from contracts.records import Post, Verdict
 from operators.specialists.hashbank import redact_url
 from sinks.base import Refusal
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
 COMPONENT = "sink.postgres"
 SCHEMA_LOCK = 0x766C6D6F64  # "vlmod": one lock id for schema changes
 
@@ -61,11 +65,14 @@ CREATE TABLE IF NOT EXISTS posts (
     post_id text PRIMARY KEY,
     post jsonb NOT NULL,
     signals jsonb NOT NULL,
+    record jsonb,
     first_seen timestamptz NOT NULL DEFAULT now(),
     last_seen timestamptz NOT NULL DEFAULT now()
 );
 CREATE INDEX IF NOT EXISTS posts_last_seen ON posts (last_seen);
 """
+# What each version added, run in order on an older database (under the schema lock).
+MIGRATIONS = {2: "ALTER TABLE posts ADD COLUMN IF NOT EXISTS record jsonb"}
 
 UPSERT_VERDICT = """
 INSERT INTO verdicts (key, post_id, policy_id, policy_version, action, queue, shadow,
@@ -78,10 +85,11 @@ ON CONFLICT (key) DO UPDATE SET
 
 # Signals merge one level deep: {"labels": {...}} from two policies become one `labels` object.
 UPSERT_POST = """
-INSERT INTO posts AS kept (post_id, post, signals) VALUES (%s, %s, %s)
+INSERT INTO posts AS kept (post_id, post, signals, record) VALUES (%s, %s, %s, %s)
 ON CONFLICT (post_id) DO UPDATE SET
     post = EXCLUDED.post,
     last_seen = now(),
+    record = coalesce(EXCLUDED.record, kept.record),
     signals = (
         SELECT coalesce(jsonb_object_agg(key, CASE
             WHEN jsonb_typeof(old.value) = 'object' AND jsonb_typeof(new.value) = 'object'
@@ -124,9 +132,13 @@ class PostgresStore:
                     f"{found[0]}, newer than this vlmod's {SCHEMA_VERSION}: upgrade vlmod to "
                     "write to it"
                 )
+            for version in range(found[0] + 1 if found else 1, SCHEMA_VERSION + 1):
+                if version in MIGRATIONS:
+                    connection.execute(MIGRATIONS[version])
             connection.execute(
                 "INSERT INTO vlmod_schema (component, version) VALUES (%s, %s) "
-                "ON CONFLICT (component) DO NOTHING",
+                "ON CONFLICT (component) DO UPDATE SET version = EXCLUDED.version, "
+                "updated_at = now()",
                 (COMPONENT, SCHEMA_VERSION),
             )
 
@@ -136,12 +148,21 @@ class PostgresStore:
         from psycopg.types.json import Jsonb
 
         signals = signal_union(verdicts)
+        records = {v.post_id: Jsonb(v.record.model_dump(mode="json")) for v in verdicts if v.record}
         try:
             with self._connect() as connection, connection.cursor() as cursor:
                 cursor.executemany(UPSERT_VERDICT, [verdict_row(v, Jsonb) for v in verdicts])
                 cursor.executemany(
                     UPSERT_POST,
-                    [(p.id, Jsonb(post_record(p)), Jsonb(signals.get(p.id, {}))) for p in posts],
+                    [
+                        (
+                            p.id,
+                            Jsonb(post_record(p)),
+                            Jsonb(signals.get(p.id, {})),
+                            records.get(p.id),
+                        )
+                        for p in posts
+                    ],
                 )
         except psycopg.OperationalError as exc:  # the server went away mid-transaction
             first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
@@ -177,7 +198,7 @@ class PostgresSink:
 
 
 def verdict_row(verdict: Verdict, jsonb: Any) -> tuple[Any, ...]:
-    """The `verdicts` columns of one verdict."""
+    """The `verdicts` columns of one verdict; its record goes to `posts.record`, not here."""
     return (
         verdict.key,
         verdict.post_id,
@@ -187,7 +208,7 @@ def verdict_row(verdict: Verdict, jsonb: Any) -> tuple[Any, ...]:
         verdict.queue,
         verdict.shadow,
         verdict.processed_at,
-        jsonb(verdict.model_dump(mode="json")),
+        jsonb(verdict.model_dump(mode="json", exclude={"record"})),
     )
 
 

@@ -83,6 +83,8 @@ class WebhookSinkSettings(BaseModel):
     )
     timeout_s: float = Field(5.0, gt=0, description="Seconds per POST.")
     max_attempts: int = Field(5, ge=1, description="Tries of a 5xx or timeout before failing.")
+    backoff_base_s: float = Field(0.2, gt=0, description="First retry's backoff ceiling, seconds.")
+    backoff_cap_s: float = Field(5.0, gt=0, description="Largest backoff between tries, seconds.")
 
     @model_validator(mode="after")
     def _secret_is_set(self) -> WebhookSinkSettings:

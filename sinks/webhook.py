@@ -1,6 +1,6 @@
 """Verdicts to an HTTP endpoint: one signed POST per verdict.
 
-    sink = WebhookSink(WebhookTarget("https://hooks.example.com/moderation", secret=b"..."))
+    sink = WebhookSink(WebhookSinkSettings(kind="webhook", url=..., secret_env="HOOK_SECRET"))
     refused = sink.deliver(verdicts)   # the verdicts the endpoint refused (4xx), with why
 
 - Body: the verdict's JSON. Headers: `X-Vlmod-Signature: sha256=<hex HMAC-SHA256 of the body
@@ -13,7 +13,9 @@
 - The host is resolved once per POST and every address is checked as image fetching checks
   them (loopback, private, link-local and metadata addresses refused unless
   `allow_private_addresses`); the connection goes to the checked address.
-- `actions` keeps only verdicts with those actions (all when None).
+- `actions` keeps only verdicts with those actions (all when None). The sink reads its settings
+  model as configured (`sinks.settings.WebhookSinkSettings`); the secret is read from the
+  environment once, when the sink is made.
 """
 
 from __future__ import annotations
@@ -31,11 +33,12 @@ from urllib.parse import urlsplit
 
 from contracts.backoff import backoff_delay
 from contracts.outcomes import Outcome
-from contracts.records import Action, Verdict
+from contracts.records import Verdict
 from operators.exceptions import BlockedAddress, error_text
 from operators.fetch import Resolver, check_addresses, system_resolver
 from operators.limits import ImageLimits
 from sinks.base import Refusal, SinkUnavailable
+from sinks.settings import WebhookSinkSettings
 
 RETRIED_STATUSES = frozenset({429, 500, 502, 503, 504})
 
@@ -48,20 +51,6 @@ class Refused:
     reason: str
 
 
-@dataclass(frozen=True)
-class WebhookTarget:
-    """Where and how verdicts are posted."""
-
-    url: str
-    secret: bytes
-    actions: frozenset[Action] | None = None
-    allow_private_addresses: bool = False
-    timeout_s: float = 5.0
-    max_attempts: int = 5
-    backoff_base_s: float = 0.2
-    backoff_cap_s: float = 5.0
-
-
 def signature(secret: bytes, body: bytes) -> str:
     """The `X-Vlmod-Signature` header value of `body`."""
     return "sha256=" + hmac.new(secret, body, hashlib.sha256).hexdigest()
@@ -71,21 +60,23 @@ def signature(secret: bytes, body: bytes) -> str:
 class WebhookSink:
     """Posts each wanted verdict; returns the refused ones, raises when the endpoint is down."""
 
-    target: WebhookTarget
+    settings: WebhookSinkSettings
     name: str = "webhook"
     resolver: Resolver = system_resolver
     sleep: Callable[[float], None] = time.sleep
     rng: random.Random = field(default_factory=random.Random)
 
     def __post_init__(self) -> None:
-        parts = urlsplit(self.target.url)
+        url = self.settings.url
+        parts = urlsplit(url)
         if parts.scheme not in ("http", "https") or not parts.hostname:
-            raise ValueError(f"a webhook needs an http(s) URL with a host, not {self.target.url!r}")
+            raise ValueError(f"a webhook needs an http(s) URL with a host, not {url!r}")
         self._parts = parts
+        self._secret = self.settings.secret()
 
     def wanted(self, verdicts: Iterable[Verdict]) -> list[Verdict]:
         """The verdicts this sink sends (its `actions`, or all)."""
-        actions = self.target.actions
+        actions = self.settings.actions
         return [v for v in verdicts if actions is None or v.action in actions]
 
     def write(self, outcomes: Sequence[Outcome]) -> list[Refusal]:
@@ -113,24 +104,24 @@ class WebhookSink:
         body = verdict.model_dump_json().encode()
         headers = {
             "Content-Type": "application/json",
-            "X-Vlmod-Signature": signature(self.target.secret, body),
+            "X-Vlmod-Signature": signature(self._secret, body),
             "X-Vlmod-Key": verdict.key,
         }
         last = ""
-        for attempt in range(1, self.target.max_attempts + 1):
+        for attempt in range(1, self.settings.max_attempts + 1):
             status, last = self._post(body, headers)
             if status is not None and 200 <= status < 300:
                 return None
             if status is not None and status not in RETRIED_STATUSES:
                 return f"the endpoint refused verdict {verdict.key}: {last}"
-            if attempt < self.target.max_attempts:
+            if attempt < self.settings.max_attempts:
                 self.sleep(self._delay(attempt))
         raise SinkUnavailable(
-            f"{self.name} at {self._where()} failed {self.target.max_attempts} times: {last}"
+            f"{self.name} at {self._where()} failed {self.settings.max_attempts} times: {last}"
         )
 
     def _delay(self, attempt: int) -> float:
-        base, cap = self.target.backoff_base_s, self.target.backoff_cap_s
+        base, cap = self.settings.backoff_base_s, self.settings.backoff_cap_s
         return backoff_delay(attempt, base_s=base, cap_s=cap, rng=self.rng)
 
     def _post(self, body: bytes, headers: dict[str, str]) -> tuple[int | None, str]:
@@ -154,12 +145,12 @@ class WebhookSink:
     def _connect(self) -> http.client.HTTPConnection:
         host = self._parts.hostname or ""
         port = self._parts.port or (443 if self._parts.scheme == "https" else 80)
-        rules = ImageLimits(allow_private_addresses=self.target.allow_private_addresses)
+        rules = ImageLimits(allow_private_addresses=self.settings.allow_private_addresses)
         address = check_addresses(host, self.resolver(host, port), rules)
-        sock = socket.create_connection((address, port), timeout=self.target.timeout_s)
+        sock = socket.create_connection((address, port), timeout=self.settings.timeout_s)
         if self._parts.scheme == "https":
             sock = ssl.create_default_context().wrap_socket(sock, server_hostname=host)
-        connection = http.client.HTTPConnection(host, port, timeout=self.target.timeout_s)
+        connection = http.client.HTTPConnection(host, port, timeout=self.settings.timeout_s)
         connection.sock = sock
         return connection
 

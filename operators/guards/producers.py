@@ -127,7 +127,7 @@ class GuardSignals(ProducerDefaults):
         """The loaded guard of `model`, loaded on first use, once per process."""
         with self._lock:
             if model not in self._guards:
-                where = GuardLoading.model_validate(self.context.settings_for(self.name))
+                where = self.context.settings_for(self.name, GuardLoading)
                 self._guards[model] = self.load(model, where.device, where.dtype)
             return self._guards[model]
 

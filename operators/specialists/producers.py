@@ -81,9 +81,9 @@ class _Specialist(ProducerDefaults):
         self.context = context
 
     def section(self) -> Any:
-        """Its section of `specialists:`, validated, with the defaults of what is left out."""
+        """Its section of `specialists:`, as the config validated it (defaults when absent)."""
         assert self.settings_model is not None
-        return self.settings_model.model_validate(self.context.settings_for(self.name))
+        return self.context.settings_for(self.name, self.settings_model)
 
     def decoded(self, job: ProducerJob) -> DecodedImages:
         """The post's images decoded once for all its readers, or here when the caller did not."""
@@ -94,7 +94,7 @@ class _Specialist(ProducerDefaults):
 
     def post_budget(self) -> PostBudget:
         """A fresh budget for one post's images, from the deployment's `specialists.post`."""
-        post = sections.PostBudgetSettings.model_validate(self.context.settings_for("post"))
+        post = self.context.settings_for("post", sections.PostBudgetSettings)
         return PostBudget(post.time_budget_ms, self.clock)
 
 

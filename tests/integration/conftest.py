@@ -1,8 +1,10 @@
-"""Real Tansu, Redis, PostgreSQL and Ray, started once per session by the harness; factories."""
+"""Real Tansu, Redis, PostgreSQL and Ray, started once per session by the harness; factories,
+end-to-end pipeline runs (`e2e_config`, `start_pipeline`) and review consoles (`start_console`)."""
 
 from __future__ import annotations
 
 import itertools
+import os
 import uuid
 
 import pytest
@@ -10,7 +12,12 @@ import pytest
 from demo.harness import RedisServer, running_services
 from demo.postgres import running_postgres
 from kafka_io.clients import create_topics
-from kafka_io.settings import KafkaSettings
+from kafka_io.settings import KafkaSettings, TopicSettings
+from pipelines.config import ModelSettings, PipelineConfig, PoolSettings, RetrySettings
+from pipelines.runner import PipelineRun
+from tests.integration.consoles import password_hash, start_console  # noqa: F401 (fixtures)
+from tests.integration.pipeline_run import E2E_POLICY, GROUP_TIMEOUTS, OutputCollector
+from tests.integration.processes import servers_left
 
 
 def pytest_collection_modifyitems(items):
@@ -84,21 +91,63 @@ def redis_factory(tmp_path):
         server.stop()
 
 
+@pytest.fixture
+def e2e_config(kafka_bootstrap, tmp_path):
+    """A pipeline config over fresh topics and a one-policy directory; override with kwargs."""
+    prefix = f"e2e-{uuid.uuid4().hex[:8]}"
+    policy_dir = tmp_path / "policies"
+    policy_dir.mkdir()
+    (policy_dir / "e2e.yaml").write_text(E2E_POLICY.format(prefix=prefix))
+
+    def make(*, model="tiny:smolvlm", redis_url=None, pool=None, retry=None) -> PipelineConfig:
+        return PipelineConfig(
+            kafka=KafkaSettings(bootstrap_servers=kafka_bootstrap),
+            consumer_group=prefix,
+            consumer_overrides=GROUP_TIMEOUTS,
+            topics=TopicSettings.namespaced(prefix),
+            redis_url=redis_url,
+            model=ModelSettings(name_or_path=model, device="cpu"),
+            policy_dir=str(policy_dir),
+            pool=pool
+            or PoolSettings(
+                num_cpus=0.5, consumer_num_cpus=0.25, max_batch_size=16, max_poll_records=16
+            ),
+            retry=retry or RetrySettings(max_attempts=5, backoff_base_s=0.2, backoff_cap_s=2.0),
+        )
+
+    return make
+
+
+@pytest.fixture
+def start_pipeline(ray_local):
+    """Starts PipelineRuns and stops them at teardown."""
+    runs: list[PipelineRun] = []
+    collectors: list[OutputCollector] = []
+
+    def start(config: PipelineConfig) -> tuple[PipelineRun, OutputCollector]:
+        from pipelines.producer_registry import pipeline_registry
+        from pipelines.runner import review_topics
+        from policies.loader import load_policy_dir
+
+        policy_set = load_policy_dir(config.policy_dir, registry=pipeline_registry(config))
+        run = PipelineRun(config)
+        run.start(policy_set)
+        runs.append(run)
+        collector = OutputCollector(config, sorted(review_topics(policy_set)))
+        collectors.append(collector)
+        return run, collector
+
+    yield start
+    for collector in collectors:
+        collector.close()
+    for run in runs:
+        run.stop(timeout_s=60)
+
+
 def pytest_sessionfinish(session, exitstatus):
-    """Fail the run when a server started by the harness is still alive at the end."""
-    import subprocess
-
-    from demo.harness import started_pids
-
-    out = subprocess.run(
-        ["ps", "-e", "-o", "pid=,args="], capture_output=True, text=True, check=False
-    )
-    started = set(started_pids())
-    leaked = [
-        line.strip()
-        for line in out.stdout.splitlines()
-        if line.split() and int(line.split()[0]) in started
-    ]
+    """Fail the run when a server the harness started is still alive at the end: the harness
+    starts each in its own session, as a child of this process."""
+    leaked = servers_left(os.getpid())
     if leaked:
         print("\nprocesses left behind by the harness:\n  " + "\n  ".join(leaked))
         session.exitstatus = 1

@@ -12,8 +12,7 @@ from demo.samples import drawn_image
 from pipelines.model_settings import NamedModelSettings, ReplicaPoolSettings
 from pipelines.signal_records import InferenceRequest
 from pipelines.wiring import build_signal_source
-
-from .conftest import post_messages, publish
+from tests.integration.pipeline_run import post_messages, publish
 
 QUESTION = "Is there a weapon in this image?"
 IMAGES = 8  # post_messages cycles over this many drawn images

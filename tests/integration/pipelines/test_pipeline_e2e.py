@@ -15,8 +15,7 @@ from contracts.review import ReviewTask
 from contracts.vlm import DEFAULT_MODEL
 from kafka_io.clients import OutMessage
 from pipelines.config import PoolSettings
-
-from .conftest import malformed_messages, post_messages, publish
+from tests.integration.pipeline_run import malformed_messages, post_messages, publish
 
 
 def check_every_post_has_one_verdict_key(outputs, post_ids):

@@ -12,7 +12,7 @@ import subprocess
 import sys
 import textwrap
 
-from .conftest import E2E_POLICY
+from tests.integration.pipeline_run import E2E_POLICY
 
 TRACE_ID = "4bf92f3577b34da6a3ce929d0e0e4736"
 PARENT_SPAN = "00f067aa0ba902b7"

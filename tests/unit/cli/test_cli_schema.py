@@ -5,11 +5,13 @@ from __future__ import annotations
 import json
 import shutil
 import subprocess
+from pathlib import Path
 
 import pytest
 from jsonschema import Draft202012Validator
 
 VLMOD = shutil.which("vlmod") or "vlmod"
+GOLDEN = Path(__file__).resolve().parents[1] / "pipelines" / "golden"
 
 
 def vlmod(*args: str) -> subprocess.CompletedProcess[str]:
@@ -39,3 +41,22 @@ def test_unknown_schema_is_refused_with_the_choices():
     assert result.returncode == 2
     choices = "post, verdict, dead-letter, shadow, review-task, review-decision, policy"
     assert f"unknown schema 'nope'; choose one of: {choices}" in result.stderr
+
+
+def test_the_verdict_schema_describes_the_record_and_admits_a_verdict_carrying_one():
+    schema = json.loads(vlmod("schema", "verdict").stdout)
+    record = schema["$defs"]["PostRecord"]
+    assert {"version", "post", "truncated", "values", "versions"} == set(record["properties"])
+    assert set(schema["$defs"]["RecordedValue"]["properties"]) == {
+        "producer",
+        "request",
+        "value",
+        "unavailable",
+    }
+    assert "first verdict only" in schema["properties"]["record"]["description"]
+    written = (GOLDEN / "kafka_messages.jsonl").read_text().splitlines()
+    verdicts = [json.loads(json.loads(line)["value"]) for line in written]
+    records = [v["record"] for v in verdicts if v.get("record")]
+    assert records, "the golden pipeline output has verdicts carrying a record"
+    # Only the record: the golden file masks the verdict's timings.
+    Draft202012Validator({"$defs": schema["$defs"], **record}).validate(records[0])

@@ -26,6 +26,7 @@ from operators.guards.llamaguard_signals import (
     LlamaGuardRequest,
     LlamaGuardSignals,
 )
+from operators.guards.producers import GuardLoading
 from operators.specialists.render import smooth_photo
 from operators.twins import TWINS, VLM_TWINS, published_files
 
@@ -121,7 +122,7 @@ def photo(seed: int, size: tuple[int, int] = (320, 240)) -> bytes:
 def producer() -> LlamaGuardSignals:
     """One producer for the module: it loads the twin once, as a consumer process would."""
     signals = LlamaGuardSignals()
-    signals.bind(ProducerContext(settings={"llamaguard": {"device": "cpu"}}))
+    signals.bind(ProducerContext(settings={"llamaguard": GuardLoading(device="cpu")}))
     return signals
 
 
@@ -238,7 +239,7 @@ def test_a_template_that_cannot_leave_categories_out_is_refused_in_one_line(
     assert template != reference[0].chat_template
     directory = with_template(twin_dir, tmp_path / "lists-all", template)
     signals = LlamaGuardSignals()
-    signals.bind(ProducerContext(settings={"llamaguard": {"device": "cpu"}}))
+    signals.bind(ProducerContext(settings={"llamaguard": GuardLoading(device="cpu")}))
     whole = values(signals, POST, (), str(directory))  # all 14: nothing to leave out
     assert len(whole.values) == 15
     requests = [LlamaGuardRequest(str(directory), i, ("S1",)) for i in ("unsafe", "S1")]

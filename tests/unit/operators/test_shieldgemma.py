@@ -16,7 +16,7 @@ from typer.testing import CliRunner
 from cli.main import app
 from contracts.producers import ProducerContext, ProducerJob, ProducerOutput, Unavailable
 from contracts.records import Post
-from operators.guards.producers import NO_IMAGES, GuardRequest, ShieldGemmaSignals
+from operators.guards.producers import NO_IMAGES, GuardLoading, GuardRequest, ShieldGemmaSignals
 from operators.guards.shieldgemma import GuardLoadError, load_shieldgemma
 from operators.specialists.render import smooth_photo
 from operators.twins import TWINS, VLM_TWINS
@@ -62,7 +62,7 @@ def photo(seed: int, size: tuple[int, int] = (320, 240)) -> bytes:
 def producer() -> ShieldGemmaSignals:
     """One producer for the module: it loads the twin once, as a consumer process would."""
     signals = ShieldGemmaSignals()
-    signals.bind(ProducerContext(settings={"shieldgemma": {"device": "cpu"}}))
+    signals.bind(ProducerContext(settings={"shieldgemma": GuardLoading(device="cpu")}))
     return signals
 
 

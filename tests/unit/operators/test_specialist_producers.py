@@ -24,6 +24,7 @@ from operators.specialists.producers import (
     ProfanitySignals,
 )
 from operators.specialists.render import photo_like, render_text_image
+from operators.specialists.settings import PostBudgetSettings
 
 
 def _bytes(image: Image.Image, fmt: str = "PNG") -> bytes:
@@ -166,7 +167,7 @@ def test_banks_on_an_unreachable_redis_are_unavailable_and_a_bomb_fails_its_post
 
 
 # A budget no image fits in: past the first image (always looked at), every image is skipped.
-TINY_BUDGET = {"post": {"time_budget_ms": 0.001}}
+TINY_BUDGET = {"post": PostBudgetSettings(time_budget_ms=0.001)}
 WHY = "the 0.001 ms per-post budget ran out (specialists.post.time_budget_ms)"
 
 

@@ -6,7 +6,9 @@ import pytest
 from pydantic import BaseModel, ConfigDict, Field
 
 from contracts.errors import ConfigInvalid
-from contracts.producers import Variable
+from contracts.producers import ProducerContext, Variable
+from operators.guards.producers import GuardLoading
+from operators.specialists.settings import BankSettings, OcrSettings
 from pipelines.config import load_config
 from tests.producers import ShoutSignals
 
@@ -67,17 +69,30 @@ def test_each_section_is_checked_against_its_producers_model(tmp_path):
 
 def test_the_sections_reach_their_producers_with_defaults_for_the_rest(tmp_path):
     _, load = _load(tmp_path, "specialists:\n  shieldgemma: {device: cpu}\n  ocr: {threads: 2}\n")
-    context = load().producer_context()
-    assert context.settings_for("shieldgemma") == {"device": "cpu", "dtype": "auto"}
-    assert context.settings_for("ocr")["threads"] == 2
-    assert context.settings_for("ocr")["max_side"] == 1600
-    assert context.settings_for("banks") == {"refresh_s": 1.0}
+    config = load()
+    context = config.producer_context()
+    guard = context.settings_for("shieldgemma", GuardLoading)
+    assert guard.model_dump() == {"device": "cpu", "dtype": "auto"}
+    ocr = context.settings_for("ocr", OcrSettings)
+    assert (ocr.threads, ocr.max_side) == (2, 1600)
+    assert context.settings_for("banks", BankSettings).model_dump() == {"refresh_s": 1.0}
+    assert ocr is config.specialists.ocr, "the instance validated at load, not parsed again"
+
+
+def test_a_section_left_out_reads_as_its_models_defaults():
+    assert ProducerContext().settings_for("loud", ShoutSettings).threshold == 0.5
+
+
+def test_a_section_built_in_code_as_a_plain_mapping_is_refused():
+    context = ProducerContext(settings={"ocr": {"threads": 2}})
+    with pytest.raises(ConfigInvalid, match=r"^specialists\.ocr: expected OcrSettings, got dict$"):
+        context.settings_for("ocr", OcrSettings)
 
 
 def test_a_configured_producer_brings_its_own_section(tmp_path):
     text = f"producers: [{LOUD!r}]\nspecialists:\n  loud: {{threshold: 0.8}}\n"
     _, load = _load(tmp_path, text)
-    assert load().producer_context().settings_for("loud") == {"threshold": 0.8}
+    assert load().producer_context().settings_for("loud", ShoutSettings).threshold == 0.8
     path, message = _refusal(tmp_path, "specialists:\n  loud: {threshold: 0.8}\n")
     assert message.startswith(f"{path}:2:3: unknown key 'loud' in specialists")
     path, message = _refusal(tmp_path, text.replace("0.8", "2"))

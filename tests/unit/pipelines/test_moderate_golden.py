@@ -5,9 +5,10 @@ each active policy file alone, with its tests file) judges a fixed set of posts:
 block and escalate by text, metadata, links and a cut text, posts with images, and posts that
 end as dead letters.
 Both paths are compared with the same golden file, written from the code before the pipeline
-was split into packages. `noop` gives exact signals; the seeded random-weight `tiny:smolvlm`
-gives real model probabilities, compared to 1e-4. Regenerate with `VLMOD_WRITE_GOLDEN=1` only
-when a change of verdicts is meant.
+was split into packages; each verdict's `record` (the post's recorded inputs) was added to it
+later, the rest of the file unchanged. `noop` gives exact signals; the seeded random-weight
+`tiny:smolvlm` gives real model probabilities, compared to 1e-4. Regenerate with
+`VLMOD_WRITE_GOLDEN=1` only when a change of verdicts is meant.
 
 `spam-scams-next.yaml` is not judged alone: it is a shadow policy, and a set of shadow policies
 only is refused (test_cli_moderate_input); it is loaded with the whole directory, where it
@@ -21,6 +22,7 @@ import base64
 import io
 import json
 import os
+import re
 import shutil
 from collections.abc import Callable
 from pathlib import Path
@@ -117,6 +119,14 @@ def normalized(verdict: dict[str, Any]) -> dict[str, Any]:
     for ref in [verdict["model"], *verdict["models"].values()]:
         if ref is not None:
             ref["name"] = ref["name"].rsplit("/", 1)[-1]
+    # The post's record (what its policies read) is compared too; a model producer's version
+    # names the model by the same path.
+    if verdict.get("record"):
+        versions = verdict["record"]["versions"]
+        verdict["record"] = {
+            **verdict["record"],
+            "versions": {name: re.sub(r"=\S*/", "=", each) for name, each in versions.items()},
+        }
     return verdict
 
 

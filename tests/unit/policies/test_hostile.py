@@ -38,7 +38,6 @@ def test_division_by_zero_is_a_rule_error_not_a_crash(make_policy):
     decision = policy.evaluate(Post(id="1", text="x"), Signals())
     assert decision.action is Action.REVIEW
     assert [e.id for e in decision.rule_errors] == ["div"]
-    assert policy.stats.rule_errors == 1
 
 
 def test_catastrophic_backtracking_pattern_is_bounded(make_policy):
@@ -126,7 +125,7 @@ def test_engine_keeps_working_after_hostile_rules(make_policy):
     for _ in range(100):
         decision = policy.evaluate(Post(id="1", text="ok", meta={"n": 1}), Signals())
         assert decision.action is Action.REVIEW
-    assert policy.stats.rule_errors == 200 and policy.stats.evaluations == 100
+        assert sorted(error.id for error in decision.rule_errors) == ["div", "type"]
 
 
 SCAM = "Selling replica Rolex, 1:1 copy"

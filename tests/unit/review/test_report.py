@@ -8,75 +8,25 @@ from __future__ import annotations
 
 import json
 import random
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 from pathlib import Path
 
 import pytest
-import typer
-from typer.testing import CliRunner
 
-from cli import report as report_command
-from contracts.records import (
-    Action,
-    MatchedRule,
-    PolicyRef,
-    ShadowVerdict,
-    Signals,
-    Verdict,
-    verdict_key,
-)
+from contracts.records import Action, Verdict
 from contracts.review import DecisionKind, ReviewDecision
 from review.report import build_report, calibrate, threshold_for_precision
+from tests.report_helpers import (
+    SHADOW,
+    T0,
+    decide,
+    make_verdict,
+    shadow_record,
+    vlmod_report,
+    write_jsonl,
+)
 
-ACTIVE = PolicyRef(id="scams", version=3, sha256="a" * 64)
-SHADOW = PolicyRef(id="scams", version=4, sha256="b" * 64)
-T0 = datetime(2025, 1, 1, tzinfo=UTC)
 SCRIPT = "<script>alert(1)</script>"
-
-
-def make_verdict(
-    post_id: str,
-    *,
-    rules: tuple[str, ...] = ("scam-link",),
-    labels: dict[str, float] | None = None,
-    answers: dict[str, float] | None = None,
-    policy: PolicyRef = ACTIVE,
-    action: Action = Action.REVIEW,
-    reason: str | None = "links to a known scam",
-) -> Verdict:
-    return Verdict(
-        post_id=post_id,
-        key=verdict_key(post_id, policy.id, policy.version),
-        action=action,
-        queue="scam",
-        policy=policy,
-        matched_rules=[MatchedRule(id=r, action=action, reason=reason) for r in rules],
-        signals=Signals(labels=labels or {}, answers=answers or {}),
-        shadow=policy is SHADOW,
-    )
-
-
-def decide(
-    verdict: Verdict,
-    kind: DecisionKind,
-    *,
-    action: Action | None = None,
-    note: str | None = None,
-    at: datetime = T0,
-) -> ReviewDecision:
-    final = action or (Action.ALLOW if kind is DecisionKind.OVERTURN else verdict.action)
-    return ReviewDecision(
-        key=verdict.key,
-        post_id=verdict.post_id,
-        policy=verdict.policy,
-        rules=[r.id for r in verdict.matched_rules],
-        queue="scam",
-        reviewer="ann",
-        decision=kind,
-        action=final,
-        note=note,
-        decided_at=at,
-    )
 
 
 def drawn_kind(rng: random.Random, p_uphold: float, p_escalate: float = 0.0) -> DecisionKind:
@@ -236,24 +186,6 @@ def test_shadow_rules_are_scored_on_posts_decided_under_the_active_policy():
 # --- the command, on JSONL files ----------------------------------------------------------------
 
 
-def cli() -> typer.Typer:
-    app = typer.Typer()
-    app.callback()(lambda: None)  # a group, so the command is `report` as under `vlmod`
-    app.command()(report_command.report)
-    return app
-
-
-def vlmod_report(*args: str):
-    result = CliRunner().invoke(cli(), ["report", *map(str, args)])
-    assert "Traceback" not in result.output
-    return result
-
-
-def write_jsonl(path, records) -> str:
-    path.write_text("".join(json.dumps(r) + "\n" for r in records))
-    return str(path)
-
-
 @pytest.fixture
 def sources(tmp_path):
     """200 decided posts (precision 0.75), their shadow verdicts, and one orphan decision."""
@@ -269,10 +201,6 @@ def sources(tmp_path):
         decisions.append(decide(verdict, kind, note=SCRIPT).model_dump(mode="json"))
     decisions.append(decide(make_verdict("gone"), DecisionKind.UPHOLD).model_dump(mode="json"))
     return write_jsonl(tmp_path / "d.jsonl", decisions), write_jsonl(tmp_path / "v.jsonl", records)
-
-
-def shadow_record(verdict: Verdict) -> dict:
-    return ShadowVerdict(verdict=verdict, diff=None).model_dump(mode="json")
 
 
 def test_text_output_lists_each_rules_precision(sources):

@@ -17,7 +17,7 @@ from click.testing import Result
 from contracts.records import PolicyRef
 from contracts.review import DecisionKind
 from review.report_io import RecordLimits, read_decisions
-from tests.unit.review.test_report import decide, make_verdict, vlmod_report, write_jsonl
+from tests.report_helpers import decide, make_verdict, vlmod_report, write_jsonl
 
 MIB = 1 << 20
 OSC_TITLE = "\x1b]0;pwned\x07"  # sets the terminal's title

@@ -1,11 +1,17 @@
-"""KafkaSink: one send of every outcome's messages, in order, then the count; close closes."""
+"""KafkaSink: one send of every outcome's messages, in order, then the count; close closes; a
+verdict with a large record stays under the message limits and `vlmod report` reads it."""
 
 from __future__ import annotations
 
-from contracts.outcomes import Outcome, SourceRef
+from contracts.decoding import PostLimits
+from contracts.history import PostRecord, RecordedValue
+from contracts.outcomes import ActiveVerdict, Outcome, SourceRef
+from contracts.records import ImageRef, Post
 from kafka_io.settings import TopicSettings
-from sinks.kafka_topics import KafkaSink
-from tests.unit.contracts.test_records import sample_dead_letter, sample_shadow
+from policies.scope import post_variables
+from review.report_io import MAX_RECORD_BYTES, RawRecord, RecordLimits, record_object, verdict_of
+from sinks.kafka_topics import KafkaSink, kafka_batch
+from tests.unit.contracts.test_records import sample_dead_letter, sample_shadow, sample_verdict
 
 
 class RecordingProducer:
@@ -45,3 +51,41 @@ def test_write_sends_the_batch_at_once_and_counts_its_messages():
     assert sent[2].headers == []
     sink.close()
     assert producer.closed
+
+
+def large_record() -> PostRecord:
+    """A post's record as large as a real one gets: the longest text the decoder lets through
+    (four UTF-8 bytes a character), every image by a long address, meta as deep as posts may
+    nest, 40 labels and a 4,096-float embedding at full precision."""
+    meta: dict = {"leaf": 1}
+    for level in range(28):
+        meta = {f"level{level}": meta}
+    post = Post(
+        id="big",
+        text="\U0001f600" * PostLimits().max_text_chars,
+        images=[ImageRef(url=f"https://cdn.example.com/{'x' * 2000}/{n}.jpg") for n in range(8)],
+        meta=meta,
+    )
+    values = [
+        RecordedValue(producer="labels", request=f"VlmTask(label {n:02d} {'y' * 80})", value=n / 41)
+        for n in range(40)
+    ]
+    embedding = [((-1) ** n) * (n + 0.123456789012345) / 4096 for n in range(4096)]
+    values.append(RecordedValue(producer="embed", request="VlmTask(embed)", value=embedding))
+    return PostRecord(post=post_variables(post), values=values, versions={"labels": "replica"})
+
+
+def test_a_verdict_carrying_a_large_record_stays_under_the_message_limits():
+    verdict = sample_verdict().model_copy(update={"record": large_record()})
+    outcome = Outcome(
+        source=SourceRef(topic="posts", partition=0, offset=1, key=b"k1"),
+        post_id="p1",
+        verdicts=(ActiveVerdict(verdict=verdict),),
+    )
+    [message] = kafka_batch([outcome], TopicSettings())
+    # kafka-python's max_request_size and a broker's message.max.bytes are 1 MiB by default;
+    # `vlmod report` skips records over the same size (review.report_io.MAX_RECORD_BYTES).
+    assert len(message.value) < 512 * 1024 < MAX_RECORD_BYTES
+    raw = RawRecord("topic:moderation.verdicts[0]@0", message.value, len(message.value))
+    read = verdict_of(record_object(raw, RecordLimits()))
+    assert read.record == verdict.record, "vlmod report reads it back whole"

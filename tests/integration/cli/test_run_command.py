@@ -17,8 +17,7 @@ from kafka_io.clients import BatchConsumer, OutMessage, create_topics
 from pipelines.producer_registry import pipeline_registry
 from pipelines.runner import output_topics, review_topics
 from policies.loader import load_policy_dir
-
-from .conftest import GROUP_TIMEOUTS, OutputCollector, post_messages, publish
+from tests.integration.pipeline_run import GROUP_TIMEOUTS, OutputCollector, post_messages, publish
 
 
 def test_sigterm_drains_commits_and_exits_zero(e2e_config, ray_local, tmp_path):

@@ -3,6 +3,7 @@ and data that outlives a stop and a start."""
 
 from __future__ import annotations
 
+import os
 import sys
 import tempfile
 from pathlib import Path
@@ -11,8 +12,8 @@ import psycopg
 import pytest
 
 from contracts.errors import ServiceUnavailable
-from demo.harness import started_pids
 from demo.postgres import PostgresServer
+from tests.integration.processes import servers_left
 
 
 def test_the_session_server_takes_writes_in_the_vlmod_database(postgres_dsn):
@@ -32,8 +33,11 @@ def test_a_stopped_server_refuses_and_started_again_keeps_its_rows():
         with psycopg.connect(dsn) as connection:
             connection.execute("CREATE TABLE kept (id int PRIMARY KEY)")
             connection.execute("INSERT INTO kept VALUES (7)")
-        assert server.process is not None and server.process.pid in started_pids()
+        assert server.process is not None and server.process.pid is not None
+        pid = server.process.pid
+        assert any(line.split()[0] == str(pid) for line in servers_left(os.getpid()))
         server.stop()
+        assert not Path(f"/proc/{pid}").exists(), "the server process is gone"
         with pytest.raises(psycopg.OperationalError):
             psycopg.connect(dsn, connect_timeout=2)
         assert server.start() == dsn  # the same port and data directory

@@ -15,9 +15,16 @@ import pytest
 
 from contracts.records import Action, PolicyRef, Verdict, verdict_key
 from sinks.base import SinkUnavailable
-from sinks.webhook import WebhookSink, WebhookTarget
+from sinks.settings import WebhookSinkSettings
+from sinks.webhook import WebhookSink
 
 SECRET = b"a-webhook-secret-of-32-bytes-at-least!!"
+SECRET_ENV = "VLMOD_TEST_WEBHOOK_SECRET"
+
+
+@pytest.fixture(autouse=True)
+def _secret(monkeypatch):
+    monkeypatch.setenv(SECRET_ENV, SECRET.decode())
 
 
 class Receiver(http.server.BaseHTTPRequestHandler):
@@ -58,8 +65,9 @@ def verdict(post_id: str, action: Action = Action.BLOCK) -> Verdict:
 def sink(server, **settings) -> tuple[WebhookSink, list[float]]:
     url = f"http://127.0.0.1:{server.server_port}/hooks/moderation"
     settings = {"allow_private_addresses": True, "backoff_base_s": 0.01, **settings}
+    configured = WebhookSinkSettings(kind="webhook", url=url, secret_env=SECRET_ENV, **settings)
     waits: list[float] = []
-    return WebhookSink(WebhookTarget(url, SECRET, **settings), sleep=waits.append), waits
+    return WebhookSink(configured, sleep=waits.append), waits
 
 
 def test_the_receiver_can_check_the_signature_over_the_raw_body():
@@ -103,7 +111,7 @@ def test_an_endpoint_down_past_its_retries_fails_the_batch():
 
 def test_only_the_configured_actions_are_sent():
     with receiver([]) as server:
-        webhook, _ = sink(server, actions=frozenset({Action.BLOCK, Action.ESCALATE}))
+        webhook, _ = sink(server, actions=[Action.BLOCK, Action.ESCALATE])
         webhook.deliver([verdict("a", Action.ALLOW), verdict("b"), verdict("r", Action.REVIEW)])
     assert [json.loads(body)["post_id"] for _, body in server.received] == ["b"]
 

@@ -1,5 +1,6 @@
 """The verdict history on a real PostgreSQL: one row per verdict key and per post, whatever is
-delivered twice; a post's signals are the union over its policies; the schema is versioned."""
+delivered twice; a post's signals are the union over its policies, its record kept from the
+verdict that carries it; the schema is versioned, and a version-1 database brought up to date."""
 
 from __future__ import annotations
 
@@ -11,6 +12,7 @@ import psycopg
 import pytest
 
 from contracts.errors import ServiceUnavailable
+from contracts.history import PostRecord, RecordedValue
 from contracts.records import Action, ImageRef, PolicyRef, Post, Signals, Verdict, verdict_key
 from sinks.postgres import SCHEMA_VERSION, PostgresStore
 
@@ -37,6 +39,18 @@ def verdict(post_id: str, policy: str, action: Action, **signals) -> Verdict:
         queue="spam" if action is Action.REVIEW else None,
         policy=PolicyRef(id=policy, version=3, sha256="0" * 64),
         signals=Signals(**signals),
+    )
+
+
+def recorded(post_id: str, spam: float) -> PostRecord:
+    return PostRecord(
+        post={"id": post_id, "text": "hello", "images": [], "meta": {}},
+        values=[
+            RecordedValue(producer="labels", request="VlmTask(spam)", value=spam),
+            RecordedValue(producer="embed", request="VlmTask(embed)", value=[0.25, -1.5]),
+            RecordedValue(producer="banks", request="('bank', 'x')", unavailable="redis down"),
+        ],
+        versions={"labels": "replica default=org/model@abc", "embed": "replica default=org/model"},
     )
 
 
@@ -128,3 +142,51 @@ def test_an_unreachable_database_is_one_line_without_its_password():
         store.ensure_schema()
     assert "s3cret" not in str(refused.value) and "\n" not in str(refused.value)
     assert str(refused.value).startswith("PostgreSQL at postgresql://vlmod:***@127.0.0.1:1/vlmod")
+
+
+def test_a_posts_record_is_kept_from_the_verdict_carrying_it_and_never_wiped(store):
+    post = Post(id="r1", text="hello")
+    first = verdict("r1", "spam", Action.ALLOW).model_copy(update={"record": recorded("r1", 0.2)})
+    store.write([post], [first, verdict("r1", "scams", Action.ALLOW)])
+    [(record,)] = rows(store, "SELECT record FROM posts WHERE post_id = 'r1'")
+    assert PostRecord.model_validate(record) == recorded("r1", 0.2)
+    store.write([post], [verdict("r1", "nsfw", Action.ALLOW)])  # a later verdict, no record
+    [(record,)] = rows(store, "SELECT record FROM posts WHERE post_id = 'r1'")
+    assert PostRecord.model_validate(record) == recorded("r1", 0.2), "NULL never wipes it"
+    again = first.model_copy(update={"record": recorded("r1", 0.9)})
+    store.write([post], [again])  # the post decided again: its newer record replaces the old
+    [(record,)] = rows(store, "SELECT record FROM posts WHERE post_id = 'r1'")
+    assert PostRecord.model_validate(record) == recorded("r1", 0.9)
+    [(kept,)] = rows(store, "SELECT verdict FROM verdicts WHERE policy_id = 'spam'")
+    assert "record" not in kept, "the record is kept once per post, in posts"
+
+
+# The tables and the version row as vlmod wrote them with schema version 1.
+VERSION_1 = """
+CREATE TABLE vlmod_schema (component text PRIMARY KEY, version integer NOT NULL,
+    updated_at timestamptz NOT NULL DEFAULT now());
+CREATE TABLE posts (post_id text PRIMARY KEY, post jsonb NOT NULL, signals jsonb NOT NULL,
+    first_seen timestamptz NOT NULL DEFAULT now(), last_seen timestamptz NOT NULL DEFAULT now());
+INSERT INTO vlmod_schema (component, version) VALUES ('sink.postgres', 1);
+INSERT INTO posts (post_id, post, signals) VALUES ('old', '{"id": "old"}', '{}');
+"""
+
+
+def test_a_version_1_database_gains_the_record_column_and_keeps_its_rows(postgres_dsn):
+    schema = f"t_{uuid.uuid4().hex[:12]}"
+    with psycopg.connect(postgres_dsn, autocommit=True) as connection:
+        connection.execute(f"CREATE SCHEMA {schema}")
+        connection.execute(f"SET search_path TO {schema}")
+        connection.execute(VERSION_1)
+    store = PostgresStore(f"{postgres_dsn}?options=-csearch_path%3D{schema}")
+    store.ensure_schema()
+    store.ensure_schema()  # a second consumer starting: nothing left to do
+    assert rows(store, "SELECT component, version FROM vlmod_schema") == [("sink.postgres", 2)]
+    assert rows(store, "SELECT post_id, record FROM posts") == [("old", None)]
+    post = Post(id="new", text="hello")
+    carrying = verdict("new", "spam", Action.ALLOW).model_copy(
+        update={"record": recorded("new", 0.4)}
+    )
+    store.write([post], [carrying])
+    [(record,)] = rows(store, "SELECT record FROM posts WHERE post_id = 'new'")
+    assert PostRecord.model_validate(record) == recorded("new", 0.4)

@@ -1,4 +1,5 @@
-"""Factories for end-to-end runs: a config with fresh topics, a publisher, an output collector."""
+"""What end-to-end runs share: the one-policy config they start from, posts to publish, a
+publisher, and a collector of what the pipeline wrote. The fixtures are in conftest.py."""
 
 from __future__ import annotations
 
@@ -6,18 +7,12 @@ import base64
 import json
 import threading
 import time
-import uuid
 from collections import defaultdict
 from dataclasses import dataclass, field
 
-import pytest
-
 from demo.samples import drawn_image, malformed_posts
 from kafka_io.clients import KafkaWriter, OutMessage, TopicReader
-from kafka_io.settings import KafkaSettings, TopicSettings
-from pipelines.config import ModelSettings, PipelineConfig, PoolSettings, RetrySettings
-from pipelines.runner import PipelineRun
-from tests.integration.pipelines.consoles import password_hash, start_console  # noqa: F401 (fixtures)
+from pipelines.config import PipelineConfig
 
 E2E_POLICY = """
 id: e2e
@@ -46,33 +41,6 @@ rules:
 default: allow
 """
 GROUP_TIMEOUTS = {"session_timeout_ms": 6000, "heartbeat_interval_ms": 500}
-
-
-@pytest.fixture
-def e2e_config(kafka_bootstrap, tmp_path):
-    """A pipeline config over fresh topics and a one-policy directory; override with kwargs."""
-    prefix = f"e2e-{uuid.uuid4().hex[:8]}"
-    policy_dir = tmp_path / "policies"
-    policy_dir.mkdir()
-    (policy_dir / "e2e.yaml").write_text(E2E_POLICY.format(prefix=prefix))
-
-    def make(*, model="tiny:smolvlm", redis_url=None, pool=None, retry=None) -> PipelineConfig:
-        return PipelineConfig(
-            kafka=KafkaSettings(bootstrap_servers=kafka_bootstrap),
-            consumer_group=prefix,
-            consumer_overrides=GROUP_TIMEOUTS,
-            topics=TopicSettings.namespaced(prefix),
-            redis_url=redis_url,
-            model=ModelSettings(name_or_path=model, device="cpu"),
-            policy_dir=str(policy_dir),
-            pool=pool
-            or PoolSettings(
-                num_cpus=0.5, consumer_num_cpus=0.25, max_batch_size=16, max_poll_records=16
-            ),
-            retry=retry or RetrySettings(max_attempts=5, backoff_base_s=0.2, backoff_cap_s=2.0),
-        )
-
-    return make
 
 
 def post_messages(count: int, *, topic: str, images: int = 8, first: int = 0) -> list[OutMessage]:
@@ -161,29 +129,3 @@ class OutputCollector:
         """Stop reading."""
         self._stop.set()
         self._thread.join(10)
-
-
-@pytest.fixture
-def start_pipeline(ray_local):
-    """Starts PipelineRuns and stops them at teardown."""
-    runs: list[PipelineRun] = []
-    collectors: list[OutputCollector] = []
-
-    def start(config: PipelineConfig) -> tuple[PipelineRun, OutputCollector]:
-        from pipelines.producer_registry import pipeline_registry
-        from pipelines.runner import review_topics
-        from policies.loader import load_policy_dir
-
-        policy_set = load_policy_dir(config.policy_dir, registry=pipeline_registry(config))
-        run = PipelineRun(config)
-        run.start(policy_set)
-        runs.append(run)
-        collector = OutputCollector(config, sorted(review_topics(policy_set)))
-        collectors.append(collector)
-        return run, collector
-
-    yield start
-    for collector in collectors:
-        collector.close()
-    for run in runs:
-        run.stop(timeout_s=60)

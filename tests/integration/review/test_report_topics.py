@@ -4,40 +4,20 @@ from __future__ import annotations
 
 import json
 import random
-from datetime import UTC, datetime, timedelta
+from datetime import timedelta
 
-import typer
-from typer.testing import CliRunner
-
-from cli import report as report_command
-from contracts.records import (
-    Action,
-    MatchedRule,
-    PolicyRef,
-    ShadowVerdict,
-    Signals,
-    Verdict,
-    verdict_key,
-)
-from contracts.review import DecisionKind, ReviewDecision
+from contracts.records import Action
+from contracts.review import DecisionKind
 from kafka_io.clients import KafkaWriter, OutMessage
-
-ACTIVE = PolicyRef(id="scams", version=3, sha256="a" * 64)
-SHADOW = PolicyRef(id="scams", version=4, sha256="b" * 64)
-T0 = datetime(2025, 1, 1, tzinfo=UTC)
-
-
-def verdict(post_id: str, policy: PolicyRef, rules: list[str], p: float) -> Verdict:
-    return Verdict(
-        post_id=post_id,
-        key=verdict_key(post_id, policy.id, policy.version),
-        action=Action.BLOCK if policy is SHADOW else Action.REVIEW,
-        queue="scam",
-        policy=policy,
-        matched_rules=[MatchedRule(id=rule, action=Action.REVIEW) for rule in rules],
-        signals=Signals(labels={"scam": p}, answers={"wallet": 1 - p}),
-        shadow=policy is SHADOW,
-    )
+from tests.report_helpers import (
+    SHADOW,
+    T0,
+    decide,
+    make_verdict,
+    shadow_record,
+    vlmod_report,
+    write_jsonl,
+)
 
 
 def sample_records() -> tuple[list[dict], list[dict]]:
@@ -46,24 +26,17 @@ def sample_records() -> tuple[list[dict], list[dict]]:
     decisions, verdicts = [], []
     for n in range(120):
         p = rng.random()
-        active = verdict(f"p{n}", ACTIVE, ["scam-link", *(["crypto"] if n % 3 else [])], p)
-        shadow = verdict(f"p{n}", SHADOW, ["scam-v2"] if p > 0.5 else [], p)
-        verdicts += [
-            active.model_dump(mode="json"),
-            ShadowVerdict(verdict=shadow, diff=None).model_dump(mode="json"),
-        ]
-        kind = DecisionKind.UPHOLD if rng.random() < p else DecisionKind.OVERTURN
-        decision = ReviewDecision(
-            key=active.key,
-            post_id=active.post_id,
-            policy=ACTIVE,
-            rules=[r.id for r in active.matched_rules],
-            queue="scam",
-            reviewer="ann",
-            decision=kind,
-            action=Action.BLOCK if kind is DecisionKind.UPHOLD else Action.ALLOW,
-            decided_at=T0 + timedelta(seconds=n),
+        shared = {"labels": {"scam": p}, "answers": {"wallet": 1 - p}, "reason": None}
+        rules = ("scam-link", *(["crypto"] if n % 3 else []))
+        active = make_verdict(f"p{n}", rules=rules, **shared)
+        shadow_rules = ("scam-v2",) if p > 0.5 else ()
+        shadow = make_verdict(
+            f"p{n}", rules=shadow_rules, policy=SHADOW, action=Action.BLOCK, **shared
         )
+        verdicts += [active.model_dump(mode="json"), shadow_record(shadow)]
+        kind = DecisionKind.UPHOLD if rng.random() < p else DecisionKind.OVERTURN
+        action = Action.BLOCK if kind is DecisionKind.UPHOLD else Action.ALLOW
+        decision = decide(active, kind, action=action, at=T0 + timedelta(seconds=n))
         decisions.append(decision.model_dump(mode="json"))
     orphan = {**decisions[0], "key": "no-such-verdict"}
     return [*decisions, orphan], verdicts
@@ -79,24 +52,14 @@ def publish(settings, topic: str, records: list[dict], key: str) -> None:
         writer.close()
 
 
-def vlmod_report(*args: str):
-    app = typer.Typer()
-    app.callback()(lambda: None)
-    app.command()(report_command.report)
-    result = CliRunner().invoke(app, ["report", *map(str, args)])
-    assert "Traceback" not in result.output
-    return result
-
-
 def test_topics_give_the_same_json_as_jsonl_files(kafka_settings, topic_factory, tmp_path):
     decisions, verdicts = sample_records()
     decisions_topic = topic_factory("decisions", partitions=2)
     verdicts_topic = topic_factory("verdicts", partitions=3)
     publish(kafka_settings, decisions_topic, decisions, "key")
     publish(kafka_settings, verdicts_topic, verdicts, "post_id")
-    decisions_file, verdicts_file = tmp_path / "d.jsonl", tmp_path / "v.jsonl"
-    decisions_file.write_text("".join(json.dumps(r) + "\n" for r in decisions))
-    verdicts_file.write_text("".join(json.dumps(r) + "\n" for r in verdicts))
+    decisions_file = write_jsonl(tmp_path / "d.jsonl", decisions)
+    verdicts_file = write_jsonl(tmp_path / "v.jsonl", verdicts)
 
     from_files = vlmod_report("--decisions", decisions_file, "--verdicts", verdicts_file, "--json")
     from_topics = vlmod_report(

@@ -17,7 +17,7 @@ from pathlib import Path
 import pytest
 
 from contracts.records import ImageRef
-from tests.integration.pipelines.consoles import (
+from tests.integration.consoles import (
     PASSWORD,
     PNG,
     RunningConsole,

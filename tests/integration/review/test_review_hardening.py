@@ -17,7 +17,7 @@ from kafka_io.clients import KafkaWriter, OutMessage
 from review.auth import SESSION_COOKIE, SessionSigner
 from review.decisions import DecisionChoice, DecisionDesk, DecisionStats
 from review.sessions import SessionStore
-from tests.integration.pipelines.consoles import (
+from tests.integration.consoles import (
     Client,
     RunningConsole,
     read_records,

@@ -1,6 +1,7 @@
 """The pipeline with `sinks: [kafka, postgres]` on real Tansu, Ray and PostgreSQL: one `verdicts`
-row per post and active policy and one `posts` row per post, however often the posts come; with
-PostgreSQL stopped nothing gets past it, and once it is back every verdict arrives once."""
+row per post and active policy and one `posts` row per post with its record, however often the
+posts come; with PostgreSQL stopped nothing gets past it, and once it is back every verdict
+arrives once."""
 
 from __future__ import annotations
 
@@ -16,8 +17,7 @@ import pytest
 from demo.postgres import PostgresServer
 from pipelines.config import PoolSettings
 from sinks.settings import KafkaSinkSettings, PostgresSinkSettings
-
-from .conftest import post_messages, publish
+from tests.integration.pipeline_run import post_messages, publish
 
 POSTS = 1000
 
@@ -68,12 +68,15 @@ def test_posts_published_twice_leave_one_row_per_verdict_and_post(
     assert count(dsn, "SELECT count(*) FROM verdicts WHERE NOT shadow") == POSTS  # one policy
     assert count(dsn, "SELECT count(*) FROM posts") == POSTS
     assert count(dsn, "SELECT count(DISTINCT post_id) FROM verdicts") == POSTS
+    recorded = "SELECT count(*) FROM posts WHERE record->'post'->>'id' = post_id"
+    assert count(dsn, recorded) == POSTS, "each post's record, from its first verdict"
 
     publish(config, messages)  # the same posts again
     wait_until(lambda: messages_on_verdict_topic(collector) >= 2 * POSTS, "the second round")
     assert count(dsn, "SELECT count(*) FROM verdicts") == POSTS
     assert count(dsn, "SELECT count(*) FROM posts") == POSTS
     assert count(dsn, "SELECT count(*) FROM posts WHERE last_seen > first_seen") == POSTS
+    assert count(dsn, recorded) == POSTS
 
 
 @pytest.fixture

@@ -2,8 +2,9 @@
 
 A source is a JSONL file of verdicts, `topic:NAME` (both read by `review.report_io`, which skips
 a bad record naming `FILE:LINE` or `topic:NAME[PARTITION]@OFFSET`), or a PostgreSQL DSN
-(`postgresql://...`) of the PostgreSQL sink: its `verdicts` rows, whose first verdict of a post
-carries the record, and the `record` column of `posts` where the table has one.
+(`postgresql://...`) of the PostgreSQL sink: its `verdicts` rows, and each post's record from
+the `record` column of `posts` (schema 2, whose verdict rows leave the record out), or from a
+verdict row that carries it.
 """
 
 from __future__ import annotations

@@ -11,6 +11,7 @@ from cli.bank import app as bank_commands
 from cli.model import app as model_commands
 from cli.pipeline import demo, moderate, run
 from cli.policy import app as policy_commands
+from cli.replay import replay
 from cli.report import report
 from cli.review import review
 
@@ -22,7 +23,7 @@ app = typer.Typer(
 app.add_typer(policy_commands, name="policy")
 app.add_typer(model_commands, name="model")
 app.add_typer(bank_commands, name="bank")
-for command in (demo, run, moderate, report, review):
+for command in (demo, run, moderate, report, replay, review):
     app.command()(command)
 
 SCHEMA_NAMES = (

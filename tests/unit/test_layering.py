@@ -19,6 +19,7 @@ MAY_IMPORT = {
     "review": {"contracts", "operators", "policies", "kafka_io", "review"},
 }
 MAY_IMPORT["demo"] = MAY_IMPORT["pipelines"] | MAY_IMPORT["review"] | {"demo"}
+MAY_IMPORT["replay"] = MAY_IMPORT["pipelines"] | MAY_IMPORT["review"] | {"replay"}
 MAY_IMPORT["cli"] = set(MAY_IMPORT) | {"cli"}
 PACKAGES = tuple(MAY_IMPORT)
 

@@ -1,0 +1,241 @@
+"""`vlmod replay`: decide recorded posts again with candidate policies, and count the change."""
+
+from __future__ import annotations
+
+import logging
+import os
+import sys
+import time
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import TYPE_CHECKING, Annotated
+
+import typer
+
+from cli.exits import or_exit
+from cli.pipeline import MODEL_HELP
+from cli.policy import CONFIG_HELP, PRODUCER_HELP, _registry
+from cli.report import RECORD_HELP, SOURCE_HELP, _to_stderr, _write
+from contracts.errors import ModerationError
+
+if TYPE_CHECKING:
+    from kafka_io.settings import KafkaSettings
+    from policies.policy_set import PolicySet
+    from replay.compute import MissingValues
+    from replay.metrics import Label, ReplayReport
+    from review.report_io import RecordLimits
+
+HISTORY_HELP = (
+    "Recorded verdicts (the first of each post carries its record): a JSONL file, topic:NAME "
+    "(needs --bootstrap), or the PostgreSQL sink's postgresql://... address."
+)
+TIME_HELP = "ISO 8601 time (UTC when no offset is given); by when a post was first decided."
+UNCHANGED_HELP = (
+    "Decide again even with a policy whose file is the one that decided the post (the same "
+    "sha256); by default its recorded verdict stands. Checks that the records are complete."
+)
+COMPUTE_HELP = (
+    "Compute the values a candidate lacks through the producers and the model (--model, or "
+    "the --config's models), the answer cache first, instead of counting the post as not "
+    "replayable."
+)
+PROGRESS_EVERY_S = 1.0
+
+
+def replay(
+    policy: Annotated[Path, typer.Option("--policy", help="Directory of candidate policies.")],
+    history: Annotated[str, typer.Option("--history", help=HISTORY_HELP)],
+    decisions: Annotated[
+        str | None,
+        typer.Option("--decisions", help=f"Reviewers' ReviewDecision records. {SOURCE_HELP}"),
+    ] = None,
+    since: Annotated[str | None, typer.Option(help=f"Posts from. {TIME_HELP}")] = None,
+    until: Annotated[str | None, typer.Option(help=f"Posts before. {TIME_HELP}")] = None,
+    limit: Annotated[int | None, typer.Option(min=1, help="Replay at most N posts.")] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Print JSON (keys sorted).")] = False,
+    html: Annotated[
+        Path | None,
+        typer.Option(
+            "--html", help="Also write an HTML page: transition matrix, plots, changed posts."
+        ),
+    ] = None,
+    bootstrap: Annotated[
+        str | None, typer.Option("--bootstrap", help="HOST:PORT of the Kafka brokers.")
+    ] = None,
+    progress: Annotated[
+        bool | None,
+        typer.Option(help="A progress line on stderr (default: when stderr is a terminal)."),
+    ] = None,
+    producer: Annotated[list[str] | None, typer.Option(help=PRODUCER_HELP)] = None,
+    config: Annotated[Path | None, typer.Option("--config", "-c", help=CONFIG_HELP)] = None,
+    max_record_bytes: Annotated[int | None, typer.Option(min=1, help=RECORD_HELP)] = None,
+    decide_unchanged: Annotated[bool, typer.Option(help=UNCHANGED_HELP)] = False,
+    compute_missing: Annotated[bool, typer.Option(help=COMPUTE_HELP)] = False,
+    model: Annotated[
+        str | None,
+        typer.Option(help=f"With --compute-missing: {MODEL_HELP} Default: the config's model."),
+    ] = None,
+    redis_url: Annotated[
+        str | None,
+        typer.Option(
+            envvar="VLMOD_REDIS_URL",
+            help="With --compute-missing: the answer cache (and hash banks), read first.",
+        ),
+    ] = None,
+) -> None:
+    """Decide recorded posts again with the policies in --policy and report what would change.
+
+    Each post is decided from its record (its fields and every producer value recorded), by
+    every candidate policy, and compared with its recorded verdict of the same policy id.
+    """
+    from kafka_io.settings import KafkaSettings
+    from review.report_io import RecordLimits, ReportSourceError
+
+    logging.getLogger("kafka").setLevel(logging.CRITICAL)
+    # A recorded value of the wrong type is a rule error in the report, as it was live; the CEL
+    # runtime's own warning line for each one is noise on the author's terminal.
+    logging.getLogger("cel").setLevel(logging.ERROR)
+    window = (_moment(since, "--since"), _moment(until, "--until"))
+    policies = _candidates(policy, producer, config)
+    compute = _computer(policy, config, model, redis_url, producer) if compute_missing else None
+    kafka = KafkaSettings(bootstrap_servers=bootstrap) if bootstrap else None
+    limits = RecordLimits() if max_record_bytes is None else RecordLimits(max_record_bytes)
+    show = sys.stderr.isatty() if progress is None else progress
+    try:
+        report = _run(
+            policies,
+            history,
+            decisions,
+            kafka,
+            limits,
+            window,
+            limit,
+            show,
+            decide_unchanged,
+            compute,
+        )
+        if html is not None:
+            from replay.html import render_html
+
+            _write(html, render_html(report))
+    except ReportSourceError as error:
+        _to_stderr(error.problems)
+        raise typer.Exit(1) from None
+    except ModerationError as error:
+        _to_stderr([f"error: {error.reason}"])
+        raise typer.Exit(1) from None
+    from replay.render import render_json, render_text
+
+    typer.echo(render_json(report) if as_json else render_text(report))
+
+
+def _moment(text: str | None, option: str) -> datetime | None:
+    """An ISO 8601 time, UTC when naive; a bad one is one line, exit 2."""
+    if text is None:
+        return None
+    try:
+        moment = datetime.fromisoformat(text)
+    except ValueError:
+        typer.echo(f"error: {option} {text!r} is not an ISO 8601 time", err=True)
+        raise typer.Exit(2) from None
+    return moment if moment.tzinfo is not None else moment.replace(tzinfo=UTC)
+
+
+def _candidates(directory: Path, producer: list[str] | None, config: Path | None) -> PolicySet:
+    """The candidate policies, validated as `vlmod policy check` does; refused: FILE:LINE:COL."""
+    from policies.exceptions import PolicyInvalid
+    from policies.loader import load_policy_dir
+
+    try:
+        return load_policy_dir(
+            directory, require_active=False, registry=_registry(producer, config)
+        )
+    except PolicyInvalid as error:
+        for problem in error.problems:
+            typer.echo(str(problem), err=True)
+        raise typer.Exit(1) from None
+
+
+def _computer(
+    policy: Path, config: Path | None, model: str | None, redis: str | None, extra: list[str] | None
+) -> MissingValues:
+    """The producers and models of `vlmod moderate` with the same options; a bad one exits 2."""
+    from cli.pipeline import moderate_config
+    from pipelines.producer_registry import producer_registry
+    from replay.compute import MissingValues
+
+    os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
+    settings = or_exit(lambda: moderate_config(config, policy, model, None, redis))
+    if settings.model.name_or_path.startswith("tiny:"):
+        typer.echo("note: the tiny model has random weights; pass --model for a real one", err=True)
+    names = [*settings.producers, *(extra or ())]
+    registry = or_exit(lambda: producer_registry(names, settings.model_names()))
+    return or_exit(lambda: MissingValues(settings, registry))
+
+
+def _run(
+    policies: PolicySet,
+    history: str,
+    decisions: str | None,
+    kafka: KafkaSettings | None,
+    limits: RecordLimits,
+    window: tuple[datetime | None, datetime | None],
+    limit: int | None,
+    show: bool,
+    decide_unchanged: bool,
+    compute: MissingValues | None,
+) -> ReplayReport:
+    """Read the sources (bad records named on stderr), replay and count."""
+    from replay.history import read_history, within
+    from replay.run import replay_posts
+
+    labels: dict[str, Label] = {}
+    skipped = {}
+    if decisions is not None:
+        from replay.metrics import labels_from
+        from review.report_io import read_decisions
+
+        decided = read_decisions(decisions, kafka, limits)
+        _to_stderr(decided.problem_lines())
+        labels, skipped["decisions"] = labels_from(decided.records), decided.skipped
+    recorded = read_history(history, kafka, limits)
+    _to_stderr(recorded.read.problem_lines())
+    skipped["history"] = recorded.read.skipped
+    posts = within(recorded.posts(), *window, limit=limit)
+    line = ProgressLine() if show else None
+    report = replay_posts(
+        posts,
+        policies,
+        labels,
+        progress=line,
+        decide_unchanged=decide_unchanged,
+        compute=compute,
+    )
+    if line is not None:
+        line.end()
+    report.skipped_records = skipped
+    return report
+
+
+class ProgressLine:
+    """`replayed N posts (R/s)` on stderr, rewritten in place at most once a second."""
+
+    def __init__(self) -> None:
+        self.started = self.shown = time.monotonic()
+        self.done = 0
+
+    def __call__(self, done: int) -> None:
+        self.done = done
+        if time.monotonic() - self.shown >= PROGRESS_EVERY_S:
+            self._write()
+
+    def end(self) -> None:
+        """The last count, and the end of the line."""
+        self._write()
+        sys.stderr.write("\n")
+
+    def _write(self) -> None:
+        self.shown = time.monotonic()
+        rate = self.done / max(self.shown - self.started, 1e-9)
+        sys.stderr.write(f"\rreplayed {self.done:,} posts ({rate:,.0f}/s)")
+        sys.stderr.flush()

@@ -46,7 +46,7 @@ def check(
 
     limits = ExpressionLimits(max_text_scans=max_text_scans or ExpressionLimits.max_text_scans)
     found, unusable = policy_inputs(files)
-    loaded, problems = _load_each(found, limits, _registry(producer, config))
+    loaded, problems = _load_each(found, limits, policy_registry(producer, config))
     problems = [*unusable, *problems, *repeated_ids(loaded)]
     for problem in problems:
         typer.echo(str(problem))
@@ -88,7 +88,7 @@ def test(
     """Run the tests of each policy found and its `<stem>.tests.yaml`; exit 1 on a failure."""
     from policies.testing import run_tests
 
-    report = run_tests(paths, _registry(producer, config))
+    report = run_tests(paths, policy_registry(producer, config))
     for problem in report.problems:
         typer.echo(str(problem))
     if not report.files:
@@ -102,7 +102,7 @@ def test(
     raise typer.Exit(0 if report.ok else 1)
 
 
-def _registry(extra: list[str] | None, config: Path | None) -> ProducerRegistry:
+def policy_registry(extra: list[str] | None, config: Path | None) -> ProducerRegistry:
     """The shipped producers plus `extra` and the config's; a bad one is one line, exit 2."""
     from pipelines.config import load_config
     from pipelines.producer_registry import producer_registry

@@ -14,8 +14,8 @@ import typer
 
 from cli.exits import or_exit
 from cli.pipeline import MODEL_HELP
-from cli.policy import CONFIG_HELP, PRODUCER_HELP, _registry
-from cli.report import RECORD_HELP, SOURCE_HELP, _to_stderr, _write
+from cli.policy import CONFIG_HELP, PRODUCER_HELP, policy_registry
+from cli.report import RECORD_HELP, SOURCE_HELP, print_problems, write_page
 from contracts.errors import ModerationError
 
 if TYPE_CHECKING:
@@ -117,12 +117,12 @@ def replay(
         if html is not None:
             from replay.html import render_html
 
-            _write(html, render_html(report))
+            write_page(html, render_html(report))
     except ReportSourceError as error:
-        _to_stderr(error.problems)
+        print_problems(error.problems)
         raise typer.Exit(1) from None
     except ModerationError as error:
-        _to_stderr([f"error: {error.reason}"])
+        print_problems([f"error: {error.reason}"])
         raise typer.Exit(1) from None
     from replay.render import render_json, render_text
 
@@ -148,7 +148,7 @@ def _candidates(directory: Path, producer: list[str] | None, config: Path | None
 
     try:
         return load_policy_dir(
-            directory, require_active=False, registry=_registry(producer, config)
+            directory, require_active=False, registry=policy_registry(producer, config)
         )
     except PolicyInvalid as error:
         for problem in error.problems:
@@ -196,10 +196,10 @@ def _run(
         from review.report_io import read_decisions
 
         decided = read_decisions(decisions, kafka, limits)
-        _to_stderr(decided.problem_lines())
+        print_problems(decided.problem_lines())
         labels, skipped["decisions"] = labels_from(decided.records), decided.skipped
     recorded = read_history(history, kafka, limits)
-    _to_stderr(recorded.read.problem_lines())
+    print_problems(recorded.read.problem_lines())
     skipped["history"] = recorded.read.skipped
     posts = within(recorded.posts(), *window, limit=limit)
     line = ProgressLine() if show else None

@@ -57,12 +57,12 @@ def report(
     try:
         quality = _build(decisions, verdicts, kafka, limits, target_precision)
         if html is not None:
-            _write(html, render_html(quality))
+            write_page(html, render_html(quality))
     except ReportSourceError as error:
-        _to_stderr(error.problems)
+        print_problems(error.problems)
         raise typer.Exit(1) from None
     except ModerationError as error:
-        _to_stderr([f"error: {error.reason}"])
+        print_problems([f"error: {error.reason}"])
         raise typer.Exit(1) from None
     typer.echo(render_json(quality) if as_json else render_text(quality))
 
@@ -79,9 +79,9 @@ def _build(
     from review.report_io import read_decisions, read_verdicts
 
     decided = read_decisions(decisions, kafka, limits)
-    _to_stderr(decided.problem_lines())
+    print_problems(decided.problem_lines())
     verdicted = read_verdicts(verdicts, kafka, limits)
-    _to_stderr(verdicted.problem_lines())
+    print_problems(verdicted.problem_lines())
     return build_report(
         decided.records,
         verdicted.records,
@@ -90,7 +90,7 @@ def _build(
     )
 
 
-def _to_stderr(lines: list[str]) -> None:
+def print_problems(lines: list[str]) -> None:
     """Each line on stderr, printable: a reason may quote a record, or a file's odd name."""
     from review.report_render import printable
 
@@ -98,11 +98,11 @@ def _to_stderr(lines: list[str]) -> None:
         typer.echo(printable(line), err=True)
 
 
-def _write(path: Path, page: str) -> None:
+def write_page(path: Path, page: str) -> None:
     """Write the HTML page; a path that cannot be written is one line, exit 1."""
     try:
         path.write_text(page, encoding="utf-8")
     except OSError as error:
-        _to_stderr([f"error: cannot write {path}: {error.strerror or error}"])
+        print_problems([f"error: cannot write {path}: {error.strerror or error}"])
         raise typer.Exit(1) from None
-    _to_stderr([f"wrote {path}"])
+    print_problems([f"wrote {path}"])

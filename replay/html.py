@@ -14,8 +14,7 @@ from typing import Any
 from contracts.records import Action
 from replay.metrics import PolicyChange, ReplayReport
 from replay.render import RULE_HEADERS, rule_row
-from review.report_render import EXTRA_HINT, RenderUnavailable, printable
-from review.report_render import _svg as inline_svg
+from review.report_render import EXTRA_HINT, RenderUnavailable, inline_svg, printable
 
 PAGE = """<!doctype html>
 <html lang="en"><head><meta charset="utf-8"><title>vlmod replay</title>

@@ -251,13 +251,14 @@ def _plots(report: QualityReport, policy_id: str) -> list[Any]:
             printable(rule): q.precision or 0.0 for rule, q in sorted(policy.rules.items())
         }
         title = printable(policy_id)
-        svgs.append(_svg(f"{policy_id}/rules", _precision_figure, title, precision))
+        svgs.append(inline_svg(f"{policy_id}/rules", _precision_figure, title, precision))
     for name, quality in sorted(report.signals.get(policy_id, {}).items()):
-        svgs.append(_svg(f"{policy_id}/{name}", _reliability_figure, printable(name), quality))
+        figure = inline_svg(f"{policy_id}/{name}", _reliability_figure, printable(name), quality)
+        svgs.append(figure)
     return svgs
 
 
-def _svg(salt: str, draw: Callable[..., Any], *args: Any) -> Any:
+def inline_svg(salt: str, draw: Callable[..., Any], *args: Any) -> Any:
     """The figure `draw(*args)` makes, as SVG markup that is safe to place inline."""
     try:
         import matplotlib

@@ -32,6 +32,7 @@ SCHEMA_NAMES = (
     "shadow",
     "review-task",
     "review-decision",
+    "appeal",
     "policy",
 )
 

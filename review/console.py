@@ -155,7 +155,7 @@ def _add_review_routes(app: FastAPI, console: Console) -> None:
         if claim is None:
             waiting = console.store.stats().get(queue)
             return console.page("queue.html", request, stats=waiting, **shown)
-        context = console.task_context(claim.task, claim.expires_at, reviewer)
+        context = console.task_context(claim, reviewer)
         return console.page("task.html", request, **shown, **context)
 
     @app.post("/queue/{queue}/claim")

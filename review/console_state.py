@@ -28,9 +28,11 @@ from review.decisions import DecisionDesk
 from review.sessions import SessionStore
 from review.settings import ReviewConfig
 from review.task_images import image_view
-from review.tasks import TaskStore
+from review.task_meta import TaskMeta, TaskStage
+from review.tasks import Claim, TaskStore
 
 HERE = Path(__file__).parent
+NOT_ESCALATED = frozenset({TaskStage.APPEAL, TaskStage.ADJUDICATION})
 
 
 def pretty(value: Any) -> str:
@@ -119,15 +121,26 @@ class Console:
             secure=self.config.secure_cookies,
         )
 
-    def task_context(self, task: ReviewTask, expires_at: float, reviewer: str) -> dict[str, Any]:
-        """What task.html shows of a claimed task."""
+    def task_context(self, claim: Claim, reviewer: str) -> dict[str, Any]:
+        """What task.html shows of a claimed task: an appeal shows the decision appealed; a
+        second review or a golden task looks like any other."""
+        task, meta = claim.task, claim.meta
         images = [image_view(image, task.key, i) for i, image in enumerate(task.post.images)]
+        appeal = meta if meta is not None and meta.stage is TaskStage.APPEAL else None
+        judged = appeal.original.action if appeal and appeal.original else task.verdict.action
         return {
             "task": task,
             "images": images,
-            "lease_left_s": max(0, int(expires_at - self.clock())),
-            "overturn_to": [a for a in Action if a != task.verdict.action],
-            "escalate_to": [q for q in self.config.escalations_of(reviewer) if q != task.queue],
+            "lease_left_s": max(0, int(claim.expires_at - self.clock())),
+            "judged_action": judged,
+            "overturn_to": [a for a in Action if a != judged],
+            "escalate_to": self._escalations(task, meta, reviewer),
+            "appeal": appeal,
             "signal_extra": task.verdict.signals.model_extra or {},
             "post_extra": task.post.model_extra or {},
         }
+
+    def _escalations(self, task: ReviewTask, meta: TaskMeta | None, reviewer: str) -> list[str]:
+        if meta is not None and meta.stage in NOT_ESCALATED:
+            return []  # an appeal or an adjudication is decided where it is
+        return [q for q in self.config.escalations_of(reviewer) if q != task.queue]

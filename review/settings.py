@@ -4,9 +4,10 @@
     redis_url: redis://localhost:6379/0
     review_topics: {spam: moderation.review.spam, weapons: moderation.review.weapons}
     session_secret: "..."          # python -m review.auth --secret
+    appeals: {topic: moderation.appeals, queue: appeals}   # the default
     reviewers:
       ana: {password_argon2: "$argon2id$v=19$...", queues: ["*"]}
-      ben: {password_argon2: "$argon2id$v=19$...", queues: [spam]}
+      ben: {password_argon2: "$argon2id$v=19$...", queues: [spam, appeals]}
 
 Password hashes come from `python -m review.auth` (it prompts for the password).
 """
@@ -15,7 +16,7 @@ from __future__ import annotations
 
 import ipaddress
 import os
-from collections.abc import Mapping
+from collections.abc import Collection, Mapping
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
@@ -83,6 +84,20 @@ class QueueSettings(BaseModel):
     )
 
 
+class AppealSettings(BaseModel):
+    """Where appeals come from, and the queue they are judged in."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    topic: str = Field(
+        "moderation.appeals", min_length=1, description="The topic of AppealRequest records."
+    )
+    queue: QueueName = Field(
+        "appeals",
+        description='The console queue appeals wait in; grant it in `queues` (or "*").',
+    )
+
+
 class ReviewerSettings(BaseModel):
     """One reviewer: how they log in and which queues they may work."""
 
@@ -96,7 +111,8 @@ class ReviewerSettings(BaseModel):
     queues: list[str] = Field(
         ...,
         min_length=1,
-        description='Queue names (keys of review_topics) they may work, or "*" for every queue.',
+        description="Queue names (keys of review_topics, the appeals queue) they may work, or "
+        '"*" for every queue.',
     )
     escalate_to: list[str] | None = Field(
         None,
@@ -131,6 +147,10 @@ class ReviewConfig(BaseModel):
     )
     decisions_topic: str = Field(
         "moderation.decisions", min_length=1, description="Where reviewer decisions go."
+    )
+    appeals: AppealSettings | None = Field(
+        default_factory=AppealSettings,
+        description="The appeals topic and queue; null turns appeals off.",
     )
     dead_letter_topic: str = Field(
         "moderation.dead-letter",
@@ -267,14 +287,29 @@ class ReviewConfig(BaseModel):
 
     def cross_problems(self) -> list[tuple[tuple[str | int, ...], str]]:
         """(YAML path, message) for each unknown queue a reviewer names, and shared topics."""
-        problems = shared_topic_problems(self.review_topics)
-        for field_name in ("queues", "escalate_to"):
+        problems = shared_topic_problems(self.review_topics) + self._special_queue_problems()
+        for field_name, known in (("queues", self.queue_names), ("escalate_to", self.topics)):
             granted = {
                 f"{name}.{field_name}": getattr(reviewer, field_name) or []
                 for name, reviewer in self.reviewers.items()
             }
-            problems += unknown_queue_problems(granted, self.review_topics)
+            problems += unknown_queue_problems(granted, known)
         return problems
+
+    def _special_queue_problems(self) -> list[tuple[tuple[str | int, ...], str]]:
+        if self.appeals is not None and self.appeals.queue in self.review_topics:
+            message = (
+                f"appeals.queue: {self.appeals.queue!r} is a review queue already; "
+                "name the appeals queue something else"
+            )
+            return [(("appeals", "queue"), message)]
+        return []
+
+    @property
+    def queue_names(self) -> list[str]:
+        """Every queue of the console: the review queues, then the appeals queue."""
+        special = [self.appeals.queue] if self.appeals is not None else []
+        return [*self.review_topics, *special]
 
     @property
     def topics(self) -> dict[str, str]:
@@ -302,8 +337,8 @@ class ReviewConfig(BaseModel):
         if settings is None:
             return []
         if ALL_QUEUES in settings.queues:
-            return list(self.review_topics)
-        return [queue for queue in self.review_topics if queue in settings.queues]
+            return self.queue_names
+        return [queue for queue in self.queue_names if queue in settings.queues]
 
 
 def _topic_of(entry: str | QueueSettings) -> str:
@@ -311,9 +346,9 @@ def _topic_of(entry: str | QueueSettings) -> str:
 
 
 def unknown_queue_problems(
-    granted: Mapping[str, list[str]], review_topics: Mapping[str, object]
+    granted: Mapping[str, list[str]], review_topics: Collection[str]
 ) -> list[tuple[tuple[str | int, ...], str]]:
-    """Every granted queue that is neither "*" nor a key of review_topics, with its path.
+    """Every granted queue that is neither "*" nor among `review_topics`, with its path.
 
     `granted` maps "reviewer.field" (queues or escalate_to) to the names listed there.
     """
@@ -325,7 +360,7 @@ def unknown_queue_problems(
             if queue != ALL_QUEUES and queue not in review_topics:
                 message = (
                     f"reviewers.{where}[{index}]: unknown queue {queue!r}; "
-                    f'review_topics names: {known} (or use "*")'
+                    f'known queues: {known} (or use "*")'
                 )
                 problems.append((("reviewers", reviewer, field_name, index), message))
     return problems

@@ -104,6 +104,7 @@ def start_console(kafka_settings, redis_url, topic_factory, group_id, password_h
                 },
                 "decisions_topic": topic_factory("decisions"),
                 "dead_letter_topic": topic_factory("review-dead-letter"),
+                "appeals": {"topic": topic_factory("appeals")},
                 "consumer_group": group_id,
                 "consumer_overrides": GROUP_TIMEOUTS,
                 "namespace": f"test-review:{uuid.uuid4().hex[:8]}",
@@ -207,6 +208,15 @@ def read_records(
         reader.close()
     assert len(found) >= count, f"{len(found)} of {count} records on {topic}"
     return found
+
+
+def send_records(console: RunningConsole, topic: str, *values: bytes) -> None:
+    """Produce raw record values on `topic`, acknowledged."""
+    writer = KafkaWriter(console.config.kafka)
+    try:
+        writer.send_all([OutMessage(topic, value, None) for value in values])
+    finally:
+        writer.close()
 
 
 def read_decisions(console: RunningConsole, count: int, timeout_s: float = 30.0) -> list[dict]:

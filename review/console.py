@@ -76,6 +76,8 @@ def build_console(
         decisions_topic=config.decisions_topic,
         review_topics=config.topics,
         task_queues={queue: config.task_queue(queue) for queue in config.review_topics},
+        second_review={queue: s.share for queue, s in config.second_review.items()},
+        adjudication_queue=config.adjudication_queue,
         clock=clock,
     )
     console = Console(config, store, desk, clock)
@@ -236,5 +238,9 @@ def _dashboard(console: Console) -> dict[str, Any]:
         "overturns": {
             rule: {"overturned": over, "decided": n, "rate": over / n if n else 0.0}
             for rule, (over, n) in overturns.items()
+        },
+        "second_reviews": {
+            queue: {"agreed": agreed, "disagreed": disagreed}
+            for queue, (agreed, disagreed) in console.desk.stats.second_reviews().items()
         },
     }

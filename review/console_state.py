@@ -127,6 +127,7 @@ class Console:
         task, meta = claim.task, claim.meta
         images = [image_view(image, task.key, i) for i, image in enumerate(task.post.images)]
         appeal = meta if meta is not None and meta.stage is TaskStage.APPEAL else None
+        disputed = meta if meta is not None and meta.stage is TaskStage.ADJUDICATION else None
         judged = appeal.original.action if appeal and appeal.original else task.verdict.action
         return {
             "task": task,
@@ -136,6 +137,7 @@ class Console:
             "overturn_to": [a for a in Action if a != judged],
             "escalate_to": self._escalations(task, meta, reviewer),
             "appeal": appeal,
+            "adjudication": disputed,
             "signal_extra": task.verdict.signals.model_extra or {},
             "post_extra": task.post.model_extra or {},
         }

@@ -85,6 +85,9 @@ class DecisionStats:
         pipe.sadd(f"{self._prefix}:reviewers", decision.reviewer)
         pipe.zadd(recent, {f"{decision.key}@{now}": now})
         pipe.zremrangebyscore(recent, "-inf", now - HOUR_S)
+        if decision.stage is ReviewStage.SECOND:
+            outcome = "agreed" if decision.final else "disagreed"
+            pipe.hincrby(f"{self._prefix}:second:{outcome}", decision.queue, 1)
         if judges_rules(decision):
             for rule in decision.rules:
                 pipe.hincrby(f"{self._prefix}:rules:decided", rule, 1)
@@ -102,6 +105,14 @@ class DecisionStats:
                 pipe.zcount(f"{self._prefix}:recent:{reviewer}", now - HOUR_S, "+inf")
             counts = pipe.execute()
         return dict(zip(reviewers, (int(n) for n in counts), strict=True))
+
+    def second_reviews(self) -> dict[str, tuple[int, int]]:
+        """Queue -> (second reviews that agreed with the first, that disagreed)."""
+        with reaching_redis("review statistics", self._url):
+            agreed = self._redis.hgetall(f"{self._prefix}:second:agreed")
+            disagreed = self._redis.hgetall(f"{self._prefix}:second:disagreed")
+        queues = sorted({*agreed, *disagreed})
+        return {q: (int(agreed.get(q, 0)), int(disagreed.get(q, 0))) for q in queues}
 
     def overturns(self) -> dict[str, tuple[int, int]]:
         """Rule id -> (overturned, upheld or overturned) over every decision counted."""
@@ -133,6 +144,8 @@ class DecisionDesk:
         decisions_topic: str,
         review_topics: Mapping[str, str],
         task_queues: Mapping[str, str] | None = None,
+        second_review: Mapping[str, float] | None = None,
+        adjudication_queue: str = "adjudication",
         clock: Callable[[], float] = time.time,
     ) -> None:
         self.store = store
@@ -140,7 +153,11 @@ class DecisionDesk:
         self.stats = stats
         self.review_topics = dict(review_topics)
         self.planner = DecisionPlanner(
-            decisions_topic=decisions_topic, review_topics=review_topics, task_queues=task_queues
+            decisions_topic=decisions_topic,
+            review_topics=review_topics,
+            task_queues=task_queues,
+            second_review=second_review,
+            adjudication_queue=adjudication_queue,
         )
         self._clock = clock
 

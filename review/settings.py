@@ -5,8 +5,9 @@
     review_topics: {spam: moderation.review.spam, weapons: moderation.review.weapons}
     session_secret: "..."          # python -m review.auth --secret
     appeals: {topic: moderation.appeals, queue: appeals}   # the default
+    second_review: {spam: {share: 0.1}}                   # review.qa_settings, docs/review-qa.md
     reviewers:
-      ana: {password_argon2: "$argon2id$v=19$...", queues: ["*"]}
+      ana: {password_argon2: "$argon2id$v=19$...", queues: ["*"], role: lead}
       ben: {password_argon2: "$argon2id$v=19$...", queues: [spam, appeals]}
 
 Password hashes come from `python -m review.auth` (it prompts for the password).
@@ -35,10 +36,16 @@ from contracts.errors import ConfigInvalid
 from kafka_io.settings import KafkaSettings
 from operators.limits import ImageLimits
 from policies.settings_files import read_config_yaml, validate_config
+from review.qa_settings import (
+    AppealSettings,
+    QueueName,
+    SecondReviewSettings,
+    lead_only_problems,
+    qa_queue_problems,
+)
 
 ALL_QUEUES = "*"
 # Names travel in URLs and cookies; plain characters keep them unambiguous there.
-QueueName = Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9][A-Za-z0-9._-]{0,99}$")]
 ReviewerName = Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9][A-Za-z0-9._@-]{0,63}$")]
 # Deferring the cross-check lets the loader report it at the offending YAML position.
 _DEFER_CROSS_CHECK = "defer_cross_check"
@@ -84,20 +91,6 @@ class QueueSettings(BaseModel):
     )
 
 
-class AppealSettings(BaseModel):
-    """Where appeals come from, and the queue they are judged in."""
-
-    model_config = ConfigDict(frozen=True, extra="forbid")
-
-    topic: str = Field(
-        "moderation.appeals", min_length=1, description="The topic of AppealRequest records."
-    )
-    queue: QueueName = Field(
-        "appeals",
-        description='The console queue appeals wait in; grant it in `queues` (or "*").',
-    )
-
-
 class ReviewerSettings(BaseModel):
     """One reviewer: how they log in and which queues they may work."""
 
@@ -118,6 +111,9 @@ class ReviewerSettings(BaseModel):
         None,
         description="Queues they may escalate into; absent: the queues they may work. "
         '"*" for every queue.',
+    )
+    role: Literal["reviewer", "lead"] = Field(
+        "reviewer", description="A lead also works the adjudication queue, and sees QA numbers."
     )
 
 
@@ -151,6 +147,14 @@ class ReviewConfig(BaseModel):
     appeals: AppealSettings | None = Field(
         default_factory=AppealSettings,
         description="The appeals topic and queue; null turns appeals off.",
+    )
+    second_review: dict[QueueName, SecondReviewSettings] = Field(
+        default_factory=dict,
+        description="Review queue -> the share of its tasks a second reviewer decides, blind.",
+    )
+    adjudication_queue: QueueName = Field(
+        "adjudication",
+        description="Where two reviews that disagree go; only reviewers with role lead work it.",
     )
     dead_letter_topic: str = Field(
         "moderation.dead-letter",
@@ -287,29 +291,42 @@ class ReviewConfig(BaseModel):
 
     def cross_problems(self) -> list[tuple[tuple[str | int, ...], str]]:
         """(YAML path, message) for each unknown queue a reviewer names, and shared topics."""
-        problems = shared_topic_problems(self.review_topics) + self._special_queue_problems()
-        for field_name, known in (("queues", self.queue_names), ("escalate_to", self.topics)):
+        problems = shared_topic_problems(self.review_topics)
+        appeals = self.appeals.queue if self.appeals is not None else None
+        problems += qa_queue_problems(
+            list(self.review_topics), appeals, self.adjudication_queue, list(self.second_review)
+        )
+        problems += lead_only_problems(
+            {name: r.queues for name, r in self.reviewers.items() if r.role != "lead"},
+            self.adjudication_queue,
+        )
+        # Leads may list the adjudication queue (anyone else was refused above); the hint leaves
+        # it out, as it is granted by the role.
+        grantable = [*self.queue_names, self.adjudication_queue]
+        for field_name, known in (("queues", grantable), ("escalate_to", list(self.topics))):
             granted = {
                 f"{name}.{field_name}": getattr(reviewer, field_name) or []
                 for name, reviewer in self.reviewers.items()
             }
-            problems += unknown_queue_problems(granted, known)
+            hint = [q for q in known if q != self.adjudication_queue]
+            problems += unknown_queue_problems(granted, known, hint)
         return problems
-
-    def _special_queue_problems(self) -> list[tuple[tuple[str | int, ...], str]]:
-        if self.appeals is not None and self.appeals.queue in self.review_topics:
-            message = (
-                f"appeals.queue: {self.appeals.queue!r} is a review queue already; "
-                "name the appeals queue something else"
-            )
-            return [(("appeals", "queue"), message)]
-        return []
 
     @property
     def queue_names(self) -> list[str]:
-        """Every queue of the console: the review queues, then the appeals queue."""
+        """The queues anyone may be granted: the review queues, then the appeals queue."""
         special = [self.appeals.queue] if self.appeals is not None else []
         return [*self.review_topics, *special]
+
+    def is_lead(self, reviewer: str) -> bool:
+        """Whether `reviewer` has role lead."""
+        settings = self.reviewers.get(reviewer)
+        return settings is not None and settings.role == "lead"
+
+    def second_review_share(self, queue: str) -> float:
+        """The share of `queue`'s tasks that get a second review (0 when none is configured)."""
+        settings = self.second_review.get(queue)
+        return settings.share if settings is not None else 0.0
 
     @property
     def topics(self) -> dict[str, str]:
@@ -336,9 +353,12 @@ class ReviewConfig(BaseModel):
         settings = self.reviewers.get(reviewer)
         if settings is None:
             return []
-        if ALL_QUEUES in settings.queues:
-            return self.queue_names
-        return [queue for queue in self.queue_names if queue in settings.queues]
+        granted = (
+            self.queue_names
+            if ALL_QUEUES in settings.queues
+            else [queue for queue in self.queue_names if queue in settings.queues]
+        )
+        return [*granted, self.adjudication_queue] if settings.role == "lead" else granted
 
 
 def _topic_of(entry: str | QueueSettings) -> str:
@@ -346,13 +366,16 @@ def _topic_of(entry: str | QueueSettings) -> str:
 
 
 def unknown_queue_problems(
-    granted: Mapping[str, list[str]], review_topics: Collection[str]
+    granted: Mapping[str, list[str]],
+    review_topics: Collection[str],
+    hint: Collection[str] | None = None,
 ) -> list[tuple[tuple[str | int, ...], str]]:
     """Every granted queue that is neither "*" nor among `review_topics`, with its path.
 
-    `granted` maps "reviewer.field" (queues or escalate_to) to the names listed there.
+    `granted` maps "reviewer.field" (queues or escalate_to) to the names listed there; the
+    message lists `hint` (default: `review_topics`) as the known names.
     """
-    known = ", ".join(sorted(review_topics)) or "(none)"
+    known = ", ".join(sorted(review_topics if hint is None else hint)) or "(none)"
     problems: list[tuple[tuple[str | int, ...], str]] = []
     for where, queues in granted.items():
         reviewer, _, field_name = where.rpartition(".")

@@ -6,7 +6,9 @@ is the task's. A reviewer's `ReviewDecision` goes to the decisions topic; report
 to verdicts on that key to measure every rule. Only a decision marked `final` is the decision on
 its post: a sampled task's first and second blind reviews are not, until they agree or a lead
 adjudicates. An `AppealRequest` on the appeals topic asks for a decided post to be judged again;
-the appeal's decision is marked `stage: appeal`.
+the appeal's decision is marked `stage: appeal`. A `GoldenTask` is a task with a known answer,
+served among real ones; a reviewer's answer to it is a `GoldenResult` on the golden topic, never
+a decision.
 """
 
 from __future__ import annotations
@@ -107,8 +109,40 @@ class AppealRequest(BaseModel):
     submitted_at: datetime = Field(..., description="When the appeal was made.")
 
 
+class GoldenTask(BaseModel):
+    """A review task with a known right action (`vlmod review golden add`, JSONL, one a line)."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    task: ReviewTask = Field(..., description="The task as reviewers will see it.")
+    answer: Action = Field(..., description="The right final action for it.")
+    note: str | None = Field(None, max_length=4000, description="Why; for whoever keeps the set.")
+
+
+class GoldenResult(BaseModel):
+    """A reviewer's answer to a golden task, scored (golden topic, JSON, key = the reviewer).
+
+    Golden tasks have a known answer and are served among real ones; their decisions are scored
+    here and never reach the decisions topic.
+    """
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    golden_id: str = Field(..., description="The golden task's id (its key in the golden set).")
+    queue: str = Field(..., description="The queue it was served in.")
+    reviewer: str = Field(..., min_length=1, description="The reviewer who answered.")
+    expected: Action = Field(..., description="The known right action.")
+    decision: DecisionKind = Field(..., description="What the reviewer decided.")
+    given: Action | None = Field(None, description="The reviewer's action; null on escalation.")
+    correct: bool = Field(..., description="given == expected.")
+    decided_at: datetime = Field(default_factory=utc_now, description="When it was answered.")
+    decision_id: str | None = Field(None, max_length=64, description="This answer's own id.")
+
+
 REVIEW_SCHEMAS: dict[str, type[BaseModel]] = {
     "review-task": ReviewTask,
     "review-decision": ReviewDecision,
     "appeal": AppealRequest,
+    "golden-task": GoldenTask,
+    "golden-result": GoldenResult,
 }

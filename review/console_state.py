@@ -25,6 +25,7 @@ from review.auth import (
     csrf_matches,
 )
 from review.decisions import DecisionDesk
+from review.golden import GoldenSet
 from review.sessions import SessionStore
 from review.settings import ReviewConfig
 from review.task_images import image_view
@@ -47,6 +48,8 @@ class Console:
         self, config: ReviewConfig, store: TaskStore, desk: DecisionDesk, clock: Callable[[], float]
     ) -> None:
         self.config, self.store, self.desk, self.clock = config, store, desk, clock
+        rates = {queue: golden.rate for queue, golden in config.golden.items()}
+        self.golden = GoldenSet(store, rates=rates)
         self.gate = Gate(config)
         secret = config.secret_value()
         self.signer = SessionSigner(secret, max_age_s=config.session_max_age_s, clock=clock)

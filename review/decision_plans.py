@@ -9,7 +9,9 @@ A `Plan` is everything `TaskStore.decide` records in one step and what is publis
 - a second review: final when it agrees with the first (the same action; an escalation never
   agrees), else not final, and it adds an adjudication task that neither reviewer may claim;
 - an adjudication: a lead's decision on the verdict, final;
-- an appeal: the decision on the appealed decision, marked `stage: appeal`, final.
+- an appeal: the decision on the appealed decision, marked `stage: appeal`, final;
+- a golden task: the decision is built as any other (the page must behave the same), scored
+  against the answer, and only the score is published, to the golden topic.
 """
 
 from __future__ import annotations
@@ -19,7 +21,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, replace
 from datetime import datetime
 
-from contracts.review import DecisionKind, ReviewDecision, ReviewStage, ReviewTask
+from contracts.review import DecisionKind, GoldenResult, ReviewDecision, ReviewStage, ReviewTask
 from kafka_io.clients import OutMessage
 from review.decision_build import (
     DecisionChoice,
@@ -28,6 +30,7 @@ from review.decision_build import (
     build_decision,
     escalated_task,
 )
+from review.golden import score
 from review.task_meta import FinalDecision, TaskMeta, TaskStage
 from review.tasks import Claim, FollowUp
 
@@ -59,6 +62,7 @@ class Plan:
     messages: list[OutMessage]
     final: FinalDecision | None = None
     follow: FollowUp | None = None
+    scored: GoldenResult | None = None  # a golden task's: the decision is never published
 
 
 @dataclass(frozen=True)
@@ -84,12 +88,14 @@ class DecisionPlanner:
         task_queues: Mapping[str, str] | None = None,
         second_review: Mapping[str, float] | None = None,
         adjudication_queue: str = "adjudication",
+        golden_topic: str | None = None,
     ) -> None:
         self.decisions_topic = decisions_topic
         self.review_topics = dict(review_topics)
         self.task_queues = dict(task_queues or {})
         self.second_review = dict(second_review or {})
         self.adjudication_queue = adjudication_queue
+        self.golden_topic = golden_topic
 
     def plan(self, deciding: Deciding) -> Plan:
         """The plan for `deciding`, by its task's stage; DecisionInvalid when it makes no sense."""
@@ -102,6 +108,8 @@ class DecisionPlanner:
             return self.adjudication(deciding)
         if meta.stage is TaskStage.APPEAL and meta.original is not None:
             return self.appeal(deciding, meta.original)
+        if meta.stage is TaskStage.GOLDEN:
+            return self.golden(deciding, meta)
         raise DecisionInvalid(f"task {deciding.claim.task.key} has an unknown stage {meta.stage}")
 
     def review(self, deciding: Deciding) -> Plan:
@@ -165,6 +173,16 @@ class DecisionPlanner:
             decision_id=deciding.decision_id,
         )
         return Plan(decision, [self.decision_message(decision)], self._final(decision, task))
+
+    def golden(self, deciding: Deciding, meta: TaskMeta) -> Plan:
+        """A golden task: scored, and only the score goes out (to the golden topic, if any)."""
+        decision = self._decision(deciding)
+        result = score(decision, meta)
+        messages = []
+        if self.golden_topic is not None:
+            value = result.model_dump_json().encode()
+            messages.append(OutMessage(self.golden_topic, value, result.reviewer.encode()))
+        return Plan(decision, messages, scored=result)
 
     def decision_message(self, decision: ReviewDecision) -> OutMessage:
         """The decisions-topic record of `decision`, keyed by its verdict key, with its id."""

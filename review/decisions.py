@@ -6,7 +6,9 @@ deciding one task, only the first gets there; the other is refused (409) and pub
 The winner then publishes with acks=all and clears the outbox entry. A crash or a broker outage
 in between leaves the entry, which `publish_pending` sends at the next start and every
 `OUTBOX_RETRY_S` after; the decision id it carries makes a second copy of it recognisable.
-Counters for the dashboard (decisions per hour per reviewer, overturns per rule) live in Redis.
+Counters for the dashboard (decisions per hour per reviewer, overturns per rule, second-review
+agreement per queue, golden accuracy per reviewer) live in Redis. A golden task's decision is
+decided the same way but never published: only its score goes out (`review.golden`).
 """
 
 from __future__ import annotations
@@ -20,7 +22,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any, Protocol
 
-from contracts.review import DecisionKind, ReviewDecision, ReviewStage
+from contracts.review import DecisionKind, GoldenResult, ReviewDecision, ReviewStage
 from kafka_io.clients import OutMessage
 from review.decision_build import (
     ESCALATION_MARK,
@@ -77,14 +79,20 @@ class DecisionStats:
         self._prefix = f"{namespace}:stats"
         self._clock = clock
 
-    def record(self, decision: ReviewDecision) -> None:
-        """Count one published decision."""
+    def record(self, decision: ReviewDecision, scored: GoldenResult | None = None) -> None:
+        """Count one decision; a golden task's (`scored`) counts as a decision made and towards
+        its reviewer's accuracy, and says nothing of rules or agreement."""
         now = self._clock()
         recent = f"{self._prefix}:recent:{decision.reviewer}"
         pipe = self._redis.pipeline()
         pipe.sadd(f"{self._prefix}:reviewers", decision.reviewer)
         pipe.zadd(recent, {f"{decision.key}@{now}": now})
         pipe.zremrangebyscore(recent, "-inf", now - HOUR_S)
+        if scored is not None:
+            pipe.hincrby(f"{self._prefix}:golden:answered", scored.reviewer, 1)
+            pipe.hincrby(f"{self._prefix}:golden:correct", scored.reviewer, int(scored.correct))
+            pipe.execute()
+            return
         if decision.stage is ReviewStage.SECOND:
             outcome = "agreed" if decision.final else "disagreed"
             pipe.hincrby(f"{self._prefix}:second:{outcome}", decision.queue, 1)
@@ -105,6 +113,13 @@ class DecisionStats:
                 pipe.zcount(f"{self._prefix}:recent:{reviewer}", now - HOUR_S, "+inf")
             counts = pipe.execute()
         return dict(zip(reviewers, (int(n) for n in counts), strict=True))
+
+    def golden_accuracy(self) -> dict[str, tuple[int, int]]:
+        """Reviewer -> (golden tasks answered, answered right)."""
+        with reaching_redis("review statistics", self._url):
+            answered = self._redis.hgetall(f"{self._prefix}:golden:answered")
+            correct = self._redis.hgetall(f"{self._prefix}:golden:correct")
+        return {r: (int(n), int(correct.get(r, 0))) for r, n in sorted(answered.items())}
 
     def second_reviews(self) -> dict[str, tuple[int, int]]:
         """Queue -> (second reviews that agreed with the first, that disagreed)."""
@@ -146,6 +161,7 @@ class DecisionDesk:
         task_queues: Mapping[str, str] | None = None,
         second_review: Mapping[str, float] | None = None,
         adjudication_queue: str = "adjudication",
+        golden_topic: str | None = None,
         clock: Callable[[], float] = time.time,
     ) -> None:
         self.store = store
@@ -158,6 +174,7 @@ class DecisionDesk:
             task_queues=task_queues,
             second_review=second_review,
             adjudication_queue=adjudication_queue,
+            golden_topic=golden_topic,
         )
         self._clock = clock
 
@@ -179,10 +196,11 @@ class DecisionDesk:
         now = datetime.fromtimestamp(self._clock(), UTC)
         queues = list(self.review_topics) if escalate_into is None else list(escalate_into)
         plan = self.planner.plan(Deciding(claim, reviewer, choice, queues, now, uuid.uuid4().hex))
-        outbox = encode_outbox(plan.messages, self._clock())
+        outbox = encode_outbox(plan.messages, self._clock()) if plan.messages else ""
         self.store.decide(key, reviewer, outbox, final=plan.final, follow=plan.follow)
-        self._count(plan.decision)
-        return Submitted(plan.decision, published=self._publish(key, plan.messages))
+        self._count(plan.decision, plan.scored)
+        published = self._publish(key, plan.messages) if plan.messages else True
+        return Submitted(plan.decision, published=published)
 
     def publish_pending(self, min_age_s: float = OUTBOX_RETRY_S) -> int:
         """Publish decided tasks' decisions still in the outbox; how many went out.
@@ -206,9 +224,9 @@ class DecisionDesk:
         self.store.published(key)
         return True
 
-    def _count(self, decision: ReviewDecision) -> None:
+    def _count(self, decision: ReviewDecision, scored: GoldenResult | None) -> None:
         try:
-            self.stats.record(decision)
+            self.stats.record(decision, scored)
         except Exception as error:  # the decision stands; only the dashboard misses it
             log.warning("could not count decision %s: %s", decision.key, error)
 

@@ -1,4 +1,5 @@
-"""The review console's QA settings: appeals, second reviews, and the checks on their queues.
+"""The review console's QA settings (appeals, second reviews, golden tasks) and the checks on
+the queues a config names.
 
 appeals: {topic: moderation.appeals, queue: appeals}   # the default; null turns it off
 second_review: {spam: {share: 0.1}}                   # per review queue
@@ -7,7 +8,7 @@ adjudication_queue: adjudication                      # leads only
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Collection, Mapping, Sequence
 from typing import Annotated
 
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints
@@ -45,13 +46,28 @@ class SecondReviewSettings(BaseModel):
     )
 
 
+class GoldenSettings(BaseModel):
+    """How often a claim in a queue serves one of its golden tasks."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    rate: float = Field(
+        ...,
+        ge=0.0,
+        le=1.0,
+        description="The chance that a claim serves a golden task the reviewer has not had yet, "
+        "while real tasks wait.",
+    )
+
+
 def qa_queue_problems(
     review_queues: Sequence[str],
     appeals_queue: str | None,
     adjudication_queue: str,
     sampled_queues: Sequence[str],
+    golden_queues: Sequence[str] = (),
 ) -> Problems:
-    """Special queues named like another queue, and second reviews of unknown queues."""
+    """Special queues named like another queue; second reviews and golden tasks of unknown ones."""
     problems: Problems = []
     if appeals_queue is not None and appeals_queue in review_queues:
         message = (
@@ -66,10 +82,11 @@ def qa_queue_problems(
         )
         problems.append((("adjudication_queue",), message))
     known = ", ".join(sorted(review_queues))
-    for queue in sampled_queues:
-        if queue not in review_queues:
-            message = f"second_review.{queue}: unknown queue {queue!r}; review queues: {known}"
-            problems.append((("second_review", queue), message))
+    for field, queues in (("second_review", sampled_queues), ("golden", golden_queues)):
+        for queue in queues:
+            if queue not in review_queues:
+                message = f"{field}.{queue}: unknown queue {queue!r}; review queues: {known}"
+                problems.append(((field, queue), message))
     return problems
 
 
@@ -85,3 +102,27 @@ def lead_only_problems(granted: Mapping[str, list[str]], adjudication_queue: str
         for index, queue in enumerate(queues)
         if queue == adjudication_queue
     ]
+
+
+def unknown_queue_problems(
+    granted: Mapping[str, list[str]],
+    review_topics: Collection[str],
+    hint: Collection[str] | None = None,
+) -> Problems:
+    """Every granted queue that is neither "*" nor among `review_topics`, with its path.
+
+    `granted` maps "reviewer.field" (queues or escalate_to) to the names listed there; the
+    message lists `hint` (default: `review_topics`) as the known names.
+    """
+    known = ", ".join(sorted(review_topics if hint is None else hint)) or "(none)"
+    problems: Problems = []
+    for where, queues in granted.items():
+        reviewer, _, field_name = where.rpartition(".")
+        for index, queue in enumerate(queues):
+            if queue != "*" and queue not in review_topics:
+                message = (
+                    f"reviewers.{where}[{index}]: unknown queue {queue!r}; "
+                    f'known queues: {known} (or use "*")'
+                )
+                problems.append((("reviewers", reviewer, field_name, index), message))
+    return problems

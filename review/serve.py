@@ -41,7 +41,9 @@ def serve_console(
 
     check_review_topics(config)
     appeals = [config.appeals.topic] if config.appeals else []
-    create_topics(config.kafka, [config.decisions_topic, config.dead_letter_topic, *appeals])
+    golden = [config.golden_topic] if config.golden_topic else []
+    outputs = [config.decisions_topic, config.dead_letter_topic, *appeals, *golden]
+    create_topics(config.kafka, outputs)
     store = TaskStore(
         config.redis_url, namespace=config.namespace, lease_s=config.lease_s, order=config.order
     )

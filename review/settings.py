@@ -6,6 +6,7 @@
     session_secret: "..."          # python -m review.auth --secret
     appeals: {topic: moderation.appeals, queue: appeals}   # the default
     second_review: {spam: {share: 0.1}}                   # review.qa_settings, docs/review-qa.md
+    golden: {spam: {rate: 0.05}}
     reviewers:
       ana: {password_argon2: "$argon2id$v=19$...", queues: ["*"], role: lead}
       ben: {password_argon2: "$argon2id$v=19$...", queues: [spam, appeals]}
@@ -17,7 +18,7 @@ from __future__ import annotations
 
 import ipaddress
 import os
-from collections.abc import Collection, Mapping
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
@@ -38,10 +39,12 @@ from operators.limits import ImageLimits
 from policies.settings_files import read_config_yaml, validate_config
 from review.qa_settings import (
     AppealSettings,
+    GoldenSettings,
     QueueName,
     SecondReviewSettings,
     lead_only_problems,
     qa_queue_problems,
+    unknown_queue_problems,
 )
 
 ALL_QUEUES = "*"
@@ -155,6 +158,17 @@ class ReviewConfig(BaseModel):
     adjudication_queue: QueueName = Field(
         "adjudication",
         description="Where two reviews that disagree go; only reviewers with role lead work it.",
+    )
+    golden: dict[QueueName, GoldenSettings] = Field(
+        default_factory=dict,
+        description="Review queue -> how often a claim serves a golden task "
+        "(`vlmod review golden add`).",
+    )
+    golden_topic: str | None = Field(
+        "moderation.review.golden",
+        min_length=1,
+        description="Where answers to golden tasks go, scored (GoldenResult); null: kept only "
+        "in the dashboard's counts.",
     )
     dead_letter_topic: str = Field(
         "moderation.dead-letter",
@@ -294,7 +308,11 @@ class ReviewConfig(BaseModel):
         problems = shared_topic_problems(self.review_topics)
         appeals = self.appeals.queue if self.appeals is not None else None
         problems += qa_queue_problems(
-            list(self.review_topics), appeals, self.adjudication_queue, list(self.second_review)
+            list(self.review_topics),
+            appeals,
+            self.adjudication_queue,
+            list(self.second_review),
+            list(self.golden),
         )
         problems += lead_only_problems(
             {name: r.queues for name, r in self.reviewers.items() if r.role != "lead"},
@@ -363,30 +381,6 @@ class ReviewConfig(BaseModel):
 
 def _topic_of(entry: str | QueueSettings) -> str:
     return entry.topic if isinstance(entry, QueueSettings) else entry
-
-
-def unknown_queue_problems(
-    granted: Mapping[str, list[str]],
-    review_topics: Collection[str],
-    hint: Collection[str] | None = None,
-) -> list[tuple[tuple[str | int, ...], str]]:
-    """Every granted queue that is neither "*" nor among `review_topics`, with its path.
-
-    `granted` maps "reviewer.field" (queues or escalate_to) to the names listed there; the
-    message lists `hint` (default: `review_topics`) as the known names.
-    """
-    known = ", ".join(sorted(review_topics if hint is None else hint)) or "(none)"
-    problems: list[tuple[tuple[str | int, ...], str]] = []
-    for where, queues in granted.items():
-        reviewer, _, field_name = where.rpartition(".")
-        for index, queue in enumerate(queues):
-            if queue != ALL_QUEUES and queue not in review_topics:
-                message = (
-                    f"reviewers.{where}[{index}]: unknown queue {queue!r}; "
-                    f'known queues: {known} (or use "*")'
-                )
-                problems.append((("reviewers", reviewer, field_name, index), message))
-    return problems
 
 
 def shared_topic_problems(

@@ -165,6 +165,24 @@ end
 return {'ok', redis.call('HGET', TASKS, ARGV[1])}
 """
 
+# ARGV: now, expiry, reviewer, then the golden copy's add_task arguments, then the golden id.
+# A golden task is served only while real ones wait, and to each reviewer at most once.
+SERVE_GOLDEN = """
+expire_leases(ARGV[1])
+local mine = live_claim(ARGV[3])
+if mine then return mine end
+if redis.call('ZCARD', OPEN_A) == 0 then return false end
+local seen = KEYS[18]
+if redis.call('SISMEMBER', seen, ARGV[11]) == 1 then return false end
+local added = add_task({ARGV[4], ARGV[5], ARGV[6], ARGV[7], ARGV[8], ARGV[9], ARGV[10]},
+  OPEN_P, OPEN_A, AGE)
+if added == 0 then return false end
+redis.call('SADD', seen, ARGV[11])
+unopen(ARGV[4])
+lease_to(ARGV[4], ARGV[2], ARGV[3])
+return claim_row(ARGV[4], ARGV[2])
+"""
+
 SCRIPTS = {
     "add": ADD,
     "claim": CLAIM,
@@ -172,4 +190,5 @@ SCRIPTS = {
     "renew": RENEW,
     "release": RELEASE,
     "decide": DECIDE,
+    "serve_golden": SERVE_GOLDEN,
 }

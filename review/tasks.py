@@ -20,6 +20,7 @@ Keys, all under the hash tag `{namespace}` so that every script touches one slot
     meta              HASH  task key -> TaskMeta JSON, for the tasks the console made itself
     exclude           HASH  task key -> "|a|b|": reviewers who may not claim it (they decided it)
     final             HASH  verdict key -> FinalDecision JSON: the decision that stands on it
+    golden-seen:<queue>:<reviewer>  SET  the golden tasks served to the reviewer
 
 Ordering is exact with no bound on priority: equal priorities fall back to the member's
 zero-padded enqueued milliseconds (lexical order), so ties sort by age. Enqueued times before
@@ -136,6 +137,10 @@ class TaskStore:
             name: self._client.register_script(PRELUDE + body) for name, body in SCRIPTS.items()
         }
 
+    def now(self) -> float:
+        """The store's clock: epoch seconds."""
+        return self._clock()
+
     def add(
         self, task: ReviewTask, *, meta: TaskMeta | None = None, exclude: Sequence[str] = ()
     ) -> bool:
@@ -154,6 +159,29 @@ class TaskStore:
     def claimed_by(self, reviewer: str, queue: str) -> Claim | None:
         """The reviewer's live claim in `queue`, if any; changes nothing."""
         return _claim_of(self._run("peek", queue, [reviewer, repr(self._clock())]), reviewer)
+
+    def serve_golden(
+        self, reviewer: str, copy: ReviewTask, meta: TaskMeta, golden_id: str
+    ) -> Claim | None:
+        """Lease `copy` of golden task `golden_id` to `reviewer` in its queue, unless they hold a
+        claim there (returned instead), had that golden task before, or no real task waits."""
+        now, queue = self._clock(), copy.queue
+        args = [repr(now), repr(now + self.lease_s), reviewer, *add_args(copy, meta, ())]
+        keys = [*self.keys_of(queue), self._key(f"golden-seen:{queue}:{reviewer}")]
+        with self._reaching():
+            row = self._scripts["serve_golden"](keys=keys, args=[*args, golden_id])
+        return _claim_of(row, reviewer)
+
+    def golden_seen(self, queue: str, reviewer: str) -> set[str]:
+        """The golden tasks of `queue` served to `reviewer` so far."""
+        with self._reaching():
+            return set(self._client.smembers(self._key(f"golden-seen:{queue}:{reviewer}")))
+
+    def head_enqueued_ms(self, queue: str) -> int | None:
+        """When the oldest waiting task of `queue` was queued (epoch ms), or None."""
+        with self._reaching():
+            head = self._client.zrange(self._key(f"open-a:{queue}"), 0, 0, withscores=True)
+        return int(head[0][1]) if head else None
 
     def renew(self, key: str, reviewer: str) -> Claim:
         """Extend the reviewer's lease to now + lease_s; `LeaseLost` when they do not hold it."""

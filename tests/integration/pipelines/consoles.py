@@ -105,6 +105,7 @@ def start_console(kafka_settings, redis_url, topic_factory, group_id, password_h
                 "decisions_topic": topic_factory("decisions"),
                 "dead_letter_topic": topic_factory("review-dead-letter"),
                 "appeals": {"topic": topic_factory("appeals")},
+                "golden_topic": topic_factory("golden"),
                 "consumer_group": group_id,
                 "consumer_overrides": GROUP_TIMEOUTS,
                 "namespace": f"test-review:{uuid.uuid4().hex[:8]}",

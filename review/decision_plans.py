@@ -31,6 +31,7 @@ from review.decision_build import (
     escalated_task,
 )
 from review.golden import score
+from review.report_qa import review_label
 from review.task_meta import FinalDecision, TaskMeta, TaskStage
 from review.tasks import Claim, FollowUp
 
@@ -47,11 +48,6 @@ def sampled(key: str, share: float) -> bool:
 def derived_key(key: str, purpose: str) -> str:
     """The key of the task made from task `key` for `purpose`; the same every time."""
     return hashlib.sha256(f"{key}|{purpose}".encode()).hexdigest()[:KEY_HEX]
-
-
-def review_label(decision: ReviewDecision) -> str:
-    """What two reviews are compared on: the action, or `escalated`."""
-    return "escalated" if decision.decision is DecisionKind.ESCALATE else decision.action.value
 
 
 @dataclass(frozen=True)

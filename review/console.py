@@ -232,11 +232,14 @@ def _add_dashboard_routes(app: FastAPI, console: Console) -> None:
         return JSONResponse({"ok": True})
 
 
-def _dashboard(console: Console, golden: bool) -> dict[str, Any]:
-    """The dashboard's numbers; golden accuracy only for leads and monitoring tokens, since a
-    reviewer watching their own count move would learn which task was golden."""
-    overturns = console.desk.stats.overturns()
-    accuracy = console.desk.stats.golden_accuracy() if golden else {}
+def _dashboard(console: Console, qa: bool) -> dict[str, Any]:
+    """The dashboard's numbers; the QA ones (golden accuracy, second-review agreement) only for
+    leads and monitoring tokens, since a reviewer watching them move would learn which of their
+    tasks were golden or second reviews."""
+    stats = console.desk.stats
+    overturns = stats.overturns()
+    accuracy = stats.golden_accuracy() if qa else {}
+    second = stats.second_reviews() if qa else {}
     return {
         "golden": {
             reviewer: {"answered": n, "correct": right, "accuracy": right / n if n else 0.0}
@@ -244,13 +247,13 @@ def _dashboard(console: Console, golden: bool) -> dict[str, Any]:
         },
         "queues": console.store.stats(),
         "unpublished": len(console.store.unpublished()),
-        "last_hour": console.desk.stats.last_hour(),
+        "last_hour": stats.last_hour(),
         "overturns": {
             rule: {"overturned": over, "decided": n, "rate": over / n if n else 0.0}
             for rule, (over, n) in overturns.items()
         },
         "second_reviews": {
             queue: {"agreed": agreed, "disagreed": disagreed}
-            for queue, (agreed, disagreed) in console.desk.stats.second_reviews().items()
+            for queue, (agreed, disagreed) in second.items()
         },
     }

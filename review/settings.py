@@ -5,7 +5,7 @@
     review_topics: {spam: moderation.review.spam, weapons: moderation.review.weapons}
     session_secret: "..."          # python -m review.auth --secret
     appeals: {topic: moderation.appeals, queue: appeals}   # the default
-    second_review: {spam: {share: 0.1}}                   # review.qa_settings, docs/review-qa.md
+    second_review: {spam: {share: 0.1}}                   # review.queue_settings, docs/review-qa.md
     golden: {spam: {rate: 0.05}}
     reviewers:
       ana: {password_argon2: "$argon2id$v=19$...", queues: ["*"], role: lead}
@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import ipaddress
 import os
-from collections.abc import Mapping
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
@@ -37,13 +36,17 @@ from contracts.errors import ConfigInvalid
 from kafka_io.settings import KafkaSettings
 from operators.limits import ImageLimits
 from policies.settings_files import read_config_yaml, validate_config
-from review.qa_settings import (
+from review.queue_settings import (
     AppealSettings,
     GoldenSettings,
     QueueName,
+    QueueSettings,
     SecondReviewSettings,
     lead_only_problems,
     qa_queue_problems,
+    qa_topic_problems,
+    shared_topic_problems,
+    topic_of,
     unknown_queue_problems,
 )
 
@@ -77,20 +80,6 @@ def _period(text: str) -> int:
     return next(
         (n for n in range(1, len(text) // 2 + 1) if text == (text[:n] * len(text))[: len(text)]),
         len(text),
-    )
-
-
-class QueueSettings(BaseModel):
-    """One review queue: its topic, and the queue name its tasks carry when not the key."""
-
-    model_config = ConfigDict(frozen=True, extra="forbid")
-
-    topic: str = Field(..., min_length=1, description="The topic that carries the queue's tasks.")
-    queue: str | None = Field(
-        None,
-        min_length=1,
-        description="The queue name the tasks on that topic carry (the policy's); defaults to "
-        "this queue's own name. Lets two policies that use one name be two queues here.",
     )
 
 
@@ -304,7 +293,8 @@ class ReviewConfig(BaseModel):
         return self
 
     def cross_problems(self) -> list[tuple[tuple[str | int, ...], str]]:
-        """(YAML path, message) for each unknown queue a reviewer names, and shared topics."""
+        """(YAML path, message) for each unknown queue a reviewer names, shared topics, and
+        QA settings that do not fit the queues (`review.queue_settings`)."""
         problems = shared_topic_problems(self.review_topics)
         appeals = self.appeals.queue if self.appeals is not None else None
         problems += qa_queue_problems(
@@ -313,6 +303,15 @@ class ReviewConfig(BaseModel):
             self.adjudication_queue,
             list(self.second_review),
             list(self.golden),
+        )
+        problems += qa_topic_problems(
+            {
+                **{f"review_topics.{queue}": topic for queue, topic in self.topics.items()},
+                "decisions_topic": self.decisions_topic,
+                "dead_letter_topic": self.dead_letter_topic,
+                "appeals.topic": self.appeals.topic if self.appeals is not None else None,
+                "golden_topic": self.golden_topic,
+            }
         )
         problems += lead_only_problems(
             {name: r.queues for name, r in self.reviewers.items() if r.role != "lead"},
@@ -349,7 +348,7 @@ class ReviewConfig(BaseModel):
     @property
     def topics(self) -> dict[str, str]:
         """Queue name -> its topic."""
-        return {name: _topic_of(entry) for name, entry in self.review_topics.items()}
+        return {name: topic_of(entry) for name, entry in self.review_topics.items()}
 
     def task_queue(self, queue: str) -> str:
         """The queue name the tasks of console queue `queue` carry (the policy's name)."""
@@ -377,28 +376,6 @@ class ReviewConfig(BaseModel):
             else [queue for queue in self.queue_names if queue in settings.queues]
         )
         return [*granted, self.adjudication_queue] if settings.role == "lead" else granted
-
-
-def _topic_of(entry: str | QueueSettings) -> str:
-    return entry.topic if isinstance(entry, QueueSettings) else entry
-
-
-def shared_topic_problems(
-    review_topics: Mapping[str, str | QueueSettings],
-) -> list[tuple[tuple[str | int, ...], str]]:
-    """Each queue whose topic an earlier queue has: a task there would have two queues."""
-    seen: dict[str, str] = {}
-    problems: list[tuple[tuple[str | int, ...], str]] = []
-    for name, entry in review_topics.items():
-        topic = _topic_of(entry)
-        if topic in seen:
-            message = (
-                f"review_topics.{name}: topic {topic!r} is queue {seen[topic]!r}'s already; "
-                "each queue needs a topic of its own"
-            )
-            problems.append((("review_topics", name), message))
-        seen.setdefault(topic, name)
-    return problems
 
 
 def load_review_config(path: str | Path) -> ReviewConfig:

@@ -84,7 +84,7 @@ def test_an_escalation_is_no_final_decision_and_a_decided_task_stays_decided(sto
 def test_bad_appeals_are_dead_lettered_with_the_reason_and_good_ones_queued(start_console):
     console = start_console()
     assert console.config.appeals is not None
-    good, other = review_task(), review_task()
+    good, other = review_task(priority=1), review_task(priority=2)
     console.publish(good, other)
     ana = Client(console)
     ana.log_in("ana")

@@ -11,6 +11,7 @@ from review.decision_plans import derived_key
 from tests.integration.pipelines.consoles import (
     Client,
     RunningConsole,
+    decide_at_once,
     read_records,
     review_task,
 )
@@ -113,6 +114,27 @@ def test_a_second_review_that_agrees_is_final_and_nothing_goes_to_a_lead(
     assert "no task" in _claim_none(lea, "adjudication")
     final = console.store.final(task.key)
     assert final is not None and final.decision.reviewer == "ben"
+
+
+def test_concurrent_decisions_on_a_second_review_publish_one_and_queue_one_adjudication(
+    start_console, password_hash
+):
+    console = start(start_console, password_hash)
+    task = review_task()
+    console.publish(task)
+    ana, ben = logged_in(console, "ana", "ben")
+    assert ana.claim("spam") == task.key
+    decide(ana, task.key, "uphold")
+    second_key = derived_key(task.key, "second")
+    assert ben.claim("spam") == second_key
+    forms = [{"kind": "overturn", "action": "allow"}, {"kind": "overturn", "action": "review"}]
+    statuses = sorted(status for status, _ in decide_at_once(console, ben, second_key, forms))
+    assert statuses == [303, 409]
+
+    records = read_records(console, console.config.decisions_topic, 2, settle_s=3)
+    assert [r["stage"] for r in records] == ["first", "second"], "one second review, once"
+    adjudication = console.store.stats().get("adjudication")
+    assert adjudication is not None and adjudication.open == 1
 
 
 def _claim_none(client: Client, queue: str = "spam") -> str:

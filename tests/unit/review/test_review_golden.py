@@ -115,3 +115,11 @@ def test_golden_rates_name_review_queues():
         review_config(golden={"appeals": {"rate": 0.05}})
     with pytest.raises(ValidationError, match="greater than or equal to 0"):
         review_config(golden={"spam": {"rate": -0.1}})
+
+
+def test_the_golden_and_appeals_topics_are_topics_of_their_own():
+    with pytest.raises(ValidationError, match=r"golden_topic: 'moderation\.decisions' is"):
+        review_config(golden_topic="moderation.decisions")
+    with pytest.raises(ValidationError, match=r"appeals\.topic: 'review\.spam' is review_topics"):
+        review_config(appeals={"topic": "review.spam"})
+    assert review_config(golden_topic=None).golden_topic is None

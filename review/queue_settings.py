@@ -1,5 +1,5 @@
-"""The review console's QA settings (appeals, second reviews, golden tasks) and the checks on
-the queues a config names.
+"""The review console's queue settings: a queue's topic, the QA settings (appeals, second
+reviews, golden tasks), and the checks on the queues and topics a config names.
 
 appeals: {topic: moderation.appeals, queue: appeals}   # the default; null turns it off
 second_review: {spam: {share: 0.1}}                   # per review queue
@@ -16,6 +16,20 @@ from pydantic import BaseModel, ConfigDict, Field, StringConstraints
 # Names travel in URLs and cookies; plain characters keep them unambiguous there.
 QueueName = Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9][A-Za-z0-9._-]{0,99}$")]
 Problems = list[tuple[tuple[str | int, ...], str]]
+
+
+class QueueSettings(BaseModel):
+    """One review queue: its topic, and the queue name its tasks carry when not the key."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    topic: str = Field(..., min_length=1, description="The topic that carries the queue's tasks.")
+    queue: str | None = Field(
+        None,
+        min_length=1,
+        description="The queue name the tasks on that topic carry (the policy's); defaults to "
+        "this queue's own name. Lets two policies that use one name be two queues here.",
+    )
 
 
 class AppealSettings(BaseModel):
@@ -90,6 +104,19 @@ def qa_queue_problems(
     return problems
 
 
+def qa_topic_problems(topics: Mapping[str, str | None]) -> Problems:
+    """The appeals and golden topics must be topics of their own: an appeal read as a task, or a
+    golden score read as a decision, would be wrong. `topics` maps each setting to its topic."""
+    problems: Problems = []
+    for setting in ("appeals.topic", "golden_topic"):
+        topic = topics.get(setting)
+        others = [name for name, other in topics.items() if name != setting and other == topic]
+        if topic is not None and others:
+            message = f"{setting}: {topic!r} is {others[0]}'s topic too; give it one of its own"
+            problems.append((tuple(setting.split(".")), message))
+    return problems
+
+
 def lead_only_problems(granted: Mapping[str, list[str]], adjudication_queue: str) -> Problems:
     """Each reviewer without role lead who is granted the adjudication queue, with its path."""
     return [
@@ -125,4 +152,26 @@ def unknown_queue_problems(
                     f'known queues: {known} (or use "*")'
                 )
                 problems.append((("reviewers", reviewer, field_name, index), message))
+    return problems
+
+
+def topic_of(entry: str | QueueSettings) -> str:
+    return entry.topic if isinstance(entry, QueueSettings) else entry
+
+
+def shared_topic_problems(
+    review_topics: Mapping[str, str | QueueSettings],
+) -> Problems:
+    """Each queue whose topic an earlier queue has: a task there would have two queues."""
+    seen: dict[str, str] = {}
+    problems: Problems = []
+    for name, entry in review_topics.items():
+        topic = topic_of(entry)
+        if topic in seen:
+            message = (
+                f"review_topics.{name}: topic {topic!r} is queue {seen[topic]!r}'s already; "
+                "each queue needs a topic of its own"
+            )
+            problems.append((("review_topics", name), message))
+        seen.setdefault(topic, name)
     return problems

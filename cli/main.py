@@ -13,7 +13,7 @@ from cli.pipeline import demo, moderate, run
 from cli.policy import app as policy_commands
 from cli.replay import replay
 from cli.report import report
-from cli.review import review
+from cli.review import app as review_commands
 
 app = typer.Typer(
     help="Streaming content moderation with vision-language models.",
@@ -23,7 +23,8 @@ app = typer.Typer(
 app.add_typer(policy_commands, name="policy")
 app.add_typer(model_commands, name="model")
 app.add_typer(bank_commands, name="bank")
-for command in (demo, run, moderate, report, replay, review):
+app.add_typer(review_commands, name="review")
+for command in (demo, run, moderate, report, replay):
     app.command()(command)
 
 SCHEMA_NAMES = (
@@ -33,6 +34,9 @@ SCHEMA_NAMES = (
     "shadow",
     "review-task",
     "review-decision",
+    "appeal",
+    "golden-task",
+    "golden-result",
     "policy",
 )
 

@@ -31,6 +31,14 @@ def report(
         str,
         typer.Option("--verdicts", help=f"Verdict and ShadowVerdict records. {SOURCE_HELP}"),
     ],
+    golden: Annotated[
+        str | None,
+        typer.Option(
+            "--golden",
+            help="GoldenResult records (the console's golden topic), for each reviewer's "
+            f"accuracy on golden tasks. {SOURCE_HELP}",
+        ),
+    ] = None,
     bootstrap: Annotated[
         str | None, typer.Option("--bootstrap", help="HOST:PORT of the Kafka brokers.")
     ] = None,
@@ -45,7 +53,8 @@ def report(
     # None, not the number: the default lives in report_io, which loads only when the command runs.
     max_record_bytes: Annotated[int | None, typer.Option(min=1, help=RECORD_HELP)] = None,
 ) -> None:
-    """Per rule precision and overturns, signal calibration and shadow policies, from reviews."""
+    """Per rule precision and overturns, signal calibration and shadow policies, from reviews;
+    reviewer agreement (Cohen's kappa per queue) and golden accuracy per reviewer."""
     from kafka_io.settings import KafkaSettings
     from review.report_io import RecordLimits, ReportSourceError
     from review.report_render import render_html, render_json, render_text
@@ -55,7 +64,7 @@ def report(
     kafka = KafkaSettings(bootstrap_servers=bootstrap) if bootstrap else None
     limits = RecordLimits() if max_record_bytes is None else RecordLimits(max_record_bytes)
     try:
-        quality = _build(decisions, verdicts, kafka, limits, target_precision)
+        quality = _build(decisions, verdicts, golden, kafka, limits, target_precision)
         if html is not None:
             write_page(html, render_html(quality))
     except ReportSourceError as error:
@@ -70,23 +79,31 @@ def report(
 def _build(
     decisions: str,
     verdicts: str,
+    golden: str | None,
     kafka: KafkaSettings | None,
     limits: RecordLimits,
     target_precision: float,
 ) -> QualityReport:
     """Read both sources, naming their bad records on stderr, and measure what is left."""
     from review.report import build_report
-    from review.report_io import read_decisions, read_verdicts
+    from review.report_io import read_decisions, read_golden, read_verdicts
 
     decided = read_decisions(decisions, kafka, limits)
     print_problems(decided.problem_lines())
     verdicted = read_verdicts(verdicts, kafka, limits)
     print_problems(verdicted.problem_lines())
+    skipped = {"decisions": decided.skipped, "verdicts": verdicted.skipped}
+    results = []
+    if golden is not None:
+        scored = read_golden(golden, kafka, limits)
+        print_problems(scored.problem_lines())
+        results, skipped["golden"] = scored.records, scored.skipped
     return build_report(
         decided.records,
         verdicted.records,
         target_precision=target_precision,
-        skipped_records={"decisions": decided.skipped, "verdicts": verdicted.skipped},
+        skipped_records=skipped,
+        golden=results,
     )
 
 

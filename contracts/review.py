@@ -3,7 +3,12 @@
 A review-queue topic carries a `ReviewTask` per post: the verdict, the post itself (so a console
 can show what there is to judge), and when it was queued. Its Kafka key is the verdict key, as
 is the task's. A reviewer's `ReviewDecision` goes to the decisions topic; reports join decisions
-to verdicts on that key to measure every rule.
+to verdicts on that key to measure every rule. Only a decision marked `final` is the decision on
+its post: a sampled task's first and second blind reviews are not, until they agree or a lead
+adjudicates. An `AppealRequest` on the appeals topic asks for a decided post to be judged again;
+the appeal's decision is marked `stage: appeal`. A `GoldenTask` is a task with a known answer,
+served among real ones; a reviewer's answer to it is a `GoldenResult` on the golden topic, never
+a decision.
 """
 
 from __future__ import annotations
@@ -43,6 +48,16 @@ class DecisionKind(StrEnum):
     ESCALATE = "escalate"  # someone else must decide; `escalated_to` names the queue
 
 
+class ReviewStage(StrEnum):
+    """Where in review a decision was made."""
+
+    REVIEW = "review"  # one reviewer decided the task
+    FIRST = "first"  # the first of two blind reviews of a sampled task; never final
+    SECOND = "second"  # the second blind review; final when it agrees with the first
+    ADJUDICATION = "adjudication"  # a lead's decision where the two reviews disagreed
+    APPEAL = "appeal"  # the decision on an appeal; uphold/overturn judge the appealed decision
+
+
 class ReviewDecision(BaseModel):
     """A reviewer's decision on one task (decisions topic, JSON, key = the verdict key)."""
 
@@ -68,9 +83,66 @@ class ReviewDecision(BaseModel):
         description="This decision's own id: a decision published again carries the same one, "
         "so readers keep one record per id.",
     )
+    stage: ReviewStage = Field(
+        ReviewStage.REVIEW,
+        description="review | first | second | adjudication | appeal: where it was decided. "
+        "An appeal's uphold or overturn is of the appealed decision, not of the verdict.",
+    )
+    final: bool = Field(
+        True,
+        description="Whether this is the decision on the post. False for a blind first review, "
+        "and for a second review that disagreed with it (a lead adjudicates).",
+    )
+    appeal_of: str | None = Field(
+        None, max_length=64, description="The decision_id of the decision an appeal judged."
+    )
+
+
+class AppealRequest(BaseModel):
+    """A request to judge a decided post again (appeals topic, JSON, key = the verdict key)."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    key: str = Field(..., min_length=1, max_length=256, description="The decided verdict's key.")
+    post_id: str = Field(..., min_length=1, description="The post's id, as the decision names it.")
+    reason: str = Field(..., min_length=1, max_length=4000, description="Why it is appealed.")
+    submitted_at: datetime = Field(..., description="When the appeal was made.")
+
+
+class GoldenTask(BaseModel):
+    """A review task with a known right action (`vlmod review golden add`, JSONL, one a line)."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    task: ReviewTask = Field(..., description="The task as reviewers will see it.")
+    answer: Action = Field(..., description="The right final action for it.")
+    note: str | None = Field(None, max_length=4000, description="Why; for whoever keeps the set.")
+
+
+class GoldenResult(BaseModel):
+    """A reviewer's answer to a golden task, scored (golden topic, JSON, key = the reviewer).
+
+    Golden tasks have a known answer and are served among real ones; their decisions are scored
+    here and never reach the decisions topic.
+    """
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    golden_id: str = Field(..., description="The golden task's id (its key in the golden set).")
+    queue: str = Field(..., description="The queue it was served in.")
+    reviewer: str = Field(..., min_length=1, description="The reviewer who answered.")
+    expected: Action = Field(..., description="The known right action.")
+    decision: DecisionKind = Field(..., description="What the reviewer decided.")
+    given: Action | None = Field(None, description="The reviewer's action; null on escalation.")
+    correct: bool = Field(..., description="given == expected.")
+    decided_at: datetime = Field(default_factory=utc_now, description="When it was answered.")
+    decision_id: str | None = Field(None, max_length=64, description="This answer's own id.")
 
 
 REVIEW_SCHEMAS: dict[str, type[BaseModel]] = {
     "review-task": ReviewTask,
     "review-decision": ReviewDecision,
+    "appeal": AppealRequest,
+    "golden-task": GoldenTask,
+    "golden-result": GoldenResult,
 }

@@ -1,7 +1,8 @@
 """What a replay changed, per candidate policy and rule, measured against reviewers' decisions.
 
-- A post's *label* under a policy comes from the latest reviewer decision on its recorded active
-  verdict of that policy id (joined on the verdict key, `review.report.latest_decisions`). It is
+- A post's *label* under a policy comes from the decision that counts on its recorded active
+  verdict of that policy id (joined on the verdict key, `review.report_qa.final_decisions`: an
+  appeal over an adjudication over a review; a blind first review alone labels nothing). It is
   *violating* when the final action is not allow: a reviewer upheld a non-allow verdict or
   overturned a verdict to a non-allow action (an overturn of block to review is still
   violating). An upheld allow, or an overturn to allow, is not violating. An escalation alone
@@ -27,7 +28,7 @@ from typing import Any
 from contracts.records import Action, Verdict
 from contracts.review import DecisionKind, ReviewDecision
 from replay.engine import PostReplay, Replayed
-from review.report import latest_decisions
+from review.report_qa import final_decisions
 
 Z95 = 1.959963984540054  # two-sided 95 % normal quantile
 DIGITS = 4
@@ -49,9 +50,13 @@ UNSEEN = Label(False, None)
 
 
 def labels_from(decisions: Iterable[ReviewDecision]) -> dict[str, Label]:
-    """The label of each reviewed verdict key, from its latest decision."""
-    labels = {}
-    for key, decision in latest_decisions(list(decisions)).items():
+    """The label of each reviewed verdict key, from the decision that counts on it.
+
+    A key with only a blind first review was seen, but is not labelled yet.
+    """
+    decisions = list(decisions)
+    labels = {decision.key: Label(True, None) for decision in decisions}
+    for key, decision in final_decisions(decisions).items():
         if decision.decision is DecisionKind.ESCALATE:
             labels[key] = Label(True, None)
         else:

@@ -9,10 +9,12 @@ in `static/review.js` and a post's image URLs are fetched by the console, on rev
                                                HttpOnly and SameSite=Strict, names one)
     GET  /                                     the reviewer's queues
     GET  /queue/{queue}                        the task the reviewer holds there, if any
-    POST /queue/{queue}/claim                  claim the next task under a lease
+    POST /queue/{queue}/claim                  claim the next task under a lease (at the queue's
+                                               golden rate, a golden task instead)
     GET  /image/{key}/{index}                  a task's image, fetched by the console on reveal
     POST /decide                               uphold | overturn | escalate | skip
-    GET  /dashboard, GET /api/stats            queue depth, decisions per hour, overturn rates
+    GET  /dashboard, GET /api/stats            queue depth, decisions per hour, overturn rates,
+                                               second-review agreement; golden accuracy (leads)
     GET  /healthz                              liveness; never waits behind logins
 """
 
@@ -76,6 +78,9 @@ def build_console(
         decisions_topic=config.decisions_topic,
         review_topics=config.topics,
         task_queues={queue: config.task_queue(queue) for queue in config.review_topics},
+        second_review={queue: s.share for queue, s in config.second_review.items()},
+        adjudication_queue=config.adjudication_queue,
+        golden_topic=config.golden_topic,
         clock=clock,
     )
     console = Console(config, store, desk, clock)
@@ -155,14 +160,14 @@ def _add_review_routes(app: FastAPI, console: Console) -> None:
         if claim is None:
             waiting = console.store.stats().get(queue)
             return console.page("queue.html", request, stats=waiting, **shown)
-        context = console.task_context(claim.task, claim.expires_at, reviewer)
+        context = console.task_context(claim, reviewer)
         return console.page("task.html", request, **shown, **context)
 
     @app.post("/queue/{queue}/claim")
     def claim_next(request: Request, queue: str, csrf: FormText = "") -> Response:
         reviewer = console.poster(request, csrf)
         console.gate.check_queue(reviewer, queue)
-        console.store.claim(queue, reviewer)
+        console.golden.claim(queue, reviewer)
         return RedirectResponse(f"/queue/{queue}", status_code=303)
 
 
@@ -186,7 +191,7 @@ def _add_decision_route(app: FastAPI, console: Console) -> None:
         escalations = console.config.escalations_of(reviewer)
         submitted = console.desk.submit(key, reviewer, choice, escalations)
         if submitted is not None:  # after a skip the same task would come straight back
-            console.store.claim(task.queue, reviewer)
+            console.golden.claim(task.queue, reviewer)
         delayed = "&delayed=1" if submitted is not None and not submitted.published else ""
         return RedirectResponse(f"/queue/{task.queue}?done={choice.kind}{delayed}", status_code=303)
 
@@ -211,14 +216,14 @@ def _add_image_route(app: FastAPI, console: Console) -> None:
 def _add_dashboard_routes(app: FastAPI, console: Console) -> None:
     @app.get("/dashboard")
     def dashboard(request: Request) -> Response:
-        console.reviewer(request)
-        return console.page("dashboard.html", request, **_dashboard(console))
+        lead = console.config.is_lead(console.reviewer(request))
+        return console.page("dashboard.html", request, lead=lead, **_dashboard(console, lead))
 
     @app.get("/api/stats")
     def api_stats(request: Request) -> Response:
-        if console.gate.token_name(request.headers.get("authorization")) is None:
-            console.reviewer(request)
-        numbers = _dashboard(console)
+        token = console.gate.token_name(request.headers.get("authorization"))
+        qa = token is not None or console.config.is_lead(console.reviewer(request))
+        numbers = _dashboard(console, qa)
         numbers["queues"] = {q: vars(s) for q, s in numbers["queues"].items()}
         return JSONResponse(numbers)
 
@@ -227,14 +232,28 @@ def _add_dashboard_routes(app: FastAPI, console: Console) -> None:
         return JSONResponse({"ok": True})
 
 
-def _dashboard(console: Console) -> dict[str, Any]:
-    overturns = console.desk.stats.overturns()
+def _dashboard(console: Console, qa: bool) -> dict[str, Any]:
+    """The dashboard's numbers; the QA ones (golden accuracy, second-review agreement) only for
+    leads and monitoring tokens, since a reviewer watching them move would learn which of their
+    tasks were golden or second reviews."""
+    stats = console.desk.stats
+    overturns = stats.overturns()
+    accuracy = stats.golden_accuracy() if qa else {}
+    second = stats.second_reviews() if qa else {}
     return {
+        "golden": {
+            reviewer: {"answered": n, "correct": right, "accuracy": right / n if n else 0.0}
+            for reviewer, (n, right) in accuracy.items()
+        },
         "queues": console.store.stats(),
         "unpublished": len(console.store.unpublished()),
-        "last_hour": console.desk.stats.last_hour(),
+        "last_hour": stats.last_hour(),
         "overturns": {
             rule: {"overturned": over, "decided": n, "rate": over / n if n else 0.0}
             for rule, (over, n) in overturns.items()
+        },
+        "second_reviews": {
+            queue: {"agreed": agreed, "disagreed": disagreed}
+            for queue, (agreed, disagreed) in second.items()
         },
     }

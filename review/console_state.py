@@ -25,12 +25,15 @@ from review.auth import (
     csrf_matches,
 )
 from review.decisions import DecisionDesk
+from review.golden import GoldenSet
 from review.sessions import SessionStore
 from review.settings import ReviewConfig
 from review.task_images import image_view
-from review.tasks import TaskStore
+from review.task_meta import TaskMeta, TaskStage
+from review.tasks import Claim, TaskStore
 
 HERE = Path(__file__).parent
+NOT_ESCALATED = frozenset({TaskStage.APPEAL, TaskStage.ADJUDICATION})
 
 
 def pretty(value: Any) -> str:
@@ -45,6 +48,8 @@ class Console:
         self, config: ReviewConfig, store: TaskStore, desk: DecisionDesk, clock: Callable[[], float]
     ) -> None:
         self.config, self.store, self.desk, self.clock = config, store, desk, clock
+        rates = {queue: golden.rate for queue, golden in config.golden.items()}
+        self.golden = GoldenSet(store, rates=rates)
         self.gate = Gate(config)
         secret = config.secret_value()
         self.signer = SessionSigner(secret, max_age_s=config.session_max_age_s, clock=clock)
@@ -119,15 +124,28 @@ class Console:
             secure=self.config.secure_cookies,
         )
 
-    def task_context(self, task: ReviewTask, expires_at: float, reviewer: str) -> dict[str, Any]:
-        """What task.html shows of a claimed task."""
+    def task_context(self, claim: Claim, reviewer: str) -> dict[str, Any]:
+        """What task.html shows of a claimed task: an appeal shows the decision appealed; a
+        second review or a golden task looks like any other."""
+        task, meta = claim.task, claim.meta
         images = [image_view(image, task.key, i) for i, image in enumerate(task.post.images)]
+        appeal = meta if meta is not None and meta.stage is TaskStage.APPEAL else None
+        disputed = meta if meta is not None and meta.stage is TaskStage.ADJUDICATION else None
+        judged = appeal.original.action if appeal and appeal.original else task.verdict.action
         return {
             "task": task,
             "images": images,
-            "lease_left_s": max(0, int(expires_at - self.clock())),
-            "overturn_to": [a for a in Action if a != task.verdict.action],
-            "escalate_to": [q for q in self.config.escalations_of(reviewer) if q != task.queue],
+            "lease_left_s": max(0, int(claim.expires_at - self.clock())),
+            "judged_action": judged,
+            "overturn_to": [a for a in Action if a != judged],
+            "escalate_to": self._escalations(task, meta, reviewer),
+            "appeal": appeal,
+            "adjudication": disputed,
             "signal_extra": task.verdict.signals.model_extra or {},
             "post_extra": task.post.model_extra or {},
         }
+
+    def _escalations(self, task: ReviewTask, meta: TaskMeta | None, reviewer: str) -> list[str]:
+        if meta is not None and meta.stage in NOT_ESCALATED:
+            return []  # an appeal or an adjudication is decided where it is
+        return [q for q in self.config.escalations_of(reviewer) if q != task.queue]

@@ -6,7 +6,9 @@ deciding one task, only the first gets there; the other is refused (409) and pub
 The winner then publishes with acks=all and clears the outbox entry. A crash or a broker outage
 in between leaves the entry, which `publish_pending` sends at the next start and every
 `OUTBOX_RETRY_S` after; the decision id it carries makes a second copy of it recognisable.
-Counters for the dashboard (decisions per hour per reviewer, overturns per rule) live in Redis.
+Counters for the dashboard (decisions per hour per reviewer, overturns per rule, second-review
+agreement per queue, golden accuracy per reviewer) live in Redis. A golden task's decision is
+decided the same way but never published: only its score goes out (`review.golden`).
 """
 
 from __future__ import annotations
@@ -20,10 +22,18 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any, Protocol
 
-from contracts.errors import ModerationError
-from contracts.records import Action
-from contracts.review import DecisionKind, ReviewDecision, ReviewTask
+from contracts.review import DecisionKind, GoldenResult, ReviewDecision, ReviewStage
 from kafka_io.clients import OutMessage
+from review.decision_build import (
+    ESCALATION_MARK,
+    MAX_NOTE_CHARS,
+    SKIP,
+    DecisionChoice,
+    DecisionInvalid,
+    build_decision,
+    escalated_task,
+)
+from review.decision_plans import DECISION_ID_HEADER, Deciding, DecisionPlanner
 from review.tasks import reaching_redis
 
 if TYPE_CHECKING:
@@ -31,16 +41,24 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
-SKIP = "skip"
-ESCALATION_MARK = "~"
-MAX_NOTE_CHARS = 4000  # ReviewDecision.note's limit
 HOUR_S = 3600.0
 OUTBOX_RETRY_S = 30.0  # also how old an entry must be before a retry sends it again
-DECISION_ID_HEADER = "vlmod-decision-id"
-
-
-class DecisionInvalid(ModerationError):
-    """The decision form does not make sense (no action to overturn to, unknown queue...)."""
+__all__ = [  # the choice and its building live in decision_build; the console imports them here
+    "DECISION_ID_HEADER",
+    "ESCALATION_MARK",
+    "MAX_NOTE_CHARS",
+    "SKIP",
+    "DecisionChoice",
+    "DecisionDesk",
+    "DecisionInvalid",
+    "DecisionStats",
+    "MessageSink",
+    "Submitted",
+    "build_decision",
+    "decode_outbox",
+    "encode_outbox",
+    "escalated_task",
+]
 
 
 class MessageSink(Protocol):
@@ -48,89 +66,6 @@ class MessageSink(Protocol):
 
     def send_all(self, messages: Sequence[OutMessage], *, timeout_s: float = 30.0) -> None:
         """Produce every message and return once each is acknowledged, or raise."""
-
-
-@dataclass(frozen=True)
-class DecisionChoice:
-    """What the reviewer picked on the task page; the reviewer is never part of it."""
-
-    kind: str
-    action: Action | None = None
-    escalate_to: str | None = None
-    note: str | None = None
-
-    @classmethod
-    def from_form(cls, kind: str, action: str, escalate_to: str, note: str) -> DecisionChoice:
-        """Parse the form's strings; an unknown kind or action is DecisionInvalid."""
-        if kind not in {*DecisionKind, SKIP}:
-            raise DecisionInvalid(f"unknown decision {kind!r}")
-        if action and action not in set(Action):
-            raise DecisionInvalid(f"unknown action {action!r}")
-        if len(note) > MAX_NOTE_CHARS:
-            raise DecisionInvalid(f"the note is over {MAX_NOTE_CHARS} characters")
-        return cls(kind, Action(action) if action else None, escalate_to or None, note or None)
-
-
-def build_decision(
-    task: ReviewTask,
-    reviewer: str,
-    choice: DecisionChoice,
-    *,
-    review_queues: Sequence[str],
-    decided_at: datetime,
-    decision_id: str | None = None,
-) -> ReviewDecision:
-    """The ReviewDecision for `choice` on `task`, or DecisionInvalid saying what is missing.
-
-    `review_queues` are the queues the reviewer may escalate into.
-    """
-    kind = DecisionKind(choice.kind)
-    action = task.verdict.action  # an escalation leaves the verdict's action in force meanwhile
-    if kind is DecisionKind.OVERTURN:
-        if choice.action is None or choice.action == task.verdict.action:
-            raise DecisionInvalid("an overturn needs an action other than the verdict's")
-        action = choice.action
-    if kind is DecisionKind.ESCALATE:
-        _check_escalation(task, choice.escalate_to, review_queues)
-    return ReviewDecision(
-        key=task.verdict.key,  # an escalated task has its own key; reports join on the verdict's
-        post_id=task.verdict.post_id,
-        policy=task.verdict.policy,
-        rules=[rule.id for rule in task.verdict.matched_rules],
-        queue=task.queue,
-        reviewer=reviewer,
-        decision=kind,
-        action=action,
-        escalated_to=choice.escalate_to if kind is DecisionKind.ESCALATE else None,
-        note=choice.note,
-        decided_at=decided_at,
-        decision_id=decision_id,
-    )
-
-
-def _check_escalation(task: ReviewTask, target: str | None, queues: Sequence[str]) -> None:
-    if target is None or target not in queues:
-        allowed = ", ".join(q for q in queues if q != task.queue) or "none"
-        raise DecisionInvalid(f"you may escalate only into: {allowed}")
-    if target == task.queue:
-        raise DecisionInvalid(f"the task is already in queue {target!r}")
-
-
-def escalated_task(
-    task: ReviewTask, queue: str, enqueued_at: datetime, task_queue: str | None = None
-) -> ReviewTask:
-    """The same post and verdict, queued anew in `queue` under a key of its own.
-
-    `task_queue` is the queue name the tasks on `queue`'s topic carry, when not `queue`.
-
-    The store keeps decided keys forever and refuses them, so the escalated task cannot reuse
-    the decided one's. The key counts the escalations, so A -> B -> A -> B never repeats one,
-    and is deterministic, so a decision published twice (a crash before `decide`) queues once.
-    """
-    depth = task.key.count(ESCALATION_MARK) + 1
-    key = f"{task.verdict.key}{ESCALATION_MARK}{depth}:{queue}"
-    named = task_queue or queue
-    return task.model_copy(update={"key": key, "queue": named, "enqueued_at": enqueued_at})
 
 
 class DecisionStats:
@@ -144,15 +79,24 @@ class DecisionStats:
         self._prefix = f"{namespace}:stats"
         self._clock = clock
 
-    def record(self, decision: ReviewDecision) -> None:
-        """Count one published decision."""
+    def record(self, decision: ReviewDecision, scored: GoldenResult | None = None) -> None:
+        """Count one decision; a golden task's (`scored`) counts as a decision made and towards
+        its reviewer's accuracy, and says nothing of rules or agreement."""
         now = self._clock()
         recent = f"{self._prefix}:recent:{decision.reviewer}"
         pipe = self._redis.pipeline()
         pipe.sadd(f"{self._prefix}:reviewers", decision.reviewer)
         pipe.zadd(recent, {f"{decision.key}@{now}": now})
         pipe.zremrangebyscore(recent, "-inf", now - HOUR_S)
-        if decision.decision is not DecisionKind.ESCALATE:  # not a judgement on the rule
+        if scored is not None:
+            pipe.hincrby(f"{self._prefix}:golden:answered", scored.reviewer, 1)
+            pipe.hincrby(f"{self._prefix}:golden:correct", scored.reviewer, int(scored.correct))
+            pipe.execute()
+            return
+        if decision.stage is ReviewStage.SECOND:
+            outcome = "agreed" if decision.final else "disagreed"
+            pipe.hincrby(f"{self._prefix}:second:{outcome}", decision.queue, 1)
+        if judges_rules(decision):
             for rule in decision.rules:
                 pipe.hincrby(f"{self._prefix}:rules:decided", rule, 1)
                 if decision.decision is DecisionKind.OVERTURN:
@@ -170,12 +114,37 @@ class DecisionStats:
             counts = pipe.execute()
         return dict(zip(reviewers, (int(n) for n in counts), strict=True))
 
+    def golden_accuracy(self) -> dict[str, tuple[int, int]]:
+        """Reviewer -> (golden tasks answered, answered right)."""
+        with reaching_redis("review statistics", self._url):
+            answered = self._redis.hgetall(f"{self._prefix}:golden:answered")
+            correct = self._redis.hgetall(f"{self._prefix}:golden:correct")
+        return {r: (int(n), int(correct.get(r, 0))) for r, n in sorted(answered.items())}
+
+    def second_reviews(self) -> dict[str, tuple[int, int]]:
+        """Queue -> (second reviews that agreed with the first, that disagreed)."""
+        with reaching_redis("review statistics", self._url):
+            agreed = self._redis.hgetall(f"{self._prefix}:second:agreed")
+            disagreed = self._redis.hgetall(f"{self._prefix}:second:disagreed")
+        queues = sorted({*agreed, *disagreed})
+        return {q: (int(agreed.get(q, 0)), int(disagreed.get(q, 0))) for q in queues}
+
     def overturns(self) -> dict[str, tuple[int, int]]:
         """Rule id -> (overturned, upheld or overturned) over every decision counted."""
         with reaching_redis("review statistics", self._url):
             decided = self._redis.hgetall(f"{self._prefix}:rules:decided")
             overturned = self._redis.hgetall(f"{self._prefix}:rules:overturned")
         return {rule: (int(overturned.get(rule, 0)), int(n)) for rule, n in sorted(decided.items())}
+
+
+def judges_rules(decision: ReviewDecision) -> bool:
+    """Whether `decision` says if its verdict's rules were right: a final uphold or overturn of
+    the verdict (an escalation judges nothing yet; an appeal judges the appealed decision)."""
+    return (
+        decision.final
+        and decision.stage is not ReviewStage.APPEAL
+        and decision.decision is not DecisionKind.ESCALATE
+    )
 
 
 class DecisionDesk:
@@ -190,14 +159,23 @@ class DecisionDesk:
         decisions_topic: str,
         review_topics: Mapping[str, str],
         task_queues: Mapping[str, str] | None = None,
+        second_review: Mapping[str, float] | None = None,
+        adjudication_queue: str = "adjudication",
+        golden_topic: str | None = None,
         clock: Callable[[], float] = time.time,
     ) -> None:
         self.store = store
         self.sink = sink
         self.stats = stats
-        self.decisions_topic = decisions_topic
         self.review_topics = dict(review_topics)
-        self.task_queues = dict(task_queues or {})
+        self.planner = DecisionPlanner(
+            decisions_topic=decisions_topic,
+            review_topics=review_topics,
+            task_queues=task_queues,
+            second_review=second_review,
+            adjudication_queue=adjudication_queue,
+            golden_topic=golden_topic,
+        )
         self._clock = clock
 
     def submit(
@@ -217,18 +195,12 @@ class DecisionDesk:
         claim = self.store.renew(key, reviewer)  # LeaseLost unless it is still ours
         now = datetime.fromtimestamp(self._clock(), UTC)
         queues = list(self.review_topics) if escalate_into is None else list(escalate_into)
-        decision = build_decision(
-            claim.task,
-            reviewer,
-            choice,
-            review_queues=queues,
-            decided_at=now,
-            decision_id=uuid.uuid4().hex,
-        )
-        messages = self._messages(claim.task, decision, now)
-        self.store.decide(key, reviewer, encode_outbox(messages, self._clock()))
-        self._count(decision)
-        return Submitted(decision, published=self._publish(key, messages))
+        plan = self.planner.plan(Deciding(claim, reviewer, choice, queues, now, uuid.uuid4().hex))
+        outbox = encode_outbox(plan.messages, self._clock()) if plan.messages else ""
+        self.store.decide(key, reviewer, outbox, final=plan.final, follow=plan.follow)
+        self._count(plan.decision, plan.scored)
+        published = self._publish(key, plan.messages) if plan.messages else True
+        return Submitted(plan.decision, published=published)
 
     def publish_pending(self, min_age_s: float = OUTBOX_RETRY_S) -> int:
         """Publish decided tasks' decisions still in the outbox; how many went out.
@@ -252,23 +224,9 @@ class DecisionDesk:
         self.store.published(key)
         return True
 
-    def _messages(
-        self, task: ReviewTask, decision: ReviewDecision, now: datetime
-    ) -> list[OutMessage]:
-        value = decision.model_dump_json().encode()
-        headers = [(DECISION_ID_HEADER, (decision.decision_id or "").encode())]
-        messages = [OutMessage(self.decisions_topic, value, decision.key.encode(), headers)]
-        if decision.escalated_to is not None:
-            target = decision.escalated_to
-            moved = escalated_task(task, target, now, self.task_queues.get(target))
-            topic = self.review_topics[target]
-            body = moved.model_dump_json().encode()
-            messages.append(OutMessage(topic, body, decision.key.encode(), headers))
-        return messages
-
-    def _count(self, decision: ReviewDecision) -> None:
+    def _count(self, decision: ReviewDecision, scored: GoldenResult | None) -> None:
         try:
-            self.stats.record(decision)
+            self.stats.record(decision, scored)
         except Exception as error:  # the decision stands; only the dashboard misses it
             log.warning("could not count decision %s: %s", decision.key, error)
 

@@ -7,6 +7,8 @@ offset, counted in `malformed`, and sent to the dead-letter topic when one is gi
 reason; it never stops the ingester.
 Offsets are committed only after the store write (and the dead letters' acks), so a crash or a
 Redis outage re-reads the batch; `TaskStore.add` is idempotent by key, so nothing is queued twice.
+Records on the appeals topic, when one is given, are AppealRequests: each becomes a task in the
+appeals queue (`review.appeals`), or is refused and dead-lettered with its reason like a bad task.
 
 >>> ingest = ReviewIngest(settings, ["review.scam"], "review-ingest", store)  # doctest: +SKIP
 >>> ingest.run(stop_event)  # doctest: +SKIP
@@ -36,6 +38,7 @@ from kafka_io.clients import (
     reaching_kafka,
 )
 from kafka_io.settings import KafkaSettings
+from review.appeals import AppealInvalid, parse_appeal, queue_appeal
 from review.tasks import ReviewError, ReviewStoreUnavailable, TaskStore
 
 log = logging.getLogger(__name__)
@@ -53,6 +56,14 @@ class ReviewTaskInvalid(ReviewError):
     """A review-topic record is not a ReviewTask; the reason names each bad field."""
 
     stage = Stage.VALIDATE
+
+
+@dataclass(frozen=True)
+class AppealsTopic:
+    """The topic appeals come on, and the queue their tasks go to."""
+
+    topic: str
+    queue: str
 
 
 @dataclass(frozen=True)
@@ -77,14 +88,16 @@ class ReviewIngest:
         store: TaskStore,
         *,
         dead_letter_topic: str | None = None,
+        appeals: AppealsTopic | None = None,
         **consumer_overrides: Any,
     ) -> None:
-        wanted = [*topics, *([dead_letter_topic] if dead_letter_topic else [])]
-        check_topics_exist(kafka, wanted, dead_letter_topic)
+        read = [*topics, *([appeals.topic] if appeals else [])]
+        dead = [dead_letter_topic] if dead_letter_topic else []
+        check_topics_exist(kafka, [*read, *dead], dead_letter_topic)
         self.queues = dict(topics) if isinstance(topics, Mapping) else {}
-        self.store, self.dead_letter_topic = store, dead_letter_topic
+        self.store, self.dead_letter_topic, self.appeals = store, dead_letter_topic, appeals
         self._writer = KafkaWriter(kafka) if dead_letter_topic else None
-        self._consumer = BatchConsumer(kafka, list(topics), group, **consumer_overrides)
+        self._consumer = BatchConsumer(kafka, read, group, **consumer_overrides)
 
     def run_once(self, timeout_ms: int = 1000) -> int:
         """Poll once, store every task, commit after the store write; how many tasks were new."""
@@ -92,10 +105,25 @@ class ReviewIngest:
         if batch is None:
             return 0
         with batch.processing() as records:
-            tasks, bad = split_records(records, self.queues)
+            appeals = self.appeals.topic if self.appeals else None
+            tasks, bad = split_records([r for r in records if r.topic != appeals], self.queues)
             added = sum(self.store.add(task) for task in tasks)
-            self._report_malformed(bad)
-        return added
+            appealed, refused = self._queue_appeals([r for r in records if r.topic == appeals])
+            self._report_malformed([*bad, *refused])
+        return added + appealed
+
+    def _queue_appeals(
+        self, records: list[ConsumerRecord]
+    ) -> tuple[int, list[tuple[ConsumerRecord, ReviewError]]]:
+        """Queue each appeal; how many were new, and the refused ones with why."""
+        added, refused = 0, list[tuple[ConsumerRecord, ReviewError]]()
+        for record in records:
+            assert self.appeals is not None
+            try:
+                added += queue_appeal(self.store, parse_appeal(record.value), self.appeals.queue)
+            except AppealInvalid as exc:
+                refused.append((record, exc))
+        return added, refused
 
     def run(self, stop: threading.Event) -> None:
         """Ingest until `stop` is set; a Redis outage is logged and the batch read again later."""
@@ -112,10 +140,10 @@ class ReviewIngest:
         if self._writer:
             self._writer.close()
 
-    def _report_malformed(self, bad: list[tuple[ConsumerRecord, ReviewTaskInvalid]]) -> None:
+    def _report_malformed(self, bad: Sequence[tuple[ConsumerRecord, ReviewError]]) -> None:
         for record, error in bad:
             where = f"{record.topic}[{record.partition}]@{record.offset}"
-            log.warning("malformed review task at %s: %s", where, error.reason)
+            log.warning("refused review record at %s: %s", where, error.reason)
         if bad and self._writer and self.dead_letter_topic:
             self._writer.send_all(
                 [dead_letter_message(r, e, self.dead_letter_topic) for r, e in bad]
@@ -203,9 +231,13 @@ def check_topics_exist(
 
 
 def _post_id_of(raw: bytes | None) -> str | None:
-    # Best effort: a task broken elsewhere may still name its post, which helps whoever replays.
+    # Best effort: a task or appeal broken elsewhere may still name its post, which helps
+    # whoever replays.
     try:
-        post = json.loads(raw or b"").get("post")
-        return str(post["id"]) if isinstance(post, dict) and "id" in post else None
+        body = json.loads(raw or b"")
+        post = body.get("post")
+        if isinstance(post, dict) and "id" in post:
+            return str(post["id"])
+        return str(body["post_id"]) if "post_id" in body else None
     except (ValueError, AttributeError):
         return None

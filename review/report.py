@@ -4,9 +4,13 @@ Pure: records in, a `QualityReport` out; reading sources and rendering live in `
 What the numbers mean:
 
 - A decision joins the *active* verdict with the same key (same post, policy id and version).
-  A key decided more than once counts once, by its latest decision (`decided_at`; a tie goes
-  to the record read later), so an escalation followed by the escalated-to queue's decision
-  counts as that decision. Decisions whose key has no active verdict are `unmatched`.
+  A key decided more than once counts once, by its latest final decision (`decided_at`; a tie
+  goes to the record read later), so an escalation followed by the escalated-to queue's
+  decision counts as that decision; a lead's adjudication and an appeal's decision outrank
+  what they settled (`report_qa`). Keys with only non-final reviews (a second review pending)
+  are `awaiting_final`. Decisions whose key has no active verdict are `unmatched`.
+- Reviewers: Cohen's kappa per queue over blind first and second reviews, and golden accuracy
+  per reviewer from the golden topic's results (`report_qa`).
 - Per policy and per matched rule: `decided` counts every joined decision (escalations too),
   `precision = upheld / decided`, `overturn_rate = overturned / decided`.
 - Per signal (`labels.*`, `answers.*` of the verdict's signals), per policy: the model's
@@ -25,11 +29,19 @@ from __future__ import annotations
 import math
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
 from typing import Any
 
 from contracts.records import Verdict
-from contracts.review import DecisionKind, ReviewDecision
+from contracts.review import DecisionKind, GoldenResult, ReviewDecision
+from review.report_qa import (
+    Agreement,
+    GoldenAccuracy,
+    final_decisions,
+    golden_accuracy,
+    judged_against,
+    moment,
+    review_agreement,
+)
 
 BINS = 10
 NOTES_KEPT = 3  # reviewer notes kept per rule: enough to see why it is overturned
@@ -206,6 +218,9 @@ class QualityReport:
     # Bad records the sources skipped, per source ("decisions", "verdicts"): numbers from
     # partial input must say so wherever they are kept, not only on the terminal that read them.
     skipped_records: dict[str, int] = field(default_factory=dict)
+    awaiting_final: int = 0
+    agreement: dict[str, Agreement] = field(default_factory=dict)
+    golden: dict[str, GoldenAccuracy] = field(default_factory=dict)
 
     def as_dict(self) -> dict[str, Any]:
         """The JSON form: policies, signals, shadow, unmatched_decisions, and counts read."""
@@ -217,12 +232,15 @@ class QualityReport:
             "unmatched_decisions": len(self.unmatched_keys),
             "unmatched_keys": list(self.unmatched_keys[:10]),
             "superseded_decisions": self.superseded_decisions,
+            "awaiting_final": self.awaiting_final,
             "policies": {p: self.policies[p].as_dict() for p in sorted(self.policies)},
             "signals": {
                 p: {name: quality.as_dict() for name, quality in sorted(signals.items())}
                 for p, signals in sorted(self.signals.items())
             },
             "shadow": {p: self.shadow[p].as_dict() for p in sorted(self.shadow)},
+            "agreement": {q: self.agreement[q].as_dict() for q in sorted(self.agreement)},
+            "golden": {r: self.golden[r].as_dict() for r in sorted(self.golden)},
         }
 
 
@@ -232,16 +250,19 @@ def build_report(
     *,
     target_precision: float = 0.9,
     skipped_records: Mapping[str, int] | None = None,
+    golden: Iterable[GoldenResult] = (),
 ) -> QualityReport:
-    """Join decisions to verdicts on the verdict key and measure rules, signals and shadows."""
+    """Join decisions to verdicts on the verdict key and measure rules, signals and shadows;
+    measure reviewers on their paired reviews and golden answers."""
     decisions, verdicts = list(decisions), list(verdicts)
     active = {v.key: v for v in verdicts if not v.shadow}
     shadow = {v.key: v for v in verdicts if v.shadow}  # by key: redelivered copies count once
-    final = latest_decisions(decisions)
+    final = final_decisions(decisions)
+    finals = sum(decision.final for decision in decisions)
     # Oldest first, so the notes kept are the latest; the key breaks ties, so that nothing
     # depends on the order in which records came in.
-    keys = sorted((key for key in final if key in active), key=lambda k: (_moment(final[k]), k))
-    joined = [(final[key], active[key]) for key in keys]
+    keys = sorted((key for key in final if key in active), key=lambda k: (moment(final[k]), k))
+    joined = [(judged_against(final[key], active[key]), active[key]) for key in keys]
     return QualityReport(
         target_precision=target_precision,
         decisions=len(decisions),
@@ -250,25 +271,12 @@ def build_report(
         signals=signal_quality(joined, target_precision),
         shadow=shadow_quality(joined, shadow.values()),
         unmatched_keys=tuple(sorted(key for key in final if key not in active)),
-        superseded_decisions=len(decisions) - len(final),
+        superseded_decisions=finals - len(final),
         skipped_records=dict(skipped_records or {}),
+        awaiting_final=len({d.key for d in decisions if not d.final} - set(final)),
+        agreement=review_agreement(decisions),
+        golden=golden_accuracy(golden),
     )
-
-
-def latest_decisions(decisions: Sequence[ReviewDecision]) -> dict[str, ReviewDecision]:
-    """The latest decision per key; a tie in `decided_at` goes to the later record."""
-    final: dict[str, ReviewDecision] = {}
-    for decision in decisions:
-        seen = final.get(decision.key)
-        if seen is None or _moment(decision) >= _moment(seen):
-            final[decision.key] = decision
-    return final
-
-
-def _moment(decision: ReviewDecision) -> datetime:
-    """`decided_at`, a naive time read as UTC so that it compares with aware ones."""
-    at = decision.decided_at
-    return at if at.tzinfo is not None else at.replace(tzinfo=UTC)
 
 
 def policy_quality(joined: Sequence[Joined]) -> dict[str, PolicyQuality]:

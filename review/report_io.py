@@ -1,4 +1,5 @@
-"""`vlmod report`'s inputs: reviewer decisions and verdicts from JSONL files or Kafka topics.
+"""`vlmod report`'s inputs: reviewer decisions, verdicts and golden results, from JSONL files or
+Kafka topics.
 
 A source is a JSONL file path or `topic:NAME`. A topic is read from the beginning up to the end
 offsets it had when reading began, so a topic that keeps growing still gives a bounded report.
@@ -23,7 +24,7 @@ from pydantic import ValidationError
 from contracts.decoding import check_depth
 from contracts.errors import ModerationError, PostValidationError
 from contracts.records import ShadowVerdict, Verdict, describe_validation_error
-from contracts.review import ReviewDecision
+from contracts.review import GoldenResult, ReviewDecision
 from kafka_io.settings import KafkaSettings
 
 T = TypeVar("T")
@@ -133,6 +134,14 @@ def read_verdicts(
 ) -> SourceRecords[Verdict]:
     """The Verdicts in a file or topic (ShadowVerdicts give their verdict), and those skipped."""
     return _read(spec, kafka, verdict_of, "verdicts", limits or RecordLimits())
+
+
+def read_golden(
+    spec: str, kafka: KafkaSettings | None, limits: RecordLimits | None = None
+) -> SourceRecords[GoldenResult]:
+    """The GoldenResults (scored answers to golden tasks) in a file or topic, and those skipped."""
+    parse = GoldenResult.model_validate
+    return _read(spec, kafka, parse, "golden results", limits or RecordLimits())
 
 
 def verdict_of(body: dict[str, Any]) -> Verdict:

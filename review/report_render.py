@@ -62,6 +62,9 @@ class Section:
 RULE_HEADERS = ("rule", "decided", "upheld", "overturned", "escalated", "precision", "overturn")
 SIGNAL_HEADERS = ("signal", "samples", "upheld", "ECE", "threshold", "precision", "support")
 SHADOW_HEADERS = ("shadow rule", "decided", "upheld", "overturned", "escalated", "precision")
+AGREEMENT_HEADERS = ("queue", "pairs", "agreed", "observed", "chance", "kappa")
+GOLDEN_HEADERS = ("reviewer", "answered", "right", "accuracy")
+REVIEWERS = "(reviewers)"  # the reviewers' section's name: no policy id has parentheses
 
 
 def report_sections(report: QualityReport) -> list[Section]:
@@ -70,6 +73,28 @@ def report_sections(report: QualityReport) -> list[Section]:
         _printable_section(policy_id, _summary(report, policy_id), _tables(report, policy_id))
         for policy_id in sorted({*report.policies, *report.signals, *report.shadow})
     ]
+
+
+def reviewer_section(report: QualityReport) -> Section | None:
+    """Agreement per queue and golden accuracy per reviewer, or None when there is neither."""
+    agreement = [
+        (queue, str(a.pairs), str(a.agreed), _rate(a.observed), _rate(a.expected), _rate(a.kappa))
+        for queue, a in sorted(report.agreement.items())
+    ]
+    golden = [
+        (reviewer, str(g.answered), str(g.correct), _rate(g.accuracy))
+        for reviewer, g in sorted(report.golden.items())
+    ]
+    if not agreement and not golden:
+        return None
+    tables = [
+        Table("blind first and second reviews (Cohen's kappa)", AGREEMENT_HEADERS, agreement),
+        Table("golden tasks", GOLDEN_HEADERS, golden),
+    ]
+    pairs = sum(a.pairs for a in report.agreement.values())
+    answers = sum(g.answered for g in report.golden.values())
+    summary = f"reviewers: {pairs} task(s) reviewed twice, {answers} golden answer(s)"
+    return _printable_section(REVIEWERS, summary, [t for t in tables if t.rows])
 
 
 def _printable_section(policy_id: str, summary: str, tables: list[Table]) -> Section:
@@ -167,9 +192,15 @@ def render_json(report: QualityReport) -> str:
 
 def render_text(report: QualityReport) -> str:
     """Aligned plain-text tables, one block per policy id."""
-    blocks = [_text_section(section) for section in report_sections(report)]
+    blocks = [_text_section(section) for section in _all_sections(report)]
     blocks.append(_footer(report))
     return "\n\n".join(blocks)
+
+
+def _all_sections(report: QualityReport) -> list[Section]:
+    """The policies' sections, then the reviewers' when there is one."""
+    reviewers = reviewer_section(report)
+    return [*report_sections(report), *([reviewers] if reviewers else [])]
 
 
 def _text_section(section: Section) -> str:
@@ -193,6 +224,11 @@ def _footer(report: QualityReport) -> str:
     return printable(
         f"{report.decisions} decisions ({report.superseded_decisions} superseded by a later one), "
         f"{report.verdicts} verdicts"
+        + (
+            f"; {report.awaiting_final} key(s) awaiting a final decision"
+            if report.awaiting_final
+            else ""
+        )
         + (f"; bad records skipped: {skipped}" if skipped else "")
         + f"; unmatched decisions: {unmatched}"
         + (f" (keys {shown}{', ...' if unmatched > 5 else ''})" if unmatched else "")
@@ -233,8 +269,11 @@ def render_html(report: QualityReport) -> str:
         import jinja2
     except ImportError as error:
         raise RenderUnavailable(f"the HTML report needs jinja2; {EXTRA_HINT}") from error
-    sections = report_sections(report)
-    plots = {section.policy: _plots(report, section.policy) for section in sections}
+    sections = _all_sections(report)
+    plots = {
+        section.policy: [] if section.policy == REVIEWERS else _plots(report, section.policy)
+        for section in sections
+    }
     environment = jinja2.Environment(autoescape=True)
     environment.filters["printable"] = printable
     page = environment.from_string(PAGE)

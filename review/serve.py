@@ -1,10 +1,10 @@
 """The human review console and what feeds it, as `vlmod review` runs them.
 
-Reads the review-queue topics in its own consumer group into Redis (one thread), publishes
-decisions a crash or an outage left unpublished (at start, then every 30 s, one thread), and
-serves the console in the foreground until the stop event is set, which stops all three.
-Callers bring their own stop event (`vlmod review` sets it on a signal, `vlmod demo --review`
-when the demo ends).
+Reads the review-queue topics and the appeals topic in its own consumer group into Redis (one
+thread), publishes decisions a crash or an outage left unpublished (at start, then every 30 s,
+one thread), and serves the console in the foreground until the stop event is set, which stops
+all three. Callers bring their own stop event (`vlmod review` sets it on a signal,
+`vlmod demo --review` when the demo ends).
 """
 
 from __future__ import annotations
@@ -40,7 +40,10 @@ def serve_console(
     from review.tasks import TaskStore
 
     check_review_topics(config)
-    create_topics(config.kafka, [config.decisions_topic, config.dead_letter_topic])
+    appeals = [config.appeals.topic] if config.appeals else []
+    golden = [config.golden_topic] if config.golden_topic else []
+    outputs = [config.decisions_topic, config.dead_letter_topic, *appeals, *golden]
+    create_topics(config.kafka, outputs)
     store = TaskStore(
         config.redis_url, namespace=config.namespace, lease_s=config.lease_s, order=config.order
     )
@@ -99,17 +102,19 @@ def _listen(host: str, port: int) -> socket.socket:
 
 def _start_ingest(config: ReviewConfig, store: Any, stop: threading.Event) -> threading.Thread:
     """ReviewIngest on its own thread; it leaves the group when `stop` is set."""
-    from review.ingest import ReviewIngest, TopicQueue
+    from review.ingest import AppealsTopic, ReviewIngest, TopicQueue
 
     queues = {
         topic: TopicQueue(queue, config.task_queue(queue)) for queue, topic in config.topics.items()
     }
+    appeals = config.appeals
     ingest = ReviewIngest(
         config.kafka,
         queues,
         config.consumer_group,
         store,
         dead_letter_topic=config.dead_letter_topic,
+        appeals=AppealsTopic(appeals.topic, appeals.queue) if appeals else None,
         **config.consumer_overrides,
     )
     thread = threading.Thread(

@@ -4,9 +4,12 @@
     redis_url: redis://localhost:6379/0
     review_topics: {spam: moderation.review.spam, weapons: moderation.review.weapons}
     session_secret: "..."          # python -m review.auth --secret
+    appeals: {topic: moderation.appeals, queue: appeals}   # the default
+    second_review: {spam: {share: 0.1}}                   # review.queue_settings, docs/review-qa.md
+    golden: {spam: {rate: 0.05}}
     reviewers:
-      ana: {password_argon2: "$argon2id$v=19$...", queues: ["*"]}
-      ben: {password_argon2: "$argon2id$v=19$...", queues: [spam]}
+      ana: {password_argon2: "$argon2id$v=19$...", queues: ["*"], role: lead}
+      ben: {password_argon2: "$argon2id$v=19$...", queues: [spam, appeals]}
 
 Password hashes come from `python -m review.auth` (it prompts for the password).
 """
@@ -15,7 +18,6 @@ from __future__ import annotations
 
 import ipaddress
 import os
-from collections.abc import Mapping
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
@@ -34,10 +36,22 @@ from contracts.errors import ConfigInvalid
 from kafka_io.settings import KafkaSettings
 from operators.limits import ImageLimits
 from policies.settings_files import read_config_yaml, validate_config
+from review.queue_settings import (
+    AppealSettings,
+    GoldenSettings,
+    QueueName,
+    QueueSettings,
+    SecondReviewSettings,
+    lead_only_problems,
+    qa_queue_problems,
+    qa_topic_problems,
+    shared_topic_problems,
+    topic_of,
+    unknown_queue_problems,
+)
 
 ALL_QUEUES = "*"
 # Names travel in URLs and cookies; plain characters keep them unambiguous there.
-QueueName = Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9][A-Za-z0-9._-]{0,99}$")]
 ReviewerName = Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9][A-Za-z0-9._@-]{0,63}$")]
 # Deferring the cross-check lets the loader report it at the offending YAML position.
 _DEFER_CROSS_CHECK = "defer_cross_check"
@@ -76,20 +90,6 @@ def _period(text: str) -> int:
     )
 
 
-class QueueSettings(BaseModel):
-    """One review queue: its topic, and the queue name its tasks carry when not the key."""
-
-    model_config = ConfigDict(frozen=True, extra="forbid")
-
-    topic: str = Field(..., min_length=1, description="The topic that carries the queue's tasks.")
-    queue: str | None = Field(
-        None,
-        min_length=1,
-        description="The queue name the tasks on that topic carry (the policy's); defaults to "
-        "this queue's own name. Lets two policies that use one name be two queues here.",
-    )
-
-
 class ReviewerSettings(BaseModel):
     """One reviewer: how they log in and which queues they may work."""
 
@@ -103,12 +103,16 @@ class ReviewerSettings(BaseModel):
     queues: list[str] = Field(
         ...,
         min_length=1,
-        description='Queue names (keys of review_topics) they may work, or "*" for every queue.',
+        description="Queue names (keys of review_topics, the appeals queue) they may work, or "
+        '"*" for every queue.',
     )
     escalate_to: list[str] | None = Field(
         None,
         description="Queues they may escalate into; absent: the queues they may work. "
         '"*" for every queue.',
+    )
+    role: Literal["reviewer", "lead"] = Field(
+        "reviewer", description="A lead also works the adjudication queue, and sees QA numbers."
     )
 
 
@@ -138,6 +142,29 @@ class ReviewConfig(BaseModel):
     )
     decisions_topic: str = Field(
         "moderation.decisions", min_length=1, description="Where reviewer decisions go."
+    )
+    appeals: AppealSettings | None = Field(
+        default_factory=AppealSettings,
+        description="The appeals topic and queue; null turns appeals off.",
+    )
+    second_review: dict[QueueName, SecondReviewSettings] = Field(
+        default_factory=dict,
+        description="Review queue -> the share of its tasks a second reviewer decides, blind.",
+    )
+    adjudication_queue: QueueName = Field(
+        "adjudication",
+        description="Where two reviews that disagree go; only reviewers with role lead work it.",
+    )
+    golden: dict[QueueName, GoldenSettings] = Field(
+        default_factory=dict,
+        description="Review queue -> how often a claim serves a golden task "
+        "(`vlmod review golden add`).",
+    )
+    golden_topic: str | None = Field(
+        "moderation.review.golden",
+        min_length=1,
+        description="Where answers to golden tasks go, scored (GoldenResult); null: kept only "
+        "in the dashboard's counts.",
     )
     dead_letter_topic: str = Field(
         "moderation.dead-letter",
@@ -270,20 +297,62 @@ class ReviewConfig(BaseModel):
         return self
 
     def cross_problems(self) -> list[tuple[tuple[str | int, ...], str]]:
-        """(YAML path, message) for each unknown queue a reviewer names, and shared topics."""
+        """(YAML path, message) for each unknown queue a reviewer names, shared topics, and
+        QA settings that do not fit the queues (`review.queue_settings`)."""
         problems = shared_topic_problems(self.review_topics)
-        for field_name in ("queues", "escalate_to"):
+        appeals = self.appeals.queue if self.appeals is not None else None
+        problems += qa_queue_problems(
+            list(self.review_topics),
+            appeals,
+            self.adjudication_queue,
+            list(self.second_review),
+            list(self.golden),
+        )
+        problems += qa_topic_problems(
+            {
+                **{f"review_topics.{queue}": topic for queue, topic in self.topics.items()},
+                "decisions_topic": self.decisions_topic,
+                "dead_letter_topic": self.dead_letter_topic,
+                "appeals.topic": self.appeals.topic if self.appeals is not None else None,
+                "golden_topic": self.golden_topic,
+            }
+        )
+        problems += lead_only_problems(
+            {name: r.queues for name, r in self.reviewers.items() if r.role != "lead"},
+            self.adjudication_queue,
+        )
+        # Leads may list the adjudication queue (anyone else was refused above); the hint leaves
+        # it out, as it is granted by the role.
+        grantable = [*self.queue_names, self.adjudication_queue]
+        for field_name, known in (("queues", grantable), ("escalate_to", list(self.topics))):
             granted = {
                 f"{name}.{field_name}": getattr(reviewer, field_name) or []
                 for name, reviewer in self.reviewers.items()
             }
-            problems += unknown_queue_problems(granted, self.review_topics)
+            hint = [q for q in known if q != self.adjudication_queue]
+            problems += unknown_queue_problems(granted, known, hint)
         return problems
+
+    @property
+    def queue_names(self) -> list[str]:
+        """The queues anyone may be granted: the review queues, then the appeals queue."""
+        special = [self.appeals.queue] if self.appeals is not None else []
+        return [*self.review_topics, *special]
+
+    def is_lead(self, reviewer: str) -> bool:
+        """Whether `reviewer` has role lead."""
+        settings = self.reviewers.get(reviewer)
+        return settings is not None and settings.role == "lead"
+
+    def second_review_share(self, queue: str) -> float:
+        """The share of `queue`'s tasks that get a second review (0 when none is configured)."""
+        settings = self.second_review.get(queue)
+        return settings.share if settings is not None else 0.0
 
     @property
     def topics(self) -> dict[str, str]:
         """Queue name -> its topic."""
-        return {name: _topic_of(entry) for name, entry in self.review_topics.items()}
+        return {name: topic_of(entry) for name, entry in self.review_topics.items()}
 
     def task_queue(self, queue: str) -> str:
         """The queue name the tasks of console queue `queue` carry (the policy's name)."""
@@ -296,61 +365,22 @@ class ReviewConfig(BaseModel):
         if settings is None:
             return []
         allowed = settings.escalate_to if settings.escalate_to is not None else settings.queues
-        return self._in_order(allowed)
+        return self._in_order(allowed, list(self.review_topics))
 
     def queues_of(self, reviewer: str) -> list[str]:
         """The queues `reviewer` may work, in review_topics order; none for a stranger."""
         settings = self.reviewers.get(reviewer)
-        return self._in_order(settings.queues) if settings is not None else []
+        if settings is None:
+            return []
+        granted = self._in_order(settings.queues, self.queue_names)
+        return [*granted, self.adjudication_queue] if settings.role == "lead" else granted
 
-    def _in_order(self, allowed: list[str]) -> list[str]:
-        """The queues of `allowed` ("*": every one), in review_topics order."""
+    @staticmethod
+    def _in_order(allowed: list[str], names: list[str]) -> list[str]:
+        """The names of `names` that `allowed` grants ("*": every one), in their order."""
         if ALL_QUEUES in allowed:
-            return list(self.review_topics)
-        return [queue for queue in self.review_topics if queue in allowed]
-
-
-def _topic_of(entry: str | QueueSettings) -> str:
-    return entry.topic if isinstance(entry, QueueSettings) else entry
-
-
-def unknown_queue_problems(
-    granted: Mapping[str, list[str]], review_topics: Mapping[str, object]
-) -> list[tuple[tuple[str | int, ...], str]]:
-    """Every granted queue that is neither "*" nor a key of review_topics, with its path.
-
-    `granted` maps "reviewer.field" (queues or escalate_to) to the names listed there.
-    """
-    known = ", ".join(sorted(review_topics)) or "(none)"
-    problems: list[tuple[tuple[str | int, ...], str]] = []
-    for where, queues in granted.items():
-        reviewer, _, field_name = where.rpartition(".")
-        for index, queue in enumerate(queues):
-            if queue != ALL_QUEUES and queue not in review_topics:
-                message = (
-                    f"reviewers.{where}[{index}]: unknown queue {queue!r}; "
-                    f'review_topics names: {known} (or use "*")'
-                )
-                problems.append((("reviewers", reviewer, field_name, index), message))
-    return problems
-
-
-def shared_topic_problems(
-    review_topics: Mapping[str, str | QueueSettings],
-) -> list[tuple[tuple[str | int, ...], str]]:
-    """Each queue whose topic an earlier queue has: a task there would have two queues."""
-    seen: dict[str, str] = {}
-    problems: list[tuple[tuple[str | int, ...], str]] = []
-    for name, entry in review_topics.items():
-        topic = _topic_of(entry)
-        if topic in seen:
-            message = (
-                f"review_topics.{name}: topic {topic!r} is queue {seen[topic]!r}'s already; "
-                "each queue needs a topic of its own"
-            )
-            problems.append((("review_topics", name), message))
-        seen.setdefault(topic, name)
-    return problems
+            return list(names)
+        return [name for name in names if name in allowed]
 
 
 def load_review_config(path: str | Path) -> ReviewConfig:

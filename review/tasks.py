@@ -17,6 +17,10 @@ Keys, all under the hash tag `{namespace}` so that every script touches one slot
     leases:<queue>    ZSET  leased tasks: score lease expiry (epoch s), member key
     held:<queue>      HASH  reviewer -> the task key they hold in this queue
     outbox            HASH  task key -> what its decision publishes, until the broker acks it
+    meta              HASH  task key -> TaskMeta JSON, for the tasks the console made itself
+    exclude           HASH  task key -> "|a|b|": reviewers who may not claim it (they decided it)
+    final             HASH  verdict key -> FinalDecision JSON: the decision that stands on it
+    golden-seen:<queue>:<reviewer>  SET  the golden tasks served to the reviewer
 
 Ordering is exact with no bound on priority: equal priorities fall back to the member's
 zero-padded enqueued milliseconds (lexical order), so ties sort by age. Enqueued times before
@@ -26,7 +30,9 @@ as indexes, so stores built with `order="priority"` and `order="age"` can share 
 Deciding is one script: the first request to decide a task marks it decided and leaves what
 its decision will publish in the outbox; a second request finds it decided and publishes nothing.
 The console publishes the outbox entry and only then removes it, so a crash in between leaves
-a decided task whose decision is published again at the next start (`unpublished`).
+a decided task whose decision is published again at the next start (`unpublished`). The same
+script records a final decision (`final`, which appeals read) and adds the task a decision
+leads to (a second review, an adjudication), so neither can happen without the other.
 
 Retention: nothing expires. A decided task keeps its JSON, its place and its decision, so a late
 duplicate from the review topic is refused by `add` and a second decision by `decide`; that is
@@ -37,7 +43,7 @@ from __future__ import annotations
 
 import contextlib
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any
@@ -45,6 +51,8 @@ from typing import Any
 from contracts.errors import ModerationError, Stage
 from contracts.review import ReviewTask
 from operators.specialists.hashbank import redact_url
+from review.task_meta import FinalDecision, TaskMeta
+from review.task_scripts import PRELUDE, SCRIPTS
 
 ORDERS = ("priority", "age")
 MS_DIGITS = 15
@@ -71,11 +79,21 @@ class ReviewStoreUnavailable(ReviewError):
 
 @dataclass(frozen=True)
 class Claim:
-    """A task held by one reviewer until `expires_at` (epoch seconds)."""
+    """A task held by one reviewer until `expires_at` (epoch seconds), with its meta if any."""
 
     task: ReviewTask
     reviewer: str
     expires_at: float
+    meta: TaskMeta | None = None
+
+
+@dataclass(frozen=True)
+class FollowUp:
+    """A task a decision adds, atomically with it, and who may not claim it."""
+
+    task: ReviewTask
+    meta: TaskMeta
+    exclude: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -86,127 +104,6 @@ class QueueStats:
     claimed: int  # under a live lease
     oldest_age_s: float | None  # age of the oldest open-or-claimed task, by enqueued_at
 
-
-_PRELUDE = """
-local TASKS, PLACE, DECIDED, HOLDER = KEYS[1], KEYS[2], KEYS[3], KEYS[4]
-local OPEN_P, OPEN_A, AGE = KEYS[5], KEYS[6], KEYS[7]
-local LEASES, HELD, QUEUES, OUTBOX = KEYS[8], KEYS[9], KEYS[10], KEYS[11]
-local function place_of(key)
-  local priority, ms = string.match(redis.call('HGET', PLACE, key), '^(-?%d+)|(%d+)|')
-  return priority, ms
-end
-local function reopen(key)
-  local priority, ms = place_of(key)
-  redis.call('ZADD', OPEN_P, priority, ms .. ':' .. key)
-  redis.call('ZADD', OPEN_A, ms, key)
-end
-local function unopen(key)
-  local priority, ms = place_of(key)
-  redis.call('ZREM', OPEN_P, ms .. ':' .. key)
-  redis.call('ZREM', OPEN_A, key)
-end
-local function unlease(key)
-  local who = redis.call('HGET', HOLDER, key)
-  redis.call('ZREM', LEASES, key)
-  redis.call('HDEL', HOLDER, key)
-  if who and redis.call('HGET', HELD, who) == key then redis.call('HDEL', HELD, who) end
-end
-local function lease_state(key, reviewer, now)
-  if redis.call('HEXISTS', DECIDED, key) == 1 then return 'decided' end
-  local who = redis.call('HGET', HOLDER, key)
-  if not who then
-    if redis.call('HEXISTS', PLACE, key) == 1 then return 'open' end
-    return 'unknown'
-  end
-  if who ~= reviewer then return 'other' end
-  if tonumber(redis.call('ZSCORE', LEASES, key)) <= now then return 'expired' end
-  return 'ok'
-end
-"""
-
-_ADD = """
-local key = ARGV[1]
-if redis.call('HEXISTS', PLACE, key) == 1 or redis.call('HEXISTS', DECIDED, key) == 1 then
-  return 0
-end
-redis.call('HSET', TASKS, key, ARGV[2])
-redis.call('HSET', PLACE, key, ARGV[3])
-reopen(key)
-redis.call('ZADD', AGE, ARGV[4], key)
-redis.call('SADD', QUEUES, ARGV[5])
-return 1
-"""
-
-# ARGV: now, expiry, reviewer, order. Scores go to Redis as the caller's strings: Lua would
-# print a number with 14 digits and move a lease boundary.
-_CLAIM = """
-for _, key in ipairs(redis.call('ZRANGEBYSCORE', LEASES, '-inf', ARGV[1])) do
-  unlease(key)
-  reopen(key)
-end
-local mine = redis.call('HGET', HELD, ARGV[3])
-if mine then
-  local expiry = redis.call('ZSCORE', LEASES, mine)
-  if expiry then return {mine, expiry, redis.call('HGET', TASKS, mine)} end
-  redis.call('HDEL', HELD, ARGV[3])
-end
-local index = OPEN_P
-if ARGV[4] == 'age' then index = OPEN_A end
-local first = redis.call('ZRANGE', index, 0, 0)
-if #first == 0 then return false end
-local key = first[1]
-if index == OPEN_P then key = string.sub(key, string.find(key, ':', 1, true) + 1) end
-unopen(key)
-redis.call('ZADD', LEASES, ARGV[2], key)
-redis.call('HSET', HOLDER, key, ARGV[3])
-redis.call('HSET', HELD, ARGV[3], key)
-return {key, ARGV[2], redis.call('HGET', TASKS, key)}
-"""
-
-_PEEK = """
-local key = redis.call('HGET', HELD, ARGV[1])
-if not key then return false end
-local expiry = redis.call('ZSCORE', LEASES, key)
-if not expiry or tonumber(expiry) <= tonumber(ARGV[2]) then return false end
-return {key, expiry, redis.call('HGET', TASKS, key)}
-"""
-
-# ARGV: key, reviewer, now, new expiry.
-_RENEW = """
-local state = lease_state(ARGV[1], ARGV[2], tonumber(ARGV[3]))
-if state ~= 'ok' then return {'lost', state} end
-redis.call('ZADD', LEASES, ARGV[4], ARGV[1])
-return {'ok', ARGV[4], redis.call('HGET', TASKS, ARGV[1])}
-"""
-
-_RELEASE = """
-local state = lease_state(ARGV[1], ARGV[2], tonumber(ARGV[3]))
-if state ~= 'ok' then return {'lost', state} end
-unlease(ARGV[1])
-reopen(ARGV[1])
-return {'ok'}
-"""
-
-_DECIDE = """
-local decided = redis.call('HGET', DECIDED, ARGV[1])
-if decided then return {'decided', decided} end
-local state = lease_state(ARGV[1], ARGV[2], tonumber(ARGV[3]))
-if state ~= 'ok' then return {'lost', state} end
-unlease(ARGV[1])
-redis.call('ZREM', AGE, ARGV[1])
-redis.call('HSET', DECIDED, ARGV[1], ARGV[3] .. '|' .. ARGV[2])
-if ARGV[4] ~= '' then redis.call('HSET', OUTBOX, ARGV[1], ARGV[4]) end
-return {'ok', redis.call('HGET', TASKS, ARGV[1])}
-"""
-
-_SCRIPTS = {
-    "add": _ADD,
-    "claim": _CLAIM,
-    "peek": _PEEK,
-    "renew": _RENEW,
-    "release": _RELEASE,
-    "decide": _DECIDE,
-}
 
 _LOST_REASONS = {
     "decided": "was decided already",
@@ -237,14 +134,21 @@ class TaskStore:
         self._clock = clock
         self._client = redis_client(redis_url)
         self._scripts = {
-            name: self._client.register_script(_PRELUDE + body) for name, body in _SCRIPTS.items()
+            name: self._client.register_script(PRELUDE + body) for name, body in SCRIPTS.items()
         }
 
-    def add(self, task: ReviewTask) -> bool:
-        """Queue a task; False when its key is known already (open, claimed or decided)."""
-        ms = enqueued_ms(task)
-        args = [task.key, task.model_dump_json(), place_value(task), ms, task.queue]
-        return bool(self._run("add", task.queue, args))
+    def now(self) -> float:
+        """The store's clock: epoch seconds."""
+        return self._clock()
+
+    def add(
+        self, task: ReviewTask, *, meta: TaskMeta | None = None, exclude: Sequence[str] = ()
+    ) -> bool:
+        """Queue a task; False when its key is known already (open, claimed or decided).
+
+        `meta` says what the console made it for; reviewers in `exclude` may never claim it.
+        """
+        return bool(self._run("add", task.queue, add_args(task, meta, exclude)))
 
     def claim(self, queue: str, reviewer: str) -> Claim | None:
         """The reviewer's live claim in `queue`, else the next waiting task, leased to them."""
@@ -256,26 +160,64 @@ class TaskStore:
         """The reviewer's live claim in `queue`, if any; changes nothing."""
         return _claim_of(self._run("peek", queue, [reviewer, repr(self._clock())]), reviewer)
 
+    def serve_golden(
+        self, reviewer: str, copy: ReviewTask, meta: TaskMeta, golden_id: str
+    ) -> Claim | None:
+        """Lease `copy` of golden task `golden_id` to `reviewer` in its queue, unless they hold a
+        claim there (returned instead), had that golden task before, or no real task waits."""
+        now, queue = self._clock(), copy.queue
+        args = [repr(now), repr(now + self.lease_s), reviewer, *add_args(copy, meta, ())]
+        keys = [*self.keys_of(queue), self._key(f"golden-seen:{queue}:{reviewer}")]
+        with self._reaching():
+            row = self._scripts["serve_golden"](keys=keys, args=[*args, golden_id])
+        return _claim_of(row, reviewer)
+
+    def golden_seen(self, queue: str, reviewer: str) -> set[str]:
+        """The golden tasks of `queue` served to `reviewer` so far."""
+        with self._reaching():
+            return set(self._client.smembers(self._key(f"golden-seen:{queue}:{reviewer}")))
+
+    def head_enqueued_ms(self, queue: str) -> int | None:
+        """When the oldest waiting task of `queue` was queued (epoch ms), or None."""
+        with self._reaching():
+            head = self._client.zrange(self._key(f"open-a:{queue}"), 0, 0, withscores=True)
+        return int(head[0][1]) if head else None
+
     def renew(self, key: str, reviewer: str) -> Claim:
         """Extend the reviewer's lease to now + lease_s; `LeaseLost` when they do not hold it."""
         now = self._clock()
         args = [key, reviewer, repr(now), repr(now + self.lease_s)]
         result = self._run_on_key("renew", key, args)
         _raise_unless_ok(result, key, reviewer)
-        return Claim(ReviewTask.model_validate_json(result[2]), reviewer, float(result[1]))
+        claim = _claim_of(result, reviewer)
+        assert claim is not None  # an 'ok' result always carries the task
+        return claim
 
     def release(self, key: str, reviewer: str) -> None:
         """Skip: the task goes back to its queue at its old place; `LeaseLost` if not held."""
         result = self._run_on_key("release", key, [key, reviewer, repr(self._clock())])
         _raise_unless_ok(result, key, reviewer)
 
-    def decide(self, key: str, reviewer: str, outbox: str = "") -> ReviewTask:
+    def decide(
+        self,
+        key: str,
+        reviewer: str,
+        outbox: str = "",
+        *,
+        final: FinalDecision | None = None,
+        follow: FollowUp | None = None,
+    ) -> ReviewTask:
         """Mark a task held under a live lease decided and drop it from its queue, atomically.
 
         `outbox` is what the decision publishes; it waits in the outbox until `published`.
+        `final` becomes the decision standing on its verdict key; `follow` is queued.
         Only one call per task gets here: every other raises AlreadyDecided or LeaseLost.
         """
-        result = self._run_on_key("decide", key, [key, reviewer, repr(self._clock()), outbox])
+        args = [key, reviewer, repr(self._clock()), outbox]
+        args += [final.decision.key, final.model_dump_json()] if final else ["", ""]
+        args += add_args(follow.task, follow.meta, follow.exclude) if follow else [""] * 7
+        target = follow.task.queue if follow else None
+        result = self._run_on_key("decide", key, args, target)
         if result and result[0] == "decided":
             at, _, by = str(result[1]).partition("|")
             raise AlreadyDecided(f"task {key} was decided already, by {by} at {at} (epoch s)")
@@ -298,6 +240,18 @@ class TaskStore:
             raw = self._client.hget(self._key("tasks"), key)
         return None if raw is None else ReviewTask.model_validate_json(raw)
 
+    def meta(self, key: str) -> TaskMeta | None:
+        """What the console made task `key` for, or None for a task from a review topic."""
+        with self._reaching():
+            raw = self._client.hget(self._key("meta"), key)
+        return None if raw is None else TaskMeta.model_validate_json(raw)
+
+    def final(self, verdict_key: str) -> FinalDecision | None:
+        """The final decision standing on `verdict_key`, if one was made here."""
+        with self._reaching():
+            raw = self._client.hget(self._key("final"), verdict_key)
+        return None if raw is None else FinalDecision.model_validate_json(raw)
+
     def queues(self) -> list[str]:
         """Every queue a task was ever added to, sorted."""
         with self._reaching():
@@ -316,23 +270,27 @@ class TaskStore:
             rows = pipe.execute()
         return {q: _stats_of(rows[4 * i : 4 * i + 4], now) for i, q in enumerate(queues)}
 
-    def _run(self, script: str, queue: str, args: list[Any]) -> Any:
+    def _run(self, script: str, queue: str, args: list[Any], target: str | None = None) -> Any:
         with self._reaching():
-            return self._scripts[script](keys=self._keys(queue), args=args)
+            return self._scripts[script](keys=self.keys_of(queue, target), args=args)
 
-    def _run_on_key(self, script: str, key: str, args: list[Any]) -> Any:
+    def _run_on_key(self, script: str, key: str, args: list[Any], target: str | None = None) -> Any:
         # A task never changes queue, so its queue is read first to name the script's keys.
         with self._reaching():
             place = self._client.hget(self._key("place"), key)
         if place is None:
             raise LeaseLost(f"task {key} {_LOST_REASONS['unknown']}")
-        return self._run(script, place.split("|", 2)[2], args)
+        return self._run(script, place.split("|", 2)[2], args, target)
 
-    def _keys(self, queue: str) -> list[str]:
+    def keys_of(self, queue: str, target: str | None = None) -> list[str]:
+        """The KEYS every script takes: shared hashes, `queue`'s indexes, `target`'s indexes."""
         shared = [self._key(name) for name in ("tasks", "place", "decided", "holder")]
         per_queue = [self._key(f"{kind}:{queue}") for kind in ("open-p", "open-a", "age")]
         rest = [self._key(f"leases:{queue}"), self._key(f"held:{queue}"), self._key("queues")]
-        return [*shared, *per_queue, *rest, self._key("outbox")]
+        qa = [self._key(name) for name in ("outbox", "meta", "exclude", "final")]
+        other = target or queue
+        follow = [self._key(f"{kind}:{other}") for kind in ("open-p", "open-a", "age")]
+        return [*shared, *per_queue, *rest, *qa, *follow]
 
     def _key(self, name: str) -> str:
         return f"{{{self.namespace}}}:{name}"
@@ -366,10 +324,20 @@ def place_value(task: ReviewTask) -> str:
     return f"{task.priority}|{enqueued_ms(task):0{MS_DIGITS}d}|{task.queue}"
 
 
+def add_args(task: ReviewTask, meta: TaskMeta | None, exclude: Sequence[str]) -> list[Any]:
+    """The add_task arguments of the scripts: key, JSON, place, ms, queue, meta, exclusions."""
+    excluded = f"|{'|'.join(exclude)}|" if exclude else ""
+    place, ms = place_value(task), enqueued_ms(task)
+    meta_json = meta.model_dump_json() if meta else ""
+    return [task.key, task.model_dump_json(), place, ms, task.queue, meta_json, excluded]
+
+
 def _claim_of(row: list[Any] | None, reviewer: str) -> Claim | None:
+    """A claim from a script's row (key or status, expiry, task JSON, meta JSON or '')."""
     if not row:
         return None
-    return Claim(ReviewTask.model_validate_json(row[2]), reviewer, float(row[1]))
+    meta = TaskMeta.model_validate_json(row[3]) if row[3] else None
+    return Claim(ReviewTask.model_validate_json(row[2]), reviewer, float(row[1]), meta)
 
 
 def _raise_unless_ok(result: list[Any], key: str, reviewer: str) -> None:

@@ -34,7 +34,7 @@ from contracts.review import ReviewTask
 from demo.harness import free_port, wait_until
 from demo.samples import drawn_image
 from kafka_io.clients import KafkaWriter, OutMessage, TopicReader
-from review.auth import hash_password
+from review.auth import SESSION_COOKIE, hash_password
 from review.settings import ReviewConfig
 from review.tasks import TaskStore
 
@@ -104,6 +104,8 @@ def start_console(kafka_settings, redis_url, topic_factory, group_id, password_h
                 },
                 "decisions_topic": topic_factory("decisions"),
                 "dead_letter_topic": topic_factory("review-dead-letter"),
+                "appeals": {"topic": topic_factory("appeals")},
+                "golden_topic": topic_factory("golden"),
                 "consumer_group": group_id,
                 "consumer_overrides": GROUP_TIMEOUTS,
                 "namespace": f"test-review:{uuid.uuid4().hex[:8]}",
@@ -209,6 +211,15 @@ def read_records(
     return found
 
 
+def send_records(console: RunningConsole, topic: str, *values: bytes) -> None:
+    """Produce raw record values on `topic`, acknowledged."""
+    writer = KafkaWriter(console.config.kafka)
+    try:
+        writer.send_all([OutMessage(topic, value, None) for value in values])
+    finally:
+        writer.close()
+
+
 def read_decisions(console: RunningConsole, count: int, timeout_s: float = 30.0) -> list[dict]:
     """At least `count` decisions from the console's decisions topic."""
     return read_records(console, console.config.decisions_topic, count, timeout_s)
@@ -249,3 +260,30 @@ class Client:
         match = re.search(r'data-task-key="([^"]+)"', page)
         assert match, f"no task claimed in {queue}"
         return match.group(1)
+
+
+def decide_at_once(
+    console: RunningConsole, client: Client, key: str, forms: list[dict[str, str]]
+) -> list[tuple[int, dict[str, str]]]:
+    """POST every form for `key` from its own thread, released together; (status, form) each."""
+    csrf, cookie = client.csrf("/"), client.http.cookies[SESSION_COOKIE]
+    barrier = threading.Barrier(len(forms))
+    results: list[tuple[int, dict[str, str]]] = []
+
+    def send(form: dict[str, str]) -> None:
+        barrier.wait()
+        response = requests.post(
+            f"{console.url}/decide",
+            data={"key": key, "csrf": csrf, **form},
+            cookies={SESSION_COOKIE: cookie},
+            allow_redirects=False,
+            timeout=60,
+        )
+        results.append((response.status_code, form))
+
+    threads = [threading.Thread(target=send, args=(form,)) for form in forms]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(60)
+    return results

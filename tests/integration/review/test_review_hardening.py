@@ -6,7 +6,6 @@ oversized bodies."""
 from __future__ import annotations
 
 import secrets
-import threading
 from collections import Counter
 
 import redis
@@ -20,6 +19,7 @@ from review.sessions import SessionStore
 from tests.integration.consoles import (
     Client,
     RunningConsole,
+    decide_at_once,
     read_records,
     review_task,
 )
@@ -129,7 +129,7 @@ def test_concurrent_decisions_on_one_task_publish_exactly_one_record(start_conso
     for n, task in enumerate(tasks):
         assert ana.claim("spam") == task.key
         first, second = PAIRS[n % len(PAIRS)]
-        results = _decide_at_once(console, ana, task.key, [first, second])
+        results = decide_at_once(console, ana, task.key, [first, second])
         statuses.update(status for status, _ in results)
         won = [form for status, form in results if status == 303]
         assert len(won) == 1, f"task {n}: {results}"
@@ -266,30 +266,3 @@ def _get_with_cookie(console: RunningConsole, path: str, cookie: str) -> request
         allow_redirects=False,
         timeout=30,
     )
-
-
-def _decide_at_once(
-    console: RunningConsole, client: Client, key: str, forms: list[dict[str, str]]
-) -> list[tuple[int, dict[str, str]]]:
-    """POST every form for `key` from its own thread, released together; (status, form) each."""
-    csrf, cookie = client.csrf("/"), client.http.cookies[SESSION_COOKIE]
-    barrier = threading.Barrier(len(forms))
-    results: list[tuple[int, dict[str, str]]] = []
-
-    def send(form: dict[str, str]) -> None:
-        barrier.wait()
-        response = requests.post(
-            f"{console.url}/decide",
-            data={"key": key, "csrf": csrf, **form},
-            cookies={SESSION_COOKIE: cookie},
-            allow_redirects=False,
-            timeout=60,
-        )
-        results.append((response.status_code, form))
-
-    threads = [threading.Thread(target=send, args=(form,)) for form in forms]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join(60)
-    return results

@@ -26,7 +26,18 @@ def test_help_lists_the_commands():
 
 
 @pytest.mark.parametrize(
-    "name", ["post", "verdict", "dead-letter", "shadow", "review-task", "review-decision"]
+    "name",
+    [
+        "post",
+        "verdict",
+        "dead-letter",
+        "shadow",
+        "review-task",
+        "review-decision",
+        "appeal",
+        "golden-task",
+        "golden-result",
+    ],
 )
 def test_schema_prints_valid_json_schema(name):
     result = vlmod("schema", name)
@@ -39,7 +50,10 @@ def test_schema_prints_valid_json_schema(name):
 def test_unknown_schema_is_refused_with_the_choices():
     result = vlmod("schema", "nope")
     assert result.returncode == 2
-    choices = "post, verdict, dead-letter, shadow, review-task, review-decision, policy"
+    choices = (
+        "post, verdict, dead-letter, shadow, review-task, review-decision, appeal, "
+        "golden-task, golden-result, policy"
+    )
     assert f"unknown schema 'nope'; choose one of: {choices}" in result.stderr
 
 

@@ -369,7 +369,7 @@ def test_a_good_config_loads_with_defaults(tmp_path, pw_hash):
     assert loaded.decisions_topic == "moderation.decisions"
     assert loaded.consumer_group == "vlmod-review"
     assert loaded.lease_s == 300 and loaded.order == "priority"
-    assert loaded.queues_of("ana") == ["spam", "weapons"]
+    assert loaded.queues_of("ana") == ["spam", "weapons", "appeals"]
     assert loaded.queues_of("ben") == ["spam"]
     assert SECRET not in repr(loaded)
 
@@ -380,7 +380,7 @@ def test_an_unknown_queue_is_reported_at_its_file_line_and_column(tmp_path, pw_h
         load_review_config(path)
     assert str(caught.value) == (
         f"{path}:16:9: reviewers.ben.queues[1]: unknown queue 'scams'; "
-        'review_topics names: spam, weapons (or use "*")'
+        'known queues: appeals, spam, weapons (or use "*")'
     )
 
 

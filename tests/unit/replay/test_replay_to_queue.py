@@ -201,3 +201,17 @@ def test_to_queue_options_are_checked_before_anything_is_read(tmp_path, args, me
     result = vlmod_replay("--policy", directory, "--history", tmp_path / "none.jsonl", *args)
     assert result.exit_code == 2
     assert message in result.output
+
+
+def test_vlmod_report_counts_replay_qa_decisions_apart_and_joins_the_rest(tmp_path):
+    from review.report import build_report
+
+    tasks = drawn_tasks(tmp_path)
+    verdicts = history(tmp_path)
+    recorded = {v.post_id: v for v in verdicts}
+    qa, _ = console_decision(tasks["w-high-0"].task, DecisionChoice("uphold"))
+    live = review(recorded["w-high-1"], Action.REVIEW)
+    quality = build_report([*qa, live], verdicts)
+    assert quality.replay_qa_decisions == 1 and quality.unmatched_keys == ()
+    assert quality.decisions == 2 and quality.policies[P].totals.decided == 1
+    assert quality.as_dict()["replay_qa_decisions"] == 1

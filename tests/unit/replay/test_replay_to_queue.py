@@ -215,3 +215,46 @@ def test_vlmod_report_counts_replay_qa_decisions_apart_and_joins_the_rest(tmp_pa
     assert quality.replay_qa_decisions == 1 and quality.unmatched_keys == ()
     assert quality.decisions == 2 and quality.policies[P].totals.decided == 1
     assert quality.as_dict()["replay_qa_decisions"] == 1
+
+
+def task_page(task: ReviewTask) -> str:
+    """task.html as the console renders it (its Jinja2 settings), for `task` claimed by ana."""
+    from jinja2 import Environment, FileSystemLoader, StrictUndefined
+
+    from review.console_state import HERE, pretty
+    from review.task_images import image_view
+
+    pages = Environment(
+        loader=FileSystemLoader(HERE / "templates"), autoescape=True, undefined=StrictUndefined
+    )
+    pages.filters["pretty"] = pretty
+    images = [image_view(image, task.key, i) for i, image in enumerate(task.post.images)]
+    return pages.get_template("task.html").render(
+        reviewer="ana",
+        csrf="c",
+        done="",
+        delayed=0,
+        task=task,
+        images=images,
+        queue=task.queue,
+        lease_left_s=60,
+        judged_action=task.verdict.action,
+        overturn_to=[],
+        escalate_to=[],
+        appeal=None,
+        adjudication=None,
+        signal_extra={},
+        post_extra={},
+    )
+
+
+def test_the_task_page_marks_replay_qa_and_says_what_the_task_lacks(tmp_path):
+    task = drawn_tasks(tmp_path)["w-sale-0"].task
+    note = "The post had 2 inline images, not shown: <b>"
+    with_note = task.model_copy(update={"origin": task.origin.model_copy(update={"note": note})})
+    page = task_page(with_note)
+    assert 'id="replay-qa"' in page and "No images." in page
+    assert "The post had 2 inline images, not shown: &lt;b&gt;" in page
+    assert "allow" not in page.split('id="replay-qa"')[1].split("</section>")[0]
+    plain = task.model_copy(update={"origin": None})
+    assert 'id="replay-qa"' not in task_page(plain)

@@ -164,10 +164,19 @@ def _check_queue_options(queue: str | None, sample: int | None, bootstrap: str |
 
 def _write_tasks(report: ReplayReport, queue: str, kafka: KafkaSettings) -> dict[str, object]:
     """The sample's replay-QA tasks, written to their topics; what was written."""
+    from pydantic import ValidationError
+
+    from contracts.records import describe_validation_error
     from replay.to_queue import publish, queued_summary, replay_task
 
     assert report.sample is not None
-    queued = [replay_task(drawn, queue) for drawn in report.sample.drawn()]
+    queued = []
+    for drawn in report.sample.drawn():
+        try:
+            queued.append(replay_task(drawn, queue))
+        except ValidationError as error:  # a recorded post that is no longer a valid Post
+            why = describe_validation_error(error)
+            print_problems([f"post {drawn.post.post_id}: not queued: {why}"])
     publish(queued, kafka)
     return queued_summary(queued)
 

@@ -3,6 +3,7 @@ in the next replay (the decision is made by the console's own planner, from the 
 
 from __future__ import annotations
 
+import json
 from datetime import UTC, datetime
 
 import pytest
@@ -258,3 +259,23 @@ def test_the_task_page_marks_replay_qa_and_says_what_the_task_lacks(tmp_path):
     assert "allow" not in page.split('id="replay-qa"')[1].split("</section>")[0]
     plain = task.model_copy(update={"origin": None})
     assert 'id="replay-qa"' not in task_page(plain)
+
+
+def test_a_recorded_post_that_is_no_valid_post_is_named_and_not_queued(tmp_path):
+    directory, _ = candidates(tmp_path)
+    images = [{"url": f"https://img.example/{n}.png", "mime": "image/png"} for n in range(9)]
+    verdicts = []
+    for verdict in history(tmp_path):
+        if verdict.post_id.startswith("w-sale"):  # both changed posts: the sample draws one
+            assert verdict.record is not None
+            post = {**verdict.record.post, "images": images}  # over the limit of 8
+            record = verdict.record.model_copy(update={"post": post})
+            verdicts.append(verdict.model_copy(update={"record": record}))
+    history_file = write_jsonl(tmp_path / "history.jsonl", verdicts)
+    result = vlmod_replay(
+        "--policy", directory, "--history", history_file, "--json",
+        "--to-queue", "qa", "--sample", "1", "--bootstrap", "127.0.0.1:1",
+    )  # fmt: skip
+    assert result.exit_code == 0, result.output
+    assert result.output.count(": not queued: images: Value error, 9 images is more than") == 1
+    assert json.loads(result.stdout)["to_queue"] == {"tasks": 0, "topics": {}, "strata": {}}

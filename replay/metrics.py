@@ -4,8 +4,8 @@
   verdict of that policy id (joined on the verdict key, `review.report_qa.final_decisions`: an
   appeal over an adjudication over a review; a blind first review alone labels nothing). Where
   that verdict has none, a decision on a replay-QA task of the same post and policy id labels it
-  (joined on (post id, policy id): a candidate's verdict has a key of its own; the latest such
-  decision counts when several candidates' tasks were decided). It is
+  (joined on (post id, policy id): a candidate's verdict has a key of its own; where tasks of
+  several candidates were decided, the latest decision that gives a label counts). It is
   *violating* when the final action is not allow: a reviewer upheld a non-allow verdict or
   overturned a verdict to a non-allow action (an overturn of block to review is still
   violating). An upheld allow, or an overturn to allow, is not violating. An escalation alone
@@ -26,6 +26,7 @@ import math
 from collections import Counter
 from collections.abc import Iterable
 from dataclasses import dataclass, field
+from datetime import datetime
 from typing import Any
 
 from contracts.records import Action, Verdict
@@ -95,11 +96,16 @@ def labels_from(decisions: Iterable[ReviewDecision]) -> Labels:
             continue
         slot = (decision.post_id, decision.policy.id)
         held = latest.get(slot)
-        if held is None or (moment(decision), key) >= (moment(held), held.key):
+        if held is None or _qa_rank(decision) >= _qa_rank(held):
             latest[slot] = decision
     for slot, decision in latest.items():
         labels.by_post[slot] = label_of(decision)
     return labels
+
+
+def _qa_rank(decision: ReviewDecision) -> tuple[bool, datetime, str]:
+    """Which replay-QA decision labels a post: one that gives a label, then the latest."""
+    return decision.decision is not DecisionKind.ESCALATE, moment(decision), decision.key
 
 
 def label_of(decision: ReviewDecision) -> Label:

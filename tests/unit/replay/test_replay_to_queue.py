@@ -9,7 +9,7 @@ from datetime import UTC, datetime
 import pytest
 
 from contracts.records import Action
-from contracts.review import ReviewDecision, ReviewStage, ReviewTask
+from contracts.review import DecisionKind, ReviewDecision, ReviewStage, ReviewTask
 from replay.metrics import Label, labels_from
 from replay.run import replay_posts
 from replay.sample import StratifiedSample
@@ -279,3 +279,25 @@ def test_a_recorded_post_that_is_no_valid_post_is_named_and_not_queued(tmp_path)
     assert result.exit_code == 0, result.output
     assert result.output.count(": not queued: images: Value error, 9 images is more than") == 1
     assert json.loads(result.stdout)["to_queue"] == {"tasks": 0, "topics": {}, "strata": {}}
+
+
+def test_across_candidates_a_later_escalation_does_not_undo_a_label(tmp_path):
+    recorded = {v.post_id: v for v in history(tmp_path)}
+    first = drawn_tasks(tmp_path / "a")["w-low-0"].task
+    other = CANDIDATE.replace("labels.weapon > 0.5", "labels.weapon > 0.52")
+    second = drawn_tasks(tmp_path / "b", other)["w-low-0"].task
+    assert first.key != second.key, "another candidate file, another task"
+    (upheld,), _ = console_decision(first, DecisionChoice("uphold"))
+    later = NOW.replace(day=5)
+    escalation = ReviewDecision.model_validate(
+        {
+            **upheld.model_dump(),
+            "key": second.key,
+            "decision": DecisionKind.ESCALATE,
+            "escalated_to": "senior",
+            "decided_at": later,
+            "decision_id": "e",
+        }
+    )
+    assert labels_from([escalation]).of(recorded["w-low-0"]) == Label(True, None)
+    assert labels_from([escalation, upheld]).of(recorded["w-low-0"]) == Label(True, True)

@@ -22,7 +22,7 @@ if TYPE_CHECKING:
     from kafka_io.settings import KafkaSettings
     from policies.policy_set import PolicySet
     from replay.compute import MissingValues
-    from replay.metrics import Label, ReplayReport
+    from replay.metrics import ReplayReport
     from review.report_io import RecordLimits
 
 HISTORY_HELP = (
@@ -38,6 +38,16 @@ COMPUTE_HELP = (
     "Compute the values a candidate lacks through the producers and the model (--model, or "
     "the --config's models), the answer cache first, instead of counting the post as not "
     "replayable."
+)
+TO_QUEUE_HELP = (
+    "Write a stratified sample of the changed posts (--sample N) as replay-QA review tasks in "
+    "this review queue, on the topic each candidate policy routes it to (its queues: entry, "
+    "else review.<queue>); needs --bootstrap. Their decisions label the posts in the next "
+    "replay; running again writes no task twice (the console keeps one per key)."
+)
+SAMPLE_HELP = (
+    "With --to-queue: how many changed posts to write, in all; stratified by each candidate's "
+    "before->after transition, at least one per stratum where N allows."
 )
 PROGRESS_EVERY_S = 1.0
 
@@ -82,6 +92,10 @@ def replay(
             help="With --compute-missing: the answer cache (and hash banks), read first.",
         ),
     ] = None,
+    to_queue: Annotated[
+        str | None, typer.Option("--to-queue", metavar="QUEUE", help=TO_QUEUE_HELP)
+    ] = None,
+    sample: Annotated[int | None, typer.Option(min=1, help=SAMPLE_HELP)] = None,
 ) -> None:
     """Decide recorded posts again with the policies in --policy and report what would change.
 
@@ -96,6 +110,7 @@ def replay(
     # runtime's own warning line for each one is noise on the author's terminal.
     logging.getLogger("cel").setLevel(logging.ERROR)
     window = (_moment(since, "--since"), _moment(until, "--until"))
+    _check_queue_options(to_queue, sample, bootstrap)
     policies = _candidates(policy, producer, config)
     compute = _computer(policy, config, model, redis_url, producer) if compute_missing else None
     kafka = KafkaSettings(bootstrap_servers=bootstrap) if bootstrap else None
@@ -113,7 +128,11 @@ def replay(
             show,
             decide_unchanged,
             compute,
+            sample if to_queue else None,
         )
+        if to_queue is not None:
+            assert kafka is not None  # _check_queue_options
+            report.to_queue = _write_tasks(report, to_queue, kafka)
         if html is not None:
             from replay.html import render_html
 
@@ -127,6 +146,39 @@ def replay(
     from replay.render import render_json, render_text
 
     typer.echo(render_json(report) if as_json else render_text(report))
+
+
+def _check_queue_options(queue: str | None, sample: int | None, bootstrap: str | None) -> None:
+    """--to-queue needs --sample and --bootstrap, and --sample needs --to-queue; else exit 2."""
+    wrong = None
+    if queue is not None and sample is None:
+        wrong = "--to-queue needs --sample N"
+    elif queue is not None and bootstrap is None:
+        wrong = "--to-queue needs --bootstrap HOST:PORT"
+    elif queue is None and sample is not None:
+        wrong = "--sample is for --to-queue"
+    if wrong is not None:
+        typer.echo(f"error: {wrong}", err=True)
+        raise typer.Exit(2)
+
+
+def _write_tasks(report: ReplayReport, queue: str, kafka: KafkaSettings) -> dict[str, object]:
+    """The sample's replay-QA tasks, written to their topics; what was written."""
+    from pydantic import ValidationError
+
+    from contracts.records import describe_validation_error
+    from replay.to_queue import publish, queued_summary, replay_task
+
+    assert report.sample is not None
+    queued = []
+    for drawn in report.sample.drawn():
+        try:
+            queued.append(replay_task(drawn, queue))
+        except ValidationError as error:  # a recorded post that is no longer a valid Post
+            why = describe_validation_error(error)
+            print_problems([f"post {drawn.post.post_id}: not queued: {why}"])
+    publish(queued, kafka)
+    return queued_summary(queued)
 
 
 def _moment(text: str | None, option: str) -> datetime | None:
@@ -184,12 +236,16 @@ def _run(
     show: bool,
     decide_unchanged: bool,
     compute: MissingValues | None,
+    sample: int | None = None,
 ) -> ReplayReport:
-    """Read the sources (bad records named on stderr), replay and count."""
+    """Read the sources (bad records named on stderr), replay and count; with `sample`, the
+    report keeps a stratified sample of that many changed posts no reviewer labelled."""
     from replay.history import read_history, within
+    from replay.metrics import Labels
     from replay.run import replay_posts
+    from replay.sample import StratifiedSample
 
-    labels: dict[str, Label] = {}
+    labels = Labels()
     skipped = {}
     if decisions is not None:
         from replay.metrics import labels_from
@@ -203,6 +259,7 @@ def _run(
     skipped["history"] = recorded.read.skipped
     posts = within(recorded.posts(), *window, limit=limit)
     line = ProgressLine() if show else None
+    drawn = StratifiedSample(sample) if sample is not None else None
     report = replay_posts(
         posts,
         policies,
@@ -210,6 +267,7 @@ def _run(
         progress=line,
         decide_unchanged=decide_unchanged,
         compute=compute,
+        sample=drawn,
     )
     if line is not None:
         line.end()

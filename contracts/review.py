@@ -8,17 +8,39 @@ its post: a sampled task's first and second blind reviews are not, until they ag
 adjudicates. An `AppealRequest` on the appeals topic asks for a decided post to be judged again;
 the appeal's decision is marked `stage: appeal`. A `GoldenTask` is a task with a known answer,
 served among real ones; a reviewer's answer to it is a `GoldenResult` on the golden topic, never
-a decision.
+a decision. A replay-QA task (`vlmod replay --to-queue`) carries a candidate policy's verdict
+and its `origin`; the decision on it carries the origin too, and labels the post for replay.
 """
 
 from __future__ import annotations
 
 from datetime import datetime
 from enum import StrEnum
+from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
 from contracts.records import Action, PolicyRef, Post, Verdict, utc_now
+
+
+class TaskOrigin(BaseModel):
+    """Where a task that no live verdict routed comes from: a replay's sample (`vlmod replay
+    --to-queue`), whose verdict is what a candidate policy would decide."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    kind: Literal["replay"] = Field(
+        "replay",
+        description="replay: the verdict is a candidate policy's, decided again by a "
+        "replay; a decision on it labels the post for the next replay of that policy id.",
+    )
+    policy_sha256: str = Field(..., description="The sha256 of the candidate policy's file.")
+    recorded: Action = Field(..., description="The action the recorded verdict took.")
+    note: str | None = Field(
+        None,
+        description="What the task lacks that the live post had, e.g. inline images, which a "
+        "history does not keep.",
+    )
 
 
 class ReviewTask(BaseModel):
@@ -37,6 +59,11 @@ class ReviewTask(BaseModel):
     )
     post: Post = Field(
         ..., description="The post as it was judged: text, images (URLs or inline), author, meta."
+    )
+    origin: TaskOrigin | None = Field(
+        None,
+        description="Set on a replay-QA task (`vlmod replay --to-queue`): the candidate policy "
+        "whose verdict it is; null on a task a live verdict routed.",
     )
 
 
@@ -95,6 +122,11 @@ class ReviewDecision(BaseModel):
     )
     appeal_of: str | None = Field(
         None, max_length=64, description="The decision_id of the decision an appeal judged."
+    )
+    origin: TaskOrigin | None = Field(
+        None,
+        description="The task's origin, on a decision of a replay-QA task: it judges a candidate "
+        "policy's verdict, and labels the post for the next replay of that policy id.",
     )
 
 

@@ -8,6 +8,8 @@
 - `compute.MissingValues`: `--compute-missing`, values computed through the pipeline's gatherer.
 - `metrics`: transitions, overrides, exposure and per-rule precision against reviewers.
 - `run.replay_posts`, `render`: the whole replay, as JSON or a summary.
+- `sample.StratifiedSample`, `to_queue`: `--to-queue`, a stratified sample of the changed posts
+  as replay-QA review tasks, whose decisions `metrics.labels_from` reads as labels.
 """
 
 from __future__ import annotations
@@ -20,22 +22,30 @@ if TYPE_CHECKING:
     from replay.compute import MissingValues
     from replay.engine import PostReplay, Replayer
     from replay.history import RecordedPost, group_posts, read_history
-    from replay.metrics import ReplayReport, labels_from, wilson
+    from replay.metrics import Labels, ReplayReport, labels_from, wilson
     from replay.render import render_json, render_text
     from replay.run import replay_posts
+    from replay.sample import StratifiedSample, allocate, replay_key
+    from replay.to_queue import publish, replay_task
 
 __all__ = [
+    "Labels",
     "MissingValues",
     "PostReplay",
     "RecordedPost",
     "ReplayReport",
     "Replayer",
+    "StratifiedSample",
+    "allocate",
     "group_posts",
     "labels_from",
+    "publish",
     "read_history",
     "render_json",
     "render_text",
+    "replay_key",
     "replay_posts",
+    "replay_task",
     "wilson",
 ]
 __getattr__, __dir__ = lazy_exports(
@@ -44,8 +54,10 @@ __getattr__, __dir__ = lazy_exports(
         "replay.compute": ["MissingValues"],
         "replay.engine": ["PostReplay", "Replayer"],
         "replay.history": ["RecordedPost", "group_posts", "read_history"],
-        "replay.metrics": ["ReplayReport", "labels_from", "wilson"],
+        "replay.metrics": ["Labels", "ReplayReport", "labels_from", "wilson"],
         "replay.render": ["render_json", "render_text"],
         "replay.run": ["replay_posts"],
+        "replay.sample": ["StratifiedSample", "allocate", "replay_key"],
+        "replay.to_queue": ["publish", "replay_task"],
     },
 )

@@ -2,9 +2,11 @@
 
 Per candidate: its counts, the transition matrix (recorded action by replayed action), the
 rules' matches before and after and their precision with Wilson intervals, as tables and as
-inline SVG plots, and the first changed posts. Made as `vlmod report --html` makes its page
-(`review.report_render`): every text escaped by jinja2's autoescape, plots drawn by
-matplotlib with their text escaped, no script. jinja2 and matplotlib come with the review extra.
+inline SVG plots, and the first changed posts; then the bad records skipped and, with
+`--to-queue`, the replay-QA tasks written by topic and by candidate and transition. Made as
+`vlmod report --html` makes its page (`review.report_render`): every text escaped by jinja2's
+autoescape, plots drawn by matplotlib with their text escaped, no script. jinja2 and
+matplotlib come with the review extra.
 """
 
 from __future__ import annotations
@@ -61,7 +63,17 @@ unlabelled exposure {{ change.unlabelled_exposure }}, not replayable
 <td>{{ verdict(post.label) }}</td><td>{{ post.text | printable }}</td></tr>
 {% endfor %}</table>{% endif %}
 </section>
-{% endfor %}</body></html>
+{% endfor %}{% if skipped %}<p>Bad records skipped: {{ skipped | printable }}</p>{% endif %}
+{% if to_queue %}<section><h2>Replay-QA tasks written: {{ to_queue.tasks }}</h2>
+<table><caption>Topics</caption><tr><th>topic</th><th>tasks</th></tr>
+{% for topic, n in to_queue.topics.items() %}
+<tr><td>{{ topic | printable }}</td><td>{{ n }}</td></tr>{% endfor %}</table>
+<table><caption>Drawn by candidate and transition</caption>
+<tr><th>candidate</th><th>transition</th><th>tasks</th></tr>
+{% for name, pairs in to_queue.strata.items() %}{% for pair, n in pairs.items() %}
+<tr><td>{{ name | printable }}</td><td>{{ pair }}</td><td>{{ n }}</td></tr>
+{% endfor %}{% endfor %}</table></section>{% endif %}
+</body></html>
 """
 
 
@@ -91,6 +103,8 @@ def render_html(report: ReplayReport) -> str:
         headers=RULE_HEADERS,
         actions=[action.value for action in Action],
         verdict=_verdict,
+        skipped=", ".join(f"{n} {what}" for what, n in sorted(report.skipped_records.items()) if n),
+        to_queue=report.to_queue,
     )
 
 

@@ -2,7 +2,10 @@
 
 - A post's *label* under a policy comes from the decision that counts on its recorded active
   verdict of that policy id (joined on the verdict key, `review.report_qa.final_decisions`: an
-  appeal over an adjudication over a review; a blind first review alone labels nothing). It is
+  appeal over an adjudication over a review; a blind first review alone labels nothing). Where
+  that verdict has none, a decision on a replay-QA task of the same post and policy id labels it
+  (joined on (post id, policy id): a candidate's verdict has a key of its own; where tasks of
+  several candidates were decided, the latest decision that gives a label counts). It is
   *violating* when the final action is not allow: a reviewer upheld a non-allow verdict or
   overturned a verdict to a non-allow action (an overturn of block to review is still
   violating). An upheld allow, or an overturn to allow, is not violating. An escalation alone
@@ -21,14 +24,16 @@ from __future__ import annotations
 
 import math
 from collections import Counter
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable
 from dataclasses import dataclass, field
+from datetime import datetime
 from typing import Any
 
 from contracts.records import Action, Verdict
 from contracts.review import DecisionKind, ReviewDecision
 from replay.engine import PostReplay, Replayed
-from review.report_qa import final_decisions
+from replay.sample import Drawn, StratifiedSample, replay_key
+from review.report_qa import final_decisions, moment
 
 Z95 = 1.959963984540054  # two-sided 95 % normal quantile
 DIGITS = 4
@@ -49,19 +54,65 @@ class Label:
 UNSEEN = Label(False, None)
 
 
-def labels_from(decisions: Iterable[ReviewDecision]) -> dict[str, Label]:
-    """The label of each reviewed verdict key, from the decision that counts on it.
+@dataclass
+class Labels:
+    """Reviewers' labels: by recorded verdict key, and by (post id, policy id) from replay QA."""
+
+    by_key: dict[str, Label] = field(default_factory=dict)
+    by_post: dict[tuple[str, str], Label] = field(default_factory=dict)
+
+    def __bool__(self) -> bool:
+        return bool(self.by_key or self.by_post)
+
+    def of(self, verdict: Verdict) -> Label:
+        """The label of a recorded verdict's post: its own decision's, else replay QA's."""
+        label = self.by_key.get(verdict.key)
+        if label is not None and label.violating is not None:
+            return label
+        qa = self.by_post.get((verdict.post_id, verdict.policy.id))
+        if qa is not None and (qa.violating is not None or label is None):
+            return qa
+        return label or UNSEEN
+
+
+def labels_from(decisions: Iterable[ReviewDecision]) -> Labels:
+    """The label of each reviewed verdict key, from the decision that counts on it; decisions
+    on replay-QA tasks label their (post id, policy id) instead, the latest one counting.
 
     A key with only a blind first review was seen, but is not labelled yet.
     """
     decisions = list(decisions)
-    labels = {decision.key: Label(True, None) for decision in decisions}
-    for key, decision in final_decisions(decisions).items():
-        if decision.decision is DecisionKind.ESCALATE:
-            labels[key] = Label(True, None)
+    labels = Labels()
+    finals = final_decisions(decisions)
+    for decision in decisions:
+        if decision.origin is None:
+            labels.by_key.setdefault(decision.key, Label(True, None))
         else:
-            labels[key] = Label(True, decision.action is not Action.ALLOW)
+            labels.by_post.setdefault((decision.post_id, decision.policy.id), Label(True, None))
+    latest: dict[tuple[str, str], ReviewDecision] = {}
+    for key, decision in finals.items():
+        if decision.origin is None:
+            labels.by_key[key] = label_of(decision)
+            continue
+        slot = (decision.post_id, decision.policy.id)
+        held = latest.get(slot)
+        if held is None or _qa_rank(decision) >= _qa_rank(held):
+            latest[slot] = decision
+    for slot, decision in latest.items():
+        labels.by_post[slot] = label_of(decision)
     return labels
+
+
+def _qa_rank(decision: ReviewDecision) -> tuple[bool, datetime, str]:
+    """Which replay-QA decision labels a post: one that gives a label, then the latest."""
+    return decision.decision is not DecisionKind.ESCALATE, moment(decision), decision.key
+
+
+def label_of(decision: ReviewDecision) -> Label:
+    """What a final decision says of its post: unknown for an escalation."""
+    if decision.decision is DecisionKind.ESCALATE:
+        return Label(True, None)
+    return Label(True, decision.action is not Action.ALLOW)
 
 
 def wilson(successes: int, trials: int, z: float = Z95) -> tuple[float, float] | None:
@@ -213,10 +264,12 @@ class ReplayReport:
     reasons: Counter[str] = field(default_factory=Counter)
     policies: dict[str, PolicyChange] = field(default_factory=dict)
     skipped_records: dict[str, int] = field(default_factory=dict)
+    sample: StratifiedSample | None = None  # changed posts drawn for review, when asked
+    to_queue: dict[str, Any] | None = None  # with --to-queue: the replay-QA tasks written
 
     def as_dict(self) -> dict[str, Any]:
-        """The JSON form, keys sorted at every level."""
-        return {
+        """The JSON form, keys sorted at every level; `to_queue` only when tasks were asked."""
+        body = {
             "posts": self.posts,
             "not_replayable": {
                 "count": self.not_replayable,
@@ -225,14 +278,21 @@ class ReplayReport:
             "policies": {name: self.policies[name].as_dict() for name in sorted(self.policies)},
             "skipped_records": dict(sorted(self.skipped_records.items())),
         }
+        if self.to_queue is not None:
+            body["to_queue"] = self.to_queue
+        return body
 
 
 class ReplayTally:
     """Counts post replays into a ReplayReport as they come."""
 
-    def __init__(self, names: Iterable[str], labels: Mapping[str, Label]) -> None:
+    def __init__(
+        self, names: Iterable[str], labels: Labels, sample: StratifiedSample | None = None
+    ) -> None:
         self.report = ReplayReport(policies={name: PolicyChange() for name in names})
+        self.report.sample = sample
         self.labels = labels
+        self.sample = sample
 
     def add(self, replay: PostReplay) -> None:
         """Count one post."""
@@ -247,13 +307,25 @@ class ReplayTally:
         for outcome in replay.outcomes:
             label = self._label(outcome.candidate.policy.ref.id, replay)
             report.policies[outcome.candidate.name].count(outcome, label, text)
+            if self.sample is not None and label.violating is None:
+                self._offer(outcome, replay)
+
+    def _offer(self, outcome: Replayed, replay: PostReplay) -> None:
+        """Offer a changed post to the sample for review."""
+        before, after = outcome.before, outcome.after
+        if before is None or after is None or before.action is after.action:
+            return
+        candidate = outcome.candidate
+        key = replay_key(before.post_id, candidate.policy.ref.id, candidate.sha256)
+        assert self.sample is not None
+        self.sample.offer(Drawn(key, replay.post, candidate, before, after))
 
     def _label(self, policy_id: str, replay: PostReplay) -> Label:
         """The label of the post's recorded active verdict of `policy_id`."""
         if not self.labels:
             return UNSEEN
         verdict: Verdict | None = replay.post.verdicts.get((policy_id, False))
-        return UNSEEN if verdict is None else self.labels.get(verdict.key, UNSEEN)
+        return UNSEEN if verdict is None else self.labels.of(verdict)
 
 
 def _ratio(part: int, whole: int) -> float | None:

@@ -31,7 +31,20 @@ def render_text(report: ReplayReport) -> str:
     skipped = ", ".join(f"{n} {what}" for what, n in sorted(report.skipped_records.items()) if n)
     if skipped:
         blocks.append(printable(f"bad records skipped: {skipped}"))
+    if report.to_queue is not None:
+        blocks.append(queued_line(report.to_queue))
     return "\n\n".join(blocks)
+
+
+def queued_line(queued: dict[str, Any]) -> str:
+    """The replay-QA tasks written: how many, to which topics, from which strata."""
+    topics = ", ".join(f"{topic} ({n})" for topic, n in queued["topics"].items())
+    strata = "; ".join(
+        f"{name}: " + ", ".join(f"{pair} {n}" for pair, n in pairs.items())
+        for name, pairs in queued["strata"].items()
+    )
+    line = f"replay-QA tasks written: {queued['tasks']}" + (f" to {topics}" if topics else "")
+    return printable(line + (f" ({strata})" if strata else ""))
 
 
 def _policy_block(name: str, change: PolicyChange) -> str:

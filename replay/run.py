@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable
 from typing import TYPE_CHECKING
 
 from policies.policy_set import PolicySet
 from replay.engine import PostReplay, Replayer
 from replay.history import RecordedPost
-from replay.metrics import Label, ReplayReport, ReplayTally
+from replay.metrics import Labels, ReplayReport, ReplayTally
+from replay.sample import StratifiedSample
 
 if TYPE_CHECKING:
     from replay.compute import MissingValues
@@ -20,21 +21,23 @@ COMPUTE_BATCH = 32  # posts whose missing values go to the producers together
 def replay_posts(
     posts: Iterable[RecordedPost],
     policies: PolicySet,
-    labels: Mapping[str, Label] | None = None,
+    labels: Labels | None = None,
     *,
     progress: Progress | None = None,
     every: int = 1000,
     decide_unchanged: bool = False,
     exact: bool = False,
     compute: MissingValues | None = None,
+    sample: StratifiedSample | None = None,
 ) -> ReplayReport:
     """Decide every post again with `policies` and count what changed; `progress` every N posts.
 
     `decide_unchanged` and `exact` are `Replayer`'s. With `compute`, a post that lacks values
-    is decided again once they are computed (a batch of posts at a time).
+    is decided again once they are computed (a batch of posts at a time). With `sample`, the
+    changed posts no reviewer labelled are offered to it.
     """
     replayer = Replayer(policies, decide_unchanged=decide_unchanged, exact=exact)
-    tally = ReplayTally((c.name for c in replayer.candidates), labels or {})
+    tally = ReplayTally((c.name for c in replayer.candidates), labels or Labels(), sample)
     pending: list[PostReplay] = []
     done = 0
     for post in posts:

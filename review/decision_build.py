@@ -79,6 +79,7 @@ def build_decision(
         note=choice.note,
         decided_at=decided_at,
         decision_id=decision_id,
+        origin=task.origin,
     )
 
 
@@ -139,4 +140,5 @@ def build_appeal_decision(
         decision_id=decision_id,
         stage=ReviewStage.APPEAL,
         appeal_of=original.decision_id,
+        origin=original.origin,
     )

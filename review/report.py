@@ -8,7 +8,10 @@ What the numbers mean:
   goes to the record read later), so an escalation followed by the escalated-to queue's
   decision counts as that decision; a lead's adjudication and an appeal's decision outrank
   what they settled (`report_qa`). Keys with only non-final reviews (a second review pending)
-  are `awaiting_final`. Decisions whose key has no active verdict are `unmatched`.
+  are `awaiting_final`. Decisions whose key has no active verdict are `unmatched`. Decisions
+  on replay-QA tasks (`origin` set) judge a candidate policy's verdict, not a recorded one:
+  they join nothing here and are counted apart (`replay_qa_decisions`); `vlmod replay` reads
+  them as labels.
 - Reviewers: Cohen's kappa per queue over blind first and second reviews, and golden accuracy
   per reviewer from the golden topic's results (`report_qa`).
 - Per policy and per matched rule: `decided` counts every joined decision (escalations too),
@@ -221,6 +224,7 @@ class QualityReport:
     awaiting_final: int = 0
     agreement: dict[str, Agreement] = field(default_factory=dict)
     golden: dict[str, GoldenAccuracy] = field(default_factory=dict)
+    replay_qa_decisions: int = 0
 
     def as_dict(self) -> dict[str, Any]:
         """The JSON form: policies, signals, shadow, unmatched_decisions, and counts read."""
@@ -233,6 +237,7 @@ class QualityReport:
             "unmatched_keys": list(self.unmatched_keys[:10]),
             "superseded_decisions": self.superseded_decisions,
             "awaiting_final": self.awaiting_final,
+            "replay_qa_decisions": self.replay_qa_decisions,
             "policies": {p: self.policies[p].as_dict() for p in sorted(self.policies)},
             "signals": {
                 p: {name: quality.as_dict() for name, quality in sorted(signals.items())}
@@ -254,7 +259,8 @@ def build_report(
 ) -> QualityReport:
     """Join decisions to verdicts on the verdict key and measure rules, signals and shadows;
     measure reviewers on their paired reviews and golden answers."""
-    decisions, verdicts = list(decisions), list(verdicts)
+    every, verdicts = list(decisions), list(verdicts)
+    decisions = [decision for decision in every if decision.origin is None]
     active = {v.key: v for v in verdicts if not v.shadow}
     shadow = {v.key: v for v in verdicts if v.shadow}  # by key: redelivered copies count once
     final = final_decisions(decisions)
@@ -265,7 +271,7 @@ def build_report(
     joined = [(judged_against(final[key], active[key]), active[key]) for key in keys]
     return QualityReport(
         target_precision=target_precision,
-        decisions=len(decisions),
+        decisions=len(every),
         verdicts=len(verdicts),
         policies=policy_quality(joined),
         signals=signal_quality(joined, target_precision),
@@ -274,8 +280,9 @@ def build_report(
         superseded_decisions=finals - len(final),
         skipped_records=dict(skipped_records or {}),
         awaiting_final=len({d.key for d in decisions if not d.final} - set(final)),
-        agreement=review_agreement(decisions),
+        agreement=review_agreement(every),
         golden=golden_accuracy(golden),
+        replay_qa_decisions=len(every) - len(decisions),
     )
 
 

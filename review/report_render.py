@@ -230,6 +230,11 @@ def _footer(report: QualityReport) -> str:
             else ""
         )
         + (f"; bad records skipped: {skipped}" if skipped else "")
+        + (
+            f"; {report.replay_qa_decisions} on replay-QA tasks (for vlmod replay)"
+            if report.replay_qa_decisions
+            else ""
+        )
         + f"; unmatched decisions: {unmatched}"
         + (f" (keys {shown}{', ...' if unmatched > 5 else ''})" if unmatched else "")
     )

@@ -67,3 +67,22 @@ def test_the_page_has_the_matrix_the_rules_the_plots_and_changed_posts_escaped(t
         "block": [0, 0, 0, 0],
         "escalate": [0, 0, 0, 0],
     }
+
+
+def test_the_page_names_bad_records_skipped_and_the_replay_qa_tasks_written():
+    from replay.html import render_html
+    from replay.metrics import ReplayReport
+
+    queued = {
+        "tasks": 3,
+        "topics": {"moderation.review.qa": 3},
+        "strata": {"weapons": {"allow->review": 2, "review->allow": 1}},
+    }
+    report = ReplayReport(posts=5, skipped_records={"verdicts": 2, "decisions": 0}, to_queue=queued)
+    html = render_html(report)
+    assert "Bad records skipped: 2 verdicts</p>" in html
+    assert "Replay-QA tasks written: 3</h2>" in html
+    assert "<tr><td>moderation.review.qa</td><td>3</td></tr>" in html
+    strata = re.findall(r"<tr><td>(\S+)</td><td>(\S+)</td><td>(\d+)</td></tr>", html)
+    assert strata == [("weapons", "allow-&gt;review", "2"), ("weapons", "review-&gt;allow", "1")]
+    assert "Replay-QA" not in render_html(ReplayReport(posts=5))

@@ -175,3 +175,30 @@ def shared_topic_problems(
             problems.append((("review_topics", name), message))
         seen.setdefault(topic, name)
     return problems
+
+
+def staffing_problems(
+    sampled_queues: Sequence[str], workers: Mapping[str, Sequence[str]], leads: Sequence[str]
+) -> Problems:
+    """Second reviews nobody could ever finish: a sampled task waits for a reviewer other than
+    its first, and a disagreement for a lead; with neither configured, tasks would wait forever.
+
+    `workers` maps each queue to the reviewers who may work it; `leads` are those with role lead.
+    """
+    problems: Problems = []
+    for queue in sampled_queues:
+        staff = list(workers.get(queue, ()))
+        if len(staff) < 2:
+            who = f"only {staff[0]} works it" if staff else "nobody works it"
+            message = (
+                f"second_review.{queue}: a second review needs a reviewer other than the first, "
+                f"and {who}; grant {queue!r} to a second reviewer"
+            )
+            problems.append((("second_review", queue), message))
+    if sampled_queues and not leads:
+        message = (
+            "second_review: two reviews that disagree go to a lead, and no reviewer has "
+            "role: lead; give someone role: lead"
+        )
+        problems.append((("second_review",), message))
+    return problems

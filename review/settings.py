@@ -46,6 +46,7 @@ from review.queue_settings import (
     qa_queue_problems,
     qa_topic_problems,
     shared_topic_problems,
+    staffing_problems,
     topic_of,
     unknown_queue_problems,
 )
@@ -298,7 +299,7 @@ class ReviewConfig(BaseModel):
 
     def cross_problems(self) -> list[tuple[tuple[str | int, ...], str]]:
         """(YAML path, message) for each unknown queue a reviewer names, shared topics, and
-        QA settings that do not fit the queues (`review.queue_settings`)."""
+        QA settings that do not fit the queues or the reviewers (`review.queue_settings`)."""
         problems = shared_topic_problems(self.review_topics)
         appeals = self.appeals.queue if self.appeals is not None else None
         problems += qa_queue_problems(
@@ -316,6 +317,11 @@ class ReviewConfig(BaseModel):
                 "appeals.topic": self.appeals.topic if self.appeals is not None else None,
                 "golden_topic": self.golden_topic,
             }
+        )
+        problems += staffing_problems(
+            list(self.second_review),
+            {queue: self.workers_of(queue) for queue in self.second_review},
+            [name for name, reviewer in self.reviewers.items() if reviewer.role == "lead"],
         )
         problems += lead_only_problems(
             {name: r.queues for name, r in self.reviewers.items() if r.role != "lead"},
@@ -338,6 +344,10 @@ class ReviewConfig(BaseModel):
         """The queues anyone may be granted: the review queues, then the appeals queue."""
         special = [self.appeals.queue] if self.appeals is not None else []
         return [*self.review_topics, *special]
+
+    def workers_of(self, queue: str) -> list[str]:
+        """The reviewers who may work `queue`, in config order."""
+        return [name for name, r in self.reviewers.items() if self._in_order(r.queues, [queue])]
 
     def is_lead(self, reviewer: str) -> bool:
         """Whether `reviewer` has role lead."""

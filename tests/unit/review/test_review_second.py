@@ -148,8 +148,15 @@ def test_only_leads_work_the_adjudication_queue():
     ]
 
 
+STAFF = {
+    "ana": {"password_argon2": NO_PASSWORD, "queues": ["*"]},
+    "ben": {"password_argon2": NO_PASSWORD, "queues": ["spam"]},
+    "lea": {"password_argon2": NO_PASSWORD, "queues": ["adjudication"], "role": "lead"},
+}
+
+
 def test_second_review_names_known_queues_with_a_share_between_0_and_1():
-    config = review_config(second_review={"spam": {"share": 0.25}})
+    config = review_config(second_review={"spam": {"share": 0.25}}, reviewers=STAFF)
     assert config.second_review_share("spam") == 0.25
     assert config.second_review_share("weapons") == 0.0
     with pytest.raises(ValidationError, match=r"second_review\.nope: unknown queue 'nope'"):
@@ -167,3 +174,21 @@ def test_a_lead_may_list_the_adjudication_queue_and_the_hint_leaves_it_out():
         "reviewers.lea.queues[1]: unknown queue 'nope'; "
         'known queues: appeals, spam, weapons (or use "*")'
     ) in str(caught.value)
+
+
+def test_second_review_is_refused_where_no_second_reviewer_or_no_lead_could_finish_it():
+    """A sampled task waits for a reviewer other than its first, a disagreement for a lead."""
+    only_ana = {**STAFF, "ben": {"password_argon2": NO_PASSWORD, "queues": ["spam"]}}
+    with pytest.raises(ValidationError) as caught:
+        review_config(second_review={"weapons": {"share": 0.1}}, reviewers=only_ana)
+    assert (
+        "second_review.weapons: a second review needs a reviewer other than the first, "
+        "and only ana works it; grant 'weapons' to a second reviewer"
+    ) in str(caught.value)
+    no_lead = {name: r for name, r in STAFF.items() if name != "lea"}
+    with pytest.raises(ValidationError, match="no reviewer has role: lead; give someone role"):
+        review_config(second_review={"spam": {"share": 0.1}}, reviewers=no_lead)
+    config = review_config(second_review={"spam": {"share": 0.1}}, reviewers=STAFF)
+    assert config.workers_of("spam") == ["ana", "ben"]
+    assert config.workers_of("weapons") == ["ana"]
+    assert review_config(reviewers=no_lead).second_review == {}  # no sampling, no lead needed

@@ -105,6 +105,8 @@ class PostReplay:
         """Why the post is not replayable for some candidate, each reason once, sorted."""
         if self.no_record:
             return (NO_RECORD,)
+        if not any(o.lacking for o in self.outcomes):  # a reason is a lacking value's
+            return ()
         return tuple(sorted({reason for o in self.outcomes for reason in o.missing}))
 
     def failed(self, why: str) -> PostReplay:
@@ -176,9 +178,7 @@ class Replayer:
                 unavailable[key] = value.unavailable
         return computed, unavailable
 
-    def _exactly(
-        self, candidate: Candidate, before: VerdictView, record: RecordView
-    ) -> Replayed:
+    def _exactly(self, candidate: Candidate, before: VerdictView, record: RecordView) -> Replayed:
         """The candidate's decision through the policy engine itself."""
         computed, unavailable = self.values(record)
         scope = PostScope(record.post, truncated=record.truncated)

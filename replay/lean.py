@@ -176,9 +176,7 @@ def lean_verdict(raw: RawRecord, limits: RecordLimits) -> VerdictView:
         else:
             # Only a record holds what nests (the post, values), and nothing nests deeper than
             # the line has opening brackets: most records have fewer than the limit.
-            if verdict.record is None or (
-                body.count(b"{") + body.count(b"[") <= limits.max_depth
-            ):
+            if verdict.record is None or (body.count(b"{") + body.count(b"[") <= limits.max_depth):
                 return verdict
             return _within(verdict, limits.max_depth)
         if b'"verdict"' in body:

@@ -95,7 +95,7 @@ class StratifiedSample:
 
     def drawn(self) -> list[Drawn]:
         """The sample: each stratum's allotted posts with the first keys, strata in order."""
-        chosen = []
+        chosen: list[Drawn] = []
         for stratum, count in sorted(self.allocation().items()):
             first = sorted(self.kept[stratum], key=lambda entry: entry[2].key)[:count]
             chosen.extend(entry[2] for entry in first)

@@ -237,9 +237,7 @@ def _file_records(path: Path, max_bytes: int) -> Iterator[RawRecord]:
 
 def _lines(file: IO[bytes], name: str, max_bytes: int) -> Iterator[RawRecord]:
     """(`FILE:LINE`, the line without its newline); past `max_bytes` only its size is kept."""
-    number = 0
-    for body, size in _split_lines(file, max_bytes):
-        number += 1
+    for number, (body, size) in enumerate(_split_lines(file, max_bytes), start=1):
         if size > max_bytes:
             yield RawRecord(f"{name}:{number}", b"", size)
         elif not body.isspace() and body:

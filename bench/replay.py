@@ -5,7 +5,7 @@ bank hits, a caption, OCR text, link counts) and a text drawn from a few; its re
 are the example policies' own decisions, so nothing changes and every rule runs. It prints
 posts/s for the replay alone (records in memory: what `--history` gives once read) and for the
 whole command's work from a JSONL file (reading, validating and grouping verdicts, then
-replaying). It asserts nothing.
+replaying; and the reading alone). It asserts nothing.
 
     python bench/replay.py                   # 20,000 posts
     python bench/replay.py --posts 100000 --profile
@@ -109,7 +109,13 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as folder:
         path = Path(folder) / "history.jsonl"
         _write(path, edited)
-        whole = _timed(lambda: replay_posts(read_history(str(path), None).posts(), policies))
+        read = min(_timed(lambda: read_history(str(path), None).posts()) for _ in range(2))
+        rate = args.posts / read
+        print(f"reading the JSONL file alone (read, validate, group): {rate:,.0f} posts/s")
+        whole = min(
+            _timed(lambda: replay_posts(read_history(str(path), None).posts(), policies))
+            for _ in range(args.repeats)
+        )
         rate = args.posts / whole
         print(
             f"one policy changed, from JSONL (read, validate, group, replay): {rate:,.0f} posts/s"

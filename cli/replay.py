@@ -168,14 +168,15 @@ def _write_tasks(report: ReplayReport, queue: str, kafka: KafkaSettings) -> dict
 
     from contracts.records import describe_validation_error
     from replay.to_queue import publish, queued_summary, replay_task
+    from review.report_io import BadRecord
 
     assert report.sample is not None
     queued = []
     for drawn in report.sample.drawn():
         try:
             queued.append(replay_task(drawn, queue))
-        except ValidationError as error:  # a recorded post that is no longer a valid Post
-            why = describe_validation_error(error)
+        except (ValidationError, BadRecord) as error:  # no valid Post, or no whole Verdict
+            why = error.reason if isinstance(error, BadRecord) else describe_validation_error(error)
             print_problems([f"post {drawn.post.post_id}: not queued: {why}"])
     publish(queued, kafka)
     return queued_summary(queued)
@@ -254,7 +255,8 @@ def _run(
         decided = read_decisions(decisions, kafka, limits)
         print_problems(decided.problem_lines())
         labels, skipped["decisions"] = labels_from(decided.records), decided.skipped
-    recorded = read_history(history, kafka, limits)
+    # With a sample, the drawn posts' verdicts are validated whole from their lines.
+    recorded = read_history(history, kafka, limits, keep_lines=sample is not None)
     print_problems(recorded.read.problem_lines())
     skipped["history"] = recorded.read.skipped
     posts = within(recorded.posts(), *window, limit=limit)

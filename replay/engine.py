@@ -17,16 +17,16 @@ from collections.abc import Hashable, Mapping
 from dataclasses import dataclass, replace
 from typing import Any
 
-from contracts.history import PostRecord
 from contracts.producers import request_key
-from contracts.records import Verdict
+from contracts.records import Action
 from policies.compiled import CompiledPolicy
 from policies.expressions import SignalRef
 from policies.policy_set import PolicySet
 from policies.schema import Mode
 from policies.scope import PostScope
 from replay.fast import Decided, FastPolicy, Row
-from replay.history import NO_RECORD, RecordedPost
+from replay.history import NO_RECORD, PolicySlot, RecordedPost
+from replay.lean import RecordView, VerdictView
 
 SignalKey = tuple[str, Hashable]  # (producer, request)
 
@@ -43,24 +43,24 @@ class Candidate:
     policy: CompiledPolicy
     name: str
     direct: frozenset[SignalKey]  # (producer, request) of every value it reads
+    sha256: str  # of the candidate's policy file
+    slot: PolicySlot  # its recorded verdict's (policy id, shadow)
+    fallback: PolicySlot | None  # a shadow candidate's: the active verdict of its id
 
     @classmethod
     def of(cls, policy: CompiledPolicy) -> Candidate:
         """The candidate for `policy`."""
         direct = frozenset((r.producer, r.request) for r in policy.asks.values())
-        return cls(policy, candidate_name(policy), direct)
+        shadow = policy.mode is Mode.SHADOW
+        slot, active = (policy.ref.id, shadow), (policy.ref.id, False)
+        name = candidate_name(policy)
+        return cls(policy, name, direct, policy.ref.sha256, slot, active if shadow else None)
 
-    @property
-    def sha256(self) -> str:
-        """The sha256 of the candidate's policy file."""
-        return self.policy.ref.sha256
-
-    def before(self, post: RecordedPost) -> Verdict | None:
+    def before(self, post: RecordedPost) -> VerdictView | None:
         """The recorded verdict to compare with: the same id and mode, else the same id active."""
-        shadow = self.policy.mode is Mode.SHADOW
-        found = post.verdicts.get((self.policy.ref.id, shadow))
-        if found is None and shadow:
-            found = post.verdicts.get((self.policy.ref.id, False))
+        found = post.verdicts.get(self.slot)
+        if found is None and self.fallback is not None:
+            found = post.verdicts.get(self.fallback)
         return found
 
 
@@ -73,7 +73,7 @@ class Replayed:
     """
 
     candidate: Candidate
-    before: Verdict | None
+    before: VerdictView | None
     after: Decided | None
     lacking: tuple[SignalRef, ...] = ()  # the signals it lacks, by the candidate's names
     failed: str | None = None  # why computing them failed, with --compute-missing
@@ -105,6 +105,8 @@ class PostReplay:
         """Why the post is not replayable for some candidate, each reason once, sorted."""
         if self.no_record:
             return (NO_RECORD,)
+        if not any(o.lacking for o in self.outcomes):  # a reason is a lacking value's
+            return ()
         return tuple(sorted({reason for o in self.outcomes for reason in o.missing}))
 
     def failed(self, why: str) -> PostReplay:
@@ -129,6 +131,7 @@ class Replayer:
         self.decide_unchanged = decide_unchanged
         self.exact = exact
         self.fast = {c.name: FastPolicy(c.policy) for c in self.candidates}
+        self.deciders = tuple((c, self.fast[c.name]) for c in self.candidates)
         # The record's text key of every request a candidate reads, to the request itself.
         self.requests: dict[tuple[str, str], SignalKey] = {
             (producer, request_key(request)): (producer, request)
@@ -141,10 +144,13 @@ class Replayer:
         record = post.record
         if record is None:
             return PostReplay(post, (), no_record=True)
+        verdicts = post.verdicts
         row: Row | None = None
         outcomes = []
-        for candidate in self.candidates:
-            before = candidate.before(post)
+        for candidate, fast in self.deciders:
+            before = verdicts.get(candidate.slot)
+            if before is None and candidate.fallback is not None:
+                before = verdicts.get(candidate.fallback)
             if before is None:
                 outcomes.append(Replayed(candidate, None, None))
             elif not self.decide_unchanged and before.policy.sha256 == candidate.sha256:
@@ -153,11 +159,11 @@ class Replayer:
                 outcomes.append(self._exactly(candidate, before, record))
             else:
                 row = row or row_of(record)
-                after, lacking = self.fast[candidate.name].decide(row)
+                after, lacking = fast.decide(row)
                 outcomes.append(Replayed(candidate, before, after, lacking))
         return PostReplay(post, tuple(outcomes))
 
-    def values(self, record: PostRecord) -> tuple[dict[SignalKey, Any], dict[SignalKey, str]]:
+    def values(self, record: RecordView) -> tuple[dict[SignalKey, Any], dict[SignalKey, str]]:
         """The recorded values some candidate reads, and why unavailable ones were not had."""
         computed: dict[SignalKey, Any] = {}
         unavailable: dict[SignalKey, str] = {}
@@ -172,7 +178,7 @@ class Replayer:
                 unavailable[key] = value.unavailable
         return computed, unavailable
 
-    def _exactly(self, candidate: Candidate, before: Verdict, record: PostRecord) -> Replayed:
+    def _exactly(self, candidate: Candidate, before: VerdictView, record: RecordView) -> Replayed:
         """The candidate's decision through the policy engine itself."""
         computed, unavailable = self.values(record)
         scope = PostScope(record.post, truncated=record.truncated)
@@ -186,12 +192,19 @@ class Replayer:
         return Replayed(candidate, before, Decided(decision.action, tuple(decision.rule_ids)))
 
 
-def recorded(verdict: Verdict) -> Decided:
+# A recorded verdict that matched no rule (most do) stands as one of these, made once.
+UNMATCHED = {action: Decided(action, ()) for action in Action}
+
+
+def recorded(verdict: VerdictView) -> Decided:
     """A recorded verdict's action and matched rules."""
-    return Decided(verdict.action, tuple(rule.id for rule in verdict.matched_rules))
+    rules = verdict.matched_rules
+    if not rules:
+        return UNMATCHED[verdict.action]
+    return Decided(verdict.action, tuple([rule.id for rule in rules]))
 
 
-def row_of(record: PostRecord) -> Row:
+def row_of(record: RecordView) -> Row:
     """The record's values by (producer, request key), for `FastPolicy`."""
     values = record.values
     computed = {(v.producer, v.request): v.value for v in values if v.unavailable is None}

@@ -1,15 +1,16 @@
-"""A replay's history: recorded verdicts grouped by post, each post with its `PostRecord`.
+"""A replay's history: recorded verdicts grouped by post, each post with its record.
 
-A source is a JSONL file of verdicts, `topic:NAME` (both read by `review.report_io`, which skips
-a bad record naming `FILE:LINE` or `topic:NAME[PARTITION]@OFFSET`), or a PostgreSQL DSN
-(`postgresql://...`) of the PostgreSQL sink: its `verdicts` rows, and each post's record from
-the `record` column of `posts` (schema 2, whose verdict rows leave the record out), or from a
-verdict row that carries it.
+A source is a JSONL file of verdicts, `topic:NAME` (both read as `review.report_io` reads them,
+skipping a bad record naming `FILE:LINE` or `topic:NAME[PARTITION]@OFFSET`), or a PostgreSQL
+DSN (`postgresql://...`) of the PostgreSQL sink: its `verdicts` rows, and each post's record
+from the `record` column of `posts` (schema 2, whose verdict rows leave the record out), or
+from a verdict row that carries it. Each verdict is read by `replay.lean`: only what replay
+reads of it, typed, the rest skipped unread.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
@@ -18,13 +19,15 @@ from pydantic import ValidationError
 
 from contracts.history import PostRecord
 from contracts.records import Verdict
+from replay.lean import RecordView, VerdictView, full_verdict, lean_verdict
 from review.report_io import (
+    BadRecord,
+    RawRecord,
     RecordLimits,
     SourceEmpty,
     SourceRecords,
     SourceUnreadable,
-    read_verdicts,
-    verdict_of,
+    raw_records,
 )
 
 if TYPE_CHECKING:
@@ -36,25 +39,44 @@ NO_RECORD = "no record in the history"
 PolicySlot = tuple[str, bool]  # (policy id, shadow)
 
 
-@dataclass
+@dataclass(slots=True)
 class RecordedPost:
     """One post of the history: its record (None when none was kept) and its verdicts."""
 
     post_id: str
-    record: PostRecord | None = None
-    verdicts: dict[PolicySlot, Verdict] = field(default_factory=dict)
+    record: RecordView | None = None
+    verdicts: dict[PolicySlot, VerdictView] = field(default_factory=dict)
     at: datetime | None = None  # when its first verdict was decided
+    lines: dict[PolicySlot, bytes] | None = None  # each kept verdict's line, when read with them
 
-    def add(self, verdict: Verdict) -> None:
-        """Keep `verdict` (the latest per policy id and mode) and the first record seen."""
+    def add(self, verdict: VerdictView, line: bytes | None = None) -> None:
+        """Keep `verdict` (the latest per policy id and mode; `line`: its history line) and the
+        first record seen."""
+        moment = verdict.processed_at
+        if moment.tzinfo is None:
+            moment = moment.replace(tzinfo=UTC)
         slot = (verdict.policy.id, verdict.shadow)
         held = self.verdicts.get(slot)
-        if held is None or _aware(verdict.processed_at) >= _aware(held.processed_at):
+        if held is None or moment >= _aware(held.processed_at):
             self.verdicts[slot] = verdict
+            if line is not None:
+                if self.lines is None:
+                    self.lines = {}
+                self.lines[slot] = line
         if self.record is None and verdict.record is not None:
             self.record = verdict.record
-        moment = _aware(verdict.processed_at)
-        self.at = moment if self.at is None else min(self.at, moment)
+        if self.at is None or moment < self.at:
+            self.at = moment
+
+    def full(self, verdict: VerdictView) -> Verdict:
+        """The whole `Verdict` of one of its verdicts, validated from its line if it is lean
+        (ValidationError or BadRecord where the line is no valid verdict)."""
+        if isinstance(verdict, Verdict):
+            return verdict
+        line = (self.lines or {}).get((verdict.policy.id, verdict.shadow))
+        if line is None:
+            raise LookupError(f"post {self.post_id}: the history was read without its lines")
+        return full_verdict(line)
 
 
 def _aware(moment: datetime) -> datetime:
@@ -63,15 +85,25 @@ def _aware(moment: datetime) -> datetime:
 
 
 def group_posts(
-    verdicts: Iterable[Verdict], records: Mapping[str, PostRecord] | None = None
+    verdicts: Iterable[VerdictView],
+    records: Mapping[str, RecordView] | None = None,
+    lines: Sequence[bytes] | None = None,
 ) -> list[RecordedPost]:
-    """Verdicts grouped by post, in the order posts first appear; `records` fills missing ones."""
+    """Verdicts grouped by post, in the order posts first appear; `records` fills missing ones;
+    `lines`, each verdict's history line, are kept with the verdicts kept."""
     posts: dict[str, RecordedPost] = {}
-    for verdict in verdicts:
-        post = posts.get(verdict.post_id)
-        if post is None:
-            post = posts[verdict.post_id] = RecordedPost(verdict.post_id)
-        post.add(verdict)
+    if lines is None:
+        for verdict in verdicts:
+            post = posts.get(verdict.post_id)
+            if post is None:
+                post = posts[verdict.post_id] = RecordedPost(verdict.post_id)
+            post.add(verdict)
+    else:
+        for verdict, line in zip(verdicts, lines, strict=True):
+            post = posts.get(verdict.post_id)
+            if post is None:
+                post = posts[verdict.post_id] = RecordedPost(verdict.post_id)
+            post.add(verdict, line)
     for post_id, record in (records or {}).items():
         if post_id in posts and posts[post_id].record is None:
             posts[post_id].record = record
@@ -100,14 +132,16 @@ def within(
 
 @dataclass
 class History:
-    """What a source gave: its verdicts read (and bad records skipped), records kept apart."""
+    """What a source gave: its verdicts read (and bad records skipped), records kept apart, and
+    each verdict's line where they were kept."""
 
-    read: SourceRecords[Verdict]
-    records: dict[str, PostRecord] = field(default_factory=dict)
+    read: SourceRecords[VerdictView]
+    records: dict[str, RecordView] = field(default_factory=dict)
+    lines: list[bytes] | None = None  # parallel to read.records
 
     def posts(self) -> list[RecordedPost]:
         """The posts of the history, in the order they first appear."""
-        return group_posts(self.read.records, self.records)
+        return group_posts(self.read.records, self.records, self.lines)
 
 
 def is_dsn(spec: str) -> bool:
@@ -116,33 +150,63 @@ def is_dsn(spec: str) -> bool:
 
 
 def read_history(
-    spec: str, kafka: KafkaSettings | None, limits: RecordLimits | None = None
+    spec: str,
+    kafka: KafkaSettings | None,
+    limits: RecordLimits | None = None,
+    *,
+    keep_lines: bool = False,
 ) -> History:
-    """The history in a JSONL file, a topic or a PostgreSQL DSN; bad records skipped, counted."""
+    """The history in a JSONL file, a topic or a PostgreSQL DSN; bad records skipped, counted.
+
+    `keep_lines` keeps each verdict's line, so that `RecordedPost.full` can validate it whole.
+    """
+    limits = limits or RecordLimits()
     if is_dsn(spec):
-        return _read_postgres(spec, limits or RecordLimits())
-    return History(read_verdicts(spec, kafka, limits))
+        return _read_postgres(spec, limits, keep_lines)
+    source, raws = raw_records(spec, kafka, limits)
+    history = History(SourceRecords[VerdictView](source), lines=[] if keep_lines else None)
+    for raw in raws:
+        _take(history, raw, limits)
+    if not history.read.records:
+        read = history.read
+        raise SourceEmpty([*read.problem_lines(), f"{read.source}: no verdicts in it"])
+    return history
 
 
-def _read_postgres(dsn: str, limits: RecordLimits) -> History:
+def _take(history: History, raw: RawRecord, limits: RecordLimits) -> None:
+    """Add the verdict in `raw` to the history, or skip it with the reason."""
+    try:
+        verdict = lean_verdict(raw, limits)
+    except (ValidationError, BadRecord) as error:
+        history.read.skip(raw.where, error)
+        return
+    history.read.records.append(verdict)
+    if history.lines is not None:
+        history.lines.append(raw.value or b"")
+
+
+def _read_postgres(dsn: str, limits: RecordLimits, keep_lines: bool) -> History:
     """Every `verdicts` row of the sink's database, and the `posts.record` column if it exists."""
     import psycopg
 
     from operators.specialists.hashbank import redact_url
 
     where = redact_url(dsn)
-    read = SourceRecords[Verdict](f"PostgreSQL at {where}")
+    history = History(SourceRecords[VerdictView](f"PostgreSQL at {where}"))
+    history.lines = [] if keep_lines else None
+    read = history.read
     try:
         with psycopg.connect(dsn, connect_timeout=10) as connection:
             for key, body in _verdict_rows(connection):
-                _parse_row(read, f"{where} verdicts[{key}]", body, limits)
-            records = _post_records(connection, read, where)
+                raw = body if isinstance(body, bytes) else _json_bytes(body)
+                _take(history, RawRecord(f"{where} verdicts[{key}]", raw, len(raw)), limits)
+            history.records.update(_post_records(connection, read, where))
     except psycopg.Error as error:
         first = (str(error).strip().splitlines() or [type(error).__name__])[0]
         raise SourceUnreadable([f"PostgreSQL at {where}: {first}"]) from None
     if not read.records:
         raise SourceEmpty([*read.problem_lines(), f"{read.source}: no verdicts in it"])
-    return History(read, records)
+    return history
 
 
 def _verdict_rows(connection: Any) -> Iterator[tuple[str, Any]]:
@@ -153,17 +217,6 @@ def _verdict_rows(connection: Any) -> Iterator[tuple[str, Any]]:
         yield from cursor
 
 
-def _parse_row(read: SourceRecords[Verdict], where: str, body: Any, limits: RecordLimits) -> None:
-    """Add the row's verdict to `read`, or skip it with the reason."""
-    from review.report_io import BadRecord, RawRecord, record_object
-
-    try:
-        raw = body if isinstance(body, bytes) else _json_bytes(body)
-        read.records.append(verdict_of(record_object(RawRecord(where, raw, len(raw)), limits)))
-    except (ValidationError, BadRecord) as error:
-        read.skip(where, error)
-
-
 def _json_bytes(body: Any) -> bytes:
     """The JSON text of a decoded jsonb value (so the same size and depth limits apply)."""
     import json
@@ -172,7 +225,7 @@ def _json_bytes(body: Any) -> bytes:
 
 
 def _post_records(
-    connection: Any, read: SourceRecords[Verdict], where: str
+    connection: Any, read: SourceRecords[VerdictView], where: str
 ) -> dict[str, PostRecord]:
     """`posts.record` by post id, where the table has that column; bad ones skipped."""
     has_column = connection.execute(

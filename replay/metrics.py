@@ -29,9 +29,11 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
-from contracts.records import Action, Verdict
+from contracts.records import Action
 from contracts.review import DecisionKind, ReviewDecision
 from replay.engine import PostReplay, Replayed
+from replay.fast import Decided
+from replay.lean import VerdictView
 from replay.sample import Drawn, StratifiedSample, replay_key
 from review.report_qa import final_decisions, moment
 
@@ -64,7 +66,7 @@ class Labels:
     def __bool__(self) -> bool:
         return bool(self.by_key or self.by_post)
 
-    def of(self, verdict: Verdict) -> Label:
+    def of(self, verdict: VerdictView) -> Label:
         """The label of a recorded verdict's post: its own decision's, else replay QA's."""
         label = self.by_key.get(verdict.key)
         if label is not None and label.violating is not None:
@@ -205,14 +207,20 @@ class PolicyChange:
             self.not_replayable.update(outcome.missing)
             return
         self.replayed += 1
-        self.transitions[TRANSITIONS[before.action, after.action]] += 1
-        if before.action is not after.action:
+        was_action, now_action = before.action, after.action
+        self.transitions[TRANSITIONS[was_action, now_action]] += 1
+        if was_action is not now_action:  # exposure and overrides are changes too
             self.changed += 1
             if len(self.sample) < SAMPLE:
                 self.keep(outcome, label, text)
-        newly_harsh = after.action in HARSH and before.action not in HARSH
-        self.unlabelled_exposure += newly_harsh and not label.seen
-        self.overrides += before.action in HARSH and after.action is Action.ALLOW
+            newly_harsh = now_action in HARSH and was_action not in HARSH
+            self.unlabelled_exposure += newly_harsh and not label.seen
+            self.overrides += was_action in HARSH and now_action is Action.ALLOW
+        if before.matched_rules or after.rules:
+            self.count_rules(before, after, label)
+
+    def count_rules(self, before: VerdictView, after: Decided, label: Label) -> None:
+        """Count each rule that matched before or now."""
         was = {rule.id for rule in before.matched_rules}
         now = set(after.rules)
         for rule in was | now:
@@ -292,6 +300,7 @@ class ReplayTally:
         self.report = ReplayReport(policies={name: PolicyChange() for name in names})
         self.report.sample = sample
         self.labels = labels
+        self.labelled = bool(labels)  # reviewers' labels do not change while a replay counts
         self.sample = sample
 
     def add(self, replay: PostReplay) -> None:
@@ -322,9 +331,9 @@ class ReplayTally:
 
     def _label(self, policy_id: str, replay: PostReplay) -> Label:
         """The label of the post's recorded active verdict of `policy_id`."""
-        if not self.labels:
+        if not self.labelled:
             return UNSEEN
-        verdict: Verdict | None = replay.post.verdicts.get((policy_id, False))
+        verdict = replay.post.verdicts.get((policy_id, False))
         return UNSEEN if verdict is None else self.labels.of(verdict)
 
 

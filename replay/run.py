@@ -8,6 +8,7 @@ from typing import TYPE_CHECKING
 from policies.policy_set import PolicySet
 from replay.engine import PostReplay, Replayer
 from replay.history import RecordedPost
+from replay.lean import post_record
 from replay.metrics import Labels, ReplayReport, ReplayTally
 from replay.sample import StratifiedSample
 
@@ -71,7 +72,7 @@ def _computed(
     for replayed in pending:
         assert replayed.post.record is not None
         keys = set().union(*(outcome.requests() for outcome in replayed.outcomes))
-        wanted.append((replayed.post.record, keys))
+        wanted.append((post_record(replayed.post.record), keys))
     for replayed, filled in zip(pending, compute.fill(wanted), strict=True):
         if filled.record is None:
             tally.add(replayed.failed(filled.failed or "not computed"))

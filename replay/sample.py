@@ -17,10 +17,11 @@ from collections import Counter
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 
-from contracts.records import Verdict, verdict_key
+from contracts.records import verdict_key
 from replay.engine import Candidate
 from replay.fast import Decided
 from replay.history import RecordedPost
+from replay.lean import VerdictView
 
 Stratum = tuple[str, str]  # (candidate name, "before->after")
 
@@ -57,7 +58,7 @@ class Drawn:
     key: str  # replay_key of the post under the candidate
     post: RecordedPost
     candidate: Candidate
-    before: Verdict
+    before: VerdictView
     after: Decided
 
     @property

@@ -53,7 +53,7 @@ def replay_task(drawn: Drawn, queue: str, now: datetime | None = None) -> Queued
             unavailable[producer, request] = missing[text]
     view = policy.view(computed, unavailable)
     decision = policy.evaluate(PostScope(record.post, truncated=record.truncated), view)
-    before = drawn.before
+    before = drawn.post.full(drawn.before)  # a lean verdict validated whole: its models
     verdict = decision.to_verdict(
         drawn.post.post_id,
         signals=Signals(**view.values),

@@ -35,7 +35,7 @@ MAX_RECORD_BYTES = 1 << 20  # decisions and verdicts are a few KB; 1 MiB leaves 
 # A verdict carries post values (rule evidence) that posts.max_depth allows 32 levels deep, under
 # a few levels of its own; 64 leaves room for that and stays far below json's ~1,000-level limit.
 MAX_DEPTH = 64
-CHUNK_BYTES = 1 << 16  # how much of an oversized line is read at a time while it is skipped
+CHUNK_BYTES = 1 << 16  # how much of a file is read at a time
 REASON_CHARS = 400  # a record with 500,000 bad fields must not print a 90 MB line
 # Naming 500,000 bad fields (a 1 MiB list of wrong items) takes 1.5 s and 250 MB in pydantic's
 # `errors()` alone; past this many only the count is given, which costs nothing.
@@ -166,13 +166,8 @@ def _read(
     limits: RecordLimits,
 ) -> SourceRecords[T]:
     """Parse every record of `spec`, skipping bad ones; raise when none is usable."""
-    topic = topic_of(spec)
-    raws = (
-        _file_records(Path(spec), limits.max_bytes)
-        if topic is None
-        else _topic_records(topic, kafka)
-    )
-    read = SourceRecords[T](spec if topic is None else f"topic {topic}")
+    source, raws = raw_records(spec, kafka, limits)
+    read = SourceRecords[T](source)
     for raw in raws:
         try:
             read.records.append(parse(record_object(raw, limits)))
@@ -181,6 +176,16 @@ def _read(
     if not read.records:
         raise SourceEmpty([*read.problem_lines(), f"{read.source}: no {what} in it"])
     return read
+
+
+def raw_records(
+    spec: str, kafka: KafkaSettings | None, limits: RecordLimits
+) -> tuple[str, Iterator[RawRecord]]:
+    """The source's name (the path, or `topic NAME`) and its records as they are read."""
+    topic = topic_of(spec)
+    if topic is None:
+        return spec, _file_records(Path(spec), limits.max_bytes)
+    return f"topic {topic}", _topic_records(topic, kafka)
 
 
 def record_object(raw: RawRecord, limits: RecordLimits) -> dict[str, Any]:
@@ -232,24 +237,41 @@ def _file_records(path: Path, max_bytes: int) -> Iterator[RawRecord]:
 
 def _lines(file: IO[bytes], name: str, max_bytes: int) -> Iterator[RawRecord]:
     """(`FILE:LINE`, the line without its newline); past `max_bytes` only its size is kept."""
-    number = 0
-    while line := file.readline(max_bytes + 1):
-        number += 1
-        body = line.removesuffix(b"\n")
-        if len(body) > max_bytes:  # no newline within max_bytes + 1: count the rest, keep none
-            yield RawRecord(f"{name}:{number}", b"", len(body) + _rest_of_line(file))
-        elif body.strip():
-            yield RawRecord(f"{name}:{number}", body, len(body))
+    for number, (body, size) in enumerate(_split_lines(file, max_bytes), start=1):
+        if size > max_bytes:
+            yield RawRecord(f"{name}:{number}", b"", size)
+        elif not body.isspace() and body:
+            yield RawRecord(f"{name}:{number}", body, size)
 
 
-def _rest_of_line(file: IO[bytes]) -> int:
-    """Read past the end of the current line in bounded chunks; its bytes before the newline."""
-    size = 0
-    while chunk := file.readline(CHUNK_BYTES):
-        if chunk.endswith(b"\n"):
-            return size + len(chunk) - 1
-        size += len(chunk)
-    return size
+def _split_lines(file: IO[bytes], max_bytes: int) -> Iterator[tuple[bytes, int]]:
+    """Each line of `file` without its newline, and its size; b"" for a line over `max_bytes`,
+    whose bytes are counted, not kept. Read CHUNK_BYTES at a time: a line costs one split."""
+    head = b""  # the start of the current line, while it is within max_bytes
+    over = -1  # the size so far of a current line over max_bytes, else -1
+    while chunk := file.read(CHUNK_BYTES):
+        lines = chunk.split(b"\n")
+        tail = lines.pop()  # the start of a line the chunk does not end
+        if lines:
+            first = lines[0]
+            if over >= 0:
+                yield b"", over + len(first)
+            else:
+                line = head + first if head else first
+                yield (line, len(line)) if len(line) <= max_bytes else (b"", len(line))
+            for line in lines[1:]:
+                yield (line, len(line)) if len(line) <= max_bytes else (b"", len(line))
+            head, over = b"", -1
+        if over >= 0:
+            over += len(tail)
+        elif len(head) + len(tail) > max_bytes:
+            head, over = b"", len(head) + len(tail)
+        else:
+            head += tail
+    if over >= 0:
+        yield b"", over
+    elif head:
+        yield head, len(head)
 
 
 def _topic_records(topic: str, kafka: KafkaSettings | None) -> Iterator[RawRecord]:

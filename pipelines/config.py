@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, create_model
+from pydantic import BaseModel, ConfigDict, Field, PositiveFloat, create_model
 
 from contracts.decoding import PostLimits
 from contracts.producers import ProducerContext
@@ -45,6 +45,11 @@ class PoolSettings(ReplicaPoolSettings):
 
     consumers: int = Field(1, ge=1, description="Kafka consumer actors in the group.")
     consumer_num_cpus: float = Field(0.5, ge=0, description="CPU share per consumer actor.")
+    consumer_resources: dict[str, PositiveFloat] = Field(
+        default_factory=dict,
+        description="Custom Ray resources each consumer actor takes, to place consumers on the "
+        "nodes started with them.",
+    )
     max_poll_records: int = Field(64, ge=1, description="Most posts handed out per poll.")
     max_in_flight_batches: int = Field(4, ge=1, description="Batches in flight per consumer.")
 

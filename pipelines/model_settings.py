@@ -15,6 +15,7 @@ from pydantic import (
     BaseModel,
     ConfigDict,
     Field,
+    PositiveFloat,
     ValidationError,
     ValidatorFunctionWrapHandler,
     WrapValidator,
@@ -107,6 +108,12 @@ class ReplicaPoolSettings(BaseModel):
     )
     target_ongoing_requests: float = Field(
         8, gt=0, description="Autoscaling target: consumer micro-batches queued per replica."
+    )
+    resources: dict[str, PositiveFloat] = Field(
+        default_factory=dict,
+        description="Custom Ray resources each replica takes, to place the pool on the nodes "
+        "started with them (`ray start --resources '{\"model_node\": 1}'`); a replica waits "
+        "until such a node has room.",
     )
 
 

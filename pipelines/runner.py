@@ -14,6 +14,7 @@ from pipelines.actors import ConsumerActor
 from pipelines.config import PipelineConfig
 from pipelines.exceptions import ReplicaStartFailed
 from pipelines.serving import (
+    actor_resources,
     signal_app_name,
     signal_deployment,
     signal_deployment_name,
@@ -76,9 +77,9 @@ class PipelineRun:
     def add_consumer(self) -> Any:
         """One more member of the consumer group; the group rebalances its partitions."""
         actor_class: Any = ConsumerActor  # @ray.remote made it an ActorClass
-        actor = actor_class.options(num_cpus=self.config.pool.consumer_num_cpus).remote(
-            self.config.model_dump(mode="json")
-        )
+        pool = self.config.pool
+        options = actor_resources(pool.consumer_num_cpus, 0.0, pool.consumer_resources)
+        actor = actor_class.options(**options).remote(self.config.model_dump(mode="json"))
         self.actors.append(actor)
         self.runs.append(actor.run.remote())
         return actor

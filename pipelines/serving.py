@@ -9,7 +9,7 @@ the config (`model:`, `models:`) is its own deployment, sized by its own pool se
 # must resolve the route annotations (the `Request` parameter) at run time.
 import asyncio
 import logging
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -145,9 +145,16 @@ def with_absolute_paths(config: PipelineConfig) -> PipelineConfig:
     return config.model_copy(update={"policy_dir": str(Path(config.policy_dir).resolve())})
 
 
-def actor_resources(num_cpus: float, num_gpus: float) -> dict[str, float]:
-    """Ray actor options for a share of CPU and, when asked for, of a GPU."""
-    return {"num_cpus": num_cpus, **({"num_gpus": num_gpus} if num_gpus else {})}
+def actor_resources(
+    num_cpus: float, num_gpus: float, resources: Mapping[str, float] | None = None
+) -> dict[str, Any]:
+    """Ray actor options for a share of CPU and, when asked for, of a GPU and custom resources."""
+    options: dict[str, Any] = {"num_cpus": num_cpus}
+    if num_gpus:
+        options["num_gpus"] = num_gpus
+    if resources:
+        options["resources"] = dict(resources)
+    return options
 
 
 def signal_deployment(config: PipelineConfig, model: str = DEFAULT_MODEL) -> Any:
@@ -163,7 +170,7 @@ def signal_deployment(config: PipelineConfig, model: str = DEFAULT_MODEL) -> Any
             "target_ongoing_requests": pool.target_ongoing_requests,
         },
         max_ongoing_requests=max(2 * pool.max_batch_size, 2 * int(pool.target_ongoing_requests)),
-        ray_actor_options=actor_resources(pool.num_cpus, pool.num_gpus),
+        ray_actor_options=actor_resources(pool.num_cpus, pool.num_gpus, pool.resources),
     ).bind(config.model_dump(mode="json"), model)
 
 

@@ -129,3 +129,29 @@ class OutputCollector:
         """Stop reading."""
         self._stop.set()
         self._thread.join(10)
+
+
+def check_every_post_has_one_verdict_key(outputs, post_ids):
+    """Every post has verdicts, all under one key: repeats allowed, losses not."""
+    missing = sorted(set(post_ids) - set(outputs.verdicts))
+    assert not missing, f"{len(missing)} posts have no verdict, e.g. {missing[:5]}"
+    for post_id in post_ids:
+        keys = {verdict["key"] for verdict in outputs.verdicts[post_id]}
+        assert len(keys) == 1, f"{post_id} has verdicts under several keys: {keys}"
+
+
+def wait_for_first_verdicts(collector, count=40, timeout_s=120):
+    """Wait until `count` posts are resolved, so that a fault lands mid-stream."""
+    deadline = time.monotonic() + timeout_s
+    while collector.resolved() < count and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert collector.resolved() >= count, "the pipeline produced nothing"
+
+
+def publish_in_background(config, messages, per_second):
+    """Publish `messages` at `per_second` on a thread; join it to wait for the last."""
+    thread = threading.Thread(
+        target=publish, args=(config, messages), kwargs={"per_second": per_second}
+    )
+    thread.start()
+    return thread

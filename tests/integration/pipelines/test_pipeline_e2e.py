@@ -15,15 +15,14 @@ from contracts.review import ReviewTask
 from contracts.vlm import DEFAULT_MODEL
 from kafka_io.clients import OutMessage
 from pipelines.config import PoolSettings
-from tests.integration.pipeline_run import malformed_messages, post_messages, publish
-
-
-def check_every_post_has_one_verdict_key(outputs, post_ids):
-    missing = sorted(set(post_ids) - set(outputs.verdicts))
-    assert not missing, f"{len(missing)} posts have no verdict, e.g. {missing[:5]}"
-    for post_id in post_ids:
-        keys = {verdict["key"] for verdict in outputs.verdicts[post_id]}
-        assert len(keys) == 1, f"{post_id} has verdicts under several keys: {keys}"
+from tests.integration.pipeline_run import (
+    check_every_post_has_one_verdict_key,
+    malformed_messages,
+    post_messages,
+    publish,
+    publish_in_background,
+    wait_for_first_verdicts,
+)
 
 
 def test_500_posts_get_verdicts_review_copies_and_dead_letters(e2e_config, start_pipeline):
@@ -64,21 +63,6 @@ def test_500_posts_get_verdicts_review_copies_and_dead_letters(e2e_config, start
     assert all(v[0]["error"] for v in outputs.dead_letters.values())
 
 
-def _after_first_verdicts(collector, count=40, timeout_s=120):
-    deadline = time.monotonic() + timeout_s
-    while collector.resolved() < count and time.monotonic() < deadline:
-        time.sleep(0.1)
-    assert collector.resolved() >= count, "the pipeline produced nothing"
-
-
-def _publish_in_background(config, messages, per_second):
-    thread = threading.Thread(
-        target=publish, args=(config, messages), kwargs={"per_second": per_second}
-    )
-    thread.start()
-    return thread
-
-
 def test_killing_a_serve_replica_mid_stream_loses_nothing(e2e_config, start_pipeline):
     config = e2e_config(
         pool=PoolSettings(
@@ -92,8 +76,8 @@ def test_killing_a_serve_replica_mid_stream_loses_nothing(e2e_config, start_pipe
     )
     run, collector = start_pipeline(config)
     messages = post_messages(300, topic=config.topics.inputs[0])
-    publisher = _publish_in_background(config, messages, per_second=60)
-    _after_first_verdicts(collector)
+    publisher = publish_in_background(config, messages, per_second=60)
+    wait_for_first_verdicts(collector)
     replicas = [
         a
         for a in ray.util.list_named_actors(all_namespaces=True)
@@ -115,8 +99,8 @@ def test_killing_a_consumer_actor_mid_stream_loses_nothing(e2e_config, start_pip
     )
     run, collector = start_pipeline(config)
     messages = post_messages(300, topic=config.topics.inputs[0])
-    publisher = _publish_in_background(config, messages, per_second=40)
-    _after_first_verdicts(collector)
+    publisher = publish_in_background(config, messages, per_second=40)
+    wait_for_first_verdicts(collector)
     ray.kill(run.actors[0], no_restart=True)
     publisher.join()
     outputs = collector.wait_for(len(messages), timeout_s=240)
@@ -161,7 +145,7 @@ def test_a_second_consumer_joining_mid_stream_rebalances_without_loss(e2e_config
     run, collector = start_pipeline(config)
     publisher = Publisher(config)
     try:
-        _after_first_verdicts(collector)
+        wait_for_first_verdicts(collector)
         run.add_consumer()
         # Posts keep coming until the new member has a partition and has read from it.
         wait_until(
@@ -181,8 +165,8 @@ def test_redis_stopped_mid_stream_only_costs_speed(e2e_config, start_pipeline, r
     config = e2e_config(redis_url=redis_server.url)
     _run, collector = start_pipeline(config)
     messages = post_messages(300, topic=config.topics.inputs[0])
-    publisher = _publish_in_background(config, messages, per_second=60)
-    _after_first_verdicts(collector)
+    publisher = publish_in_background(config, messages, per_second=60)
+    wait_for_first_verdicts(collector)
     redis_server.stop()
     publisher.join()
     outputs = collector.wait_for(len(messages))

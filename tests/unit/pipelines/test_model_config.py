@@ -77,7 +77,7 @@ def test_every_models_problem_is_reported_at_its_position(tmp_path):
         "2... (0 = small, 1 = large)",
         f"{path}:3:47: unknown key 'consumers' in models.large.pool; expected one of: "
         "min_replicas, max_replicas, num_gpus, num_cpus, max_batch_size, batch_wait_timeout_s, "
-        "target_ongoing_requests",
+        "target_ongoing_requests, resources",
         f"{path}:4:12: models.default: 'default' is the name of `model:`; give this one "
         "another name",
         f"{path}:5:8: models.Big: model name 'Big' does not match ^[a-z][a-z0-9_-]{{0,39}}$",
@@ -172,3 +172,31 @@ def test_a_bad_prompt_setting_is_refused_at_its_position(tmp_path):
         f"{path}:2:42: model.label_question: label_question must contain the placeholder {{label}}",
         f"{path}:2:60: model.engine: engine must be one of eager, static, plain, not 'fast'",
     ]
+
+
+PINNED = """\
+kafka: {bootstrap_servers: "broker:9092"}
+model: {name_or_path: noop}
+pool: {resources: {model_node: 1}, consumer_resources: {ingest: 0.5}}
+models:
+  large:
+    name_or_path: noop
+    cost: large
+    pool: {num_gpus: 1, resources: {h200: 1}}
+"""
+
+
+def test_custom_resources_pin_each_pool_and_the_consumers_to_their_nodes(tmp_path):
+    from pipelines.serving import actor_resources, signal_deployment
+
+    config = load_config(config_file(tmp_path, PINNED))
+    default = signal_deployment(config)._bound_deployment.ray_actor_options
+    assert default == {"num_cpus": 1.0, "resources": {"model_node": 1.0}}
+    large = signal_deployment(config, "large")._bound_deployment.ray_actor_options
+    assert large == {"num_cpus": 1.0, "num_gpus": 1.0, "resources": {"h200": 1.0}}
+    consumer = actor_resources(config.pool.consumer_num_cpus, 0.0, config.pool.consumer_resources)
+    assert consumer == {"num_cpus": 0.5, "resources": {"ingest": 0.5}}
+    assert actor_resources(0.5, 0.0) == {"num_cpus": 0.5}  # none asked, none set
+    bad = PINNED.replace("model_node: 1", "model_node: 0")
+    with pytest.raises(ConfigInvalid, match=r"pipeline.yaml:3:\d+: pool.resources.model_node"):
+        load_config(config_file(tmp_path, bad))

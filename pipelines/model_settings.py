@@ -109,6 +109,16 @@ class ReplicaPoolSettings(BaseModel):
     target_ongoing_requests: float = Field(
         8, gt=0, description="Autoscaling target: consumer micro-batches queued per replica."
     )
+    upscale_delay_s: float = Field(
+        30.0,
+        ge=0,
+        description="How long the load must stay above target before replicas are added.",
+    )
+    downscale_delay_s: float = Field(
+        600.0,
+        ge=0,
+        description="How long the load must stay below target before replicas are removed.",
+    )
     resources: dict[str, PositiveFloat] = Field(
         default_factory=dict,
         description="Custom Ray resources each replica takes, to place the pool on the nodes "

@@ -168,6 +168,8 @@ def signal_deployment(config: PipelineConfig, model: str = DEFAULT_MODEL) -> Any
             "initial_replicas": max(1, pool.min_replicas),
             "max_replicas": pool.max_replicas,
             "target_ongoing_requests": pool.target_ongoing_requests,
+            "upscale_delay_s": pool.upscale_delay_s,
+            "downscale_delay_s": pool.downscale_delay_s,
         },
         max_ongoing_requests=max(2 * pool.max_batch_size, 2 * int(pool.target_ongoing_requests)),
         ray_actor_options=actor_resources(pool.num_cpus, pool.num_gpus, pool.resources),

@@ -160,18 +160,29 @@ def test_a_second_consumer_joining_mid_stream_rebalances_without_loss(e2e_config
     assert len(consumed) == 2 and all(consumed), f"a member never consumed: {consumed}"
 
 
-def test_redis_stopped_mid_stream_only_costs_speed(e2e_config, start_pipeline, redis_factory):
+def test_redis_stopped_and_restarted_mid_stream_only_costs_speed(
+    e2e_config, start_pipeline, redis_factory
+):
+    import redis
+
     redis_server = redis_factory()
     config = e2e_config(redis_url=redis_server.url)
     _run, collector = start_pipeline(config)
-    messages = post_messages(300, topic=config.topics.inputs[0])
-    publisher = publish_in_background(config, messages, per_second=60)
+    messages = post_messages(600, topic=config.topics.inputs[0])
+    publisher = publish_in_background(config, messages, per_second=40)
     wait_for_first_verdicts(collector)
     redis_server.stop()
+    down_at = collector.resolved()
+    wait_for_first_verdicts(collector, count=down_at + 40)  # moderating without Redis
+    redis_server.start()  # the same port, empty: it kept nothing
+    client = redis.Redis.from_url(redis_server.url)
     publisher.join()
     outputs = collector.wait_for(len(messages))
     check_every_post_has_one_verdict_key(outputs, [m.key.decode() for m in messages])
     assert not outputs.dead_letters
+    assert collector.resolved() > down_at + 40
+    # The pipeline went back to the restarted server by itself: it cached answers there again.
+    wait_until(lambda: client.dbsize() > 0, what="answers cached after the restart", timeout_s=30)
 
 
 def test_a_model_that_cannot_load_fails_start_with_the_replicas_reason(e2e_config, ray_local):

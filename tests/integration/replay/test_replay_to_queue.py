@@ -4,46 +4,23 @@ one (made by the console's planner) labels its post so that the next run draws a
 
 from __future__ import annotations
 
-import time
 import uuid
 from collections import Counter
 from datetime import UTC, datetime
 
 from contracts.records import Action
 from contracts.review import ReviewDecision, ReviewTask
-from kafka_io.clients import KafkaWriter, OutMessage, TopicReader, create_topics
+from kafka_io.clients import KafkaWriter, OutMessage, create_topics
 from review.decision_build import DecisionChoice
 from review.decision_plans import Deciding, DecisionPlanner
 from review.ingest import ReviewIngest, TopicQueue
 from review.tasks import TaskStore
+from tests.integration.topics import ingest_until, read_until
 from tests.unit.replay.builders import replay_json, vlmod_replay, write_jsonl
 from tests.unit.replay.qa_world import candidates, history, transition_of
 
 GROUP_TIMEOUTS = {"session_timeout_ms": 6000, "heartbeat_interval_ms": 500}
 NOW = datetime(2026, 12, 1, tzinfo=UTC)
-
-
-def read_all(settings, topic, count, timeout_s=30.0):
-    """The topic's records, once `count` of them have come (or the time is up)."""
-    reader = TopicReader(settings, [topic])
-    records = []
-    deadline = time.monotonic() + timeout_s
-    try:
-        while len(records) < count and time.monotonic() < deadline:
-            records.extend(reader.read())
-    finally:
-        reader.close()
-    return records
-
-
-def ingest_until(ingest, done, timeout_s=60.0) -> int:
-    """run_once until `done()` holds; how many tasks were new."""
-    deadline = time.monotonic() + timeout_s
-    added = 0
-    while not done():
-        assert time.monotonic() < deadline, "ingest did not get there in time"
-        added += ingest.run_once(timeout_ms=200)
-    return added
 
 
 def test_tasks_land_on_the_queue_topic_once_each_and_their_decisions_count(
@@ -61,7 +38,7 @@ def test_tasks_land_on_the_queue_topic_once_each_and_their_decisions_count(
     # N=6 over 2, 12 and 3 changed posts (hand-counted in qa_world, allocated in the unit test).
     strata = {"allow->block": 1, "allow->review": 3, "review->block": 2}
     assert first["to_queue"] == {"tasks": 6, "topics": {topic: 6}, "strata": {"weapons": strata}}
-    records = read_all(kafka_settings, topic, 6)
+    records = read_until(kafka_settings, topic, 6)
     tasks = [ReviewTask.model_validate_json(r.value) for r in records]
     assert [r.key.decode() for r in records] == [t.key for t in tasks]
     assert Counter(transition_of(t.post.id) for t in tasks) == strata
@@ -69,7 +46,7 @@ def test_tasks_land_on_the_queue_topic_once_each_and_their_decisions_count(
 
     again = replay_json(*run, *bootstrap)
     assert again["to_queue"] == first["to_queue"]
-    assert len(read_all(kafka_settings, topic, 12)) == 12, "written again, the same keys"
+    assert len(read_until(kafka_settings, topic, 12)) == 12, "written again, the same keys"
 
     # One partition: once a task written after both runs is stored, all 12 were read.
     last = tasks[0].model_copy(update={"key": "last", "origin": None, "priority": 10**6})
@@ -99,7 +76,7 @@ def test_tasks_land_on_the_queue_topic_once_each_and_their_decisions_count(
 
     third = replay_json(*run, "--decisions", decided, *bootstrap)
     assert third["to_queue"]["tasks"] == 6
-    records = read_all(kafka_settings, topic, 19)
+    records = read_until(kafka_settings, topic, 19)
     latest = {ReviewTask.model_validate_json(r.value).key for r in records[13:]}
     assert len(latest) == 6 and claim.task.key not in latest, "a labelled post is not drawn"
     # Another post takes its place (two where the allocation shifts with the smaller stratum).

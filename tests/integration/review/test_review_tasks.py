@@ -5,7 +5,6 @@ from __future__ import annotations
 import base64
 import json
 import threading
-import time
 import uuid
 from collections import Counter
 from datetime import UTC, datetime, timedelta
@@ -14,7 +13,7 @@ import pytest
 
 from contracts.records import Action, DeadLetter, PolicyRef, Post, Verdict
 from contracts.review import ReviewTask
-from kafka_io.clients import KafkaWriter, OutMessage, TopicReader
+from kafka_io.clients import KafkaWriter, OutMessage
 from review.ingest import ReviewIngest, UnknownReviewTopic
 from review.tasks import (
     AlreadyDecided,
@@ -22,6 +21,7 @@ from review.tasks import (
     ReviewStoreUnavailable,
     TaskStore,
 )
+from tests.integration.topics import ingest_until, read_until
 
 GROUP_TIMEOUTS = {"session_timeout_ms": 6000, "heartbeat_interval_ms": 500}
 POLICY = PolicyRef(id="p", version=1, sha256="0" * 64)
@@ -301,28 +301,6 @@ def publish(kafka_settings, topic, values):
         writer.send_all([OutMessage(topic, value, key=f"m{n}".encode()) for n, value in values])
     finally:
         writer.close()
-
-
-def ingest_until(ingest, done, timeout_s=60.0) -> int:
-    """run_once until `done()` holds; how many tasks were new. Fail after `timeout_s`."""
-    deadline = time.monotonic() + timeout_s
-    added = 0
-    while not done():
-        assert time.monotonic() < deadline, "ingest did not get there in time"
-        added += ingest.run_once(timeout_ms=200)
-    return added
-
-
-def read_until(kafka_settings, topic, count, timeout_s=30.0):
-    reader = TopicReader(kafka_settings, [topic])
-    records = []
-    deadline = time.monotonic() + timeout_s
-    try:
-        while len(records) < count and time.monotonic() < deadline:
-            records.extend(reader.read())
-    finally:
-        reader.close()
-    return records
 
 
 def test_ingest_stores_tasks_and_dead_letters_the_malformed(

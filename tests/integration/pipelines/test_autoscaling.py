@@ -46,7 +46,7 @@ def test_the_pool_grows_under_a_backlog_and_shrinks_when_idle(e2e_config, start_
     # 40 s in: callers report their queues every 10 s, averaged over 30 s).
     messages = post_messages(1500, topic=config.topics.inputs[0], images=1500)
     publisher = publish_in_background(config, messages, per_second=0)
-    wait_until(lambda: running_replicas(app) == 2, what="a second replica", timeout_s=120)
+    wait_until(lambda: running_replicas(app) == 2, what="a second replica", timeout_s=240)
     grown_at = collector.resolved()
     assert grown_at < len(messages), "the pool grew only after the backlog was gone"
     publisher.join()

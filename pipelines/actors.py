@@ -9,7 +9,7 @@ from typing import Any
 import ray
 
 from kafka_io.clients import BatchConsumer, KafkaWriter
-from pipelines.config import PipelineConfig
+from pipelines.config import config_of
 from pipelines.consumer import ModerationLoop
 from pipelines.local import build_moderator
 from pipelines.producer_registry import pipeline_registry
@@ -31,7 +31,7 @@ class ConsumerActor:
 
         from policies.watch import PolicyWatcher
 
-        settings = PipelineConfig.model_validate(config)
+        settings = config_of(config)
         install_exporters(settings.telemetry)
         handles = {
             model: serve.get_deployment_handle(

@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, PositiveFloat, create_model
 
 from contracts.decoding import PostLimits
+from contracts.errors import ConfigInvalid
 from contracts.producers import ProducerContext
 from contracts.vlm import DEFAULT_MODEL
 from kafka_io.settings import KafkaSettings, TopicSettings
@@ -29,6 +31,9 @@ from sinks.settings import SinkSettings, default_sinks
 
 if TYPE_CHECKING:
     from contracts.producers import ProducerRegistry
+
+# Keys of `specialists:` that say where the specialists run; never a producer's section.
+PLACEMENT_KEYS = frozenset({"placement", "pool"})
 
 __all__ = [  # the shipped producers' sections
     "BankSettings",
@@ -111,7 +116,8 @@ class ApiSettings(BaseModel):
 
 
 class SpecialistSettings(BaseModel):
-    """Settings of the producers that run before the model: `post`, then a section per producer.
+    """Settings of the producers that run before the model: `post`, where they run (`placement`,
+    `pool`), then a section per producer.
 
     Each producer that takes settings declares their model (`settings_model`); `load_config`
     checks every section against the producers the pipeline registers (`checked_model`), so an
@@ -123,6 +129,18 @@ class SpecialistSettings(BaseModel):
 
     post: PostBudgetSettings = Field(
         default_factory=PostBudgetSettings, description="Per-post limits of the image specialists."
+    )
+    placement: Literal["consumer", "pool"] = Field(
+        "consumer",
+        description="Where the consumer-side producers of specialist cost (nsfw, ocr, banks, "
+        "profanity) run. consumer: in each Kafka consumer. pool: on a Ray Serve deployment of "
+        "their own, sized by `pool`, so they scale apart from the consumers; the consumer keeps "
+        "the cache and sends only the misses.",
+    )
+    pool: ReplicaPoolSettings = Field(
+        default_factory=ReplicaPoolSettings,
+        description="The specialists' replica pool when `placement: pool`: replicas, CPU share, "
+        "autoscaling (the batching settings are not read).",
     )
 
 
@@ -208,11 +226,8 @@ class PipelineConfig(BaseModel):
     def producer_context(self) -> ProducerContext:
         """What producers that need a store or settings are bound to: `specialists:` sections
         as the models they were validated into, not parsed again."""
-        return ProducerContext(
-            redis_url=self.redis_url,
-            settings=dict(self.specialists),
-            images=self.images,
-        )
+        sections = {k: v for k, v in self.specialists if k not in PLACEMENT_KEYS}
+        return ProducerContext(redis_url=self.redis_url, settings=sections, images=self.images)
 
 
 def load_config(path: str | Path) -> PipelineConfig:
@@ -228,6 +243,15 @@ def load_config(path: str | Path) -> PipelineConfig:
     return validate_config(doc, checked_model(pipeline_registry(config)))
 
 
+def config_of(dump: Mapping[str, Any]) -> PipelineConfig:
+    """A config an actor or replica was handed (`model_dump`), validated again as `load_config`
+    did: each `specialists:` section into its producer's settings model, not a plain dict."""
+    from pipelines.producer_registry import pipeline_registry
+
+    registry = pipeline_registry(PipelineConfig.model_validate(dump))
+    return checked_model(registry).model_validate(dump)
+
+
 def checked_model(registry: ProducerRegistry) -> type[PipelineConfig]:
     """PipelineConfig whose `specialists:` holds `post` and the sections of `registry`'s
     producers that declare settings, and refuses any other key."""
@@ -236,6 +260,9 @@ def checked_model(registry: ProducerRegistry) -> type[PipelineConfig]:
         for producer in registry
         if (model := registry.traits(producer.name).settings_model) is not None
     }
+    taken = sorted(set(sections) & {"post", *PLACEMENT_KEYS})
+    if taken:
+        raise ConfigInvalid(f"producer {taken[0]!r} takes settings under a name specialists: keeps")
     specialists = create_model("SpecialistSettings", __base__=_CheckedSpecialists, **sections)
     field = Field(default_factory=specialists, description="Per-post budget, then per producer.")
     checked: type[PipelineConfig] = create_model(

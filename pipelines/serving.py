@@ -22,7 +22,7 @@ from ray.serve.handle import DeploymentHandle
 from contracts.records import DeadLetter, ModelRef, Verdict
 from contracts.vlm import DEFAULT_MODEL
 from kafka_io.tracing import context_from_headers
-from pipelines.config import PipelineConfig
+from pipelines.config import PipelineConfig, config_of
 from pipelines.local import LocalModerator
 from pipelines.signal_records import Failure, InferenceRequest, InferenceResult
 from pipelines.signal_source import SignalSource
@@ -232,7 +232,7 @@ class ModerationApi:
     """`POST /v1/moderate`: a Post in, the most severe active Verdict out."""
 
     def __init__(self, config: dict[str, Any], signals: dict[str, DeploymentHandle]) -> None:
-        settings = PipelineConfig.model_validate(config)
+        settings = config_of(config)
         install_exporters(settings.telemetry)
         self.max_request_bytes = settings.api.max_request_bytes
         self.moderator = LocalModerator.from_config(settings, serve_sources(signals))
@@ -255,7 +255,7 @@ def build_app(args: dict[str, Any]) -> Any:
     from pipelines.producer_registry import pipeline_registry
     from policies.loader import load_policy_dir
 
-    config = with_absolute_paths(PipelineConfig.model_validate(args))
+    config = with_absolute_paths(config_of(args))
     registry = pipeline_registry(config)
     load_policy_dir(config.policy_dir, registry=registry)  # no active policy, no app
     deployment: Any = ModerationApi  # @serve.deployment made it a Deployment

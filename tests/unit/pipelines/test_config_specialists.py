@@ -9,7 +9,7 @@ from contracts.errors import ConfigInvalid
 from contracts.producers import ProducerContext, Variable
 from operators.guards.producers import GuardLoading
 from operators.specialists.settings import BankSettings, OcrSettings
-from pipelines.config import load_config
+from pipelines.config import config_of, load_config
 from tests.producers import ShoutSignals
 
 
@@ -54,7 +54,7 @@ def test_a_producer_that_takes_no_settings_gets_no_section(tmp_path):
     path, message = _refusal(tmp_path, "specialists:\n  links: {}\n")
     assert message.startswith(f"{path}:2:3: unknown key 'links' in specialists;")
     path, message = _refusal(tmp_path, "specialists:\n  xyz: {}\n")
-    allowed = "post, banks, llamaguard, nsfw, ocr, shieldgemma"
+    allowed = "post, placement, pool, banks, llamaguard, nsfw, ocr, shieldgemma"
     assert message == f"{path}:2:3: unknown key 'xyz' in specialists; expected one of: {allowed}"
 
 
@@ -97,3 +97,39 @@ def test_a_configured_producer_brings_its_own_section(tmp_path):
     assert message.startswith(f"{path}:2:3: unknown key 'loud' in specialists")
     path, message = _refusal(tmp_path, text.replace("0.8", "2"))
     assert message.startswith(f"{path}:3:21: specialists.loud.threshold:")
+
+
+def test_placement_and_pool_are_settings_of_their_own_not_producer_sections(tmp_path):
+    text = (
+        "specialists:\n  placement: pool\n"
+        "  pool: {min_replicas: 1, max_replicas: 8, num_cpus: 1, target_ongoing_requests: 4}\n"
+    )
+    _, load = _load(tmp_path, text)
+    config = load()
+    assert config.specialists.placement == "pool"
+    pool = config.specialists.pool
+    assert (pool.min_replicas, pool.max_replicas, pool.num_cpus) == (1, 8, 1.0)
+    assert pool.target_ongoing_requests == 4
+    assert not {"placement", "pool"} & set(config.producer_context().settings)
+
+
+def test_specialists_run_on_the_consumer_unless_told_otherwise(tmp_path):
+    _, load = _load(tmp_path, "kafka: {bootstrap_servers: 'x:9092'}\n")
+    assert load().specialists.placement == "consumer"
+
+
+def test_a_bad_placement_or_pool_is_refused_where_it_stands(tmp_path):
+    path, message = _refusal(tmp_path, "specialists:\n  placement: pools\n")
+    assert message == f"{path}:2:14: specialists.placement: value should be 'consumer' or 'pool'"
+    path, message = _refusal(tmp_path, "specialists:\n  pool: {max_replicas: 0}\n")
+    assert message.startswith(f"{path}:2:24: specialists.pool.max_replicas:")
+    path, message = _refusal(tmp_path, "specialists:\n  pool:\n    replicas: 2\n")
+    assert message.startswith(f"{path}:3:5: unknown key 'replicas' in specialists.pool;")
+
+
+def test_a_config_handed_to_an_actor_gets_its_sections_back_as_models(tmp_path):
+    _, load = _load(tmp_path, "specialists:\n  placement: pool\n  ocr: {threads: 2}\n")
+    dumped = load().model_dump(mode="json")
+    again = config_of(dumped)
+    assert again.producer_context().settings_for("ocr", OcrSettings).threads == 2
+    assert again.specialists.placement == "pool"

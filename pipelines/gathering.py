@@ -9,7 +9,6 @@ retried with backoff; a post that keeps failing ends as a dead letter.
 
 from __future__ import annotations
 
-import json
 import logging
 import time
 from collections.abc import Callable, Hashable, Mapping, Sequence
@@ -23,16 +22,10 @@ from contracts.producers import (
     Cost,
     Input,
     Placement,
-    ProducerJob,
-    ProducerOutput,
     ProducerRegistry,
     SignalProducer,
-    Unavailable,
-    as_output,
-    cache_key,
-    content_hash,
 )
-from contracts.records import InputChange, InputChangeKind, ProducerRun
+from contracts.records import InputChange, InputChangeKind
 from pipelines.config import RetrySettings
 from pipelines.journey import Journey
 from pipelines.model_tasks import (
@@ -41,6 +34,7 @@ from pipelines.model_tasks import (
     open_requests,
     record_model_runs,
 )
+from pipelines.producer_runs import cache_keys, from_cache, keep, producer_job, to_cache
 from pipelines.retry import should_retry
 from pipelines.shared_images import SHARED_IMAGES, Fit, chunks, decoding_groups
 from pipelines.signal_records import Failure, InferenceRequest, InferenceResult
@@ -52,9 +46,6 @@ if TYPE_CHECKING:
     from operators.images import ImageLoader
 
 log = logging.getLogger(__name__)
-
-Work = tuple[Journey, frozenset[Hashable]]  # a post and the requests still to compute for it
-CacheKeys = dict[int, dict[Hashable, str]]  # id(journey) -> request -> cache key
 
 
 @dataclass
@@ -153,13 +144,14 @@ class SignalGatherer:
         traits = self.registry.traits(producer.name)
         cached = self.cache is not None and producer.cost >= Cost.SPECIALIST and traits.cacheable
         # Keys hash what the producer reads (image bytes included): compute them once.
-        keys = {id(j): _cache_keys(producer, j, requests) for j, requests in work} if cached else {}
+        keys = {id(j): cache_keys(producer, j, requests) for j, requests in work} if cached else {}
         if cached:
-            work = self._from_cache(producer, work, keys)
+            assert self.cache is not None
+            work = from_cache(self.cache, producer, work, keys)
         if not work:
             return
         shared = decoded or {}
-        jobs = [_producer_job(j, requests, producer, shared.get(id(j))) for j, requests in work]
+        jobs = [producer_job(j, requests, producer, shared.get(id(j))) for j, requests in work]
         started = time.perf_counter()
         with self.telemetry.tracer.start_as_current_span(f"signal.{producer.name}"):
             try:
@@ -168,58 +160,12 @@ class SignalGatherer:
                 outputs = [error] * len(jobs)
         share_ms = (time.perf_counter() - started) * 1000 / len(jobs)
         kept = [
-            _keep(journey, producer.name, requests, output, share_ms, traits.retryable)
+            keep(journey, producer.name, requests, output, share_ms, traits.retryable)
             for (journey, requests), output in zip(work, outputs, strict=True)
         ]
         if cached:
-            self._to_cache(producer, work, kept, keys)
-
-    def _from_cache(
-        self, producer: SignalProducer, work: list[Work], keys: CacheKeys
-    ) -> list[Work]:
-        """Fill what the cache holds (one round trip); the work left is the misses."""
-        assert self.cache is not None
-        if not work:
-            return []
-        found = [keys[id(journey)] for journey, _ in work]
-        started = time.perf_counter()
-        values = iter(self.cache.get_many([key for each in found for key in each.values()]))
-        share_ms = (time.perf_counter() - started) * 1000 / len(work)
-        left = []
-        for (journey, _), each in zip(work, found, strict=True):
-            hits = {request: next(values) for request in each}
-            missing = frozenset(r for r, raw in hits.items() if raw is None)
-            entries = {r: json.loads(raw) for r, raw in hits.items() if raw is not None}
-            for request, entry in entries.items():
-                journey.computed[(producer.name, request)] = entry["value"]
-            if missing:
-                left.append((journey, missing))
-            elif entries:
-                first = next(iter(entries.values()))
-                journey.ran(_run(producer.name, share_ms, first, cached=True))
-        return left
-
-    def _to_cache(
-        self,
-        producer: SignalProducer,
-        work: list[Work],
-        kept: list[ProducerOutput | None],
-        keys: CacheKeys,
-    ) -> None:
-        """Store what was just computed, with its evidence; values are JSON, as on the topic."""
-        assert self.cache is not None
-        items = {}
-        for (journey, requests), output in zip(work, kept, strict=True):
-            if output is None or any(isinstance(v, Unavailable) for v in output.values.values()):
-                continue
-            for request in requests:
-                entry = {
-                    "value": output.values[request],
-                    "evidence": dict(output.evidence),
-                    "notes": list(output.notes),
-                }
-                items[keys[id(journey)][request]] = json.dumps(entry).encode()
-        self.cache.set_many(items)
+            assert self.cache is not None
+            to_cache(self.cache, work, kept, keys)
 
     def _infer(self, journeys: Sequence[Journey], replica: list[str], model: str) -> None:
         """Every post's tasks for `model` in one call to its replica pool."""
@@ -293,14 +239,6 @@ class SignalGatherer:
             return Failure.of(error)
 
 
-def _cache_keys(
-    producer: SignalProducer, journey: Journey, requests: frozenset[Hashable]
-) -> dict[Hashable, str]:
-    """Each request's cache key: the content the producer reads, the producer, its version."""
-    content = content_hash(producer, _producer_job(journey, requests, producer))
-    return {request: cache_key(producer, content, request) for request in requests}
-
-
 def _stage_open(
     journey: Journey, producer: SignalProducer, models: Sequence[str]
 ) -> frozenset[Hashable]:
@@ -326,66 +264,3 @@ def _reads_images(
 def _has_url(journey: Journey) -> bool:
     """True when an image must come over the network: only those are worth a thread."""
     return any(ref.url for ref in journey.post.images) if journey.post else False
-
-
-def _producer_job(
-    journey: Journey,
-    requests: frozenset[Hashable],
-    producer: SignalProducer,
-    decoded: Any = None,
-) -> ProducerJob:
-    assert journey.post is not None
-    signals: dict[str, dict[Hashable, Any]] = {}
-    for (name, request), value in journey.computed.items():
-        if name in producer.after:
-            signals.setdefault(name, {})[request] = value
-    return ProducerJob(journey.post, requests, journey.images or (), signals, decoded)
-
-
-def _keep(
-    journey: Journey,
-    producer: str,
-    requests: frozenset[Hashable],
-    output: Any,
-    ms: float,
-    retryable: tuple[type[BaseException], ...] = (),
-) -> ProducerOutput | None:
-    """Store a consumer-side producer's values for one post, or fail the post.
-
-    A failure is retried when the pipeline deems it transient or the producer declares its
-    error `retryable`.
-    """
-    if isinstance(output, Exception):
-        failure = Failure.of(output)  # keeps the stage an image error names (fetch-image)
-        again = failure.retryable or isinstance(output, retryable)
-        reason = f"{producer}: {failure.reason}"
-        journey.fail(Failure(failure.stage, failure.error_type, reason, again))
-        return None
-    output = as_output(output)
-    missing = [r for r in requests if r not in output.values]
-    if missing:
-        reason = f"{producer}: gave no value for {missing[0]!r}"
-        journey.fail(Failure(Stage.INFER, "ProducerError", reason))
-        return None
-    why = None
-    for request in requests:
-        value = output.values[request]
-        if isinstance(value, Unavailable):
-            journey.unavailable[(producer, request)] = why = value.reason
-        else:
-            journey.computed[(producer, request)] = value
-    entry = {"evidence": dict(output.evidence), "notes": list(output.notes), "unavailable": why}
-    journey.ran(_run(producer, ms, entry))
-    return output
-
-
-def _run(producer: str, ms: float, entry: dict[str, Any], *, cached: bool = False) -> ProducerRun:
-    """The verdict's record of one producer's work on a post (from a result or a cache entry)."""
-    return ProducerRun(
-        name=producer,
-        ms=round(ms, 3),
-        cached=cached,
-        evidence=entry.get("evidence") or {},
-        notes=entry.get("notes") or [],
-        unavailable=entry.get("unavailable"),
-    )

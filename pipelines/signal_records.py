@@ -8,7 +8,7 @@ they cross Ray's process boundary unchanged.
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 from contracts.errors import ModerationError, Stage
@@ -35,6 +35,15 @@ class Failure:
         else:
             reason = str(error) or type(error).__name__
         return cls(stage, type(error).__name__, one_line(reason), is_retryable(error))
+
+
+def producer_failure(
+    error: BaseException, retryable: tuple[type[BaseException], ...] = ()
+) -> Failure:
+    """The record of a producer's error for one post: retried when the pipeline deems it
+    transient or the producer declares it `retryable`. An image error keeps its stage."""
+    failure = Failure.of(error)
+    return replace(failure, retryable=failure.retryable or isinstance(error, retryable))
 
 
 def one_line(text: str, limit: int = 500) -> str:

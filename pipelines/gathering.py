@@ -1,10 +1,12 @@
 """Steps fetch and compute: one stage's producers over a batch of posts.
 
 A stage fetches the images its producers read, runs its consumer-side producers here (in
-registration order, so a producer reading another's values runs after it), and ships its
-model tasks to each of its models' replica pools in one call per batch (`pipelines.stages`:
-the model's stage runs once per model cost rank, cheapest first). Transient failures are
-retried with backoff; a post that keeps failing ends as a dead letter.
+registration order, so a producer reading another's values runs after it) or, those of
+specialist cost with `specialists.placement: pool`, on the specialist pool (`pipelines.pooled`,
+the cache kept here), and ships its model tasks to each of its models' replica pools in one
+call per batch (`pipelines.stages`: the model's stage runs once per model cost rank, cheapest
+first). Transient failures are retried with backoff; a post that keeps failing ends as a dead
+letter.
 """
 
 from __future__ import annotations
@@ -34,6 +36,7 @@ from pipelines.model_tasks import (
     open_requests,
     record_model_runs,
 )
+from pipelines.pooled import PooledSpecialists
 from pipelines.producer_runs import cache_keys, from_cache, keep, producer_job, to_cache
 from pipelines.retry import should_retry
 from pipelines.shared_images import SHARED_IMAGES, Fit, chunks, decoding_groups
@@ -44,6 +47,7 @@ from pipelines.telemetry import Telemetry
 if TYPE_CHECKING:
     from operators.cache import SignalCache
     from operators.images import ImageLoader
+    from pipelines.specialist_work import SpecialistSource
 
 log = logging.getLogger(__name__)
 
@@ -62,6 +66,15 @@ class SignalGatherer:
     fetch_pool: ThreadPoolExecutor = field(
         default_factory=lambda: ThreadPoolExecutor(8, thread_name_prefix="fetch")
     )
+    # `specialists.placement: pool`: where the specialist-cost producers run instead of here
+    specialists: SpecialistSource | None = None
+    pooled: PooledSpecialists | None = field(init=False, default=None)
+
+    def __post_init__(self) -> None:
+        if self.specialists is not None:
+            self.pooled = PooledSpecialists(
+                self.specialists, self.registry, self.retry, self.telemetry, self.cache
+            )
 
     def stages(self) -> list[CostStage]:
         """The stages to run, cheapest first: each cost class, the model's once per model rank."""
@@ -75,7 +88,7 @@ class SignalGatherer:
         attempt = 0
         while pending:
             attempt += 1
-            self._attempt(pending, producers, stage.models)
+            self._attempt(pending, producers, stage.models, attempt)
             pending = self._to_retry(pending, attempt)
 
     def _to_retry(self, journeys: Sequence[Journey], attempt: int) -> list[Journey]:
@@ -95,7 +108,11 @@ class SignalGatherer:
         return retrying
 
     def _attempt(
-        self, journeys: Sequence[Journey], producers: list[SignalProducer], models: Sequence[str]
+        self,
+        journeys: Sequence[Journey],
+        producers: list[SignalProducer],
+        models: Sequence[str],
+        attempt: int = 1,
     ) -> None:
         for journey in journeys:
             journey.attempts += 1
@@ -103,7 +120,9 @@ class SignalGatherer:
         self._fetch([j for j in unfetched if _reads_images(j, producers, models)])
         here = [p for p in producers if p.placement is Placement.CONSUMER]
         for group, fits in decoding_groups(here, self.registry):
-            if fits:
+            if self.pooled is not None and group[0].cost == Cost.SPECIALIST:
+                self.pooled.run(group, journeys, attempt)
+            elif fits:
                 self._run_decoded(group, fits, journeys)
             else:
                 for producer in group:

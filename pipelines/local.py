@@ -13,6 +13,7 @@ from pipelines.config import PipelineConfig
 from pipelines.gathering import SignalGatherer
 from pipelines.producer_registry import pipeline_registry
 from pipelines.signal_source import SignalSource
+from pipelines.specialist_work import SpecialistSource
 from pipelines.stages import ModelSources
 from pipelines.steps import Moderator, SourceMessage
 from pipelines.telemetry import Telemetry, telemetry
@@ -26,11 +27,14 @@ def build_moderator(
     sources: SignalSource | Mapping[str, SignalSource],
     tele: Telemetry | None = None,
     registry: ProducerRegistry | None = None,
+    specialists: SpecialistSource | None = None,
 ) -> Moderator:
     """A Moderator over `policies` (a PolicySet, or anything with `.current()`) and `sources`.
 
     `sources` has one source per model of the config, by name; a single source is the default
     model's. `registry` must be the one the policies were loaded with (default: the config's).
+    `specialists`, when given, runs the specialist-cost producers (`specialists.placement:
+    pool`); without it they run here, whatever the placement.
     """
     from operators.images import ImageLoader
 
@@ -45,6 +49,7 @@ def build_moderator(
         retry=config.retry,
         telemetry=tele,
         cache=signal_cache(config),
+        specialists=specialists,
     )
     return Moderator(
         policies=current,

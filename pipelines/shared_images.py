@@ -8,13 +8,25 @@ dropped after it (`SignalGatherer._run_decoded`).
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator, Sequence
+from typing import Protocol, TypeVar
 
 from contracts.producers import Input, ProducerRegistry, SignalProducer
-from pipelines.journey import Journey
 
 Fit = Callable[[int, int], tuple[int, int]]  # (width, height) -> the size a producer reads at
 # Images held decoded at once for a group (a few MB each at OCR's size, 1600 px a side)
 SHARED_IMAGES = 16
+
+
+class HoldsImages(Protocol):
+    """A post with its fetched images: a Journey, or a post sent to the specialist pool."""
+
+    @property
+    def images(self) -> Sequence[bytes] | None:
+        """The image bytes, when fetched."""
+        ...
+
+
+PostT = TypeVar("PostT", bound=HoldsImages)
 
 
 def decoding_groups(
@@ -34,13 +46,13 @@ def decoding_groups(
     return groups
 
 
-def chunks(journeys: Sequence[Journey], images: int) -> Iterator[list[Journey]]:
-    """`journeys` in order, in runs holding about `images` images (at least one post each)."""
-    chunk: list[Journey] = []
+def chunks(posts: Sequence[PostT], images: int) -> Iterator[list[PostT]]:
+    """`posts` in order, in runs holding about `images` images (at least one post each)."""
+    chunk: list[PostT] = []
     held = 0
-    for journey in journeys:
-        chunk.append(journey)
-        held += len(journey.images or ())
+    for post in posts:
+        chunk.append(post)
+        held += len(post.images or ())
         if held >= images:
             yield chunk
             chunk, held = [], 0

@@ -14,6 +14,7 @@ from pipelines.consumer import ModerationLoop
 from pipelines.local import build_moderator
 from pipelines.producer_registry import pipeline_registry
 from pipelines.serving import serve_sources, signal_app_name, signal_deployment_name
+from pipelines.specialist_pool import serve_specialists
 from pipelines.telemetry import install_exporters
 from sinks.build import build_sinks, writes_topics
 from sinks.kafka_topics import KafkaSink
@@ -42,7 +43,10 @@ class ConsumerActor:
         registry = pipeline_registry(settings)
         self.watcher = PolicyWatcher(settings.policy_dir, registry=registry).start()
         sources = serve_sources(handles)
-        moderator = build_moderator(settings, self.watcher, sources, registry=registry)
+        specialists = serve_specialists(settings)  # none: they run here (`placement: consumer`)
+        moderator = build_moderator(
+            settings, self.watcher, sources, registry=registry, specialists=specialists
+        )
         consumer = BatchConsumer(
             settings.kafka,
             settings.topics.inputs,

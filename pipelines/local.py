@@ -72,14 +72,19 @@ class LocalModerator:
         cls,
         config: PipelineConfig,
         sources: SignalSource | Mapping[str, SignalSource] | None = None,
+        specialists: SpecialistSource | None = None,
     ) -> LocalModerator:
-        """Watched policies from the config's directory; signals from `sources` or in-process."""
+        """Watched policies from the config's directory; signals from `sources` or in-process;
+        the specialists on `specialists` (the pool) or here."""
         from policies.watch import PolicyWatcher
 
         registry = pipeline_registry(config)
         watcher = PolicyWatcher(config.policy_dir, registry=registry).start()
         sources = sources or build_model_sources(config)
-        return cls(build_moderator(config, watcher, sources, registry=registry))
+        moderator = build_moderator(
+            config, watcher, sources, registry=registry, specialists=specialists
+        )
+        return cls(moderator)
 
     @classmethod
     def with_policies(

@@ -8,6 +8,7 @@ the pipeline asks cheap models first and a dear one only where a rule is still o
 from __future__ import annotations
 
 import re
+from collections.abc import Mapping
 from typing import Annotated, Any, Literal
 
 from pydantic import (
@@ -137,3 +138,27 @@ class NamedModelSettings(ModelSettings):
         default_factory=ReplicaPoolSettings,
         description="Its replica pool: replicas, GPU and CPU share per replica, batching.",
     )
+
+
+def autoscaling_config(pool: ReplicaPoolSettings) -> dict[str, Any]:
+    """Serve's autoscaling of a deployment sized by `pool`."""
+    return {
+        "min_replicas": pool.min_replicas,
+        "initial_replicas": max(1, pool.min_replicas),
+        "max_replicas": pool.max_replicas,
+        "target_ongoing_requests": pool.target_ongoing_requests,
+        "upscale_delay_s": pool.upscale_delay_s,
+        "downscale_delay_s": pool.downscale_delay_s,
+    }
+
+
+def actor_resources(
+    num_cpus: float, num_gpus: float, resources: Mapping[str, float] | None = None
+) -> dict[str, Any]:
+    """Ray actor options for a share of CPU and, when asked for, of a GPU and custom resources."""
+    options: dict[str, Any] = {"num_cpus": num_cpus}
+    if num_gpus:
+        options["num_gpus"] = num_gpus
+    if resources:
+        options["resources"] = dict(resources)
+    return options

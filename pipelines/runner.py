@@ -1,4 +1,5 @@
-"""Starts the streaming pipeline on a running Ray: topics, each model's replica pool, consumers."""
+"""Starts the streaming pipeline on a running Ray: topics, each model's replica pool, the
+specialist pool (`specialists.placement: pool`), consumers."""
 
 from __future__ import annotations
 
@@ -19,6 +20,12 @@ from pipelines.serving import (
     signal_deployment,
     signal_deployment_name,
     with_absolute_paths,
+)
+from pipelines.specialist_pool import (
+    SPECIALIST_DEPLOYMENT,
+    pooled,
+    specialist_app_name,
+    specialist_deployment,
 )
 from policies.policy_set import PolicySet
 
@@ -43,11 +50,13 @@ class PipelineRun:
     def __init__(self, config: PipelineConfig) -> None:
         self.config = with_absolute_paths(config)
         self.app_names = {m: signal_app_name(self.config, m) for m in self.config.model_names()}
+        self.specialist_app = specialist_app_name(self.config) if pooled(self.config) else None
         self.actors: list[Any] = []
         self.runs: list[Any] = []
 
     def start(self, policy_set: PolicySet) -> None:
-        """Create missing topics, deploy each model's replica pool, start the consumer actors."""
+        """Create missing topics, deploy each model's replica pool and the specialist pool, start
+        the consumer actors."""
         from ray import serve
 
         if self.config.topics.create:
@@ -56,6 +65,8 @@ class PipelineRun:
         serve.start(proxy_location="Disabled")
         for model in self.app_names:
             self._deploy(model)
+        if self.specialist_app is not None:
+            self._deploy_specialists(self.specialist_app)
         for _ in range(self.config.pool.consumers):
             self.add_consumer()
 
@@ -68,11 +79,30 @@ class PipelineRun:
             serve.run(signal_deployment(self.config, model), name=app_name, route_prefix=None)
         except RuntimeError as error:
             reason = replica_failure(app_name, signal_deployment_name(model)) or str(error)
-            for started in self.app_names.values():
-                serve.delete(started)
+            self._delete_apps()
             which = "model replica" if model == DEFAULT_MODEL else f"replica of model {model!r}"
             raise ReplicaStartFailed(f"the {which} did not start: {reason}") from error
         log.info("replica pool %r is up", app_name)
+
+    def _deploy_specialists(self, app_name: str) -> None:
+        """Run the specialist pool; on failure, remove every pool started and say why."""
+        from ray import serve
+
+        try:
+            serve.run(specialist_deployment(self.config), name=app_name, route_prefix=None)
+        except RuntimeError as error:
+            reason = replica_failure(app_name, SPECIALIST_DEPLOYMENT) or str(error)
+            self._delete_apps()
+            raise ReplicaStartFailed(f"the specialist pool did not start: {reason}") from error
+        log.info("specialist pool %r is up", app_name)
+
+    def _delete_apps(self) -> None:
+        """Undeploy every pool of this run: the models' and the specialists'."""
+        from ray import serve
+
+        for app_name in [*self.app_names.values(), self.specialist_app]:
+            if app_name is not None:
+                serve.delete(app_name)
 
     def add_consumer(self) -> Any:
         """One more member of the consumer group; the group rebalances its partitions."""
@@ -90,12 +120,10 @@ class PipelineRun:
 
     def stop(self, timeout_s: float = 120.0) -> list[dict[str, int] | None]:
         """Drain every consumer (in-flight batches finish and are committed), then undeploy."""
-        from ray import serve
 
         _gather([actor.stop.remote() for actor in self.actors], timeout_s)
         results = _gather(self.runs, timeout_s)
-        for app_name in self.app_names.values():
-            serve.delete(app_name)
+        self._delete_apps()
         return results
 
 

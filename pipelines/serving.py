@@ -9,7 +9,7 @@ the config (`model:`, `models:`) is its own deployment, sized by its own pool se
 # must resolve the route annotations (the `Request` parameter) at run time.
 import asyncio
 import logging
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -24,6 +24,7 @@ from contracts.vlm import DEFAULT_MODEL
 from kafka_io.tracing import context_from_headers
 from pipelines.config import PipelineConfig, config_of
 from pipelines.local import LocalModerator
+from pipelines.model_settings import actor_resources, autoscaling_config
 from pipelines.signal_records import Failure, InferenceRequest, InferenceResult
 from pipelines.signal_source import SignalSource
 from pipelines.telemetry import install_exporters, telemetry
@@ -145,32 +146,13 @@ def with_absolute_paths(config: PipelineConfig) -> PipelineConfig:
     return config.model_copy(update={"policy_dir": str(Path(config.policy_dir).resolve())})
 
 
-def actor_resources(
-    num_cpus: float, num_gpus: float, resources: Mapping[str, float] | None = None
-) -> dict[str, Any]:
-    """Ray actor options for a share of CPU and, when asked for, of a GPU and custom resources."""
-    options: dict[str, Any] = {"num_cpus": num_cpus}
-    if num_gpus:
-        options["num_gpus"] = num_gpus
-    if resources:
-        options["resources"] = dict(resources)
-    return options
-
-
 def signal_deployment(config: PipelineConfig, model: str = DEFAULT_MODEL) -> Any:
     """The SignalReplica deployment of `model`, sized and autoscaled as its pool says."""
     pool = config.replica_pool(model)
     deployment: Any = SignalReplica  # @serve.deployment made it a Deployment
     return deployment.options(
         name=signal_deployment_name(model),
-        autoscaling_config={
-            "min_replicas": pool.min_replicas,
-            "initial_replicas": max(1, pool.min_replicas),
-            "max_replicas": pool.max_replicas,
-            "target_ongoing_requests": pool.target_ongoing_requests,
-            "upscale_delay_s": pool.upscale_delay_s,
-            "downscale_delay_s": pool.downscale_delay_s,
-        },
+        autoscaling_config=autoscaling_config(pool),
         max_ongoing_requests=max(2 * pool.max_batch_size, 2 * int(pool.target_ongoing_requests)),
         ray_actor_options=actor_resources(pool.num_cpus, pool.num_gpus, pool.resources),
     ).bind(config.model_dump(mode="json"), model)
@@ -231,11 +213,21 @@ api = FastAPI(title="vlm-moderation", description="Moderate one post synchronous
 class ModerationApi:
     """`POST /v1/moderate`: a Post in, the most severe active Verdict out."""
 
-    def __init__(self, config: dict[str, Any], signals: dict[str, DeploymentHandle]) -> None:
+    def __init__(
+        self,
+        config: dict[str, Any],
+        signals: dict[str, DeploymentHandle],
+        specialists: DeploymentHandle | None = None,
+    ) -> None:
+        from pipelines.specialist_pool import SPECIALIST_DEPLOYMENT, ServeSpecialists
+
         settings = config_of(config)
         install_exporters(settings.telemetry)
         self.max_request_bytes = settings.api.max_request_bytes
-        self.moderator = LocalModerator.from_config(settings, serve_sources(signals))
+        on_pool = None  # the app's own specialist deployment, with `placement: pool`
+        if specialists is not None:
+            on_pool = ServeSpecialists(specialists, repr(SPECIALIST_DEPLOYMENT))
+        self.moderator = LocalModerator.from_config(settings, serve_sources(signals), on_pool)
 
     @api.post("/v1/moderate")
     async def moderate(self, request: Request) -> JSONResponse:
@@ -259,5 +251,8 @@ def build_app(args: dict[str, Any]) -> Any:
     registry = pipeline_registry(config)
     load_policy_dir(config.policy_dir, registry=registry)  # no active policy, no app
     deployment: Any = ModerationApi  # @serve.deployment made it a Deployment
+    from pipelines.specialist_pool import pooled, specialist_deployment
+
     models = {model: signal_deployment(config, model) for model in config.model_names()}
-    return deployment.bind(config.model_dump(mode="json"), models)
+    specialists = specialist_deployment(config) if pooled(config) else None
+    return deployment.bind(config.model_dump(mode="json"), models, specialists)

@@ -261,3 +261,24 @@ def test_the_pool_is_handed_posts_without_their_image_refs():
     from pipelines.specialist_work import without_images
 
     assert without_images(post).images == [] and post.images
+
+
+def test_the_specialist_pool_deployment_is_sized_as_specialists_pool_says(tmp_path):
+    from pipelines.config import load_config
+    from pipelines.specialist_pool import specialist_app_name, specialist_deployment
+
+    path = tmp_path / "pipeline.yaml"
+    path.write_text(
+        "kafka: {bootstrap_servers: 'x:9092'}\nconsumer_group: g\nspecialists:\n"
+        "  placement: pool\n"
+        "  pool: {min_replicas: 1, max_replicas: 8, num_cpus: 2, target_ongoing_requests: 4,\n"
+        "         resources: {cpu_node: 1}}\n"
+    )
+    config = load_config(path)
+    bound = specialist_deployment(config)._bound_deployment
+    assert bound.name == "specialists"
+    assert bound.ray_actor_options == {"num_cpus": 2.0, "resources": {"cpu_node": 1.0}}
+    scaling = bound._deployment_config.autoscaling_config
+    assert (scaling.min_replicas, scaling.max_replicas) == (1, 8)
+    assert scaling.target_ongoing_requests == 4
+    assert specialist_app_name(config) == "vlmod-specialists-g"

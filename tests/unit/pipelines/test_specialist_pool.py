@@ -7,6 +7,7 @@ the tests count what the consumer sends it.
 from __future__ import annotations
 
 import json
+import pickle
 from collections.abc import Hashable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -37,7 +38,8 @@ ROOT = Path(__file__).resolve().parents[3]
 
 
 class CountingPool:
-    """The in-process pool, recording every call; `failures` calls raise first."""
+    """The in-process pool, recording every call; `failures` calls raise first. What crosses
+    goes through pickle both ways, as it crosses to a Serve replica."""
 
     def __init__(self, pool: InProcessSpecialists, failures: int = 0) -> None:
         self.pool = pool
@@ -49,7 +51,8 @@ class CountingPool:
         self.calls.append(work)
         if len(self.calls) <= self.failures:
             raise ConnectionError("pool is down")
-        return self.pool.compute(work)
+        answers = self.pool.compute(pickle.loads(pickle.dumps(work)))
+        return pickle.loads(pickle.dumps(answers))
 
 
 class Caps:

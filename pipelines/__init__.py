@@ -7,6 +7,8 @@
   committed only after every sink returned.
 - `local`: the same steps in-process (`vlmod moderate`, tests); `serving`, `actors`, `runner`:
   the model replica pool on Ray Serve, consumer actors and the HTTP API.
+- `specialist_work` (pure), `pooled` (the consumer's side), `specialist_pool` (Serve): the CPU
+  specialists on a pool of their own with `specialists.placement: pool`.
 - `config.PipelineConfig` (`load_config`): the pipeline's settings, composed from each package's
   own; `producer_registry`: the signal producers a pipeline registers.
 """

@@ -97,10 +97,10 @@ class PooledSpecialists:
             span.set_attributes({"batch.posts": len(sent), "producers": list(work.producers)})
             try:
                 answers = self.source.compute(work)
+                by_post = {id(j): answer for j, answer in zip(sent, answers, strict=True)}
             except Exception as error:  # the pool is down or broke: every post sent may retry
                 self._pool_failed(error, misses, sent, attempt)
                 return
-        by_post = {id(j): answer for j, answer in zip(sent, answers, strict=True)}
         for each in misses:
             self._keep(each, by_post)
 

@@ -113,3 +113,21 @@ def test_consecutive_image_readers_share_a_group_and_the_rest_keep_their_order()
     groups = decoding_groups(stage, registry)
     named = [([p.name for p in group], len(fits)) for group, fits in groups]
     assert named == [(["banks", "nsfw", "ocr"], 3), (["profanity"], 0)]
+
+
+def test_the_specialist_pool_decodes_each_image_once_for_its_three_readers(pictures, decodes):
+    from operators.limits import ImageLimits
+    from pipelines.specialist_work import SpecialistPost, SpecialistWork, run_specialists
+
+    registry = _registry()
+    asked = {"nsfw": True, "ocr": True, "banks": ["known-bad"]}
+    requests = {
+        name: frozenset(ask.request for ask in registry.get(name).asks(value))
+        for name, value in asked.items()
+    }
+    post = SpecialistPost(Post(id="p"), requests, tuple(pictures))
+    work = SpecialistWork(("banks", "nsfw", "ocr"), (post,))
+    [answer] = run_specialists(registry, ImageLimits(), work)
+    assert set(answer.outputs) == {"banks", "nsfw", "ocr"}
+    assert "telegram" in answer.outputs["ocr"].values["text"].lower()
+    assert decodes == Counter(pictures), "each image decoded once"

@@ -285,3 +285,33 @@ def test_the_specialist_pool_deployment_is_sized_as_specialists_pool_says(tmp_pa
     assert (scaling.min_replicas, scaling.max_replicas) == (1, 8)
     assert scaling.target_ongoing_requests == 4
     assert specialist_app_name(config) == "vlmod-specialists-g"
+
+
+class PoolHandle:
+    """The specialist deployment's handle without Ray: `.remote(work)` runs the replica's core."""
+
+    def __init__(self, config: PipelineConfig) -> None:
+        registry = pipeline_registry(config)  # what SpecialistReplica.__init__ builds
+        bind_all(registry, config.producer_context())
+        self.pool = CountingPool(InProcessSpecialists(registry, config.images))
+
+    def remote(self, work: SpecialistWork) -> Any:
+        from tests.unit.pipelines.test_moderate_golden import Call
+
+        return Call(self.pool.compute(work))
+
+
+def test_the_http_api_sends_its_specialists_to_the_apps_pool(tmp_path):
+    from pipelines.serving import ModerationApi
+    from tests.unit.pipelines.test_moderate_golden import ReplicaHandle, http_answer
+
+    (tmp_path / "caps.yaml").write_text(CAPS_POLICY)
+    config = _config("pool", policy_dir=str(tmp_path), producers=[f"{__name__}:Caps"])
+    [ingress] = [c for c in ModerationApi.func_or_class.__mro__ if "moderate" in vars(c)]
+    handles = {name: ReplicaHandle(config, name) for name in config.model_names()}
+    pool = PoolHandle(config)
+    api = object.__new__(ingress)
+    ingress.__init__(api, config.model_dump(mode="json"), handles, pool)
+    status, body = http_answer(api, json.dumps({"id": "h", "text": "LOUD"}).encode())
+    assert (status, body["action"]) == (200, "review")
+    assert [work.producers for work in pool.pool.calls] == [("caps",)]

@@ -41,6 +41,7 @@ from pipelines.producer_runs import cache_keys, from_cache, keep, producer_job, 
 from pipelines.retry import should_retry
 from pipelines.shared_images import SHARED_IMAGES, Fit, chunks, decoding_groups
 from pipelines.signal_records import Failure, InferenceRequest, InferenceResult
+from pipelines.specialist_work import SpecialistSource, timed_compute
 from pipelines.stages import CostStage, ModelSources, stages_of
 from pipelines.telemetry import Telemetry
 
@@ -171,13 +172,8 @@ class SignalGatherer:
             return
         shared = decoded or {}
         jobs = [producer_job(j, requests, producer, shared.get(id(j))) for j, requests in work]
-        started = time.perf_counter()
         with self.telemetry.tracer.start_as_current_span(f"signal.{producer.name}"):
-            try:
-                outputs = list(producer.compute(jobs))
-            except Exception as error:  # the producer broke: each of its posts fails alone
-                outputs = [error] * len(jobs)
-        share_ms = (time.perf_counter() - started) * 1000 / len(jobs)
+            outputs, share_ms = timed_compute(producer, jobs)
         kept = [
             keep(journey, producer.name, requests, output, share_ms, traits.retryable)
             for (journey, requests), output in zip(work, outputs, strict=True)

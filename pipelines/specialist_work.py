@@ -137,17 +137,23 @@ def _compute(
         return
     shared = decoded or {}
     jobs = [post.job(producer.name, shared.get(id(post))) for post in todo]
-    started = time.perf_counter()
-    try:
-        outputs = list(producer.compute(jobs))
-    except Exception as error:  # the producer broke: each of its posts fails alone
-        outputs = [error] * len(jobs)
-    share_ms = (time.perf_counter() - started) * 1000 / len(jobs)
+    outputs, share_ms = timed_compute(producer, jobs)
     retryable = registry.traits(producer.name).retryable
     for post, output in zip(todo, outputs, strict=True):
         outcomes, ms = answers[id(post)]
         outcomes[producer.name] = _outcome(output, post.requests[producer.name], retryable)
         ms[producer.name] = share_ms
+
+
+def timed_compute(producer: SignalProducer, jobs: Sequence[ProducerJob]) -> tuple[list[Any], float]:
+    """One `compute` call: each job's output (an exception if the call broke), and each job's
+    share of the call's milliseconds."""
+    started = time.perf_counter()
+    try:
+        outputs = list(producer.compute(jobs))
+    except Exception as error:  # the producer broke: each of its posts fails alone
+        outputs = [error] * len(jobs)
+    return outputs, (time.perf_counter() - started) * 1000 / len(jobs)
 
 
 def _outcome(

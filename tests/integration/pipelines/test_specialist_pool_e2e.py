@@ -6,16 +6,19 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+import ray
 from ray import serve
 
 from contracts.records import Verdict
-from pipelines.config import SpecialistSettings
+from pipelines.config import PipelineConfig, SpecialistSettings
 from pipelines.model_settings import ReplicaPoolSettings
 from pipelines.specialist_pool import SPECIALIST_DEPLOYMENT, specialist_app_name
 from tests.integration.pipeline_run import (
     check_every_post_has_one_verdict_key,
     post_messages,
     publish,
+    publish_in_background,
+    wait_for_first_verdicts,
 )
 
 pytest.importorskip("rapidocr_onnxruntime")
@@ -35,14 +38,19 @@ default: allow
 SPECIALISTS = ("nsfw", "ocr", "profanity")
 
 
+def pooled_config(e2e_config, redis_url) -> PipelineConfig:
+    """The e2e config, no VLM, the specialists' policy alone and a pool of two replicas."""
+    config = e2e_config(model="noop", redis_url=redis_url)
+    (Path(config.policy_dir) / "e2e.yaml").write_text(SPECIALISTS_POLICY)  # one verdict a post
+    pool = ReplicaPoolSettings(num_cpus=0.25, min_replicas=2, max_replicas=2)
+    placed = SpecialistSettings(placement="pool", pool=pool)
+    return config.model_copy(update={"specialists": placed})
+
+
 def test_specialists_on_their_own_pool_give_every_post_one_verdict(
     e2e_config, start_pipeline, redis_url
 ):
-    config = e2e_config(model="noop", redis_url=redis_url)
-    (Path(config.policy_dir) / "specialists.yaml").write_text(SPECIALISTS_POLICY)
-    pool = ReplicaPoolSettings(num_cpus=0.25, min_replicas=2, max_replicas=2)
-    placed = SpecialistSettings(placement="pool", pool=pool)
-    config = config.model_copy(update={"specialists": placed})
+    config = pooled_config(e2e_config, redis_url)
     _run, collector = start_pipeline(config)
 
     application = serve.status().applications[specialist_app_name(config)]
@@ -65,3 +73,23 @@ def test_specialists_on_their_own_pool_give_every_post_one_verdict(
             cached.add(post_id)
     reposts = {m.key.decode() for m in messages[8:]}
     assert reposts <= cached, "reposted images are answered from the consumer's cache"
+
+
+def test_killing_a_specialist_replica_mid_stream_loses_nothing(
+    e2e_config, start_pipeline, redis_url
+):
+    config = pooled_config(e2e_config, redis_url)
+    _run, collector = start_pipeline(config)
+    messages = post_messages(120, topic=config.topics.inputs[0])
+    publisher = publish_in_background(config, messages, per_second=30)
+    wait_for_first_verdicts(collector, count=20)
+    prefix = f"SERVE_REPLICA::{specialist_app_name(config)}#{SPECIALIST_DEPLOYMENT}"
+    replicas = [
+        a for a in ray.util.list_named_actors(all_namespaces=True) if a["name"].startswith(prefix)
+    ]
+    assert len(replicas) == 2
+    ray.kill(ray.get_actor(replicas[0]["name"], namespace=replicas[0]["namespace"]))
+    publisher.join()
+    outputs = collector.wait_for(len(messages))
+    check_every_post_has_one_verdict_key(outputs, [m.key.decode() for m in messages])
+    assert not outputs.dead_letters

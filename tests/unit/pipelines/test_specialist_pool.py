@@ -315,3 +315,16 @@ def test_the_http_api_sends_its_specialists_to_the_apps_pool(tmp_path):
     status, body = http_answer(api, json.dumps({"id": "h", "text": "LOUD"}).encode())
     assert (status, body["action"]) == (200, "review")
     assert [work.producers for work in pool.pool.calls] == [("caps",)]
+
+
+def test_the_serve_replica_runs_in_process_from_the_dumped_config(tmp_path):
+    import asyncio
+
+    from pipelines.specialist_pool import SpecialistReplica
+    from pipelines.specialist_work import SpecialistPost
+
+    config = _config("pool", producers=[f"{__name__}:Caps"])
+    replica = SpecialistReplica.func_or_class(config.model_dump(mode="json"))
+    post = SpecialistPost(Post(id="r", text="ABc"), {"caps": frozenset({"share"})})
+    [answer] = asyncio.run(replica(SpecialistWork(("caps",), (post,))))
+    assert answer.outputs["caps"].values == {"share": 2 / 3}

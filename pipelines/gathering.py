@@ -48,7 +48,6 @@ from pipelines.telemetry import Telemetry
 if TYPE_CHECKING:
     from operators.cache import SignalCache
     from operators.images import ImageLoader
-    from pipelines.specialist_work import SpecialistSource
 
 log = logging.getLogger(__name__)
 

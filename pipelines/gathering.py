@@ -68,13 +68,15 @@ class SignalGatherer:
     )
     # `specialists.placement: pool`: where the specialist-cost producers run instead of here
     specialists: SpecialistSource | None = None
-    pooled: PooledSpecialists | None = field(init=False, default=None)
 
-    def __post_init__(self) -> None:
-        if self.specialists is not None:
-            self.pooled = PooledSpecialists(
-                self.specialists, self.registry, self.retry, self.telemetry, self.cache
-            )
+    @property
+    def pooled(self) -> PooledSpecialists | None:
+        """The specialist pool's client, with this gatherer's cache; none without a pool."""
+        if self.specialists is None:
+            return None
+        return PooledSpecialists(
+            self.specialists, self.registry, self.retry, self.telemetry, self.cache
+        )
 
     def stages(self) -> list[CostStage]:
         """The stages to run, cheapest first: each cost class, the model's once per model rank."""
@@ -119,9 +121,10 @@ class SignalGatherer:
         unfetched = [j for j in journeys if j.images is None]
         self._fetch([j for j in unfetched if _reads_images(j, producers, models)])
         here = [p for p in producers if p.placement is Placement.CONSUMER]
+        pooled = self.pooled
         for group, fits in decoding_groups(here, self.registry):
-            if self.pooled is not None and group[0].cost == Cost.SPECIALIST:
-                self.pooled.run(group, journeys, attempt)
+            if pooled is not None and group[0].cost == Cost.SPECIALIST:
+                pooled.run(group, journeys, attempt)
             elif fits:
                 self._run_decoded(group, fits, journeys)
             else:

@@ -221,8 +221,6 @@ def test_cache_hits_are_not_sent_to_the_pool(tmp_path):
     moderator, pool, caps = _caps_moderator(tmp_path)
     cache = SignalCache.in_memory()
     moderator.gatherer.cache = cache
-    assert moderator.gatherer.pooled is not None
-    moderator.gatherer.pooled.cache = cache
     first = moderator.moderate(_batch(("a", "HELLO"), ("b", "quiet")))
     assert [sorted(p.post.id for p in work.posts) for work in pool.calls] == [["a", "b"]]
     again = moderator.moderate(_batch(("c", "HELLO"), ("d", "new text")))

@@ -6,7 +6,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, PositiveFloat, create_model
+from pydantic import BaseModel, ConfigDict, Field, PositiveFloat, create_model, model_validator
 
 from contracts.decoding import PostLimits
 from contracts.errors import ConfigInvalid
@@ -57,6 +57,29 @@ class PoolSettings(ReplicaPoolSettings):
     )
     max_poll_records: int = Field(64, ge=1, description="Most posts handed out per poll.")
     max_in_flight_batches: int = Field(4, ge=1, description="Batches in flight per consumer.")
+    max_consumers: int | None = Field(
+        None,
+        ge=1,
+        description="Most consumer actors. Above `consumers`, `vlmod run` adds a consumer for "
+        "each `lag_per_consumer` messages the group is behind, up to the input topics' "
+        "partition count, and removes them again once the lag has stayed low for "
+        "`consumer_downscale_delay_s`. Absent: always `consumers`.",
+    )
+    lag_per_consumer: int = Field(
+        1000, ge=1, description="Messages behind per consumer when sizing from lag."
+    )
+    lag_check_s: float = Field(15.0, gt=0, description="Seconds between reads of the lag.")
+    consumer_downscale_delay_s: float = Field(
+        300.0, ge=0, description="Seconds the lag must ask for fewer consumers before one stops."
+    )
+
+    @model_validator(mode="after")
+    def _max_consumers_above_consumers(self) -> PoolSettings:
+        if self.max_consumers is not None and self.max_consumers < self.consumers:
+            raise ValueError(
+                f"max_consumers ({self.max_consumers}) is below consumers ({self.consumers})"
+            )
+        return self
 
 
 class RetrySettings(BaseModel):

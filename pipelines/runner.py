@@ -4,6 +4,7 @@ specialist pool (`specialists.placement: pool`), consumers."""
 from __future__ import annotations
 
 import logging
+import threading
 from collections.abc import Iterable
 from typing import Any
 
@@ -13,6 +14,7 @@ from contracts.vlm import DEFAULT_MODEL
 from kafka_io.clients import create_topics
 from pipelines.actors import ConsumerActor
 from pipelines.config import PipelineConfig
+from pipelines.consumer_scaling import ConsumerScaler, ConsumerScaling
 from pipelines.exceptions import ReplicaStartFailed
 from pipelines.serving import (
     actor_resources,
@@ -53,6 +55,9 @@ class PipelineRun:
         self.specialist_app = specialist_app_name(self.config) if pooled(self.config) else None
         self.actors: list[Any] = []
         self.runs: list[Any] = []
+        self.retired: list[dict[str, int]] = []  # the counters of consumers removed by scaling
+        self.scaler: ConsumerScaler | None = None
+        self._members = threading.Lock()  # the scaler resizes while the driver reads stats
 
     def start(self, policy_set: PolicySet) -> None:
         """Create missing topics, deploy each model's replica pool and the specialist pool, start
@@ -69,6 +74,27 @@ class PipelineRun:
             self._deploy_specialists(self.specialist_app)
         for _ in range(self.config.pool.consumers):
             self.add_consumer()
+        self._follow_lag()
+
+    def _follow_lag(self) -> None:
+        """Size the consumer group from its lag when `pool.max_consumers` allows more."""
+        from kafka_io.lag import GroupLagReader
+
+        pool = self.config.pool
+        if pool.max_consumers is None or pool.max_consumers == pool.consumers:
+            return
+        reader = GroupLagReader(
+            self.config.kafka, self.config.consumer_group, self.config.topics.inputs
+        )
+        self.scaler = ConsumerScaler(
+            ConsumerScaling.of(pool),
+            reader.read,
+            self.resize,
+            self.consumer_count,
+            pool.lag_check_s,
+            on_stop=reader.close,
+        )
+        self.scaler.start()
 
     def _deploy(self, model: str) -> None:
         """Run `model`'s replica pool; on failure, remove every pool started and say why."""
@@ -110,17 +136,44 @@ class PipelineRun:
         pool = self.config.pool
         options = actor_resources(pool.consumer_num_cpus, 0.0, pool.consumer_resources)
         actor = actor_class.options(**options).remote(self.config.model_dump(mode="json"))
-        self.actors.append(actor)
-        self.runs.append(actor.run.remote())
+        with self._members:
+            self.actors.append(actor)
+            self.runs.append(actor.run.remote())
         return actor
 
+    def remove_consumer(self, timeout_s: float = 120.0) -> None:
+        """Drain the newest consumer (its batches finish and are committed) and let it go;
+        the group gives its partitions to the others."""
+        with self._members:
+            actor, run = self.actors.pop(), self.runs.pop()
+        actor.stop.remote()
+        [final] = _gather([run], timeout_s)
+        if final is not None:
+            self.retired.append(final)
+        ray.kill(actor)
+
+    def consumer_count(self) -> int:
+        """Consumer actors in the group now."""
+        with self._members:
+            return len(self.actors)
+
+    def resize(self, count: int) -> None:
+        """Add or drain consumers until the group has `count`."""
+        while self.consumer_count() < count:
+            self.add_consumer()
+        while self.consumer_count() > count:
+            self.remove_consumer()
+
     def stats(self) -> list[dict[str, int]]:
-        """Each live consumer's counters."""
-        return [s for s in _gather([a.stats.remote() for a in self.actors]) if s is not None]
+        """Each consumer's counters, those removed by scaling included."""
+        with self._members:
+            refs = [a.stats.remote() for a in self.actors]
+        return [*self.retired, *(s for s in _gather(refs) if s is not None)]
 
     def stop(self, timeout_s: float = 120.0) -> list[dict[str, int] | None]:
         """Drain every consumer (in-flight batches finish and are committed), then undeploy."""
-
+        if self.scaler is not None:
+            self.scaler.stop()
         _gather([actor.stop.remote() for actor in self.actors], timeout_s)
         results = _gather(self.runs, timeout_s)
         self._delete_apps()

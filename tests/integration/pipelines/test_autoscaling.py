@@ -1,5 +1,5 @@
-"""The model pool follows the backlog: it grows to its max under a backlog and shrinks back to
-its min once the backlog is gone, with every post moderated once."""
+"""The model pool and the consumer group follow the backlog: each grows to its max under a
+backlog and shrinks back to its min once the backlog is gone, with every post moderated once."""
 
 from __future__ import annotations
 
@@ -25,7 +25,9 @@ def running_replicas(app: str) -> int:
     return deployment.replica_states.get("RUNNING", 0)
 
 
-def test_the_pool_grows_under_a_backlog_and_shrinks_when_idle(e2e_config, start_pipeline):
+def test_the_pool_and_the_consumers_grow_under_a_backlog_and_shrink_when_idle(
+    e2e_config, start_pipeline
+):
     pool = PoolSettings(
         num_cpus=0.5,
         consumer_num_cpus=0.25,
@@ -36,16 +38,23 @@ def test_the_pool_grows_under_a_backlog_and_shrinks_when_idle(e2e_config, start_
         downscale_delay_s=2,
         max_batch_size=1,
         max_poll_records=1,
+        consumers=1,
+        max_consumers=2,  # the input topics have 2 partitions
+        lag_per_consumer=100,
+        lag_check_s=1,
+        consumer_downscale_delay_s=2,
     )
     config = e2e_config(pool=pool)
     run, collector = start_pipeline(config)
     app = run.app_names[DEFAULT_MODEL]
     assert running_replicas(app) == 1
+    assert run.consumer_count() == 1
     # A backlog at once, every image new (no repost the replica has answered before): about a
     # minute of work for one replica here, which outlasts Serve's first decision to grow (about
     # 40 s in: callers report their queues every 10 s, averaged over 30 s).
     messages = post_messages(1500, topic=config.topics.inputs[0], images=1500)
     publisher = publish_in_background(config, messages, per_second=0)
+    wait_until(lambda: run.consumer_count() == 2, what="a second consumer", timeout_s=60)
     wait_until(lambda: running_replicas(app) == 2, what="a second replica", timeout_s=240)
     grown_at = collector.resolved()
     assert grown_at < len(messages), "the pool grew only after the backlog was gone"
@@ -54,3 +63,5 @@ def test_the_pool_grows_under_a_backlog_and_shrinks_when_idle(e2e_config, start_
     check_every_post_has_one_verdict_key(outputs, [m.key.decode() for m in messages])
     assert not outputs.dead_letters
     wait_until(lambda: running_replicas(app) == 1, what="the pool back at one", timeout_s=120)
+    wait_until(lambda: run.consumer_count() == 1, what="one consumer again", timeout_s=60)
+    assert sum(stats["consumed"] for stats in run.stats()) >= len(messages)

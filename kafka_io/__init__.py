@@ -25,6 +25,7 @@ if TYPE_CHECKING:
         reaching_kafka,
     )
     from kafka_io.exceptions import ProduceFailed
+    from kafka_io.lag import GroupLag, GroupLagReader
     from kafka_io.offsets import OffsetTracker
     from kafka_io.settings import KafkaSettings, TopicSettings
     from kafka_io.tracing import context_from_headers, headers_with_trace, trace_id_of
@@ -32,6 +33,8 @@ if TYPE_CHECKING:
 __all__ = [
     "Batch",
     "BatchConsumer",
+    "GroupLag",
+    "GroupLagReader",
     "KafkaSettings",
     "KafkaWriter",
     "OffsetTracker",
@@ -58,6 +61,7 @@ __getattr__, __dir__ = lazy_exports(
             "reaching_kafka",
         ],
         "kafka_io.exceptions": ["ProduceFailed"],
+        "kafka_io.lag": ["GroupLag", "GroupLagReader"],
         "kafka_io.offsets": ["OffsetTracker"],
         "kafka_io.settings": ["KafkaSettings", "TopicSettings"],
         "kafka_io.tracing": ["context_from_headers", "headers_with_trace", "trace_id_of"],

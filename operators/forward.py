@@ -35,6 +35,8 @@ class PrefixBatch:
     images_per_row: tuple[int, ...] = ()  # how many of `image_order` each row takes, in turn
     # Per unique image, how many vision-tower feature entries (tiles) it gives; () means one each.
     entries_per_image: tuple[int, ...] = ()
+    # Per unique image, its tiles, for a tower that gives one entry per tile instead; () as above.
+    tiles_per_image: tuple[int, ...] = ()
 
     @property
     def size(self) -> int:
@@ -109,17 +111,27 @@ def image_features(vlm: Vlm, prefix: PrefixBatch) -> list[torch.Tensor]:
     """Each unique image's projected features, (tokens, hidden), from one vision pass."""
     if not prefix.pixel_inputs:
         return []
-    return join_entries(encode_images(vlm, prefix.pixel_inputs), prefix.entries_per_image)
+    entries = encode_images(vlm, prefix.pixel_inputs)
+    return join_entries(entries, prefix.entries_per_image, prefix.tiles_per_image)
 
 
-def join_entries(entries: list[torch.Tensor], per_image: tuple[int, ...]) -> list[torch.Tensor]:
-    """The tower's entries joined per image: an image's tiles, in order, as one (tokens, hidden)."""
+def join_entries(
+    entries: list[torch.Tensor], per_image: tuple[int, ...], tiles: tuple[int, ...] = ()
+) -> list[torch.Tensor]:
+    """The tower's entries joined per image: an image's tiles, in order, as one (tokens, hidden).
+
+    The tower gives `per_image` entries an image, or, where a transformers version groups
+    differently, one entry per tile (`tiles`); any other count is an error, never a guess.
+    """
     if not per_image:
         return entries
     if sum(per_image) != len(entries):
-        raise ValueError(
-            f"the vision tower gave {len(entries)} feature entries for {sum(per_image)} tiles"
-        )
+        if not tiles or sum(tiles) != len(entries):
+            raise ValueError(
+                f"the vision tower gave {len(entries)} feature entries for "
+                f"{len(per_image)} images of {sum(tiles or per_image)} tiles"
+            )
+        per_image = tiles
     starts = accumulate(per_image, initial=0)
     return [
         torch.cat([entry.reshape(-1, entry.shape[-1]) for entry in entries[start : start + count]])

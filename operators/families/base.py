@@ -53,6 +53,12 @@ def one_entry_per_image(pixel_inputs: Mapping[str, torch.Tensor]) -> int:
     return 1
 
 
+def tiles_along_dim_1(pixel_inputs: Mapping[str, torch.Tensor]) -> int:
+    """An image's tiles (and global image) where the processor stacks them along dim 1 of
+    `pixel_values` (Idefics3, SmolVLM: one image is `(1, tiles, channels, height, width)`)."""
+    return int(pixel_inputs["pixel_values"].shape[1])
+
+
 def one_entry_per_tile(pixel_inputs: Mapping[str, torch.Tensor]) -> int:
     """The tower gives one entry per tile, and the processor stacks an image's tiles (and its
     thumbnail) along dim 0 of `pixel_values` (InternVL, Aya Vision: GotOcr2-style tiling)."""
@@ -98,6 +104,10 @@ class Family:
     # How many vision-tower feature entries one image gives; the shared-prefix engine joins
     # them, in order, into that image's features (all its tiles fill its image tokens).
     feature_entries: FeatureEntries = field(default=one_entry_per_image)
+    # How many tiles one image has, where transformers' tower may give one entry per tile
+    # instead: Idefics3's gave one per tile up to transformers 5.17 and one per image later.
+    # The shared-prefix engine accepts either count (`forward.join_entries`).
+    tiles: FeatureEntries = field(default=one_entry_per_image)
     # Whether a prompt with two or more images shows each as the processor does when it groups
     # a prompt's images (`images=[[a, b]]`, as `apply_chat_template` calls it), the model told
     # each group's size by `batch_num_images` (LLaVA-OneVision: each image its base tile only).

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from operators.families.base import Family, Twin
+from operators.families.base import Family, Twin, tiles_along_dim_1
 from operators.families.shrink import chat_template, image_settings, small_text, small_vision
 
 
@@ -71,6 +71,7 @@ def twin_geometry(config: Any, processor: Any) -> tuple[tuple[int, ...], tuple[i
 IDEFICS3 = Family(
     ("idefics3", "smolvlm", "idefics2"),
     vision_tower="vision_model",
+    tiles=tiles_along_dim_1,
     checkpoints=("HuggingFaceTB/SmolVLM-256M-Instruct", "HuggingFaceTB/SmolVLM2-2.2B-Instruct"),
     twin=Twin(twin_processor, twin_config, twin_geometry),
 )

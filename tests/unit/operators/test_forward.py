@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import pytest
 import torch
 
 from operators.batching import (
@@ -11,7 +12,7 @@ from operators.batching import (
     encode_task_rows,
     stack_padded,
 )
-from operators.forward import PrefixBatch, run_forward
+from operators.forward import PrefixBatch, join_entries, run_forward
 from operators.prefixes import encode_post_text, image_prefix_ids, post_prefix_ids
 
 
@@ -58,3 +59,19 @@ def test_stack_padded_pads_tile_counts_with_zeros():
     stacked = stack_padded([one, three])
     assert stacked.shape == (2, 3, 3, 2, 2)
     assert stacked[0, 1:].abs().sum() == 0 and stacked[1].abs().sum() == 36
+
+
+def test_join_entries_takes_one_entry_per_image_or_per_tile():
+    """Transformers versions group a tiled tower's output per image or per tile; both join into
+    the same per-image features, and any other count is refused."""
+    tiles = [torch.randn(4, 8) for _ in range(5)]  # image 0: 3 tiles, image 1: 2 tiles
+    per_image = [torch.cat(tiles[:3]), torch.cat(tiles[3:])]
+    grouped = join_entries(per_image, (1, 1), (3, 2))
+    per_tile = join_entries(tiles, (1, 1), (3, 2))
+    assert [t.shape for t in per_tile] == [(12, 8), (8, 8)]
+    for a, b in zip(grouped, per_tile, strict=True):
+        assert torch.equal(a, b)
+    with pytest.raises(ValueError, match="4 feature entries for 2 images of 5 tiles"):
+        join_entries(tiles[:4], (1, 1), (3, 2))
+    with pytest.raises(ValueError, match="5 feature entries for 2 images of 2 tiles"):
+        join_entries(tiles, (1, 1))

@@ -120,9 +120,13 @@ class ProcessorOnly:
     """What `encode_image` reads of a loaded model: the processor, placeholder and fast path."""
 
     def __init__(self, name_or_path: str, overrides: dict[str, Any], fast: bool) -> None:
-        from transformers import AutoProcessor
+        from transformers import AutoConfig, AutoProcessor
 
-        self.processor = AutoProcessor.from_pretrained(name_or_path)
+        self.family = str(AutoConfig.from_pretrained(name_or_path).model_type)
+
+        # The PIL image processor, as `operators.loading` loads it (torchvision's is the default
+        # where torchvision is installed, and has no exact uint8 path).
+        self.processor = AutoProcessor.from_pretrained(name_or_path, use_fast=False)
         apply_tiling_overrides(
             self.processor.image_processor, ModelSpec(name_or_path=name_or_path, **overrides)
         )
@@ -132,13 +136,13 @@ class ProcessorOnly:
             raise SystemExit(f"no exact uint8 path for {type(self.processor).__name__}")
 
 
-def init_worker(name_or_path: str, images: list[bytes], barrier: Any) -> None:
-    """Load one processor per mode, warm each up, then wait for every other worker."""
+def init_worker(name_or_path: str, images: list[bytes], modes: list[str], barrier: Any) -> None:
+    """Load one processor per mode measured, warm each up, then wait for every other worker."""
     torch.set_num_threads(1)
     _WORKER["images"] = images
     _WORKER["loader"] = ImageLoader(ImageLimits())
-    _WORKER["vlms"] = {mode: ProcessorOnly(name_or_path, *o) for mode, o in MODES.items()}
-    for mode in MODES:
+    _WORKER["vlms"] = {mode: ProcessorOnly(name_or_path, *MODES[mode]) for mode in modes}
+    for mode in modes:
         preprocess(mode, [0])
     if barrier is not None:
         barrier.wait()
@@ -246,13 +250,15 @@ def measure(
     args: argparse.Namespace, name_or_path: str, images: list[bytes], figures: dict[str, Any]
 ) -> None:
     """Each mode in this process, then in a pool of `--workers` processes; rows as they come."""
-    init_worker(name_or_path, images, None)
+    init_worker(name_or_path, images, args.modes, None)
     rows: dict[str, Any] = {mode: one_process(mode, args.images, args.batch) for mode in args.modes}
     figures["modes"] = {}
     context = multiprocessing.get_context("spawn")  # no fork of a process that loaded torch
     barrier = context.Barrier(args.workers)
     started = time.perf_counter()
-    with context.Pool(args.workers, init_worker, (name_or_path, images, barrier)) as pool:
+    with context.Pool(
+        args.workers, init_worker, (name_or_path, images, args.modes, barrier)
+    ) as pool:
         pool.map(_ready, [0])  # returns once every worker is past the barrier
         figures["pool_startup_s"] = time.perf_counter() - started
         print_header(figures)

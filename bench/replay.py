@@ -31,7 +31,10 @@ from policies.loader import load_policy_dir
 from policies.policy_set import PolicySet
 from policies.scope import PostScope
 from replay.history import RecordedPost, read_history
+from replay.metrics import Labels
+from replay.parallel import Job, replay_file
 from replay.run import replay_posts
+from review.report_io import RecordLimits
 
 EXAMPLES = Path(__file__).resolve().parents[1] / "policies" / "examples"
 TEXTS = (
@@ -90,6 +93,9 @@ def main() -> None:
     parser.add_argument("--posts", type=int, default=20_000)
     parser.add_argument("--repeats", type=int, default=3, help="timed runs; the best counts")
     parser.add_argument("--profile", action="store_true", help="profile the fast replay")
+    parser.add_argument(
+        "--workers", type=int, nargs="*", default=[2], help="also from JSONL over N processes"
+    )
     args = parser.parse_args()
     policies = load_policy_dir(EXAMPLES, registry=producer_registry())
     posts = synthetic_posts(policies, args.posts)
@@ -120,6 +126,13 @@ def main() -> None:
         print(
             f"one policy changed, from JSONL (read, validate, group, replay): {rate:,.0f} posts/s"
         )
+        for workers in args.workers:
+            job = Job(str(path), policies, Labels(), RecordLimits(), (None, None), workers, False)
+            whole = min(_timed(lambda job=job: replay_file(job)) for _ in range(args.repeats))
+            print(
+                f"one policy changed, from JSONL over {workers} processes (`--workers "
+                f"{workers}`): {args.posts / whole:,.0f} posts/s"
+            )
     print(f"({args.posts} posts, {len(policies.policies)} policies, best of {args.repeats})")
     if args.profile:
         profiler = cProfile.Profile()

@@ -166,14 +166,14 @@ def read_history(
     source, raws = raw_records(spec, kafka, limits)
     history = History(SourceRecords[VerdictView](source), lines=[] if keep_lines else None)
     for raw in raws:
-        _take(history, raw, limits)
+        take_verdict(history, raw, limits)
     if not history.read.records:
         read = history.read
         raise SourceEmpty([*read.problem_lines(), f"{read.source}: no verdicts in it"])
     return history
 
 
-def _take(history: History, raw: RawRecord, limits: RecordLimits) -> None:
+def take_verdict(history: History, raw: RawRecord, limits: RecordLimits) -> None:
     """Add the verdict in `raw` to the history, or skip it with the reason."""
     try:
         verdict = lean_verdict(raw, limits)
@@ -199,7 +199,7 @@ def _read_postgres(dsn: str, limits: RecordLimits, keep_lines: bool) -> History:
         with psycopg.connect(dsn, connect_timeout=10) as connection:
             for key, body in _verdict_rows(connection):
                 raw = body if isinstance(body, bytes) else _json_bytes(body)
-                _take(history, RawRecord(f"{where} verdicts[{key}]", raw, len(raw)), limits)
+                take_verdict(history, RawRecord(f"{where} verdicts[{key}]", raw, len(raw)), limits)
             history.records.update(_post_records(connection, read, where))
     except psycopg.Error as error:
         first = (str(error).strip().splitlines() or [type(error).__name__])[0]

@@ -227,21 +227,24 @@ def _clipped(reason: str) -> str:
 
 def _file_records(path: Path, max_bytes: int) -> Iterator[RawRecord]:
     """A RawRecord per non-blank line of a JSONL file, read a line at a time."""
+    name = str(path)
+    for number, body, size in numbered_lines(path, max_bytes):
+        yield RawRecord(f"{name}:{number}", body, size)
+
+
+def numbered_lines(path: Path, max_bytes: int) -> Iterator[tuple[int, bytes, int]]:
+    """(line number, the line without its newline, its size) of each non-blank line of a JSONL
+    file; past `max_bytes` the line is b"" and only its size is kept."""
     try:
         # Bytes: a bad byte is then one bad line, and U+2028 inside a string ends no line.
         with path.open("rb") as file:
-            yield from _lines(file, str(path), max_bytes)
+            for number, (body, size) in enumerate(_split_lines(file, max_bytes), start=1):
+                if size > max_bytes:
+                    yield number, b"", size
+                elif not body.isspace() and body:
+                    yield number, body, size
     except OSError as error:
         raise SourceUnreadable([f"{path}: cannot read it: {error.strerror or error}"]) from None
-
-
-def _lines(file: IO[bytes], name: str, max_bytes: int) -> Iterator[RawRecord]:
-    """(`FILE:LINE`, the line without its newline); past `max_bytes` only its size is kept."""
-    for number, (body, size) in enumerate(_split_lines(file, max_bytes), start=1):
-        if size > max_bytes:
-            yield RawRecord(f"{name}:{number}", b"", size)
-        elif not body.isspace() and body:
-            yield RawRecord(f"{name}:{number}", body, size)
 
 
 def _split_lines(file: IO[bytes], max_bytes: int) -> Iterator[tuple[bytes, int]]:

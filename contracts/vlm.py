@@ -26,7 +26,9 @@ class TaskKind(StrEnum):
     LABEL = "label"  # P(the label applies), from a yes/no question built from the label text
     QUESTION = "question"  # P(yes) to a yes/no question
     DESCRIBE = "describe"  # a caption of each image, joined
-    EMBED = "embed"  # the mean projected image embedding
+    # About an image: its mean projected image embedding. About the post: the mean of the
+    # language model's last hidden state over the post's prompt (text and images together).
+    EMBED = "embed"
 
 
 @dataclass(frozen=True)

@@ -41,6 +41,8 @@ class ForwardPlan:
     # The unique encodings (`encoding_key`: an image's hash and form), in the order encoded.
     image_shas: list[str]
     embed: bool
+    # The posts whose embedding is asked, in the order of `prefix.embed_rows`.
+    embedded_posts: list[str] = field(default_factory=list)
 
 
 @dataclass
@@ -56,6 +58,7 @@ class _Builder:
     suffixes: list[str] = field(default_factory=list)
     row_items: dict[Item, None] = field(default_factory=dict)  # ordered set
     embed: bool = False
+    embed_rows: dict[str, int] = field(default_factory=dict)  # post key -> its prefix row
 
     def add_image_items(self, work: PostWork) -> None:
         for sha, task in work.image_todo:
@@ -81,6 +84,9 @@ class _Builder:
             self._prefix(work.post_key, post_prefix_ids(self.vlm, expansions, work.text), keys)
         tail = self.vlm.prompts.layout(len(keys)).tail
         for task in tasks:
+            if task.kind == TaskKind.EMBED:  # read off the prefix's prefill: no task row
+                self.embed_rows[work.post_key] = self.prefix_of[work.post_key]
+                continue
             suffix = post_task_text(self.vlm, task) + tail
             self._row(self.prefix_of[work.post_key], (work.post_key, task), suffix)
 
@@ -117,6 +123,7 @@ def build_plan(
         pixel_inputs=collate_images([encodings[sha] for sha in shas]),
         image_order=tuple(moved[index] for index in builder.image_order),
         images_per_row=tuple(builder.images_per_row),
+        embed_rows=tuple(builder.embed_rows.values()),
         entries_per_image=tuple(
             family.feature_entries(encodings[sha].pixel_inputs) for sha in shas
         ),
@@ -125,7 +132,7 @@ def build_plan(
     items = list(builder.row_items)
     generate = [task.kind == TaskKind.DESCRIBE for _, task in items]
     rows = encode_task_rows(vlm, builder.row_prefix, builder.suffixes, generate)
-    return ForwardPlan(prefix, rows, items, shas, builder.embed)
+    return ForwardPlan(prefix, rows, items, shas, builder.embed, list(builder.embed_rows))
 
 
 def _encoding_order(

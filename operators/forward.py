@@ -9,6 +9,8 @@ probabilities come from that pass's next-token logits; descriptions continue gre
 
 from __future__ import annotations
 
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass
 from itertools import accumulate
 from typing import Any, Protocol
@@ -33,6 +35,8 @@ class PrefixBatch:
     pixel_inputs: dict[str, torch.Tensor]
     image_order: tuple[int, ...] = ()
     images_per_row: tuple[int, ...] = ()  # how many of `image_order` each row takes, in turn
+    # Prefix rows whose embedding is asked: the mean last hidden state over the row's tokens.
+    embed_rows: tuple[int, ...] = ()
     # Per unique image, how many vision-tower feature entries (tiles) it gives; () means one each.
     entries_per_image: tuple[int, ...] = ()
     # Per unique image, its tiles, for a tower that gives one entry per tile instead; () as above.
@@ -66,6 +70,7 @@ class ForwardResult:
     embeddings: torch.Tensor | None  # (unique images, hidden) float32
     yes_probability: torch.Tensor  # (rows,) float32; meaningless for generate rows
     generated: torch.Tensor | None  # (generate rows, tokens) token ids
+    post_embeddings: torch.Tensor | None = None  # (prefix.embed_rows, hidden) float32
 
 
 class RowSteps(Protocol):
@@ -89,12 +94,16 @@ def run_forward(
     with torch.inference_mode():
         features = image_features(vlm, prefix)
         embeddings = pool_image_features(features) if embed and features else None
-        if rows.size == 0:
+        if rows.size == 0 and not prefix.embed_rows:
             return ForwardResult(embeddings, torch.empty(0), None)
-        cache = prefill(vlm, prefix, [features[index] for index in prefix.image_order])
+        placed = [features[index] for index in prefix.image_order]
+        cache, hidden = prefill(vlm, prefix, placed, hidden=bool(prefix.embed_rows))
+        posts = None if hidden is None else mean_over_tokens(hidden, prefix, prefix.embed_rows)
+        if rows.size == 0:
+            return ForwardResult(embeddings, torch.empty(0), None, posts)
         if steps is not None:
             probability, generated = steps.continue_rows(vlm, cache, prefix, rows)
-            return ForwardResult(embeddings, probability, generated)
+            return ForwardResult(embeddings, probability, generated, posts)
         cache.batch_select_indices(rows.prefix_index.to(vlm.device))
         mask = torch.cat([prefix.attention_mask[rows.prefix_index], rows.attention_mask], dim=1)
         logits = decode_step(vlm, rows.input_ids, mask, cache)
@@ -104,7 +113,18 @@ def run_forward(
             cache.batch_select_indices(rows.generate_rows.to(vlm.device))
             picked = rows.generate_rows
             generated = greedy_continue(vlm, logits[picked], mask[picked], cache)
-    return ForwardResult(embeddings, probability.cpu(), generated)
+    return ForwardResult(embeddings, probability.cpu(), generated, posts)
+
+
+def mean_over_tokens(
+    hidden: torch.Tensor, prefix: PrefixBatch, rows: Sequence[int]
+) -> torch.Tensor:
+    """Per prefix row asked, the mean of `hidden` (rows, tokens, size) over its real tokens (the
+    left padding left out), as float32 on the CPU."""
+    picked = torch.tensor(list(rows), dtype=torch.long)
+    mask = prefix.attention_mask[picked].to(hidden.device, torch.float32)[..., None]
+    summed = (hidden[picked.to(hidden.device)].float() * mask).sum(dim=1)
+    return (summed / mask.sum(dim=1).clamp(min=1.0)).cpu()
 
 
 def image_features(vlm: Vlm, prefix: PrefixBatch) -> list[torch.Tensor]:
@@ -159,20 +179,47 @@ def pool_image_features(features: list[torch.Tensor]) -> torch.Tensor:
     return torch.stack([feature.float().mean(dim=0) for feature in features]).cpu()
 
 
-def prefill(vlm: Vlm, prefix: PrefixBatch, placed: list[torch.Tensor]) -> Any:
-    """Run every prefix row once, image tokens filled from `placed` in reading order."""
+def prefill(
+    vlm: Vlm, prefix: PrefixBatch, placed: list[torch.Tensor], *, hidden: bool = False
+) -> tuple[Any, torch.Tensor | None]:
+    """Run every prefix row once, image tokens filled from `placed` in reading order; with
+    `hidden`, also the language model's last hidden state of every row (rows, tokens, size)."""
     mask = prefix.attention_mask.to(vlm.device)
     input_ids = prefix.input_ids.to(vlm.device)
     cache = DynamicCache(config=vlm.model.config.get_text_config(decoder=True))
-    vlm.model(
-        inputs_embeds=embed_with_images(vlm, input_ids, placed),
-        attention_mask=mask,
-        position_ids=_positions(mask, input_ids.shape[1]),
-        use_cache=True,
-        logits_to_keep=1,
-        **{vlm.cache_keyword: cache},
-    )
-    return cache
+    with _last_hidden_state(vlm, hidden) as captured:
+        vlm.model(
+            inputs_embeds=embed_with_images(vlm, input_ids, placed),
+            attention_mask=mask,
+            position_ids=_positions(mask, input_ids.shape[1]),
+            use_cache=True,
+            logits_to_keep=1,
+            **{vlm.cache_keyword: cache},
+        )
+    return cache, captured.get("last")
+
+
+@contextmanager
+def _last_hidden_state(vlm: Vlm, wanted: bool) -> Iterator[dict[str, torch.Tensor]]:
+    """While open, the language model's output (its last hidden state, after the final norm)
+    lands in the dict yielded: a hook on the decoder, so that no layer's other hidden states
+    are kept (`output_hidden_states` would hold every layer's for the whole batch)."""
+    captured: dict[str, torch.Tensor] = {}
+    if not wanted:
+        yield captured
+        return
+
+    def keep(module: Any, args: Any, output: Any) -> None:
+        captured["last"] = output[0] if isinstance(output, tuple) else output.last_hidden_state
+
+    decoder = getattr(vlm.model, "get_decoder", None)
+    if decoder is None:  # the post fails with this reason; the load-time check then runs plain
+        raise ValueError(f"no language model found in {vlm.family} to read the post embedding")
+    handle = decoder().register_forward_hook(keep)
+    try:
+        yield captured
+    finally:
+        handle.remove()
 
 
 def embed_with_images(vlm: Vlm, input_ids: torch.Tensor, placed: list[torch.Tensor]) -> Any:

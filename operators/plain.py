@@ -60,8 +60,26 @@ def run_plain(
             else:
                 logits = vlm.model(**inputs).logits[:, -1].float()
                 probabilities.append(float(yes_probability(logits, vlm.yes_ids, vlm.no_ids)))
+        posts = _post_embeddings(vlm, prefix, images, encodings)
     generated = _pad_right(captions, vlm.tokenizer.pad_token_id) if captions else None
-    return ForwardResult(embeddings, torch.tensor(probabilities), generated)
+    return ForwardResult(embeddings, torch.tensor(probabilities), generated, posts)
+
+
+def _post_embeddings(
+    vlm: Vlm,
+    prefix: PrefixBatch,
+    images: list[tuple[int, ...]],
+    encodings: Sequence[ImageEncoding],
+) -> torch.Tensor | None:
+    """Each asked prefix row's prompt alone through the model: its last hidden state's mean."""
+    if not prefix.embed_rows:
+        return None
+    means = []
+    for row in prefix.embed_rows:
+        inputs = plain_inputs(vlm, _unpadded(prefix, row), [encodings[i] for i in images[row]])
+        hidden = vlm.model(**inputs, output_hidden_states=True).hidden_states[-1]
+        means.append(hidden[0].float().mean(dim=0).cpu())
+    return torch.stack(means)
 
 
 def plain_inputs(vlm: Vlm, ids: torch.Tensor, encodings: Sequence[ImageEncoding]) -> dict[str, Any]:

@@ -19,9 +19,10 @@ processor's own inputs for the same prompt gives (the two images given it groupe
 the engines leave out (Gemma 3's image token types, say) or a family that shows a prompt's
 several images otherwise than one alone (LLaVA-OneVision) is found rather than served.
 
-Each probe asks image-level and post-level questions and labels. If any probability differs by
-more than `TOLERANCE`, or the shared engine fails where the plain one answers, the model runs on
-the plain engine (`fallback`), or loading is refused (`refuse`). If the plain engine itself
+Each probe asks image-level and post-level questions and labels, and the post embedding. If any
+probability differs by more than `TOLERANCE`, the post embedding by more than
+`EMBEDDING_TOLERANCE` relative, or the shared engine fails where the plain one answers, the model
+runs on the plain engine (`fallback`), or loading is refused (`refuse`). If the plain engine itself
 fails, the checkpoint cannot be served: loading is refused with its error.
 """
 
@@ -45,6 +46,8 @@ from operators.jobs import About, PostJob, PostSignals, TaskKind, VlmTask
 from operators.loading import Vlm
 
 TOLERANCE = 1e-3
+# The post embedding's largest relative difference (‖shared - plain‖ / ‖plain‖) allowed.
+EMBEDDING_TOLERANCE = 1e-2
 MAX_PROBE_IMAGES = 8
 FALLBACK = "fallback"
 REFUSE = "refuse"
@@ -54,6 +57,7 @@ PROBE_TASKS = (
     VlmTask(TaskKind.QUESTION, "Is there a weapon in this image?"),
     VlmTask(TaskKind.LABEL, "a person"),
 )
+PROBE_EMBED = VlmTask(TaskKind.EMBED, "", About.POST)
 PROBE_TEXT = "Selling my old bike, barely used. Message me for the price and pick-up. "
 
 
@@ -227,11 +231,11 @@ def probe_jobs(vlm: Vlm) -> list[PostJob]:
     long_text = PROBE_TEXT * (vlm.spec.max_text_tokens // 8 + 1)
     crowd = tuple(_probe_image(64, 48, seed=10 + n) for n in range(_images_past_window(vlm)))
     jobs = [
-        PostJob((), PROBE_TEXT, PROBE_TASKS[:2]),
-        PostJob((small, large), PROBE_TEXT, PROBE_TASKS),
+        PostJob((), PROBE_TEXT, (*PROBE_TASKS[:2], PROBE_EMBED)),
+        PostJob((small, large), PROBE_TEXT, (*PROBE_TASKS, PROBE_EMBED)),
     ]
     if crowd:
-        jobs.append(PostJob(crowd, long_text, PROBE_TASKS))
+        jobs.append(PostJob(crowd, long_text, (*PROBE_TASKS, PROBE_EMBED)))
     return jobs
 
 
@@ -260,14 +264,24 @@ def _verdict(
     plain: Sequence[PostSignals | OperatorError],
 ) -> EngineCheck:
     family, asked = vlm.family, vlm.spec.engine
-    worst = 0.0
+    worst = embedding = 0.0
     for job, ours, theirs in zip(jobs, shared, plain, strict=True):
         if isinstance(ours, OperatorError):
             reason = f"the shared-prefix engine fails on {family}: {ours.reason}"
             return EngineCheck(family, asked, "plain", None, len(jobs), reason)
         assert isinstance(theirs, PostSignals)
         for task in job.tasks:
+            if task.kind == TaskKind.EMBED:
+                embedding = max(embedding, _relative(ours.values[task], theirs.values[task]))
+                continue
             worst = max(worst, abs(_number(ours.values[task]) - _number(theirs.values[task])))
+    if embedding > EMBEDDING_TOLERANCE:
+        reason = (
+            f"the shared-prefix engine's post embedding differs from a plain forward's by "
+            f"{embedding:.2g} relative on {family} (over {EMBEDDING_TOLERANCE:g}); running the "
+            "plain engine"
+        )
+        return EngineCheck(family, asked, "plain", worst, len(jobs), reason)
     if worst > TOLERANCE:
         reason = (
             f"the shared-prefix engine differs from a plain forward by {worst:.2g} on {family} "
@@ -276,6 +290,15 @@ def _verdict(
         return EngineCheck(family, asked, "plain", worst, len(jobs), reason)
     reason = f"the shared-prefix engine agrees with a plain forward on {family} ({worst:.1g})"
     return EngineCheck(family, asked, asked, worst, len(jobs), reason)
+
+
+def _relative(ours: object, theirs: object) -> float:
+    """‖ours - theirs‖ / ‖theirs‖ of two embeddings; inf where they are not alike vectors."""
+    if not isinstance(ours, list) or not isinstance(theirs, list) or len(ours) != len(theirs):
+        return math.inf
+    gap = math.sqrt(math.fsum((a - b) ** 2 for a, b in zip(ours, theirs, strict=True)))
+    size = math.sqrt(math.fsum(b * b for b in theirs))
+    return gap / size if size else (0.0 if gap == 0 else math.inf)
 
 
 def _number(value: object) -> float:

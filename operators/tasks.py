@@ -208,15 +208,19 @@ class VlmOperator:
 
 def _refusal(job: PostJob) -> OperatorError | None:
     for task in job.tasks:
-        if task.about == About.POST and task.kind in (TaskKind.DESCRIBE, TaskKind.EMBED):
+        if task.about == About.POST and task.kind == TaskKind.DESCRIBE:
             return UnsupportedTask(f"{task.kind} is asked of each image, not about the post")
     return None
 
 
 def _embeddings(plan: ForwardPlan, result: ForwardResult) -> dict[str, TaskValue]:
-    if result.embeddings is None:
-        return {}
-    return dict(zip(plan.image_shas, result.embeddings.tolist(), strict=True))
+    """Each image's embedding by its encoding key, and each post's by its post key."""
+    found: dict[str, TaskValue] = {}
+    if result.embeddings is not None:
+        found.update(zip(plan.image_shas, result.embeddings.tolist(), strict=True))
+    if result.post_embeddings is not None:
+        found.update(zip(plan.embedded_posts, result.post_embeddings.tolist(), strict=True))
+    return found
 
 
 def prompt_size(vlm: Vlm, work: PostWork) -> int:

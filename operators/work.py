@@ -107,8 +107,13 @@ def post_key(job: PostJob) -> str:
 
 
 def is_post_level(task: VlmTask) -> bool:
-    """Whether the task is one yes/no question over the whole post."""
-    return task.about == About.POST and task.kind in (TaskKind.LABEL, TaskKind.QUESTION)
+    """Whether the task reads the whole post in one prompt: a yes/no question about it, or its
+    embedding (the prompt's mean hidden state)."""
+    return task.about == About.POST and task.kind in (
+        TaskKind.LABEL,
+        TaskKind.QUESTION,
+        TaskKind.EMBED,
+    )
 
 
 def image_task_text(vlm: Vlm, task: VlmTask) -> str:
@@ -249,7 +254,10 @@ def finish(work: PostWork) -> PostSignals:
     """Fold the answers into one value per task of the job; no image or no content gives 0/""/[]."""
     values = work.signals.values
     for task in work.job.tasks:
-        if is_post_level(task):
+        if is_post_level(task) and task.kind == TaskKind.EMBED:
+            vector = work.answers.get((work.post_key, task))
+            values[task] = vector if isinstance(vector, list) else []
+        elif is_post_level(task):
             values[task] = _probability(work.answers.get((work.post_key, task), 0.0))
         else:
             values[task] = _fold(task, [work.answers[(i.sha256, task)] for i in work.job.images])

@@ -33,3 +33,21 @@ def plain_probability(vlm, images, text, task) -> float:
     with torch.no_grad():
         logits = vlm.model(input_ids=ids, attention_mask=torch.ones_like(ids), **pixels).logits
     return yes_probability(logits[:, -1].float(), vlm.yes_ids, vlm.no_ids).item()
+
+
+def plain_post_embedding(vlm, images, text) -> torch.Tensor:
+    """The mean last hidden state of the post's prompt (text and images), in one forward."""
+    vlm = processor_path(vlm)
+    encodings = [encode_image(vlm, image.image) for image in images]
+    post = encode_post_text(vlm, text) if text else None
+    ids = torch.tensor([post_prefix_ids(vlm, [e.expansion for e in encodings], post)])
+    pixels = {}
+    if encodings:
+        dim = 1 if vlm.family == "idefics3" else 0
+        for key in encodings[0].pixel_inputs:
+            pixels[key] = torch.cat([e.pixel_inputs[key] for e in encodings], dim=dim)
+    with torch.no_grad():
+        out = vlm.model(
+            input_ids=ids, attention_mask=torch.ones_like(ids), output_hidden_states=True, **pixels
+        )
+    return out.hidden_states[-1][0].float().mean(dim=0)

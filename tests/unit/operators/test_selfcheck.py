@@ -9,7 +9,7 @@ import torch
 
 import operators.forward as forward
 from operators.exceptions import UnsupportedModel
-from operators.jobs import PostJob
+from operators.jobs import PostJob, TaskKind
 from operators.selfcheck import TOLERANCE, check_engine, checked, probe_jobs, with_engine
 from operators.tasks import VlmOperator
 
@@ -45,7 +45,22 @@ def test_a_broken_shared_engine_falls_back_to_plain_and_serves_plain_numbers(
     [wrong] = VlmOperator(vlm).run_posts([job])
     [reference] = VlmOperator(with_engine(vlm, "plain")).run_posts([job])
     assert answer.values == reference.values
-    assert any(abs(wrong.values[t] - reference.values[t]) > TOLERANCE for t in job.tasks)
+    numbers = [t for t in job.tasks if t.kind != TaskKind.EMBED]
+    assert any(abs(wrong.values[t] - reference.values[t]) > TOLERANCE for t in numbers)
+
+
+def test_a_wrong_post_embedding_alone_falls_back_to_plain(vlm, monkeypatch):
+    """Every probability right, the post embedding off by 5 %: still caught."""
+    original = forward.mean_over_tokens
+
+    def scaled(*args, **kwargs):
+        return original(*args, **kwargs) * 1.05
+
+    monkeypatch.setattr(forward, "mean_over_tokens", scaled)
+    served, check = checked(vlm)
+    assert served.spec.engine == "plain"
+    assert check.max_difference is not None and check.max_difference < TOLERANCE
+    assert "post embedding differs from a plain forward's by 0.05 relative" in check.reason
 
 
 def test_a_broken_shared_engine_is_refused_when_fallback_is_not_allowed(vlm, broken_positions):

@@ -120,7 +120,23 @@ class SignalGatherer:
             journey.attempts += 1
         unfetched = [j for j in journeys if j.images is None]
         self._fetch([j for j in unfetched if _reads_images(j, producers, models)])
+        replica = [p.name for p in producers if p.placement is Placement.REPLICA]
         here = [p for p in producers if p.placement is Placement.CONSUMER]
+        # A consumer producer that reads the model's values (heads on the post embedding) runs
+        # once the replica has answered; the others run first, as they may spare the model.
+        then = [p for p in here if any(name in replica for name in p.after)]
+        self._run_consumer([p for p in here if p not in then], journeys, attempt)
+        for model in models:
+            live = [j for j in journeys if j.failure is None]
+            ready = [j for j in live if open_requests(j, replica, {model})]
+            if ready:
+                self._infer(ready, replica, model)
+        self._run_consumer(then, journeys, attempt)
+
+    def _run_consumer(
+        self, here: Sequence[SignalProducer], journeys: Sequence[Journey], attempt: int
+    ) -> None:
+        """The consumer-side producers, in order: pooled, on shared decoded images, or alone."""
         pooled = self.pooled
         for group, fits in decoding_groups(here, self.registry):
             if pooled is not None and group[0].cost == Cost.SPECIALIST:
@@ -130,12 +146,6 @@ class SignalGatherer:
             else:
                 for producer in group:
                     self._run_here(producer, [j for j in journeys if j.failure is None])
-        replica = [p.name for p in producers if p.placement is Placement.REPLICA]
-        for model in models:
-            live = [j for j in journeys if j.failure is None]
-            ready = [j for j in live if open_requests(j, replica, {model})]
-            if ready:
-                self._infer(ready, replica, model)
 
     def _run_decoded(
         self, group: Sequence[SignalProducer], fits: Sequence[Fit], journeys: Sequence[Journey]

@@ -8,6 +8,7 @@ from typing import Annotated
 import typer
 
 from cli.bank import app as bank_commands
+from cli.heads import app as heads_commands
 from cli.model import app as model_commands
 from cli.pipeline import demo, moderate, run
 from cli.policy import app as policy_commands
@@ -23,6 +24,7 @@ app = typer.Typer(
 app.add_typer(policy_commands, name="policy")
 app.add_typer(model_commands, name="model")
 app.add_typer(bank_commands, name="bank")
+app.add_typer(heads_commands, name="heads")
 app.add_typer(review_commands, name="review")
 for command in (demo, run, moderate, report, replay):
     app.command()(command)

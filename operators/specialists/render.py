@@ -231,3 +231,19 @@ def crop_area_5(image: Image.Image) -> Image.Image:
     keep = math.sqrt(0.95)
     dx, dy = round(image.width * (1 - keep) / 2), round(image.height * (1 - keep) / 2)
     return image.crop((dx, dy, image.width - dx, image.height - dy))
+
+
+def warm_or_cool_shape(warm: bool, rng: np.random.Generator, size: int = 96) -> Image.Image:
+    """A disc or a square (at a random place and size, on a noisy background) whose colour
+    leans warm (more red than blue) or cool: a known truth for learning-curve tests of heads."""
+    noise = rng.integers(0, 256, (size, size, 3), dtype=np.uint8)
+    image = Image.fromarray(noise // 2 + 64)
+    draw = ImageDraw.Draw(image)
+    red, green, blue = (int(c) for c in rng.integers(0, 256, 3))
+    if (red > blue) != warm:
+        red, blue = blue, red
+    side = int(rng.integers(size // 4, size // 2))
+    x, y = (int(v) for v in rng.integers(0, size - side, 2))
+    shape = draw.ellipse if rng.random() < 0.5 else draw.rectangle
+    shape((x, y, x + side, y + side), fill=(red, green, blue))
+    return image

@@ -17,6 +17,7 @@ MAY_IMPORT = {
     "sinks": {"contracts", "operators", "kafka_io", "sinks"},
     "pipelines": {"contracts", "operators", "policies", "kafka_io", "sinks", "pipelines"},
     "review": {"contracts", "operators", "policies", "kafka_io", "review"},
+    "heads": {"contracts", "heads"},
 }
 MAY_IMPORT["demo"] = MAY_IMPORT["pipelines"] | MAY_IMPORT["review"] | {"demo"}
 MAY_IMPORT["replay"] = MAY_IMPORT["pipelines"] | MAY_IMPORT["review"] | {"replay"}

@@ -54,7 +54,7 @@ def test_a_producer_that_takes_no_settings_gets_no_section(tmp_path):
     path, message = _refusal(tmp_path, "specialists:\n  links: {}\n")
     assert message.startswith(f"{path}:2:3: unknown key 'links' in specialists;")
     path, message = _refusal(tmp_path, "specialists:\n  xyz: {}\n")
-    allowed = "post, placement, pool, banks, llamaguard, nsfw, ocr, shieldgemma"
+    allowed = "post, placement, pool, banks, heads, llamaguard, nsfw, ocr, shieldgemma"
     assert message == f"{path}:2:3: unknown key 'xyz' in specialists; expected one of: {allowed}"
 
 

@@ -52,6 +52,7 @@ VALUES = {
     ("profanity", "text"): 0.1,
     ("profanity", "ocr"): 0.9,
     ("banks", ("bank", "known-bad")): True,
+    ("heads", "spam-wave"): 0.82,
     ("shieldgemma", GuardRequest("google/shieldgemma-2-4b-it", "dangerous")): 0.07,
     ("llamaguard", LlamaGuardRequest("meta-llama/Llama-Guard-4-12B", "unsafe", ("S1",))): 0.6,
 }
@@ -126,6 +127,7 @@ def test_the_record_holds_exactly_the_values_reasons_and_versions_of_the_journey
         "ocr": "rapidocr-ppocrv4-1",
         "profanity": "alt-profanity-check-1",
         "banks": "pdq-1",
+        "heads": "heads-1",
         "shieldgemma": "shieldgemma2-1",
         "llamaguard": "llamaguard4-1",
     }

@@ -4,11 +4,12 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import time
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from kafka import ConsumerRebalanceListener, KafkaAdminClient, KafkaConsumer, KafkaProducer
+from kafka import AsyncConsumerRebalanceListener, KafkaAdminClient, KafkaConsumer, KafkaProducer
 from kafka.admin import NewTopic
 from kafka.consumer.fetcher import ConsumerRecord
 from kafka.errors import KafkaError, TopicAlreadyExistsError
@@ -132,17 +133,43 @@ class Batch:
         self.consumer.complete(self)
 
 
-class _CommitOnRevoke(ConsumerRebalanceListener):
+def _offsets(positions: dict[TopicPartition, int]) -> dict[TopicPartition, OffsetAndMetadata]:
+    """The commit request for positions the tracker says are done."""
+    return {tp: OffsetAndMetadata(offset, "", -1) for tp, offset in positions.items()}
+
+
+class _CommitOnRevoke(AsyncConsumerRebalanceListener):
+    """Commits what is done before partitions go to another member.
+
+    kafka-python 3 calls rebalance listeners on its IO thread, where a blocking commit raises
+    (and the rebalance fails with it, out of `poll`): the commit is awaited instead.
+    """
+
     def __init__(self, owner: BatchConsumer) -> None:
         self.owner = owner
 
-    def on_partitions_revoked(self, revoked: Iterable[TopicPartition]) -> None:
+    async def on_partitions_revoked(self, revoked: Iterable[TopicPartition]) -> None:
         revoked = list(revoked)
-        self.owner.commit()
+        positions = self.owner.tracker.to_commit()
+        if positions:
+            try:
+                await self.owner._consumer.commit_async(_offsets(positions))
+                self.owner.tracker.committed(positions)
+            except KafkaError as exc:  # the next owner reads these records again
+                log.warning("commit before the rebalance failed (%s); records re-read", exc)
         self.owner.tracker.forget(revoked)
         log.info("partitions revoked: %s", sorted(str(tp) for tp in revoked))
 
-    def on_partitions_assigned(self, assigned: Iterable[TopicPartition]) -> None:
+    async def on_partitions_lost(self, lost: Iterable[TopicPartition]) -> None:
+        """The group evicted this member (its session expired, or the coordinator no longer
+        knows it, as after a broker restart that lost the group): a commit would fail, and
+        raising here would end the consume loop. What was not committed is read again by
+        whoever owns the partitions next."""
+        lost = list(lost)
+        self.owner.tracker.forget(lost)
+        log.warning("partitions lost, not committed: %s", sorted(str(tp) for tp in lost))
+
+    async def on_partitions_assigned(self, assigned: Iterable[TopicPartition]) -> None:
         log.info("partitions assigned: %s", sorted(str(tp) for tp in assigned))
 
 
@@ -211,7 +238,7 @@ class BatchConsumer:
         """Synchronously commit every position that moved."""
         positions = self.tracker.to_commit()
         if positions:
-            self._consumer.commit({tp: OffsetAndMetadata(o, "", -1) for tp, o in positions.items()})
+            self._consumer.commit(_offsets(positions))
             self.tracker.committed(positions)
 
     def pause(self) -> None:
@@ -244,10 +271,9 @@ class BatchConsumer:
 class TopicReader:
     """Reads whole topics from the beginning without a consumer group (dashboards, tests, demo)."""
 
-    def __init__(self, settings: KafkaSettings, topics: Sequence[str]) -> None:
-        self._consumer = KafkaConsumer(
-            **settings.client_kwargs(), enable_auto_commit=False, fetch_max_wait_ms=5
-        )
+    def __init__(self, settings: KafkaSettings, topics: Sequence[str], **overrides: Any) -> None:
+        config: dict[str, Any] = {"enable_auto_commit": False, "fetch_max_wait_ms": 5, **overrides}
+        self._consumer = KafkaConsumer(**settings.client_kwargs(), **config)
         partitions = [
             TopicPartition(topic, partition)
             for topic in topics
@@ -267,6 +293,29 @@ class TopicReader:
         """Whatever arrived since the last call, across all topics."""
         polled = self._consumer.poll(timeout_ms=timeout_ms, max_records=max_records)
         return [record for batch in polled.values() for record in batch]
+
+    def caught_up(self) -> bool:
+        """True when every partition was read up to the high watermark its last fetch gave.
+
+        Read from the fetch responses: some brokers' ListOffsets (`end_offsets`) fall short of
+        the records written, so they cannot say "all read"."""
+        return all(
+            (high := self._consumer.highwater(tp)) is not None
+            and self._consumer.position(tp) >= high
+            for tp in self._consumer.assignment()
+        )
+
+    def read_to_end(self, *, timeout_s: float = 120.0) -> list[ConsumerRecord]:
+        """Every record from here to the topics' current ends (two reads in a row caught up:
+        the first may carry watermarks from before its own records)."""
+        records: list[ConsumerRecord] = []
+        deadline, in_a_row = time.monotonic() + timeout_s, 0
+        while in_a_row < 2:
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"not read to the end within {timeout_s:.0f}s")
+            records += self.read()
+            in_a_row = in_a_row + 1 if self.caught_up() else 0
+        return records
 
     def close(self) -> None:
         """Close the underlying consumer."""

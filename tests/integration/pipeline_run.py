@@ -9,6 +9,7 @@ import threading
 import time
 from collections import defaultdict
 from dataclasses import dataclass, field
+from typing import Any
 
 from demo.samples import drawn_image, malformed_posts
 from kafka_io.clients import KafkaWriter, OutMessage, TopicReader
@@ -89,11 +90,11 @@ class Outputs:
 class OutputCollector:
     """Reads the verdict, dead-letter and review topics in a background thread."""
 
-    def __init__(self, config: PipelineConfig, review_topics: list[str]) -> None:
+    def __init__(self, config: PipelineConfig, review_topics: list[str], **reader: Any) -> None:
         self.config = config
         self.outputs = Outputs()
         topics = [config.topics.verdicts, config.topics.dead_letter, *review_topics]
-        self._reader = TopicReader(config.kafka, topics)
+        self._reader = TopicReader(config.kafka, topics, **reader)
         self._lock = threading.Lock()
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, daemon=True)

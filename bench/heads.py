@@ -22,9 +22,9 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 import numpy as np
 
+from contracts.vlm_signals import POST_EMBEDDING
 from heads import EmbeddingRef, Examples, train_head
 from heads.metrics import auroc
-from heads.producer import POST_EMBEDDING
 from operators.images import ImageLoader
 from operators.jobs import PostJob
 from operators.loading import load_vlm

@@ -10,28 +10,24 @@ rule reading a bank Redis lacks is a rule error (`no bank named ...`) until the 
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, TypeVar
 
 import typer
 
 from cli.exits import or_exit
+from cli.options import DEFAULT_REDIS, RedisUrl, config_or_exit_2
 from contracts.errors import ModerationError
 
 if TYPE_CHECKING:
     from operators.specialists.hashbank import BankEntry, BankInfo, BankStore
+    from pipelines.config import PipelineConfig
+    from pipelines.recheck import Rechecked
     from policies.compiled import CompiledPolicy
 
 app = typer.Typer(help="Hash banks: known images matched by PDQ hash.", no_args_is_help=True)
 
-RedisUrl = Annotated[
-    str,
-    typer.Option(
-        envvar="VLMOD_REDIS_URL", help="Redis holding the banks (the pipeline's redis_url)."
-    ),
-]
-DEFAULT_REDIS = "redis://localhost:6379/0"
 T = TypeVar("T")
 PROGRESS_FROM = 20  # files; fewer hash in a blink
 
@@ -44,24 +40,48 @@ def add(
         int | None, typer.Option(help="Hamming distance that counts as a match (default 31).")
     ] = None,
     redis_url: RedisUrl = DEFAULT_REDIS,
+    config: Annotated[
+        Path | None,
+        typer.Option(
+            "--config",
+            "-c",
+            envvar="VLMOD_CONFIG",
+            help="The pipeline's YAML: recent posts with a newly banked image are published "
+            "again to their topic, to be decided again (its Kafka; its redis_url, if set, "
+            "overrides --redis-url).",
+        ),
+    ] = None,
+    recheck: Annotated[
+        bool, typer.Option(help="Look recent posts up for the newly banked images.")
+    ] = True,
 ) -> None:
-    """Hash image files with PDQ and add them to BANK; one bad file and nothing is added."""
+    """Hash image files with PDQ and add them to BANK; one bad file and nothing is added.
+
+    Then the recent posts with a newly banked image are found (the recent-images window in
+    Redis); with --config they are decided again, each verdict naming the bank's change.
+    """
     from operators.specialists.hashbank import check_bank_name
     from operators.specialists.hashindex import check_threshold
 
     _exit_1_or(lambda: check_bank_name(bank))
     if threshold is not None:
         _exit_1_or(lambda: check_threshold(threshold))
+    settings = config_or_exit_2(config)
+    if settings is not None and settings.redis_url:
+        redis_url = settings.redis_url
     entries = _exit_1_or(lambda: _hash_files(files))
     store = _store(redis_url)
-    added = _exit_1_or(lambda: store.add(bank, entries, threshold=threshold))
+    new = _exit_1_or(lambda: store.add_new(bank, entries, threshold=threshold))
     info = _exit_1_or(lambda: store.banks()[bank])
-    known = len(entries) - added
+    known = len(entries) - len(new)
     typer.echo(
-        f"bank {bank}: added {added} hash(es)"
+        f"bank {bank}: added {len(new)} hash(es)"
         + (f", {known} already there" if known else "")
         + f"; {info.count} in all, match within {info.threshold} bits"
     )
+    if recheck and new:
+        reason = f"bank {bank}@{_exit_1_or(store.version)}"
+        recheck_recent(redis_url, settings, new, info.threshold, reason)
 
 
 @app.command("list")
@@ -111,6 +131,64 @@ def remove(
     removed = _exit_1_or(lambda: store.remove(bank, hashes or ()))
     what = "the bank" if not hashes else f"{len(hashes)} given hash(es)"
     typer.echo(f"bank {bank}: removed {removed} hash(es) ({what})")
+
+
+def recheck_recent(
+    redis_url: str,
+    settings: PipelineConfig | None,
+    hashes: list[str],
+    threshold: int,
+    reason: str,
+) -> None:
+    """Find the recent posts with one of `hashes`; with a pipeline config, decide them again."""
+    from operators.specialists.recent_images import RecentImages
+    from pipelines.recheck import recent_window, recheck
+
+    if settings is not None and not recent_window(settings):
+        typer.echo("recent posts not looked up: the pipeline keeps no recent-images window")
+        return
+    kafka = settings.kafka if settings is not None else None
+    store = _exit_1_or(lambda: RecentImages(redis_url))
+    try:
+        done = _exit_1_or(lambda: recheck(store, kafka, hashes, threshold, reason))
+    finally:
+        store.close()
+    for line in recheck_lines(done, configured=settings is not None):
+        typer.echo(line, err=line.startswith("error"))
+    if done.gone:
+        raise typer.Exit(1)
+
+
+def recheck_lines(done: Rechecked, *, configured: bool) -> list[str]:
+    """What `bank add` says of its look at the recent posts."""
+    ids = [entry.post_id for entry in done.matched]
+    lines = []
+    if done.malformed:
+        lines.append(f"warning: {done.malformed} recent-images entries could not be read")
+    if not ids:
+        return [*lines, f"none of the {done.window} recent post(s) has a newly banked image"]
+    if not configured:
+        return [
+            *lines,
+            f"{len(ids)} recent post(s) have a newly banked image: {_some(ids)}; give --config "
+            "(the pipeline's YAML) to decide them again",
+        ]
+    if done.published:
+        lines.append(
+            f"decided again ({done.reason}): {len(done.published)} recent post(s) published "
+            f"again: {_some(done.published)}"
+        )
+    if done.gone:
+        lines.append(
+            f"error: {len(done.gone)} post(s) with a newly banked image are no longer in their "
+            f"topic (past its retention), not decided again: {_some(done.gone)}"
+        )
+    return lines
+
+
+def _some(ids: Sequence[str], shown: int = 10) -> str:
+    more = len(ids) - shown
+    return ", ".join(ids[:shown]) + (f" and {more} more" if more > 0 else "")
 
 
 def _print_table(banks: Mapping[str, BankInfo], missing: Mapping[str, list[str]]) -> None:

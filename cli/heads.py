@@ -1,6 +1,7 @@
 """`vlmod heads ...`: heads trained on labelled post embeddings, versioned in Redis.
 
     vlmod heads train spam-wave --examples labelled.jsonl --model SmolVLM-256M-Instruct
+    vlmod heads train spam-wave --decisions decisions.jsonl --history verdicts.jsonl --model M
     vlmod heads list
     vlmod heads show spam-wave --json
     vlmod heads promote spam-wave 3
@@ -13,25 +14,20 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
 from cli.exits import or_exit
+from cli.options import DEFAULT_REDIS, ConfigOption, RedisUrl, config_or_exit_2
 
 if TYPE_CHECKING:
     from contracts.records import Post
     from heads import Head, HeadStore
+    from pipelines.config import PipelineConfig
 
 app = typer.Typer(help="Heads: classifiers on post embeddings, versioned.", no_args_is_help=True)
 
-RedisUrl = Annotated[
-    str,
-    typer.Option(
-        envvar="VLMOD_REDIS_URL", help="Redis holding the heads (the pipeline's redis_url)."
-    ),
-]
-DEFAULT_REDIS = "redis://localhost:6379/0"
 EXAMPLES_HELP = (
     'JSONL, one labelled example a line: {"post": {...a post...}, "label": 0 or 1}, embedded '
     'by --model, or {"embedding": [numbers], "label": 0 or 1} already embedded by it.'
@@ -46,8 +42,25 @@ EMBED_BATCH = 16  # posts embedded in one forward
 @app.command("train")
 def train(
     name: Annotated[str, typer.Argument(help="Head name: lower-case letters, digits, dashes.")],
-    examples: Annotated[Path, typer.Option("--examples", help=EXAMPLES_HELP)],
     model: Annotated[str, typer.Option(help=MODEL_HELP)],
+    examples: Annotated[Path | None, typer.Option("--examples", help=EXAMPLES_HELP)] = None,
+    decisions: Annotated[
+        str | None,
+        typer.Option(
+            help="Reviewers' decisions (JSONL or topic:NAME): they label the --history's posts "
+            "as `vlmod report` reads them."
+        ),
+    ] = None,
+    history: Annotated[
+        str | None,
+        typer.Option(
+            help="Recorded verdicts (JSONL, topic:NAME, or the PostgreSQL sink's address): the "
+            "posts the --decisions label, embedded by --model."
+        ),
+    ] = None,
+    bootstrap: Annotated[
+        str | None, typer.Option(help="HOST:PORT of the Kafka brokers, for topic:NAME sources.")
+    ] = None,
     model_version: Annotated[
         str | None, typer.Option(help="That model's revision, when known.")
     ] = None,
@@ -67,7 +80,16 @@ def train(
             f"error: head name {name!r}: use lower-case letters, digits and dashes", err=True
         )
         raise typer.Exit(2)
-    posts, vectors, labels = or_exit(lambda: read_examples(examples))
+    if (decisions is None) != (history is None):
+        typer.echo("error: --decisions and --history go together", err=True)
+        raise typer.Exit(2)
+    if examples is None and decisions is None:
+        typer.echo("error: give --examples FILE, or --decisions with --history", err=True)
+        raise typer.Exit(2)
+    posts, vectors, labels = or_exit(lambda: read_examples(examples)) if examples else ([], [], [])
+    if decisions is not None and history is not None:
+        reviewed, reviewed_labels = reviewed_posts(decisions, history, bootstrap)
+        posts, labels = [*posts, *reviewed], [*labels, *reviewed_labels]
     if posts:
         typer.echo(f"embedding {len(posts)} posts with {model}", err=True)
         embedded = or_exit(lambda: embed_posts(model, posts))
@@ -133,20 +155,110 @@ def promote(
     name: Annotated[str, typer.Argument(help="Head name.")],
     version: Annotated[int, typer.Argument(help="The version to make active.")],
     redis_url: RedisUrl = DEFAULT_REDIS,
+    config: ConfigOption = None,
 ) -> None:
-    """Make VERSION the active version of NAME (what policies read from now on)."""
-    changed = or_exit(lambda: _store(redis_url).promote(name, version), code=1)
+    """Make VERSION the active version of NAME (what policies read from now on).
+
+    With --config, the recent posts the new version flags otherwise are decided again.
+    """
+    settings = config_or_exit_2(config)
+    redis_url = settings.redis_url if settings is not None and settings.redis_url else redis_url
+    store = _store(redis_url)
+    before = _active_or_none(store, name)
+    changed = or_exit(lambda: store.promote(name, version), code=1)
     typer.echo(f"head {name}: v{version} " + ("is now active" if changed else "was already active"))
+    if changed:
+        _recheck(store, redis_url, settings, name, before, version)
 
 
 @app.command("rollback")
 def rollback(
     name: Annotated[str, typer.Argument(help="Head name.")],
     redis_url: RedisUrl = DEFAULT_REDIS,
+    config: ConfigOption = None,
 ) -> None:
-    """Make the version that was active before the last promote active again."""
-    version = or_exit(lambda: _store(redis_url).rollback(name), code=1)
+    """Make the version that was active before the last promote active again.
+
+    With --config, the recent posts it flags otherwise are decided again.
+    """
+    settings = config_or_exit_2(config)
+    redis_url = settings.redis_url if settings is not None and settings.redis_url else redis_url
+    store = _store(redis_url)
+    before = _active_or_none(store, name)
+    version = or_exit(lambda: store.rollback(name), code=1)
     typer.echo(f"head {name}: v{version} is active again")
+    _recheck(store, redis_url, settings, name, before, version)
+
+
+def _active_or_none(store: HeadStore, name: str) -> Head | None:
+    """The active version of `name` before a change, None for a head without one."""
+    from heads import HeadNotFound
+
+    def get() -> Head | None:
+        try:
+            return store.get(name)
+        except HeadNotFound:
+            return None
+
+    return or_exit(get, code=1)
+
+
+def _recheck(
+    store: HeadStore,
+    redis_url: str,
+    settings: PipelineConfig | None,
+    name: str,
+    before: Head | None,
+    version: int,
+) -> None:
+    """Decide again the recent posts `version` flags otherwise than `before` (with a config)."""
+    from heads.recent import RecentEmbeddings
+    from heads.recheck import posts_flipped
+    from pipelines.recheck import recent_heads_window, republish
+
+    if settings is None:
+        typer.echo("recent posts not re-checked: give --config (the pipeline's YAML)")
+        return
+    if not recent_heads_window(settings):
+        typer.echo("recent posts not re-checked: the pipeline keeps no recent-embeddings window")
+        return
+    after = or_exit(lambda: store.get(name, version), code=1)
+    if after.embedding.model != settings.model.name_or_path:
+        typer.echo(
+            f"warning: recent posts not re-checked: {name} v{version} was trained on "
+            f"{after.embedding.model}'s embeddings, the pipeline's model is "
+            f"{settings.model.name_or_path}: the pipeline leaves the head unavailable",
+            err=True,
+        )
+        return
+    window = or_exit(lambda: RecentEmbeddings(redis_url), code=1)
+    entries, malformed = or_exit(window.read, code=1)
+    window.close()
+    flipped = posts_flipped(entries, before, after)
+    if malformed:
+        typer.echo(f"warning: {malformed} recent-embeddings entries could not be read", err=True)
+    if not flipped:
+        posts = len({entry.post_id for entry in entries})
+        typer.echo(f"none of the {posts} recent post(s) {name} scored is flagged otherwise")
+        return
+    reason = f"head {name}@{version}"
+    published, gone = or_exit(lambda: _republish(republish, settings, flipped, reason), code=1)
+    if published:
+        typer.echo(f"decided again ({reason}): {len(published)} recent post(s) published again")
+    if gone:
+        typer.echo(
+            f"error: {len(gone)} post(s) flagged otherwise are no longer in their topic (past "
+            f"its retention), not decided again: {', '.join(gone[:10])}",
+            err=True,
+        )
+        raise typer.Exit(1)
+
+
+def _republish(republish: Any, settings: PipelineConfig, posts: Any, reason: str) -> Any:
+    from kafka_io.clients import reaching_kafka
+
+    with reaching_kafka(settings.kafka):
+        return republish(settings.kafka, posts, reason)
 
 
 def read_examples(path: Path) -> tuple[list[Post], list[list[float]], list[int]]:
@@ -212,6 +324,32 @@ def _example(line: bytes, where: str) -> tuple[list[float] | Post, int]:
             f"{where}: give `post` (a post to embed) or `embedding` (a non-empty list of numbers)"
         )
     return [float(x) for x in vector], int(label)
+
+
+def reviewed_posts(
+    decisions: str, history: str, bootstrap: str | None
+) -> tuple[list[Post], list[int]]:
+    """The history's posts the decisions label, with their labels; what is left out is said."""
+    from kafka_io.settings import KafkaSettings
+    from replay.history import read_history
+    from replay.labelled import labelled_posts
+    from replay.metrics import labels_from
+    from review.report_io import read_decisions
+
+    kafka = KafkaSettings(bootstrap_servers=bootstrap) if bootstrap else None
+    decided = or_exit(lambda: read_decisions(decisions, kafka))
+    recorded = or_exit(lambda: read_history(history, kafka))
+    found = labelled_posts(recorded.posts(), labels_from(decided.records))
+    skipped = decided.skipped + recorded.read.skipped
+    typer.echo(
+        f"{len(found.posts)} reviewed post(s) to learn from; {found.unlabelled} in the history "
+        f"without a label" + (f"; {skipped} bad record(s) skipped" if skipped else ""),
+        err=True,
+    )
+    for why, ids in found.left_out.items():
+        shown = ", ".join(ids[:5]) + (f" and {len(ids) - 5} more" if len(ids) > 5 else "")
+        typer.echo(f"left out {len(ids)} labelled post(s) ({why}): {shown}", err=True)
+    return found.posts, found.labels
 
 
 def embed_posts(model: str, posts: list[Post]) -> list[list[float]]:

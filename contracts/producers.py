@@ -127,12 +127,15 @@ class ProducerContext:
     loaded (`post` is the per-post budget); `settings_for` hands one out, never parsing again.
     `images` is the config's `images:` section, an `operators.limits.ImageLimits` (contracts
     cannot name it; None: its defaults), whose `max_bytes` and `max_pixels` bound every image a
-    producer decodes, as they bound the model's.
+    producer decodes, as they bound the model's. `models` names each model's checkpoint by the
+    pipeline's name for it (`default` is `model:`), for producers that read a model's output
+    and must know which model gave it.
     """
 
     redis_url: str | None = None
     settings: Mapping[str, BaseModel] = field(default_factory=dict)
     images: Any = None
+    models: Mapping[str, str] = field(default_factory=dict)
 
     def settings_for(self, name: str, model: type[SettingsT]) -> SettingsT:
         """The validated section of producer `name`, or `model`'s defaults when there is none."""
@@ -156,6 +159,9 @@ class ProducerJob:
     # The same images decoded once for every producer of the stage that declares `image_fit`
     # (an `operators.decoded.DecodedImages`); None when the caller did not decode them.
     decoded: Any = None
+    # Why the post is decided again (`contracts.records.RECHECK_HEADER`), or None: a store it
+    # reads has changed, so a producer that keeps a copy of a store reads the store now.
+    recheck: str | None = None
 
 
 class SignalProducer(Protocol):

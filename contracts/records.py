@@ -221,8 +221,19 @@ class ProducerRun(BaseModel):
     )
 
 
-def verdict_key(post_id: str, policy_id: str, policy_version: int | str) -> str:
-    """Idempotency key: the same post under the same policy version always gets the same key."""
+RECHECK_HEADER = "vlmod-recheck"  # on a post published again: why it is decided again
+
+
+def verdict_key(
+    post_id: str, policy_id: str, policy_version: int | str, recheck: str | None = None
+) -> str:
+    """Idempotency key: the same post under the same policy version always gets the same key.
+
+    A post decided again because a store changed (`recheck`, say `bank known-bad@12`) gets a
+    key of its own for that change, so sinks and review queues keyed by it take the new verdict.
+    """
+    if recheck is not None:
+        policy_version = f"{policy_version}#recheck:{recheck}"
     # json.dumps([post_id, policy_id, str(policy_version)], separators=(",", ":")), spelled
     # out: one key per verdict, and the list encoder costs more than the hash.
     quoted = map(encode_basestring_ascii, (post_id, policy_id, str(policy_version)))
@@ -276,6 +287,12 @@ class Verdict(BaseModel):
         None,
         description="Every input the post's policies read (its fields, each producer value, "
         "their versions), kept for replay: on the post's first verdict only, null on the others.",
+    )
+    recheck: str | None = Field(
+        None,
+        description="Why the post was decided again after its first verdict: a store its rules "
+        "read changed (`bank known-bad@12`: an image was banked at that bank version). Null on "
+        "a post's first decision.",
     )
 
 

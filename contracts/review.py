@@ -43,6 +43,15 @@ class TaskOrigin(BaseModel):
     )
 
 
+class PostEmbedding(BaseModel):
+    """A post's embedding: the model that gave it and the vector."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid", protected_namespaces=())
+
+    model: str = Field(..., min_length=1, description="The model's checkpoint id or path.")
+    vector: list[float] = Field(..., min_length=1, description="The vector (not normalised).")
+
+
 class ReviewTask(BaseModel):
     """One post to judge in one review queue (review-queue topics, JSON, key = verdict key)."""
 
@@ -64,6 +73,11 @@ class ReviewTask(BaseModel):
         None,
         description="Set on a replay-QA task (`vlmod replay --to-queue`): the candidate policy "
         "whose verdict it is; null on a task a live verdict routed.",
+    )
+    embedding: PostEmbedding | None = Field(
+        None,
+        description="The post embedding the pipeline's default model gave the post (with "
+        "`review_embeddings: true`): the console finds the task's similar posts by it.",
     )
 
 
@@ -127,6 +141,13 @@ class ReviewDecision(BaseModel):
         None,
         description="The task's origin, on a decision of a replay-QA task: it judges a candidate "
         "policy's verdict, and labels the post for the next replay of that policy id.",
+    )
+    cluster_of: str | None = Field(
+        None,
+        max_length=512,
+        description="Set when the reviewer decided a cluster of similar tasks at once: the key of "
+        "the task they opened (that task's own decision carries it too). Each task of the "
+        "cluster has its own decision.",
     )
 
 

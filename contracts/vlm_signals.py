@@ -191,6 +191,12 @@ class EmbeddingSignals(_FlagProducer):
     variables = (Variable("embedding", "list(double)", description="mean image embedding"),)
 
 
+# The post's own embedding (text and images in one prompt), computed by the `embed` producer's
+# model: what heads score, and what review tasks carry with `review_embeddings: true`.
+EMBED_PRODUCER = EmbeddingSignals.name
+POST_EMBEDDING = VlmTask(TaskKind.EMBED, "", About.POST)
+
+
 def vlm_producers(models: Sequence[str] = (DEFAULT_MODEL,)) -> list[SignalProducer]:
     """The model's four producers, in registration order; prompts may ask any of `models`."""
     return [LabelSignals(models), QuestionSignals(models), CaptionSignals(), EmbeddingSignals()]

@@ -17,6 +17,7 @@ from rich.table import Table
 from rich.text import Text
 
 from demo.samples import SampleMessage
+from operators.specialists.bank_names import IMAGE_HASHES
 from pipelines.config import PipelineConfig
 
 MODEL_VARIABLES = ("labels", "answers", "description", "embedding")
@@ -179,7 +180,11 @@ def _merge(before: Any, value: Any) -> Any:
 def _shown(name: str, value: Any, run: dict[str, Any] | None) -> str:
     if name == "banks":
         evidence = (run or {}).get("evidence", {})
-        hits = [f"{bank} match (distance {evidence[bank]['distance']})" for bank in evidence]
+        hits = [
+            f"{bank} match (distance {found['distance']})"
+            for bank, found in evidence.items()
+            if bank != IMAGE_HASHES  # the post's hashes, kept for retroactive matching
+        ]
         return "banks: " + (", ".join(hits) or "no match")
     if name == "ocr":
         flat = " ".join(str(value).split())

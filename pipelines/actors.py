@@ -13,6 +13,7 @@ from pipelines.config import config_of
 from pipelines.consumer import ModerationLoop
 from pipelines.local import build_moderator
 from pipelines.producer_registry import pipeline_registry
+from pipelines.recheck import recent_sinks
 from pipelines.serving import serve_sources, signal_app_name, signal_deployment_name
 from pipelines.specialist_pool import serve_specialists
 from pipelines.telemetry import install_exporters
@@ -55,7 +56,7 @@ class ConsumerActor:
         )
         topics = writes_topics(settings.sinks)
         sink = KafkaSink(KafkaWriter(settings.kafka), settings.topics, verdicts=topics)
-        others = build_sinks(settings.sinks)
+        others = [*build_sinks(settings.sinks), *recent_sinks(settings)]
         self.loop = ModerationLoop(
             consumer, sink, moderator, settings.pool, settings.retry, sinks=others
         )

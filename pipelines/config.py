@@ -207,6 +207,13 @@ class PipelineConfig(BaseModel):
         "policy's label or question asks one with `model: NAME`.",
     )
     policy_dir: str = Field("policies/examples", description="Directory of policy files.")
+    review_embeddings: bool = Field(
+        False,
+        description="Ask the default model for every post's post embedding (text and images "
+        "read together, in the prefill its questions share) and send it with the post's review "
+        "tasks: the review console finds each task's similar posts by it and lets a reviewer "
+        "decide them together. A post its rules decided before the model now calls the model.",
+    )
     pool: PoolSettings = Field(default_factory=PoolSettings, description="Replicas and consumers.")
     retry: RetrySettings = Field(default_factory=RetrySettings, description="Inference retries.")
     images: ImageLimits = Field(default_factory=ImageLimits, description="Image limits.")
@@ -250,7 +257,10 @@ class PipelineConfig(BaseModel):
         """What producers that need a store or settings are bound to: `specialists:` sections
         as the models they were validated into, not parsed again."""
         sections = {k: v for k, v in self.specialists if k not in PLACEMENT_KEYS}
-        return ProducerContext(redis_url=self.redis_url, settings=sections, images=self.images)
+        models = {name: self.model_settings(name).name_or_path for name in self.model_names()}
+        return ProducerContext(
+            redis_url=self.redis_url, settings=sections, images=self.images, models=models
+        )
 
 
 def load_config(path: str | Path) -> PipelineConfig:

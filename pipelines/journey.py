@@ -9,7 +9,7 @@ from typing import Any
 
 from opentelemetry.context import Context
 
-from contracts.records import InputChange, Post, ProducerRun, utc_now
+from contracts.records import RECHECK_HEADER, InputChange, Post, ProducerRun, utc_now
 from kafka_io.tracing import Headers, headers_with_trace, trace_fields
 from pipelines.signal_records import Failure
 from policies.policy_set import PlanMemo, SignalKey, SignalPlan
@@ -61,6 +61,14 @@ class Journey:
     failure: Failure | None = None
     attempts: int = 0
     first_failed_at: datetime | None = None
+
+    @property
+    def recheck(self) -> str | None:
+        """Why the post is decided again (its `vlmod-recheck` header), or None the first time."""
+        for name, value in self.message.headers:
+            if name == RECHECK_HEADER:
+                return value.decode("utf-8", "replace") or None
+        return None
 
     @property
     def live(self) -> bool:

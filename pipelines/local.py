@@ -15,10 +15,10 @@ from pipelines.producer_registry import pipeline_registry
 from pipelines.signal_source import SignalSource
 from pipelines.specialist_work import SpecialistSource
 from pipelines.stages import ModelSources
-from pipelines.steps import Moderator, SourceMessage
+from pipelines.steps import REVIEW_EMBEDDING, Moderator, SourceMessage
 from pipelines.telemetry import Telemetry, telemetry
 from pipelines.wiring import build_model_sources, signal_cache
-from policies.policy_set import PolicySet
+from policies.policy_set import PolicySet, SignalPlan
 
 
 def build_moderator(
@@ -58,6 +58,7 @@ def build_moderator(
         telemetry=tele,
         limits=config.posts.limits(config.images.max_images),
         policy_budget_s=config.posts.policy_time_budget_ms / 1000,
+        always=REVIEW_EMBEDDING if config.review_embeddings else SignalPlan(),
     )
 
 

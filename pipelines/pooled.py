@@ -173,4 +173,5 @@ def _pool_post(journey: Journey, misses: Sequence[_Misses]) -> SpecialistPost:
         requests={name: found for name, found in requests.items() if found},
         images=(journey.images or ()) if reads_images else (),
         signals={p.name: read_signals(journey, p) for p in asked if p.after},
+        recheck=journey.recheck,
     )

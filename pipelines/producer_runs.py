@@ -50,8 +50,9 @@ def producer_job(
 ) -> ProducerJob:
     """The post's job for `producer`: its requests, images, and the values it reads first."""
     assert journey.post is not None
+    signals = read_signals(journey, producer)
     return ProducerJob(
-        journey.post, requests, journey.images or (), read_signals(journey, producer), decoded
+        journey.post, requests, journey.images or (), signals, decoded, journey.recheck
     )
 
 

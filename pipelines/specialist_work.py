@@ -49,11 +49,13 @@ class SpecialistPost:
     requests: Mapping[str, frozenset[Hashable]]
     images: tuple[bytes, ...] = ()
     signals: Mapping[str, Mapping[str, Values]] = field(default_factory=dict)
+    recheck: str | None = None  # `ProducerJob.recheck`
 
     def job(self, producer: str, decoded: Any = None) -> ProducerJob:
         """The ProducerJob `producer` gets for this post, as the consumer would build it."""
         signals = self.signals.get(producer, {})
-        return ProducerJob(self.post, self.requests[producer], self.images, signals, decoded)
+        requests = self.requests[producer]
+        return ProducerJob(self.post, requests, self.images, signals, decoded, self.recheck)
 
 
 @dataclass(frozen=True)

@@ -34,7 +34,8 @@ from contracts.errors import Stage
 from contracts.history import PostRecord
 from contracts.outcomes import ActiveVerdict, Outcome, ReviewRoute, SourceRef
 from contracts.records import DeadLetter, Post, ShadowVerdict, Verdict, utc_now
-from contracts.review import ReviewTask
+from contracts.review import PostEmbedding, ReviewTask
+from contracts.vlm_signals import EMBED_PRODUCER, POST_EMBEDDING
 from kafka_io.settings import TopicSettings
 from kafka_io.tracing import context_from_headers, trace_id_of
 from pipelines.gathering import SignalGatherer
@@ -42,10 +43,13 @@ from pipelines.journey import Journey, SourceMessage
 from pipelines.recording import Recorder
 from pipelines.signal_records import Failure
 from pipelines.telemetry import Telemetry
-from policies.policy_set import PolicyOutcome, PolicySet, SetDecision
+from policies.policy_set import PolicyOutcome, PolicySet, SetDecision, SignalPlan
 from policies.scope import PostScope
 
 log = logging.getLogger(__name__)
+
+# With `review_embeddings: true`, every post asks the model for this (`Moderator.always`).
+REVIEW_EMBEDDING = SignalPlan({EMBED_PRODUCER: frozenset({POST_EMBEDDING})})
 
 
 @dataclass
@@ -58,6 +62,7 @@ class Moderator:
     telemetry: Telemetry
     limits: PostLimits = field(default_factory=PostLimits)
     policy_budget_s: float | None = 0.25
+    always: SignalPlan = field(default_factory=SignalPlan)  # asked for every post, rules or not
 
     @cached_property
     def recorder(self) -> Recorder:
@@ -106,13 +111,14 @@ class Moderator:
         if journey.planned_with == len(journey.computed):
             return
         try:
-            journey.plan = policy_set.plan_for_post(
+            planned = policy_set.plan_for_post(
                 journey.post,
                 journey.computed,
                 budget_s=self.policy_budget_s,
                 memo=journey.plan_memo,
                 scope=journey.policy_scope(),
             )
+            journey.plan = planned | self.always.without(journey.computed)
         except Exception as error:  # a policy-engine fault fails this post alone
             journey.fail(Failure.of(error, Stage.POLICY))
         journey.planned_with = len(journey.computed)
@@ -154,7 +160,9 @@ class Moderator:
             "latency_ms": (time.monotonic() - journey.message.received_at) * 1000,
             "input_changes": journey.changes,
             "producers": list(journey.runs.values()),
+            "recheck": journey.recheck,
         }
+        embedding = self._embedding(journey)
         # The post's record rides on its first verdict: the first active one, else the first
         # shadow one (`contracts.history`).
         record: PostRecord | None = self.recorder.record(journey)
@@ -164,7 +172,9 @@ class Moderator:
             record = None
             self.telemetry.posts_out.add(1, {"action": verdict.action.value})
             active.append(
-                ActiveVerdict(verdict=verdict, review=review_route(decision, verdict, post))
+                ActiveVerdict(
+                    verdict=verdict, review=review_route(decision, verdict, post, embedding)
+                )
             )
         shadows = []
         for decision in decided.shadow:
@@ -179,6 +189,14 @@ class Moderator:
             shadows=tuple(shadows),
             trace=journey.trace,
         )
+
+    def _embedding(self, journey: Journey) -> PostEmbedding | None:
+        """The post embedding its review tasks carry, when it was asked for (`always`)."""
+        vector = journey.computed.get((EMBED_PRODUCER, POST_EMBEDDING))
+        if not vector:  # not asked, or a model without embeddings (the no-op model's is empty)
+            return None
+        name = self.gatherer.models.default.model.name
+        return PostEmbedding(model=name, vector=[float(x) for x in vector])
 
     def fail_message(self, message: SourceMessage, failure: Failure) -> Outcome:
         """A dead letter for a message that failed outside the steps (e.g. a whole batch)."""
@@ -217,14 +235,21 @@ class Moderator:
         )
 
 
-def review_route(decision: PolicyOutcome, verdict: Verdict, post: Post) -> ReviewRoute | None:
+def review_route(
+    decision: PolicyOutcome, verdict: Verdict, post: Post, embedding: PostEmbedding | None = None
+) -> ReviewRoute | None:
     """The review task of an active verdict whose queue the policy maps to a topic."""
     if not (decision.decision.topic and verdict.queue):
         return None
     if verdict.record is not None:  # the verdict topic keeps it; a reviewer has no use for it
         verdict = verdict.model_copy(update={"record": None})
     task = ReviewTask(
-        key=verdict.key, queue=verdict.queue, priority=verdict.priority, verdict=verdict, post=post
+        key=verdict.key,
+        queue=verdict.queue,
+        priority=verdict.priority,
+        verdict=verdict,
+        post=post,
+        embedding=embedding,
     )
     return ReviewRoute(topic=decision.decision.topic, task=task)
 

@@ -63,11 +63,12 @@ class Decision(BaseModel):
         input_changes: Sequence[InputChange] = (),
         producers: Sequence[ProducerRun] = (),
         record: PostRecord | None = None,
+        recheck: str | None = None,
     ) -> Verdict:
         """The Verdict record for this decision; shadow policies give shadow verdicts."""
         return Verdict(
             post_id=post_id,
-            key=verdict_key(post_id, self.policy.id, self.policy.version),
+            key=verdict_key(post_id, self.policy.id, self.policy.version, recheck),
             action=self.action,
             queue=self.queue,
             priority=self.priority,
@@ -83,6 +84,7 @@ class Decision(BaseModel):
             input_changes=list(input_changes),
             producers=list(producers),
             record=record,
+            recheck=recheck,
         )
 
 

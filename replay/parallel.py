@@ -216,8 +216,7 @@ def _read_share(job: Job, index: int, share: Share) -> tuple[History, dict[str, 
 
 def _merged(job: Job, shares: list[Share]) -> tuple[ReplayReport, SourceRecords[Any]]:
     """One report from the workers' shares, and the history's read as one process saw it."""
-    source, _ = raw_records(job.path, None, job.limits)
-    read = SourceRecords[Any](source)
+    read = SourceRecords[Any](job.path)  # the name one process gives a file
     read.skipped = sum(share.skipped for share in shares)
     problems = sorted(problem for share in shares for problem in share.problems)
     read.problems = [text for _, text in problems[:SHOWN_PROBLEMS]]

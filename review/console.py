@@ -12,7 +12,8 @@ in `static/review.js` and a post's image URLs are fetched by the console, on rev
     POST /queue/{queue}/claim                  claim the next task under a lease (at the queue's
                                                golden rate, a golden task instead)
     GET  /image/{key}/{index}                  a task's image, fetched by the console on reveal
-    POST /decide                               uphold | overturn | escalate | skip
+    POST /decide                               uphold | overturn | escalate | skip; with ticked
+                                               similar tasks (`cluster`), each of them too
     GET  /dashboard, GET /api/stats            queue depth, decisions per hour, overturn rates,
                                                second-review agreement; golden accuracy (leads)
     GET  /healthz                              liveness; never waits behind logins
@@ -30,7 +31,7 @@ from fastapi.responses import JSONResponse, RedirectResponse, Response
 from fastapi.staticfiles import StaticFiles
 
 from contracts.errors import ServiceUnavailable
-from contracts.review import DecisionKind
+from contracts.review import DecisionKind, ReviewTask
 from kafka_io.exceptions import ProduceFailed
 from operators.exceptions import ImageError
 from review.auth import (
@@ -40,6 +41,7 @@ from review.auth import (
     LoginRequired,
     LoginThrottled,
 )
+from review.clusters import decide_cluster
 from review.console_state import HERE, Console
 from review.decisions import (
     SKIP,
@@ -151,11 +153,19 @@ def _add_review_routes(app: FastAPI, console: Console) -> None:
         return console.page("home.html", request, queues=queues)
 
     @app.get("/queue/{queue}")
-    def queue_page(request: Request, queue: str, done: str = "", delayed: int = 0) -> Response:
+    def queue_page(
+        request: Request,
+        queue: str,
+        done: str = "",
+        delayed: int = 0,
+        cluster: int = 0,
+        left: int = 0,
+    ) -> Response:
         reviewer = console.reviewer(request)
         console.gate.check_queue(reviewer, queue)
         done = done if done in DONE_KINDS else ""  # a crafted link shows no text of its own
         shown: dict[str, Any] = {"queue": queue, "done": done, "delayed": bool(done and delayed)}
+        shown["cluster"], shown["left"] = (max(0, cluster), max(0, left)) if done else (0, 0)
         claim = console.store.claimed_by(reviewer, queue)
         if claim is None:
             waiting = console.store.stats().get(queue)
@@ -181,6 +191,7 @@ def _add_decision_route(app: FastAPI, console: Console) -> None:
         escalate_to: FormText = "",
         note: FormText = "",
         csrf: FormText = "",
+        cluster: Annotated[list[str] | None, Form()] = None,
     ) -> Response:
         reviewer = console.poster(request, csrf)  # the reviewer is the session's, never a field
         task = console.store.get(key)
@@ -188,12 +199,30 @@ def _add_decision_route(app: FastAPI, console: Console) -> None:
             raise LeaseLost(f"task {key!r} is not a known task")
         console.gate.check_queue(reviewer, task.queue)
         choice = DecisionChoice.from_form(kind, action, escalate_to, note.strip())
+        if cluster and choice.kind != SKIP:
+            return _decide_cluster(console, task, cluster, reviewer, choice)
         escalations = console.config.escalations_of(reviewer)
         submitted = console.desk.submit(key, reviewer, choice, escalations)
         if submitted is not None:  # after a skip the same task would come straight back
             console.golden.claim(task.queue, reviewer)
         delayed = "&delayed=1" if submitted is not None and not submitted.published else ""
         return RedirectResponse(f"/queue/{task.queue}?done={choice.kind}{delayed}", status_code=303)
+
+
+def _decide_cluster(
+    console: Console, task: ReviewTask, cluster: list[str], reviewer: str, choice: DecisionChoice
+) -> Response:
+    """Decide the held task and the similar ones ticked with it; say how many went."""
+    works = set(console.config.queues_of(reviewer)).__contains__
+    done = decide_cluster(console.desk, console.store, task, cluster, reviewer, choice, works)
+    for key, why in done.refused:
+        log.info("similar task %s left as it was for %s: %s", key, reviewer, why)
+    console.golden.claim(task.queue, reviewer)
+    delayed = "&delayed=1" if done.first is not None and not done.first.published else ""
+    counts = f"&cluster={len(done.decided)}&left={len(done.refused)}"
+    return RedirectResponse(
+        f"/queue/{task.queue}?done={choice.kind}{delayed}{counts}", status_code=303
+    )
 
 
 def _add_image_route(app: FastAPI, console: Console) -> None:

@@ -28,6 +28,7 @@ from review.decisions import DecisionDesk
 from review.golden import GoldenSet
 from review.sessions import SessionStore
 from review.settings import ReviewConfig
+from review.similar_tasks import SimilarPanel, SimilarTasks
 from review.task_images import image_view
 from review.task_meta import TaskMeta, TaskStage
 from review.tasks import Claim, TaskStore
@@ -68,6 +69,7 @@ class Console:
             max_entries=config.login_limiter_entries,
         )
         self.image_limits = config.images
+        self.similar = SimilarTasks(config.redis_url, config.namespace, config.similar, store)
         self.pages = Environment(
             loader=FileSystemLoader(HERE / "templates"),
             autoescape=True,
@@ -143,7 +145,13 @@ class Console:
             "adjudication": disputed,
             "signal_extra": task.verdict.signals.model_extra or {},
             "post_extra": task.post.model_extra or {},
+            "similar": None if appeal or disputed else self.similar_to(task, reviewer),
         }
+
+    def similar_to(self, task: ReviewTask, reviewer: str) -> SimilarPanel:
+        """The similar-posts panel of `task`, with the tasks `reviewer` may decide ticked-able."""
+        works = set(self.config.queues_of(reviewer))
+        return self.similar.panel(task, works.__contains__)
 
     def _escalations(self, task: ReviewTask, meta: TaskMeta | None, reviewer: str) -> list[str]:
         if meta is not None and meta.stage in NOT_ESCALATED:

@@ -32,6 +32,7 @@ class DecisionChoice:
     action: Action | None = None
     escalate_to: str | None = None
     note: str | None = None
+    cluster_of: str | None = None  # the held task's key, when decided with similar tasks
 
     @classmethod
     def from_form(cls, kind: str, action: str, escalate_to: str, note: str) -> DecisionChoice:
@@ -80,6 +81,7 @@ def build_decision(
         decided_at=decided_at,
         decision_id=decision_id,
         origin=task.origin,
+        cluster_of=choice.cluster_of,
     )
 
 

@@ -7,6 +7,8 @@ offset, counted in `malformed`, and sent to the dead-letter topic when one is gi
 reason; it never stops the ingester.
 Offsets are committed only after the store write (and the dead letters' acks), so a crash or a
 Redis outage re-reads the batch; `TaskStore.add` is idempotent by key, so nothing is queued twice.
+A task that carries its post's embedding is added to the similar-posts index too
+(`review.similar_tasks`; a failure there is logged, the task is queued as ever).
 Records on the appeals topic, when one is given, are AppealRequests: each becomes a task in the
 appeals queue (`review.appeals`), or is refused and dead-lettered with its reason like a bad task.
 
@@ -39,6 +41,7 @@ from kafka_io.clients import (
 )
 from kafka_io.settings import KafkaSettings
 from review.appeals import AppealInvalid, parse_appeal, queue_appeal
+from review.similar_tasks import SimilarTasks
 from review.tasks import ReviewError, ReviewStoreUnavailable, TaskStore
 
 log = logging.getLogger(__name__)
@@ -89,6 +92,7 @@ class ReviewIngest:
         *,
         dead_letter_topic: str | None = None,
         appeals: AppealsTopic | None = None,
+        similar: SimilarTasks | None = None,
         **consumer_overrides: Any,
     ) -> None:
         read = [*topics, *([appeals.topic] if appeals else [])]
@@ -96,6 +100,7 @@ class ReviewIngest:
         check_topics_exist(kafka, [*read, *dead], dead_letter_topic)
         self.queues = dict(topics) if isinstance(topics, Mapping) else {}
         self.store, self.dead_letter_topic, self.appeals = store, dead_letter_topic, appeals
+        self.similar = similar  # where tasks' post embeddings go, for the similar-posts panel
         self._writer = KafkaWriter(kafka) if dead_letter_topic else None
         self._consumer = BatchConsumer(kafka, read, group, **consumer_overrides)
 
@@ -107,6 +112,8 @@ class ReviewIngest:
         with batch.processing() as records:
             appeals = self.appeals.topic if self.appeals else None
             tasks, bad = split_records([r for r in records if r.topic != appeals], self.queues)
+            if self.similar is not None:  # first: a task a page shows has its embedding kept
+                self.similar.record(tasks)
             added = sum(self.store.add(task) for task in tasks)
             appealed, refused = self._queue_appeals([r for r in records if r.topic == appeals])
             self._report_malformed([*bad, *refused])

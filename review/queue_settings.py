@@ -74,6 +74,29 @@ class GoldenSettings(BaseModel):
     )
 
 
+class SimilarSettings(BaseModel):
+    """The task page's similar posts: the tasks whose post embeddings lie nearest."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    shown: int = Field(8, ge=1, le=50, description="How many similar tasks a task page lists.")
+    max_distance: float | None = Field(
+        None,
+        ge=0.0,
+        le=2.0,
+        description="Cosine distance past which a task is not listed as similar; none: the "
+        "nearest `shown`, however far.",
+    )
+    window: int = Field(
+        100_000,
+        ge=1,
+        description="Post embeddings kept in Redis per model (the oldest go first).",
+    )
+    refresh_s: float = Field(
+        1.0, gt=0, description="How often a console process reads the embeddings others added."
+    )
+
+
 def qa_queue_problems(
     review_queues: Sequence[str],
     appeals_queue: str | None,

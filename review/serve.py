@@ -103,6 +103,7 @@ def _listen(host: str, port: int) -> socket.socket:
 def _start_ingest(config: ReviewConfig, store: Any, stop: threading.Event) -> threading.Thread:
     """ReviewIngest on its own thread; it leaves the group when `stop` is set."""
     from review.ingest import AppealsTopic, ReviewIngest, TopicQueue
+    from review.similar_tasks import SimilarTasks
 
     queues = {
         topic: TopicQueue(queue, config.task_queue(queue)) for queue, topic in config.topics.items()
@@ -115,6 +116,7 @@ def _start_ingest(config: ReviewConfig, store: Any, stop: threading.Event) -> th
         store,
         dead_letter_topic=config.dead_letter_topic,
         appeals=AppealsTopic(appeals.topic, appeals.queue) if appeals else None,
+        similar=SimilarTasks(config.redis_url, config.namespace, config.similar, store),
         **config.consumer_overrides,
     )
     thread = threading.Thread(

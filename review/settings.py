@@ -42,6 +42,7 @@ from review.queue_settings import (
     QueueName,
     QueueSettings,
     SecondReviewSettings,
+    SimilarSettings,
     lead_only_problems,
     qa_queue_problems,
     qa_topic_problems,
@@ -155,6 +156,11 @@ class ReviewConfig(BaseModel):
     adjudication_queue: QueueName = Field(
         "adjudication",
         description="Where two reviews that disagree go; only reviewers with role lead work it.",
+    )
+    similar: SimilarSettings = Field(
+        default_factory=SimilarSettings,
+        description="Similar posts on the task page, from the post embeddings tasks carry "
+        "(the pipeline's `review_embeddings: true`).",
     )
     golden: dict[QueueName, GoldenSettings] = Field(
         default_factory=dict,

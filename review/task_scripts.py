@@ -183,7 +183,26 @@ lease_to(ARGV[4], ARGV[2], ARGV[3])
 return claim_row(ARGV[4], ARGV[2])
 """
 
+# ARGV: key, now, expiry, reviewer. Leases one named waiting task to the reviewer beside the
+# task they hold (a cluster decision decides it at once); a task another reviewer holds, a
+# decided one, or one the reviewer may not take (a second review of their own) is refused.
+CLAIM_KEY = """
+expire_leases(ARGV[2])
+local state = lease_state(ARGV[1], ARGV[4], tonumber(ARGV[2]))
+if state == 'ok' then
+  redis.call('ZADD', LEASES, ARGV[3], ARGV[1])
+  return {'ok'}
+end
+if state ~= 'open' then return {'lost', state} end
+if not may_take(ARGV[1], ARGV[4]) then return {'lost', 'excluded'} end
+unopen(ARGV[1])
+redis.call('ZADD', LEASES, ARGV[3], ARGV[1])
+redis.call('HSET', HOLDER, ARGV[1], ARGV[4])
+return {'ok'}
+"""
+
 SCRIPTS = {
+    "claim_key": CLAIM_KEY,
     "add": ADD,
     "claim": CLAIM,
     "peek": PEEK,

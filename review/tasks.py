@@ -111,6 +111,7 @@ _LOST_REASONS = {
     "expired": "was held by {reviewer} but the lease expired",
     "open": "is waiting in its queue, not claimed by {reviewer}",
     "unknown": "is not a known task",
+    "excluded": "is a review {reviewer} may not take (they decided the post before)",
 }
 
 
@@ -155,6 +156,24 @@ class TaskStore:
         now = self._clock()
         args = [repr(now), repr(now + self.lease_s), reviewer, self.order]
         return _claim_of(self._run("claim", queue, args), reviewer)
+
+    def claim_key(self, key: str, reviewer: str) -> None:
+        """Lease waiting task `key` to `reviewer` beside what they hold; `LeaseLost` says why
+        not (another reviewer holds it, it was decided, they may not take it)."""
+        now = self._clock()
+        args = [key, repr(now), repr(now + self.lease_s), reviewer]
+        _raise_unless_ok(self._run_on_key("claim_key", key, args), key, reviewer)
+
+    def states(self, keys: Sequence[str]) -> dict[str, str]:
+        """Each task's state: open, claimed, decided, or unknown (never queued here)."""
+        with self._reaching():
+            pipe = self._client.pipeline(transaction=False)
+            for key in keys:
+                pipe.hexists(self._key("decided"), key)
+                pipe.hexists(self._key("holder"), key)
+                pipe.hexists(self._key("place"), key)
+            rows = pipe.execute()
+        return {key: _state(*rows[3 * i : 3 * i + 3]) for i, key in enumerate(keys)}
 
     def claimed_by(self, reviewer: str, queue: str) -> Claim | None:
         """The reviewer's live claim in `queue`, if any; changes nothing."""
@@ -344,6 +363,13 @@ def _raise_unless_ok(result: list[Any], key: str, reviewer: str) -> None:
     if result[0] != "ok":
         reason = _LOST_REASONS.get(str(result[1]), str(result[1])).format(reviewer=reviewer)
         raise LeaseLost(f"task {key} {reason}")
+
+
+def _state(decided: bool, held: bool, placed: bool) -> str:
+    if decided:
+        return "decided"
+    # A lease past its expiry still counts as claimed until a claim reopens the task.
+    return "claimed" if held else "open" if placed else "unknown"
 
 
 def _stats_of(row: list[Any], now: float) -> QueueStats:

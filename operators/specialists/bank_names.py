@@ -19,6 +19,8 @@ import re
 from typing import Annotated, Any
 
 BANK_NAME_PATTERN = r"^[a-z0-9][a-z0-9-]*$"
+# The `banks` producer's evidence key for the post's image hashes; no bank can be named so.
+IMAGE_HASHES = "image_hashes"
 BANK_NAME = re.compile(BANK_NAME_PATTERN)
 
 

@@ -124,6 +124,12 @@ class BankStore:
 
     def add(self, bank: str, entries: Sequence[BankEntry], *, threshold: int | None = None) -> int:
         """Add entries (a known hash keeps its first entry), creating the bank; how many are new."""
+        return len(self.add_new(bank, entries, threshold=threshold))
+
+    def add_new(
+        self, bank: str, entries: Sequence[BankEntry], *, threshold: int | None = None
+    ) -> list[str]:
+        """As `add`, returning the hashes the bank did not hold before, in the order given."""
         check_bank_name(bank)
         if threshold is not None:
             check_threshold(threshold)
@@ -136,7 +142,8 @@ class BankStore:
             self._queue_info(pipe, bank, kept if threshold is None else threshold, revision)
             return True
 
-        return sum(self._write(bank, queue)[: len(entries)])
+        set_new = self._write(bank, queue)[: len(entries)]
+        return list(dict.fromkeys(e.hash for e, new in zip(entries, set_new, strict=True) if new))
 
     def remove(self, bank: str, hashes: Sequence[str] = ()) -> int:
         """Remove these hashes, or the whole bank when none are given; how many entries went."""
@@ -273,6 +280,14 @@ class BankMatcher:
         distance, image, position = min(found)
         entry = loaded.entries[position]
         return BankMatch(distance=distance, hash=entry.hash, image=image, source=entry.source)
+
+    def check_now(self) -> None:
+        """Read the banks' version now (and reload what changed), not up to `refresh_s` later.
+
+        For a post decided again because a bank changed: the change must be seen by its match.
+        """
+        with self._lock:
+            self._check()
 
     def _current(self) -> dict[str, _LoadedBank]:
         """The loaded banks, after a version check (one thread at a time) when one is due."""

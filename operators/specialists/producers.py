@@ -26,6 +26,7 @@ from __future__ import annotations
 import threading
 import time
 from collections.abc import Callable, Hashable, Mapping, Sequence
+from contextlib import suppress
 from functools import cached_property
 from typing import TYPE_CHECKING, Any, cast
 
@@ -46,7 +47,7 @@ from operators.exceptions import ImageError
 from operators.images import ReducedImage
 from operators.limits import ImageLimits, limits_of
 from operators.specialists import settings as sections
-from operators.specialists.bank_names import BankName
+from operators.specialists.bank_names import IMAGE_HASHES, BankName
 from operators.specialists.budget import PostBudget, each_image
 from operators.specialists.nsfw import model_size
 from operators.specialists.ocr import OcrReader, OcrResult, OcrSettings, working_size
@@ -339,6 +340,9 @@ class BankSignals(_Specialist):
         from operators.specialists.hashbank import BanksUnavailable
 
         matcher = self.matcher()
+        if matcher is not None and any(job.recheck for job in jobs):
+            with suppress(BanksUnavailable):  # each post's lookup below says it
+                matcher.check_now()
         results: list[Result] = []
         for job in jobs:
             try:
@@ -354,7 +358,12 @@ class BankSignals(_Specialist):
             return _unavailable(job, "hash banks need Redis: set redis_url (or --redis-url)")
         hashes, notes = _usable_hashes(self.decoded(job), self.post_budget())
         values: dict[Hashable, Any] = {}
+        # Each hashed image's PDQ hash, by image index: the recent-images window keeps them, so
+        # an image banked later finds this post (`pipelines.recheck`). `_` cannot be in a bank
+        # name, so the key never meets a bank's.
         evidence: dict[str, Any] = {}
+        if hashes:
+            evidence[IMAGE_HASHES] = {str(index): bits.hex() for index, bits in hashes}
         for request in job.requests:
             bank = str(request[1]) if isinstance(request, tuple) else str(request)
             found = _lookup(matcher, bank, [bits for _, bits in hashes]) if hashes else None

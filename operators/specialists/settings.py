@@ -62,3 +62,10 @@ class BankSettings(BaseModel):
     refresh_s: float = Field(
         1.0, gt=0, description="How often a consumer checks Redis for bank changes."
     )
+    recent_window: int = Field(
+        100_000,
+        ge=0,
+        description="How many recent posts' image hashes are kept in Redis, so that an image "
+        "banked later finds the posts already seen with it (`vlmod bank add` decides them "
+        "again); 0 keeps none.",
+    )

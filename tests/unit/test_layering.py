@@ -14,10 +14,20 @@ MAY_IMPORT = {
     "operators": {"contracts", "operators"},
     "policies": {"contracts", "policies"},
     "kafka_io": {"contracts", "kafka_io"},
-    "sinks": {"contracts", "operators", "kafka_io", "sinks"},
-    "pipelines": {"contracts", "operators", "policies", "kafka_io", "sinks", "pipelines"},
-    "review": {"contracts", "operators", "policies", "kafka_io", "review"},
+    "sinks": {"contracts", "operators", "kafka_io", "heads", "sinks"},
+    "pipelines": {
+        "contracts",
+        "operators",
+        "policies",
+        "kafka_io",
+        "sinks",
+        "similar",
+        "heads",
+        "pipelines",
+    },
+    "review": {"contracts", "operators", "policies", "kafka_io", "similar", "review"},
     "heads": {"contracts", "heads"},
+    "similar": {"contracts", "similar"},
 }
 MAY_IMPORT["demo"] = MAY_IMPORT["pipelines"] | MAY_IMPORT["review"] | {"demo"}
 MAY_IMPORT["replay"] = MAY_IMPORT["pipelines"] | MAY_IMPORT["review"] | {"replay"}

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import io
 import json
+import re
 import uuid
 
 import pytest
@@ -202,7 +203,10 @@ def test_a_running_consumer_sees_a_bank_change_and_a_restarted_one_keeps_the_ban
     running = _local(config)
     before, _ = running.moderate_one(_post(files / "repost.jpg"))
     assert before.action == "allow" and [e.id for e in before.rule_errors] == ["known-image"]
-    assert f"(no bank named {bank})" in before.rule_errors[0].error, "no such bank yet"
+    # Other tests' banks share this Redis: a close name may be suggested after the name.
+    assert re.search(
+        rf"\(no bank named {bank}(; did you mean [^)]+)?\)", before.rule_errors[0].error
+    )
     runner = CliRunner()
     args = ["bank", "add", bank, str(files / "known.png"), "--redis-url", redis_url]
     assert runner.invoke(app, args).exit_code == 0

@@ -11,7 +11,7 @@ import pytest
 from typer.testing import CliRunner
 
 from cli.main import app
-from heads.producer import HeadSettings
+from heads.producer import HeadSettings, LearningSettings
 from kafka_io.settings import KafkaSettings
 from pipelines.config import PipelineConfig
 from pipelines.local import LocalModerator
@@ -117,6 +117,83 @@ def test_promote_and_rollback_reach_a_running_moderator(world):
     assert versions == [1, 2, 1]
 
 
+PINNED_POLICY = POLICY.replace("version: 1", "version: 2").replace("[{head}]", '["{head}@2"]')
+PINNED_POLICY = PINNED_POLICY.replace('heads["{head}"]', 'heads["{head}@2"]')
+
+
+def test_a_version_not_promoted_is_scored_on_the_history_by_replay(world, tmp_path):
+    """`NAME@VERSION` pins a version: replay decides the recorded posts with version 2 (which
+    flags the other kind) from their recorded embeddings, while version 1 stays active."""
+    head, policies, redis_url = world
+    config = PipelineConfig(
+        kafka=KafkaSettings(bootstrap_servers="unused:9092"),
+        policy_dir=str(policies),
+        redis_url=redis_url,
+    )
+    running = LocalModerator.with_policies(
+        config, load_policy_dir(policies, registry=producer_registry())
+    )
+    texts = [SPAM.format(n=n) for n in range(40, 46)] + [HAM.format(n=n) for n in range(40, 46)]
+    verdicts = []
+    for n, text in enumerate(texts):
+        verdict, _ = running.moderate_one({"id": f"r{n}", "text": text})
+        verdicts.append(verdict.model_dump_json())
+    assert [json.loads(v)["action"] for v in verdicts] == ["review"] * 6 + ["allow"] * 6
+    history = tmp_path / "history.jsonl"
+    history.write_text("\n".join(verdicts) + "\n")
+    candidate = tmp_path / "candidate"
+    candidate.mkdir()
+    (candidate / "waves.yaml").write_text(PINNED_POLICY.format(head=head))
+    args = ("replay", "--policy", candidate, "--history", history, "--json", "--compute-missing")
+    result = invoke(*args, "--redis-url", redis_url, "--model", "tiny:smolvlm")
+    assert result.exit_code == 0, result.output
+    report = json.loads(result.stdout)["policies"]["waves"]
+    assert report["replayed"] == report["changed"] == 12, report  # v2 flags the other kind
+    assert report["transitions"] == {"allow->review": 6, "review->allow": 6}
+    # the active version is still 1: the verdicts that follow read it
+    again, _ = running.moderate_one({"id": "later", "text": SPAM.format(n=99)})
+    assert again.action == "review" and head_version(again.model_dump(mode="json"), head) == 1
+
+
+LEARN_POLICY = """
+id: teach
+version: 1
+signals:
+  heads: [{head}]
+rules:
+  - id: teach-wave
+    when: 'heads_learn["{head}"]'
+    action: review
+    queue: learn-waves
+default: allow
+"""
+
+
+def test_uncertain_posts_go_to_the_learning_queue_by_a_policy_rule(world, tmp_path):
+    head, _, redis_url = world
+    policies = tmp_path / "teach"
+    policies.mkdir()
+    (policies / "teach.yaml").write_text(LEARN_POLICY.format(head=head))
+    registry = producer_registry()
+
+    def moderator(band: float) -> LocalModerator:
+        learning = LearningSettings(band=band, share=1.0)
+        config = PipelineConfig(
+            kafka=KafkaSettings(bootstrap_servers="unused:9092"),
+            redis_url=redis_url,
+            specialists={"heads": HeadSettings(learning=learning)},
+        )
+        return LocalModerator.with_policies(config, load_policy_dir(policies, registry=registry))
+
+    post = {"id": "p", "text": SPAM.format(n=8)}
+    everything, _ = moderator(band=1.0).moderate_one(post)
+    assert everything.action == "review" and everything.queue == "learn-waves"
+    [run] = [p for p in everything.producers if p.name == "heads"]
+    assert run.evidence["learn"] == [head]
+    nothing, _ = moderator(band=0.0).moderate_one(post)
+    assert nothing.action == "allow", "a confident score is never picked"
+
+
 def test_a_head_redis_lacks_is_a_rule_error_naming_it(redis_url, tmp_path):
     policies = tmp_path / "policies"
     policies.mkdir()
@@ -152,3 +229,79 @@ def test_training_on_drawn_images_reaches_the_learning_curve(redis_url, tmp_path
     result = invoke(*args, "--redis-url", redis_url, "--json", "--precision", "0.7")
     assert result.exit_code == 0, result.output
     assert json.loads(result.stdout)["auroc"] > 0.72
+
+
+HISTORY_POLICY = """
+id: words
+version: 1
+rules:
+  - id: pills
+    when: text.contains("pills")
+    action: review
+    queue: spam
+default: allow
+"""
+
+
+def test_training_from_reviewers_decisions_on_the_history(redis_url, tmp_path):
+    """The history's posts that reviewers decided, labelled as `vlmod report` reads them, are
+    embedded by --model; a post with an inline image (not kept) and undecided posts are counted."""
+    from contracts.review import DecisionKind, ReviewDecision
+
+    policies = tmp_path / "history-policies"
+    policies.mkdir()
+    (policies / "words.yaml").write_text(HISTORY_POLICY)
+    config = PipelineConfig(kafka=KafkaSettings(bootstrap_servers="unused:9092"))
+    local = LocalModerator.with_policies(
+        config.model_copy(
+            update={"model": config.model.model_copy(update={"name_or_path": "noop"})}
+        ),
+        load_policy_dir(policies, registry=producer_registry()),
+    )
+    posts = [{"id": f"s{n}", "text": SPAM.format(n=n)} for n in range(16)]
+    posts += [{"id": f"h{n}", "text": HAM.format(n=n)} for n in range(16)]
+    posts += [{"id": "inline", "text": SPAM.format(n=50), "images": [{"data": PNG_1PX}]}]
+    posts += [{"id": f"u{n}", "text": HAM.format(n=60 + n)} for n in range(3)]
+    verdicts, decisions = [], []
+    for post in posts:
+        verdict, dead = local.moderate_one(post)
+        assert dead is None, dead
+        verdicts.append(verdict.model_dump_json())
+        if post["id"].startswith("u"):
+            continue  # nobody reviewed these
+        spam = post["id"].startswith(("s", "inline"))
+        action = "block" if spam else "allow"
+        kind = DecisionKind.UPHOLD if verdict.action == action else DecisionKind.OVERTURN
+        decisions.append(
+            ReviewDecision(
+                key=verdict.key, post_id=verdict.post_id, policy=verdict.policy, queue="spam",
+                reviewer="ana", decision=kind, action=action,
+            ).model_dump_json()
+        )  # fmt: skip
+    history, decided = tmp_path / "verdicts.jsonl", tmp_path / "decisions.jsonl"
+    history.write_text("\n".join(verdicts) + "\n")
+    decided.write_text("\n".join(decisions) + "\n")
+    head = f"reviewed-{uuid.uuid4().hex[:6]}"
+    args = ("heads", "train", head, "--decisions", decided, "--history", history)
+    result = invoke(*args, "--model", "tiny:smolvlm", "--redis-url", redis_url, "--json")
+    assert result.exit_code == 0, result.output
+    assert "32 reviewed post(s) to learn from; 3 in the history without a label" in result.stderr
+    assert "left out 1 labelled post(s) (an image was inline" in result.stderr
+    figures = json.loads(result.stdout)
+    assert figures["version"] == 1 and figures["auroc"] > 0.9, figures
+    assert figures["examples"] == 32
+
+
+def test_training_needs_examples_or_decisions_with_history(redis_url, tmp_path):
+    result = invoke("heads", "train", "x", "--model", "noop", "--history", tmp_path / "h.jsonl")
+    assert result.exit_code == 2
+    assert "--decisions and --history go together" in result.stderr
+    neither = invoke("heads", "train", "x", "--model", "noop")
+    assert neither.exit_code == 2
+    assert "give --examples FILE, or --decisions with --history" in neither.stderr
+
+
+PNG_1PX = (  # a 1x1 PNG
+    "iVBORw0KGgoAAAANSUhEUgAAAAEAAAABCAYAAAAfFcSJAAAADUlEQVR42mNk+M9QDwADhgGAWjR9awAAAABJRU5E"
+    "rkJggg=="
+)

@@ -359,3 +359,37 @@ def test_an_unknown_review_topic_is_named_at_start(kafka_settings, topic_factory
         ReviewIngest(kafka_settings, [known, missing], "g", make_store())
     with pytest.raises(UnknownReviewTopic, match=r"dead-letter"):
         ReviewIngest(kafka_settings, [known], "g", make_store(), dead_letter_topic=missing)
+
+
+def test_claim_key_leases_a_named_waiting_task_beside_the_one_held_and_nothing_else(make_store):
+    store = make_store(lease_s=60)
+    keys = ("held", "wave-1", "wave-2", "theirs", "done", "own-second")
+    for age, key in enumerate(keys):
+        store.add(task(key, age_s=age), exclude=["ana"] if key == "own-second" else ())
+    assert store.claim("q", "ben").task.key == "held"  # the oldest goes to ben
+    store.claim_key("theirs", "ben")
+    with pytest.raises(LeaseLost, match="claimed by another reviewer"):
+        store.claim_key("theirs", "ana")
+    store.claim_key("done", "ana")
+    store.decide("done", "ana")
+    with pytest.raises(LeaseLost, match="decided already"):
+        store.claim_key("done", "ana")
+    with pytest.raises(LeaseLost, match="ana may not take"):
+        store.claim_key("own-second", "ana")
+    with pytest.raises(LeaseLost, match="not a known task"):
+        store.claim_key("nothing", "ana")
+    store.claim_key("wave-1", "ana")
+    assert store.claimed_by("ana", "q") is None, "a cluster lease is not the reviewer's claim"
+    store.decide("wave-1", "ana")
+    states = store.states(["held", "wave-1", "wave-2", "theirs", "done", "nothing"])
+    assert states == {
+        "held": "claimed",
+        "wave-1": "decided",
+        "wave-2": "open",
+        "theirs": "claimed",
+        "done": "decided",
+        "nothing": "unknown",
+    }
+    make_store.clock.now += 61  # the cluster lease runs out like any other
+    assert store.claim("q", "cam").task.key == "held"
+    assert store.states(["theirs"]) == {"theirs": "open"}

@@ -106,8 +106,9 @@ def test_run_with_a_bad_config_reports_each_problem_and_never_starts_ray(tmp_pat
     assert isinstance(result.exception, SystemExit)
     assert result.stderr.splitlines() == [
         f"{config}:3:1: unknown key 'bogus_key'; expected one of: kafka, consumer_group, "
-        "consumer_overrides, topics, redis_url, cache_ttl_s, model, models, policy_dir, pool, "
-        "retry, images, posts, telemetry, producers, api, sinks, specialists",
+        "consumer_overrides, topics, redis_url, cache_ttl_s, model, models, policy_dir, "
+        "review_embeddings, pool, retry, images, posts, telemetry, producers, api, sinks, "
+        "specialists",
         f"{config}:5:26: pool.max_in_flight_batches: value should be a valid integer, "
         "unable to parse string as an integer",
     ]

@@ -20,7 +20,7 @@ IMAGE_EMBED = VlmTask(TaskKind.EMBED)
 TEXT = "Selling my old bike, DM me on the other app and pay there."
 
 
-def close(vector, reference) -> None:
+def check_close(vector, reference) -> None:
     got = torch.tensor(vector)
     assert got.shape == reference.shape
     assert torch.linalg.vector_norm(got - reference) <= 1e-4 * torch.linalg.vector_norm(reference)
@@ -30,7 +30,7 @@ def close(vector, reference) -> None:
 def test_the_post_embedding_matches_a_plain_forward(vlm, images, count):
     job = PostJob(tuple(images[:count]), TEXT, (POST_EMBED, SPAM))
     [signals] = VlmOperator(vlm).run_posts([job])
-    close(signals.values[POST_EMBED], plain_post_embedding(vlm, images[:count], TEXT))
+    check_close(signals.values[POST_EMBED], plain_post_embedding(vlm, images[:count], TEXT))
     expected = plain_probability(vlm, images[:count], TEXT, SPAM)
     assert signals.values[SPAM] == pytest.approx(expected, abs=1e-4)
 
@@ -44,14 +44,14 @@ def test_posts_of_other_lengths_in_the_batch_change_nothing(vlm, images):
     ]
     results = VlmOperator(vlm).run_posts(jobs)
     for job, signals in zip(jobs, results, strict=True):
-        close(signals.values[POST_EMBED], plain_post_embedding(vlm, job.images, job.text))
+        check_close(signals.values[POST_EMBED], plain_post_embedding(vlm, job.images, job.text))
 
 
 def test_the_plain_engine_gives_the_same_embedding(vlm, images):
     plain = dataclasses.replace(vlm, spec=vlm.spec.model_copy(update={"engine": "plain"}))
     job = PostJob(tuple(images[:2]), TEXT, (POST_EMBED, IMAGE_EMBED))
     [signals] = VlmOperator(plain).run_posts([job])
-    close(signals.values[POST_EMBED], plain_post_embedding(vlm, images[:2], TEXT))
+    check_close(signals.values[POST_EMBED], plain_post_embedding(vlm, images[:2], TEXT))
     assert len(signals.values[IMAGE_EMBED]) == len(signals.values[POST_EMBED])
 
 

@@ -17,6 +17,7 @@ pytest.importorskip("profanity_check")
 pytest.importorskip("pdqhash")
 
 from operators.specialists.hashbank import BankMatch, BankMissing
+from operators.specialists.pdq import pdq_hash
 from operators.specialists.producers import (
     BankSignals,
     NsfwSignals,
@@ -140,7 +141,30 @@ def test_a_bank_redis_lacks_is_unavailable_naming_it_and_the_other_banks_still_m
     assert output.values[("bank", "known-bad")] is True
     missing = Unavailable("no bank named known-bda; did you mean known-bad?")
     assert output.values[("bank", "known-bda")] == missing
-    assert set(output.evidence) == {"known-bad"}
+    assert set(output.evidence) == {"known-bad", "image_hashes"}
+    assert output.evidence["image_hashes"] == {"0": pdq_hash(photo_like(5)).hex}
+
+
+def test_banks_read_redis_at_once_for_a_post_decided_again_and_not_otherwise(monkeypatch):
+    class Counting:  # BankMatcher's interface, counting the forced checks
+        checks = 0
+
+        def check_now(self):
+            Counting.checks += 1
+
+        def match(self, bank, hashes):
+            return None
+
+    banks = BankSignals()
+    monkeypatch.setattr(banks, "matcher", Counting)
+    requests = frozenset({("bank", "known-bad")})
+    image = (_bytes(photo_like(5)),)
+    banks.compute([ProducerJob(Post(id="p"), requests, image)])
+    assert Counting.checks == 0, "a first decision reads the copy held"
+    again = ProducerJob(Post(id="p"), requests, image, recheck="bank known-bad@3")
+    output, _ = banks.compute([again, ProducerJob(Post(id="q"), requests, image)])
+    assert Counting.checks == 1, "one read of Redis for the call that holds a re-check"
+    assert output.values == {("bank", "known-bad"): False}
 
 
 def test_banks_leave_images_too_plain_to_hash_out_and_say_so():

@@ -75,7 +75,8 @@ def test_the_sections_reach_their_producers_with_defaults_for_the_rest(tmp_path)
     assert guard.model_dump() == {"device": "cpu", "dtype": "auto"}
     ocr = context.settings_for("ocr", OcrSettings)
     assert (ocr.threads, ocr.max_side) == (2, 1600)
-    assert context.settings_for("banks", BankSettings).model_dump() == {"refresh_s": 1.0}
+    banks = context.settings_for("banks", BankSettings).model_dump()
+    assert banks == {"refresh_s": 1.0, "recent_window": 100_000}
     assert ocr is config.specialists.ocr, "the instance validated at load, not parsed again"
 
 

@@ -243,6 +243,7 @@ def task_page(task: ReviewTask) -> str:
         overturn_to=[],
         escalate_to=[],
         appeal=None,
+        similar=None,
         adjudication=None,
         signal_extra={},
         post_extra={},

@@ -25,7 +25,8 @@ from contracts.records import Action, MatchedRule, PolicyRef, Post, RuleError, S
 from policies.decision import DEFAULT_PRIORITY, Decision
 from policies.expressions import Condition, Needs, SignalRef, Term
 from policies.schema import Mode
-from policies.scope import PostScope, run_term
+from policies.scope import LazyContext, PostScope, run_term
+from policies.terms import SLOW, Answer, answer_for
 from policies.truncation import CUT_TEXT_QUEUE, reads_truncated, review_cut_text
 
 PostInput = Post | dict[str, Any] | PostScope  # a scope shares the post's CEL values
@@ -83,6 +84,7 @@ class RuleResult:
 # Results without detail are immutable and alike: one of each serves every rule run.
 _MATCH = RuleResult(Outcome.MATCH)
 _NO_MATCH = RuleResult(Outcome.NO_MATCH)
+PythonTerm = tuple[Term, Answer | None]  # a term and its Python answer, where it has one
 
 
 @dataclass(frozen=True)
@@ -103,21 +105,34 @@ class CompiledRule:
         return (-self.action.severity, self.priority, self.index)
 
     def test(
-        self, context: Any, present: Needs, memo: dict[int, tuple[Term, Any]] | None = None
+        self,
+        context: Any,
+        present: Needs,
+        memo: dict[int, tuple[Term, Any]] | None = None,
+        terms: tuple[PythonTerm, ...] | None = None,
+        row: Any = None,
     ) -> RuleResult:
         """Run the terms in order; a false term decides at once, even after an error.
 
         `memo` (one per post, `PostScope.terms`) keeps what each term reading no signal gave:
-        on the same post it gives the same, so planning and deciding run it once.
+        on the same post it gives the same, so planning and deciding run it once. `terms` are
+        this rule's terms with their Python answers (`policies.terms`), read from `row`; a term
+        without one, or whose answer is not sure, runs in CEL (`context`, a CEL context or a
+        `LazyContext`).
         """
         failure: RuleResult | None = None
-        for term in self.condition.terms:
-            if not term.needs.satisfied_by(present):
+        present_refs = present.refs
+        for term, answer in terms or ((term, None) for term in self.condition.terms):
+            refs = term.needs.refs
+            if not refs <= present_refs:
                 failure = failure or RuleResult(
                     Outcome.UNDECIDED, needs=term.needs, present=present
                 )
                 continue
-            value = run_term(term, context, memo)
+            # The hot path: a term reading signals, answered in Python (run_term's first step).
+            value = answer(row) if refs and answer is not None else SLOW
+            if value is SLOW:
+                value = run_term(term, context, memo, None if refs else answer, row)
             if isinstance(value, Exception):
                 failure = RuleResult(Outcome.ERROR, _describe_error(value))
                 continue
@@ -210,6 +225,19 @@ class SignalView:
     values: dict[str, Any]
     present: Needs
     unavailable: Mapping[str, str] = field(default_factory=dict)  # `banks.x` -> why
+    by_ref: dict[SignalRef, Any] = field(default_factory=dict)  # each present value by its ref
+
+
+class TermRow:
+    """What a term's Python answer reads of one post under one policy (`policies.terms.Row`)."""
+
+    __slots__ = ("computed", "post", "text", "truncated")
+
+    def __init__(self, scope: PostScope, view: SignalView) -> None:
+        self.computed = view.by_ref
+        self.post = scope.post
+        self.text = scope.text
+        self.truncated = scope.truncated
 
 
 class CompiledPolicy:
@@ -239,6 +267,7 @@ class CompiledPolicy:
         direct = {(r.producer, r.request) for r in self.asks.values()}
         self.asked = frozenset(direct | {need for r in self.asks.values() for need in r.needs})
         self.keyed = dict(keyed)
+        self.keyed_variables = tuple(var for var, is_keyed in self.keyed.items() if is_keyed)
         self.queues = dict(queues)
         self.rules = tuple(rules)
         self.default = default
@@ -248,6 +277,19 @@ class CompiledPolicy:
         self.reads_truncated = reads_truncated(
             path for rule in self.rules for path in rule.condition.reads
         )
+        self.python_terms = tuple(self._python_terms(rule) for rule in self.rules)
+
+    def _python_terms(self, rule: CompiledRule) -> tuple[PythonTerm, ...]:
+        """The rule's terms, in order, each with its Python answer where it has one.
+
+        The order stays the condition's: when two terms fail, the rule reports the one CEL
+        alone would have reported."""
+        keys = {ref: ref for ref in self.asks}
+        terms = []
+        for term in rule.condition.terms:
+            found = answer_for(term.source, keys, self.functions)
+            terms.append((term, None if found is None else found[0]))
+        return tuple(terms)
 
     def __repr__(self) -> str:
         return f"CompiledPolicy({self.ref.id!r} v{self.ref.version} {self.mode.value})"
@@ -281,7 +323,7 @@ class CompiledPolicy:
         report it.
         """
         values: dict[str, Any] = {}
-        present: set[SignalRef] = set()
+        by_ref: dict[SignalRef, Any] = {}
         missing: dict[str, str] = {}
         for ref, asked in self.asks.items():
             key = (asked.producer, asked.request)
@@ -289,53 +331,60 @@ class CompiledPolicy:
                 missing[_dotted_ref(ref)] = unavailable[key]
             if key not in computed:
                 continue
-            present.add(ref)
+            value = by_ref[ref] = computed[key]
             variable, item = ref
             if item is None:
-                values[variable] = computed[key]
+                values[variable] = value
             else:
-                values.setdefault(variable, {})[item] = computed[key]
-        return SignalView(values, Needs(frozenset(present)), missing)
+                values.setdefault(variable, {})[item] = value
+        return SignalView(values, Needs(frozenset(by_ref)), missing, by_ref)
 
     def view_of(self, signals: Signals) -> SignalView:
         """A Signals record (policy names, as in verdicts and tests) as this policy reads it."""
         values: dict[str, Any] = {}
-        present: set[SignalRef] = set()
+        by_ref: dict[SignalRef, Any] = {}
         for variable, keyed in self.keyed.items():
             value = read_signal(signals, variable)
             if keyed and isinstance(value, dict):
                 value = {k: v for k, v in value.items() if (variable, k) in self.asks}
-                present |= {(variable, item) for item in value}
+                by_ref |= {(variable, item): item_value for item, item_value in value.items()}
             elif value is not None:
-                present.add((variable, None))
+                by_ref[(variable, None)] = value
             if value is not None:
                 values[variable] = value
-        return SignalView(values, Needs(frozenset(present)))
+        return SignalView(values, Needs(frozenset(by_ref)), by_ref=by_ref)
 
     def run_rules(
         self,
         post: PostInput,
         signals: Signals | SignalView,
         deadline: Deadline | None = None,
+        *,
+        cel_only: bool = False,
     ) -> Evaluation:
         """Test every rule against the post; the engine behind evaluate and planning.
 
         Rules reached after `deadline` are not run; they come out OUT_OF_TIME. Pass the post's
         PostScope when several policies or runs judge one post: its CEL values are shared.
+        Terms with a Python answer (`policies.terms`) take it where it is sure, and the CEL
+        environment is built only for a term that needs it; `cel_only` runs every term in CEL
+        (the reference the Python answers are tested against).
         """
         view = signals if isinstance(signals, SignalView) else self.view_of(signals)
         scope = post if isinstance(post, PostScope) else PostScope(post)
-        variables: dict[str, Any] = {var: {} for var, keyed in self.keyed.items() if keyed}
+        variables: dict[str, Any] = {var: {} for var in self.keyed_variables}
         variables |= view.values
-        context = scope.context_for(self.functions, variables)
-        variables["text"] = scope.text
-        variables["post"] = scope.post
+        context = LazyContext(scope, self.functions, variables)
+        row = None if cel_only else TermRow(scope, view)
         results = []
-        for rule in self.rules:
+        for index, rule in enumerate(self.rules):
             if deadline is not None and time.perf_counter() > deadline.at:
                 results.append((rule, deadline.result()))
                 continue
-            results.append((rule, rule.test(context, view.present, scope.terms)))
+            terms = None if cel_only else self.python_terms[index]
+            results.append((rule, rule.test(context, view.present, scope.terms, terms, row)))
+        variables["text"] = scope.text
+        variables["post"] = scope.post
         return Evaluation(results, variables, view.unavailable, scope.truncated)
 
     def evaluate(
@@ -343,9 +392,11 @@ class CompiledPolicy:
         post: PostInput,
         signals: Signals | SignalView,
         deadline: Deadline | None = None,
+        *,
+        cel_only: bool = False,
     ) -> Decision:
         """Decide one post from its signals (keyed by this policy's own names)."""
-        return self.decide(self.run_rules(post, signals, deadline))
+        return self.decide(self.run_rules(post, signals, deadline, cel_only=cel_only))
 
     def decide(self, evaluation: Evaluation) -> Decision:
         """Reduce per-rule results to the verdict: most severe, then priority, then order."""
@@ -382,12 +433,14 @@ class CompiledPolicy:
         post: PostInput,
         signals: Signals | SignalView | None = None,
         deadline: Deadline | None = None,
+        *,
+        cel_only: bool = False,
     ) -> Needs:
         """Signals that could still change this post's decision, judged on what is known.
 
         A rule not run for lack of time may need anything it reads: its signals are planned.
         """
-        evaluation = self.run_rules(post, signals or Signals(), deadline)
+        evaluation = self.run_rules(post, signals or Signals(), deadline, cel_only=cel_only)
         fired = [rule for rule, r in evaluation.results if r.outcome is Outcome.MATCH]
         best = min((rule.rank for rule in fired), default=None)
         needs = Needs()

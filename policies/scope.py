@@ -15,13 +15,14 @@ read. A scope is not thread-safe; one post's policy work stays on one thread.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import Any
 
 import cel
 
 from contracts.records import Post
 from policies.expressions import Term
+from policies.terms import SLOW
 from policies.truncation import TRUNCATED_FIELD
 
 BUILTIN_VARIABLES = ("text", "post")
@@ -80,22 +81,54 @@ def same_value(held: Any, value: Any) -> bool:
     return all(held[key] is item for key, item in value.items())
 
 
-def run_term(term: Term, context: Any, memo: dict[int, tuple[Term, Any]] | None) -> Any:
+class LazyContext:
+    """A policy's CEL context on a post, set up (`PostScope.context_for`) only when a term
+    first needs CEL: a post whose terms all have Python answers never converts its values."""
+
+    __slots__ = ("_context", "functions", "scope", "signals")
+
+    def __init__(
+        self, scope: PostScope, functions: Mapping[str, Any], signals: Mapping[str, Any]
+    ) -> None:
+        self.scope, self.functions, self.signals = scope, functions, signals
+        self._context: Any = None
+
+    def get(self) -> Any:
+        """The CEL context, made on first use."""
+        if self._context is None:
+            self._context = self.scope.context_for(self.functions, self.signals)
+        return self._context
+
+
+def run_term(
+    term: Term,
+    context: Any,
+    memo: dict[int, tuple[Term, Any]] | None,
+    answer: Callable[[Any], Any] | None = None,
+    row: Any = None,
+) -> Any:
     """The term's value, or the exception it raised; from `memo` when it reads no signal.
 
     Such a term reads only the post and its policy's pattern functions, so on the same post it
-    always gives the same: planning and deciding run it once.
+    always gives the same: planning and deciding run it once. `answer(row)` is the term's
+    Python answer (`policies.terms`), taken unless it gives `SLOW`.
     """
     if memo is None or not term.needs.cheap:
-        return _execute(term, context)
+        return _execute(term, context, answer, row)
     held = memo.get(id(term))
     if held is None:
         # The term is kept with its value so that its id cannot be reused while memoized.
-        held = memo[id(term)] = (term, _execute(term, context))
+        held = memo[id(term)] = (term, _execute(term, context, answer, row))
     return held[1]
 
 
-def _execute(term: Term, context: Any) -> Any:
+def _execute(term: Term, context: Any, answer: Callable[[Any], Any] | None, row: Any) -> Any:
+    if answer is not None:
+        value = answer(row)
+        if value is not SLOW:
+            return value
+    if type(context) is LazyContext:
+        context = context.get()
     try:
         return term.program.execute(context)
     except Exception as exc:  # the CEL runtime raises builtins; any is this rule's error

@@ -188,7 +188,7 @@ class Replayer:
             lacking = _lacking(policy, scope, view, computed, unavailable)
             if lacking:
                 return Replayed(candidate, before, None, lacking)
-        decision = policy.evaluate(scope, view)
+        decision = policy.evaluate(scope, view, cel_only=True)
         return Replayed(candidate, before, Decided(decision.action, tuple(decision.rule_ids)))
 
 
@@ -222,7 +222,7 @@ def _lacking(
     unavailable: Mapping[SignalKey, str],
 ) -> tuple[SignalRef, ...]:
     """Each unrecorded value that could change the decision, sorted."""
-    needed = policy.needed_for(scope, view)
+    needed = policy.needed_for(scope, view, cel_only=True)
     lacking = []
     for ref in needed.refs:
         asked = policy.asks[ref]

@@ -2,7 +2,7 @@
 
 Running a compiled term costs a few microseconds of CEL, and its environment (the post, each
 signal map) more: about 150 µs a policy a post. Most terms are far simpler than CEL needs to
-be: a score against a number, a flag, a pattern on the text, a post field. `replay.terms`
+be: a score against a number, a flag, a pattern on the text, a post field. `policies.terms`
 answers those in Python wherever CEL would answer the same; any other term runs compiled, in
 the post's own CEL environment, built only when first needed.
 
@@ -24,8 +24,8 @@ from contracts.records import Action
 from policies.compiled import CompiledPolicy, CompiledRule
 from policies.expressions import SignalRef, Term
 from policies.scope import PostScope, run_term
+from policies.terms import SLOW, Answer, RecordKey, answer_for, guard_for
 from policies.truncation import CUT_TEXT_RULE
-from replay.terms import SLOW, Answer, RecordKey, answer_for, guard_for
 
 CEL_COST = 2  # a term CEL answers comes after those answered here (0: arithmetic, 1: text)
 
@@ -135,7 +135,7 @@ class FastPolicy:
             guard = rule.guard
             if guard is not None:
                 value = computed.get(guard[0])
-                if type(value) is float and not guard[1](value, guard[2]):
+                if type(value) is float and value == value and not guard[1](value, guard[2]):
                     continue  # a false term: no match, whatever the other terms give
             outcome = self._outcome(rule, row)
             if outcome == "match":

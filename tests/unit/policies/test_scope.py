@@ -87,9 +87,11 @@ def test_a_term_reading_no_signal_runs_once_per_post(make_policy):
             calls.append(text)
             return function(text)
 
+        call.pattern = function.pattern  # the term's Python answer finds its matcher by it
         return call
 
     policy.functions = {name: counted(f) for name, f in policy.functions.items()}
+    policy.python_terms = tuple(policy._python_terms(rule) for rule in policy.rules)
     policy_set = PolicySet((policy,))
     scope = PostScope(POST)
     policy_set.plan_for_post(POST, {}, scope=scope)

@@ -210,7 +210,7 @@ def test_the_shapes_it_answers_and_those_it_leaves_to_cel(tmp_path):
         "post.truncated": True,
         "!post.truncated": True,
         "labels.b == 0.25": True,
-        "labels.b > 1": True,  # answered only where the value is an int, as the literal is
+        "labels.b > 1": True,  # an int literal: answered for an int or a double value
         "labels.a > 0.9 || labels.b > 0.9": True,
         'description.matches("(?i)\\\\bcat\\\\b")': True,
         "labels.b < 0.5": True,

@@ -1,27 +1,33 @@
 """Python answers for the simple shapes of CEL term, given only where CEL would answer the same.
 
-A term is parsed from its tokens into closures over one recorded post (`replay.fast.Row`):
+Running a compiled term is cheap; building its CEL environment (the post, each signal map) is
+not. The policy engine (`CompiledPolicy.run_rules`) and replay (`replay.fast`) take these
+answers first and build the environment only for a term that needs CEL.
+
+A term is parsed from its tokens into closures over one post (a `Row`):
 comparisons of signals, post fields, `text` and literals; `&&`, `||`, `!` and parentheses;
 `has()` on post fields; `size()`; string `contains`, `startsWith`, `endsWith` and `matches` (the
 policy's own precompiled matcher). Every closure gives True, False, a value, or SLOW where it
-cannot be sure of CEL's answer: a comparison of two different types (CEL may compare an int
-with a double, or refuse), a missing map key or a non-map (CEL's error), a non-bool where a
-bool is needed. `&&` and `||` go left to right and give SLOW at the first unknown operand
-before a deciding one, so they agree with CEL whether or not it absorbs errors on the right.
+cannot be sure of CEL's answer: a comparison of two different types (but an int with a double,
+which CEL compares as numbers while the int fits a double exactly) or with NaN (CEL refuses to
+order it), a missing map key or a non-map (CEL's error), a non-bool where a bool is needed.
+`&&` and `||` go left to right and give SLOW at the first unknown operand before a deciding
+one, so they agree with CEL whether or not it absorbs errors on the right.
 Anything the grammar does not cover gives no answer at all: CEL runs the term.
 """
 
 from __future__ import annotations
 
 import operator
-from collections.abc import Callable, Mapping
-from typing import Any, Protocol
+from collections.abc import Callable, Hashable, Mapping
+from typing import Any, Protocol, TypeVar
 
 from policies.celscan import Token, string_value, tokenize
 from policies.expressions import SignalRef
 
 SLOW = object()  # CEL must answer
-RecordKey = tuple[str, str]  # (producer, request key)
+RecordKey = tuple[str, str]  # (producer, request key), as replay keys recorded values
+Key = TypeVar("Key", bound=Hashable)
 Answer = Callable[["Row"], Any]  # True, False, a value, or SLOW
 _COMPARE: dict[str, Callable[[Any, Any], bool]] = {
     ">": operator.gt,
@@ -33,6 +39,7 @@ _COMPARE: dict[str, Callable[[Any, Any], bool]] = {
 }
 _FLIPPED = {">": "<", ">=": "<=", "<": ">", "<=": ">=", "==": "==", "!=": "!="}
 _INT64 = (-(2**63), 2**63 - 1)
+_EXACT_INT = 2**53  # the ints a double holds exactly
 _ORDERED = frozenset({float, int})  # types whose <, > CEL and Python agree on, within a type
 _EQUATABLE = frozenset({float, int, str, bool})
 _STRING_CALLS: dict[str, Callable[[str, str], bool]] = {
@@ -43,9 +50,13 @@ _STRING_CALLS: dict[str, Callable[[str, str], bool]] = {
 
 
 class Row(Protocol):
-    """What a term reads of one recorded post (`replay.fast.Row`)."""
+    """What a term reads of one post: its signal values under the keys `answer_for` was given
+    (`policies.compiled.TermRow`, `replay.fast.Row`)."""
 
-    computed: dict[RecordKey, Any]
+    @property
+    def computed(self) -> Mapping[Any, Any]:
+        """Signal values by key."""
+
     post: dict[str, Any]
     text: Any
     truncated: bool
@@ -56,7 +67,7 @@ class _Unsupported(Exception):
 
 
 def answer_for(
-    source: str, keys: Mapping[SignalRef, RecordKey], functions: Mapping[str, Any]
+    source: str, keys: Mapping[SignalRef, Hashable], functions: Mapping[str, Any]
 ) -> tuple[Answer, int] | None:
     """The term's Python answer and its cost (0: arithmetic, 1: scans text), or None."""
     parser = _Parser(tokenize(source), keys, functions)
@@ -70,8 +81,8 @@ def answer_for(
 
 
 def guard_for(
-    source: str, keys: Mapping[SignalRef, RecordKey]
-) -> tuple[RecordKey, Callable[[Any, Any], bool], float] | None:
+    source: str, keys: Mapping[SignalRef, Key]
+) -> tuple[Key, Callable[[Any, Any], bool], float] | None:
     """For `<signal> <op> <double>` (either way round): the signal's key, the comparison and
     the number, so that a caller can test a float value inline. None for any other term."""
     tokens = tokenize(source)
@@ -104,7 +115,7 @@ class _Parser:
     """Recursive descent over one term's tokens, building closures."""
 
     def __init__(
-        self, tokens: list[Token], keys: Mapping[SignalRef, RecordKey], functions: Mapping[str, Any]
+        self, tokens: list[Token], keys: Mapping[SignalRef, Hashable], functions: Mapping[str, Any]
     ) -> None:
         self.tokens = tokens
         self.keys = keys
@@ -174,10 +185,14 @@ class _Parser:
         def compared(row: Row) -> Any:
             a, b = left(row), right(row)
             kind = type(a)
-            if kind is not type(b) or kind not in types:
+            if kind is not type(b):
+                return _mixed(compare, a, b)
+            if kind not in types:
                 return SLOW
             if kind is int and not (_INT64[0] <= a <= _INT64[1] and _INT64[0] <= b <= _INT64[1]):
                 return SLOW  # past CEL's int64
+            if kind is float and (a != a or b != b):
+                return SLOW  # CEL has no order for NaN: `<`, `>` on it are errors
             return compare(a, b)
 
         return compared
@@ -304,6 +319,20 @@ class _Parser:
             if getattr(function, "pattern", None) == pattern:
                 return function
         raise _Unsupported(pattern)
+
+
+def _mixed(compare: Callable[[Any, Any], bool], a: Any, b: Any) -> Any:
+    """An int against a double: CEL compares them as numbers, as Python does, while the int is
+    one a double holds exactly; any other pair of types is CEL's to judge."""
+    if type(a) is int and type(b) is float:
+        whole, double = a, b
+    elif type(a) is float and type(b) is int:
+        whole, double = b, a
+    else:
+        return SLOW
+    if double != double or not -_EXACT_INT <= whole <= _EXACT_INT:
+        return SLOW
+    return compare(a, b)
 
 
 def _number(token: Token) -> float | int:

@@ -129,10 +129,16 @@ class CompiledRule:
                     Outcome.UNDECIDED, needs=term.needs, present=present
                 )
                 continue
-            # The hot path: a term reading signals, answered in Python (run_term's first step).
-            value = answer(row) if refs and answer is not None else SLOW
-            if value is SLOW:
-                value = run_term(term, context, memo, None if refs else answer, row)
+            # The hot paths inline: a term reading signals answered in Python (run_term's first
+            # step), and a term reading none whose value this post already has (its memo).
+            if refs:
+                value = SLOW if answer is None else answer(row)
+                if value is SLOW:
+                    value = run_term(term, context, memo, None, row)
+            elif memo is not None and (held := memo.get(id(term))) is not None:
+                value = held[1]
+            else:
+                value = run_term(term, context, memo, answer, row)
             if isinstance(value, Exception):
                 failure = RuleResult(Outcome.ERROR, _describe_error(value))
                 continue

@@ -293,7 +293,8 @@ def report(
 
     A lost post is one of: refused (the broker never acknowledged it to the publisher), gone
     from the input topic though acknowledged (the broker lost it), or on the input topic with
-    no verdict (the pipeline lost it)."""
+    no verdict (the pipeline lost it, or the broker lost a verdict it had acknowledged;
+    tests/integration/pipelines/test_broker_restart.py tells those apart with a second sink)."""
     extra: Counter[str] = Counter()
     for key, count in ledger.keys.items():
         extra[ledger.post_of_key[key]] += count - 1

@@ -12,7 +12,14 @@ from typing import Any
 from kafka import AsyncConsumerRebalanceListener, KafkaAdminClient, KafkaConsumer, KafkaProducer
 from kafka.admin import NewTopic
 from kafka.consumer.fetcher import ConsumerRecord
-from kafka.errors import KafkaError, TopicAlreadyExistsError
+from kafka.errors import (
+    CorruptRecordError,
+    InvalidRecordError,
+    KafkaError,
+    MessageSizeTooLargeError,
+    RecordListTooLargeError,
+    TopicAlreadyExistsError,
+)
 from kafka.structs import OffsetAndMetadata, TopicPartition
 
 from contracts.errors import ServiceUnavailable
@@ -72,6 +79,22 @@ def _create_topics(settings: KafkaSettings, names: Iterable[str], partitions: in
         admin.close()
 
 
+# The broker's answers about the message itself: sending it again gets the same answer.
+MESSAGE_REFUSED = (
+    MessageSizeTooLargeError,
+    RecordListTooLargeError,
+    InvalidRecordError,
+    CorruptRecordError,
+)
+
+
+def not_acknowledged(topic: str, error: KafkaError) -> ProduceFailed:
+    """The error for an output the broker did not take: an outage (a timeout, a lost
+    connection, a moved leader, anything unknown) unless the broker refused the message."""
+    outage = not isinstance(error, MESSAGE_REFUSED)
+    return ProduceFailed(f"{topic}: not acknowledged: {error}", outage=outage)
+
+
 class KafkaWriter:
     """Writes to Kafka with acks=all (a kafka-python producer); a send returns only after the
     broker acknowledged it."""
@@ -94,17 +117,22 @@ class KafkaWriter:
         self.send_all([message], timeout_s=timeout_s)
 
     def send_all(self, messages: Sequence[OutMessage], *, timeout_s: float = 30.0) -> None:
-        """Produce all messages at once, then wait until every one is acked, or raise."""
-        futures = [
-            self._producer.send(m.topic, value=m.value, key=m.key, headers=list(m.headers))
-            for m in messages
-        ]
-        self._producer.flush(timeout=timeout_s)
+        """Produce all messages at once, then wait until every one is acked, or raise
+        `ProduceFailed` (its `outage` says whether the broker or the message was at fault)."""
+        try:
+            futures = [
+                self._producer.send(m.topic, value=m.value, key=m.key, headers=list(m.headers))
+                for m in messages
+            ]
+            self._producer.flush(timeout=timeout_s)
+        except KafkaError as exc:  # no metadata, or the buffer never drained: the broker is away
+            topics = ", ".join(sorted({m.topic for m in messages}))
+            raise not_acknowledged(topics, exc) from exc
         for message, future in zip(messages, futures, strict=True):
             try:
                 future.get(timeout=timeout_s)
             except KafkaError as exc:
-                raise ProduceFailed(f"{message.topic}: not acknowledged: {exc}") from exc
+                raise not_acknowledged(message.topic, exc) from exc
 
     def metrics(self) -> dict[str, float]:
         """kafka-python's producer metrics: records per request, batch sizes, rates."""

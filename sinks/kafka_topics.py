@@ -13,8 +13,10 @@ from dataclasses import dataclass
 
 from contracts.outcomes import Outcome
 from kafka_io.clients import KafkaWriter, OutMessage
+from kafka_io.exceptions import ProduceFailed
 from kafka_io.settings import TopicSettings
 from kafka_io.tracing import trace_headers
+from sinks.base import SinkUnavailable
 
 
 def kafka_messages(outcome: Outcome, topics: TopicSettings) -> list[OutMessage]:
@@ -46,7 +48,10 @@ def kafka_batch(outcomes: Sequence[Outcome], topics: TopicSettings) -> list[OutM
 
 @dataclass
 class KafkaSink:
-    """Writes outcomes to their topics and returns once the broker acknowledged every message."""
+    """Writes outcomes to their topics and returns once the broker acknowledged every message.
+
+    A broker outage raises `SinkUnavailable` (the batch is read again); a message the broker
+    refuses (too large) raises `ProduceFailed`, and the consume loop dead-letters its post."""
 
     writer: KafkaWriter
     topics: TopicSettings
@@ -58,7 +63,12 @@ class KafkaSink:
         if not self.verdicts:
             outcomes = [outcome for outcome in outcomes if outcome.dead_letter is not None]
         messages = kafka_batch(outcomes, self.topics)
-        self.writer.send_all(messages)
+        try:
+            self.writer.send_all(messages)
+        except ProduceFailed as exc:
+            if exc.outage:  # not these posts' fault: the batch is read again, nothing dead-lettered
+                raise SinkUnavailable(f"kafka: {exc.reason}") from exc
+            raise
         return len(messages)
 
     def close(self) -> None:

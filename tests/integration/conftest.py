@@ -44,6 +44,18 @@ def postgres_dsn():
         yield dsn
 
 
+@pytest.fixture
+def postgres_schema(postgres_dsn):
+    """A DSN whose search path is a schema of this test's own, so tests do not see each
+    other's rows."""
+    import psycopg
+
+    schema = f"t_{uuid.uuid4().hex[:12]}"
+    with psycopg.connect(postgres_dsn, autocommit=True) as connection:
+        connection.execute(f"CREATE SCHEMA {schema}")
+    return f"{postgres_dsn}?options=-csearch_path%3D{schema}"
+
+
 @pytest.fixture(scope="session")
 def ray_local():
     with running_services(kafka=False, redis=False, ray=True) as services:

@@ -3,10 +3,8 @@
 from __future__ import annotations
 
 import random
-import uuid
 from datetime import timedelta
 
-import psycopg
 import pytest
 
 from contracts.records import Action, Post
@@ -109,12 +107,9 @@ def test_a_topic_gives_the_same_report_as_the_jsonl_file(recorded, kafka_setting
     assert report == expected
 
 
-def test_the_postgres_sink_gives_the_same_report_as_the_jsonl_file(recorded, postgres_dsn):
+def test_the_postgres_sink_gives_the_same_report_as_the_jsonl_file(recorded, postgres_schema):
     verdicts, _, candidates, decided_file, expected = recorded
-    schema = f"t_{uuid.uuid4().hex[:12]}"
-    with psycopg.connect(postgres_dsn, autocommit=True) as connection:
-        connection.execute(f"CREATE SCHEMA {schema}")
-    dsn = f"{postgres_dsn}?options=-csearch_path%3D{schema}"
+    dsn = postgres_schema
     store = PostgresStore(dsn)
     store.ensure_schema()
     posts = [Post(id=v.post_id, text="look") for v in verdicts if v.record is not None]

@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import tempfile
 import time
-import uuid
 from collections.abc import Callable
 from pathlib import Path
 
@@ -20,14 +19,6 @@ from sinks.settings import KafkaSinkSettings, PostgresSinkSettings
 from tests.integration.pipeline_run import post_messages, publish
 
 POSTS = 1000
-
-
-def in_new_schema(dsn: str) -> str:
-    """`dsn` with a search path of its own, so runs do not see each other's rows."""
-    schema = f"e2e_{uuid.uuid4().hex[:12]}"
-    with psycopg.connect(dsn, autocommit=True) as connection:
-        connection.execute(f"CREATE SCHEMA {schema}")
-    return f"{dsn}?options=-csearch_path%3D{schema}"
 
 
 def count(dsn: str, sql: str) -> int:
@@ -57,9 +48,9 @@ def messages_on_verdict_topic(collector) -> int:
 
 
 def test_posts_published_twice_leave_one_row_per_verdict_and_post(
-    e2e_config, start_pipeline, postgres_dsn
+    e2e_config, start_pipeline, postgres_schema
 ):
-    dsn = in_new_schema(postgres_dsn)
+    dsn = postgres_schema
     config = with_postgres(e2e_config(model="noop"), dsn)
     _run, collector = start_pipeline(config)
     messages = post_messages(POSTS, topic=config.topics.inputs[0])

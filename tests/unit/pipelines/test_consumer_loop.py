@@ -18,6 +18,7 @@ from kafka_io.exceptions import ProduceFailed
 from pipelines.config import PoolSettings, RetrySettings
 from pipelines.consumer import ModerationLoop
 from pipelines.telemetry import telemetry
+from sinks.base import SinkUnavailable
 
 DEADLINE_S = 1.5
 
@@ -114,11 +115,13 @@ class FakeSink:
     def write(self, outcomes: list[Outcome]) -> int:
         values = [written(outcome) for outcome in outcomes]
         self.completed_during_send.append((values, list(self.consumer.completed)))
-        if self.failures:
+        if self.failures:  # the broker is away: KafkaSink says so with SinkUnavailable
             self.failures -= 1
-            raise ProduceFailed("moderation.verdicts: not acknowledged: broker gone")
+            raise SinkUnavailable("kafka: moderation.verdicts: not acknowledged: broker gone")
         if self.refuse and self.refuse in values:
-            raise ProduceFailed("moderation.verdicts: not acknowledged: MessageSizeTooLarge")
+            raise ProduceFailed(
+                "moderation.verdicts: not acknowledged: MessageSizeTooLarge", outage=False
+            )
         self.sent += values
         self.consumer.events.append(("sent", len(values)))
         return len(values)
@@ -307,6 +310,17 @@ def test_a_failed_produce_rewinds_the_batch_and_the_loop_keeps_running(start_loo
     assert first_outcome == ("rewind", [0, 1]), "the failed batch is rewound, not completed"
     assert consumer.completed.count(0) == 1, "completed once, after it was read again"
     assert (stats.failed_batches, stats.batches) == (1, 2)
+
+
+def test_a_broker_outage_longer_than_the_batch_attempts_dead_letters_nothing(start_loop):
+    consumer = FakeConsumer([[0, 1]])
+    producer = FakeSink(consumer, failures=5)  # past max_batch_attempts=3, into isolation
+    running = start_loop(consumer, producer, GatedModerator(), in_flight=1)
+    wait_until(lambda: {0, 1} <= set(consumer.completed), "both records are done")
+    stats = running.stop()
+    assert producer.sent == [b'{"id": "p0"}', b'{"id": "p1"}'], "verdicts, no dead letters"
+    assert stats.isolated_dead_letters == 0
+    assert consumer.rewound[:6] == [0, 1] * 3, "every failed try is read again"
 
 
 def test_stop_drains_in_flight_batches_then_commits_and_closes(start_loop):

@@ -1,15 +1,31 @@
 """KafkaSink: one send of every outcome's messages, in order, then the count; close closes; a
-verdict with a large record stays under the message limits and `vlmod report` reads it."""
+broker outage is SinkUnavailable (the batch is read again), a refused message is not; a verdict
+with a large record stays under the message limits and `vlmod report` reads it."""
 
 from __future__ import annotations
+
+import pytest
+from kafka.errors import (
+    CorruptRecordError,
+    IllegalStateError,
+    InvalidRecordError,
+    KafkaConnectionError,
+    KafkaTimeoutError,
+    MessageSizeTooLargeError,
+    NotLeaderForPartitionError,
+    RecordListTooLargeError,
+)
 
 from contracts.decoding import PostLimits
 from contracts.history import PostRecord, RecordedValue
 from contracts.outcomes import ActiveVerdict, Outcome, SourceRef
 from contracts.records import ImageRef, Post
+from kafka_io.clients import not_acknowledged
+from kafka_io.exceptions import ProduceFailed
 from kafka_io.settings import TopicSettings
 from policies.scope import post_variables
 from review.report_io import MAX_RECORD_BYTES, RawRecord, RecordLimits, record_object, verdict_of
+from sinks.base import SinkUnavailable
 from sinks.kafka_topics import KafkaSink, kafka_batch
 from tests.unit.contracts.test_records import sample_dead_letter, sample_shadow, sample_verdict
 
@@ -51,6 +67,51 @@ def test_write_sends_the_batch_at_once_and_counts_its_messages():
     assert sent[2].headers == []
     sink.close()
     assert producer.closed
+
+
+class FailingProducer(RecordingProducer):
+    def __init__(self, error: Exception) -> None:
+        super().__init__()
+        self.error = error
+
+    def send_all(self, messages, *, timeout_s: float = 30.0) -> None:
+        raise self.error
+
+
+def test_a_broker_outage_is_sink_unavailable_and_a_refused_message_is_not():
+    outcome = Outcome(
+        source=SourceRef(topic="posts", partition=0, offset=2, key=b"k2"),
+        dead_letter=sample_dead_letter(),
+    )
+    away = KafkaSink(
+        FailingProducer(ProduceFailed("v: not acknowledged: timed out")), TopicSettings()
+    )  # type: ignore[arg-type]
+    with pytest.raises(SinkUnavailable, match="kafka: v: not acknowledged: timed out"):
+        away.write([outcome])
+    refused = ProduceFailed("v: not acknowledged: MessageSizeTooLarge", outage=False)
+    too_large = KafkaSink(FailingProducer(refused), TopicSettings())  # type: ignore[arg-type]
+    with pytest.raises(ProduceFailed) as raised:
+        too_large.write([outcome])
+    assert raised.value is refused, "the consume loop dead-letters the post it belongs to"
+
+
+@pytest.mark.parametrize(
+    ("error", "outage"),
+    [
+        (KafkaTimeoutError("Failed to update metadata after 60.0 secs."), True),
+        (KafkaConnectionError("connection refused"), True),
+        (NotLeaderForPartitionError(), True),
+        (IllegalStateError("unknown"), True),
+        (MessageSizeTooLargeError(), False),
+        (RecordListTooLargeError(), False),
+        (InvalidRecordError(), False),
+        (CorruptRecordError(), False),
+    ],
+)
+def test_only_the_brokers_answers_about_the_message_itself_are_not_outages(error, outage):
+    failed = not_acknowledged("moderation.verdicts", error)
+    assert failed.outage is outage
+    assert failed.reason.startswith("moderation.verdicts: not acknowledged: ")
 
 
 def large_record() -> PostRecord:

@@ -18,15 +18,13 @@ from __future__ import annotations
 
 import math
 import struct
-from collections.abc import Iterator, Mapping, Sequence
-from contextlib import contextmanager
+from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any
 
+from contracts.stream_window import StreamWindow
 from heads.exceptions import HeadError
 
 DEFAULT_WINDOW = 20_000  # entries; at 576 dims some 46 MB of Redis
-READ_CHUNK = 2_000
 
 
 class RecentEmbeddingsUnavailable(HeadError):
@@ -76,64 +74,11 @@ class RecentEmbedding:
         )
 
 
-class RecentEmbeddings:
+class RecentEmbeddings(StreamWindow[RecentEmbedding]):
     """The window in Redis: `add` after posts are decided, `read` when a head is promoted."""
 
-    def __init__(
-        self,
-        redis_url: str,
-        *,
-        window: int = DEFAULT_WINDOW,
-        namespace: str = "vlmod",
-        timeout_s: float = 2.0,
-    ) -> None:
-        import redis
-
-        self.window = window
-        self.key = f"{namespace}:recent-embeddings"
-        self._client: Any = redis.Redis.from_url(
-            redis_url, socket_timeout=timeout_s, socket_connect_timeout=timeout_s
-        )
-
-    def add(self, entries: Sequence[RecentEmbedding]) -> None:
-        """Append `entries` in one round trip, trimming the window to about its size."""
-        if not entries:
-            return
-        with self._reaching():
-            pipe = self._client.pipeline(transaction=False)
-            for entry in entries:
-                pipe.xadd(self.key, entry.fields(), maxlen=self.window, approximate=True)
-            pipe.execute()
-
-    def read(self) -> tuple[list[RecentEmbedding], int]:
-        """Every entry, oldest first, and how many were malformed (and skipped)."""
-        entries: list[RecentEmbedding] = []
-        malformed = 0
-        start: bytes | str = "-"
-        with self._reaching():
-            while True:
-                chunk = self._client.xrange(self.key, min=start, count=READ_CHUNK)
-                for _, fields in chunk:
-                    try:
-                        entries.append(RecentEmbedding.from_fields(fields))
-                    except (KeyError, ValueError, UnicodeDecodeError, struct.error):
-                        malformed += 1
-                if len(chunk) < READ_CHUNK:
-                    return entries, malformed
-                start = b"(" + chunk[-1][0]
-
-    def close(self) -> None:
-        """Release the connection pool."""
-        self._client.close()
-
-    @contextmanager
-    def _reaching(self) -> Iterator[None]:
-        import redis
-
-        try:
-            yield
-        except redis.RedisError as exc:
-            first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-            raise RecentEmbeddingsUnavailable(
-                f"recent-embeddings window in Redis: {first}"
-            ) from exc
+    name = "recent-embeddings"
+    entry = RecentEmbedding
+    unavailable = RecentEmbeddingsUnavailable
+    default_window = DEFAULT_WINDOW
+    read_chunk = 2_000  # some 2.3 KB an entry at 576 dims

@@ -6,9 +6,8 @@ library only, like `policies.exceptions`, so the package runs on a bare GPU box.
 
 from __future__ import annotations
 
-import re
-
 from contracts.errors import ModerationError, Stage
+from contracts.services import error_text as error_text  # re-exported: operators' callers
 
 
 class OperatorError(ModerationError):
@@ -77,14 +76,3 @@ class ModelLoadError(OperatorError):
 
 class UnsupportedModel(ModelLoadError):
     """The checkpoint's architecture lacks something the tasks need (e.g. yes/no tokens)."""
-
-
-# `<_io.BytesIO object at 0x7f...>` and bare addresses: noise to a reader of a dead letter.
-_OBJECT_REPR = re.compile(r"\s*<[^<>]*\bat 0x[0-9a-fA-F]+>|\s*\b0x[0-9a-fA-F]{8,}\b")
-
-
-def error_text(error: BaseException) -> str:
-    """The first line of an error's message without object reprs; the class name if empty."""
-    lines = str(error).strip().splitlines()
-    text = _OBJECT_REPR.sub("", lines[0]).strip() if lines else ""
-    return text or type(error).__name__

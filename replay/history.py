@@ -189,7 +189,7 @@ def _read_postgres(dsn: str, limits: RecordLimits, keep_lines: bool) -> History:
     """Every `verdicts` row of the sink's database, and the `posts.record` column if it exists."""
     import psycopg
 
-    from operators.specialists.hashbank import redact_url
+    from contracts.services import redact_url
 
     where = redact_url(dsn)
     history = History(SourceRecords[VerdictView](f"PostgreSQL at {where}"))

@@ -43,14 +43,13 @@ from __future__ import annotations
 
 import contextlib
 import time
-from collections.abc import Callable, Iterator, Sequence
-from contextlib import contextmanager
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from contracts import services
 from contracts.errors import ModerationError, Stage
 from contracts.review import ReviewTask
-from operators.specialists.hashbank import redact_url
 from review.task_meta import FinalDecision, TaskMeta
 from review.task_scripts import PRELUDE, SCRIPTS
 
@@ -318,18 +317,10 @@ class TaskStore:
         return reaching_redis("review tasks", self.url)
 
 
-@contextmanager
-def reaching_redis(what: str, url: str) -> Iterator[None]:
+def reaching_redis(what: str, url: str) -> contextlib.AbstractContextManager[None]:
     """Redis failures as ReviewStoreUnavailable naming `what` and the URL, password masked, so
     pages answer 503 with the reason."""
-    import redis
-
-    try:
-        yield
-    except (redis.RedisError, OSError) as exc:
-        raise ReviewStoreUnavailable(
-            f"{what} unavailable: Redis at {redact_url(url)} failed: {exc}"
-        ) from exc
+    return services.reaching_redis(ReviewStoreUnavailable, what, url)
 
 
 def enqueued_ms(task: ReviewTask) -> int:

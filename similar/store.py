@@ -21,13 +21,13 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Iterator, Mapping, Sequence
-from contextlib import contextmanager
+from contextlib import AbstractContextManager
 from dataclasses import dataclass, replace
 from typing import Any
-from urllib.parse import urlsplit, urlunsplit
 
 import numpy as np
 
+from contracts.services import reaching_redis
 from similar.exceptions import SimilarUnavailable
 
 DEFAULT_WINDOW = 100_000
@@ -172,16 +172,8 @@ class SimilarStore:
             self.malformed += count
             logger.warning("similar posts: skipped %d malformed entries of %s", count, model)
 
-    @contextmanager
-    def _reaching(self) -> Iterator[None]:
-        import redis
-
-        try:
-            yield
-        except (redis.RedisError, OSError) as exc:
-            raise SimilarUnavailable(
-                f"Redis at {redact_url(self.url)} failed: {first_line(exc)}"
-            ) from exc
+    def _reaching(self) -> AbstractContextManager[None]:
+        return reaching_redis(SimilarUnavailable, "similar posts", self.url)
 
 
 def decode_entry(
@@ -209,22 +201,6 @@ def stream_position(stream_id: str) -> tuple[int, int]:
     """A stream id (`ms-seq`) as numbers, so ids compare in stream order."""
     millis, _, sequence = stream_id.partition("-")
     return int(millis), int(sequence or 0)
-
-
-def redact_url(url: str) -> str:
-    """The URL with any password (and the query string, which may carry one) masked."""
-    parts = urlsplit(url)
-    userinfo, at, host = parts.netloc.rpartition("@")
-    if at:
-        user = userinfo.partition(":")[0] if ":" in userinfo else ""
-        host = f"{user}:***@{host}" if user else f"***@{host}"
-    return urlunsplit(parts._replace(netloc=host, query=""))
-
-
-def first_line(error: BaseException) -> str:
-    """The first line of an error's message, or its class name when it has none."""
-    lines = str(error).strip().splitlines()
-    return lines[0].strip() if lines and lines[0].strip() else type(error).__name__
 
 
 def _chunk(model: str, raw: list[tuple[bytes, Mapping[bytes, bytes]]]) -> StreamChunk:

@@ -31,7 +31,7 @@ from contracts.backoff import backoff_delay
 from contracts.errors import ServiceUnavailable
 from contracts.outcomes import Outcome
 from contracts.records import Post, Verdict
-from operators.specialists.hashbank import redact_url
+from contracts.services import redact_url
 from sinks.base import Refusal
 
 SCHEMA_VERSION = 2

@@ -20,15 +20,15 @@ import difflib
 import json
 import threading
 import time
-from collections.abc import Callable, Iterator, Sequence
-from contextlib import contextmanager
+from collections.abc import Callable, Sequence
+from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
-from urllib.parse import urlsplit, urlunsplit
 
 from contracts.errors import Stage
-from operators.exceptions import OperatorError, error_text
+from contracts.services import reaching_redis
+from operators.exceptions import OperatorError
 from operators.specialists.bank_names import check_bank_name
 from operators.specialists.hashindex import HashIndex, check_threshold
 from operators.specialists.pdq import MATCH_THRESHOLD, MIN_QUALITY, PdqHash
@@ -222,16 +222,8 @@ class BankStore:
     def _bank_key(self, bank: str) -> str:
         return f"{self.namespace}:bank:{bank}"
 
-    @contextmanager
-    def _reaching(self) -> Iterator[None]:
-        import redis
-
-        try:
-            yield
-        except (redis.RedisError, OSError) as exc:
-            raise BanksUnavailable(
-                f"hash banks unavailable: Redis at {redact_url(self.url)} failed: {error_text(exc)}"
-            ) from exc
+    def _reaching(self) -> AbstractContextManager[None]:
+        return reaching_redis(BanksUnavailable, "hash banks", self.url)
 
 
 @dataclass(frozen=True)
@@ -341,16 +333,6 @@ class BankMatcher:
         info, entries = snapshot
         index = HashIndex([bytes.fromhex(e.hash) for e in entries], max_threshold=info.threshold)
         return _LoadedBank(info.revision, info.threshold, index, entries)
-
-
-def redact_url(url: str) -> str:
-    """The URL with any password (and the query string, which may carry one) masked."""
-    parts = urlsplit(url)
-    userinfo, at, host = parts.netloc.rpartition("@")
-    if at:
-        user = userinfo.partition(":")[0] if ":" in userinfo else ""
-        host = f"{user}:***@{host}" if user else f"***@{host}"
-    return urlunsplit(parts._replace(netloc=host, query=""))
 
 
 def _refuse_low_quality(entries: Sequence[BankEntry]) -> None:

@@ -15,15 +15,13 @@ True
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Mapping, Sequence
-from contextlib import contextmanager
+from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any
 
-from operators.exceptions import OperatorError, error_text
+from contracts.stream_window import StreamWindow
+from operators.exceptions import OperatorError
 
 DEFAULT_WINDOW = 100_000  # entries; about 200 bytes each, so some 20 MB of Redis
-READ_CHUNK = 5_000
 HASH_HEX = 64  # a PDQ hash, 256 bits
 
 
@@ -62,66 +60,11 @@ class RecentImage:
         )
 
 
-class RecentImages:
+class RecentImages(StreamWindow[RecentImage]):
     """The window in Redis: `add` after posts are decided, `read` when images are banked."""
 
-    def __init__(
-        self,
-        redis_url: str,
-        *,
-        window: int = DEFAULT_WINDOW,
-        namespace: str = "vlmod",
-        timeout_s: float = 2.0,
-    ) -> None:
-        import redis
-
-        self.window = window
-        self.key = f"{namespace}:recent-images"
-        self._client: Any = redis.Redis.from_url(
-            redis_url,
-            decode_responses=True,
-            socket_timeout=timeout_s,
-            socket_connect_timeout=timeout_s,
-        )
-
-    def add(self, entries: Sequence[RecentImage]) -> None:
-        """Append `entries` in one round trip, trimming the window to about its size."""
-        if not entries:
-            return
-        with self._reaching():
-            pipe = self._client.pipeline(transaction=False)
-            for entry in entries:
-                pipe.xadd(self.key, entry.fields(), maxlen=self.window, approximate=True)
-            pipe.execute()
-
-    def read(self) -> tuple[list[RecentImage], int]:
-        """Every entry, oldest first, and how many entries were malformed (and skipped)."""
-        entries: list[RecentImage] = []
-        malformed = 0
-        start = "-"
-        with self._reaching():
-            while True:
-                chunk = self._client.xrange(self.key, min=start, count=READ_CHUNK)
-                for _, fields in chunk:
-                    try:
-                        entries.append(RecentImage.from_fields(fields))
-                    except (KeyError, ValueError):
-                        malformed += 1
-                if len(chunk) < READ_CHUNK:
-                    return entries, malformed
-                start = "(" + chunk[-1][0]
-
-    def close(self) -> None:
-        """Release the connection pool."""
-        self._client.close()
-
-    @contextmanager
-    def _reaching(self) -> Iterator[Any]:
-        import redis
-
-        try:
-            yield
-        except redis.RedisError as exc:
-            raise RecentImagesUnavailable(
-                f"recent-images window in Redis: {error_text(exc)}"
-            ) from exc
+    name = "recent-images"
+    entry = RecentImage
+    unavailable = RecentImagesUnavailable
+    default_window = DEFAULT_WINDOW
+    decode_responses = True

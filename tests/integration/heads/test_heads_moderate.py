@@ -8,47 +8,16 @@ import json
 import uuid
 
 import pytest
-from typer.testing import CliRunner
 
-from cli.main import app
 from heads.producer import HeadSettings, LearningSettings
 from kafka_io.settings import KafkaSettings
 from pipelines.config import PipelineConfig
 from pipelines.local import LocalModerator
 from pipelines.producer_registry import producer_registry
 from policies.loader import load_policy_dir
+from tests.integration.heads.waves import HAM, POLICY, SPAM, invoke, write_examples
 
 pytest.importorskip("sklearn")
-
-POLICY = """
-id: waves
-version: 1
-signals:
-  heads: [{head}]
-rules:
-  - id: spam-wave
-    when: 'heads["{head}"] > 0.5'
-    action: review
-    queue: spam
-default: allow
-"""
-SPAM = "cheap pills, buy now and save, limited offer number {n}"
-HAM = "we watched the sunset at the beach with the kids, day {n}"
-
-
-def invoke(*args: str) -> object:
-    result = CliRunner().invoke(app, list(map(str, args)))
-    assert "Traceback" not in result.output, result.output
-    return result
-
-
-def write_examples(path, spam_label: int) -> str:
-    lines = []
-    for n in range(16):
-        lines.append({"post": {"id": f"s{n}", "text": SPAM.format(n=n)}, "label": spam_label})
-        lines.append({"post": {"id": f"h{n}", "text": HAM.format(n=n)}, "label": 1 - spam_label})
-    path.write_text("".join(json.dumps(line) + "\n" for line in lines))
-    return str(path)
 
 
 @pytest.fixture

@@ -12,44 +12,17 @@ from pathlib import Path
 
 import pytest
 import yaml
-from typer.testing import CliRunner
 
-from cli.main import app
 from contracts.records import Verdict
 from kafka_io.clients import OutMessage
+from tests.integration.heads.waves import HAM, POLICY, SPAM, invoke, write_examples
 from tests.integration.pipeline_run import publish
 
 pytest.importorskip("sklearn")
 
-SPAM = "cheap pills, buy now and save, limited offer number {n}"
-HAM = "we watched the sunset at the beach with the kids, day {n}"
-POLICY = """
-id: waves
-version: 1
-signals:
-  heads: [{head}]
-rules:
-  - id: spam-wave
-    when: 'heads["{head}"] > 0.5'
-    action: review
-    queue: spam
-default: allow
-"""
-
-
-def invoke(*args: object) -> object:
-    result = CliRunner().invoke(app, [str(arg) for arg in args])
-    assert "Traceback" not in result.output, result.output
-    return result
-
 
 def train(head: str, redis_url: str, tmp_path: Path, spam_label: int) -> None:
-    lines = []
-    for n in range(16):
-        lines.append({"post": {"id": f"s{n}", "text": SPAM.format(n=n)}, "label": spam_label})
-        lines.append({"post": {"id": f"h{n}", "text": HAM.format(n=n)}, "label": 1 - spam_label})
-    path = tmp_path / f"examples-{spam_label}.jsonl"
-    path.write_text("".join(json.dumps(line) + "\n" for line in lines))
+    path = write_examples(tmp_path / f"examples-{spam_label}.jsonl", spam_label)
     args = ("heads", "train", head, "--examples", path, "--model", "tiny:smolvlm")
     result = invoke(*args, "--redis-url", redis_url, "--precision", "0.8")
     assert result.exit_code == 0, result.output

@@ -162,7 +162,8 @@ def test_redis_unreachable_is_said_in_one_line():
     with pytest.raises(SimilarUnavailable) as caught:
         console.nearest([1.0, 0.0], 3)
     reason = caught.value.reason
-    assert reason.startswith("Redis at redis://***@127.0.0.1:1/0 failed: ") and "\n" not in reason
+    expected = "similar posts unavailable: Redis at redis://***@127.0.0.1:1/0 failed: "
+    assert reason.startswith(expected) and "\n" not in reason
     assert "secret" not in reason
     with pytest.raises(SimilarUnavailable, match="Redis at"):
         store.add(entries("p", np.eye(2)))

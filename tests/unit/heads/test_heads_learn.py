@@ -9,33 +9,19 @@ import time
 from contracts.producers import ProducerContext, ProducerJob, Unavailable
 from contracts.records import Post
 from contracts.vlm_signals import EMBED_PRODUCER, POST_EMBEDDING
-from heads.model import EmbeddingRef, Head
 from heads.producer import (
     LEARN,
     HeadSettings,
     HeadSignals,
     LearningSettings,
 )
+from tests.unit.heads.held import producer_holding
 
 
 def _producer(share: float, band: float = 0.1) -> HeadSignals:
-    producer = HeadSignals()
     learning = LearningSettings(band=band, share=share)
-    producer.bind(ProducerContext(settings={"heads": HeadSettings(learning=learning)}))
-    # w = 1 on one dimension: the score is the logistic of the vector's first number.
-    head = Head(
-        name="wave",
-        version=3,
-        weights=[1.0, 0.0],
-        bias=0.0,
-        threshold=0.5,
-        embedding=EmbeddingRef(model="m", dim=2),
-        training_sha256="0" * 64,
-        examples=10,
-        positives=5,
-    )
-    producer._held["wave"] = (time.monotonic(), head)
-    return producer
+    context = ProducerContext(settings={"heads": HeadSettings(learning=learning)})
+    return producer_holding(context, version=3, model="m")
 
 
 def _job(post_id: str, score: float, requests=("wave", (LEARN, "wave"))) -> ProducerJob:

@@ -4,33 +4,18 @@ same size would give a number, a wrong one, so the head is unavailable there, wi
 from __future__ import annotations
 
 import math
-import time
 
 from contracts.producers import ProducerContext, ProducerJob, Unavailable
 from contracts.records import Post
 from contracts.vlm import DEFAULT_MODEL
 from contracts.vlm_signals import EMBED_PRODUCER, POST_EMBEDDING
-from heads.model import EmbeddingRef, Head
 from heads.producer import HeadSignals
 from pipelines.config import ModelSettings, PipelineConfig
+from tests.unit.heads.held import producer_holding
 
 
 def _producer(context: ProducerContext) -> HeadSignals:
-    producer = HeadSignals()
-    producer.bind(context)
-    head = Head(
-        name="wave",
-        version=2,
-        weights=[1.0, 0.0],
-        bias=0.0,
-        threshold=0.5,
-        embedding=EmbeddingRef(model="org/model-a", dim=2),
-        training_sha256="0" * 64,
-        examples=10,
-        positives=5,
-    )
-    producer._held["wave"] = (time.monotonic(), head)
-    return producer
+    return producer_holding(context, version=2, model="org/model-a")
 
 
 def _score(producer: HeadSignals) -> object:

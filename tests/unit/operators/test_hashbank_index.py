@@ -8,8 +8,9 @@ import faiss
 import numpy as np
 import pytest
 
+from contracts.services import redact_url
 from operators.specialists import hashindex
-from operators.specialists.hashbank import BankEntry, redact_url
+from operators.specialists.hashbank import BankEntry
 from operators.specialists.hashindex import HashIndex, check_threshold
 from operators.specialists.pdq import PdqHash, hamming
 

@@ -55,6 +55,7 @@ def test_excluded_ids_are_never_returned_and_k_is_still_filled():
     index = VectorIndex(16)
     index.add(ids, data)
     found = index.nearest(data[3], 5, exclude={"p3", "unknown"})
+    assert len(found) == 5 and "p3" not in {n.post_id for n in found}
     expected = [row for row in brute_force(ids, data, data[3], 6) if row[0] != "p3"]
     assert_same(found, expected)
 

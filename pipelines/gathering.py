@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Callable, Hashable, Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
@@ -32,6 +32,7 @@ from pipelines.config import RetrySettings
 from pipelines.journey import Journey
 from pipelines.model_tasks import (
     answer_without_model,
+    has_open_requests,
     inference_request,
     open_requests,
     record_model_runs,
@@ -128,7 +129,7 @@ class SignalGatherer:
         self._run_consumer([p for p in here if p not in then], journeys, attempt)
         for model in models:
             live = [j for j in journeys if j.failure is None]
-            ready = [j for j in live if open_requests(j, replica, {model})]
+            ready = [j for j in live if has_open_requests(j, replica, {model})]
             if ready:
                 self._infer(ready, replica, model)
         self._run_consumer(then, journeys, attempt)
@@ -266,12 +267,10 @@ class SignalGatherer:
             return Failure.of(error)
 
 
-def _stage_open(
-    journey: Journey, producer: SignalProducer, models: Sequence[str]
-) -> frozenset[Hashable]:
-    """What `producer` has still to compute for the post in a stage asking `models`."""
+def _stage_open(journey: Journey, producer: SignalProducer, models: Sequence[str]) -> bool:
+    """True when `producer` has still to compute for the post in a stage asking `models`."""
     on_replica = producer.placement is Placement.REPLICA
-    return open_requests(journey, [producer.name], models if on_replica else None)
+    return has_open_requests(journey, [producer.name], models if on_replica else None)
 
 
 def _has_work(journey: Journey, producers: Sequence[SignalProducer], models: Sequence[str]) -> bool:

@@ -20,13 +20,29 @@ def open_requests(
 
     With `models`, only the model tasks that ask one of them.
     """
-    return frozenset(
+    plan, computed = journey.plan.requests, journey.computed
+    found = [
         request
         for name in producers
-        for request in journey.plan.requests.get(name, ())
-        if (name, request) not in journey.computed
-        and (models is None or model_of(request) in models)
+        for request in plan.get(name, ())
+        if (name, request) not in computed and (models is None or model_of(request) in models)
+    ]
+    return frozenset(found) if found else _NONE
+
+
+def has_open_requests(
+    journey: Journey, producers: Sequence[str], models: Collection[str] | None = None
+) -> bool:
+    """True when `open_requests` would find one (it stops at the first)."""
+    plan, computed = journey.plan.requests, journey.computed
+    return any(
+        (name, request) not in computed and (models is None or model_of(request) in models)
+        for name in producers
+        for request in plan.get(name, ())
     )
+
+
+_NONE: frozenset[Hashable] = frozenset()
 
 
 def model_of(request: Hashable) -> str:

@@ -64,14 +64,24 @@ class Deadline:
         return RuleResult(Outcome.OUT_OF_TIME, reason)
 
 
-@dataclass(frozen=True)
 class RuleResult:
-    """A rule's outcome, with the error text or the missing signals."""
+    """A rule's outcome, with the error text or the missing signals.
 
-    outcome: Outcome
-    error: str = ""
-    needs: Needs | None = None
-    present: Needs | None = None
+    A plain slotted class: planning makes one for every undecided rule of every post."""
+
+    __slots__ = ("error", "needs", "outcome", "present")
+
+    def __init__(
+        self,
+        outcome: Outcome,
+        error: str = "",
+        needs: Needs | None = None,
+        present: Needs | None = None,
+    ) -> None:
+        self.outcome, self.error, self.needs, self.present = outcome, error, needs, present
+
+    def __repr__(self) -> str:
+        return f"RuleResult({self.outcome.value}, {self.detail!r})"
 
     @property
     def detail(self) -> str:
@@ -81,6 +91,7 @@ class RuleResult:
         return self.error
 
 
+_ABSENT = object()  # a value not in `computed`
 # Results without detail are immutable and alike: one of each serves every rule run.
 _MATCH = RuleResult(Outcome.MATCH)
 _NO_MATCH = RuleResult(Outcome.NO_MATCH)
@@ -270,6 +281,7 @@ class CompiledPolicy:
         self.ref = ref
         self.mode = mode
         self.asks = dict(asks)
+        self.ask_keys = tuple((ref, (r.producer, r.request)) for ref, r in self.asks.items())
         direct = {(r.producer, r.request) for r in self.asks.values()}
         self.asked = frozenset(direct | {need for r in self.asks.values() for need in r.needs})
         self.keyed = dict(keyed)
@@ -284,6 +296,9 @@ class CompiledPolicy:
             path for rule in self.rules for path in rule.condition.reads
         )
         self.python_terms = tuple(self._python_terms(rule) for rule in self.rules)
+        # Rule indexes, most decisive first: planning stops at the first that matches.
+        self.plans: dict[frozenset[SignalRef], Any] = {}  # `policy_set.plan_of`'s, by needs
+        self.by_rank = tuple(sorted(range(len(self.rules)), key=lambda i: self.rules[i].rank))
 
     def _python_terms(self, rule: CompiledRule) -> tuple[PythonTerm, ...]:
         """The rule's terms, in order, each with its Python answer where it has one.
@@ -331,13 +346,13 @@ class CompiledPolicy:
         values: dict[str, Any] = {}
         by_ref: dict[SignalRef, Any] = {}
         missing: dict[str, str] = {}
-        for ref, asked in self.asks.items():
-            key = (asked.producer, asked.request)
+        for ref, key in self.ask_keys:
             if unavailable and key in unavailable:
                 missing[_dotted_ref(ref)] = unavailable[key]
-            if key not in computed:
+            value = computed.get(key, _ABSENT)
+            if value is _ABSENT:
                 continue
-            value = by_ref[ref] = computed[key]
+            by_ref[ref] = value
             variable, item = ref
             if item is None:
                 values[variable] = value
@@ -360,6 +375,17 @@ class CompiledPolicy:
                 values[variable] = value
         return SignalView(values, Needs(frozenset(by_ref)), by_ref=by_ref)
 
+    def _setting(
+        self, post: PostInput, view: SignalView, cel_only: bool
+    ) -> tuple[PostScope, dict[str, Any], LazyContext, TermRow | None]:
+        """What a rule run reads: the post's scope, the policy's variables, its (lazy) CEL
+        context and the row its Python answers read (None: every term in CEL)."""
+        scope = post if isinstance(post, PostScope) else PostScope(post)
+        variables: dict[str, Any] = {var: {} for var in self.keyed_variables}
+        variables |= view.values
+        context = LazyContext(scope, self.functions, variables)
+        return scope, variables, context, None if cel_only else TermRow(scope, view)
+
     def run_rules(
         self,
         post: PostInput,
@@ -377,11 +403,7 @@ class CompiledPolicy:
         (the reference the Python answers are tested against).
         """
         view = signals if isinstance(signals, SignalView) else self.view_of(signals)
-        scope = post if isinstance(post, PostScope) else PostScope(post)
-        variables: dict[str, Any] = {var: {} for var in self.keyed_variables}
-        variables |= view.values
-        context = LazyContext(scope, self.functions, variables)
-        row = None if cel_only else TermRow(scope, view)
+        scope, variables, context, row = self._setting(post, view, cel_only)
         results = []
         for index, rule in enumerate(self.rules):
             if deadline is not None and time.perf_counter() > deadline.at:
@@ -445,16 +467,25 @@ class CompiledPolicy:
         """Signals that could still change this post's decision, judged on what is known.
 
         A rule not run for lack of time may need anything it reads: its signals are planned.
+        The rules are tested most decisive first, as `decide` ranks them, up to the first
+        that matches: no rule after it can change the decision.
         """
-        evaluation = self.run_rules(post, signals or Signals(), deadline, cel_only=cel_only)
-        fired = [rule for rule, r in evaluation.results if r.outcome is Outcome.MATCH]
-        best = min((rule.rank for rule in fired), default=None)
-        needs = Needs()
-        open_outcomes = (Outcome.UNDECIDED, Outcome.OUT_OF_TIME)
-        for rule, result in evaluation.results:
-            if result.outcome in open_outcomes and (best is None or rule.rank < best):
-                needs = needs | rule.condition.needs
-        return needs
+        view = signals if isinstance(signals, SignalView) else self.view_of(signals or Signals())
+        scope, _, context, row = self._setting(post, view, cel_only)
+        present, memo, rules = view.present, scope.terms, self.rules
+        refs: set[SignalRef] = set()
+        for index in self.by_rank:
+            rule = rules[index]
+            if deadline is not None and time.perf_counter() > deadline.at:
+                refs |= rule.condition.needs.refs
+                continue
+            terms = None if cel_only else self.python_terms[index]
+            outcome = rule.test(context, present, memo, terms, row).outcome
+            if outcome is Outcome.MATCH:
+                break
+            if outcome is Outcome.UNDECIDED:
+                refs |= rule.condition.needs.refs
+        return Needs(frozenset(refs))
 
     def all_needs(self) -> Needs:
         """Every signal some rule of this policy reads."""

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 from collections.abc import Hashable, Mapping
 from dataclasses import dataclass, field
+from itertools import islice
 from typing import Any
 
 from contracts.records import Post, Signals, Verdict
@@ -48,6 +49,8 @@ class SignalPlan:
 
     def without(self, computed: Computed) -> SignalPlan:
         """The plan less what is already computed."""
+        if not computed:
+            return self
         left = {p: {r for r in rs if (p, r) not in computed} for p, rs in self.requests.items()}
         return SignalPlan({p: frozenset(rs) for p, rs in left.items() if rs})
 
@@ -57,18 +60,39 @@ def policy_slot(policy: CompiledPolicy) -> tuple[str, Mode]:
     return policy.ref.id, policy.mode
 
 
-PlanMemo = dict[int, tuple[int, "SignalPlan"]]  # policy -> (its signals known, its plan)
+PlanMemo = dict[int, tuple[int, "SignalPlan"]]  # policy -> (values computed then, its plan)
 
 
 def plan_of(policy: CompiledPolicy, needs: Needs) -> SignalPlan:
-    """`needs` (by the policy's names) as a plan (by producer request)."""
+    """`needs` (by the policy's names) as a plan (by producer request); one per needs."""
+    cache = policy.plans
+    if (plan := cache.get(needs.refs)) is not None:
+        return plan
     requests: dict[str, set[Hashable]] = {}
     for ref in needs.refs:
         asked = policy.asks[ref]
         requests.setdefault(asked.producer, set()).add(asked.request)
         for producer, request in asked.needs:
             requests.setdefault(producer, set()).add(request)
-    return SignalPlan({producer: frozenset(r) for producer, r in requests.items()})
+    plan = SignalPlan({producer: frozenset(r) for producer, r in requests.items()})
+    if len(cache) < PLANS_KEPT:
+        cache[needs.refs] = plan
+    return plan
+
+
+PLANS_KEPT = 1024  # plans kept per policy, by the signals it needs; a policy has few
+
+
+def _computed_since(policy: CompiledPolicy, computed: Computed, since: int) -> bool:
+    """True when a value `policy` asks for was added to `computed` after its first `since`.
+
+    `computed` only grows while one post is planned (the memo's contract), so what was added
+    is what comes after the first `since` keys; a smaller `computed` is another post's.
+    """
+    if len(computed) < since:
+        return True
+    asked = policy.asked
+    return any(key in asked for key in islice(computed, since, None))
 
 
 @dataclass(frozen=True)
@@ -137,8 +161,9 @@ class PolicySet:
         """Signals that could still change some decision, given the post and `computed`.
 
         Rules left untested when `budget_s` runs out keep every signal they read in the plan.
-        With `memo` (one per post), a policy none of whose signals were computed since its
-        last plan keeps that plan instead of testing its rules again. `scope` (one per post,
+        With `memo` (one per post, while `computed` only grows), a policy none of whose
+        signals were computed since its last plan keeps that plan instead of testing its rules
+        again. `scope` (one per post,
         made from this post) shares the post's CEL values with later plans and the decision.
         """
         computed = computed or {}
@@ -146,13 +171,13 @@ class PolicySet:
         deadline = Deadline.after(budget_s)
         plan = SignalPlan()
         for policy in self._planned(include_shadow):
-            known = len(policy.asked & computed.keys())
-            if memo is not None and id(policy) in memo and memo[id(policy)][0] == known:
-                plan = plan | memo[id(policy)][1]
+            held = memo.get(id(policy)) if memo is not None else None
+            if held is not None and not _computed_since(policy, computed, held[0]):
+                plan = plan | held[1]
                 continue
             planned = plan_of(policy, policy.needed_for(shared, policy.view(computed), deadline))
             if memo is not None:
-                memo[id(policy)] = (known, planned)
+                memo[id(policy)] = (len(computed), planned)
             plan = plan | planned
         return plan.without(computed)
 

@@ -51,10 +51,10 @@ from demo.run import example_policies  # noqa: E402
 from demo.samples import TEXTS, drawn_image  # noqa: E402
 from kafka_io.clients import (  # noqa: E402
     BatchConsumer,
-    KafkaWriter,
     OutMessage,
     TopicReader,
     create_topics,
+    kafka_writer,
 )
 from kafka_io.settings import KafkaSettings, TopicSettings  # noqa: E402
 from pipelines.config import (  # noqa: E402
@@ -117,7 +117,7 @@ def config_for(bootstrap: str, model: str, args: argparse.Namespace) -> Pipeline
     """A pipeline over fresh topics."""
     prefix = f"bench-{uuid.uuid4().hex[:6]}"
     return PipelineConfig(
-        kafka=KafkaSettings(bootstrap_servers=bootstrap),
+        kafka=KafkaSettings(bootstrap_servers=bootstrap, producer=args.producer),
         consumer_group=prefix,
         consumer_overrides=GROUP_TIMEOUTS,
         topics=TopicSettings.namespaced(prefix, partitions=args.partitions),
@@ -175,7 +175,7 @@ class VerdictClock:
 
 def publish(config: PipelineConfig, bodies: list[bytes], *, per_second: float = 0.0) -> None:
     """Produce `bodies` to the input topic, paced when `per_second` is set."""
-    writer = KafkaWriter(config.kafka)
+    writer = kafka_writer(config.kafka)
     topic = config.topics.inputs[0]
     step = 10 if per_second else 500
     start = time.monotonic()
@@ -239,7 +239,7 @@ def in_process(config: PipelineConfig, policy_set: PolicySet) -> Iterator[None]:
         config.kafka, config.topics.inputs, config.consumer_group, **GROUP_TIMEOUTS
     )
     moderator = build_moderator(config, policy_set, build_signal_source(config))
-    sink = KafkaSink(KafkaWriter(config.kafka), config.topics)
+    sink = KafkaSink(kafka_writer(config.kafka), config.topics)
     loop = ModerationLoop(consumer, sink, moderator, config.pool)
     thread = threading.Thread(target=loop.run, daemon=True)
     thread.start()
@@ -333,6 +333,12 @@ def main() -> None:
     parser.add_argument("--batch", type=int, default=64)
     parser.add_argument("--consumers", type=int, default=1)
     parser.add_argument(
+        "--producer",
+        choices=("kafka-python", "librdkafka"),
+        default="kafka-python",
+        help="the client that produces (kafka.producer)",
+    )
+    parser.add_argument(
         "--torch-threads",
         type=int,
         default=None,
@@ -387,7 +393,10 @@ def main() -> None:
         source = args.policies
         args.policies, dropped = without_specialists(source, Path(tempfile.mkdtemp()))
         print(f"specialists off: {source} less {dropped} rules reading nsfw/ocr/profanity/banks")
-    print(f"policies: {args.policies}; batch {args.batch}; consumers {args.consumers}")
+    print(
+        f"policies: {args.policies}; batch {args.batch}; consumers {args.consumers}; "
+        f"producer {args.producer}"
+    )
     if args.placement == "pool":
         print(f"specialists on a pool of {args.specialist_replicas} replicas")
     with running_services(redis=args.redis) as services:

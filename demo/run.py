@@ -19,7 +19,7 @@ from rich.spinner import Spinner
 from demo.harness import running_services
 from demo.report import DemoReport, print_report
 from demo.samples import DEMO_BANK, SampleMessage, banked_image, sample_posts
-from kafka_io.clients import KafkaWriter, OutMessage, TopicReader
+from kafka_io.clients import OutMessage, TopicReader, kafka_writer
 from kafka_io.settings import KafkaSettings, TopicSettings
 from pipelines.config import ModelSettings, PipelineConfig, PoolSettings
 from pipelines.producer_registry import producer_registry
@@ -198,7 +198,7 @@ def _prepare_model(console: Console, config: PipelineConfig) -> None:
 
 
 def _publish(config: PipelineConfig, samples: list[SampleMessage]) -> None:
-    writer = KafkaWriter(config.kafka)
+    writer = kafka_writer(config.kafka)
     topic = config.topics.inputs[0]
     writer.send_all([OutMessage(topic, s.value, s.key) for s in samples])
     writer.close()

@@ -7,7 +7,7 @@ import logging
 import time
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Protocol
 
 from kafka import AsyncConsumerRebalanceListener, KafkaAdminClient, KafkaConsumer, KafkaProducer
 from kafka.admin import NewTopic
@@ -93,6 +93,32 @@ def not_acknowledged(topic: str, error: KafkaError) -> ProduceFailed:
     connection, a moved leader, anything unknown) unless the broker refused the message."""
     outage = not isinstance(error, MESSAGE_REFUSED)
     return ProduceFailed(f"{topic}: not acknowledged: {error}", outage=outage)
+
+
+class MessageWriter(Protocol):
+    """Produces messages and returns once the broker acknowledged them (acks=all)."""
+
+    def send(self, message: OutMessage, *, timeout_s: float = 30.0) -> None:
+        """Produce one message and wait for its ack."""
+
+    def send_all(self, messages: Sequence[OutMessage], *, timeout_s: float = 30.0) -> None:
+        """Produce all, wait for every ack, or raise `ProduceFailed`."""
+
+    def metrics(self) -> dict[str, float]:
+        """The client's own figures."""
+
+    def close(self, timeout_s: float = 10.0) -> None:
+        """Flush and close."""
+
+
+def kafka_writer(settings: KafkaSettings, **overrides: Any) -> MessageWriter:
+    """The writer `settings.producer` names: kafka-python's, or librdkafka's
+    (`kafka_io.rdkafka`); `overrides` are that client's own settings."""
+    if settings.producer == "librdkafka":
+        from kafka_io.rdkafka import RdKafkaWriter
+
+        return RdKafkaWriter(settings, **overrides)
+    return KafkaWriter(settings, **overrides)
 
 
 class KafkaWriter:

@@ -8,7 +8,7 @@ from typing import Any
 
 import ray
 
-from kafka_io.clients import BatchConsumer, KafkaWriter
+from kafka_io.clients import BatchConsumer, kafka_writer
 from pipelines.config import config_of
 from pipelines.consumer import ModerationLoop
 from pipelines.local import build_moderator
@@ -55,7 +55,7 @@ class ConsumerActor:
             **settings.consumer_overrides,
         )
         topics = writes_topics(settings.sinks)
-        sink = KafkaSink(KafkaWriter(settings.kafka), settings.topics, verdicts=topics)
+        sink = KafkaSink(kafka_writer(settings.kafka), settings.topics, verdicts=topics)
         others = [*build_sinks(settings.sinks), *recent_sinks(settings)]
         self.loop = ModerationLoop(
             consumer, sink, moderator, settings.pool, settings.retry, sinks=others

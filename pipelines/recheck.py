@@ -24,7 +24,7 @@ from typing import TYPE_CHECKING, Any, Protocol
 
 from contracts.records import RECHECK_HEADER
 from heads.recent import RecentEmbeddings
-from kafka_io.clients import KafkaWriter, OutMessage, reaching_kafka
+from kafka_io.clients import OutMessage, kafka_writer, reaching_kafka
 from operators.specialists.hashindex import HashIndex
 from operators.specialists.recent_images import RecentImage, RecentImages
 from sinks.base import Sink
@@ -147,7 +147,7 @@ def republish(
         if (record := found.get((post.topic, post.partition, post.offset))) is not None
         for key, value in [record]
     ]
-    writer = KafkaWriter(kafka)
+    writer = kafka_writer(kafka)
     try:
         writer.send_all(messages)
     finally:

@@ -94,13 +94,13 @@ def _note(dropped: int) -> str | None:
 
 def publish(queued: Sequence[Queued], kafka: KafkaSettings) -> None:
     """Write the tasks to their topics, keyed by task key; refuses topics that do not exist."""
-    from kafka_io.clients import KafkaWriter, OutMessage
+    from kafka_io.clients import OutMessage, kafka_writer
     from review.ingest import check_topics_exist
 
     if not queued:
         return
     check_topics_exist(kafka, sorted({q.topic for q in queued}))
-    writer = KafkaWriter(kafka)
+    writer = kafka_writer(kafka)
     try:
         writer.send_all(
             [

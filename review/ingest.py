@@ -35,8 +35,8 @@ from contracts.review import ReviewTask
 from kafka_io.clients import (
     BOOTSTRAP_TIMEOUT_MS,
     BatchConsumer,
-    KafkaWriter,
     OutMessage,
+    kafka_writer,
     reaching_kafka,
 )
 from kafka_io.settings import KafkaSettings
@@ -101,7 +101,7 @@ class ReviewIngest:
         self.queues = dict(topics) if isinstance(topics, Mapping) else {}
         self.store, self.dead_letter_topic, self.appeals = store, dead_letter_topic, appeals
         self.similar = similar  # where tasks' post embeddings go, for the similar-posts panel
-        self._writer = KafkaWriter(kafka) if dead_letter_topic else None
+        self._writer = kafka_writer(kafka) if dead_letter_topic else None
         self._consumer = BatchConsumer(kafka, read, group, **consumer_overrides)
 
     def run_once(self, timeout_ms: int = 1000) -> int:

@@ -35,7 +35,7 @@ def serve_console(
     on_ready: Callable[[str], None] | None = None,
 ) -> None:
     """Ingest review topics in a thread and serve the console here until `stop_event` is set."""
-    from kafka_io.clients import KafkaWriter, create_topics
+    from kafka_io.clients import create_topics, kafka_writer
     from review.console import build_console
     from review.tasks import TaskStore
 
@@ -51,7 +51,7 @@ def serve_console(
     with contextlib.ExitStack() as stack:  # unwinds in reverse: stop, join, close, close
         listener = _listen(host, port)
         stack.callback(listener.close)
-        writer = KafkaWriter(config.kafka)
+        writer = kafka_writer(config.kafka)
         stack.callback(writer.close)
         app = build_console(config, store, writer)
         outbox = _start_outbox(app.state.console.desk, stop_event)

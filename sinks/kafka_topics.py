@@ -12,7 +12,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 from contracts.outcomes import Outcome
-from kafka_io.clients import KafkaWriter, OutMessage
+from kafka_io.clients import MessageWriter, OutMessage
 from kafka_io.exceptions import ProduceFailed
 from kafka_io.settings import TopicSettings
 from kafka_io.tracing import trace_headers
@@ -53,7 +53,7 @@ class KafkaSink:
     A broker outage raises `SinkUnavailable` (the batch is read again); a message the broker
     refuses (too large) raises `ProduceFailed`, and the consume loop dead-letters its post."""
 
-    writer: KafkaWriter
+    writer: MessageWriter
     topics: TopicSettings
     # False where the config's `sinks:` leaves `kafka` out: then only dead letters go out here.
     verdicts: bool = True

@@ -84,11 +84,10 @@ class Moderator:
         """Step decode: parse, bound, normalize and validate, or fail at decode/validate."""
         journey = Journey(message, context_from_headers(message.headers))
         self.telemetry.posts_in.add(1)
-        with self.telemetry.tracer.start_as_current_span(
-            "consume", context=journey.context
-        ) as span:
-            span.set_attributes({"messaging.source": message.topic, "offset": message.offset})
-            journey.context = trace.set_span_in_context(span)
+        with self.telemetry.post_span("consume", journey.context) as span:
+            if span is not None:
+                span.set_attributes({"messaging.source": message.topic, "offset": message.offset})
+                journey.context = trace.set_span_in_context(span)
             try:
                 decoded = decode_post(message.value, limits=self.limits)
             except Exception as error:  # any input must end as this post's dead letter
@@ -98,7 +97,8 @@ class Moderator:
             # Only the decoder's cut sets `post.truncated`: a later note (the model's prompt cut
             # to model.max_text_tokens) leaves the text that rules read whole.
             journey.scope = PostScope(decoded.post, truncated=decoded.truncated)
-            span.set_attribute("post.id", journey.post.id)
+            if span is not None:
+                span.set_attribute("post.id", journey.post.id)
         return journey
 
     def plan(self, journey: Journey, policy_set: PolicySet) -> None:
@@ -140,7 +140,7 @@ class Moderator:
 
     def _decide(self, journey: Journey, policy_set: PolicySet) -> SetDecision:
         assert journey.post is not None
-        with self.telemetry.tracer.start_as_current_span("policy", context=journey.context):
+        with self.telemetry.post_span("policy", journey.context):
             budget_s = self.policy_budget_s
             return policy_set.evaluate(
                 journey.post,

@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Callable, Iterable
+from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
 from typing import Any
 
 from opentelemetry import metrics, trace
+from opentelemetry.context import Context
 from opentelemetry.metrics import CallbackOptions, Meter, Observation
-from opentelemetry.trace import Tracer
+from opentelemetry.trace import NoOpTracer, ProxyTracer, Span, Tracer
 
 from pipelines.config import TelemetrySettings
 
@@ -24,6 +27,7 @@ class Telemetry:
     lag_sources: list[Callable[[], int]] = field(default_factory=list)
 
     def __post_init__(self) -> None:
+        self.recording = records_spans(self.tracer)
         m = self.meter
         self.posts_in = m.create_counter("vlmod.posts.in", description="Messages consumed")
         self.posts_out = m.create_counter(
@@ -44,6 +48,30 @@ class Telemetry:
 
     def _observe_lag(self, options: CallbackOptions) -> Iterable[Observation]:
         return [Observation(sum(source() for source in self.lag_sources))]
+
+    def post_span(
+        self, name: str, context: Context | None = None
+    ) -> AbstractContextManager[Span | None]:
+        """A span per post, or None where no tracer provider is installed (the default
+        `telemetry.exporter: none`): a no-op span costs about 15 µs, and would carry on the
+        very trace context the post came with."""
+        if not self.recording:
+            return _NO_SPAN
+        return self.tracer.start_as_current_span(name, context=context)
+
+
+_NO_SPAN: AbstractContextManager[None] = contextlib.nullcontext()
+
+
+def records_spans(tracer: Tracer) -> bool:
+    """False for a no-op tracer, or the global one while no provider is installed."""
+    if isinstance(tracer, NoOpTracer):
+        return False
+    if isinstance(tracer, ProxyTracer):
+        return not isinstance(
+            trace.get_tracer_provider(), trace.ProxyTracerProvider | trace.NoOpTracerProvider
+        )
+    return True
 
 
 def telemetry(

@@ -209,7 +209,7 @@ def _evidence(reads: tuple[tuple[str, ...], ...], variables: dict[str, Any]) -> 
     return evidence
 
 
-@dataclass(frozen=True)
+@dataclass(slots=True)  # made for every policy run: frozen ones cost more to build
 class Evaluation:
     """Raw per-rule results of one evaluation, before they are reduced to a Decision."""
 
@@ -235,7 +235,7 @@ def read_signal(signals: Signals, variable: str) -> Any:
     return (signals.model_extra or {}).get(variable)
 
 
-@dataclass(frozen=True)
+@dataclass(slots=True)  # made for every policy run: frozen ones cost more to build
 class SignalView:
     """A policy's signal values under its own names, and which of its signals are present."""
 

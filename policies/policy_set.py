@@ -55,6 +55,22 @@ class SignalPlan:
         return SignalPlan({p: frozenset(rs) for p, rs in left.items() if rs})
 
 
+def merged(plans: list[SignalPlan], computed: Computed) -> SignalPlan:
+    """One plan asking everything `plans` ask, less what is already `computed`."""
+    requests: dict[str, set[Hashable]] = {}
+    for plan in plans:
+        for producer, asked in plan.requests.items():
+            held = requests.get(producer)
+            if held is None:
+                requests[producer] = set(asked)
+            else:
+                held |= asked
+    if computed:
+        for producer, held in requests.items():
+            held.difference_update([r for r in held if (producer, r) in computed])
+    return SignalPlan({p: frozenset(r) for p, r in requests.items() if r})
+
+
 def policy_slot(policy: CompiledPolicy) -> tuple[str, Mode]:
     """What a set holds at most one policy of: an id in a mode (a shadow one shadows its twin)."""
     return policy.ref.id, policy.mode
@@ -163,23 +179,23 @@ class PolicySet:
         Rules left untested when `budget_s` runs out keep every signal they read in the plan.
         With `memo` (one per post, while `computed` only grows), a policy none of whose
         signals were computed since its last plan keeps that plan instead of testing its rules
-        again. `scope` (one per post,
-        made from this post) shares the post's CEL values with later plans and the decision.
+        again. `scope` (one per post, made from this post) shares the post's CEL values with
+        later plans and the decision.
         """
         computed = computed or {}
         shared = scope or PostScope(post)
         deadline = Deadline.after(budget_s)
-        plan = SignalPlan()
+        plans = []
         for policy in self._planned(include_shadow):
             held = memo.get(id(policy)) if memo is not None else None
             if held is not None and not _computed_since(policy, computed, held[0]):
-                plan = plan | held[1]
+                plans.append(held[1])
                 continue
             planned = plan_of(policy, policy.needed_for(shared, policy.view(computed), deadline))
             if memo is not None:
                 memo[id(policy)] = (len(computed), planned)
-            plan = plan | planned
-        return plan.without(computed)
+            plans.append(planned)
+        return merged(plans, computed)
 
     @staticmethod
     def signals_for(policy: CompiledPolicy, computed: Computed) -> Signals:

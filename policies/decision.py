@@ -3,9 +3,8 @@
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
 from typing import TypeVar
-
-from pydantic import BaseModel, ConfigDict, Field
 
 from contracts.history import PostRecord
 from contracts.records import (
@@ -27,24 +26,26 @@ DEFAULT_PRIORITY = 100
 T = TypeVar("T")
 
 
-class Decision(BaseModel):
-    """What one policy decided for one post, before it becomes a Verdict."""
+@dataclass(frozen=True)
+class Decision:
+    """What one policy decided for one post, before it becomes a Verdict.
 
-    model_config = ConfigDict(frozen=True, extra="forbid")
+    `action` is the most severe matching action, else the default; `queue`, `topic` (the
+    queue's output topic) and `priority` are the winning rule's; `matched_rules` held and
+    `rule_errors` failed; `skipped_rules` were left undecided because signals they read were
+    skipped on purpose: they could not have changed action, queue or priority. A plain
+    dataclass: every post makes one per policy, and its parts are validated already.
+    """
 
-    policy: PolicyRef = Field(..., description="The deciding policy.")
-    mode: Mode = Field(Mode.ACTIVE, description="active routes; shadow only reports.")
-    action: Action = Field(..., description="Most severe matching action, else the default.")
-    queue: str | None = Field(None, description="The winning rule's queue.")
-    topic: str | None = Field(None, description="Output topic of `queue`.")
-    priority: int = Field(DEFAULT_PRIORITY, description="The winning rule's priority.")
-    matched_rules: list[MatchedRule] = Field(default_factory=list, description="Rules that held.")
-    rule_errors: list[RuleError] = Field(default_factory=list, description="Rules that failed.")
-    skipped_rules: list[str] = Field(
-        default_factory=list,
-        description="Rules left undecided because signals they read were skipped on purpose: "
-        "they could not have changed action, queue or priority.",
-    )
+    policy: PolicyRef
+    action: Action
+    mode: Mode = Mode.ACTIVE
+    queue: str | None = None
+    topic: str | None = None
+    priority: int = DEFAULT_PRIORITY
+    matched_rules: list[MatchedRule] = field(default_factory=list)
+    rule_errors: list[RuleError] = field(default_factory=list)
+    skipped_rules: list[str] = field(default_factory=list)
 
     @property
     def rule_ids(self) -> list[str]:

@@ -11,6 +11,7 @@ text with a rule reading `post.truncated`. One that has none cannot allow a cut 
 from __future__ import annotations
 
 from collections.abc import Iterable
+from dataclasses import replace
 
 from contracts.records import Action, MatchedRule
 from policies.decision import DEFAULT_PRIORITY, Decision
@@ -43,12 +44,11 @@ def review_cut_text(
         reason=CUT_TEXT_REASON,
         evidence={"post.truncated": True},
     )
-    return decision.model_copy(
-        update={
-            "action": Action.REVIEW,
-            "queue": CUT_TEXT_QUEUE,
-            "topic": topic,
-            "priority": DEFAULT_PRIORITY,
-            "matched_rules": [*decision.matched_rules, rule],
-        }
+    return replace(
+        decision,
+        action=Action.REVIEW,
+        queue=CUT_TEXT_QUEUE,
+        topic=topic,
+        priority=DEFAULT_PRIORITY,
+        matched_rules=[*decision.matched_rules, rule],
     )

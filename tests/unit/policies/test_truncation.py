@@ -1,5 +1,7 @@
 """Cut text is never allowed unjudged: the rule as a pure function, and as policies apply it."""
 
+from dataclasses import replace
+
 import pytest
 
 from contracts.records import Action, MatchedRule, PolicyRef, Post, Signals
@@ -54,7 +56,7 @@ def test_an_allowed_post_with_cut_text_is_reviewed_saying_why():
 
 def test_an_allow_rule_does_not_allow_cut_text_either():
     allowlisted = MatchedRule(id="trusted-author", action=Action.ALLOW)
-    decision = cut(ALLOWED.model_copy(update={"matched_rules": [allowlisted]}))
+    decision = cut(replace(ALLOWED, matched_rules=[allowlisted]))
     assert decision.action is Action.REVIEW
     assert decision.rule_ids == ["trusted-author", CUT_TEXT_RULE]
 

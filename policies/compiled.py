@@ -19,6 +19,7 @@ import time
 from collections.abc import Hashable, Mapping
 from dataclasses import dataclass, field
 from enum import Enum
+from functools import cached_property
 from typing import Any
 
 from contracts.records import Action, MatchedRule, PolicyRef, Post, RuleError, Signals
@@ -110,7 +111,7 @@ class CompiledRule:
     reason: str | None
     condition: Condition
 
-    @property
+    @cached_property
     def rank(self) -> tuple[int, int, int]:
         """Smaller wins: most severe action, then lower priority number, then earlier rule."""
         return (-self.action.severity, self.priority, self.index)

@@ -27,7 +27,7 @@ from contracts.producers import (
     ProducerRegistry,
     SignalProducer,
 )
-from contracts.records import InputChange, InputChangeKind
+from contracts.records import InputChange, InputChangeKind, ProducerRun
 from pipelines.config import RetrySettings
 from pipelines.journey import Journey
 from pipelines.model_tasks import (
@@ -209,9 +209,10 @@ class SignalGatherer:
             s.set_attributes({"batch.posts": len(sent), "model": model})
             results = self._call_replicas(model, [r for _, r in sent])
         share_ms = (time.perf_counter() - started) * 1000 / len(sent)
+        made: dict[tuple[str, bool], ProducerRun] = {}
         for (journey, request), result in zip(sent, results, strict=True):
             self._keep_result(journey, replica, result)
-            record_model_runs(journey, replica, request, result, share_ms)
+            record_model_runs(journey, replica, request, result, share_ms, made)
             if result.failure is None:
                 journey.answered_by(model)
 

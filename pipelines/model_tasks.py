@@ -56,12 +56,23 @@ def record_model_runs(
     request: InferenceRequest,
     result: InferenceResult,
     ms: float,
+    made: dict[tuple[str, bool], ProducerRun] | None = None,
 ) -> None:
-    """Each model producer that had tasks in the post's replica call, sharing the call's time."""
+    """Each model producer that had tasks in the post's replica call, sharing the call's time.
+
+    `made` (one per call) lends the same record to every post of the call that has it alike.
+    """
     cached = result.failure is None and result.cache_hits > 0 and result.cache_misses == 0
     for name in replica:
-        if any(task in request.tasks for task in journey.plan.requests.get(name, ())):
-            journey.ran(ProducerRun(name=name, ms=round(ms, 3), cached=cached))
+        planned = journey.plan.requests.get(name)
+        if not planned or request.tasks.isdisjoint(planned):
+            continue
+        run = made.get((name, cached)) if made is not None else None
+        if run is None:
+            run = ProducerRun(name=name, ms=round(ms, 3), cached=cached)
+            if made is not None:
+                made[(name, cached)] = run
+        journey.ran(run)
 
 
 def inference_request(
@@ -105,6 +116,8 @@ def answer_without_model(
     journey: Journey, replica: list[str], model: str, request: InferenceRequest
 ) -> None:
     """`model`'s tasks with nothing to look at (image tasks, on a post without) get empty values."""
+    if journey.post is not None and journey.post.images:
+        return  # every task goes to the model (`inference_request`)
     for name in replica:
         for task in open_requests(journey, [name], {model}):
             if isinstance(task, VlmTask) and task not in request.tasks:

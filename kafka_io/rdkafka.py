@@ -31,27 +31,24 @@ _REFUSED_CODES |= {"INVALID_MSG", "INVALID_MSG_SIZE", "_MSG_SIZE_TOO_LARGE", "_I
 _POLL_S = 0.1  # the poller's wait for delivery reports; it returns at once when one comes
 
 
+# librdkafka's names for the connection settings (`KafkaSettings.connection`'s are kafka-python's)
+_NAMES = {
+    "bootstrap_servers": "bootstrap.servers",
+    "client_id": "client.id",
+    "security_protocol": "security.protocol",
+    "request_timeout_ms": "request.timeout.ms",
+    "sasl_mechanism": "sasl.mechanism",
+    "sasl_plain_username": "sasl.username",
+    "sasl_plain_password": "sasl.password",
+    "ssl_cafile": "ssl.ca.location",
+    "ssl_certfile": "ssl.certificate.location",
+    "ssl_keyfile": "ssl.key.location",
+}
+
+
 def rdkafka_config(settings: KafkaSettings) -> dict[str, Any]:
     """librdkafka's names for the connection settings; `settings.librdkafka` passes the rest."""
-    config: dict[str, Any] = {
-        "bootstrap.servers": settings.bootstrap_servers,
-        "client.id": settings.client_id,
-        "security.protocol": settings.security_protocol,
-        "request.timeout.ms": settings.request_timeout_ms,
-    }
-    optional = {
-        "sasl.mechanism": settings.sasl_mechanism,
-        "sasl.username": settings.sasl_plain_username,
-        "sasl.password": (
-            settings.sasl_plain_password.get_secret_value()
-            if settings.sasl_plain_password
-            else None
-        ),
-        "ssl.ca.location": settings.ssl_cafile,
-        "ssl.certificate.location": settings.ssl_certfile,
-        "ssl.key.location": settings.ssl_keyfile,
-    }
-    config.update({key: value for key, value in optional.items() if value is not None})
+    config = {_NAMES[name]: value for name, value in settings.connection().items()}
     config.update(settings.librdkafka)
     return config
 
@@ -157,7 +154,7 @@ class RdKafkaWriter:
             raise _not_acknowledged(*acks.failure)
 
     def metrics(self) -> dict[str, float]:
-        """Messages and bytes waiting in librdkafka's queue."""
+        """What librdkafka still holds: messages to send, requests, delivery reports."""
         return {"queued-messages": float(len(self._producer))}
 
     def close(self, timeout_s: float = 10.0) -> None:

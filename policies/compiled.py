@@ -297,8 +297,8 @@ class CompiledPolicy:
             path for rule in self.rules for path in rule.condition.reads
         )
         self.python_terms = tuple(self._python_terms(rule) for rule in self.rules)
-        # Rule indexes, most decisive first: planning stops at the first that matches.
         self.plans: dict[frozenset[SignalRef], Any] = {}  # `policy_set.plan_of`'s, by needs
+        # Rule indexes, most decisive first: planning stops at the first that matches.
         self.by_rank = tuple(sorted(range(len(self.rules)), key=lambda i: self.rules[i].rank))
 
     def _python_terms(self, rule: CompiledRule) -> tuple[PythonTerm, ...]:

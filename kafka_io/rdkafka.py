@@ -26,8 +26,10 @@ log = logging.getLogger(__name__)
 
 INSTALL_HINT = "pip install 'vlm-moderation[librdkafka]' (confluent-kafka)"
 # Delivery-report codes that are the message's fault: sending it again gets the same answer.
-_REFUSED_CODES = frozenset({"MSG_SIZE_TOO_LARGE", "RECORD_LIST_TOO_LARGE", "INVALID_RECORD"})
-_REFUSED_CODES |= {"INVALID_MSG", "INVALID_MSG_SIZE", "_MSG_SIZE_TOO_LARGE", "_INVALID_ARG"}
+_REFUSED_CODES = frozenset(
+    {"MSG_SIZE_TOO_LARGE", "RECORD_LIST_TOO_LARGE", "INVALID_RECORD", "INVALID_MSG"}
+    | {"INVALID_MSG_SIZE", "_MSG_SIZE_TOO_LARGE", "_INVALID_ARG"}
+)
 _POLL_S = 0.1  # the poller's wait for delivery reports; it returns at once when one comes
 
 

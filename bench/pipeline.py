@@ -335,8 +335,8 @@ def main() -> None:
     parser.add_argument(
         "--producer",
         choices=("kafka-python", "librdkafka"),
-        default="kafka-python",
-        help="the client that produces (kafka.producer)",
+        default="librdkafka",
+        help="the client that produces (kafka.producer, default librdkafka)",
     )
     parser.add_argument(
         "--torch-threads",

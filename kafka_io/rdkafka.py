@@ -1,4 +1,4 @@
-"""An acking writer on librdkafka (confluent-kafka), for `kafka.producer: librdkafka`.
+"""An acking writer on librdkafka (confluent-kafka), the default (`kafka.producer: librdkafka`).
 
 Same contract as `clients.KafkaWriter`: acks=all, `send_all` returns once the broker has
 acknowledged every message or raises `ProduceFailed` (its `outage` says whether the broker or
@@ -24,7 +24,8 @@ from kafka_io.settings import KafkaSettings
 
 log = logging.getLogger(__name__)
 
-INSTALL_HINT = "pip install 'vlm-moderation[librdkafka]' (confluent-kafka)"
+# confluent-kafka is a dependency; an install without it can still produce through kafka-python.
+INSTALL_HINT = "pip install 'confluent-kafka>=2.6,<3', or set kafka.producer: kafka-python"
 # Delivery-report codes that are the message's fault: sending it again gets the same answer.
 _REFUSED_CODES = frozenset(
     {"MSG_SIZE_TOO_LARGE", "RECORD_LIST_TOO_LARGE", "INVALID_RECORD", "INVALID_MSG"}
@@ -89,7 +90,8 @@ class RdKafkaWriter:
         try:
             from confluent_kafka import Producer
         except ImportError as exc:
-            raise ImportError(f"kafka.producer: librdkafka needs {INSTALL_HINT}") from exc
+            needs = "kafka.producer: librdkafka needs confluent-kafka"
+            raise ImportError(f"{needs}: {INSTALL_HINT}") from exc
         self.timeout_s = 30.0
         config: dict[str, Any] = {
             "acks": "all",

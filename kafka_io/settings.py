@@ -27,15 +27,15 @@ class KafkaSettings(BaseModel):
     extra: dict[str, Any] = Field(
         default_factory=dict, description="Any other kafka-python settings, passed as they are."
     )
-    producer: Literal["kafka-python", "librdkafka"] = Field(
-        "kafka-python",
-        description="The client that produces: kafka-python, or librdkafka (confluent-kafka, "
-        "the `librdkafka` extra) at about a seventh of the CPU a message. Consumers and the "
-        "admin client are kafka-python's either way.",
+    producer: Literal["librdkafka", "kafka-python"] = Field(
+        "librdkafka",
+        description="The client that produces: librdkafka (confluent-kafka), at about a seventh "
+        "of kafka-python's CPU a message, or kafka-python. Consumers and the admin client are "
+        "kafka-python's either way; `extra` reaches the producer only with kafka-python.",
     )
     librdkafka: dict[str, Any] = Field(
         default_factory=dict,
-        description="Any other librdkafka settings for `producer: librdkafka`, by librdkafka's "
+        description="Any other librdkafka producer settings, by librdkafka's "
         "own names (`extra` is kafka-python's), passed as they are.",
     )
 

@@ -1,5 +1,5 @@
-"""`kafka.producer: librdkafka` against the real Tansu broker: the same contract as kafka-python's
-writer (acked, keyed to the same partitions, refusals and outages told apart)."""
+"""`kafka.producer: librdkafka` (the default) against the real Tansu broker: the same contract as
+kafka-python's writer (acked, keyed to the same partitions, refusals and outages told apart)."""
 
 from __future__ import annotations
 
@@ -11,10 +11,9 @@ import pytest
 from demo.harness import free_port
 from kafka_io.clients import KafkaWriter, OutMessage, kafka_writer
 from kafka_io.exceptions import ProduceFailed
+from kafka_io.rdkafka import RdKafkaWriter
 from kafka_io.settings import KafkaSettings
 from tests.integration.topics import read_until
-
-pytest.importorskip("confluent_kafka", reason="the librdkafka extra is not installed")
 
 TRACEPARENT = b"00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01"
 
@@ -112,9 +111,12 @@ def test_no_broker_is_an_outage():
     assert failed.value.outage is True
 
 
-def test_kafka_python_is_the_default_producer(kafka_settings):
-    writer = kafka_writer(kafka_settings)
+def test_librdkafka_is_the_default_producer_and_kafka_python_the_other(kafka_settings):
+    default = kafka_writer(KafkaSettings(bootstrap_servers=kafka_settings.bootstrap_servers))
+    other = kafka_writer(kafka_settings.model_copy(update={"producer": "kafka-python"}))
     try:
-        assert isinstance(writer, KafkaWriter)
+        assert isinstance(default, RdKafkaWriter)
+        assert isinstance(other, KafkaWriter)
     finally:
-        writer.close()
+        default.close()
+        other.close()

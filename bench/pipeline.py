@@ -50,9 +50,9 @@ from demo.harness import ProcessCpu, running_services  # noqa: E402
 from demo.run import example_policies  # noqa: E402
 from demo.samples import TEXTS, drawn_image  # noqa: E402
 from kafka_io.clients import (  # noqa: E402
-    BatchConsumer,
     OutMessage,
     TopicReader,
+    batch_consumer,
     create_topics,
     kafka_writer,
 )
@@ -235,7 +235,7 @@ def on_ray(config: PipelineConfig, policy_set: PolicySet) -> Iterator[None]:
 @contextlib.contextmanager
 def in_process(config: PipelineConfig, policy_set: PolicySet) -> Iterator[None]:
     """The same consume loop in this process, signals computed here: no hop to a replica."""
-    consumer = BatchConsumer(
+    consumer = batch_consumer(
         config.kafka, config.topics.inputs, config.consumer_group, **GROUP_TIMEOUTS
     )
     moderator = build_moderator(config, policy_set, build_signal_source(config))

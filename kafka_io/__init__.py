@@ -1,8 +1,10 @@
 """Kafka I/O: typed clients over kafka-python, the at-least-once batch consumer, offsets,
 trace context in message headers, and the settings that say how to reach the brokers.
 
-- `clients`: `KafkaWriter` (acks=all), `BatchConsumer` (commits only what is done), `TopicReader`,
+- `clients`: `kafka_writer` (acks=all) and `batch_consumer` (a `TrackedConsumer`, which
+  commits only what is done), each on librdkafka or kafka-python; `TopicReader`,
   `create_topics`, `OutMessage`.
+- `consumers`: `TrackedConsumer`, `Batch`, and `BatchConsumer` on kafka-python.
 - `offsets.OffsetTracker`: the highest offset below which every record is done, per partition.
 - `tracing`: W3C trace context carried in `traceparent`/`tracestate` headers.
 - `settings`: `KafkaSettings` (`kafka:`) and `TopicSettings` (`topics:`).
@@ -16,14 +18,15 @@ from contracts.lazy import lazy_exports
 
 if TYPE_CHECKING:
     from kafka_io.clients import (
-        Batch,
-        BatchConsumer,
         KafkaWriter,
         OutMessage,
         TopicReader,
+        batch_consumer,
         create_topics,
+        kafka_writer,
         reaching_kafka,
     )
+    from kafka_io.consumers import Batch, BatchConsumer, TrackedConsumer
     from kafka_io.exceptions import ProduceFailed
     from kafka_io.lag import GroupLag, GroupLagReader
     from kafka_io.offsets import OffsetTracker
@@ -42,9 +45,12 @@ __all__ = [
     "ProduceFailed",
     "TopicReader",
     "TopicSettings",
+    "TrackedConsumer",
+    "batch_consumer",
     "context_from_headers",
     "create_topics",
     "headers_with_trace",
+    "kafka_writer",
     "reaching_kafka",
     "trace_id_of",
 ]
@@ -52,14 +58,15 @@ __getattr__, __dir__ = lazy_exports(
     __name__,
     {
         "kafka_io.clients": [
-            "Batch",
-            "BatchConsumer",
             "KafkaWriter",
+            "batch_consumer",
             "OutMessage",
             "TopicReader",
             "create_topics",
+            "kafka_writer",
             "reaching_kafka",
         ],
+        "kafka_io.consumers": ["Batch", "BatchConsumer", "TrackedConsumer"],
         "kafka_io.exceptions": ["ProduceFailed"],
         "kafka_io.lag": ["GroupLag", "GroupLagReader"],
         "kafka_io.offsets": ["OffsetTracker"],

@@ -1,4 +1,5 @@
-"""Thin typed wrappers over kafka-python: topics, an acking writer, an at-least-once consumer."""
+"""Thin typed wrappers over kafka-python: topics, an acking writer, a topic reader (the
+at-least-once group consumer is `kafka_io.consumers`)."""
 
 from __future__ import annotations
 
@@ -9,7 +10,7 @@ from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
-from kafka import AsyncConsumerRebalanceListener, KafkaAdminClient, KafkaConsumer, KafkaProducer
+from kafka import KafkaAdminClient, KafkaConsumer, KafkaProducer
 from kafka.admin import NewTopic
 from kafka.consumer.fetcher import ConsumerRecord
 from kafka.errors import (
@@ -20,11 +21,11 @@ from kafka.errors import (
     RecordListTooLargeError,
     TopicAlreadyExistsError,
 )
-from kafka.structs import OffsetAndMetadata, TopicPartition
+from kafka.structs import TopicPartition
 
 from contracts.errors import ServiceUnavailable
+from kafka_io.consumers import BatchConsumer, TrackedConsumer
 from kafka_io.exceptions import ProduceFailed
-from kafka_io.offsets import OffsetTracker
 from kafka_io.settings import KafkaSettings
 from kafka_io.tracing import Headers
 
@@ -121,6 +122,30 @@ def kafka_writer(settings: KafkaSettings, **overrides: Any) -> MessageWriter:
     return KafkaWriter(settings, **overrides)
 
 
+def batch_consumer(
+    settings: KafkaSettings, topics: Sequence[str], group_id: str, **overrides: Any
+) -> TrackedConsumer:
+    """The group consumer `settings.consumer` names: kafka-python's, or librdkafka's
+    (`kafka_io.rdkafka_consumer`); `overrides` by kafka-python's names either way."""
+    if settings.consumer == "librdkafka":
+        from kafka_io.rdkafka_consumer import RdKafkaBatchConsumer
+
+        return RdKafkaBatchConsumer(settings, topics, group_id, **overrides)
+    return BatchConsumer(settings, topics, group_id, **overrides)
+
+
+def consumer_overrides_for(
+    settings: KafkaSettings | None, overrides: dict[str, Any]
+) -> dict[str, Any]:
+    """`overrides` as they are when `settings.consumer` takes every one of them; a
+    `ValueError` naming the first that librdkafka has no counterpart for."""
+    if settings is not None and settings.consumer == "librdkafka":
+        from kafka_io.rdkafka import consumer_config
+
+        consumer_config(overrides)
+    return overrides
+
+
 class KafkaWriter:
     """Writes to Kafka with acks=all (a kafka-python producer); a send returns only after the
     broker acknowledged it."""
@@ -167,159 +192,6 @@ class KafkaWriter:
     def close(self, timeout_s: float = 10.0) -> None:
         """Flush and close."""
         self._producer.close(timeout=timeout_s)
-
-
-@dataclass
-class Batch:
-    """Records handed out together; commit them by leaving `processing()` without an error."""
-
-    records: list[ConsumerRecord]
-    consumer: BatchConsumer
-
-    @contextlib.contextmanager
-    def processing(self) -> Iterator[list[ConsumerRecord]]:
-        """Yield the records; mark them done and commit on success, rewind them on failure."""
-        try:
-            yield self.records
-        except BaseException:
-            self.consumer.rewind(self)
-            raise
-        self.consumer.complete(self)
-
-
-def _offsets(positions: dict[TopicPartition, int]) -> dict[TopicPartition, OffsetAndMetadata]:
-    """The commit request for positions the tracker says are done."""
-    return {tp: OffsetAndMetadata(offset, "", -1) for tp, offset in positions.items()}
-
-
-class _CommitOnRevoke(AsyncConsumerRebalanceListener):
-    """Commits what is done before partitions go to another member.
-
-    kafka-python 3 calls rebalance listeners on its IO thread, where a blocking commit raises
-    (and the rebalance fails with it, out of `poll`): the commit is awaited instead.
-    """
-
-    def __init__(self, owner: BatchConsumer) -> None:
-        self.owner = owner
-
-    async def on_partitions_revoked(self, revoked: Iterable[TopicPartition]) -> None:
-        revoked = list(revoked)
-        positions = self.owner.tracker.to_commit()
-        if positions:
-            try:
-                await self.owner._consumer.commit_async(_offsets(positions))
-                self.owner.tracker.committed(positions)
-            except KafkaError as exc:  # the next owner reads these records again
-                log.warning("commit before the rebalance failed (%s); records re-read", exc)
-        self.owner.tracker.forget(revoked)
-        log.info("partitions revoked: %s", sorted(str(tp) for tp in revoked))
-
-    async def on_partitions_lost(self, lost: Iterable[TopicPartition]) -> None:
-        """The group evicted this member (its session expired, or the coordinator no longer
-        knows it, as after a broker restart that lost the group): a commit would fail, and
-        raising here would end the consume loop. What was not committed is read again by
-        whoever owns the partitions next."""
-        lost = list(lost)
-        self.owner.tracker.forget(lost)
-        log.warning("partitions lost, not committed: %s", sorted(str(tp) for tp in lost))
-
-    async def on_partitions_assigned(self, assigned: Iterable[TopicPartition]) -> None:
-        log.info("partitions assigned: %s", sorted(str(tp) for tp in assigned))
-
-
-class BatchConsumer:
-    """A group consumer that hands out batches and commits only offsets marked done.
-
-    Offsets are committed once every earlier offset of the partition is done, so batches may
-    finish out of order; a consumer that dies re-reads whatever was not done (at-least-once).
-    """
-
-    def __init__(
-        self,
-        settings: KafkaSettings,
-        topics: Sequence[str],
-        group_id: str,
-        **overrides: Any,
-    ) -> None:
-        config: dict[str, Any] = {
-            "group_id": group_id,
-            "enable_auto_commit": False,
-            "auto_offset_reset": "earliest",
-            "session_timeout_ms": 10_000,
-            "heartbeat_interval_ms": 1_000,
-            "max_poll_interval_ms": 300_000,
-            # Hand records over as soon as there are any: latency matters more than fetch size.
-            "fetch_max_wait_ms": 5,
-        }
-        config.update(overrides)
-        self.tracker: OffsetTracker[TopicPartition] = OffsetTracker()
-        self._consumer = KafkaConsumer(**settings.client_kwargs(), **config)
-        self._consumer.subscribe(list(topics), listener=_CommitOnRevoke(self))
-
-    def poll(self, *, max_records: int = 500, timeout_ms: int = 100) -> Batch | None:
-        """The next batch of records across assigned partitions, or None when none arrived."""
-        polled = self._consumer.poll(timeout_ms=timeout_ms, max_records=max_records)
-        records = [record for batch in polled.values() for record in batch]
-        for record in records:
-            self.tracker.track(TopicPartition(record.topic, record.partition), record.offset)
-        return Batch(records, self) if records else None
-
-    def complete(self, batch: Batch, *, commit: bool = True) -> None:
-        """Mark every record of `batch` done, then commit what became committable."""
-        for record in batch.records:
-            self.tracker.mark_done(TopicPartition(record.topic, record.partition), record.offset)
-        if commit:
-            self.commit()
-
-    def rewind(self, batch: Batch) -> None:
-        """Seek back so the records of a failed batch are handed out again.
-
-        Never forward: when an earlier batch of the partition failed first and its records
-        are not handed out again yet, the position is already below this batch, and seeking
-        to this batch would skip the earlier one's records for good (and commit past them).
-        """
-        lowest: dict[TopicPartition, int] = {}
-        for record in batch.records:
-            tp = TopicPartition(record.topic, record.partition)
-            lowest[tp] = min(record.offset, lowest.get(tp, record.offset))
-        assigned = self._consumer.assignment()
-        for tp, offset in lowest.items():
-            self.tracker.rewind(tp, offset)
-            if tp in assigned and offset < self._consumer.position(tp):
-                self._consumer.seek(tp, offset)
-
-    def commit(self) -> None:
-        """Synchronously commit every position that moved."""
-        positions = self.tracker.to_commit()
-        if positions:
-            self._consumer.commit(_offsets(positions))
-            self.tracker.committed(positions)
-
-    def pause(self) -> None:
-        """Stop fetching from every assigned partition; keep calling poll to stay in the group."""
-        self._consumer.pause(*self._consumer.assignment())
-
-    def resume(self) -> None:
-        """Fetch again from every paused partition."""
-        self._consumer.resume(*self._consumer.paused())
-
-    def assignment(self) -> set[TopicPartition]:
-        """Partitions this consumer owns now."""
-        return set(self._consumer.assignment())
-
-    def lag(self) -> int:
-        """Messages behind the end of the assigned partitions (consumer lag)."""
-        assigned = list(self._consumer.assignment())
-        if not assigned:
-            return 0
-        ends = self._consumer.end_offsets(assigned)
-        return sum(max(0, ends[tp] - self._consumer.position(tp)) for tp in assigned)
-
-    def close(self, *, commit: bool = True) -> None:
-        """Commit what is done (unless told not to) and leave the group."""
-        if commit:
-            self.commit()
-        self._consumer.close(autocommit=False)
 
 
 class TopicReader:

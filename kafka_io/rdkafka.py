@@ -24,8 +24,17 @@ from kafka_io.settings import KafkaSettings
 
 log = logging.getLogger(__name__)
 
-# confluent-kafka is a dependency; an install without it can still produce through kafka-python.
-INSTALL_HINT = "pip install 'confluent-kafka>=2.6,<3', or set kafka.producer: kafka-python"
+# confluent-kafka is a dependency; an install without it can still use kafka-python.
+PIP_INSTALL = "pip install 'confluent-kafka>=2.6,<3'"
+
+
+def needs_confluent_kafka(setting: str) -> str:
+    """The one line for a missing confluent-kafka: how to install it, or leave `setting`."""
+    return f"kafka.{setting}: librdkafka needs confluent-kafka: {PIP_INSTALL}, or set " + (
+        f"kafka.{setting}: kafka-python"
+    )
+
+
 # Delivery-report codes that are the message's fault: sending it again gets the same answer.
 _REFUSED_CODES = frozenset(
     {"MSG_SIZE_TOO_LARGE", "RECORD_LIST_TOO_LARGE", "INVALID_RECORD", "INVALID_MSG"}
@@ -53,6 +62,52 @@ def rdkafka_config(settings: KafkaSettings) -> dict[str, Any]:
     """librdkafka's names for the connection settings; `settings.librdkafka` passes the rest."""
     config = {_NAMES[name]: value for name, value in settings.connection().items()}
     config.update(settings.librdkafka)
+    return config
+
+
+# kafka-python's consumer settings -> librdkafka's; most differ only in their separators.
+_CONSUMER_NAMES = {
+    name: name.replace("_", ".")
+    for name in (
+        "enable_auto_commit",
+        "auto_offset_reset",
+        "session_timeout_ms",
+        "heartbeat_interval_ms",
+        "max_poll_interval_ms",
+        "fetch_min_bytes",
+        "fetch_max_bytes",
+        "max_partition_fetch_bytes",
+        "isolation_level",
+        "group_instance_id",
+        "client_id",
+        "check_crcs",
+        "reconnect_backoff_ms",
+        "reconnect_backoff_max_ms",
+        "metadata_max_age_ms",
+    )
+} | {
+    "fetch_max_wait_ms": "fetch.wait.max.ms",
+    "retry_backoff_ms": "retry.backoff.ms",
+    "request_timeout_ms": "socket.timeout.ms",
+}
+# kafka-python settings that mean nothing here: poll hands out `max_records` itself.
+_NOT_NEEDED = frozenset({"max_poll_records"})
+
+
+def consumer_config(overrides: dict[str, Any]) -> dict[str, Any]:
+    """librdkafka's names for kafka-python's consumer settings; `ValueError` naming the first
+    one librdkafka has no counterpart for."""
+    config = {}
+    for name, value in overrides.items():
+        if name in _NOT_NEEDED:
+            continue
+        if name not in _CONSUMER_NAMES:
+            known = ", ".join(sorted(_CONSUMER_NAMES))
+            raise ValueError(
+                f"consumer setting {name!r} has no librdkafka counterpart with kafka.consumer: "
+                f"librdkafka (known: {known}); librdkafka's own names go under kafka.librdkafka"
+            )
+        config[_CONSUMER_NAMES[name]] = value
     return config
 
 
@@ -90,8 +145,7 @@ class RdKafkaWriter:
         try:
             from confluent_kafka import Producer
         except ImportError as exc:
-            needs = "kafka.producer: librdkafka needs confluent-kafka"
-            raise ImportError(f"{needs}: {INSTALL_HINT}") from exc
+            raise ImportError(needs_confluent_kafka("producer")) from exc
         self.timeout_s = 30.0
         config: dict[str, Any] = {
             "acks": "all",

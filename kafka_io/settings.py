@@ -30,13 +30,19 @@ class KafkaSettings(BaseModel):
     producer: Literal["librdkafka", "kafka-python"] = Field(
         "librdkafka",
         description="The client that produces: librdkafka (confluent-kafka), at about a seventh "
-        "of kafka-python's CPU a message, or kafka-python. Consumers and the admin client are "
-        "kafka-python's either way; `extra` reaches the producer only with kafka-python.",
+        "of kafka-python's CPU a message, or kafka-python (then `extra` reaches it too). The "
+        "admin client is kafka-python's; the consumers' client is `consumer`.",
+    )
+    consumer: Literal["kafka-python", "librdkafka"] = Field(
+        "kafka-python",
+        description="The client the pipeline's and the review console's group consumers read "
+        "through: kafka-python, or librdkafka (a tenth of kafka-python's CPU a record). Consumer "
+        "overrides keep kafka-python's names either way; those librdkafka lacks are refused.",
     )
     librdkafka: dict[str, Any] = Field(
         default_factory=dict,
-        description="Any other librdkafka producer settings, by librdkafka's "
-        "own names (`extra` is kafka-python's), passed as they are.",
+        description="Any other librdkafka settings for its producer and consumer, by "
+        "librdkafka's own names (`extra` is kafka-python's), passed as they are.",
     )
 
     def connection(self) -> dict[str, Any]:

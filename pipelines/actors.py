@@ -8,7 +8,7 @@ from typing import Any
 
 import ray
 
-from kafka_io.clients import BatchConsumer, kafka_writer
+from kafka_io.clients import batch_consumer, kafka_writer
 from pipelines.config import config_of
 from pipelines.consumer import ModerationLoop
 from pipelines.local import build_moderator
@@ -48,7 +48,7 @@ class ConsumerActor:
         moderator = build_moderator(
             settings, self.watcher, sources, registry=registry, specialists=specialists
         )
-        consumer = BatchConsumer(
+        consumer = batch_consumer(
             settings.kafka,
             settings.topics.inputs,
             settings.consumer_group,

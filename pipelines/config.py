@@ -6,12 +6,22 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, PositiveFloat, create_model, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    PositiveFloat,
+    ValidationInfo,
+    create_model,
+    field_validator,
+    model_validator,
+)
 
 from contracts.decoding import PostLimits
 from contracts.errors import ConfigInvalid
 from contracts.producers import ProducerContext
 from contracts.vlm import DEFAULT_MODEL
+from kafka_io.clients import consumer_overrides_for
 from kafka_io.settings import KafkaSettings, TopicSettings
 from operators.limits import ImageLimits
 from operators.specialists.settings import (
@@ -189,7 +199,8 @@ class PipelineConfig(BaseModel):
     consumer_group: str = Field("vlmod", min_length=1, description="Kafka consumer group.")
     consumer_overrides: dict[str, Any] = Field(
         default_factory=dict,
-        description="kafka-python consumer settings, e.g. session_timeout_ms.",
+        description="Consumer settings by kafka-python's names, e.g. session_timeout_ms "
+        "(translated for kafka.consumer: librdkafka).",
     )
     topics: TopicSettings = Field(default_factory=TopicSettings, description="Topic names.")
     redis_url: str | None = Field(
@@ -240,6 +251,13 @@ class PipelineConfig(BaseModel):
         description="The per-post budget (`post`), and a section per producer that takes "
         "settings (`ocr`, `nsfw`, `banks`, `shieldgemma`, ...), by its name.",
     )
+
+    @field_validator("consumer_overrides")
+    @classmethod
+    def _overrides_the_consumer_takes(
+        cls, overrides: dict[str, Any], info: ValidationInfo
+    ) -> dict[str, Any]:
+        return consumer_overrides_for(info.data.get("kafka"), overrides)
 
     def model_names(self) -> tuple[str, ...]:
         """Every model's name: `default` (`model:`), then those under `models:`."""

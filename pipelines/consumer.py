@@ -26,7 +26,7 @@ from dataclasses import asdict, dataclass
 
 from contracts.errors import Stage
 from contracts.outcomes import Outcome
-from kafka_io.clients import Batch, BatchConsumer
+from kafka_io.consumers import Batch, TrackedConsumer
 from pipelines.config import PoolSettings, RetrySettings
 from pipelines.signal_records import Failure, one_line
 from pipelines.steps import Moderator, SourceMessage
@@ -77,7 +77,7 @@ class ModerationLoop:
 
     def __init__(
         self,
-        consumer: BatchConsumer,
+        consumer: TrackedConsumer,
         sink: KafkaSink,
         moderator: Moderator,
         pool: PoolSettings,

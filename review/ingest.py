@@ -34,8 +34,8 @@ from contracts.records import DeadLetter, describe_validation_error
 from contracts.review import ReviewTask
 from kafka_io.clients import (
     BOOTSTRAP_TIMEOUT_MS,
-    BatchConsumer,
     OutMessage,
+    batch_consumer,
     kafka_writer,
     reaching_kafka,
 )
@@ -102,7 +102,7 @@ class ReviewIngest:
         self.store, self.dead_letter_topic, self.appeals = store, dead_letter_topic, appeals
         self.similar = similar  # where tasks' post embeddings go, for the similar-posts panel
         self._writer = kafka_writer(kafka) if dead_letter_topic else None
-        self._consumer = BatchConsumer(kafka, read, group, **consumer_overrides)
+        self._consumer = batch_consumer(kafka, read, group, **consumer_overrides)
 
     def run_once(self, timeout_ms: int = 1000) -> int:
         """Poll once, store every task, commit after the store write; how many tasks were new."""

@@ -33,6 +33,7 @@ from pydantic import (
 )
 
 from contracts.errors import ConfigInvalid
+from kafka_io.clients import consumer_overrides_for
 from kafka_io.settings import KafkaSettings
 from operators.limits import ImageLimits
 from policies.settings_files import read_config_yaml, validate_config
@@ -182,7 +183,9 @@ class ReviewConfig(BaseModel):
         "vlmod-review", min_length=1, description="Kafka consumer group of the review topics."
     )
     consumer_overrides: dict[str, Any] = Field(
-        default_factory=dict, description="kafka-python consumer settings, e.g. session_timeout_ms."
+        default_factory=dict,
+        description="Consumer settings by kafka-python's names, e.g. session_timeout_ms "
+        "(translated for kafka.consumer: librdkafka).",
     )
     namespace: str = Field(
         "vlmod:review", min_length=1, description="Prefix of every Redis key the console writes."
@@ -252,6 +255,13 @@ class ReviewConfig(BaseModel):
     tokens: dict[str, TokenSettings] = Field(
         default_factory=dict, description="Name -> read-only bearer token for GET /api/stats."
     )
+
+    @field_validator("consumer_overrides")
+    @classmethod
+    def _overrides_the_consumer_takes(
+        cls, overrides: dict[str, Any], info: ValidationInfo
+    ) -> dict[str, Any]:
+        return consumer_overrides_for(info.data.get("kafka"), overrides)
 
     @field_validator("session_secret")
     @classmethod

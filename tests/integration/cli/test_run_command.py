@@ -13,7 +13,8 @@ import time
 import ray
 import yaml
 
-from kafka_io.clients import BatchConsumer, OutMessage, create_topics
+from kafka_io.clients import OutMessage, create_topics
+from kafka_io.consumers import BatchConsumer
 from pipelines.producer_registry import pipeline_registry
 from pipelines.runner import output_topics, review_topics
 from policies.loader import load_policy_dir

@@ -6,8 +6,11 @@ from __future__ import annotations
 
 import time
 
+import pytest
+
 from demo.harness import KafkaBroker
-from kafka_io.clients import BatchConsumer, KafkaWriter, OutMessage, create_topics
+from kafka_io.clients import KafkaWriter, OutMessage, batch_consumer, create_topics
+from kafka_io.consumers import TrackedConsumer
 from kafka_io.settings import KafkaSettings
 
 GROUP_TIMEOUTS = {"session_timeout_ms": 6000, "heartbeat_interval_ms": 500}
@@ -21,7 +24,7 @@ def send(settings: KafkaSettings, value: bytes) -> None:
         writer.close()
 
 
-def first_values(consumer: BatchConsumer, timeout_s: float) -> list[bytes]:
+def first_values(consumer: TrackedConsumer, timeout_s: float) -> list[bytes]:
     """Poll until a batch arrives; its values (every poll may raise: the test is that none do)."""
     deadline = time.monotonic() + timeout_s
     while time.monotonic() < deadline:
@@ -32,14 +35,15 @@ def first_values(consumer: BatchConsumer, timeout_s: float) -> list[bytes]:
     return []
 
 
-def test_a_consumer_whose_group_was_lost_rejoins_and_reads_on(tmp_path):
+@pytest.mark.parametrize("client", ["kafka-python", "librdkafka"])
+def test_a_consumer_whose_group_was_lost_rejoins_and_reads_on(tmp_path, client):
     broker = KafkaBroker(tmp_path)
-    settings = KafkaSettings(bootstrap_servers=broker.start())
+    settings = KafkaSettings(bootstrap_servers=broker.start(), consumer=client)
     consumer = None
     try:
         create_topics(settings, ["posts"])
         send(settings, b"before")
-        consumer = BatchConsumer(settings, ["posts"], "lost-group", **GROUP_TIMEOUTS)
+        consumer = batch_consumer(settings, ["posts"], "lost-group", **GROUP_TIMEOUTS)
         batch = None
         deadline = time.monotonic() + 60
         while batch is None and time.monotonic() < deadline:

@@ -9,11 +9,29 @@ import textwrap
 import threading
 import time
 
-from kafka_io.clients import BatchConsumer, KafkaWriter, OutMessage
+import pytest
+from kafka import KafkaConsumer
+
+from kafka_io.clients import KafkaWriter, OutMessage, batch_consumer
 from kafka_io.tracing import context_from_headers, headers_with_trace, trace_id_of
 
 GROUP_TIMEOUTS = {"session_timeout_ms": 6000, "heartbeat_interval_ms": 500}
 TRACEPARENT = b"00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01"
+
+
+@pytest.fixture(params=["kafka-python", "librdkafka"])
+def consumer_settings(request, kafka_settings):
+    """The broker's settings with each consumer client in turn (`kafka.consumer`)."""
+    return kafka_settings.model_copy(update={"consumer": request.param})
+
+
+def committed(settings, group_id, partitions):
+    """The group's committed offsets, as the broker keeps them (read by an outside client)."""
+    reader = KafkaConsumer(**settings.client_kwargs(), group_id=group_id)
+    try:
+        return {tp: reader.committed(tp) for tp in partitions}
+    finally:
+        reader.close()
 
 
 def produce(settings, topic, count, *, start=0, headers=()):
@@ -46,10 +64,12 @@ def drain(consumer, expected, *, timeout_s=30.0, complete=True):
     return seen
 
 
-def test_producer_waits_for_ack_and_consumer_reads_headers(kafka_settings, topic_factory, group_id):
+def test_producer_waits_for_ack_and_consumer_reads_headers(
+    kafka_settings, consumer_settings, topic_factory, group_id
+):
     topic = topic_factory("roundtrip")
     produce(kafka_settings, topic, 20, headers=[("traceparent", TRACEPARENT)])
-    consumer = BatchConsumer(kafka_settings, [topic], group_id, **GROUP_TIMEOUTS)
+    consumer = batch_consumer(consumer_settings, [topic], group_id, **GROUP_TIMEOUTS)
     try:
         records = []
         deadline = time.monotonic() + 30
@@ -80,14 +100,16 @@ def test_a_batch_of_verdict_sized_messages_goes_out_in_few_requests(kafka_settin
     assert per_request > 10, f"{per_request:.1f} records a request: batches of at most 16 KB"
 
 
-def test_completed_batches_are_committed_and_not_reread(kafka_settings, topic_factory, group_id):
+def test_completed_batches_are_committed_and_not_reread(
+    kafka_settings, consumer_settings, topic_factory, group_id
+):
     topic = topic_factory("commit")
     produce(kafka_settings, topic, 10)
-    first = BatchConsumer(kafka_settings, [topic], group_id, **GROUP_TIMEOUTS)
+    first = batch_consumer(consumer_settings, [topic], group_id, **GROUP_TIMEOUTS)
     assert sorted(drain(first, 10)) == list(range(10))
     first.close()
     produce(kafka_settings, topic, 5, start=10)
-    second = BatchConsumer(kafka_settings, [topic], group_id, **GROUP_TIMEOUTS)
+    second = batch_consumer(consumer_settings, [topic], group_id, **GROUP_TIMEOUTS)
     try:
         assert sorted(drain(second, 5)) == list(range(10, 15))
         assert second.poll(timeout_ms=500) is None
@@ -99,10 +121,10 @@ DYING_CONSUMER = textwrap.dedent(
     """
     import json, os, sys
     from kafka_io.settings import KafkaSettings
-    from kafka_io.clients import BatchConsumer
-    settings = KafkaSettings(bootstrap_servers=sys.argv[1])
-    consumer = BatchConsumer(settings, [sys.argv[2]], sys.argv[3], max_poll_records=4,
-                             session_timeout_ms=6000, heartbeat_interval_ms=500)
+    from kafka_io.clients import batch_consumer
+    settings = KafkaSettings(bootstrap_servers=sys.argv[1], consumer=sys.argv[4])
+    consumer = batch_consumer(settings, [sys.argv[2]], sys.argv[3], max_poll_records=4,
+                              session_timeout_ms=6000, heartbeat_interval_ms=500)
     done = None
     while True:
         batch = consumer.poll(max_records=4, timeout_ms=200)
@@ -121,12 +143,20 @@ DYING_CONSUMER = textwrap.dedent(
 
 
 def test_consumer_that_dies_before_marking_done_rereads_the_batch(
-    kafka_settings, topic_factory, group_id
+    kafka_settings, consumer_settings, topic_factory, group_id
 ):
     topic = topic_factory("die")
     produce(kafka_settings, topic, 12)
     dead = subprocess.run(
-        [sys.executable, "-c", DYING_CONSUMER, kafka_settings.bootstrap_servers, topic, group_id],
+        [
+            sys.executable,
+            "-c",
+            DYING_CONSUMER,
+            kafka_settings.bootstrap_servers,
+            topic,
+            group_id,
+            consumer_settings.consumer,
+        ],
         capture_output=True,
         text=True,
         timeout=120,
@@ -136,7 +166,7 @@ def test_consumer_that_dies_before_marking_done_rereads_the_batch(
     report = json.loads(dead.stdout.strip().splitlines()[-1])
     assert len(report["done"]) == 4 and len(report["taken"]) == 4
 
-    restarted = BatchConsumer(kafka_settings, [topic], group_id, **GROUP_TIMEOUTS)
+    restarted = batch_consumer(consumer_settings, [topic], group_id, **GROUP_TIMEOUTS)
     try:
         reread = drain(restarted, 8, timeout_s=60)
     finally:
@@ -146,10 +176,12 @@ def test_consumer_that_dies_before_marking_done_rereads_the_batch(
     assert sorted(reread) == sorted(set(range(12)) - set(report["done"]))
 
 
-def test_failed_processing_rewinds_the_batch(kafka_settings, topic_factory, group_id):
+def test_failed_processing_rewinds_the_batch(
+    kafka_settings, consumer_settings, topic_factory, group_id
+):
     topic = topic_factory("rewind")
     produce(kafka_settings, topic, 6)
-    consumer = BatchConsumer(kafka_settings, [topic], group_id, **GROUP_TIMEOUTS)
+    consumer = batch_consumer(consumer_settings, [topic], group_id, **GROUP_TIMEOUTS)
     try:
         batch = None
         deadline = time.monotonic() + 30
@@ -185,12 +217,14 @@ def _fail(batch):
         pass
 
 
-def test_two_batches_failing_in_turn_are_both_read_again(kafka_settings, topic_factory, group_id):
+def test_two_batches_failing_in_turn_are_both_read_again(
+    kafka_settings, consumer_settings, topic_factory, group_id
+):
     """Two batches in flight fail one after the other: the second rewind must not seek past the
     first one's records, or they are skipped and committed over."""
     topic = topic_factory("rewind-two", partitions=1)
     produce(kafka_settings, topic, 12)
-    consumer = BatchConsumer(kafka_settings, [topic], group_id, **GROUP_TIMEOUTS)
+    consumer = batch_consumer(consumer_settings, [topic], group_id, **GROUP_TIMEOUTS)
     try:
         first, second = _batch(consumer, 6), _batch(consumer, 6)
         numbers = [json.loads(r.value)["n"] for r in first.records + second.records]
@@ -203,7 +237,9 @@ def test_two_batches_failing_in_turn_are_both_read_again(kafka_settings, topic_f
     assert again == list(range(12))
 
 
-def test_two_consumers_split_the_partitions(kafka_settings, topic_factory, group_id):
+def test_two_consumers_split_the_partitions(
+    kafka_settings, consumer_settings, topic_factory, group_id
+):
     topic = topic_factory("split", partitions=2)
     produce(kafka_settings, topic, 200)
     seen: dict[str, list[int]] = {"a": [], "b": []}
@@ -211,7 +247,7 @@ def test_two_consumers_split_the_partitions(kafka_settings, topic_factory, group
     stop = threading.Event()
 
     def run(name):
-        consumer = BatchConsumer(kafka_settings, [topic], group_id, **GROUP_TIMEOUTS)
+        consumer = batch_consumer(consumer_settings, [topic], group_id, **GROUP_TIMEOUTS)
         try:
             while not stop.is_set():
                 batch = consumer.poll(max_records=10, timeout_ms=200)
@@ -228,7 +264,9 @@ def test_two_consumers_split_the_partitions(kafka_settings, topic_factory, group
         thread.start()
     deadline = time.monotonic() + 90
     while time.monotonic() < deadline:
-        split = all(assigned.values()) and not assigned["a"] & assigned["b"]
+        # As it was while both ran: a member that leaves first rebalances the other's away.
+        owned = {name: set(partitions) for name, partitions in assigned.items()}
+        split = all(owned.values()) and not owned["a"] & owned["b"]
         if split and set(seen["a"] + seen["b"]) == set(range(200)):
             break
         time.sleep(0.2)
@@ -236,8 +274,8 @@ def test_two_consumers_split_the_partitions(kafka_settings, topic_factory, group
     for thread in threads:
         thread.join(30)
     assert set(seen["a"] + seen["b"]) == set(range(200)), "a message was lost"
-    assert assigned["a"] and assigned["b"], f"one member got no partition: {assigned}"
-    assert not assigned["a"] & assigned["b"], f"a partition had two owners: {assigned}"
+    assert owned["a"] and owned["b"], f"one member got no partition: {owned}"
+    assert not owned["a"] & owned["b"], f"a partition had two owners: {owned}"
 
 
 def test_a_topic_reader_reads_to_the_end_and_no_further(kafka_settings, topic_factory):
@@ -258,13 +296,13 @@ def test_a_topic_reader_reads_to_the_end_and_no_further(kafka_settings, topic_fa
 
 
 def test_a_rebalance_commits_what_is_done_and_keeps_both_members_polling(
-    kafka_settings, topic_factory, group_id
+    kafka_settings, consumer_settings, topic_factory, group_id
 ):
     """Done offsets not committed yet are committed when a second member joins. The client
     runs rebalance listeners on its IO thread, where a blocking commit raised out of `poll`."""
     topic = topic_factory("rebalance", partitions=2)
     produce(kafka_settings, topic, 20)
-    first = BatchConsumer(kafka_settings, [topic], group_id, **GROUP_TIMEOUTS)
+    first = batch_consumer(consumer_settings, [topic], group_id, **GROUP_TIMEOUTS)
     second = None
     try:
         done = 0
@@ -278,7 +316,7 @@ def test_a_rebalance_commits_what_is_done_and_keeps_both_members_polling(
         owed = first.tracker.to_commit()
         assert sum(owed.values()) == 20, owed
 
-        second = BatchConsumer(kafka_settings, [topic], group_id, **GROUP_TIMEOUTS)
+        second = batch_consumer(consumer_settings, [topic], group_id, **GROUP_TIMEOUTS)
         deadline = time.monotonic() + 90
         while time.monotonic() < deadline and not (first.assignment() and second.assignment()):
             first.poll(timeout_ms=100)  # neither raises
@@ -288,10 +326,41 @@ def test_a_rebalance_commits_what_is_done_and_keeps_both_members_polling(
         # the new member without its partition for longer than this test waits; the first
         # member's side, what this test is about, is done by then.)
         assert len(first.assignment()) == 1, f"no rebalance reached it: {first.assignment()}"
-        committed = {tp: first._consumer.committed(tp) for tp in owed}
-        assert committed == owed, "what was done before the rebalance was not committed"
+        assert committed(kafka_settings, group_id, owed) == owed, (
+            "what was done before the rebalance was not committed"
+        )
         assert first.tracker.to_commit() == {}
     finally:
         first.close(commit=False)
         if second is not None:
             second.close(commit=False)
+
+
+def test_a_paused_consumer_hands_out_nothing_and_resumes_where_it_stopped(
+    kafka_settings, consumer_settings, topic_factory, group_id
+):
+    """The consume loop pauses while its batches are full and polls on; what was fetched ahead
+    before the pause is neither lost nor handed out twice. Lag counts what is left."""
+    topic = topic_factory("pause", partitions=2)
+    # One record a batch: Tansu's end offset is one past the last batch's first record.
+    writer = KafkaWriter(kafka_settings)
+    try:
+        for n in range(40):
+            writer.send(OutMessage(topic, json.dumps({"n": n}).encode(), key=str(n).encode()))
+    finally:
+        writer.close()
+    consumer = batch_consumer(consumer_settings, [topic], group_id, **GROUP_TIMEOUTS)
+    try:
+        first = _batch(consumer, 5)
+        consumer.pause()
+        polled_while_paused = [consumer.poll(timeout_ms=100) for _ in range(10)]
+        lag = consumer.lag()
+        consumer.resume()
+        with first.processing() as records:
+            seen = [json.loads(r.value)["n"] for r in records]
+        seen += drain(consumer, 40 - len(seen))
+    finally:
+        consumer.close()
+    assert polled_while_paused == [None] * 10
+    assert lag == 40 - len(first.records)
+    assert sorted(seen) == list(range(40)), "a record was lost or handed out twice"

@@ -13,7 +13,7 @@ import pytest
 
 from contracts.outcomes import ActiveVerdict, Outcome, SourceRef
 from contracts.records import DeadLetter, PolicyRef, Verdict, verdict_key
-from kafka_io.clients import Batch
+from kafka_io.consumers import Batch
 from kafka_io.exceptions import ProduceFailed
 from pipelines.config import PoolSettings, RetrySettings
 from pipelines.consumer import ModerationLoop

@@ -117,7 +117,9 @@ def config_for(bootstrap: str, model: str, args: argparse.Namespace) -> Pipeline
     """A pipeline over fresh topics."""
     prefix = f"bench-{uuid.uuid4().hex[:6]}"
     return PipelineConfig(
-        kafka=KafkaSettings(bootstrap_servers=bootstrap, producer=args.producer),
+        kafka=KafkaSettings(
+            bootstrap_servers=bootstrap, producer=args.producer, consumer=args.consumer
+        ),
         consumer_group=prefix,
         consumer_overrides=GROUP_TIMEOUTS,
         topics=TopicSettings.namespaced(prefix, partitions=args.partitions),
@@ -339,6 +341,12 @@ def main() -> None:
         help="the client that produces (kafka.producer, default librdkafka)",
     )
     parser.add_argument(
+        "--consumer",
+        choices=("kafka-python", "librdkafka"),
+        default="kafka-python",
+        help="the client the consumer actors read through (kafka.consumer)",
+    )
+    parser.add_argument(
         "--torch-threads",
         type=int,
         default=None,
@@ -395,7 +403,7 @@ def main() -> None:
         print(f"specialists off: {source} less {dropped} rules reading nsfw/ocr/profanity/banks")
     print(
         f"policies: {args.policies}; batch {args.batch}; consumers {args.consumers}; "
-        f"producer {args.producer}"
+        f"producer {args.producer}; consumer {args.consumer}"
     )
     if args.placement == "pool":
         print(f"specialists on a pool of {args.specialist_replicas} replicas")

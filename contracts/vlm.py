@@ -31,12 +31,21 @@ class TaskKind(StrEnum):
     EMBED = "embed"
 
 
-@dataclass(frozen=True)
+_Fields = tuple[TaskKind, str, About, str]
+_ONE_PER_VALUE: dict[_Fields, VlmTask] = {}
+
+
+@dataclass(frozen=True, init=False, eq=False)
 class VlmTask:
     """One thing asked of a model about a post; hashable, the key of its value.
 
     `model` is the pipeline's name of the model asked (`models:` in its config), so the same
     prompt put to two models is two tasks with two values.
+
+    There is one instance per value in a process: building a task (or unpickling one, or
+    copying it) returns the instance already made for those fields. Tasks key every computed
+    value and are looked up many times a post, so equality and hashing are the object's own,
+    in C, rather than a comparison of four fields.
     """
 
     kind: TaskKind
@@ -44,18 +53,33 @@ class VlmTask:
     about: About = About.IMAGE
     model: str = DEFAULT_MODEL
 
-    # Tasks key every computed value, so they are hashed in every lookup: hash once. The
-    # cached hash stays out of pickles, since another process hashes strings differently.
-    def __hash__(self) -> int:
-        try:
-            return self.__dict__["_hash"]
-        except KeyError:
-            value = hash((self.kind, self.prompt, self.about, self.model))
-            object.__setattr__(self, "_hash", value)
-            return value
+    def __new__(
+        cls,
+        kind: TaskKind | str,
+        prompt: str = "",
+        about: About | str = About.IMAGE,
+        model: str = DEFAULT_MODEL,
+    ) -> VlmTask:
+        fields = (TaskKind(kind), str(prompt), About(about), str(model))
+        task = _ONE_PER_VALUE.get(fields)
+        if task is None:
+            made = object.__new__(cls)
+            for name, value in zip(("kind", "prompt", "about", "model"), fields, strict=True):
+                object.__setattr__(made, name, value)
+            task = _ONE_PER_VALUE.setdefault(fields, made)  # a racing thread's may win
+        return task
 
-    def __getstate__(self) -> dict[str, object]:
-        return {name: value for name, value in self.__dict__.items() if name != "_hash"}
+    def __init__(
+        self,
+        kind: TaskKind | str,
+        prompt: str = "",
+        about: About | str = About.IMAGE,
+        model: str = DEFAULT_MODEL,
+    ) -> None:
+        """`__new__` set the fields, once for every task of the same value."""
+
+    def __reduce__(self) -> tuple[type[VlmTask], tuple[str, str, str, str]]:
+        return (VlmTask, (self.kind.value, self.prompt, self.about.value, self.model))
 
 
 def empty_value(task: VlmTask) -> float | str | list[float]:

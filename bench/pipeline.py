@@ -132,7 +132,7 @@ def config_for(bootstrap: str, model: str, args: argparse.Namespace) -> Pipeline
             consumers=args.consumers,
             max_batch_size=args.batch,
             max_poll_records=args.batch,
-            max_in_flight_batches=4,
+            max_in_flight_batches=args.in_flight,
         ),
         specialists=SpecialistSettings(
             placement=args.placement,
@@ -334,6 +334,9 @@ def main() -> None:
     )
     parser.add_argument("--batch", type=int, default=64)
     parser.add_argument("--consumers", type=int, default=1)
+    parser.add_argument(
+        "--in-flight", type=int, default=4, help="batches in flight per consumer (pool)"
+    )
     parser.add_argument(
         "--producer",
         choices=("kafka-python", "librdkafka"),

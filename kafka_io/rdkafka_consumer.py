@@ -13,6 +13,7 @@ client runs); a name librdkafka has no counterpart for is refused, naming it.
 from __future__ import annotations
 
 import logging
+import time
 from collections.abc import Sequence
 from typing import Any
 
@@ -24,6 +25,11 @@ from kafka_io.rdkafka import consumer_config, needs_confluent_kafka, rdkafka_con
 from kafka_io.settings import KafkaSettings
 
 log = logging.getLogger(__name__)
+
+# librdkafka's pause drops what it fetched ahead, and its resume fetches again (10-200 ms here):
+# the consume loop pauses whenever its batches are all in flight, often for a few milliseconds.
+# A pause shorter than this only holds the records back; past it, the partitions are paused.
+HOLD_S = 1.0
 
 
 class RdKafkaBatchConsumer(TrackedConsumer):
@@ -37,7 +43,9 @@ class RdKafkaBatchConsumer(TrackedConsumer):
         except ImportError as exc:
             raise ImportError(needs_confluent_kafka("consumer")) from exc
         super().__init__()
-        self._paused = False
+        self._held_since: float | None = None  # paused, records held back since
+        self._paused = False  # paused in librdkafka too
+        self._commit_when_revoked = True  # `close(commit=False)` leaves without committing
         connection = rdkafka_config(settings)
         # request.timeout.ms is a producer's; a consumer's requests wait socket.timeout.ms.
         if "request.timeout.ms" in connection:
@@ -58,13 +66,18 @@ class RdKafkaBatchConsumer(TrackedConsumer):
         )
 
     def _fetch(self, max_records: int, timeout_ms: int) -> list[ConsumerRecord]:
+        from confluent_kafka import KafkaException
+
+        if self._held_since is not None and not self._paused:
+            return []  # rebalance callbacks wait for the next poll, at most HOLD_S
         messages = self._consumer.consume(num_messages=max_records, timeout=timeout_ms / 1000)
         records = []
         for message in messages:
             error = message.error()
-            if error is not None:  # end of a partition, or a transient fetch error: logged
-                if not error.name().endswith("PARTITION_EOF"):
-                    log.warning("fetch: %s", error.str())
+            if error is not None:  # librdkafka retries what it can; what it cannot ends here
+                if error.fatal():
+                    raise KafkaException(error)
+                log.warning("fetch: %s", error.str())
                 continue
             records.append(_record(message))
         return records
@@ -99,7 +112,8 @@ class RdKafkaBatchConsumer(TrackedConsumer):
 
     def _revoked(self, _consumer: Any, partitions: list[Any]) -> None:
         """Commit what is done before the partitions go; the next owner reads the rest."""
-        self.commit()
+        if self._commit_when_revoked:
+            self.commit()
         self.tracker.forget(_partitions(partitions))
         log.info("partitions revoked: %s", sorted(_names(partitions)))
 
@@ -109,15 +123,23 @@ class RdKafkaBatchConsumer(TrackedConsumer):
         log.warning("partitions lost, not committed: %s", sorted(_names(partitions)))
 
     def pause(self) -> None:
-        """Stop fetching from every assigned partition; keep calling poll to stay in the group.
-        librdkafka drops what it fetched ahead and reads on from the last record handed out."""
-        assigned = self._consumer.assignment()
-        if assigned:
-            self._consumer.pause(assigned)
-            self._paused = True
+        """Hand out nothing until `resume`; keep calling poll to stay in the group.
+
+        The first `HOLD_S` only hold records back; a pause still on after that (called again)
+        pauses the partitions in librdkafka, which drops what it fetched ahead and reads on
+        from the last record handed out."""
+        now = time.monotonic()
+        if self._held_since is None:
+            self._held_since = now
+        elif now - self._held_since >= HOLD_S:
+            assigned = self._consumer.assignment()  # partitions assigned since included
+            if assigned:
+                self._consumer.pause(assigned)
+                self._paused = True
 
     def resume(self) -> None:
-        """Fetch again from every paused partition (the loop calls this before every poll)."""
+        """Hand out records again (the loop calls this before every poll)."""
+        self._held_since = None
         if self._paused:
             self._paused = False
             self._consumer.resume(self._consumer.assignment())
@@ -144,6 +166,7 @@ class RdKafkaBatchConsumer(TrackedConsumer):
         """Commit what is done (unless told not to) and leave the group."""
         if commit:
             self.commit()
+        self._commit_when_revoked = commit  # leaving the group revokes every partition
         self._consumer.close()
 
 

@@ -35,6 +35,7 @@ _Fields = tuple[TaskKind, str, About, str]
 _ONE_PER_VALUE: dict[_Fields, VlmTask] = {}
 
 
+# No __init__: `__new__` sets the fields, once for every task of the same value.
 @dataclass(frozen=True, init=False, eq=False)
 class VlmTask:
     """One thing asked of a model about a post; hashable, the key of its value.
@@ -68,15 +69,6 @@ class VlmTask:
                 object.__setattr__(made, name, value)
             task = _ONE_PER_VALUE.setdefault(fields, made)  # a racing thread's may win
         return task
-
-    def __init__(
-        self,
-        kind: TaskKind | str,
-        prompt: str = "",
-        about: About | str = About.IMAGE,
-        model: str = DEFAULT_MODEL,
-    ) -> None:
-        """`__new__` set the fields, once for every task of the same value."""
 
     def __reduce__(self) -> tuple[type[VlmTask], tuple[str, str, str, str]]:
         return (VlmTask, (self.kind.value, self.prompt, self.about.value, self.model))

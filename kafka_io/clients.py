@@ -22,6 +22,7 @@ from kafka.errors import (
     TopicAlreadyExistsError,
 )
 from kafka.structs import TopicPartition
+from pydantic import ValidationInfo
 
 from contracts.errors import ServiceUnavailable
 from kafka_io.consumers import BatchConsumer, TrackedConsumer
@@ -134,11 +135,11 @@ def batch_consumer(
     return BatchConsumer(settings, topics, group_id, **overrides)
 
 
-def consumer_overrides_for(
-    settings: KafkaSettings | None, overrides: dict[str, Any]
-) -> dict[str, Any]:
-    """`overrides` as they are when `settings.consumer` takes every one of them; a
+def consumer_overrides_for(overrides: dict[str, Any], info: ValidationInfo) -> dict[str, Any]:
+    """Validates `consumer_overrides` beside a `kafka` field (the pipeline's and the console's
+    configurations): as they are when `kafka.consumer` takes every one of them, else a
     `ValueError` naming the first that librdkafka has no counterpart for."""
+    settings = info.data.get("kafka")
     if settings is not None and settings.consumer == "librdkafka":
         from kafka_io.rdkafka import consumer_config
 

@@ -11,7 +11,6 @@ from pydantic import (
     ConfigDict,
     Field,
     PositiveFloat,
-    ValidationInfo,
     create_model,
     field_validator,
     model_validator,
@@ -252,12 +251,7 @@ class PipelineConfig(BaseModel):
         "settings (`ocr`, `nsfw`, `banks`, `shieldgemma`, ...), by its name.",
     )
 
-    @field_validator("consumer_overrides")
-    @classmethod
-    def _overrides_the_consumer_takes(
-        cls, overrides: dict[str, Any], info: ValidationInfo
-    ) -> dict[str, Any]:
-        return consumer_overrides_for(info.data.get("kafka"), overrides)
+    _overrides_the_consumer_takes = field_validator("consumer_overrides")(consumer_overrides_for)
 
     def model_names(self) -> tuple[str, ...]:
         """Every model's name: `default` (`model:`), then those under `models:`."""

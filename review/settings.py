@@ -256,12 +256,7 @@ class ReviewConfig(BaseModel):
         default_factory=dict, description="Name -> read-only bearer token for GET /api/stats."
     )
 
-    @field_validator("consumer_overrides")
-    @classmethod
-    def _overrides_the_consumer_takes(
-        cls, overrides: dict[str, Any], info: ValidationInfo
-    ) -> dict[str, Any]:
-        return consumer_overrides_for(info.data.get("kafka"), overrides)
+    _overrides_the_consumer_takes = field_validator("consumer_overrides")(consumer_overrides_for)
 
     @field_validator("session_secret")
     @classmethod

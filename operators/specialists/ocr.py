@@ -34,6 +34,12 @@ from PIL import Image
 from operators.exceptions import InferenceError, ModelLoadError, error_text
 from operators.images import ReducedImage, decode_reduced, to_rgb
 from operators.limits import ImageLimits
+from operators.specialists.onnx_device import (
+    Device,
+    DeviceUnavailable,
+    check_session_device,
+    session_providers,
+)
 from operators.specialists.settings import OcrSettings
 from operators.specialists.stoppable import CallStopped, make_stoppable, pooled_session, time_limit
 
@@ -126,7 +132,7 @@ class OcrReader:
 
     def __init__(self, settings: OcrSettings | None = None) -> None:
         self.settings = settings or OcrSettings()
-        self._engine = shared_engine(self.settings.threads)
+        self._engine = shared_engine(self.settings.threads, self.settings.device)
 
     def read_bytes(
         self, data: bytes, limits: ImageLimits, budget_ms: float | None = None
@@ -329,19 +335,20 @@ def _guarded(call: Any, *args: Any) -> Any:
         raise OcrFailed(f"the OCR models failed on this image: {error_text(exc)}") from exc
 
 
-_ENGINES: dict[int, Any] = {}
+_ENGINES: dict[tuple[int, Device], Any] = {}
 _ENGINES_LOCK = threading.Lock()
 
 
-def shared_engine(threads: int) -> Any:
-    """The process's rapidocr engine with `threads` intra-op threads, built on first use."""
+def shared_engine(threads: int, device: Device = "cpu") -> Any:
+    """The process's rapidocr engine with `threads` intra-op threads on `device`, built on first
+    use."""
     with _ENGINES_LOCK:
-        if threads not in _ENGINES:
-            _ENGINES[threads] = _load_engine(threads)
-        return _ENGINES[threads]
+        if (threads, device) not in _ENGINES:
+            _ENGINES[threads, device] = _load_engine(threads, device)
+        return _ENGINES[threads, device]
 
 
-def _load_engine(threads: int) -> Any:
+def _load_engine(threads: int, device: Device = "cpu") -> Any:
     """A new rapidocr engine that leaves sizing to us; `OcrUnavailable` if it cannot load."""
     try:
         from rapidocr_onnxruntime import RapidOCR
@@ -351,8 +358,15 @@ def _load_engine(threads: int) -> Any:
         ) from exc
     # rapidocr silently ignores a thread count above the CPU count (all cores instead)
     engine_threads = min(threads, os.cpu_count() or 1)
+    # rapidocr moves to the CPU with a warning where CUDA is missing: refused here instead
+    try:
+        providers = session_providers(device)
+    except DeviceUnavailable as exc:
+        raise OcrUnavailable(f"ocr: {exc}") from exc
+    cuda = {f"{model}_use_cuda": device == "cuda" for model in ("det", "cls", "rec")}
     try:
         engine = RapidOCR(
+            **cuda,
             intra_op_num_threads=engine_threads,
             inter_op_num_threads=1,
             # "min" with 0 never resizes: `working_size` has sized the image already. It also
@@ -366,8 +380,14 @@ def _load_engine(threads: int) -> Any:
         ) from exc
     # rapidocr 1.4 keeps each model's onnxruntime session here; the budget stops their runs.
     # rapidocr turns onnxruntime's memory arena off: the detector gets one (`pooled_session`).
-    engine.text_det.infer.session = pooled_session(_detector_path(), engine_threads)
-    make_stoppable([engine.text_cls.infer, engine.text_rec.session])
+    engine.text_det.infer.session = pooled_session(_detector_path(), engine_threads, providers)
+    holders = [engine.text_det.infer, engine.text_cls.infer, engine.text_rec.session]
+    try:
+        for holder in holders:
+            check_session_device(holder.session, device)
+    except DeviceUnavailable as exc:
+        raise OcrUnavailable(f"ocr: {exc}") from exc
+    make_stoppable(holders[1:])
     return engine
 
 

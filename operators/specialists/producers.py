@@ -126,7 +126,8 @@ class NsfwSignals(_Specialist):
         """The model, loaded on first use."""
         from operators.specialists.nsfw import NsfwScorer
 
-        return NsfwScorer(threads=self.section().threads)
+        section = self.section()
+        return NsfwScorer(threads=section.threads, device=section.device)
 
     def compute(self, jobs: Sequence[ProducerJob]) -> list[Result]:
         """Each post's images scored one by one within its budget; its score is their max.

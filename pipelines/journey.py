@@ -100,7 +100,7 @@ class Journey:
         """The post's PostScope, made on first use (the post must be decoded)."""
         if self.scope is None:
             assert self.post is not None
-            self.scope = PostScope(self.post)
+            self.scope = PostScope(self.post, growing=True)
         return self.scope
 
     @property

@@ -96,7 +96,7 @@ class Moderator:
             journey.post, journey.changes = decoded.post, decoded.changes
             # Only the decoder's cut sets `post.truncated`: a later note (the model's prompt cut
             # to model.max_text_tokens) leaves the text that rules read whole.
-            journey.scope = PostScope(decoded.post, truncated=decoded.truncated)
+            journey.scope = PostScope(decoded.post, truncated=decoded.truncated, growing=True)
             if span is not None:
                 span.set_attribute("post.id", journey.post.id)
         return journey

@@ -406,12 +406,15 @@ class CompiledPolicy:
         view = signals if isinstance(signals, SignalView) else self.view_of(signals)
         scope, variables, context, row = self._setting(post, view, cel_only)
         results = []
+        decided = None if cel_only else scope.decided  # the reference runs every rule itself
         for index, rule in enumerate(self.rules):
-            if deadline is not None and time.perf_counter() > deadline.at:
+            held = decided.get(id(rule)) if decided is not None else None
+            if held is not None:
+                results.append((rule, held[1]))
+            elif deadline is not None and time.perf_counter() > deadline.at:
                 results.append((rule, deadline.result()))
-                continue
-            terms = None if cel_only else self.python_terms[index]
-            results.append((rule, rule.test(context, view.present, scope.terms, terms, row)))
+            else:
+                results.append((rule, self._test(rule, index, scope, context, view.present, row)))
         variables["text"] = scope.text
         variables["post"] = scope.post
         return Evaluation(results, variables, view.unavailable, scope.truncated)
@@ -426,6 +429,24 @@ class CompiledPolicy:
     ) -> Decision:
         """Decide one post from its signals (keyed by this policy's own names)."""
         return self.decide(self.run_rules(post, signals, deadline, cel_only=cel_only))
+
+    def _test(
+        self,
+        rule: CompiledRule,
+        index: int,
+        scope: PostScope,
+        context: LazyContext,
+        present: Needs,
+        row: TermRow | None,
+    ) -> RuleResult:
+        """Test `rule` (this policy's `index`th); a match or no match is kept in a growing
+        scope (`PostScope.decided`): the values it read cannot change."""
+        if row is None:  # every term in CEL: the reference, never kept
+            return rule.test(context, present, scope.terms, None, row)
+        result = rule.test(context, present, scope.terms, self.python_terms[index], row)
+        if scope.decided is not None and (result is _MATCH or result is _NO_MATCH):
+            scope.decided[id(rule)] = (rule, result)
+        return result
 
     def decide(self, evaluation: Evaluation) -> Decision:
         """Reduce per-rule results to the verdict: most severe, then priority, then order."""
@@ -473,15 +494,20 @@ class CompiledPolicy:
         """
         view = signals if isinstance(signals, SignalView) else self.view_of(signals or Signals())
         scope, _, context, row = self._setting(post, view, cel_only)
-        present, memo, rules = view.present, scope.terms, self.rules
+        present, rules = view.present, self.rules
+        decided = None if cel_only else scope.decided
         refs: set[SignalRef] = set()
         for index in self.by_rank:
             rule = rules[index]
+            held = decided.get(id(rule)) if decided is not None else None
+            if held is not None:
+                if held[1] is _MATCH:
+                    break
+                continue
             if deadline is not None and time.perf_counter() > deadline.at:
                 refs |= rule.condition.needs.refs
                 continue
-            terms = None if cel_only else self.python_terms[index]
-            outcome = rule.test(context, present, memo, terms, row).outcome
+            outcome = self._test(rule, index, scope, context, present, row).outcome
             if outcome is Outcome.MATCH:
                 break
             if outcome is Outcome.UNDECIDED:

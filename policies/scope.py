@@ -45,7 +45,9 @@ class PostScope:
     message carried is overwritten, never read.
     """
 
-    def __init__(self, post: Post | Mapping[str, Any], *, truncated: bool = False) -> None:
+    def __init__(
+        self, post: Post | Mapping[str, Any], *, truncated: bool = False, growing: bool = False
+    ) -> None:
         self.post: dict[str, Any] = post_variables(post) if isinstance(post, Post) else dict(post)
         self.post[TRUNCATED_FIELD] = truncated
         self.truncated = truncated
@@ -53,6 +55,10 @@ class PostScope:
         self._context: Any = None  # made by the first term that needs CEL (26 µs a post)
         self._signals: dict[str, Any] = {}
         self.terms: dict[int, tuple[Term, Any]] = {}  # see run_term
+        # With `growing` (signals are only ever added, never changed, as a journey's are):
+        # rules that matched or did not, by id, with the rule (kept alive, so its id stays its
+        # own). Planning and deciding then test such a rule once (`CompiledPolicy._test`).
+        self.decided: dict[int, tuple[Any, Any]] | None = {} if growing else None
         self._functions: Mapping[str, Any] | None = None
 
     def context_for(self, functions: Mapping[str, Any], signals: Mapping[str, Any]) -> Any:

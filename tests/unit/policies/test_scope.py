@@ -2,6 +2,7 @@ import cel
 
 from contracts.records import Action, Post
 from contracts.vlm import TaskKind, VlmTask
+from policies.compiled import CompiledRule
 from policies.policy_set import PolicySet
 from policies.scope import PostScope, same_value
 
@@ -124,3 +125,46 @@ def test_same_value_is_identity_item_by_item():
     assert not same_value({"a": 1}, {"a": 1, "b": 2})
     assert not same_value(1, 1.0)
     assert not same_value({"a": [1]}, {"a": [1]})  # equal, but not the same object
+
+
+def counting_tests(monkeypatch) -> list[str]:
+    """Ids of the rules tested from now on, one entry per test."""
+    tested: list[str] = []
+    original = CompiledRule.test
+
+    def test(rule, *args, **kwargs):
+        tested.append(rule.id)
+        return original(rule, *args, **kwargs)
+
+    monkeypatch.setattr(CompiledRule, "test", test)
+    return tested
+
+
+def test_a_growing_scope_tests_a_decided_rule_once_and_decides_as_a_fresh_one(
+    make_policy, monkeypatch
+):
+    policy_set = PolicySet((make_policy(WEAPON),))
+    tested = counting_tests(monkeypatch)
+    scope = PostScope(POST, growing=True)
+    computed: dict = {}
+    first_plan = policy_set.plan_for_post(POST, computed, scope=scope)
+    computed[REAL] = 0.9  # the planned signal arrives; values are only ever added
+    second_plan = policy_set.plan_for_post(POST, computed, scope=scope)
+    decided = policy_set.evaluate(POST, computed, scope=scope)
+    # `words` matched while planning; `weapon` waited for its signal, then matched.
+    assert tested.count("words") == 1
+    assert tested.count("weapon") == 2  # undecided without its signal, then decided
+    assert first_plan == policy_set.plan_for_post(POST, {})
+    assert second_plan == policy_set.plan_for_post(POST, computed)
+    assert outcome(decided) == outcome(policy_set.evaluate(POST, computed))
+    assert outcome(decided)[0][:2] == (Action.BLOCK, ["weapon", "words"])
+
+
+def test_a_scope_that_is_not_growing_tests_every_rule_each_time(make_policy, monkeypatch):
+    policy_set = PolicySet((make_policy(WEAPON),))
+    tested = counting_tests(monkeypatch)
+    scope = PostScope(POST)
+    policy_set.evaluate(POST, {REAL: 0.9}, scope=scope)
+    policy_set.evaluate(POST, {REAL: 0.1}, scope=scope)
+    assert tested.count("weapon") == 2
+    assert tested.count("words") == 2

@@ -37,6 +37,7 @@ import threading
 import time
 import uuid
 from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -155,8 +156,11 @@ class VerdictClock:
     verdict, it took 0.35-0.51 ms of CPU a post, this way 0.02-0.04 ms.
     """
 
-    def __init__(self, config: PipelineConfig) -> None:
+    def __init__(self, config: PipelineConfig, *, parts: bool = False) -> None:
         self.arrivals: dict[str, float] = {}
+        # With `parts`: each post's first verdict's own latency_ms (consumed to decided) and
+        # the time from its produce call (the record's timestamp) to this read, in ms.
+        self.parts: dict[str, tuple[float, float]] | None = {} if parts else None
         topic = config.topics.verdicts
         settings = {
             **rdkafka_config(config.kafka),
@@ -173,12 +177,23 @@ class VerdictClock:
 
     def _run(self) -> None:
         while not self._stop.is_set():
-            messages = self._reader.consume(num_messages=5000, timeout=0.02)
+            # consume waits for all it asks for or its timeout: wait for one, take the rest.
+            messages = self._reader.consume(num_messages=1, timeout=0.02)
+            if messages:
+                messages += self._reader.consume(num_messages=5000, timeout=0)
             now = time.monotonic()
             for message in messages:
                 if message.error() is None:  # a verdict's key is its post id
-                    self.arrivals.setdefault(message.key().decode(), now)
+                    post_id = message.key().decode()
+                    if post_id not in self.arrivals:
+                        self.arrivals[post_id] = now
+                        self._take_parts(post_id, message)
         self._reader.close()
+
+    def _take_parts(self, post_id: str, message: Any) -> None:
+        if self.parts is not None:
+            read_ms = time.time() * 1000 - message.timestamp()[1]
+            self.parts[post_id] = (json.loads(message.value())["latency_ms"], read_ms)
 
     def wait(self, count: int, timeout_s: float) -> None:
         deadline = time.monotonic() + timeout_s
@@ -269,14 +284,28 @@ def in_process(config: PipelineConfig, policy_set: PolicySet) -> Iterator[None]:
         thread.join(60)
 
 
+@dataclass
+class Latencies:
+    """Publish-to-first-verdict latencies (ms) of a latency run, and their parts per post."""
+
+    total: list[float]
+    consumer: list[float]  # the verdict's latency_ms: from consumed to decided
+    to_reader: list[float]  # from the verdict's produce call to this benchmark reading it
+
+    def rest(self) -> list[float]:
+        """Published to consumed, plus decided to produced (encoding, the batch's others)."""
+        parts = zip(self.total, self.consumer, self.to_reader, strict=True)
+        return [total - consumer - read for total, consumer, read in parts]
+
+
 def pipeline_latency(
     bootstrap: str, model: str, rate: float, args: argparse.Namespace, host: Any = on_ray
-) -> list[float]:
+) -> Latencies:
     """Publish-to-verdict latencies (ms) of posts published at `rate` posts/s."""
     config = config_for(bootstrap, model, args)
     policy_set = load_policy_dir(config.policy_dir)
     create_topics(config.kafka, output_topics(config, policy_set), partitions=args.partitions)
-    clock = VerdictClock(config)
+    clock = VerdictClock(config, parts=True)
     with host(config, policy_set):
         publish(config, posts(50, run="warm"), per_second=rate)
         clock.wait(50, timeout_s=args.timeout)
@@ -284,7 +313,28 @@ def pipeline_latency(
         sent = publish_timed(config, posts(count, run="lat"), rate)
         clock.wait(50 + count, timeout_s=args.timeout)
     clock.close()
-    return [(clock.arrivals[post_id] - at) * 1000 for post_id, at in sent.items()]
+    assert clock.parts is not None
+    parts = [clock.parts[post_id] for post_id in sent]
+    return Latencies(
+        [(clock.arrivals[post_id] - at) * 1000 for post_id, at in sent.items()],
+        [consumer for consumer, _ in parts],
+        [read for _, read in parts],
+    )
+
+
+def percentiles(values: list[float]) -> str:
+    """p50 and p99 of `values`, in ms."""
+    p50, p99 = statistics.median(values), statistics.quantiles(values, n=100)[98]
+    return f"p50 {p50:6.1f} ms, p99 {p99:6.1f} ms"
+
+
+def print_latency(label: str, latencies: Latencies, rate: float) -> None:
+    """The run's p50 and p99, then the same of each part."""
+    print(f"  {label:<17} {percentiles(latencies.total)} at {rate:.0f} posts/s")
+    print(f"    in the consumer {percentiles(latencies.consumer)} (consumed to decided)")
+    print(f"    verdict to read {percentiles(latencies.to_reader)} (produce call to this reader)")
+    rest = percentiles(latencies.rest())
+    print(f"    the rest        {rest} (published to consumed, decided to produced)")
 
 
 def publish_timed(config: PipelineConfig, bodies: list[bytes], rate: float) -> dict[str, float]:
@@ -439,22 +489,14 @@ def main() -> None:
             latency_rate = args.latency_rate or rate / 2
             latencies = pipeline_latency(services.kafka_bootstrap, model, latency_rate, args)
             naive = naive_throughput(services.kafka_bootstrap, model, args)
-            p50 = statistics.median(latencies)
-            p99 = statistics.quantiles(latencies, n=100)[98]
             print(f"\n[{model}]")
             print(f"  pipeline          {rate:8.1f} posts/s ({args.posts} posts)")
-            print(
-                f"  added latency     p50 {p50:6.1f} ms, p99 {p99:6.1f} ms"
-                f" at {latency_rate:.0f} posts/s"
-            )
+            print_latency("added latency", latencies, latency_rate)
             if args.in_process_latency:
                 local = pipeline_latency(
                     services.kafka_bootstrap, model, latency_rate, args, host=in_process
                 )
-                print(
-                    f"  same, in-process  p50 {statistics.median(local):6.1f} ms, p99 "
-                    f"{statistics.quantiles(local, n=100)[98]:6.1f} ms (no replica hop)"
-                )
+                print_latency("same, in-process", local, latency_rate)
             print(f"  naive loop        {naive:8.1f} posts/s ({args.naive_posts} posts)")
             print(f"  pipeline / naive  {rate / naive:8.1f}x")
 

@@ -4,7 +4,9 @@ Starts Tansu and local Ray through the harness, then, in one run and for each mo
 plumbing alone; `tiny:smolvlm`: the random-weight VLM):
 - pipeline throughput: posts already on the input topic, moderated by the Ray pipeline; posts/s
   between the first and the last verdict;
-- added latency: posts published at half that rate; time from publish to verdict, p50 and p99;
+- added latency: posts published at half that rate; time from publish to verdict, p50 and p99,
+  and the same of its parts: in the consumer (consumed to decided), from the verdict's produce
+  call to this benchmark reading it, and the rest (published to consumed, decided to produced);
 - naive baseline: one process that consumes one message, runs the model on that post alone,
   evaluates the policies and produces with a wait for each ack, then commits, post by post;
 - the ratio of the two throughputs;

@@ -84,10 +84,10 @@ _CONSUMER_NAMES = {
         "reconnect_backoff_ms",
         "reconnect_backoff_max_ms",
         "metadata_max_age_ms",
+        "retry_backoff_ms",
     )
 } | {
     "fetch_max_wait_ms": "fetch.wait.max.ms",
-    "retry_backoff_ms": "retry.backoff.ms",
     "request_timeout_ms": "socket.timeout.ms",
 }
 # kafka-python settings that mean nothing here: poll hands out `max_records` itself.

@@ -132,11 +132,11 @@ def counting_tests(monkeypatch) -> list[str]:
     tested: list[str] = []
     original = CompiledRule.test
 
-    def test(rule, *args, **kwargs):
+    def counted(rule, *args, **kwargs):
         tested.append(rule.id)
         return original(rule, *args, **kwargs)
 
-    monkeypatch.setattr(CompiledRule, "test", test)
+    monkeypatch.setattr(CompiledRule, "test", counted)
     return tested
 
 

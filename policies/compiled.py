@@ -172,6 +172,17 @@ class CompiledRule:
         )
 
 
+_NOTHING_DECIDED: Mapping[int, tuple[Any, RuleResult]] = {}
+
+
+def _decided(scope: PostScope, cel_only: bool) -> Mapping[int, tuple[Any, RuleResult]]:
+    """The rules this post already decided; none for a scope that is not growing, and none for
+    the CEL-only reference, which runs every rule itself."""
+    if cel_only or scope.decided is None:
+        return _NOTHING_DECIDED
+    return scope.decided
+
+
 def _not_computed(result: RuleResult, evaluation: Evaluation) -> str:
     """Which signals a rule lacked, and why where the producer said (its store was down)."""
     names = result.detail.split(", ")
@@ -406,9 +417,9 @@ class CompiledPolicy:
         view = signals if isinstance(signals, SignalView) else self.view_of(signals)
         scope, variables, context, row = self._setting(post, view, cel_only)
         results = []
-        decided = None if cel_only else scope.decided  # the reference runs every rule itself
+        decided = _decided(scope, cel_only)
         for index, rule in enumerate(self.rules):
-            held = decided.get(id(rule)) if decided is not None else None
+            held = decided.get(id(rule))
             if held is not None:
                 results.append((rule, held[1]))
             elif deadline is not None and time.perf_counter() > deadline.at:
@@ -495,11 +506,11 @@ class CompiledPolicy:
         view = signals if isinstance(signals, SignalView) else self.view_of(signals or Signals())
         scope, _, context, row = self._setting(post, view, cel_only)
         present, rules = view.present, self.rules
-        decided = None if cel_only else scope.decided
+        decided = _decided(scope, cel_only)
         refs: set[SignalRef] = set()
         for index in self.by_rank:
             rule = rules[index]
-            held = decided.get(id(rule)) if decided is not None else None
+            held = decided.get(id(rule))
             if held is not None:
                 if held[1] is _MATCH:
                     break

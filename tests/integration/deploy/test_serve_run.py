@@ -39,6 +39,14 @@ REPO = Path(__file__).resolve().parents[3]
 READY_TIMEOUT_S = 180
 MARKER = "VLMOD_SERVE_RUN_TEST"
 MAX_REQUEST_BYTES = 1_000_000
+# A process started in the background by a non-interactive shell (CI, `nohup ... &`) ignores
+# SIGINT, and its children inherit that: `serve run` would then sleep through the Ctrl-C that
+# stops it, until `stop` kills it a minute later. This puts SIGINT back to its default before
+# `serve run` starts, as an operator's terminal has it.
+WITH_DEFAULT_SIGINT = (
+    "import os, signal, sys; signal.signal(signal.SIGINT, signal.SIG_DFL); "
+    "os.execv(sys.argv[1], sys.argv[1:])"
+)
 
 pytestmark = pytest.mark.integration
 
@@ -87,17 +95,23 @@ def wait_until_gone(marker: str, timeout_s: float) -> list[int]:
     return left
 
 
-def stop(run: ServeRun) -> None:
-    """Ctrl-C `serve run` (it shuts Serve and its Ray down), then kill whatever it left."""
+def stop(run: ServeRun) -> bool:
+    """Ctrl-C `serve run` (it shuts Serve and its Ray down), then kill whatever it left.
+
+    True when `serve run` exited by itself on the Ctrl-C.
+    """
+    exited = False
     if run.process.poll() is None:
         run.process.send_signal(signal.SIGINT)
         with contextlib.suppress(subprocess.TimeoutExpired):
             run.process.wait(timeout=60)
+            exited = True
     with contextlib.suppress(ProcessLookupError):
         os.killpg(run.process.pid, signal.SIGKILL)
     run.process.wait(timeout=10)
     signal_all(wait_until_gone(run.marker, 20), signal.SIGTERM)
     signal_all(wait_until_gone(run.marker, 10), signal.SIGKILL)
+    return exited
 
 
 @pytest.fixture(scope="module")
@@ -124,7 +138,7 @@ def serve_run(tmp_path_factory) -> Iterator[ServeRun]:
     serve_cli = Path(sys.executable).parent / "serve"
     with log.open("wb") as out:
         process = subprocess.Popen(
-            [str(serve_cli), "run", str(config_path)],
+            [sys.executable, "-c", WITH_DEFAULT_SIGINT, str(serve_cli), "run", str(config_path)],
             cwd=REPO,
             env=env,
             stdout=out,
@@ -135,10 +149,12 @@ def serve_run(tmp_path_factory) -> Iterator[ServeRun]:
     try:
         yield run
     finally:
-        stop(run)
+        exited = stop(run)
         left = marked_pids(marker)
         shutil.rmtree(ray_root, ignore_errors=True)
         assert not left, f"serve run left processes behind: {left}"
+        stopped = "was gone before, or did not stop on Ctrl-C within 60 s"
+        assert exited, f"serve run {stopped}:\n{run.log_tail()}"
 
 
 def wait_ready(run: ServeRun) -> None:

@@ -120,6 +120,13 @@ class ReplicaPoolSettings(BaseModel):
         ge=0,
         description="How long the load must stay below target before replicas are removed.",
     )
+    look_back_period_s: float = Field(
+        30.0,
+        gt=0,
+        description="The window each scaling decision averages the load over. Callers "
+        "report their queued calls every 10 s, so keep it above that (Serve warns otherwise); "
+        "shorter reacts to a backlog sooner and to a lull as quickly.",
+    )
     resources: dict[str, PositiveFloat] = Field(
         default_factory=dict,
         description="Custom Ray resources each replica takes, to place the pool on the nodes "
@@ -149,6 +156,7 @@ def autoscaling_config(pool: ReplicaPoolSettings) -> dict[str, Any]:
         "target_ongoing_requests": pool.target_ongoing_requests,
         "upscale_delay_s": pool.upscale_delay_s,
         "downscale_delay_s": pool.downscale_delay_s,
+        "look_back_period_s": pool.look_back_period_s,
     }
 
 

@@ -36,6 +36,7 @@ def test_the_pool_and_the_consumers_grow_under_a_backlog_and_shrink_when_idle(
         target_ongoing_requests=1,  # a consumer keeps up to 4 calls of one post in flight
         upscale_delay_s=1,
         downscale_delay_s=2,
+        look_back_period_s=12,  # callers report every 10 s; Serve's 30 s window waits longer
         max_batch_size=1,
         max_poll_records=1,
         consumers=1,
@@ -50,8 +51,8 @@ def test_the_pool_and_the_consumers_grow_under_a_backlog_and_shrink_when_idle(
     assert running_replicas(app) == 1
     assert run.consumer_count() == 1
     # A backlog at once, every image new (no repost the replica has answered before): about a
-    # minute of work for one replica here, which outlasts Serve's first decision to grow (about
-    # 40 s in: callers report their queues every 10 s, averaged over 30 s).
+    # minute of work for one replica here, which outlasts Serve's first decision to grow (a
+    # report or two in: callers report their queues every 10 s, averaged over 12 s).
     messages = post_messages(1500, topic=config.topics.inputs[0], images=1500)
     publisher = publish_in_background(config, messages, per_second=0)
     wait_until(lambda: run.consumer_count() == 2, what="a second consumer", timeout_s=60)

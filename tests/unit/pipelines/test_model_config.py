@@ -77,7 +77,8 @@ def test_every_models_problem_is_reported_at_its_position(tmp_path):
         "2... (0 = small, 1 = large)",
         f"{path}:3:47: unknown key 'consumers' in models.large.pool; expected one of: "
         "min_replicas, max_replicas, num_gpus, num_cpus, max_batch_size, batch_wait_timeout_s, "
-        "target_ongoing_requests, upscale_delay_s, downscale_delay_s, resources",
+        "target_ongoing_requests, upscale_delay_s, downscale_delay_s, look_back_period_s, "
+        "resources",
         f"{path}:4:12: models.default: 'default' is the name of `model:`; give this one "
         "another name",
         f"{path}:5:8: models.Big: model name 'Big' does not match ^[a-z][a-z0-9_-]{{0,39}}$",
@@ -207,11 +208,14 @@ def test_the_pool_s_scaling_delays_and_windows_reach_serve(tmp_path):
 
     text = PINNED.replace(
         "pool: {resources",
-        "pool: {max_replicas: 2, upscale_delay_s: 1, downscale_delay_s: 3, resources",
+        "pool: {max_replicas: 2, upscale_delay_s: 1, downscale_delay_s: 3, "
+        "look_back_period_s: 12, resources",
     )
     deployment = signal_deployment(load_config(config_file(tmp_path, text)))._bound_deployment
     scaling = deployment._deployment_config.autoscaling_config
     assert (scaling.min_replicas, scaling.max_replicas) == (1, 2)
     assert (scaling.upscale_delay_s, scaling.downscale_delay_s) == (1.0, 3.0)
+    assert scaling.look_back_period_s == 12.0
     defaults = signal_deployment(load_config(config_file(tmp_path, PINNED)))._bound_deployment
     assert defaults._deployment_config.autoscaling_config.downscale_delay_s == 600.0
+    assert defaults._deployment_config.autoscaling_config.look_back_period_s == 30.0

@@ -273,7 +273,7 @@ def test_the_specialist_pool_deployment_is_sized_as_specialists_pool_says(tmp_pa
         "kafka: {bootstrap_servers: 'x:9092'}\nconsumer_group: g\nspecialists:\n"
         "  placement: pool\n"
         "  pool: {min_replicas: 1, max_replicas: 8, num_cpus: 2, target_ongoing_requests: 4,\n"
-        "         resources: {cpu_node: 1}}\n"
+        "         look_back_period_s: 15, resources: {cpu_node: 1}}\n"
     )
     config = load_config(path)
     bound = specialist_deployment(config)._bound_deployment
@@ -282,6 +282,7 @@ def test_the_specialist_pool_deployment_is_sized_as_specialists_pool_says(tmp_pa
     scaling = bound._deployment_config.autoscaling_config
     assert (scaling.min_replicas, scaling.max_replicas) == (1, 8)
     assert scaling.target_ongoing_requests == 4
+    assert scaling.look_back_period_s == 15.0
     assert specialist_app_name(config) == "vlmod-specialists-g"
 
 

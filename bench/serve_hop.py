@@ -3,7 +3,9 @@
 The consumer actor calls its model replicas through a Serve handle from batch worker threads
 while other batches are moderated (pure Python) in the same process. This times that round
 trip alone, against a no-op deployment shaped like `SignalReplica` (`@serve.batch`, the work in
-an executor) and against a plain Ray actor, with 0, 1 and 4 busy threads beside the caller:
+an executor) and against a plain Ray actor, with 0, 1 and 4 busy threads beside the caller,
+then the CPU one call costs the calling process (every thread of it: Serve's router runs in a
+thread of its own), with none beside it:
 
     python bench/serve_hop.py
     python bench/serve_hop.py --calls 300 --busy 0,2,4
@@ -77,6 +79,13 @@ def awaited(handle: Any, items: list[int], calls: int) -> list[float]:
     return asyncio.run(run())
 
 
+def caller_cpu_ms(call: Callable[[int], list[float]], calls: int) -> float:
+    """CPU milliseconds this process spends on each of `calls` calls, all its threads counted."""
+    started = time.process_time()
+    call(calls)
+    return (time.process_time() - started) * 1000 / calls
+
+
 def summary(times: list[float]) -> str:
     """p50 and p90 in ms."""
     p50, p90 = statistics.median(times), statistics.quantiles(times, n=10)[8]
@@ -109,6 +118,8 @@ def main() -> None:
         stop.set()
         for thread in threads:
             thread.join()
+    for name, case in cases.items():
+        print(f"caller CPU, {name:<14}: {caller_cpu_ms(case, args.calls):6.3f} ms a call")
     serve.shutdown()
     ray.shutdown()
 

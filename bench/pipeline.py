@@ -5,8 +5,8 @@ plumbing alone; `tiny:smolvlm`: the random-weight VLM):
 - pipeline throughput: posts already on the input topic, moderated by the Ray pipeline; posts/s
   between the first and the last verdict;
 - added latency: posts published at half that rate; time from publish to verdict, p50 and p99,
-  and the same of its parts: in the consumer (consumed to decided), from the verdict's produce
-  call to this benchmark reading it, and the rest (published to consumed, decided to produced);
+  and the same of its parts: published to consumed, in the consumer (consumed to decided),
+  decided to the verdict's produce call, and from that call to this benchmark reading it;
 - naive baseline: one process that consumes one message, runs the model on that post alone,
   evaluates the policies and produces with a wait for each ack, then commits, post by post;
 - the ratio of the two throughputs;
@@ -40,6 +40,7 @@ import time
 import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -160,9 +161,10 @@ class VerdictClock:
 
     def __init__(self, config: PipelineConfig, *, parts: bool = False) -> None:
         self.arrivals: dict[str, float] = {}
-        # With `parts`: each post's first verdict's own latency_ms (consumed to decided) and
-        # the time from its produce call (the record's timestamp) to this read, in ms.
-        self.parts: dict[str, tuple[float, float]] | None = {} if parts else None
+        # With `parts`, in ms: each post's first verdict's own latency_ms (consumed to decided),
+        # from its processed_at (decided) to its produce call (the record's timestamp), and
+        # from that call to this read.
+        self.parts: dict[str, tuple[float, float, float]] | None = {} if parts else None
         topic = config.topics.verdicts
         settings = {
             **rdkafka_config(config.kafka),
@@ -194,8 +196,11 @@ class VerdictClock:
 
     def _take_parts(self, post_id: str, message: Any) -> None:
         if self.parts is not None:
-            read_ms = time.time() * 1000 - message.timestamp()[1]
-            self.parts[post_id] = (json.loads(message.value())["latency_ms"], read_ms)
+            produced_ms = message.timestamp()[1]
+            verdict = json.loads(message.value())
+            decided_ms = datetime.fromisoformat(verdict["processed_at"]).timestamp() * 1000
+            read_ms = time.time() * 1000 - produced_ms
+            self.parts[post_id] = (verdict["latency_ms"], produced_ms - decided_ms, read_ms)
 
     def wait(self, count: int, timeout_s: float) -> None:
         deadline = time.monotonic() + timeout_s
@@ -292,12 +297,13 @@ class Latencies:
 
     total: list[float]
     consumer: list[float]  # the verdict's latency_ms: from consumed to decided
+    to_produce: list[float]  # from decided (processed_at) to the verdict's produce call
     to_reader: list[float]  # from the verdict's produce call to this benchmark reading it
 
-    def rest(self) -> list[float]:
-        """Published to consumed, plus decided to produced (encoding, the batch's others)."""
-        parts = zip(self.total, self.consumer, self.to_reader, strict=True)
-        return [total - consumer - read for total, consumer, read in parts]
+    def to_consumer(self) -> list[float]:
+        """Published to consumed: what the other parts leave of the total."""
+        parts = zip(self.total, self.consumer, self.to_produce, self.to_reader, strict=True)
+        return [total - consumer - produce - read for total, consumer, produce, read in parts]
 
 
 def pipeline_latency(
@@ -319,8 +325,9 @@ def pipeline_latency(
     parts = [clock.parts[post_id] for post_id in sent]
     return Latencies(
         [(clock.arrivals[post_id] - at) * 1000 for post_id, at in sent.items()],
-        [consumer for consumer, _ in parts],
-        [read for _, read in parts],
+        [consumer for consumer, _, _ in parts],
+        [produce for _, produce, _ in parts],
+        [read for _, _, read in parts],
     )
 
 
@@ -333,10 +340,10 @@ def percentiles(values: list[float]) -> str:
 def print_latency(label: str, latencies: Latencies, rate: float) -> None:
     """The run's p50 and p99, then the same of each part."""
     print(f"  {label:<17} {percentiles(latencies.total)} at {rate:.0f} posts/s")
+    print(f"    to the consumer {percentiles(latencies.to_consumer())} (published to consumed)")
     print(f"    in the consumer {percentiles(latencies.consumer)} (consumed to decided)")
+    print(f"    to produce      {percentiles(latencies.to_produce)} (decided to produce call)")
     print(f"    verdict to read {percentiles(latencies.to_reader)} (produce call to this reader)")
-    rest = percentiles(latencies.rest())
-    print(f"    the rest        {rest} (published to consumed, decided to produced)")
 
 
 def publish_timed(config: PipelineConfig, bodies: list[bytes], rate: float) -> dict[str, float]:

@@ -24,7 +24,8 @@ _REPO = Path(__file__).resolve().parent.parent
 sys.path[:] = [p for p in sys.path if Path(p or ".").resolve() != _REPO / "bench"]
 sys.path.insert(0, str(_REPO))
 
-from bench.pipeline import posts, without_specialists  # noqa: E402 - after the path fix above
+import policies  # noqa: E402 - after the path fix above
+from bench.pipeline import posts, without_specialists  # noqa: E402
 from demo.run import example_policies  # noqa: E402
 from pipelines.config import ModelSettings, PipelineConfig  # noqa: E402
 from pipelines.local import build_moderator  # noqa: E402
@@ -72,6 +73,7 @@ def main() -> None:
         help="on: keep what setup built out of garbage collection, as the consumer loop does",
     )
     args = parser.parse_args()
+    print(f"policy engine: {policies.ENGINE}")
     policy_dir = args.policies
     if args.specialists == "off":
         policy_dir, dropped = without_specialists(policy_dir, Path(tempfile.mkdtemp()))

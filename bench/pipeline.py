@@ -52,6 +52,7 @@ from confluent_kafka import OFFSET_BEGINNING, TopicPartition  # noqa: E402 - aft
 from confluent_kafka import Consumer as RdKafkaConsumer  # noqa: E402
 from kafka import KafkaConsumer, KafkaProducer  # noqa: E402
 
+import policies  # noqa: E402
 from demo.harness import ProcessCpu, running_services  # noqa: E402
 from demo.run import example_policies  # noqa: E402
 from demo.samples import TEXTS, drawn_image  # noqa: E402
@@ -476,6 +477,7 @@ def main() -> None:
     print(
         f"machine: {platform.machine()}, {os.cpu_count()} cores, Python {platform.python_version()}"
     )
+    print(f"policy engine: {policies.ENGINE}")
     if args.specialists == "off":
         source = args.policies
         args.policies, dropped = without_specialists(source, Path(tempfile.mkdtemp()))

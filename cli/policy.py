@@ -102,6 +102,28 @@ def test(
     raise typer.Exit(0 if report.ok else 1)
 
 
+@app.command()
+def engine(
+    build: Annotated[
+        bool, typer.Option("--build", help="Compile the engine for these sources (mypyc).")
+    ] = False,
+) -> None:
+    """Say which policy engine runs: compiled (mypyc) or the Python sources."""
+    import policies
+    from policies.exceptions import NativeBuildFailed
+    from policies.native import build_engine
+
+    if not build:
+        typer.echo(policies.ENGINE)
+        return
+    try:
+        target = build_engine()
+    except NativeBuildFailed as exc:
+        typer.echo(f"vlmod policy engine --build: {exc}", err=True)
+        raise typer.Exit(1) from exc
+    typer.echo(f"compiled policy engine: {target}")
+
+
 def policy_registry(extra: list[str] | None, config: Path | None) -> ProducerRegistry:
     """The shipped producers plus `extra` and the config's; a bad one is one line, exit 2."""
     from pipelines.config import load_config

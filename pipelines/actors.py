@@ -31,8 +31,10 @@ class ConsumerActor:
     def __init__(self, config: dict[str, Any]) -> None:
         from ray import serve
 
+        from policies import ENGINE
         from policies.watch import PolicyWatcher
 
+        log.info("policy engine: %s", ENGINE)
         settings = config_of(config)
         install_exporters(settings.telemetry)
         handles = {

@@ -16,7 +16,7 @@ is reviewed instead (`policies.truncation`).
 from __future__ import annotations
 
 import time
-from collections.abc import Hashable, Mapping
+from collections.abc import Callable, Hashable, Mapping
 from dataclasses import dataclass, field
 from enum import Enum
 from functools import cached_property
@@ -27,7 +27,7 @@ from policies.decision import DEFAULT_PRIORITY, Decision
 from policies.expressions import Condition, Needs, SignalRef, Term
 from policies.schema import Mode
 from policies.scope import LazyContext, PostScope, run_term
-from policies.terms import SLOW, Answer, answer_for
+from policies.terms import SLOW, Answer, answer_for, guard_for
 from policies.truncation import CUT_TEXT_QUEUE, reads_truncated, review_cut_text
 
 PostInput = Post | dict[str, Any] | PostScope  # a scope shares the post's CEL values
@@ -97,6 +97,8 @@ _ABSENT = object()  # a value not in `computed`
 _MATCH = RuleResult(Outcome.MATCH)
 _NO_MATCH = RuleResult(Outcome.NO_MATCH)
 PythonTerm = tuple[Term, Answer | None]  # a term and its Python answer, where it has one
+# `<signal> <op> <double>`: the signal, the comparison and the number (`terms.guard_for`).
+Guard = tuple[SignalRef, Callable[[Any, Any], bool], float]
 
 
 @dataclass(frozen=True)
@@ -134,7 +136,7 @@ class CompiledRule:
         """
         failure: RuleResult | None = None
         present_refs = present.refs
-        for term, answer in terms or ((term, None) for term in self.condition.terms):
+        for term, answer in terms or [(term, None) for term in self.condition.terms]:
             refs = term.needs.refs
             if not refs <= present_refs:
                 failure = failure or RuleResult(
@@ -305,9 +307,10 @@ class CompiledPolicy:
         self.tests = list(tests or [])
         self.functions = dict(functions or {})
         self.reads_truncated = reads_truncated(
-            path for rule in self.rules for path in rule.condition.reads
+            [path for rule in self.rules for path in rule.condition.reads]
         )
         self.python_terms = tuple(self._python_terms(rule) for rule in self.rules)
+        self.guards = tuple(self._guard(rule) for rule in self.rules)
         self.plans: dict[frozenset[SignalRef], Any] = {}  # `policy_set.plan_of`'s, by needs
         # Rule indexes, most decisive first: planning stops at the first that matches.
         self.by_rank = tuple(sorted(range(len(self.rules)), key=lambda i: self.rules[i].rank))
@@ -323,6 +326,16 @@ class CompiledPolicy:
             found = answer_for(term.source, keys, self.functions)
             terms.append((term, None if found is None else found[0]))
         return tuple(terms)
+
+    def _guard(self, rule: CompiledRule) -> Guard | None:
+        """The rule's first term `<signal> <op> <double>`: where it is false, the rule is not
+        matched whatever its other terms give, and most rules on most posts end there."""
+        keys: dict[SignalRef, SignalRef] = {ref: ref for ref in self.asks}
+        for term in rule.condition.terms:
+            found = guard_for(term.source, keys)
+            if found is not None:
+                return found
+        return None
 
     def __repr__(self) -> str:
         return f"CompiledPolicy({self.ref.id!r} v{self.ref.version} {self.mode.value})"
@@ -454,6 +467,14 @@ class CompiledPolicy:
         scope (`PostScope.decided`): the values it read cannot change."""
         if row is None:  # every term in CEL: the reference, never kept
             return rule.test(context, present, scope.terms, None, row)
+        guard = self.guards[index]
+        if guard is not None:
+            value = row.computed.get(guard[0])
+            if type(value) is float and value == value and not guard[1](value, guard[2]):
+                result = _NO_MATCH
+                if scope.decided is not None:
+                    scope.decided[id(rule)] = (rule, result)
+                return result
         result = rule.test(context, present, scope.terms, self.python_terms[index], row)
         if scope.decided is not None and (result is _MATCH or result is _NO_MATCH):
             scope.decided[id(rule)] = (rule, result)

@@ -30,3 +30,9 @@ class PolicyInvalid(ModerationError):
     def __init__(self, problems: list[Problem]) -> None:
         self.problems = sorted(set(problems))
         super().__init__("\n".join(str(problem) for problem in self.problems) or "invalid policy")
+
+
+class NativeBuildFailed(ModerationError):
+    """`python -m policies.native` could not compile the policy engine (`policies.native`)."""
+
+    stage = Stage.POLICY

@@ -51,7 +51,7 @@ class PostScope:
         self.post: dict[str, Any] = post_variables(post) if isinstance(post, Post) else dict(post)
         self.post[TRUNCATED_FIELD] = truncated
         self.truncated = truncated
-        self.text: str = self.post.get("text") or ""
+        self.text: Any = self.post.get("text") or ""  # a dict post may hold any JSON
         self._context: Any = None  # made by the first term that needs CEL (26 µs a post)
         self._signals: dict[str, Any] = {}
         self.terms: dict[int, tuple[Term, Any]] = {}  # see run_term
@@ -60,6 +60,11 @@ class PostScope:
         # own). Planning and deciding then test such a rule once (`CompiledPolicy._test`).
         self.decided: dict[int, tuple[Any, Any]] | None = {} if growing else None
         self._functions: Mapping[str, Any] | None = None
+
+    @property
+    def context_built(self) -> bool:
+        """True once a term of some policy needed CEL on this post (the environment was built)."""
+        return self._context is not None
 
     def context_for(self, functions: Mapping[str, Any], signals: Mapping[str, Any]) -> Any:
         """The CEL context with `functions` and `signals` set; `text` and `post` stay the post's.

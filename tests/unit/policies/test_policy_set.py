@@ -209,9 +209,8 @@ def test_cheap_terms_are_tested_first(make_policy):
     assert terms[0].source == 'text.contains("x")'
 
 
-def test_a_policy_keeps_its_plan_until_one_of_its_signals_is_computed(tmp_path, monkeypatch):
+def test_a_policy_keeps_its_plan_until_one_of_its_signals_is_computed(tmp_path):
     from contracts.registry import default_registry
-    from policies.compiled import CompiledPolicy
 
     (tmp_path / "a.yaml").write_text(
         "id: a\nversion: 1\nsignals: {links: true, labels: {gun: a gun}}\nrules:\n"
@@ -222,18 +221,14 @@ def test_a_policy_keeps_its_plan_until_one_of_its_signals_is_computed(tmp_path, 
         "  - {id: r, when: 'labels.gun > 0.5', action: review}\n"
     )
     policies = load_policy_dir(tmp_path, registry=default_registry())
-    planned: list[str] = []
-    real = CompiledPolicy.needed_for
-
-    def counting(self, *args, **kwargs):
-        planned.append(self.ref.id)
-        return real(self, *args, **kwargs)
-
-    monkeypatch.setattr(CompiledPolicy, "needed_for", counting)
+    by_id = {policy.ref.id: policy for policy in policies.policies}
     post, memo = Post(id="1", text="hello"), {}
     first = policies.plan_for_post(post, {}, memo=memo)
-    assert set(first.requests) == {"links", "labels"} and planned == ["a", "b"]
+    # The memo holds, per policy, how many values were computed when it was last planned.
+    planned_with = {name: memo[id(policy)][0] for name, policy in by_id.items()}
+    assert set(first.requests) == {"links", "labels"} and planned_with == {"a": 0, "b": 0}
     links = next(iter(first.requests["links"]))
     second = policies.plan_for_post(post, {("links", links): {"count": 0}}, memo=memo)
-    assert planned == ["a", "b", "a"], "only the policy that reads links is planned again"
+    planned_with = {name: memo[id(policy)][0] for name, policy in by_id.items()}
+    assert planned_with == {"a": 1, "b": 0}, "only the policy that reads links is planned again"
     assert set(second.requests) == {"labels"}

@@ -137,6 +137,9 @@ def config_for(bootstrap: str, model: str, args: argparse.Namespace) -> Pipeline
             num_cpus=0.5,
             consumer_num_cpus=0.5,
             consumers=args.consumers,
+            max_consumers=args.max_consumers,
+            lag_check_s=args.lag_check_s,
+            lag_per_consumer=args.lag_per_consumer,
             max_batch_size=args.batch,
             max_poll_records=args.batch,
             max_in_flight_batches=args.in_flight,
@@ -423,6 +426,14 @@ def main() -> None:
     parser.add_argument("--batch", type=int, default=64)
     parser.add_argument("--consumers", type=int, default=1)
     parser.add_argument(
+        "--max-consumers",
+        type=int,
+        default=None,
+        help="pool.max_consumers: add consumers while the group's lag asks for them",
+    )
+    parser.add_argument("--lag-check-s", type=float, default=15.0, help="pool.lag_check_s")
+    parser.add_argument("--lag-per-consumer", type=int, default=1000, help="pool.lag_per_consumer")
+    parser.add_argument(
         "--in-flight", type=int, default=4, help="batches in flight per consumer (pool)"
     )
     add_client_arguments(parser)
@@ -483,7 +494,8 @@ def main() -> None:
         args.policies, dropped = without_specialists(source, Path(tempfile.mkdtemp()))
         print(f"specialists off: {source} less {dropped} rules reading nsfw/ocr/profanity/banks")
     print(
-        f"policies: {args.policies}; batch {args.batch}; consumers {args.consumers}; "
+        f"policies: {args.policies}; batch {args.batch}; consumers {args.consumers}"
+        f"{f' to {args.max_consumers} by lag' if args.max_consumers else ''}; "
         f"producer {args.producer}; consumer {args.consumer}"
     )
     if args.placement == "pool":

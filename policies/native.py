@@ -7,6 +7,8 @@ in two thirds (docs/benchmarks.md). `vlmod policy engine --build` builds them in
 (`policies/` and `contracts/`). `policies` imports the
 engine from there when that directory exists for the sources as they are now, else from the
 sources: an edited file is never shadowed by a stale build, it only runs slower until rebuilt.
+A build that does not load (damaged, or made on another platform) warns and runs the sources.
+A new build removes those of earlier sources.
 
 `VLMOD_NATIVE` chooses: `auto` (the default: the build where there is one), `off` (always the
 sources) or `require` (refuse to import `policies` without the build; CI runs with it, so the
@@ -18,8 +20,10 @@ from __future__ import annotations
 import hashlib
 import importlib.util
 import os
+import shutil
 import sys
 import tempfile
+import warnings
 from pathlib import Path
 
 from policies.exceptions import NativeBuildFailed
@@ -68,7 +72,14 @@ def activate(package_path: list[str], root: Path = ROOT) -> str:
                 "build it with `vlmod policy engine --build`"
             )
         return "python (no build of these sources: vlmod policy engine --build)"
-    _load(f"{GROUP}__mypyc", library)
+    try:
+        _load(f"{GROUP}__mypyc", library)
+    except ImportError as exc:  # a damaged build, or one for another platform
+        if chosen == "require":
+            raise ImportError(f"VLMOD_NATIVE=require: {library} does not load: {exc}") from exc
+        reason = f"the compiled policy engine does not load ({exc}); running the sources"
+        warnings.warn(reason, stacklevel=2)
+        return f"python (the build at {target} does not load)"
     package_path.insert(0, str(target / "policies"))
     return f"mypyc ({target.relative_to(root)})"
 
@@ -82,7 +93,11 @@ def _load(name: str, path: Path) -> None:
         raise ImportError(f"cannot load the compiled policy engine's library {path}")
     module = importlib.util.module_from_spec(spec)
     sys.modules[name] = module
-    spec.loader.exec_module(module)
+    try:
+        spec.loader.exec_module(module)
+    except BaseException:
+        del sys.modules[name]
+        raise
 
 
 def build_engine(root: Path = ROOT) -> Path:
@@ -112,5 +127,19 @@ def build_engine(root: Path = ROOT) -> Path:
             os.chdir(here)
         if digest(root) != target.name.rsplit("-", 1)[1]:
             raise NativeBuildFailed("the sources changed while they were compiled; build again")
-        os.replace(f"{work}/out", target)
+        try:
+            os.replace(f"{work}/out", target)
+        except OSError:
+            if not target.is_dir():  # else another process built the same sources first
+                raise
+    _remove_stale(target)
     return target
+
+
+def _remove_stale(target: Path) -> None:
+    """Remove builds of earlier sources for this Python: nothing loads them any more (a
+    process still running one keeps its mapped files)."""
+    prefix = f"{sys.implementation.cache_tag}-"
+    for other in target.parent.iterdir():
+        if other.is_dir() and other.name.startswith(prefix) and other != target:
+            shutil.rmtree(other, ignore_errors=True)

@@ -63,6 +63,23 @@ def test_without_a_build_of_these_sources_the_engine_is_the_python_one(tmp_path,
     assert path == [str(root / "policies")]
 
 
+def test_a_build_that_does_not_load_runs_the_sources_or_is_refused(tmp_path, monkeypatch):
+    root = sources(tmp_path)
+    (build_dir(root) / "policies").mkdir(parents=True)
+    (build_dir(root) / "vlmod_policies__mypyc.cpython-311-x86_64-linux-gnu.so").write_bytes(b"")
+    # This process may run the real build: out of sight here, its modules keep their library.
+    monkeypatch.delitem(sys.modules, "vlmod_policies__mypyc", raising=False)
+    path = [str(root / "policies")]
+    monkeypatch.delenv("VLMOD_NATIVE", raising=False)
+    with pytest.warns(UserWarning, match="does not load"):
+        assert activate(path, root).startswith("python (the build at")
+    assert path == [str(root / "policies")]
+    assert "vlmod_policies__mypyc" not in sys.modules
+    monkeypatch.setenv("VLMOD_NATIVE", "require")
+    with pytest.raises(ImportError, match="does not load"):
+        activate(path, root)
+
+
 def test_the_engine_modules_come_from_the_build_exactly_when_it_is_used():
     built = build_dir(ROOT).is_dir() and os.environ.get("VLMOD_NATIVE", "auto") != "off"
     module = Path(policies.compiled.__file__)
@@ -133,3 +150,14 @@ def test_a_failed_build_exits_1_with_the_reason(monkeypatch):
     result = CliRunner().invoke(app, ["policy", "engine", "--build"])
     assert result.exit_code == 1
     assert "vlmod policy engine --build: mypyc could not compile" in result.output
+
+
+def test_a_new_build_removes_the_builds_of_earlier_sources(tmp_path):
+    from policies.native import _remove_stale
+
+    tag = sys.implementation.cache_tag
+    builds = tmp_path / ".vlmod" / "native"
+    for name in (f"{tag}-aaaa", f"{tag}-bbbb", "cpython-399-cccc"):
+        (builds / name / "policies").mkdir(parents=True)
+    _remove_stale(builds / f"{tag}-bbbb")
+    assert {p.name for p in builds.iterdir()} == {"cpython-399-cccc", f"{tag}-bbbb"}

@@ -27,7 +27,7 @@ from policies.decision import DEFAULT_PRIORITY, Decision
 from policies.expressions import Condition, Needs, SignalRef, Term
 from policies.schema import Mode
 from policies.scope import LazyContext, PostScope, run_term
-from policies.terms import SLOW, Answer, answer_for, guard_for
+from policies.terms import SLOW, Answer, answer_for, first_guard
 from policies.truncation import CUT_TEXT_QUEUE, reads_truncated, review_cut_text
 
 PostInput = Post | dict[str, Any] | PostScope  # a scope shares the post's CEL values
@@ -328,14 +328,10 @@ class CompiledPolicy:
         return tuple(terms)
 
     def _guard(self, rule: CompiledRule) -> Guard | None:
-        """The rule's first term `<signal> <op> <double>`: where it is false, the rule is not
-        matched whatever its other terms give, and most rules on most posts end there."""
+        """The rule's first term `<signal> <op> <double>`, tested first: most rules on most
+        posts end there."""
         keys: dict[SignalRef, SignalRef] = {ref: ref for ref in self.asks}
-        for term in rule.condition.terms:
-            found = guard_for(term.source, keys)
-            if found is not None:
-                return found
-        return None
+        return first_guard([term.source for term in rule.condition.terms], keys)
 
     def __repr__(self) -> str:
         return f"CompiledPolicy({self.ref.id!r} v{self.ref.version} {self.mode.value})"
@@ -468,14 +464,15 @@ class CompiledPolicy:
         if row is None:  # every term in CEL: the reference, never kept
             return rule.test(context, present, scope.terms, None, row)
         guard = self.guards[index]
-        if guard is not None:
-            value = row.computed.get(guard[0])
-            if type(value) is float and value == value and not guard[1](value, guard[2]):
-                result = _NO_MATCH
-                if scope.decided is not None:
-                    scope.decided[id(rule)] = (rule, result)
-                return result
-        result = rule.test(context, present, scope.terms, self.python_terms[index], row)
+        value = None if guard is None else row.computed.get(guard[0])
+        if guard is not None and type(value) is float and value == value:
+            refuted = not guard[1](value, guard[2])
+        else:
+            refuted = False
+        if refuted:  # a false term: no match, whatever the other terms give
+            result = _NO_MATCH
+        else:
+            result = rule.test(context, present, scope.terms, self.python_terms[index], row)
         if scope.decided is not None and (result is _MATCH or result is _NO_MATCH):
             scope.decided[id(rule)] = (rule, result)
         return result

@@ -19,7 +19,7 @@ Anything the grammar does not cover gives no answer at all: CEL runs the term.
 from __future__ import annotations
 
 import operator
-from collections.abc import Callable, Hashable, Mapping
+from collections.abc import Callable, Hashable, Iterable, Mapping
 from typing import Any, Protocol, TypeVar
 
 from policies.celscan import Token, string_value, tokenize
@@ -100,6 +100,18 @@ def guard_for(
         if parser.at != len(parser.tokens) or type(bound) is not float:
             continue
         return keys[ref], _COMPARE[_FLIPPED[symbol] if flipped else symbol], bound
+    return None
+
+
+def first_guard(
+    sources: Iterable[str], keys: Mapping[SignalRef, Key]
+) -> tuple[Key, Callable[[Any, Any], bool], float] | None:
+    """`guard_for` of the first of a rule's terms (their sources) that has one: where that
+    term is false, the rule is not matched whatever its other terms give."""
+    for source in sources:
+        found = guard_for(source, keys)
+        if found is not None:
+            return found
     return None
 
 

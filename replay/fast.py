@@ -24,7 +24,7 @@ from contracts.records import Action
 from policies.compiled import CompiledPolicy, CompiledRule
 from policies.expressions import SignalRef, Term
 from policies.scope import PostScope, run_term
-from policies.terms import SLOW, Answer, RecordKey, answer_for, guard_for
+from policies.terms import SLOW, Answer, RecordKey, answer_for, first_guard
 from policies.truncation import CUT_TEXT_RULE
 
 CEL_COST = 2  # a term CEL answers comes after those answered here (0: arithmetic, 1: text)
@@ -114,8 +114,7 @@ class FastPolicy:
         terms = [self._term(term) for term in rule.condition.terms]
         terms.sort(key=lambda t: t.cost)  # cheapest first; the order changes no outcome
         reads = tuple((ref, self.keys[ref]) for ref in sorted(rule.condition.needs.refs, key=str))
-        guards = (guard_for(term.source, self.keys) for term in rule.condition.terms)
-        guard = next((found for found in guards if found is not None), None)
+        guard = first_guard([term.source for term in rule.condition.terms], self.keys)
         return FastRule(rule, rule.rank, tuple(terms), reads, guard)
 
     def _term(self, term: Term) -> FastTerm:

@@ -465,12 +465,13 @@ class CompiledPolicy:
             return rule.test(context, present, scope.terms, None, row)
         guard = self.guards[index]
         value = None if guard is None else row.computed.get(guard[0])
-        if guard is not None and type(value) is float and value == value:
-            refuted = not guard[1](value, guard[2])
-        else:
-            refuted = False
-        if refuted:  # a false term: no match, whatever the other terms give
-            result = _NO_MATCH
+        if (
+            guard is not None
+            and type(value) is float
+            and value == value
+            and not guard[1](value, guard[2])
+        ):
+            result = _NO_MATCH  # a false term: no match, whatever the other terms give
         else:
             result = rule.test(context, present, scope.terms, self.python_terms[index], row)
         if scope.decided is not None and (result is _MATCH or result is _NO_MATCH):

@@ -4,9 +4,9 @@ The engine's hot modules (`COMPILED`: planning, testing rules, deciding) are pla
 Python; mypyc turns them into C extensions that plan a post in about half the time and decide it
 in two thirds (docs/benchmarks.md). `vlmod policy engine --build` builds them into
 `.vlmod/native/<python>-<digest>/`, where the digest covers every source the build read
-(`policies/` and `contracts/`). `policies` imports the
-engine from there when that directory exists for the sources as they are now, else from the
-sources: an edited file is never shadowed by a stale build, it only runs slower until rebuilt.
+(`policies/` and `contracts/`). `policies` imports the engine from there when that directory
+exists for the sources as they are now, else from the sources: an edited file is never shadowed
+by a stale build, it only runs slower until rebuilt.
 A build that does not load (damaged, or made on another platform) warns and runs the sources.
 A new build removes those of earlier sources.
 

@@ -143,6 +143,7 @@ def config_for(bootstrap: str, model: str, args: argparse.Namespace) -> Pipeline
             max_batch_size=args.batch,
             max_poll_records=args.batch,
             max_in_flight_batches=args.in_flight,
+            in_flight_caught_up=args.in_flight_caught_up,
         ),
         specialists=SpecialistSettings(
             placement=args.placement,
@@ -434,7 +435,16 @@ def main() -> None:
     parser.add_argument("--lag-check-s", type=float, default=15.0, help="pool.lag_check_s")
     parser.add_argument("--lag-per-consumer", type=int, default=1000, help="pool.lag_per_consumer")
     parser.add_argument(
-        "--in-flight", type=int, default=4, help="batches in flight per consumer (pool)"
+        "--in-flight",
+        type=int,
+        default=4,
+        help="batches in flight per consumer while it is behind (pool.max_in_flight_batches)",
+    )
+    parser.add_argument(
+        "--in-flight-caught-up",
+        type=int,
+        default=1,
+        help="batches in flight per consumer once it has caught up (pool.in_flight_caught_up)",
     )
     add_client_arguments(parser)
     parser.add_argument(
@@ -494,7 +504,8 @@ def main() -> None:
         args.policies, dropped = without_specialists(source, Path(tempfile.mkdtemp()))
         print(f"specialists off: {source} less {dropped} rules reading nsfw/ocr/profanity/banks")
     print(
-        f"policies: {args.policies}; batch {args.batch}; consumers {args.consumers}"
+        f"policies: {args.policies}; batch {args.batch}; in flight {args.in_flight}, "
+        f"{args.in_flight_caught_up} caught up; consumers {args.consumers}"
         f"{f' to {args.max_consumers} by lag' if args.max_consumers else ''}; "
         f"producer {args.producer}; consumer {args.consumer}"
     )

@@ -65,7 +65,16 @@ class PoolSettings(ReplicaPoolSettings):
         "nodes started with them.",
     )
     max_poll_records: int = Field(64, ge=1, description="Most posts handed out per poll.")
-    max_in_flight_batches: int = Field(4, ge=1, description="Batches in flight per consumer.")
+    max_in_flight_batches: int = Field(
+        4, ge=1, description="Batches in flight per consumer while it is behind (full polls)."
+    )
+    in_flight_caught_up: int = Field(
+        1,
+        ge=1,
+        description="Batches in flight per consumer once a poll comes back short of a full "
+        "batch (it has caught up), at most `max_in_flight_batches`: posts arriving meanwhile "
+        "wait and go on as one batch.",
+    )
     max_consumers: int | None = Field(
         None,
         ge=1,

@@ -4,9 +4,12 @@ One thread owns the Kafka consumer: it polls, hands batches to a small pool of w
 commits each batch once its worker is done. A worker moderates its batch and writes the
 outcomes through its sink at once, waiting until they are acked, so a verdict leaves as soon as
 it is decided, not when the polling thread next comes round. At most `max_in_flight_batches`
-are in flight; past that the loop pauses its partitions and waits for the first batch to finish,
-still polling to stay in the group, so slow GPU work never exceeds `max.poll.interval.ms` and
-never triggers a rebalance.
+are in flight while polls hand out full batches (the consumer is behind); once a poll comes back
+short (caught up), at most `in_flight_caught_up` (one): posts arriving meanwhile wait in Kafka
+and go on together, which on a shared interpreter is quicker than many small batches at once.
+Past the limit the loop pauses its partitions and waits for the first batch to finish, still
+polling to stay in the group, so slow GPU work never exceeds `max.poll.interval.ms` and never
+triggers a rebalance.
 
 A batch that fails as a whole is read again. Once a record has been in
 `retry.max_batch_attempts` failed batches, its batch runs one post at a time: the post that
@@ -94,6 +97,7 @@ class ModerationLoop:
         self.stop_event = threading.Event()
         self._workers = ThreadPoolExecutor(pool.max_in_flight_batches, thread_name_prefix="batch")
         self._in_flight: list[_InFlight] = []
+        self._full = False  # the last poll handed out a full batch: the consumer is behind
         self._failures: dict[RecordKey, int] = {}
         moderator.telemetry.lag_sources.append(consumer.lag)
 
@@ -119,7 +123,7 @@ class ModerationLoop:
 
     def _poll_once(self) -> None:
         self.stats.partitions = len(self.consumer.assignment())
-        if len(self._in_flight) >= self.pool.max_in_flight_batches:
+        if len(self._in_flight) >= self._limit():
             self.consumer.pause()
             # Wait on the batches, not in poll, so a finished one is committed at once.
             running = [item.written for item in self._in_flight]
@@ -135,12 +139,19 @@ class ModerationLoop:
         batch = self.consumer.poll(max_records=self.pool.max_poll_records, timeout_ms=50)
         if batch is None:
             return
+        self._full = len(batch.records) >= self.pool.max_poll_records
         messages = [SourceMessage.from_record(record) for record in batch.records]
         isolated = self._seen_failing(messages)
         work = self._moderate_one_by_one if isolated else self._moderate_together
         future = self._workers.submit(work, messages)
         self._in_flight.append(_InFlight(batch, future, time.monotonic(), isolated))
         self.stats.consumed += len(messages)
+
+    def _limit(self) -> int:
+        """Batches in flight at most: `max_in_flight_batches` while polls hand out full
+        batches (behind), `in_flight_caught_up` once one comes back short (caught up)."""
+        most = self.pool.max_in_flight_batches
+        return most if self._full else min(most, self.pool.in_flight_caught_up)
 
     def _seen_failing(self, messages: list[SourceMessage]) -> bool:
         limit = self.max_batch_attempts

@@ -200,8 +200,22 @@ def wait_until(condition: Callable[[], bool], what: str) -> None:
 class Running:
     """A loop running in its own thread, as a consumer actor runs it."""
 
-    def __init__(self, consumer, producer, moderator, *, in_flight: int = 2, sinks=()) -> None:
-        pool = PoolSettings(max_in_flight_batches=in_flight, max_poll_records=8)
+    def __init__(
+        self,
+        consumer,
+        producer,
+        moderator,
+        *,
+        in_flight: int = 2,
+        caught_up: int | None = None,
+        max_poll: int = 8,
+        sinks=(),
+    ) -> None:
+        pool = PoolSettings(
+            max_in_flight_batches=in_flight,
+            in_flight_caught_up=in_flight if caught_up is None else caught_up,
+            max_poll_records=max_poll,
+        )
         retry = RetrySettings(max_batch_attempts=3)
         self.loop = ModerationLoop(consumer, producer, moderator, pool, retry, sinks=sinks)  # type: ignore[arg-type]
         self.moderator = moderator
@@ -224,8 +238,8 @@ def start_loop():
     """Starts loops; stops every one at teardown, so a failed test leaves no thread behind."""
     started: list[Running] = []
 
-    def start(consumer, producer, moderator, *, in_flight: int = 2) -> Running:
-        started.append(Running(consumer, producer, moderator, in_flight=in_flight))
+    def start(consumer, producer, moderator, *, in_flight: int = 2, **pool) -> Running:
+        started.append(Running(consumer, producer, moderator, in_flight=in_flight, **pool))
         return started[-1]
 
     yield start
@@ -250,6 +264,39 @@ def test_full_pool_pauses_the_consumer_keeps_polling_and_resumes_when_batches_fi
     stats = running.stop()
     assert consumer.resumed_after_pause >= 1 and not consumer.paused
     assert (stats.consumed, stats.written, stats.batches, stats.failed_batches) == (6, 6, 3, 0)
+
+
+def test_a_caught_up_consumer_runs_one_batch_at_a_time(start_loop):
+    consumer = FakeConsumer([[0], [1], [2]])  # polls short of a full batch (max_poll 2)
+    moderator = GatedModerator(open_gate=False)
+    running = start_loop(
+        consumer, FakeSink(consumer), moderator, in_flight=4, caught_up=1, max_poll=2
+    )
+    wait_until(lambda: moderator.started == [[0]], "the first batch is in flight")
+    wait_until(lambda: consumer.polls_while_paused >= 3, "the loop waits, paused")
+    assert moderator.started == [[0]], "a short poll lets no second batch start"
+    moderator.gate.set()
+    wait_until(lambda: consumer.completed == [0, 1, 2], "every batch is done, in turn")
+    stats = running.stop()
+    assert moderator.started == [[0], [1], [2]]
+    assert (stats.batches, stats.failed_batches) == (3, 0)
+
+
+def test_a_consumer_behind_runs_batches_up_to_the_limit_until_a_poll_comes_back_short(
+    start_loop,
+):
+    consumer = FakeConsumer([[0, 1], [2, 3], [4], [5]])
+    moderator = GatedModerator(open_gate=False)
+    running = start_loop(
+        consumer, FakeSink(consumer), moderator, in_flight=4, caught_up=1, max_poll=2
+    )
+    wait_until(lambda: len(moderator.started) == 3, "three batches are in flight")
+    wait_until(lambda: consumer.polls_while_paused >= 3, "the loop waits, paused")
+    assert moderator.started == [[0, 1], [2, 3], [4]], "full polls fill the pool; [4] was short"
+    moderator.gate.set()
+    wait_until(lambda: sorted(consumer.completed) == [0, 1, 2, 3, 4, 5], "every batch is done")
+    running.stop()
+    assert moderator.started[3] == [5]
 
 
 def test_records_are_completed_only_after_send_all_returned(start_loop):

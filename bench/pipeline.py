@@ -144,6 +144,7 @@ def config_for(bootstrap: str, model: str, args: argparse.Namespace) -> Pipeline
             max_poll_records=args.batch,
             max_in_flight_batches=args.in_flight,
             in_flight_caught_up=args.in_flight_caught_up,
+            consumer_gc_thresholds=args.gc_thresholds,
         ),
         specialists=SpecialistSettings(
             placement=args.placement,
@@ -446,6 +447,13 @@ def main() -> None:
         default=1,
         help="batches in flight per consumer once it has caught up (pool.in_flight_caught_up)",
     )
+    parser.add_argument(
+        "--gc-thresholds",
+        type=lambda text: tuple(int(n) for n in text.split(",")),
+        default=None,
+        help="the consumer actors' collector thresholds, e.g. 50000,50,100 "
+        "(pool.consumer_gc_thresholds)",
+    )
     add_client_arguments(parser)
     parser.add_argument(
         "--torch-threads",
@@ -506,6 +514,7 @@ def main() -> None:
     print(
         f"policies: {args.policies}; batch {args.batch}; in flight {args.in_flight}, "
         f"{args.in_flight_caught_up} caught up; consumers {args.consumers}"
+        f"{f' (collector {args.gc_thresholds})' if args.gc_thresholds else ''}"
         f"{f' to {args.max_consumers} by lag' if args.max_consumers else ''}; "
         f"producer {args.producer}; consumer {args.consumer}"
     )

@@ -23,6 +23,13 @@ from sinks.kafka_topics import KafkaSink
 log = logging.getLogger(__name__)
 
 
+def tune_collector(thresholds: tuple[int, int, int] | None) -> None:
+    """Set this process's collector thresholds (`pool.consumer_gc_thresholds`), if given."""
+    if thresholds is not None:
+        gc.set_threshold(*thresholds)
+        log.info("garbage-collector thresholds: %s", thresholds)
+
+
 # Two threads: one runs the loop, the other takes `stop` and `stats` calls meanwhile.
 @ray.remote(max_concurrency=2)  # type: ignore[call-overload]  # ray's stubs lack actor options
 class ConsumerActor:
@@ -66,6 +73,7 @@ class ConsumerActor:
         # out of the collector's generations, each full collection scans only per-batch objects
         # (in-process, `bench/moderate.py`, collections cost about a tenth of the CPU time).
         gc.freeze()
+        tune_collector(settings.pool.consumer_gc_thresholds)
 
     def run(self) -> dict[str, int]:
         """Moderate until `stop`; returns the loop's counters."""

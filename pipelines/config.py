@@ -11,6 +11,7 @@ from pydantic import (
     ConfigDict,
     Field,
     PositiveFloat,
+    PositiveInt,
     create_model,
     field_validator,
     model_validator,
@@ -74,6 +75,12 @@ class PoolSettings(ReplicaPoolSettings):
         description="Batches in flight per consumer once a poll comes back short of a full "
         "batch (it has caught up), at most `max_in_flight_batches`: posts arriving meanwhile "
         "wait and go on as one batch.",
+    )
+    consumer_gc_thresholds: tuple[PositiveInt, PositiveInt, PositiveInt] | None = Field(
+        None,
+        description="The consumer actor's garbage-collector thresholds (Python's "
+        "`gc.set_threshold`, 700, 10, 10 by default). [50000, 50, 100] took 4 to 31 % less CPU a "
+        "post and lengthened the latency tail (docs/benchmarks.md). Absent: Python's.",
     )
     max_consumers: int | None = Field(
         None,

@@ -145,6 +145,7 @@ def config_for(bootstrap: str, model: str, args: argparse.Namespace) -> Pipeline
             max_in_flight_batches=args.in_flight,
             in_flight_caught_up=args.in_flight_caught_up,
             consumer_gc_thresholds=args.gc_thresholds,
+            replica_grpc_max_bytes=args.replica_grpc_max_bytes,
         ),
         specialists=SpecialistSettings(
             placement=args.placement,
@@ -454,6 +455,13 @@ def main() -> None:
         help="the consumer actors' collector thresholds, e.g. 50000,50,100 "
         "(pool.consumer_gc_thresholds)",
     )
+    parser.add_argument(
+        "--replica-grpc-max-bytes",
+        type=int,
+        default=PoolSettings.model_fields["replica_grpc_max_bytes"].default,
+        help="largest replica call sent by value over gRPC; 0 sends every call through the "
+        "object store (pool.replica_grpc_max_bytes)",
+    )
     add_client_arguments(parser)
     parser.add_argument(
         "--torch-threads",
@@ -516,7 +524,8 @@ def main() -> None:
         f"{args.in_flight_caught_up} caught up; consumers {args.consumers}"
         f"{f' (collector {args.gc_thresholds})' if args.gc_thresholds else ''}"
         f"{f' to {args.max_consumers} by lag' if args.max_consumers else ''}; "
-        f"producer {args.producer}; consumer {args.consumer}"
+        f"producer {args.producer}; consumer {args.consumer}; "
+        f"replica calls by value up to {args.replica_grpc_max_bytes} bytes"
     )
     if args.placement == "pool":
         print(f"specialists on a pool of {args.specialist_replicas} replicas")

@@ -52,7 +52,7 @@ class ConsumerActor:
         }
         registry = pipeline_registry(settings)
         self.watcher = PolicyWatcher(settings.policy_dir, registry=registry).start()
-        sources = serve_sources(handles)
+        sources = serve_sources(handles, settings.pool.replica_grpc_max_bytes)
         specialists = serve_specialists(settings)  # none: they run here (`placement: consumer`)
         moderator = build_moderator(
             settings, self.watcher, sources, registry=registry, specialists=specialists

@@ -82,6 +82,16 @@ class PoolSettings(ReplicaPoolSettings):
         "`gc.set_threshold`, 700, 10, 10 by default). [50000, 50, 100] took 4 to 31 % less CPU a "
         "post and lengthened the latency tail (docs/benchmarks.md). Absent: Python's.",
     )
+    replica_grpc_max_bytes: int = Field(
+        1_048_576,
+        ge=0,
+        le=4_194_304,
+        description="Calls from a consumer or the API to a replica pool (models, specialists) "
+        "carrying at most this many bytes of images and text, and asking for no embeddings, go "
+        "by value over Serve's gRPC channel to the replica (about a tenth less consumer CPU a "
+        "post, docs/benchmarks.md); larger ones through Ray's object store, as does a call gRPC "
+        "refuses for its size (4 MiB). 0: every call through the object store.",
+    )
     max_consumers: int | None = Field(
         None,
         ge=1,

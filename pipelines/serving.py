@@ -20,11 +20,12 @@ from ray import serve
 from ray.serve.handle import DeploymentHandle
 
 from contracts.records import DeadLetter, ModelRef, Verdict
-from contracts.vlm import DEFAULT_MODEL
+from contracts.vlm import DEFAULT_MODEL, TaskKind
 from kafka_io.tracing import context_from_headers
 from pipelines.config import PipelineConfig, config_of
 from pipelines.local import LocalModerator
 from pipelines.model_settings import actor_resources, autoscaling_config
+from pipelines.replica_calls import ReplicaCalls
 from pipelines.signal_records import Failure, InferenceRequest, InferenceResult
 from pipelines.signal_source import SignalSource
 from pipelines.telemetry import install_exporters, telemetry
@@ -101,8 +102,11 @@ def split_like(
 class ServeSignalSource:
     """A SignalSource backed by the replica pool; a lost replica fails only its own posts."""
 
-    def __init__(self, handle: DeploymentHandle, timeout_s: float = 300.0) -> None:
+    def __init__(
+        self, handle: DeploymentHandle, timeout_s: float = 300.0, grpc_max_bytes: int = 0
+    ) -> None:
         self.handle = handle
+        self.calls = ReplicaCalls(handle, grpc_max_bytes)
         self.timeout_s = timeout_s
         self._model: ModelRef | None = None
 
@@ -116,8 +120,8 @@ class ServeSignalSource:
     def compute(self, requests: Sequence[InferenceRequest]) -> list[InferenceResult]:
         """One call per micro-batch; Serve combines the calls of all consumers into batches."""
         try:
-            results: list[InferenceResult] = self.handle.remote(list(requests)).result(
-                timeout_s=self.timeout_s
+            results: list[InferenceResult] = self.calls.call(
+                list(requests), call_bytes(requests), self.timeout_s
             )
             return results
         except Exception as error:  # replica died or timed out: the caller retries these posts
@@ -136,9 +140,26 @@ def signal_deployment_name(model: str = DEFAULT_MODEL) -> str:
     return SIGNAL_DEPLOYMENT if model == DEFAULT_MODEL else f"{SIGNAL_DEPLOYMENT}-{model}"
 
 
-def serve_sources(handles: dict[str, DeploymentHandle]) -> dict[str, SignalSource]:
-    """A ServeSignalSource per model, from each model's deployment handle."""
-    return {model: ServeSignalSource(handle) for model, handle in handles.items()}
+def call_bytes(requests: Sequence[InferenceRequest]) -> int | None:
+    """The bytes a model call carries (its images and text); None where it asks for
+    embeddings, whose answer (hundreds of floats a post) may be large."""
+    size = 0
+    for request in requests:
+        if any(task.kind is TaskKind.EMBED for task in request.tasks):
+            return None
+        size += sum(map(len, request.images)) + len(request.text or "")
+    return size
+
+
+def serve_sources(
+    handles: dict[str, DeploymentHandle], grpc_max_bytes: int = 0
+) -> dict[str, SignalSource]:
+    """A ServeSignalSource per model, from each model's deployment handle; calls carrying at
+    most `grpc_max_bytes` go by value (`pipelines.replica_calls`)."""
+    return {
+        model: ServeSignalSource(handle, grpc_max_bytes=grpc_max_bytes)
+        for model, handle in handles.items()
+    }
 
 
 def with_absolute_paths(config: PipelineConfig) -> PipelineConfig:
@@ -224,10 +245,14 @@ class ModerationApi:
         settings = config_of(config)
         install_exporters(settings.telemetry)
         self.max_request_bytes = settings.api.max_request_bytes
+        grpc_max_bytes = settings.pool.replica_grpc_max_bytes
         on_pool = None  # the app's own specialist deployment, with `placement: pool`
         if specialists is not None:
-            on_pool = ServeSpecialists(specialists, repr(SPECIALIST_DEPLOYMENT))
-        self.moderator = LocalModerator.from_config(settings, serve_sources(signals), on_pool)
+            on_pool = ServeSpecialists(
+                specialists, repr(SPECIALIST_DEPLOYMENT), grpc_max_bytes=grpc_max_bytes
+            )
+        sources = serve_sources(signals, grpc_max_bytes)
+        self.moderator = LocalModerator.from_config(settings, sources, on_pool)
 
     @api.post("/v1/moderate")
     async def moderate(self, request: Request) -> JSONResponse:

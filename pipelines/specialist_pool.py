@@ -17,6 +17,7 @@ from contracts.producers import bind_all
 from pipelines.config import PipelineConfig, config_of
 from pipelines.model_settings import actor_resources, autoscaling_config
 from pipelines.producer_registry import pipeline_registry
+from pipelines.replica_calls import ReplicaCalls
 from pipelines.specialist_work import InProcessSpecialists, SpecialistAnswer, SpecialistWork
 from pipelines.telemetry import install_exporters
 
@@ -43,14 +44,19 @@ class SpecialistReplica:
 class ServeSpecialists:
     """A SpecialistSource backed by the pool; a failed or timed-out call raises to the gatherer."""
 
-    def __init__(self, handle: DeploymentHandle, name: str, timeout_s: float = 300.0) -> None:
+    def __init__(
+        self, handle: DeploymentHandle, name: str, timeout_s: float = 300.0, grpc_max_bytes: int = 0
+    ) -> None:
         self.handle = handle
+        self.calls = ReplicaCalls(handle, grpc_max_bytes)
         self.name = name
         self.timeout_s = timeout_s
 
     def compute(self, work: SpecialistWork) -> list[SpecialistAnswer]:
-        """One call per decoding group and batch; Serve spreads the calls over the replicas."""
-        answers: list[SpecialistAnswer] = self.handle.remote(work).result(timeout_s=self.timeout_s)
+        """One call per decoding group and batch; Serve spreads the calls over the replicas.
+        Calls carrying at most `grpc_max_bytes` go by value (`pipelines.replica_calls`)."""
+        size = sum(sum(map(len, one.images)) + len(one.post.text or "") for one in work.posts)
+        answers: list[SpecialistAnswer] = self.calls.call(work, size, self.timeout_s)
         return answers
 
 
@@ -81,4 +87,5 @@ def serve_specialists(config: PipelineConfig) -> ServeSpecialists | None:
         return None
     app_name = specialist_app_name(config)
     handle = serve.get_deployment_handle(SPECIALIST_DEPLOYMENT, app_name=app_name)
-    return ServeSpecialists(handle, repr(app_name))
+    grpc_max_bytes = config.pool.replica_grpc_max_bytes
+    return ServeSpecialists(handle, repr(app_name), grpc_max_bytes=grpc_max_bytes)

@@ -221,6 +221,10 @@ class ReplicaHandle:
         self.source = build_signal_source(config, model)  # what SignalReplica.__init__ builds
         self.model = Method(lambda: self.source.model)
 
+    def options(self, *, _by_reference: bool) -> ReplicaHandle:
+        """The by-value twin Serve gives (`pipelines.replica_calls`): in process, the same."""
+        return self
+
     def remote(self, requests: list) -> Call:
         return Call(self.source.compute(requests))
 

@@ -294,6 +294,10 @@ class PoolHandle:
         bind_all(registry, config.producer_context())
         self.pool = CountingPool(InProcessSpecialists(registry, config.images))
 
+    def options(self, *, _by_reference: bool) -> PoolHandle:
+        """The by-value twin Serve gives (`pipelines.replica_calls`): in process, the same."""
+        return self
+
     def remote(self, work: SpecialistWork) -> Any:
         from tests.unit.pipelines.test_moderate_golden import Call
 

@@ -47,7 +47,6 @@ class ServeSpecialists:
     def __init__(
         self, handle: DeploymentHandle, name: str, timeout_s: float = 300.0, grpc_max_bytes: int = 0
     ) -> None:
-        self.handle = handle
         self.calls = ReplicaCalls(handle, grpc_max_bytes)
         self.name = name
         self.timeout_s = timeout_s

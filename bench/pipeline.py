@@ -145,6 +145,7 @@ def config_for(bootstrap: str, model: str, args: argparse.Namespace) -> Pipeline
             max_in_flight_batches=args.in_flight,
             in_flight_caught_up=args.in_flight_caught_up,
             consumer_gc_thresholds=args.gc_thresholds,
+            consumer_gc_thresholds_behind=args.gc_behind,
             replica_grpc_max_bytes=args.replica_grpc_max_bytes,
         ),
         specialists=SpecialistSettings(
@@ -456,6 +457,13 @@ def main() -> None:
         "(pool.consumer_gc_thresholds)",
     )
     parser.add_argument(
+        "--gc-behind",
+        type=lambda text: None if text == "none" else tuple(int(n) for n in text.split(",")),
+        default=PoolSettings().consumer_gc_thresholds_behind,
+        help="the consumer actors' collector thresholds while behind, or none for the same "
+        "throughout (pool.consumer_gc_thresholds_behind)",
+    )
+    parser.add_argument(
         "--replica-grpc-max-bytes",
         type=int,
         default=PoolSettings.model_fields["replica_grpc_max_bytes"].default,
@@ -523,6 +531,7 @@ def main() -> None:
         f"policies: {args.policies}; batch {args.batch}; in flight {args.in_flight}, "
         f"{args.in_flight_caught_up} caught up; consumers {args.consumers}"
         f"{f' (collector {args.gc_thresholds})' if args.gc_thresholds else ''}"
+        f" (collector while behind {args.gc_behind})"
         f"{f' to {args.max_consumers} by lag' if args.max_consumers else ''}; "
         f"producer {args.producer}; consumer {args.consumer}; "
         f"replica calls by value up to {args.replica_grpc_max_bytes} bytes"

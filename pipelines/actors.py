@@ -9,6 +9,7 @@ from typing import Any
 import ray
 
 from kafka_io.clients import batch_consumer, kafka_writer
+from pipelines.collector import tune_collector
 from pipelines.config import config_of
 from pipelines.consumer import ModerationLoop
 from pipelines.local import build_moderator
@@ -21,13 +22,6 @@ from sinks.build import build_sinks, writes_topics
 from sinks.kafka_topics import KafkaSink
 
 log = logging.getLogger(__name__)
-
-
-def tune_collector(thresholds: tuple[int, int, int] | None) -> None:
-    """Set this process's collector thresholds (`pool.consumer_gc_thresholds`), if given."""
-    if thresholds is not None:
-        gc.set_threshold(*thresholds)
-        log.info("garbage-collector thresholds: %s", thresholds)
 
 
 # Two threads: one runs the loop, the other takes `stop` and `stats` calls meanwhile.
@@ -66,14 +60,15 @@ class ConsumerActor:
         topics = writes_topics(settings.sinks)
         sink = KafkaSink(kafka_writer(settings.kafka), settings.topics, verdicts=topics)
         others = [*build_sinks(settings.sinks), *recent_sinks(settings)]
+        pool = settings.pool
+        collector = tune_collector(pool.consumer_gc_thresholds, pool.consumer_gc_thresholds_behind)
         self.loop = ModerationLoop(
-            consumer, sink, moderator, settings.pool, settings.retry, sinks=others
+            consumer, sink, moderator, pool, settings.retry, sinks=others, collector=collector
         )
         # What setup built (modules, compiled policies, clients) lives as long as the actor:
         # out of the collector's generations, each full collection scans only per-batch objects
         # (in-process, `bench/moderate.py`, collections cost about a tenth of the CPU time).
         gc.freeze()
-        tune_collector(settings.pool.consumer_gc_thresholds)
 
     def run(self) -> dict[str, int]:
         """Moderate until `stop`; returns the loop's counters."""

@@ -79,8 +79,16 @@ class PoolSettings(ReplicaPoolSettings):
     consumer_gc_thresholds: tuple[PositiveInt, PositiveInt, PositiveInt] | None = Field(
         None,
         description="The consumer actor's garbage-collector thresholds (Python's "
-        "`gc.set_threshold`, 700, 10, 10 by default). [50000, 50, 100] took 4 to 31 % less CPU a "
-        "post and lengthened the latency tail (docs/benchmarks.md). Absent: Python's.",
+        "`gc.set_threshold`, 700, 10, 10 by default) once it has caught up (and at start); "
+        "`consumer_gc_thresholds_behind` while it is behind. Absent: Python's.",
+    )
+    consumer_gc_thresholds_behind: tuple[PositiveInt, PositiveInt, PositiveInt] | None = Field(
+        (50000, 50, 100),
+        description="The consumer actor's collector thresholds while it is behind (its polls "
+        "hand out full batches); once a poll comes back short it goes back to "
+        "`consumer_gc_thresholds`. Rarer collections take less CPU a post under a backlog, and "
+        "a long one at a modest rate lengthens the latency tail (docs/benchmarks.md). Null: the "
+        "same thresholds throughout.",
     )
     replica_grpc_max_bytes: int = Field(
         1_048_576,

@@ -7,6 +7,7 @@ it is decided, not when the polling thread next comes round. At most `max_in_fli
 are in flight while polls hand out full batches (the consumer is behind); once a poll comes back
 short (caught up), at most `in_flight_caught_up` (one): posts arriving meanwhile wait in Kafka
 and go on together, which on a shared interpreter is quicker than many small batches at once.
+While behind, the actor's garbage collector runs rarely (`pipelines.collector`).
 Past the limit the loop pauses its partitions and waits for the first batch to finish, still
 polling to stay in the group, so slow GPU work never exceeds `max.poll.interval.ms` and never
 triggers a rebalance.
@@ -30,6 +31,7 @@ from dataclasses import asdict, dataclass
 from contracts.errors import Stage
 from contracts.outcomes import Outcome
 from kafka_io.consumers import Batch, TrackedConsumer
+from pipelines.collector import CollectorPace
 from pipelines.config import PoolSettings, RetrySettings
 from pipelines.signal_records import Failure, one_line
 from pipelines.steps import Moderator, SourceMessage
@@ -86,8 +88,10 @@ class ModerationLoop:
         pool: PoolSettings,
         retry: RetrySettings | None = None,
         sinks: Sequence[Sink] = (),
+        collector: CollectorPace | None = None,
     ) -> None:
         self.consumer = consumer
+        self.collector = collector
         self.sink = sink
         self.sinks = list(sinks)
         self.moderator = moderator
@@ -140,6 +144,8 @@ class ModerationLoop:
         if batch is None:
             return
         self._full = len(batch.records) >= self.pool.max_poll_records
+        if self.collector is not None:
+            self.collector.set_behind(self._full)
         messages = [SourceMessage.from_record(record) for record in batch.records]
         isolated = self._seen_failing(messages)
         work = self._moderate_one_by_one if isolated else self._moderate_together

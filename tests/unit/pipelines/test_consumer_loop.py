@@ -210,6 +210,7 @@ class Running:
         caught_up: int | None = None,
         max_poll: int = 8,
         sinks=(),
+        collector=None,
     ) -> None:
         pool = PoolSettings(
             max_in_flight_batches=in_flight,
@@ -217,7 +218,15 @@ class Running:
             max_poll_records=max_poll,
         )
         retry = RetrySettings(max_batch_attempts=3)
-        self.loop = ModerationLoop(consumer, producer, moderator, pool, retry, sinks=sinks)  # type: ignore[arg-type]
+        self.loop = ModerationLoop(
+            consumer,  # type: ignore[arg-type]  # fakes
+            producer,
+            moderator,  # type: ignore[arg-type]
+            pool,
+            retry,
+            sinks=sinks,
+            collector=collector,
+        )
         self.moderator = moderator
         self.result: list = []
         self.thread = threading.Thread(
@@ -297,6 +306,28 @@ def test_a_consumer_behind_runs_batches_up_to_the_limit_until_a_poll_comes_back_
     wait_until(lambda: sorted(consumer.completed) == [0, 1, 2, 3, 4, 5], "every batch is done")
     running.stop()
     assert moderator.started[3] == [5]
+
+
+class PaceLog:
+    """A collector pace that records the states it is told, in order, without the changes."""
+
+    def __init__(self) -> None:
+        self.states: list[bool] = []
+
+    def set_behind(self, behind: bool) -> None:
+        if not self.states or self.states[-1] != behind:
+            self.states.append(behind)
+
+
+def test_the_collector_is_told_when_the_consumer_falls_behind_and_catches_up(start_loop):
+    consumer = FakeConsumer([[0, 1], [2, 3], [4], [5, 6], [7]])
+    pace = PaceLog()
+    running = start_loop(
+        consumer, FakeSink(consumer), GatedModerator(), in_flight=1, max_poll=2, collector=pace
+    )
+    wait_until(lambda: consumer.completed == list(range(8)), "every batch is done")
+    running.stop()
+    assert pace.states == [True, False, True, False], "full polls: behind; a short one: caught up"
 
 
 def test_records_are_completed_only_after_send_all_returned(start_loop):

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import gc
 import logging
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 log = logging.getLogger(__name__)
 
@@ -30,7 +30,7 @@ class CollectorPace:
 
     caught_up: Thresholds
     behind: Thresholds | None
-    _is_behind: bool = False
+    _is_behind: bool = field(default=False, init=False)
 
     def set_behind(self, behind: bool) -> None:
         """The consumer is behind (True) or has caught up (False); thresholds follow."""
